@@ -1,0 +1,399 @@
+// CPU kernels for LiRA (SCIENCE.md section 2): fitting the IN/OUT Gaussians, scoring a
+// target against them, and leave-one-out scoring of many targets in one pass.
+//
+// Work is done in tiles of consecutive examples. A tile gathers every model's
+// observations (read from precomputed scores, or computed from logits on the fly) into
+// a column-major buffer [example, augmentation][model], so that each column's IN/OUT
+// statistics are computed from memory that is already in cache, and the logits are read
+// once, sequentially, per model.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "kernels.h"
+#include "parallel.h"
+
+namespace miakit {
+namespace cpu {
+
+namespace {
+
+struct TileCounts {
+  int64_t nonfinite_logits = 0;
+  int64_t bad_label = 0;
+  int64_t nonfinite_scores = 0;
+};
+
+// buf[((j - n0) * A + a) * M + m] = observation of model m on example j, augmentation a.
+using FillFn = void (*)(const LiraSource&, const LiraOptions&, int64_t, int64_t, double*,
+                        TileCounts&);
+
+template <class T>
+void fill_from_scores(const LiraSource& src, const LiraOptions&, int64_t n0, int64_t n1,
+                      double* buf, TileCounts& cnt) {
+  const Tensor& s = src.scores;
+  const int64_t M = s.shape[0], A = s.shape[2];
+  const T* base = s.ptr<T>();
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t j = n0; j < n1; ++j) {
+      const T* row = base + m * s.strides[0] + j * s.strides[1];
+      double* dst = buf + ((j - n0) * A) * M + m;
+      for (int64_t a = 0; a < A; ++a) {
+        const double v = Load<T>::get(row + a * s.strides[2]);
+        cnt.nonfinite_scores += !is_finite(v);
+        dst[a * M] = v;
+      }
+    }
+  }
+}
+
+template <class T>
+void fill_from_logits(const LiraSource& src, const LiraOptions& opt, int64_t n0, int64_t n1,
+                      double* buf, TileCounts& cnt) {
+  const Tensor& z = src.logits;
+  const int64_t M = z.shape[0], A = z.shape[2];
+  const int C = static_cast<int>(z.shape[3]);
+  const T* base = z.ptr<T>();
+  const int64_t* lab = src.labels.ptr<int64_t>();
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t j = n0; j < n1; ++j) {
+      const T* row = base + m * z.strides[0] + j * z.strides[1];
+      const int64_t y = lab[j * src.labels.strides[0]];
+      double* dst = buf + ((j - n0) * A) * M + m;
+      for (int64_t a = 0; a < A; ++a) {
+        const SignalValue v = compute_signal<T>(opt.signal, row + a * z.strides[2],
+                                                z.strides[3], C, y);
+        cnt.nonfinite_logits += v.status == 1;
+        cnt.bad_label += v.status == 2;
+        dst[a * M] = v.value;
+      }
+    }
+  }
+}
+
+FillFn pick_fill(const LiraSource& src) {
+  const DType t = src.from_logits ? src.logits.dtype : src.scores.dtype;
+  switch (t) {
+    case DType::f16: return src.from_logits ? fill_from_logits<Half> : fill_from_scores<Half>;
+    case DType::bf16:
+      return src.from_logits ? fill_from_logits<BFloat16> : fill_from_scores<BFloat16>;
+    case DType::f32: return src.from_logits ? fill_from_logits<float> : fill_from_scores<float>;
+    case DType::f64:
+      return src.from_logits ? fill_from_logits<double> : fill_from_scores<double>;
+    default: throw InputError("scores/logits: unsupported dtype");
+  }
+}
+
+void source_dims(const LiraSource& src, int64_t* M, int64_t* N, int64_t* A) {
+  const Tensor& t = src.from_logits ? src.logits : src.scores;
+  *M = t.shape[0];
+  *N = t.shape[1];
+  *A = t.shape[2];
+}
+
+// Examples per tile: the tile buffer stays near 256 KiB (L2-resident), and there are
+// enough tiles to keep every thread busy.
+int64_t tile_size(int64_t M, int64_t N, int64_t A) {
+  int64_t nb = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, M * A));
+  const int64_t per_thread = (N + 4 * max_threads() - 1) / (4 * max_threads());
+  nb = std::min(nb, std::max<int64_t>(1, per_thread));
+  return std::min<int64_t>(nb, 1024);
+}
+
+struct ValueId {
+  double v;
+  int id;
+};
+
+// Everything known about one (example, augmentation) column.
+struct Column {
+  SideStats in{0, 0.0, 0.0}, out{0, 0.0, 0.0};
+  std::vector<double> in_sorted, out_sorted;  // filled only for the median
+  std::vector<int> rank;                        // rank of model m within its side
+  std::vector<ValueId> scratch;
+
+  explicit Column(int64_t M) : in_sorted(M), out_sorted(M), rank(M), scratch(M) {}
+
+  void analyze(const double* v, const uint8_t* member, int64_t M, bool sorted) {
+    double s_in = 0.0, s_out = 0.0;
+    int n_in = 0, n_out = 0;
+    for (int64_t m = 0; m < M; ++m) {
+      if (member[m]) { s_in += v[m]; ++n_in; } else { s_out += v[m]; ++n_out; }
+    }
+    const double mean_in = n_in ? s_in / n_in : 0.0, mean_out = n_out ? s_out / n_out : 0.0;
+    double q_in = 0.0, q_out = 0.0;
+    for (int64_t m = 0; m < M; ++m) {
+      const double d = v[m] - (member[m] ? mean_in : mean_out);
+      if (member[m]) q_in += d * d; else q_out += d * d;
+    }
+    in = {n_in, n_in ? mean_in : NAN, q_in};
+    out = {n_out, n_out ? mean_out : NAN, q_out};
+    if (sorted) {
+      sort_side(v, member, M, 1, in_sorted.data());
+      sort_side(v, member, M, 0, out_sorted.data());
+    }
+  }
+
+  // Median of one side, without the model `remove_model` (-1: without nobody).
+  double median(bool is_in, int remove_model) const {
+    const SideStats& s = is_in ? in : out;
+    if (s.n - (remove_model >= 0 ? 1 : 0) <= 0) return NAN;
+    return median_without(is_in ? in_sorted.data() : out_sorted.data(), s.n,
+                          remove_model >= 0 ? rank[remove_model] : -1);
+  }
+
+ private:
+  void sort_side(const double* v, const uint8_t* member, int64_t M, uint8_t side, double* dst) {
+    int n = 0;
+    for (int64_t m = 0; m < M; ++m) {
+      if (member[m] == side) scratch[n++] = {v[m], static_cast<int>(m)};
+    }
+    std::sort(scratch.begin(), scratch.begin() + n,
+              [](const ValueId& a, const ValueId& b) { return a.v < b.v; });
+    for (int i = 0; i < n; ++i) {
+      dst[i] = scratch[i].v;
+      rank[scratch[i].id] = i;
+    }
+  }
+};
+
+void load_membership(const Tensor& keep, int64_t j, int64_t M, uint8_t* member) {
+  const uint8_t* k = keep.ptr<uint8_t>();
+  for (int64_t m = 0; m < M; ++m) member[m] = k[m * keep.strides[0] + j * keep.strides[1]] != 0;
+}
+
+void add_counts(LiraStatus& st, const TileCounts& c) {
+  st.signal.nonfinite += c.nonfinite_logits;
+  st.signal.bad_label += c.bad_label;
+  st.nonfinite_scores += c.nonfinite_scores;
+}
+
+// Statistics of one side for a target: centre and spread with the target's own
+// observation removed when it sits on that side. Returns false when the side is empty.
+struct SideFit {
+  double mu, sd;
+  bool ok;
+};
+
+SideFit side_without(const Column& col, bool is_in, bool remove, int model, double x,
+                     const LiraOptions& opt, double global_sd) {
+  const SideStats& s = is_in ? col.in : col.out;
+  double mean, m2;
+  int n;
+  stats_without(s, x, remove, &mean, &m2, &n);
+  if (n <= 0) return {NAN, NAN, false};
+  const double mu = opt.center == Center::mean ? mean : col.median(is_in, remove ? model : -1);
+  const double sd = opt.variance == Variance::global ? global_sd : std::sqrt(m2 / n);
+  return {mu, sd, true};
+}
+
+}  // namespace
+
+LiraStatus lira_fit(const LiraFitArgs& a) {
+  int64_t M, N, A;
+  source_dims(a.source, &M, &N, &A);
+  const FillFn fill = pick_fill(a.source);
+  const int64_t nb = tile_size(M, N, A);
+  const int64_t ntiles = (N + nb - 1) / nb;
+  const bool sorted = a.opt.center == Center::median;
+  LiraStatus st;
+  std::vector<TileCounts> counts(max_threads());
+
+#pragma omp parallel
+  {
+    std::vector<double> buf(nb * A * M);
+    std::vector<uint8_t> member(M);
+    Column col(M);
+    TileCounts& cnt = counts[thread_id()];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const int64_t n0 = t * nb, n1 = std::min(N, n0 + nb);
+      fill(a.source, a.opt, n0, n1, buf.data(), cnt);
+      for (int64_t j = n0; j < n1; ++j) {
+        load_membership(a.keep, j, M, member.data());
+        for (int64_t q = 0; q < A; ++q) {
+          col.analyze(buf.data() + ((j - n0) * A + q) * M, member.data(), M, sorted);
+          const int64_t o = j * a.mu_in.strides[0] + q * a.mu_in.strides[1];
+          double* mu_in = a.mu_in.ptr<double>();
+          mu_in[o] = sorted ? col.median(true, -1) : col.in.mean;
+          a.mu_out.ptr<double>()[j * a.mu_out.strides[0] + q * a.mu_out.strides[1]] =
+              sorted ? col.median(false, -1) : col.out.mean;
+          a.sd_in.ptr<double>()[j * a.sd_in.strides[0] + q * a.sd_in.strides[1]] =
+              col.in.n ? std::sqrt(col.in.m2 / col.in.n) : NAN;
+          a.sd_out.ptr<double>()[j * a.sd_out.strides[0] + q * a.sd_out.strides[1]] =
+              col.out.n ? std::sqrt(col.out.m2 / col.out.n) : NAN;
+        }
+        a.n_in.ptr<int64_t>()[j * a.n_in.strides[0]] = col.in.n;
+        a.n_out.ptr<int64_t>()[j * a.n_out.strides[0]] = col.out.n;
+      }
+    }
+  }
+  for (const TileCounts& c : counts) add_counts(st, c);
+  return st;
+}
+
+LiraStatus lira_score(const LiraScoreArgs& a) {
+  const int64_t N = a.target.shape[0], A = a.target.shape[1];
+  LiraStatus st;
+  st.clamped.assign(1, 0);
+  st.empty.assign(1, 0);
+  int64_t nonfinite = 0, empty = 0;
+  auto at = [](const Tensor& t, int64_t j, int64_t q) {
+    return t.ptr<double>()[j * t.strides[0] + q * t.strides[1]];
+  };
+  const DType tt = a.target.dtype;
+#pragma omp parallel for schedule(static) reduction(+ : nonfinite, empty)
+  for (int64_t j = 0; j < N; ++j) {
+    double acc = 0.0;
+    bool ok = true;
+    for (int64_t q = 0; q < A; ++q) {
+      const double s =
+          load_as_double(a.target.data, tt, j * a.target.strides[0] + q * a.target.strides[1]);
+      nonfinite += !is_finite(s);
+      const double mo = at(a.mu_out, j, q), so = at(a.sd_out, j, q);
+      const double mi = a.opt.mode == Mode::online ? at(a.mu_in, j, q) : 0.0;
+      const double si = a.opt.mode == Mode::online ? at(a.sd_in, j, q) : 1.0;
+      if (!is_finite(mo) || !is_finite(mi)) ok = false;
+      acc += lira_observation(a.opt.mode, a.opt.offline, s, mi, si, mo, so);
+    }
+    empty += !ok;
+    a.out.ptr<double>()[j * a.out.strides[0]] = ok ? acc / A : NAN;
+  }
+  st.nonfinite_scores = nonfinite;
+  st.empty[0] = empty;
+  return st;
+}
+
+LiraStatus lira_loo(const LiraLooArgs& a) {
+  int64_t M, N, A;
+  source_dims(a.source, &M, &N, &A);
+  const int64_t K = a.targets.shape[0];
+  const int64_t* targets = a.targets.ptr<int64_t>();
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t t = targets[k * a.targets.strides[0]];
+    if (t < 0 || t >= M) throw InputError("targets: model index out of range");
+  }
+  auto target = [&](int64_t k) { return static_cast<int>(targets[k * a.targets.strides[0]]); };
+  const FillFn fill = pick_fill(a.source);
+  const int64_t nb = tile_size(M, N, A);
+  const int64_t ntiles = (N + nb - 1) / nb;
+  const bool sorted = a.opt.center == Center::median;
+  const bool global = a.opt.variance == Variance::global;
+  const int nthreads = max_threads();
+  LiraStatus st;
+
+  // Pooled variance without target k, per side: (total M2 - M2 removed with k's
+  // observations) / (total count - k's count). Needs one pass over the data first.
+  std::vector<double> gsd_in(K, NAN), gsd_out(K, NAN);
+  if (global) {
+    std::vector<std::vector<double>> part(nthreads, std::vector<double>(4 + 4 * K, 0.0));
+    std::vector<TileCounts> counts(nthreads);
+#pragma omp parallel
+    {
+      std::vector<double> buf(nb * A * M);
+      std::vector<uint8_t> member(M);
+      Column col(M);
+      std::vector<double>& acc = part[thread_id()];
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t t = 0; t < ntiles; ++t) {
+        const int64_t n0 = t * nb, n1 = std::min(N, n0 + nb);
+        fill(a.source, a.opt, n0, n1, buf.data(), counts[thread_id()]);
+        for (int64_t j = n0; j < n1; ++j) {
+          load_membership(a.keep, j, M, member.data());
+          for (int64_t q = 0; q < A; ++q) {
+            const double* v = buf.data() + ((j - n0) * A + q) * M;
+            col.analyze(v, member.data(), M, false);
+            acc[0] += col.in.m2;
+            acc[1] += col.in.n;
+            acc[2] += col.out.m2;
+            acc[3] += col.out.n;
+            for (int64_t k = 0; k < K; ++k) {
+              const int m = target(k);
+              const bool is_in = member[m];
+              double mean, m2;
+              int n;
+              stats_without(is_in ? col.in : col.out, v[m], true, &mean, &m2, &n);
+              const double removed = (is_in ? col.in.m2 : col.out.m2) - m2;
+              acc[4 + 4 * k + (is_in ? 0 : 2)] += removed;
+              acc[4 + 4 * k + (is_in ? 1 : 3)] += 1.0;
+            }
+          }
+        }
+      }
+    }
+    std::vector<double> tot(4 + 4 * K, 0.0);
+    for (const auto& p : part)
+      for (size_t i = 0; i < tot.size(); ++i) tot[i] += p[i];
+    for (int64_t k = 0; k < K; ++k) {
+      const double ni = tot[1] - tot[4 + 4 * k + 1], no = tot[3] - tot[4 + 4 * k + 3];
+      gsd_in[k] = ni > 0 ? std::sqrt(std::max(0.0, tot[0] - tot[4 + 4 * k]) / ni) : NAN;
+      gsd_out[k] = no > 0 ? std::sqrt(std::max(0.0, tot[2] - tot[4 + 4 * k + 2]) / no) : NAN;
+    }
+    // Non-finite input is counted in the scoring pass below; nothing is lost here.
+  }
+
+  std::vector<TileCounts> counts(nthreads);
+  std::vector<std::vector<int64_t>> clamped(nthreads, std::vector<int64_t>(K, 0));
+  std::vector<std::vector<int64_t>> empty(nthreads, std::vector<int64_t>(K, 0));
+  const bool online = a.opt.mode == Mode::online;
+  const double min_std = a.opt.min_std;
+
+#pragma omp parallel
+  {
+    const int tid = thread_id();
+    std::vector<double> buf(nb * A * M);
+    std::vector<uint8_t> member(M);
+    std::vector<double> acc(K);
+    std::vector<uint8_t> is_empty(K);
+    Column col(M);
+    int64_t* my_clamped = clamped[tid].data();
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const int64_t n0 = t * nb, n1 = std::min(N, n0 + nb);
+      fill(a.source, a.opt, n0, n1, buf.data(), counts[tid]);
+      for (int64_t j = n0; j < n1; ++j) {
+        load_membership(a.keep, j, M, member.data());
+        std::fill(acc.begin(), acc.end(), 0.0);
+        std::fill(is_empty.begin(), is_empty.end(), 0);
+        for (int64_t q = 0; q < A; ++q) {
+          const double* v = buf.data() + ((j - n0) * A + q) * M;
+          col.analyze(v, member.data(), M, sorted);
+          for (int64_t k = 0; k < K; ++k) {
+            const int m = target(k);
+            const double x = v[m];
+            const bool in_side = member[m];
+            SideFit out = side_without(col, false, !in_side, m, x, a.opt, gsd_out[k]);
+            SideFit in{0.0, 1.0, true};
+            if (online) in = side_without(col, true, in_side, m, x, a.opt, gsd_in[k]);
+            if (!out.ok || !in.ok) {
+              is_empty[k] = 1;
+              continue;
+            }
+            if (!(out.sd >= min_std)) { out.sd = min_std; ++my_clamped[k]; }
+            if (online && !(in.sd >= min_std)) { in.sd = min_std; ++my_clamped[k]; }
+            acc[k] += lira_observation(a.opt.mode, a.opt.offline, x, in.mu, in.sd, out.mu, out.sd);
+          }
+        }
+        double* o = a.out.ptr<double>();
+        for (int64_t k = 0; k < K; ++k) {
+          empty[tid][k] += is_empty[k];
+          o[k * a.out.strides[0] + j * a.out.strides[1]] = is_empty[k] ? NAN : acc[k] / A;
+        }
+      }
+    }
+  }
+  for (const TileCounts& c : counts) add_counts(st, c);
+  st.clamped.assign(K, 0);
+  st.empty.assign(K, 0);
+  for (int i = 0; i < nthreads; ++i) {
+    for (int64_t k = 0; k < K; ++k) {
+      st.clamped[k] += clamped[i][k];
+      st.empty[k] += empty[i][k];
+    }
+  }
+  return st;
+}
+
+}  // namespace cpu
+}  // namespace miakit

@@ -1,0 +1,82 @@
+"""Input checks that name the argument, what was expected and what was received."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from miakit import _arrays as ar
+
+FLOAT_KINDS = ("f",)
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_float_array(
+    x: Any, name: str, ndim: int | Sequence[int] | None = None, min_ndim: int | None = None
+) -> ar.Array:
+    x = ar.as_array(x, name)
+    if ar.kind(x) not in FLOAT_KINDS:
+        raise TypeError(f"{name}: expected a floating-point array, got dtype {ar.dtype_name(x)}")
+    _check_ndim(x, name, ndim, min_ndim)
+    return x
+
+
+def check_int_array(x: Any, name: str) -> ar.Array:
+    x = ar.as_array(x, name)
+    if ar.kind(x) not in ("i", "u"):
+        raise TypeError(f"{name}: expected an integer array, got dtype {ar.dtype_name(x)}")
+    return x
+
+
+def _check_ndim(x, name, ndim, min_ndim):
+    nd = len(ar.shape_of(x))
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if nd not in allowed:
+            want = " or ".join(f"{d}-D" for d in allowed)
+            raise ValueError(f"{name}: expected a {want} array, got shape {ar.shape_of(x)}")
+    if min_ndim is not None and nd < min_ndim:
+        raise ValueError(
+            f"{name}: expected at least {min_ndim} dimensions, got shape {ar.shape_of(x)}"
+        )
+
+
+def check_labels(labels: Any, n_classes: int, name: str = "labels") -> ar.Array:
+    labels = check_int_array(labels, name)
+    if ar.shape_of(labels) and min(ar.shape_of(labels)) == 0:
+        return labels
+    lo, hi = ar.minmax(labels)
+    if lo < 0 or hi >= n_classes:
+        bad = lo if lo < 0 else hi
+        raise ValueError(
+            f"{name}: expected class indices in [0, {n_classes}), got a value of {int(bad)}"
+        )
+    return labels
+
+
+def check_keep(keep: Any, shape: tuple[int, int], name: str = "keep") -> ar.Array:
+    """A boolean-like [M, N] membership matrix, returned as a 0/1 uint8 array."""
+    keep = ar.as_array(keep, name)
+    if ar.shape_of(keep) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)} (models, examples), "
+                         f"got {ar.shape_of(keep)}")
+    k = ar.kind(keep)
+    if k == "b":
+        return ar.as_uint8(keep)
+    if k in ("i", "u", "f"):
+        bad = (keep != 0) & (keep != 1)
+        if bool(bad.any()):
+            raise ValueError(f"{name}: expected booleans (or 0/1 values), "
+                             f"got other values in a {ar.dtype_name(keep)} array")
+        return ar.as_uint8(keep)
+    raise TypeError(f"{name}: expected a boolean array, got dtype {ar.dtype_name(keep)}")
+
+
+def check_finite(x: ar.Array, name: str) -> None:
+    if not ar.is_all_finite(x):
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")

@@ -1,0 +1,408 @@
+"""The Likelihood Ratio Attack, LiRA (Carlini et al. 2022; SCIENCE.md section 2).
+
+For each example and query augmentation, the shadow models that trained on the example
+(IN) and those that did not (OUT) give two distributions of the target signal, fitted
+as Gaussians. A target model's observation is scored by the likelihood ratio (online)
+or by how far it lies above the OUT distribution (offline). Larger score = more likely
+a member.
+
+Observations can be given as precomputed scores ``[M, N, A]`` or, with ``labels=``, as
+raw logits ``[M, N, A, C]``: the fused path computes the scaled confidence tile by tile
+inside the kernel and never stores the ``[M, N, A]`` scores.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from miakit import _C
+from miakit import _arrays as ar
+from miakit._validation import check_choice, check_float_array, check_keep
+from miakit.signals import SIGNAL_CODES, prepare_logits_labels, raise_signal_status
+
+__all__ = ["LiraFit", "fit", "score", "leave_one_out"]
+
+_CENTERS = {"median": 0, "mean": 1}
+_VARIANCES = {"per_example": 0, "global": 1}
+_MODES = {"online": 0, "offline": 1}
+_OFFLINE = {"one_sided": 0, "two_sided": 1}
+_ON_EMPTY = ("raise", "nan")
+_LIRA_SIGNALS = ("scaled_confidence", "hinge", "loss", "confidence")
+
+
+class ClampedSpreadWarning(UserWarning):
+    """Some standard deviations were below ``min_std`` and were clamped to it."""
+
+
+@dataclass(frozen=True)
+class LiraFit:
+    """Per-example Gaussians fitted to shadow-model observations.
+
+    Attributes
+    ----------
+    mu_in, mu_out : array [N, A] float64
+        Centre (median or mean) of the IN and OUT observations; NaN where a side is empty.
+    sigma_in, sigma_out : array [N, A] float64
+        Spread, already clamped to ``min_std``; with ``variance="global"`` every entry
+        holds the one pooled value of its side.
+    n_in, n_out : array [N] int64
+        Number of IN and OUT models per example.
+    center, variance : str
+        The options the fit was made with.
+    min_std : float
+        The floor applied to the spreads.
+    n_clamped : int
+        How many spread entries were below ``min_std`` (sides with at least one model).
+    """
+
+    mu_in: Any
+    mu_out: Any
+    sigma_in: Any
+    sigma_out: Any
+    n_in: Any
+    n_out: Any
+    center: str
+    variance: str
+    min_std: float
+    n_clamped: int
+
+
+def _prepare_source(data: Any, keep: Any, labels: Any, signal: str):
+    """Validate shadow data and keep; return (data, labels or None, keep, M, N, A)."""
+    if labels is None:
+        data = check_float_array(data, "shadow_scores", ndim=(2, 3))
+        shape = ar.shape_of(data)
+        if len(shape) == 2:
+            data = ar.reshape(data, shape + (1,))
+        labels_k = None
+    else:
+        check_choice(signal, "signal", _LIRA_SIGNALS)
+        data = check_float_array(data, "logits", ndim=(3, 4))
+        shape = ar.shape_of(data)
+        if len(shape) == 3:  # [M, N, C]: one augmentation
+            data = ar.reshape(data, (shape[0], shape[1], 1, shape[2]))
+        shape = ar.shape_of(data)
+        data, labels_k = prepare_logits_labels(data, labels, lead_shape=(shape[1],))
+        lab_shape = ar.shape_of(labels)
+        if len(lab_shape) != 1 or lab_shape[0] != shape[1]:
+            raise ValueError(
+                f"labels: expected shape ({shape[1]},) (one label per example), got {lab_shape}"
+            )
+    m, n, a = ar.shape_of(data)[:3]
+    if m < 1 or n < 1 or a < 1:
+        raise ValueError(f"shadow data: expected non-empty [M, N, A], got {ar.shape_of(data)}")
+    keep = check_keep(keep, (m, n))
+    keep = ar.match_device(keep, data, "keep", "shadow data")
+    return data, labels_k, keep, m, n, a
+
+
+def _raise_status(st: dict, n_classes: int | None) -> None:
+    raise_signal_status(st["nonfinite_logits"], st["bad_label"], n_classes or 0)
+    if st["nonfinite_scores"]:
+        raise ValueError(
+            f"shadow_scores: expected finite values, got {st['nonfinite_scores']} NaN or inf"
+        )
+
+
+def fit(
+    shadow_scores: Any,
+    keep: Any,
+    center: str = "median",
+    variance: str = "per_example",
+    min_std: float = 1e-6,
+    *,
+    labels: Any = None,
+    signal: str = "scaled_confidence",
+) -> LiraFit:
+    """Fit the IN and OUT Gaussians of every example and augmentation.
+
+    Parameters
+    ----------
+    shadow_scores : array [M, N, A] (or [M, N]) float, or logits [M, N, A, C] with ``labels``
+        Observations of M shadow models on N examples under A augmentations.
+    keep : array [M, N] bool
+        ``keep[m, n]`` is true when shadow model m trained on example n.
+    center : {"median", "mean"}
+        Centre of each distribution; the median is the reference code's choice.
+    variance : {"per_example", "global"}
+        ``"per_example"``: population std (ddof 0, around the example's mean) per example
+        and augmentation. ``"global"``: one pooled value per side, the square root of the
+        sum of squared deviations from each example's own mean over the total count
+        (recommended below 64 shadow models).
+    min_std : float
+        Spreads below this are clamped to it; the count is in ``n_clamped``.
+    labels : array [N] int, optional
+        Given, ``shadow_scores`` are logits and the signal is computed in the kernel.
+    signal : str
+        Signal computed from logits: "scaled_confidence" (default), "hinge", "loss" or
+        "confidence".
+
+    Returns
+    -------
+    LiraFit
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> rng = np.random.default_rng(0)
+    >>> keep = mk.shadow.balanced_keep(8, 5, seed=0)
+    >>> s = rng.normal(size=(8, 5, 2)) + 2.0 * keep[:, :, None]
+    >>> f = mk.lira.fit(s, keep)
+    >>> f.mu_in.shape, f.n_in.tolist()
+    ((5, 2), [4, 4, 4, 4, 4])
+    """
+    center = check_choice(center, "center", list(_CENTERS))
+    variance = check_choice(variance, "variance", list(_VARIANCES))
+    min_std = _check_min_std(min_std)
+    data, labels_k, keep_u8, m, n, a = _prepare_source(shadow_scores, keep, labels, signal)
+    mu_in, mu_out, sd_in, sd_out = (ar.empty_like_device(data, (n, a), "float64") for _ in range(4))
+    n_in, n_out = (ar.empty_like_device(data, (n,), "int64") for _ in range(2))
+    st = _C.lira_fit(
+        ar.kernel_arg(data), None if labels_k is None else ar.kernel_arg(labels_k),
+        ar.kernel_arg(keep_u8), *(ar.kernel_arg(t) for t in (mu_in, mu_out, sd_in, sd_out)),
+        ar.kernel_arg(n_in), ar.kernel_arg(n_out), _CENTERS[center],
+        SIGNAL_CODES[signal], ar.stream_of(data),
+    )
+    _raise_status(st, ar.shape_of(data)[-1] if labels_k is not None else None)
+    if variance == "global":
+        sd_in, sd_out = _pooled(sd_in, n_in), _pooled(sd_out, n_out)
+    n_clamped = 0
+    clamped = []
+    for sd, cnt in ((sd_in, n_in), (sd_out, n_out)):
+        has = cnt[:, None] > 0
+        low = (sd < min_std) & has
+        n_clamped += int(low.sum())
+        clamped.append(_where(low, min_std, sd))
+    return LiraFit(mu_in, mu_out, clamped[0], clamped[1], n_in, n_out, center, variance,
+                   float(min_std), n_clamped)
+
+
+def _where(mask, value, x):
+    if ar.is_torch(x):
+        return ar._torch().where(mask, ar._torch().full_like(x, value), x)
+    return np.where(mask, value, x)
+
+
+def _pooled(sd: Any, counts: Any) -> Any:
+    """One pooled spread per side: sqrt(sum of per-column M2 / total count), as [N, A]."""
+    sd_np = ar.to_numpy(sd)
+    cnt = np.broadcast_to(ar.to_numpy(counts).astype(np.float64)[:, None], sd_np.shape)
+    valid = cnt > 0
+    total = cnt[valid].sum()
+    value = np.sqrt((sd_np[valid] ** 2 * cnt[valid]).sum() / total) if total > 0 else np.nan
+    out = np.full(sd_np.shape, value)
+    return ar._torch().full_like(sd, float(value)) if ar.is_torch(sd) else out
+
+
+def _check_min_std(min_std: float) -> float:
+    try:
+        v = float(min_std)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"min_std: expected a positive float, got {min_std!r}") from exc
+    if not v > 0 or not np.isfinite(v):
+        raise ValueError(f"min_std: expected a positive finite float, got {min_std!r}")
+    return v
+
+
+def score(
+    target_scores: Any,
+    fit: LiraFit,
+    mode: str = "online",
+    offline: str = "one_sided",
+    *,
+    on_empty: str = "raise",
+) -> Any:
+    """Score a target model's observations against a :class:`LiraFit`.
+
+    Parameters
+    ----------
+    target_scores : array [N, A] (or [N]) float
+        The target model's observations, in the same signal as the fit.
+    fit : LiraFit
+        From :func:`fit`.
+    mode : {"online", "offline"}
+        Online uses IN and OUT Gaussians:
+        ``mean_a [log N(s; mu_in, sigma_in^2) - log N(s; mu_out, sigma_out^2)]``.
+        Offline uses OUT only.
+    offline : {"one_sided", "two_sided"}
+        Offline test: ``mean_a log Phi((s - mu_out) / sigma_out)`` (the paper, default) or
+        ``-mean_a log N(s; mu_out, sigma_out^2)`` (the reference code).
+    on_empty : {"raise", "nan"}
+        An example without IN (online) or OUT models raises, or scores NaN.
+
+    Returns
+    -------
+    array [N] float64
+        Larger means more likely a member.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> rng = np.random.default_rng(0)
+    >>> keep = mk.shadow.balanced_keep(16, 50, seed=0)
+    >>> s = rng.normal(size=(16, 50, 1)) + 3.0 * keep[:, :, None]
+    >>> f = mk.lira.fit(s[1:], keep[1:])
+    >>> sc = mk.lira.score(s[0], f)
+    >>> bool(sc[keep[0]].mean() > sc[~keep[0]].mean())
+    True
+    """
+    mode = check_choice(mode, "mode", list(_MODES))
+    offline = check_choice(offline, "offline", list(_OFFLINE))
+    on_empty = check_choice(on_empty, "on_empty", _ON_EMPTY)
+    if not isinstance(fit, LiraFit):
+        raise TypeError(f"fit: expected a LiraFit from miakit.lira.fit, got {type(fit).__name__}")
+    t = check_float_array(target_scores, "target_scores", ndim=(1, 2))
+    n, a = ar.shape_of(fit.mu_in)
+    if len(ar.shape_of(t)) == 1:
+        t = ar.reshape(t, (ar.shape_of(t)[0], 1))
+    if ar.shape_of(t) != (n, a):
+        raise ValueError(f"target_scores: expected shape ({n}, {a}) to match the fit, "
+                         f"got {ar.shape_of(t)}")
+    t = ar.match_device(t, fit.mu_in, "target_scores", "fit")
+    _check_empty_fit(fit, mode, on_empty)
+    out = ar.empty_like_device(fit.mu_in, (n,), "float64")
+    st = _C.lira_score(ar.kernel_arg(t), *(ar.kernel_arg(x) for x in (
+        fit.mu_in, fit.mu_out, fit.sigma_in, fit.sigma_out)), ar.kernel_arg(out),
+        _MODES[mode], _OFFLINE[offline], ar.stream_of(t))
+    if st["nonfinite_scores"]:
+        raise ValueError(
+            f"target_scores: expected finite values, got {st['nonfinite_scores']} NaN or inf"
+        )
+    return out
+
+
+def _check_empty_fit(fit: LiraFit, mode: str, on_empty: str) -> None:
+    if on_empty != "raise":
+        return
+    no_out = int((fit.n_out == 0).sum())
+    no_in = int((fit.n_in == 0).sum()) if mode == "online" else 0
+    if no_out or no_in:
+        raise ValueError(_empty_message(no_in, no_out, mode, None))
+
+
+def _empty_message(no_in: int, no_out: int, mode: str, target: int | None) -> str:
+    parts = []
+    if no_in:
+        parts.append(f"{no_in} examples have no IN model")
+    if no_out:
+        parts.append(f"{no_out} examples have no OUT model")
+    where = f" once target model {target} is left out" if target is not None else ""
+    need = "an IN and an OUT model" if mode == "online" else "an OUT model"
+    return (f"keep: {mode} LiRA needs {need} for every example, but "
+            f"{' and '.join(parts)}{where}; train more shadow models, or pass on_empty='nan' "
+            "to score those examples NaN")
+
+
+def leave_one_out(
+    shadow_scores: Any,
+    keep: Any,
+    targets: Any = None,
+    mode: str = "online",
+    offline: str = "one_sided",
+    center: str = "median",
+    variance: str = "per_example",
+    min_std: float = 1e-6,
+    *,
+    labels: Any = None,
+    signal: str = "scaled_confidence",
+    on_empty: str = "raise",
+) -> Any:
+    """Attack each target model with the statistics of the other M - 1 models.
+
+    All targets come from one pass over the data: each column's running sums and sorted
+    values give the statistics without model k in O(1), so evaluating all M targets
+    costs little more than one.
+
+    Parameters
+    ----------
+    shadow_scores : array [M, N, A] (or [M, N]) float, or logits [M, N, A, C] with ``labels``
+        Observations of all M models.
+    keep : array [M, N] bool
+        Training membership of every model.
+    targets : sequence of int, optional
+        Models to attack (default: all M).
+    mode, offline : str
+        As in :func:`score`.
+    center, variance, min_std : str, str, float
+        As in :func:`fit`; the spread floor's hits are reported by a
+        ``ClampedSpreadWarning``.
+    labels : array [N] int, optional
+        Given, ``shadow_scores`` are logits and the signal is computed inside the kernel
+        (fused: the ``[M, N, A]`` scores are never stored).
+    signal : str
+        Signal computed from logits (see :func:`fit`).
+    on_empty : {"raise", "nan"}
+        An example left without IN (online) or OUT models raises, or scores NaN.
+
+    Returns
+    -------
+    array [K, N] float64
+        Row k scores target ``targets[k]`` on every example; judge it with
+        ``keep[targets]`` as the membership truth.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> rng = np.random.default_rng(0)
+    >>> keep = mk.shadow.balanced_keep(16, 40, seed=0)
+    >>> s = rng.normal(size=(16, 40, 2)) + 3.0 * keep[:, :, None]
+    >>> loo = mk.lira.leave_one_out(s, keep)
+    >>> loo.shape, mk.metrics.auc(loo, keep) > 0.9
+    ((16, 40), True)
+    """
+    mode = check_choice(mode, "mode", list(_MODES))
+    offline = check_choice(offline, "offline", list(_OFFLINE))
+    center = check_choice(center, "center", list(_CENTERS))
+    variance = check_choice(variance, "variance", list(_VARIANCES))
+    on_empty = check_choice(on_empty, "on_empty", _ON_EMPTY)
+    min_std = _check_min_std(min_std)
+    data, labels_k, keep_u8, m, n, a = _prepare_source(shadow_scores, keep, labels, signal)
+    tg = _check_targets(targets, m)
+    if on_empty == "raise":
+        _check_empty_loo(keep_u8, tg, mode)
+    tg_dev = ar.match_device(tg, data, "targets", "shadow data")
+    out = ar.empty_like_device(data, (len(tg), n), "float64")
+    st = _C.lira_loo(
+        ar.kernel_arg(data), None if labels_k is None else ar.kernel_arg(labels_k),
+        ar.kernel_arg(keep_u8), ar.kernel_arg(tg_dev), ar.kernel_arg(out),
+        _CENTERS[center], _VARIANCES[variance], _MODES[mode], _OFFLINE[offline], min_std,
+        SIGNAL_CODES[signal], ar.stream_of(data),
+    )
+    _raise_status(st, ar.shape_of(data)[-1] if labels_k is not None else None)
+    n_clamped = int(sum(st["clamped"]))
+    if n_clamped:
+        warnings.warn(
+            f"{n_clamped} standard deviations were below min_std={min_std:g} and were clamped "
+            "(too few shadow models on one side, or identical observations)",
+            ClampedSpreadWarning, stacklevel=2)
+    return out
+
+
+def _check_targets(targets: Any, m: int) -> np.ndarray:
+    if targets is None:
+        return np.arange(m, dtype=np.int64)
+    tg = np.asarray(ar.to_numpy(targets) if ar.is_torch(targets) else targets)
+    if tg.ndim == 0:
+        tg = tg.reshape(1)
+    if tg.ndim != 1 or tg.size == 0 or tg.dtype.kind not in "iu":
+        raise ValueError(f"targets: expected a non-empty 1-D sequence of model indices, got {tg!r}")
+    if tg.min() < 0 or tg.max() >= m:
+        raise ValueError(f"targets: expected model indices in [0, {m}), got {int(tg.min())}"
+                         f"..{int(tg.max())}")
+    return tg.astype(np.int64)
+
+
+def _check_empty_loo(keep_u8: Any, tg: np.ndarray, mode: str) -> None:
+    keep_np = ar.to_numpy(keep_u8).astype(bool)
+    n_in = keep_np.sum(axis=0)
+    n_out = keep_np.shape[0] - n_in
+    for t in tg:
+        kin = keep_np[t]
+        no_in = int(((n_in - kin) == 0).sum()) if mode == "online" else 0
+        no_out = int(((n_out - (~kin)) == 0).sum())
+        if no_in or no_out:
+            raise ValueError(_empty_message(no_in, no_out, mode, int(t)))

@@ -1,0 +1,47 @@
+"""Membership matrices for shadow-model experiments."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def balanced_keep(n_models: int, n_examples: int, seed: int = 0) -> np.ndarray:
+    """A keep matrix in which every example is IN for exactly half of the models.
+
+    Parameters
+    ----------
+    n_models : int
+        M, the number of shadow models; must be even and at least 2.
+    n_examples : int
+        N, the number of examples; at least 1.
+    seed : int
+        Seed of the generator (``numpy.random.default_rng``); the same seed gives the
+        same matrix on every machine.
+
+    Returns
+    -------
+    numpy.ndarray [M, N] bool
+        ``keep[m, n]`` is true when model m trains on example n; each column has
+        exactly M/2 true entries, and each model trains on about N/2 examples.
+
+    Examples
+    --------
+    >>> import miakit as mk
+    >>> keep = mk.shadow.balanced_keep(4, 6, seed=0)
+    >>> keep.sum(axis=0).tolist()
+    [2, 2, 2, 2, 2, 2]
+    """
+    for name, v in (("n_models", n_models), ("n_examples", n_examples), ("seed", seed)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+    if n_models < 2 or n_models % 2:
+        raise ValueError(f"n_models: expected an even number of models >= 2, got {n_models}")
+    if n_examples < 1:
+        raise ValueError(f"n_examples: expected at least 1 example, got {n_examples}")
+    rng = np.random.default_rng(seed)
+    # Rank i.i.d. uniforms within each column: the M/2 smallest are IN. Every column is an
+    # independent uniformly random half, drawn in one vectorized step.
+    order = np.argsort(rng.random((n_models, n_examples)), axis=0)
+    keep = np.zeros((n_models, n_examples), dtype=bool)
+    np.put_along_axis(keep, order[: n_models // 2], True, axis=0)
+    return keep

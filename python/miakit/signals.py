@@ -1,0 +1,160 @@
+"""Membership signals computed from logits (SCIENCE.md section 1).
+
+Every function takes ``logits`` of shape ``[..., C]`` and integer ``labels`` that
+broadcast against ``logits.shape[:-1]`` by numpy's rules (for shadow logits
+``[M, N, A, C]`` pass ``labels[:, None]``), and returns one value per logit row on the
+caller's device. float16/bfloat16/float32 logits give float32 results, float64 logits
+give float64 (all arithmetic is done in float64 either way).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from miakit import _C
+from miakit import _arrays as ar
+from miakit._arrays import match_device
+from miakit._validation import check_float_array, check_labels
+
+__all__ = ["scaled_confidence", "hinge", "loss", "confidence", "max_confidence", "correct"]
+
+# Codes of the compiled kernel's Signal enum (csrc/include/miakit/signals.h).
+SIGNAL_CODES = {
+    "scaled_confidence": 0,
+    "hinge": 1,
+    "loss": 2,
+    "confidence": 3,
+    "max_confidence": 4,
+    "correct": 5,
+}
+
+
+def prepare_logits_labels(logits: Any, labels: Any, lead_shape=None):
+    """Validate logits ``[..., C]`` and labels; return (logits, int64 labels broadcast)."""
+    logits = check_float_array(logits, "logits", min_ndim=1)
+    shape = ar.shape_of(logits)
+    n_classes = shape[-1]
+    if n_classes < 2:
+        raise ValueError(f"logits: expected at least 2 classes in the last axis, got shape {shape}")
+    labels = match_device(check_labels(labels, n_classes), logits, "labels", "logits")
+    target = shape[:-1] if lead_shape is None else lead_shape
+    try:
+        labels = ar.broadcast_to(ar.as_int64(labels), target)
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(
+            f"labels: shape {ar.shape_of(labels)} does not broadcast against "
+            f"logits.shape[:-1] = {shape[:-1]}"
+        ) from exc
+    return logits, labels
+
+
+def _signal(logits: Any, labels: Any, name: str) -> Any:
+    logits, labels = prepare_logits_labels(logits, labels)
+    out_dtype = "float64" if ar.dtype_name(logits) == "float64" else "float32"
+    out = ar.empty_like_device(logits, ar.shape_of(logits)[:-1], out_dtype)
+    nonfinite, bad_label = _C.signal(
+        ar.kernel_arg(logits), ar.kernel_arg(labels), ar.kernel_arg(out),
+        SIGNAL_CODES[name], ar.stream_of(logits),
+    )
+    raise_signal_status(nonfinite, bad_label, ar.shape_of(logits)[-1])
+    return out
+
+
+def raise_signal_status(nonfinite: int, bad_label: int, n_classes: int) -> None:
+    if nonfinite:
+        raise ValueError(f"logits: expected finite values, got NaN or inf in {nonfinite} rows")
+    if bad_label:
+        raise ValueError(
+            f"labels: expected class indices in [0, {n_classes}), got {bad_label} rows outside"
+        )
+
+
+def scaled_confidence(logits: Any, labels: Any) -> Any:
+    """LiRA's scaled confidence ``z_y - logsumexp_{j != y} z_j``.
+
+    This equals ``log p_y - log(1 - p_y)`` but is computed without cancellation, so it
+    stays exact when ``p_y`` rounds to 1.
+
+    Parameters
+    ----------
+    logits : array_like or torch.Tensor, shape [..., C]
+        Logits, float16/bfloat16/float32/float64, any strides, on the CPU or a GPU.
+    labels : array_like or torch.Tensor of int
+        True classes in ``[0, C)``, broadcastable against ``logits.shape[:-1]``.
+
+    Returns
+    -------
+    array, shape ``logits.shape[:-1]``
+        float32 (float64 for float64 logits), same array type and device as ``logits``.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> z = np.array([[2.0, 0.0, 0.0]], dtype=np.float32)
+    >>> float(mk.signals.scaled_confidence(z, np.array([0]))[0])  # 2 - log(2)
+    1.3068528...
+    """
+    return _signal(logits, labels, "scaled_confidence")
+
+
+def hinge(logits: Any, labels: Any) -> Any:
+    """Hinge signal ``z_y - max_{j != y} z_j`` (see :func:`scaled_confidence` for the
+    arguments).
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> mk.signals.hinge(np.array([[2.0, 0.5, 1.0]]), np.array([0]))
+    array([1.])
+    """
+    return _signal(logits, labels, "hinge")
+
+
+def loss(logits: Any, labels: Any) -> Any:
+    """Cross-entropy loss ``-log p_y`` per row (see :func:`scaled_confidence`).
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> mk.signals.loss(np.array([[0.0, 0.0]]), np.array([1]))  # log 2
+    array([0.69314718])
+    """
+    return _signal(logits, labels, "loss")
+
+
+def confidence(logits: Any, labels: Any) -> Any:
+    """True-class probability ``p_y = softmax(z)_y`` (see :func:`scaled_confidence`).
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> mk.signals.confidence(np.array([[0.0, 0.0]]), np.array([1]))
+    array([0.5])
+    """
+    return _signal(logits, labels, "confidence")
+
+
+def max_confidence(logits: Any, labels: Any = 0) -> Any:
+    """Largest softmax probability ``max_j p_j``; ``labels`` is not used but is checked
+    when given (see :func:`scaled_confidence`).
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> mk.signals.max_confidence(np.array([[0.0, 0.0, 0.0, 0.0]]))
+    array([0.25])
+    """
+    return _signal(logits, labels, "max_confidence")
+
+
+def correct(logits: Any, labels: Any) -> Any:
+    """Correctness ``argmax z == y`` as a boolean array (first maximum wins on ties).
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> mk.signals.correct(np.array([[1.0, 3.0], [2.0, 2.0]]), np.array([1, 1]))
+    array([ True, False])
+    """
+    out = _signal(logits, labels, "correct")
+    return out != 0
