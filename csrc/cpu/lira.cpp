@@ -13,6 +13,7 @@
 
 #include "kernels.h"
 #include "parallel.h"
+#include "signal_block.h"
 
 namespace miakit {
 namespace cpu {
@@ -56,17 +57,24 @@ void fill_from_logits(const LiraSource& src, const LiraOptions& opt, int64_t n0,
   const int C = static_cast<int>(z.shape[3]);
   const T* base = z.ptr<T>();
   const int64_t* lab = src.labels.ptr<int64_t>();
+  const int64_t rows = (n1 - n0) * A;  // the tile's (example, augmentation) pairs
+  SignalBlock blk(C);
+  const T* ptrs[kRowBlock];
+  int64_t ys[kRowBlock];
   for (int64_t m = 0; m < M; ++m) {
-    for (int64_t j = n0; j < n1; ++j) {
-      const T* row = base + m * z.strides[0] + j * z.strides[1];
-      const int64_t y = lab[j * src.labels.strides[0]];
-      double* dst = buf + ((j - n0) * A) * M + m;
-      for (int64_t a = 0; a < A; ++a) {
-        const SignalValue v = compute_signal<T>(opt.signal, row + a * z.strides[2],
-                                                z.strides[3], C, y);
-        cnt.nonfinite_logits += v.status == 1;
-        cnt.bad_label += v.status == 2;
-        dst[a * M] = v.value;
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+      const int nb = static_cast<int>(std::min<int64_t>(kRowBlock, rows - r0));
+      for (int i = 0; i < nb; ++i) {
+        const int64_t j = n0 + (r0 + i) / A, q = (r0 + i) % A;
+        ptrs[i] = base + m * z.strides[0] + j * z.strides[1] + q * z.strides[2];
+        ys[i] = lab[j * src.labels.strides[0]];
+      }
+      blk.load(ptrs, ys, nb, C, z.strides[3]);
+      evaluate_block(opt.signal, blk, C);
+      for (int i = 0; i < nb; ++i) {
+        cnt.nonfinite_logits += blk.status[i] == 1;
+        cnt.bad_label += blk.status[i] == 2;
+        buf[(r0 + i) * M + m] = blk.out[i];  // row (j, q) sits at column (j - n0) * A + q
       }
     }
   }
@@ -106,16 +114,32 @@ struct ValueId {
   int id;
 };
 
+// How a column finds medians: not at all (mean centre), by sorting each side once (many
+// targets: every removal is then O(1)), or by selection per request (few targets).
+enum class MedianBy { none, sort, select };
+
+constexpr int64_t kSelectMaxTargets = 4;
+
+MedianBy median_by(const LiraOptions& opt, int64_t n_targets) {
+  if (opt.center != Center::median) return MedianBy::none;
+  return n_targets <= kSelectMaxTargets ? MedianBy::select : MedianBy::sort;
+}
+
 // Everything known about one (example, augmentation) column.
 struct Column {
   SideStats in{0, 0.0, 0.0}, out{0, 0.0, 0.0};
-  std::vector<double> in_sorted, out_sorted;  // filled only for the median
-  std::vector<int> rank;                        // rank of model m within its side
+  MedianBy by = MedianBy::none;
+  std::vector<double> in_vals, out_vals;  // each side's values: sorted, or in model order
+  std::vector<int> in_ids, out_ids;       // model of each value (MedianBy::select)
+  std::vector<int> rank;                  // rank of model m within its side (MedianBy::sort)
   std::vector<ValueId> scratch;
+  std::vector<double> sel;
 
-  explicit Column(int64_t M) : in_sorted(M), out_sorted(M), rank(M), scratch(M) {}
+  explicit Column(int64_t M)
+      : in_vals(M), out_vals(M), in_ids(M), out_ids(M), rank(M), scratch(M), sel(M) {}
 
-  void analyze(const double* v, const uint8_t* member, int64_t M, bool sorted) {
+  void analyze(const double* v, const uint8_t* member, int64_t M, MedianBy median) {
+    by = median;
     double s_in = 0.0, s_out = 0.0;
     int n_in = 0, n_out = 0;
     for (int64_t m = 0; m < M; ++m) {
@@ -129,18 +153,35 @@ struct Column {
     }
     in = {n_in, n_in ? mean_in : NAN, q_in};
     out = {n_out, n_out ? mean_out : NAN, q_out};
-    if (sorted) {
-      sort_side(v, member, M, 1, in_sorted.data());
-      sort_side(v, member, M, 0, out_sorted.data());
+    if (by == MedianBy::sort) {
+      sort_side(v, member, M, 1, in_vals.data());
+      sort_side(v, member, M, 0, out_vals.data());
+    } else if (by == MedianBy::select) {
+      int a = 0, b = 0;
+      for (int64_t m = 0; m < M; ++m) {
+        if (member[m]) { in_vals[a] = v[m]; in_ids[a++] = static_cast<int>(m); }
+        else { out_vals[b] = v[m]; out_ids[b++] = static_cast<int>(m); }
+      }
     }
   }
 
   // Median of one side, without the model `remove_model` (-1: without nobody).
-  double median(bool is_in, int remove_model) const {
+  double median(bool is_in, int remove_model) {
     const SideStats& s = is_in ? in : out;
     if (s.n - (remove_model >= 0 ? 1 : 0) <= 0) return NAN;
-    return median_without(is_in ? in_sorted.data() : out_sorted.data(), s.n,
-                          remove_model >= 0 ? rank[remove_model] : -1);
+    const double* vals = is_in ? in_vals.data() : out_vals.data();
+    if (by == MedianBy::sort)
+      return median_without(vals, s.n, remove_model >= 0 ? rank[remove_model] : -1);
+    const int* ids = is_in ? in_ids.data() : out_ids.data();
+    int n = 0;
+    for (int i = 0; i < s.n; ++i) {
+      if (ids[i] != remove_model) sel[n++] = vals[i];
+    }
+    const int lo = (n - 1) / 2, hi = n / 2;
+    std::nth_element(sel.begin(), sel.begin() + lo, sel.begin() + n);
+    const double a = sel[lo];
+    if (hi == lo) return a;
+    return 0.5 * (a + *std::min_element(sel.begin() + lo + 1, sel.begin() + n));
   }
 
  private:
@@ -176,7 +217,7 @@ struct SideFit {
   bool ok;
 };
 
-SideFit side_without(const Column& col, bool is_in, bool remove, int model, double x,
+SideFit side_without(Column& col, bool is_in, bool remove, int model, double x,
                      const LiraOptions& opt, double global_sd) {
   const SideStats& s = is_in ? col.in : col.out;
   double mean, m2;
@@ -196,7 +237,8 @@ LiraStatus lira_fit(const LiraFitArgs& a) {
   const FillFn fill = pick_fill(a.source);
   const int64_t nb = tile_size(M, N, A);
   const int64_t ntiles = (N + nb - 1) / nb;
-  const bool sorted = a.opt.center == Center::median;
+  const MedianBy by = median_by(a.opt, 0);
+  const bool median = by != MedianBy::none;
   LiraStatus st;
   std::vector<TileCounts> counts(max_threads());
 
@@ -213,12 +255,12 @@ LiraStatus lira_fit(const LiraFitArgs& a) {
       for (int64_t j = n0; j < n1; ++j) {
         load_membership(a.keep, j, M, member.data());
         for (int64_t q = 0; q < A; ++q) {
-          col.analyze(buf.data() + ((j - n0) * A + q) * M, member.data(), M, sorted);
+          col.analyze(buf.data() + ((j - n0) * A + q) * M, member.data(), M, by);
           const int64_t o = j * a.mu_in.strides[0] + q * a.mu_in.strides[1];
           double* mu_in = a.mu_in.ptr<double>();
-          mu_in[o] = sorted ? col.median(true, -1) : col.in.mean;
+          mu_in[o] = median ? col.median(true, -1) : col.in.mean;
           a.mu_out.ptr<double>()[j * a.mu_out.strides[0] + q * a.mu_out.strides[1]] =
-              sorted ? col.median(false, -1) : col.out.mean;
+              median ? col.median(false, -1) : col.out.mean;
           a.sd_in.ptr<double>()[j * a.sd_in.strides[0] + q * a.sd_in.strides[1]] =
               col.in.n ? std::sqrt(col.in.m2 / col.in.n) : NAN;
           a.sd_out.ptr<double>()[j * a.sd_out.strides[0] + q * a.sd_out.strides[1]] =
@@ -278,7 +320,7 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
   const FillFn fill = pick_fill(a.source);
   const int64_t nb = tile_size(M, N, A);
   const int64_t ntiles = (N + nb - 1) / nb;
-  const bool sorted = a.opt.center == Center::median;
+  const MedianBy by = median_by(a.opt, K);
   const bool global = a.opt.variance == Variance::global;
   const int nthreads = max_threads();
   LiraStatus st;
@@ -303,7 +345,7 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
           load_membership(a.keep, j, M, member.data());
           for (int64_t q = 0; q < A; ++q) {
             const double* v = buf.data() + ((j - n0) * A + q) * M;
-            col.analyze(v, member.data(), M, false);
+            col.analyze(v, member.data(), M, MedianBy::none);
             acc[0] += col.in.m2;
             acc[1] += col.in.n;
             acc[2] += col.out.m2;
@@ -358,7 +400,7 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
         std::fill(is_empty.begin(), is_empty.end(), 0);
         for (int64_t q = 0; q < A; ++q) {
           const double* v = buf.data() + ((j - n0) * A + q) * M;
-          col.analyze(v, member.data(), M, sorted);
+          col.analyze(v, member.data(), M, by);
           for (int64_t k = 0; k < K; ++k) {
             const int m = target(k);
             const double x = v[m];

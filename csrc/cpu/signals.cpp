@@ -3,48 +3,84 @@
 
 #include "kernels.h"
 #include "parallel.h"
+#include "signal_block.h"
 
 namespace miakit {
 namespace cpu {
 
 namespace {
 
+// Walks the rows of an n-d array of rows (the leading dimensions of logits) in row-major
+// order, keeping the element offsets of the logits, labels and output in step.
+struct RowCursor {
+  int nd;
+  const int64_t* shape;
+  const int64_t *zs, *ls, *os;
+  int64_t idx[kMaxDims] = {0};
+  int64_t zoff = 0, loff = 0, ooff = 0;
+
+  RowCursor(const SignalArgs& a, int64_t row)
+      : nd(a.logits.ndim - 1), shape(a.logits.shape), zs(a.logits.strides),
+        ls(a.labels.strides), os(a.out.strides) {
+    for (int d = nd - 1; d >= 0; --d) {
+      idx[d] = row % shape[d];
+      row /= shape[d];
+      zoff += idx[d] * zs[d];
+      loff += idx[d] * ls[d];
+      ooff += idx[d] * os[d];
+    }
+  }
+
+  void next() {
+    for (int d = nd - 1; d >= 0; --d) {
+      ++idx[d];
+      zoff += zs[d];
+      loff += ls[d];
+      ooff += os[d];
+      if (idx[d] < shape[d]) return;
+      zoff -= idx[d] * zs[d];
+      loff -= idx[d] * ls[d];
+      ooff -= idx[d] * os[d];
+      idx[d] = 0;
+    }
+  }
+};
+
 template <class T, class Out>
 SignalStatus signal_impl(const SignalArgs& a) {
-  const Tensor& lg = a.logits;
-  const int lead = lg.ndim - 1;  // number of leading (row) dimensions
-  const int C = static_cast<int>(lg.shape[lead]);
-  const int64_t cstride = lg.strides[lead];
+  const int lead = a.logits.ndim - 1;
+  const int C = static_cast<int>(a.logits.shape[lead]);
+  const int64_t cstride = a.logits.strides[lead];
+  int64_t rows = 1;
+  for (int d = 0; d < lead; ++d) rows *= a.logits.shape[d];
+  const int64_t nblocks = (rows + kRowBlock - 1) / kRowBlock;
+  const T* z = a.logits.ptr<T>();
   const int64_t* lab = a.labels.ptr<int64_t>();
-  const T* z = lg.ptr<T>();
   Out* out = a.out.ptr<Out>();
 
-  // Rows are visited as (outer index, inner index) where the inner index runs along the
-  // last leading dimension, so the inner loop is a plain strided walk.
-  const int64_t inner = lead > 0 ? lg.shape[lead - 1] : 1;
-  int64_t outer = 1;
-  for (int d = 0; d + 1 < lead; ++d) outer *= lg.shape[d];
-  const int64_t zs_in = lead > 0 ? lg.strides[lead - 1] : 0;
-  const int64_t ls_in = lead > 0 ? a.labels.strides[lead - 1] : 0;
-  const int64_t os_in = lead > 0 ? a.out.strides[lead - 1] : 0;
-
   int64_t nonfinite = 0, bad_label = 0;
-#pragma omp parallel for schedule(static) reduction(+ : nonfinite, bad_label)
-  for (int64_t o = 0; o < outer; ++o) {
-    int64_t zoff = 0, loff = 0, ooff = 0, rem = o;
-    for (int d = lead - 2; d >= 0; --d) {
-      const int64_t i = rem % lg.shape[d];
-      rem /= lg.shape[d];
-      zoff += i * lg.strides[d];
-      loff += i * a.labels.strides[d];
-      ooff += i * a.out.strides[d];
-    }
-    for (int64_t i = 0; i < inner; ++i) {
-      const SignalValue v =
-          compute_signal<T>(a.kind, z + zoff + i * zs_in, cstride, C, lab[loff + i * ls_in]);
-      nonfinite += v.status == 1;
-      bad_label += v.status == 2;
-      out[ooff + i * os_in] = static_cast<Out>(v.value);
+#pragma omp parallel reduction(+ : nonfinite, bad_label)
+  {
+    SignalBlock blk(C);
+    const T* ptrs[kRowBlock];
+    int64_t ys[kRowBlock], outs[kRowBlock];
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < nblocks; ++b) {
+      const int64_t r0 = b * kRowBlock;
+      const int nb = static_cast<int>(std::min<int64_t>(kRowBlock, rows - r0));
+      RowCursor cur(a, r0);
+      for (int i = 0; i < nb; ++i, cur.next()) {
+        ptrs[i] = z + cur.zoff;
+        ys[i] = lab[cur.loff];
+        outs[i] = cur.ooff;
+      }
+      blk.load(ptrs, ys, nb, C, cstride);
+      evaluate_block(a.kind, blk, C);
+      for (int i = 0; i < nb; ++i) {
+        nonfinite += blk.status[i] == 1;
+        bad_label += blk.status[i] == 2;
+        out[outs[i]] = static_cast<Out>(blk.out[i]);
+      }
     }
   }
   SignalStatus st;
