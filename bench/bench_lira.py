@@ -24,7 +24,6 @@ import sys
 import numpy as np
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-import miakit as mk  # noqa: E402
 from _common import (  # noqa: E402
     best_time,
     git_commit,
@@ -34,6 +33,8 @@ from _common import (  # noqa: E402
     rss_bytes,
     write_results,
 )
+
+import miakit as mk  # noqa: E402
 
 
 def make_data(m: int, n: int, a: int, c: int, seed: int = 0):

@@ -138,8 +138,15 @@ struct Column {
   explicit Column(int64_t M)
       : in_vals(M), out_vals(M), in_ids(M), out_ids(M), rank(M), scratch(M), sel(M) {}
 
+  const double* values = nullptr;  // this column's observations, model order
+  const uint8_t* members = nullptr;
+  int64_t n_models = 0;
+
   void analyze(const double* v, const uint8_t* member, int64_t M, MedianBy median) {
     by = median;
+    values = v;
+    members = member;
+    n_models = M;
     double s_in = 0.0, s_out = 0.0;
     int n_in = 0, n_out = 0;
     for (int64_t m = 0; m < M; ++m) {
@@ -184,6 +191,29 @@ struct Column {
     return 0.5 * (a + *std::min_element(sel.begin() + lo + 1, sel.begin() + n));
   }
 
+  // Count, mean and M2 of one side without model `model` (-1: the whole side), from the
+  // running statistics, or directly from the values when the removal left M2 too close
+  // to its rounding error to trust.
+  SideStats without(bool is_in, int model) const {
+    const SideStats& s = is_in ? in : out;
+    if (model < 0) return s;
+    SideStats r;
+    stats_without(s, values[model], true, &r.mean, &r.m2, &r.n);
+    if (!m2_needs_recompute(s.m2, r.m2, r.n)) return r;
+    const uint8_t side = is_in ? 1 : 0;
+    double sum = 0.0;
+    for (int64_t m = 0; m < n_models; ++m) {
+      if (m != model && members[m] == side) sum += values[m];
+    }
+    r.mean = sum / r.n;
+    double q = 0.0;
+    for (int64_t m = 0; m < n_models; ++m) {
+      if (m != model && members[m] == side) q += (values[m] - r.mean) * (values[m] - r.mean);
+    }
+    r.m2 = q;
+    return r;
+  }
+
  private:
   void sort_side(const double* v, const uint8_t* member, int64_t M, uint8_t side, double* dst) {
     int n = 0;
@@ -217,15 +247,12 @@ struct SideFit {
   bool ok;
 };
 
-SideFit side_without(Column& col, bool is_in, bool remove, int model, double x,
-                     const LiraOptions& opt, double global_sd) {
-  const SideStats& s = is_in ? col.in : col.out;
-  double mean, m2;
-  int n;
-  stats_without(s, x, remove, &mean, &m2, &n);
-  if (n <= 0) return {NAN, NAN, false};
-  const double mu = opt.center == Center::mean ? mean : col.median(is_in, remove ? model : -1);
-  const double sd = opt.variance == Variance::global ? global_sd : std::sqrt(m2 / n);
+SideFit side_without(Column& col, bool is_in, bool remove, int model, const LiraOptions& opt,
+                     double global_sd) {
+  const SideStats r = col.without(is_in, remove ? model : -1);
+  if (r.n <= 0) return {NAN, NAN, false};
+  const double mu = opt.center == Center::mean ? r.mean : col.median(is_in, remove ? model : -1);
+  const double sd = opt.variance == Variance::global ? global_sd : std::sqrt(r.m2 / r.n);
   return {mu, sd, true};
 }
 
@@ -353,10 +380,7 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
             for (int64_t k = 0; k < K; ++k) {
               const int m = target(k);
               const bool is_in = member[m];
-              double mean, m2;
-              int n;
-              stats_without(is_in ? col.in : col.out, v[m], true, &mean, &m2, &n);
-              const double removed = (is_in ? col.in.m2 : col.out.m2) - m2;
+              const double removed = (is_in ? col.in.m2 : col.out.m2) - col.without(is_in, m).m2;
               acc[4 + 4 * k + (is_in ? 0 : 2)] += removed;
               acc[4 + 4 * k + (is_in ? 1 : 3)] += 1.0;
             }
@@ -405,9 +429,9 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
             const int m = target(k);
             const double x = v[m];
             const bool in_side = member[m];
-            SideFit out = side_without(col, false, !in_side, m, x, a.opt, gsd_out[k]);
+            SideFit out = side_without(col, false, !in_side, m, a.opt, gsd_out[k]);
             SideFit in{0.0, 1.0, true};
-            if (online) in = side_without(col, true, in_side, m, x, a.opt, gsd_in[k]);
+            if (online) in = side_without(col, true, in_side, m, a.opt, gsd_in[k]);
             if (!out.ok || !in.ok) {
               is_empty[k] = 1;
               continue;

@@ -22,6 +22,8 @@ def check_float_array(
     x = ar.as_array(x, name)
     if ar.kind(x) not in FLOAT_KINDS:
         raise TypeError(f"{name}: expected a floating-point array, got dtype {ar.dtype_name(x)}")
+    if not ar.is_torch(x) and not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))  # the kernels read native byte order only
     _check_ndim(x, name, ndim, min_ndim)
     return x
 

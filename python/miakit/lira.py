@@ -87,7 +87,7 @@ def _prepare_source(data: Any, keep: Any, labels: Any, signal: str):
             data = ar.reshape(data, (shape[0], shape[1], 1, shape[2]))
         shape = ar.shape_of(data)
         data, labels_k = prepare_logits_labels(data, labels, lead_shape=(shape[1],))
-        lab_shape = ar.shape_of(labels)
+        lab_shape = ar.shape_of(ar.as_array(labels, "labels"))
         if len(lab_shape) != 1 or lab_shape[0] != shape[1]:
             raise ValueError(
                 f"labels: expected shape ({shape[1]},) (one label per example), got {lab_shape}"

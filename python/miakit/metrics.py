@@ -149,7 +149,7 @@ class TprAtFpr:
     level : float
         Confidence level of the intervals.
     resolvable : bool
-        False when ``target_fpr * n_neg < 1``: not one false positive fits the budget,
+        False when ``1 / n_neg > target_fpr``: not one false positive fits the budget,
         so the point only says "zero false positives" and its TPR is not a rate at
         that FPR.
     """
@@ -205,7 +205,9 @@ def tpr_at_fpr(scores: Any, members: Any, fpr: float = 1e-3, level: float = 0.95
     s, y = _prepare(scores, members)
     tp, fp, thr = _curve(s, y)
     n_pos, n_neg = int(tp[-1]), int(fp[-1])
-    ok = np.nonzero(fp <= f * n_neg)[0]  # fp/n_neg <= f, in exact integer terms
+    # the rule roc() users apply: FPR = fp / n_neg <= f (``fp <= f * n_neg`` would reject
+    # FPR == f whenever f * n_neg rounds down, e.g. 0.29 * 100 = 28.999999999999996)
+    ok = np.nonzero(fp / n_neg <= f)[0]
     i = ok[np.argmax(tp[ok])]
     return TprAtFpr(
         tpr=float(tp[i] / n_pos),
@@ -219,5 +221,5 @@ def tpr_at_fpr(scores: Any, members: Any, fpr: float = 1e-3, level: float = 0.95
         threshold=float(thr[i]),
         target_fpr=f,
         level=float(level),
-        resolvable=bool(f * n_neg >= 1.0),
+        resolvable=bool(1.0 / n_neg <= f),
     )

@@ -42,8 +42,9 @@ def prepare_logits_labels(logits: Any, labels: Any, lead_shape=None):
         labels = ar.broadcast_to(ar.as_int64(labels), target)
     except (ValueError, RuntimeError) as exc:
         raise ValueError(
-            f"labels: shape {ar.shape_of(labels)} does not broadcast against "
-            f"logits.shape[:-1] = {shape[:-1]}"
+            f"labels: expected a shape that broadcasts against {target} "
+            f"({'logits.shape[:-1]' if lead_shape is None else 'one label per example'}), "
+            f"got shape {ar.shape_of(labels)}"
         ) from exc
     return logits, labels
 
@@ -157,4 +158,5 @@ def correct(logits: Any, labels: Any) -> Any:
     array([ True, False])
     """
     out = _signal(logits, labels, "correct")
-    return out != 0
+    # astype keeps a 0-d result an array (``out != 0`` would give a numpy scalar)
+    return out != 0 if ar.is_torch(out) else out.astype(bool)

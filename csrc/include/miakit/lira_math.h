@@ -49,7 +49,11 @@ struct SideStats {
   double m2;
 };
 
-// Mean and population variance after removing observation x (x = NaN: remove nothing).
+// Mean and M2 after removing observation x (remove = false: the side as it is).
+// With one observation left, M2 is exactly 0. Otherwise the subtraction leaves a rounding
+// residue of order 1e-16 * M2; when the result is not clearly above it
+// (m2_needs_recompute), the caller recomputes that side directly from its values, so a
+// side whose remaining values are all equal gets spread 0, as a refit would.
 MIAKIT_HD void stats_without(const SideStats& s, double x, bool remove, double* mean,
                              double* m2, int* n) {
   if (!remove) {
@@ -65,9 +69,15 @@ MIAKIT_HD void stats_without(const SideStats& s, double x, bool remove, double* 
     return;
   }
   const double mean_new = (s.n * s.mean - x) / (*n);
-  double m2_new = s.m2 - (x - s.mean) * (x - mean_new);
+  const double m2_new = s.m2 - (x - s.mean) * (x - mean_new);
   *mean = mean_new;
-  *m2 = m2_new > 0.0 ? m2_new : 0.0;
+  *m2 = (*n == 1 || m2_new < 0.0) ? 0.0 : m2_new;
+}
+
+constexpr double kM2RecomputeRatio = 1e-10;
+
+MIAKIT_HD bool m2_needs_recompute(double m2_before, double m2_after, int n_after) {
+  return n_after >= 2 && m2_after <= kM2RecomputeRatio * m2_before;
 }
 
 // The per-observation LiRA score (before the mean over augmentations).

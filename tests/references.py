@@ -1,0 +1,160 @@
+"""Plain float64 numpy/scipy references for the compiled kernels and the metrics.
+
+Written for clarity, not speed: loops are fine. Nothing here imports miakit, so the
+tests compare miakit against an independent implementation of SCIENCE.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special, stats
+
+SIGNALS = ("scaled_confidence", "hinge", "loss", "confidence", "max_confidence", "correct")
+
+
+# --------------------------------------------------------------------------- signals
+def signal(logits, labels, kind: str) -> np.ndarray:
+    """Reference signal of every row of ``logits [..., C]`` (float64; bool for correct).
+
+    ``labels`` broadcast against ``logits.shape[:-1]``; the other classes of a row are
+    its logits with the true class masked to -inf.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.broadcast_to(np.asarray(labels, dtype=np.int64), z.shape[:-1])
+    true = np.arange(z.shape[-1]) == y[..., None]
+    zy = np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+    others = np.where(true, -np.inf, z)
+    lse = special.logsumexp(z, axis=-1)
+    if kind == "scaled_confidence":
+        return zy - special.logsumexp(others, axis=-1)
+    if kind == "hinge":
+        return zy - others.max(axis=-1)
+    if kind == "loss":
+        return lse - zy
+    if kind == "confidence":
+        return np.exp(zy - lse)
+    if kind == "max_confidence":
+        return np.exp(z.max(axis=-1) - lse)
+    if kind == "correct":
+        return np.argmax(z, axis=-1) == y
+    raise KeyError(kind)
+
+
+# --------------------------------------------------------------------------- LiRA
+def lira_fit(scores, keep, center="median", variance="per_example", min_std=1e-6):
+    """Reference LiRA fit from scores ``[M, N, A]`` and ``keep [M, N]``.
+
+    Each side's observations are the scores with the other side's entries set to NaN;
+    the statistics are NaN-aware reductions over the model axis. Returns a dict with
+    mu_in, mu_out, sigma_in, sigma_out ([N, A], clamped), the unclamped raw_sigma_*,
+    n_in, n_out ([N]) and n_clamped.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    k = np.asarray(keep).astype(bool)
+    n_aug = s.shape[2]
+    res = {"n_clamped": 0}
+    for side, mask in (("in", k), ("out", ~k)):
+        vals = np.where(mask[:, :, None], s, np.nan)
+        cnt = mask.sum(axis=0).astype(np.int64)
+        empty = cnt == 0
+        filled = np.where(empty[None, :, None], 0.0, vals)  # keeps nan-reductions quiet
+        mu = np.nanmedian(filled, axis=0) if center == "median" else np.nanmean(filled, axis=0)
+        mean = np.nanmean(filled, axis=0)
+        m2 = np.nansum((filled - mean) ** 2, axis=0)
+        m2[empty] = 0.0
+        mu[empty] = np.nan
+        if variance == "per_example":
+            sd = np.sqrt(m2 / np.maximum(cnt, 1)[:, None])
+            sd[empty] = np.nan
+        else:
+            total = cnt.sum() * n_aug  # every observation of this side, all examples
+            sd = np.full(mu.shape, np.sqrt(m2.sum() / total) if total > 0 else np.nan)
+        res[f"raw_sigma_{side}"] = sd.copy()
+        low = ~empty[:, None] & (sd < min_std)
+        res["n_clamped"] += int(low.sum())
+        res[f"mu_{side}"] = mu
+        res[f"sigma_{side}"] = np.where(low, min_std, sd)
+        res[f"n_{side}"] = cnt
+    return res
+
+
+def log_normal_pdf(x, mu, sigma):
+    return stats.norm.logpdf(x, loc=mu, scale=sigma)
+
+
+def lira_score(target, fit: dict, mode="online", offline="one_sided") -> np.ndarray:
+    """Reference score of one target's observations ``[N, A]`` against a reference fit.
+
+    Examples with an empty needed side score NaN.
+    """
+    t = np.asarray(target, dtype=np.float64)
+    mo, so = fit["mu_out"], fit["sigma_out"]
+    if mode == "online":
+        obs = (log_normal_pdf(t, fit["mu_in"], fit["sigma_in"])
+               - log_normal_pdf(t, mo, so))
+    elif offline == "one_sided":
+        obs = special.log_ndtr((t - mo) / so)
+    else:
+        obs = -log_normal_pdf(t, mo, so)
+    out = obs.mean(axis=1)
+    empty = fit["n_out"] == 0
+    if mode == "online":
+        empty = empty | (fit["n_in"] == 0)
+    out[empty] = np.nan
+    return out
+
+
+def lira_leave_one_out(scores, keep, targets=None, mode="online", offline="one_sided",
+                       center="median", variance="per_example", min_std=1e-6) -> np.ndarray:
+    """Reference leave-one-out: for each target, literally refit on the other M - 1 models."""
+    s = np.asarray(scores, dtype=np.float64)
+    k = np.asarray(keep).astype(bool)
+    n_models = s.shape[0]
+    targets = range(n_models) if targets is None else np.atleast_1d(targets)
+    rows = []
+    for t in targets:
+        others = np.array([m for m in range(n_models) if m != t], dtype=np.int64)
+        f = lira_fit(s[others], k[others], center, variance, min_std)
+        rows.append(lira_score(s[t], f, mode, offline))
+    return np.stack(rows)
+
+
+# --------------------------------------------------------------------------- metrics
+def roc_points(scores, members):
+    """(fp, tp, threshold) for the threshold +inf and every distinct score, brute force."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(members).astype(bool).ravel()
+    points = [(0, 0, np.inf)]
+    for thr in np.unique(s)[::-1]:
+        pred = s >= thr
+        points.append((int((pred & ~y).sum()), int((pred & y).sum()), float(thr)))
+    return points
+
+
+def tpr_at_fpr(scores, members, fpr):
+    """Largest TPR with FPR <= fpr, by trying every threshold; ties in TPR go to the
+    lowest FPR. Returns (tpr, achieved fpr, tp, fp, threshold, n_pos, n_neg)."""
+    y = np.asarray(members).astype(bool).ravel()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    best = None
+    for fp, tp, thr in roc_points(scores, members):
+        if fp / n_neg <= fpr:
+            key = (tp, -fp)
+            if best is None or key > best[0]:
+                best = (key, tp, fp, thr)
+    _, tp, fp, thr = best
+    return tp / n_pos, fp / n_neg, tp, fp, thr, n_pos, n_neg
+
+
+def auc_pairs(scores, members) -> float:
+    """Mann-Whitney AUC over all (member, non-member) pairs, ties counted one half."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(members).astype(bool).ravel()
+    pos, neg = s[y], s[~y]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (pos.size * neg.size))
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95):
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)

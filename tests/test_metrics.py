@@ -1,0 +1,252 @@
+"""miakit.metrics against scikit-learn, scipy and brute-force references (SCIENCE.md
+section 13), and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import references as ref
+import torch
+from sklearn.metrics import roc_auc_score, roc_curve
+
+import miakit as mk
+
+
+def dataset(rng, n_pos, n_neg, kind):
+    """Scores with a membership signal: continuous, heavily tied, or all equal."""
+    y = np.r_[np.ones(n_pos, bool), np.zeros(n_neg, bool)]
+    rng.shuffle(y)
+    if kind == "continuous":
+        s = rng.normal(size=y.size) + 1.0 * y
+    elif kind == "ties":
+        s = rng.integers(0, 6, size=y.size) + 2 * y * (rng.random(y.size) < 0.5)
+        s = s.astype(np.float64)
+    elif kind == "few-values":
+        s = np.where(y, rng.choice([0.5, 1.0], size=y.size), rng.choice([0.0, 0.5], size=y.size))
+    else:  # constant
+        s = np.full(y.size, 3.0)
+    return s, y
+
+
+KINDS = ["continuous", "ties", "few-values", "constant"]
+SIZES = [(1, 1), (1, 7), (9, 2), (50, 50), (123, 457)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n_pos, n_neg", SIZES)
+def test_roc_matches_sklearn(n_pos, n_neg, kind, rng):
+    s, y = dataset(rng, n_pos, n_neg, kind)
+    fpr, tpr, thr = mk.metrics.roc(s, y)
+    want_fpr, want_tpr, want_thr = roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, want_fpr, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(tpr, want_tpr, rtol=0, atol=1e-15)
+    assert thr[0] == np.inf
+    np.testing.assert_array_equal(thr[1:], want_thr[1:])
+    # and against the brute-force points
+    pts = ref.roc_points(s, y)
+    np.testing.assert_array_equal(fpr, [p[0] / n_neg for p in pts])
+    np.testing.assert_array_equal(tpr, [p[1] / n_pos for p in pts])
+    np.testing.assert_array_equal(thr, [p[2] for p in pts])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n_pos, n_neg", SIZES)
+def test_auc_matches_sklearn_and_pairs(n_pos, n_neg, kind, rng):
+    s, y = dataset(rng, n_pos, n_neg, kind)
+    got = mk.metrics.auc(s, y)
+    assert isinstance(got, float)
+    assert got == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert got == pytest.approx(ref.auc_pairs(s, y), abs=1e-12)
+    if kind == "constant":
+        assert got == 0.5
+
+
+def test_auc_perfect_and_reversed():
+    y = np.array([0, 0, 1, 1])
+    assert mk.metrics.auc([1.0, 2.0, 3.0, 4.0], y) == 1.0
+    assert mk.metrics.auc([4.0, 3.0, 2.0, 1.0], y) == 0.0
+    assert mk.metrics.auc([1.0, 3.0, 3.0, 4.0], y) == pytest.approx(0.875)
+
+
+FPRS = [1e-3, 0.01, 0.05, 0.1, 0.25, 0.29, 0.5, 0.57, 0.999]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n_pos, n_neg", [(1, 1), (9, 2), (50, 100), (123, 457), (300, 1000)])
+def test_tpr_at_fpr_matches_brute_force(n_pos, n_neg, kind, rng):
+    s, y = dataset(rng, n_pos, n_neg, kind)
+    for f in FPRS:
+        r = mk.metrics.tpr_at_fpr(s, y, fpr=f)
+        tpr, fpr, tp, fp, thr, npos, nneg = ref.tpr_at_fpr(s, y, f)
+        assert (r.tp, r.fp, r.n_pos, r.n_neg) == (tp, fp, npos, nneg), f
+        assert r.tpr == tpr and r.fpr == fpr and r.threshold == thr
+        assert r.fpr <= f
+        assert r.target_fpr == f and r.level == 0.95
+        assert r.resolvable == (1 / n_neg <= f)
+        np.testing.assert_allclose(r.ci, ref.clopper_pearson(tp, npos), rtol=1e-8, atol=1e-11)
+        np.testing.assert_allclose(r.fpr_ci, ref.clopper_pearson(fp, nneg), rtol=1e-8,
+                                   atol=1e-11)
+        assert r.ci[0] <= r.tpr <= r.ci[1]
+
+
+@pytest.mark.parametrize("f", [0.07, 0.29, 0.57, 0.58, 0.13])
+def test_tpr_at_fpr_budget_exactly_met(f):
+    """An operating point whose FPR equals the budget is allowed (FPR <= f), as the ROC
+    curve returned by roc() shows it."""
+    n_neg = 100
+    k = int(round(f * n_neg))
+    y = np.r_[np.ones(10, bool), np.zeros(n_neg, bool)]
+    # members score 1..10 above every non-member except k non-members that tie above them
+    s = np.r_[np.linspace(5.0, 6.0, 10), np.r_[np.full(k, 10.0), np.zeros(n_neg - k)]]
+    r = mk.metrics.tpr_at_fpr(s, y, fpr=f)
+    fpr_curve, tpr_curve, _ = mk.metrics.roc(s, y)
+    best = tpr_curve[fpr_curve <= f].max()
+    assert r.tpr == best == 1.0
+    assert r.fp == k and r.fpr == k / n_neg
+
+
+def test_tpr_at_fpr_example_by_hand():
+    # thresholds: 0.9 (tp 1), 0.8 (fp 1), 0.7 (tp 2), 0.6 (tp 3, fp 2 tied), 0.1 (fp 3)
+    s = [0.9, 0.8, 0.7, 0.6, 0.6, 0.6, 0.1]
+    y = [1, 0, 1, 1, 0, 0, 0]
+    r = mk.metrics.tpr_at_fpr(s, y, fpr=0.25)
+    assert (r.tp, r.fp, r.threshold) == (2, 1, 0.7)
+    assert r.tpr == pytest.approx(2 / 3) and r.fpr == 0.25
+    r = mk.metrics.tpr_at_fpr(s, y, fpr=0.2)  # the tie at 0.6 moves together: cannot split
+    assert (r.tp, r.fp, r.threshold) == (1, 0, 0.9)
+    assert not r.resolvable
+    r = mk.metrics.tpr_at_fpr(s, y, fpr=0.75)
+    assert (r.tp, r.fp, r.threshold) == (3, 3, 0.6)
+
+
+@pytest.mark.parametrize("level", [0.5, 0.9, 0.95, 0.99])
+def test_clopper_pearson_matches_binomtest(level):
+    for n in (1, 2, 7, 100, 1000):
+        for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+            got = mk.metrics.clopper_pearson(k, n, level)
+            # binomtest finds the bounds by root finding, to about 1e-12
+            np.testing.assert_allclose(got, ref.clopper_pearson(k, n, level), rtol=1e-8,
+                                       atol=1e-11)
+        # closed forms at the edges: P(X >= 1) = alpha / 2 and P(X = 0 or n) = alpha / 2
+        half = (1 - level) / 2
+        assert mk.metrics.clopper_pearson(0, n, level) == pytest.approx(
+            (0.0, 1 - half ** (1 / n)), rel=1e-12)
+        assert mk.metrics.clopper_pearson(n, n, level) == pytest.approx(
+            (half ** (1 / n), 1.0), rel=1e-12)
+        assert mk.metrics.clopper_pearson(1, n, level)[0] == pytest.approx(
+            -np.expm1(np.log1p(-half) / n), rel=1e-12)
+
+
+def test_tpr_at_fpr_level_changes_the_interval(rng):
+    s, y = dataset(rng, 100, 500, "continuous")
+    r90 = mk.metrics.tpr_at_fpr(s, y, fpr=0.05, level=0.9)
+    r99 = mk.metrics.tpr_at_fpr(s, y, fpr=0.05, level=0.99)
+    assert r90.tp == r99.tp
+    assert r99.ci[0] <= r90.ci[0] and r90.ci[1] <= r99.ci[1]
+    np.testing.assert_allclose(r99.ci, ref.clopper_pearson(r99.tp, 100, 0.99), rtol=1e-8)
+
+
+def test_resolvable_flag():
+    y = np.r_[np.ones(10, bool), np.zeros(500, bool)]
+    s = np.arange(y.size, dtype=float)
+    assert not mk.metrics.tpr_at_fpr(s, y, fpr=1e-3).resolvable  # 0.5 false positives allowed
+    assert mk.metrics.tpr_at_fpr(s, y, fpr=2e-3).resolvable  # exactly one
+    assert mk.metrics.tpr_at_fpr(s, y, fpr=0.01).resolvable
+
+
+def test_inputs_of_any_matching_shape_and_type(rng):
+    s, y = dataset(rng, 40, 60, "ties")
+    s2, y2 = s.reshape(10, 10), y.reshape(10, 10)
+    want_auc = roc_auc_score(y, s)
+    assert mk.metrics.auc(s2, y2) == pytest.approx(want_auc, abs=1e-12)
+    assert mk.metrics.auc(torch.from_numpy(s2), torch.from_numpy(y2)) == pytest.approx(
+        want_auc, abs=1e-12)
+    assert mk.metrics.auc(s.astype(np.float32), y.astype(np.int64)) == pytest.approx(
+        roc_auc_score(y, s.astype(np.float32)), abs=1e-12)
+    assert mk.metrics.auc(list(s), list(y.astype(float))) == pytest.approx(want_auc, abs=1e-12)
+    assert mk.metrics.auc(s.astype(np.int64), y) == pytest.approx(want_auc, abs=1e-12)
+    r = mk.metrics.tpr_at_fpr(torch.from_numpy(s).float(), torch.from_numpy(y), fpr=0.1)
+    assert (r.tp, r.fp) == ref.tpr_at_fpr(s, y, 0.1)[2:4]
+    fpr, tpr, _ = mk.metrics.roc(s[::-1], y[::-1])  # negative strides
+    wf, wt, _ = roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, wf, atol=1e-15)
+    np.testing.assert_allclose(tpr, wt, atol=1e-15)
+
+
+def test_leave_one_out_scores_judged_with_keep(rng):
+    m, n = 8, 40
+    keep = mk.shadow.balanced_keep(m, n, seed=1)
+    s = rng.normal(size=(m, n, 2)) + 2.0 * keep[:, :, None]
+    loo = mk.lira.leave_one_out(s, keep)
+    assert mk.metrics.auc(loo, keep) == pytest.approx(roc_auc_score(keep.ravel(), loo.ravel()))
+    r = mk.metrics.tpr_at_fpr(loo, keep, fpr=0.05)
+    assert (r.tp, r.fp) == ref.tpr_at_fpr(loo, keep, 0.05)[2:4]
+
+
+# -------------------------------------------------------------------------- bad input
+FUNCS = [mk.metrics.roc, mk.metrics.auc, mk.metrics.tpr_at_fpr]
+
+
+@pytest.mark.parametrize("func", FUNCS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_scores_raise(func, bad):
+    s = np.array([0.1, 0.5, bad, 0.3])
+    with pytest.raises(ValueError, match="scores.*finite"):
+        func(s, [1, 0, 1, 0])
+
+
+@pytest.mark.parametrize("func", FUNCS)
+@pytest.mark.parametrize("members", [np.ones(5, bool), np.zeros(5, bool), np.ones(5),
+                                     np.zeros(5, np.int64)])
+def test_members_all_one_class_raise(func, members):
+    with pytest.raises(ValueError, match="members.*both members and non-members"):
+        func(np.arange(5.0), members)
+
+
+@pytest.mark.parametrize("func", FUNCS)
+@pytest.mark.parametrize("mshape", [(4,), (6,), (5, 1), (1, 5)])
+def test_members_shape_mismatch_raise(func, mshape):
+    members = np.zeros(mshape, bool)
+    members.flat[0] = True
+    with pytest.raises(ValueError, match="members.*shape"):
+        func(np.arange(5.0), members)
+
+
+@pytest.mark.parametrize("func", FUNCS)
+@pytest.mark.parametrize("members", [np.array([0, 1, 2, 0]), np.array([0.0, 0.5, 1.0, 1.0]),
+                                     np.array([-1, 0, 1, 1]), np.array(["a", "b", "a", "b"])])
+def test_members_not_boolean_like_raise(func, members):
+    with pytest.raises(ValueError, match="members"):
+        func(np.arange(4.0), members)
+
+
+@pytest.mark.parametrize("func", FUNCS)
+def test_non_real_scores_raise(func):
+    with pytest.raises(TypeError, match="scores"):
+        func(np.array(["a", "b"]), [0, 1])
+    with pytest.raises(TypeError, match="scores"):
+        func(np.array([1 + 1j, 2]), [0, 1])
+
+
+@pytest.mark.parametrize("fpr", [0.0, 1.0, -0.1, 1.5, np.nan, np.inf])
+def test_fpr_outside_open_unit_interval_raise(fpr):
+    with pytest.raises(ValueError, match=r"fpr.*\(0, 1\)"):
+        mk.metrics.tpr_at_fpr([0.1, 0.2], [0, 1], fpr=fpr)
+
+
+@pytest.mark.parametrize("fpr", ["small", None, [0.1]])
+def test_fpr_not_a_number_raise(fpr):
+    with pytest.raises(TypeError, match="fpr"):
+        mk.metrics.tpr_at_fpr([0.1, 0.2], [0, 1], fpr=fpr)
+
+
+@pytest.mark.parametrize("level", [0.0, 1.0, 1.5, -0.5])
+def test_level_outside_unit_interval_raise(level):
+    with pytest.raises(ValueError, match="level"):
+        mk.metrics.tpr_at_fpr([0.1, 0.2], [0, 1], fpr=0.5, level=level)
+
+
+@pytest.mark.parametrize("k, n, name", [(0, 0, "n"), (3, 2, "k"), (-1, 5, "k")])
+def test_clopper_pearson_bad_counts_raise(k, n, name):
+    with pytest.raises(ValueError, match=name):
+        mk.metrics.clopper_pearson(k, n)
