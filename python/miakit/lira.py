@@ -364,7 +364,11 @@ def leave_one_out(
     tg = _check_targets(targets, m)
     if on_empty == "raise":
         _check_empty_loo(keep_u8, tg, mode)
-    tg_dev = ar.match_device(tg, data, "targets", "shadow data")
+    # targets are host indices chosen by the caller; they follow the data to its device
+    if ar.is_torch(data):
+        tg_dev = ar._torch().as_tensor(tg, device=data.device)
+    else:
+        tg_dev = tg
     out = ar.empty_like_device(data, (len(tg), n), "float64")
     st = _C.lira_loo(
         ar.kernel_arg(data), None if labels_k is None else ar.kernel_arg(labels_k),
