@@ -17,11 +17,12 @@ from __future__ import annotations
 import os
 import warnings
 
-import miakit as mk
 import numpy as np
 import pytest
 import references as ref
 from conftest import member_logits, member_scores, random_keep
+
+import miakit as mk
 
 torch = pytest.importorskip("torch")
 
