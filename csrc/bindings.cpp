@@ -35,4 +35,5 @@ PYBIND11_MODULE(_C, m) {
   });
 
   register_lira(m);
+  register_risk(m);
 }

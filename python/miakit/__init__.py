@@ -2,14 +2,30 @@
 
 Submodules
 ----------
-signals   membership signals from logits (scaled confidence, hinge, loss, ...)
-lira      the Likelihood Ratio Attack: fit, score, leave-one-out
-metrics   ROC, AUC, TPR at low FPR with confidence intervals
-shadow    shadow-model experiments
+signals       membership signals from logits (scaled confidence, hinge, loss, ...)
+lira          the Likelihood Ratio Attack: fit, score, leave-one-out; Hellinger distance
+              and shadow models needed per example
+metrics       ROC, AUC, TPR at low FPR with confidence intervals
+shadow        shadow-model experiments: keep matrices, batched training, run store
+memorization  Feldman-Zhang memorization and influence (top-k)
+gradients     per-example gradient norms (closed form, ghost norms, vmap fallback)
+curvature     input-loss curvature (Hutchinson, finite differences, zero order)
+report        per-example vulnerability tables and plots
 """
 
-from miakit import lira, metrics, shadow, signals
+from miakit import curvature, gradients, lira, memorization, metrics, report, shadow, signals
 from miakit._backend import backend_info
 
 __version__ = "0.1.0"
-__all__ = ["backend_info", "lira", "metrics", "shadow", "signals", "__version__"]
+__all__ = [
+    "backend_info",
+    "curvature",
+    "gradients",
+    "lira",
+    "memorization",
+    "metrics",
+    "report",
+    "shadow",
+    "signals",
+    "__version__",
+]

@@ -21,10 +21,20 @@ import numpy as np
 
 from miakit import _C
 from miakit import _arrays as ar
+from miakit._lira_risk import ShadowModelsNeeded, hellinger, privacy_score, shadow_models_needed
 from miakit._validation import check_choice, check_float_array, check_keep
 from miakit.signals import SIGNAL_CODES, prepare_logits_labels, raise_signal_status
 
-__all__ = ["LiraFit", "fit", "score", "leave_one_out"]
+__all__ = [
+    "LiraFit",
+    "fit",
+    "score",
+    "leave_one_out",
+    "hellinger",
+    "privacy_score",
+    "shadow_models_needed",
+    "ShadowModelsNeeded",
+]
 
 _CENTERS = {"median": 0, "mean": 1}
 _VARIANCES = {"per_example": 0, "global": 1}

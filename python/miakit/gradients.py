@@ -1,0 +1,775 @@
+"""Per-example gradient norms (SCIENCE.md section 8).
+
+``g_n = grad_theta loss(f_theta(x_n), y_n)`` for the per-example (not batch-mean) loss,
+over a chosen parameter set; both functions return ``||g_n||_2``.
+
+- :func:`head_norms`: the closed form for a linear-softmax head on features,
+  ``||g||^2 = ||p - e_y||^2 (||x||^2 + 1)`` (the 1 only with a bias), in a compiled kernel.
+- :func:`per_example_norms`: any PyTorch model. One forward pass with hooks records each
+  supported layer's input and one backward pass its output gradient; per-layer rules then
+  give the per-example squared norms without materializing per-example gradients where
+  a cheaper form exists (Opacus-style registry, :data:`RULES`):
+
+  ============================  ===================================================
+  layer                         rule
+  ============================  ===================================================
+  ``nn.Linear``                 ghost norm ``sum_{t,s} (A A^T)_{ts} (B B^T)_{ts}``
+                                or the materialized ``||B^T A||_F^2``, whichever is
+                                cheaper per call (sequence inputs); ``||a||^2 ||b||^2``
+                                for plain [N, d] inputs
+  ``nn.Conv2d``                 the Linear rule on ``unfold``-ed patches (any stride,
+                                padding, dilation, groups, padding mode)
+  ``nn.Embedding``              per-example sums of the output gradients of equal tokens
+  ``nn.LayerNorm``              ``sum_t B_t * xhat_t`` (and ``sum_t B_t``), exact
+  ``nn.GroupNorm``              the same, per channel
+  ``nn.BatchNorm{1,2,3}d``      eval mode only: a fixed affine map, per channel
+  anything else                 ``torch.func.vmap(grad)`` (the result names the layers)
+  ============================  ===================================================
+
+  A layer called several times in one forward pass (weight sharing within a layer) is
+  handled exactly: its calls are concatenated along the sequence axis. A parameter shared
+  between layers goes to the fallback.
+
+Models in training mode that contain BatchNorm or dropout layers are switched to eval
+mode for the computation, with a ``UserWarning``, and restored afterwards: per-example
+gradients are undefined when examples interact through batch statistics, and dropout
+would make them random. BatchNorm layers without running statistics
+(``track_running_stats=False``) use batch statistics even in eval mode and are rejected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from miakit import _C
+from miakit import _arrays as ar
+from miakit._validation import check_finite, check_float_array, check_labels
+
+__all__ = ["head_norms", "per_example_norms", "GradNorms", "RULES"]
+
+
+# ----------------------------------------------------------------------------- head
+
+
+def _check_head(features: Any, weight: Any, bias: Any) -> tuple[Any, Any, Any]:
+    """Validate a linear head ``features [N, d]``, ``weight [C, d]``, ``bias [C]``."""
+    x = check_float_array(features, "features", ndim=2)
+    w = check_float_array(weight, "weight", ndim=2)
+    n, d = ar.shape_of(x)
+    c, dw = ar.shape_of(w)
+    if dw != d:
+        raise ValueError(f"weight: expected shape (C, {d}) to match features {(n, d)}, got "
+                         f"{(c, dw)}")
+    if c < 1:
+        raise ValueError(f"weight: expected at least one class (row), got shape {(c, dw)}")
+    w = ar.match_device(w, x, "weight", "features")
+    check_finite(x, "features")
+    check_finite(w, "weight")
+    if bias is not None:
+        bias = check_float_array(bias, "bias", ndim=1)
+        if ar.shape_of(bias) != (c,):
+            raise ValueError(f"bias: expected shape ({c},) to match weight {(c, dw)}, got "
+                             f"{ar.shape_of(bias)}")
+        bias = ar.match_device(bias, x, "bias", "features")
+        check_finite(bias, "bias")
+    return x, w, bias
+
+
+def head_norms(features: Any, labels: Any, weight: Any, bias: Any = None) -> Any:
+    """Per-example gradient norms of a linear-softmax head, in closed form.
+
+    For logits ``z = W x + b`` and the cross-entropy loss of label y, the gradient with
+    respect to ``(W, b)`` is ``(p - e_y) (x, 1)^T``, so
+    ``||g||^2 = ||p - e_y||^2 (||x||^2 + 1)`` (the ``+ 1`` only with a bias). Computed in
+    float64 by a compiled kernel (CPU or CUDA), one pass per example; ``1 - p_y`` is
+    summed from the other classes, so confident examples keep full relative accuracy.
+
+    Parameters
+    ----------
+    features : array [N, d] float
+        Inputs of the head (penultimate activations), float16 to float64, any strides.
+    labels : array [N] int
+        True classes in ``[0, C)``.
+    weight : array [C, d] float
+        The head's weight (e.g. ``nn.Linear.weight``).
+    bias : array [C] float, optional
+        The head's bias; ``None`` for a head without one.
+
+    Returns
+    -------
+    array [N] float64
+        Same array type and device as ``features``.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> x = np.array([[1.0, 2.0]]); w = np.zeros((3, 2))      # uniform p = (1/3, 1/3, 1/3)
+    >>> g = mk.gradients.head_norms(x, np.array([0]), w, np.zeros(3))
+    >>> bool(np.isclose(g[0] ** 2, (4 / 9 + 2 / 9) * (5 + 1)))
+    True
+    """
+    x, w, bias = _check_head(features, weight, bias)
+    n = ar.shape_of(x)[0]
+    c = ar.shape_of(w)[0]
+    lab = ar.as_array(labels, "labels")
+    if ar.shape_of(lab) != (n,):
+        raise ValueError(f"labels: expected shape ({n},) (one per feature row), got "
+                         f"{ar.shape_of(lab)}")
+    lab = ar.as_int64(ar.match_device(check_labels(lab, c), x, "labels", "features"))
+    out = ar.empty_like_device(x, (n,), "float64")
+    st = _C.head(ar.kernel_arg(x), ar.kernel_arg(lab), ar.kernel_arg(w),
+                 None if bias is None else ar.kernel_arg(bias), ar.kernel_arg(out), 0,
+                 ar.stream_of(x))
+    _raise_head_status(st, c)
+    return out
+
+
+def _raise_head_status(st: dict, c: int) -> None:
+    if st["nonfinite"]:
+        raise ValueError(f"features/weight/bias: expected finite values, got {st['nonfinite']} "
+                         "NaN or inf")
+    if st["bad_label"]:
+        raise ValueError(f"labels: expected class indices in [0, {c}), got {st['bad_label']} "
+                         "outside")
+
+
+# ---------------------------------------------------------------- any torch model
+
+
+@dataclass
+class GradNorms:
+    """Per-example gradient norms of a model, with how each layer was handled.
+
+    Attributes
+    ----------
+    norms : torch.Tensor [N]
+        ``||g_n||_2`` over the chosen parameters, on the model's device, in the model's
+        floating-point dtype.
+    rules : dict of str to str
+        For every layer (qualified module name) that owns chosen parameters, the rule used:
+        ``"linear"``, ``"conv2d"``, ``"embedding"``, ``"layernorm"``, ``"groupnorm"``,
+        ``"batchnorm_eval"``, or ``"vmap"`` for the ``torch.func`` fallback.
+    fallback_layers : list of str
+        The layers that used the ``vmap(grad)`` fallback (empty when every layer had a rule).
+    switched_to_eval : bool
+        The model was in training mode with BatchNorm/dropout and was evaluated in eval
+        mode (a warning was issued).
+    """
+
+    norms: Any
+    rules: dict[str, str] = field(default_factory=dict)
+    fallback_layers: list[str] = field(default_factory=list)
+    switched_to_eval: bool = False
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.norms.detach().cpu().numpy()
+        return out if dtype is None else out.astype(dtype)
+
+    def __len__(self) -> int:
+        return int(self.norms.shape[0])
+
+    def __getitem__(self, item):
+        return self.norms[item]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.norms.shape)
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+class _Rule:
+    """A per-layer rule: turns the recorded inputs and output gradients of a layer's calls
+    into per-example squared gradient norms of its chosen parameters."""
+
+    name = ""
+
+    def supports(self, module) -> bool:
+        return True
+
+    def sq_norms(self, module, calls, chosen: set[str]) -> Any:
+        raise NotImplementedError
+
+
+def _outer_sq_norms(a, g, want_w: bool, want_b: bool):
+    """Per-example ``||G^T A||_F^2`` (weight) and ``||sum_t G_t||^2`` (bias) for
+    ``A [B, T, d]``, ``G [B, T, p]``: the ghost form ``sum_{t,s} (A A^T)_{ts} (G G^T)_{ts}``
+    when it is cheaper than materializing ``G^T A`` (cost ``T^2 (d + p)`` against
+    ``T d p``), else the materialized product, in chunks of examples."""
+    torch = _torch()
+    bsz, t, d = a.shape
+    p = g.shape[2]
+    out = torch.zeros(bsz, dtype=g.dtype, device=g.device)
+    if t == 1:  # ||g a^T||^2 = ||a||^2 ||g||^2, ||g||^2 for the bias: no products at all
+        gg = torch.linalg.vector_norm(g[:, 0], dim=1).square()
+        if want_w:
+            out += gg * torch.linalg.vector_norm(a[:, 0], dim=1).square()
+        if want_b:
+            out += gg
+        return out
+    if want_w:
+        if t * (d + p) <= d * p:
+            step = max(1, (1 << 24) // max(1, t * t))
+            for s in range(0, bsz, step):
+                aa = torch.bmm(a[s:s + step], a[s:s + step].transpose(1, 2))
+                gg = torch.bmm(g[s:s + step], g[s:s + step].transpose(1, 2))
+                out[s:s + step] += (aa * gg).sum((1, 2))
+        else:
+            step = max(1, (1 << 24) // max(1, d * p))
+            for s in range(0, bsz, step):
+                gw = torch.bmm(g[s:s + step].transpose(1, 2), a[s:s + step])
+                out[s:s + step] += gw.pow(2).sum((1, 2))
+    if want_b:
+        out += g.sum(1).pow(2).sum(1)
+    return out
+
+
+def _cat_calls(calls, fn):
+    """Concatenate each call's (A, G) along the sequence axis."""
+    torch = _torch()
+    pairs = [fn(inp, g) for inp, g in calls]
+    if len(pairs) == 1:
+        return pairs[0]
+    return torch.cat([p[0] for p in pairs], 1), torch.cat([p[1] for p in pairs], 1)
+
+
+class _Linear(_Rule):
+    name = "linear"
+
+    def sq_norms(self, module, calls, chosen):
+        def ag(inp, g):
+            b = inp.shape[0]
+            return inp.reshape(b, -1, inp.shape[-1]), g.reshape(b, -1, g.shape[-1])
+
+        a, g = _cat_calls(calls, ag)
+        return _outer_sq_norms(a.to(g.dtype), g, "weight" in chosen, "bias" in chosen)
+
+
+class _Conv2d(_Rule):
+    name = "conv2d"
+
+    def supports(self, module) -> bool:
+        return module.weight.dim() == 4
+
+    def sq_norms(self, module, calls, chosen):
+        torch = _torch()
+        f = torch.nn.functional
+        groups = module.groups
+
+        def ag(inp, g):
+            if module.padding_mode != "zeros" or isinstance(module.padding, str):
+                mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+                inp = f.pad(inp, module._reversed_padding_repeated_twice, mode=mode)
+                padding = 0
+            else:
+                padding = module.padding
+            cols = f.unfold(inp, module.kernel_size, dilation=module.dilation, padding=padding,
+                            stride=module.stride)  # [B, Cin * kh * kw, L], channel-major
+            b, _, length = cols.shape
+            a = cols.view(b, groups, -1, length).permute(0, 1, 3, 2)  # [B, g, L, Cin/g*k]
+            gg = g.reshape(b, groups, -1, length).permute(0, 1, 3, 2)  # [B, g, L, Cout/g]
+            return a.reshape(b * groups, length, -1), gg.reshape(b * groups, length, -1)
+
+        a, g = _cat_calls(calls, ag)
+        sq = _outer_sq_norms(a.to(g.dtype), g, "weight" in chosen, False)
+        sq = sq.view(-1, groups).sum(1)
+        if "bias" in chosen:
+            gs = torch.cat([g_.reshape(g_.shape[0], g_.shape[1], -1) for _, g_ in calls], 2)
+            sq = sq + gs.sum(2).pow(2).sum(1)
+        return sq
+
+
+class _Embedding(_Rule):
+    name = "embedding"
+
+    def supports(self, module) -> bool:
+        return module.max_norm is None and not module.scale_grad_by_freq
+
+    def sq_norms(self, module, calls, chosen):
+        torch = _torch()
+        idx = torch.cat([inp.reshape(inp.shape[0], -1) for inp, _ in calls], 1)
+        g = torch.cat([g_.reshape(g_.shape[0], -1, g_.shape[-1]) for _, g_ in calls], 1)
+        bsz, t = idx.shape
+        if module.padding_idx is not None:  # the padding row gets no gradient
+            g = g * (idx != module.padding_idx).unsqueeze(-1).to(g.dtype)
+        # one row per (example, token id): sum the output gradients of equal tokens
+        key = torch.arange(bsz, device=idx.device).unsqueeze(1) * module.num_embeddings + idx
+        uniq, inv = torch.unique(key.reshape(-1), return_inverse=True)
+        rows = torch.zeros(uniq.shape[0], g.shape[-1], dtype=g.dtype, device=g.device)
+        rows.index_add_(0, inv, g.reshape(bsz * t, -1))
+        owner = torch.div(uniq, module.num_embeddings, rounding_mode="floor")
+        out = torch.zeros(bsz, dtype=g.dtype, device=g.device)
+        out.index_add_(0, owner, rows.pow(2).sum(1))
+        return out
+
+
+class _Elementwise(_Rule):
+    """Affine maps applied elementwise after a normalization: ``y = xhat * w + b``; the
+    per-example gradients ``sum_t G_t * xhat_t`` and ``sum_t G_t`` are small, so they are
+    materialized."""
+
+    def xhat(self, module, inp):
+        raise NotImplementedError
+
+    def channel_view(self, module, t):
+        """[B, P, K]: positions P summed over, K the parameter's elements."""
+        raise NotImplementedError
+
+    def sq_norms(self, module, calls, chosen):
+        torch = _torch()
+        gw = gb = None
+        for inp, g in calls:
+            if "weight" in chosen:
+                xh = self.xhat(module, inp.to(g.dtype))
+                w_part = self.channel_view(module, g * xh).sum(1)
+                gw = w_part if gw is None else gw + w_part
+            if "bias" in chosen:
+                b_part = self.channel_view(module, g).sum(1)
+                gb = b_part if gb is None else gb + b_part
+        out = torch.zeros(calls[0][1].shape[0], dtype=calls[0][1].dtype,
+                          device=calls[0][1].device)
+        if gw is not None:
+            out += gw.pow(2).sum(1)
+        if gb is not None:
+            out += gb.pow(2).sum(1)
+        return out
+
+
+class _LayerNorm(_Elementwise):
+    name = "layernorm"
+
+    def supports(self, module) -> bool:
+        return bool(module.elementwise_affine)
+
+    def xhat(self, module, inp):
+        return _torch().nn.functional.layer_norm(inp, module.normalized_shape, eps=module.eps)
+
+    def channel_view(self, module, t):
+        k = int(np.prod(module.normalized_shape))
+        return t.reshape(t.shape[0], -1, k)
+
+
+class _GroupNorm(_Elementwise):
+    name = "groupnorm"
+
+    def supports(self, module) -> bool:
+        return bool(module.affine)
+
+    def xhat(self, module, inp):
+        return _torch().nn.functional.group_norm(inp, module.num_groups, eps=module.eps)
+
+    def channel_view(self, module, t):
+        return t.reshape(t.shape[0], t.shape[1], -1).transpose(1, 2)
+
+
+class _BatchNormEval(_Elementwise):
+    name = "batchnorm_eval"
+
+    def supports(self, module) -> bool:
+        return bool(module.affine) and module.running_mean is not None and not module.training
+
+    def xhat(self, module, inp):
+        shape = (1, -1) + (1,) * (inp.dim() - 2)
+        mean = module.running_mean.to(inp.dtype).view(shape)
+        var = module.running_var.to(inp.dtype).view(shape)
+        return (inp - mean) / _torch().sqrt(var + module.eps)
+
+    def channel_view(self, module, t):
+        return t.reshape(t.shape[0], t.shape[1], -1).transpose(1, 2)
+
+
+def _rule_table() -> list[tuple[type, _Rule]]:
+    nn = _torch().nn
+    return [
+        (nn.Linear, _Linear()),
+        (nn.Conv2d, _Conv2d()),
+        (nn.Embedding, _Embedding()),
+        (nn.LayerNorm, _LayerNorm()),
+        (nn.GroupNorm, _GroupNorm()),
+        (nn.modules.batchnorm._BatchNorm, _BatchNormEval()),
+    ]
+
+
+#: Layer types with a dedicated rule (others use the ``vmap(grad)`` fallback).
+RULES = ("Linear", "Conv2d", "Embedding", "LayerNorm", "GroupNorm",
+         "BatchNorm1d/2d/3d (eval mode)")
+
+
+def _find_rule(module):
+    for typ, rule in _rule_table():
+        if type(module) is typ or (typ.__name__ == "_BatchNorm" and isinstance(module, typ)):
+            return rule if rule.supports(module) else None
+    return None
+
+
+def _choose_params(model, params) -> dict[int, Any]:
+    """id -> parameter of the chosen parameters (all trainable ones by default)."""
+    torch = _torch()
+    if params is None:
+        chosen = [p for p in model.parameters() if p.requires_grad]
+    else:
+        named = dict(model.named_parameters())
+        chosen = []
+        for p in (params.values() if isinstance(params, dict) else params):
+            if isinstance(p, str):
+                if p not in named:
+                    raise ValueError(f"params: {p!r} is not a parameter name of the model")
+                p = named[p]
+            if not isinstance(p, torch.Tensor):
+                raise TypeError(f"params: expected parameters or parameter names, got "
+                                f"{type(p).__name__}")
+            chosen.append(p)
+        owned = {id(p) for p in model.parameters()}
+        for p in chosen:
+            if id(p) not in owned:
+                raise ValueError("params: every parameter must belong to the model")
+    if not chosen:
+        raise ValueError("params: no parameters to differentiate (none requires grad)")
+    return {id(p): p for p in chosen}
+
+
+def _batch_dependent_layers(model) -> tuple[list[str], list[str]]:
+    """(layers that make training mode batch-dependent or random, BatchNorm layers that
+    use batch statistics even in eval mode)."""
+    nn = _torch().nn
+    noisy, no_stats = [], []
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            if mod.training:
+                noisy.append(name or type(mod).__name__)
+            if mod.running_mean is None:
+                no_stats.append(name or type(mod).__name__)
+        elif isinstance(mod, (nn.modules.dropout._DropoutNd, nn.AlphaDropout,
+                              nn.FeatureAlphaDropout)) and mod.training and mod.p > 0:
+            noisy.append(name or type(mod).__name__)
+    return noisy, no_stats
+
+
+def _check_per_example_loss(losses, bsz: int):
+    torch = _torch()
+    if not isinstance(losses, torch.Tensor):
+        raise TypeError(f"loss_fn: expected a tensor of per-example losses, got "
+                        f"{type(losses).__name__}")
+    if losses.dim() == 0:
+        raise ValueError(
+            "loss_fn: returned a scalar, but per-example gradient norms need one loss per "
+            "example: a batch-mean (or sum) loss mixes the examples' gradients. Use "
+            "reduction='none', e.g. torch.nn.CrossEntropyLoss(reduction='none')")
+    if tuple(losses.shape) != (bsz,):
+        raise ValueError(f"loss_fn: expected per-example losses of shape ({bsz},), got "
+                         f"{tuple(losses.shape)}; reduce any per-token axes inside loss_fn")
+
+
+def _batch_len(x) -> int:
+    torch = _torch()
+    xs = x if isinstance(x, (tuple, list)) else (x,)
+    for t in xs:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"x: expected a torch.Tensor (or a tuple of them), got "
+                            f"{type(t).__name__}")
+    n = int(xs[0].shape[0]) if xs[0].dim() > 0 else -1
+    if n < 1 or any(t.dim() == 0 or int(t.shape[0]) != n for t in xs):
+        raise ValueError(f"x: expected tensors with a common, non-empty batch axis 0, got "
+                         f"shapes {[tuple(t.shape) for t in xs]}")
+    return n
+
+
+def _slice(x, s: slice):
+    return tuple(t[s] for t in x) if isinstance(x, (tuple, list)) else x[s]
+
+
+def _call(model, x):
+    return model(*x) if isinstance(x, (tuple, list)) else model(x)
+
+
+_CAPTURE_FN = None
+
+
+def _capture_fn():
+    """An autograd Function that passes a layer's output through as a copy and records the
+    gradient that reaches it. Its second input, a scalar leaf (the anchor), gives the
+    backward pass a target: differentiating with respect to the anchor runs backward
+    through every recorded layer and no further, and forms no parameter gradient. The copy
+    keeps the record exact when a later layer modifies the output in place."""
+    global _CAPTURE_FN
+    if _CAPTURE_FN is None:
+        torch = _torch()
+
+        class CaptureFn(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, out, anchor, slot):
+                ctx.slot = slot
+                ctx.anchor_meta = (anchor.dtype, anchor.device)
+                return out.clone()
+
+            @staticmethod
+            def backward(ctx, g):
+                ctx.slot["g"] = g.detach()
+                dtype, device = ctx.anchor_meta
+                return g, torch.zeros((), dtype=dtype, device=device), None
+
+        _CAPTURE_FN = CaptureFn
+    return _CAPTURE_FN
+
+
+class _Capture:
+    """Records the inputs of hooked layers and the gradients of their outputs, through
+    forward hooks that route each output through :func:`_capture_fn`."""
+
+    def __init__(self, modules: dict[str, Any], anchor: Any):
+        self.modules = modules
+        self.anchor = anchor
+        self.inputs: dict[str, list] = {n: [] for n in modules}
+        self.slots: dict[str, list] = {n: [] for n in modules}
+        self.handles = []
+
+    def __enter__(self):
+        for name, mod in self.modules.items():
+            self.handles.append(mod.register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+    def _hook(self, name):
+        fn = _capture_fn()
+
+        def hook(module, args, output):
+            slot: dict[str, Any] = {}
+            self.inputs[name].append(args[0].detach())
+            self.slots[name].append(slot)
+            return fn.apply(output, self.anchor, slot)
+
+        return hook
+
+    def calls(self, name: str) -> list[tuple[Any, Any]]:
+        """(input, output gradient) of each call whose output reached the loss."""
+        return [(inp, slot["g"]) for inp, slot in zip(self.inputs[name], self.slots[name])
+                if "g" in slot]
+
+
+def _check_model_args(model: Any, loss_fn: Any, x: Any, y: Any, batch_size: Any) -> int:
+    """Validate (model, loss_fn, x, y, batch_size); return the number of examples."""
+    torch = _torch()
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn: expected a callable, got {type(loss_fn).__name__}")
+    n = _batch_len(x)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y: expected a torch.Tensor, got {type(y).__name__}")
+    if y.dim() == 0 or int(y.shape[0]) != n:
+        raise ValueError(f"y: expected a batch axis of length {n} (as x), got shape "
+                         f"{tuple(y.shape)}")
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(f"batch_size: expected an int, got {type(batch_size).__name__}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
+    return n
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Any, who: str, what: str):
+    """Evaluate ``model`` per example: a model in training mode with BatchNorm or dropout is
+    switched to eval mode (with a warning) and restored on exit; BatchNorm without running
+    statistics is rejected. Yields a one-element list holding whether it switched."""
+    noisy, no_stats = _batch_dependent_layers(model)
+    if no_stats:
+        raise ValueError(
+            f"model: BatchNorm layers {no_stats} have no running statistics "
+            "(track_running_stats=False), so they normalize with batch statistics even in "
+            f"eval mode and the examples interact; per-example {what} are undefined for such "
+            "a model")
+    modes = {m: m.training for m in model.modules()}
+    switched = [False]
+    if noisy:
+        warnings.warn(
+            f"{who}: the model is in training mode with batch-dependent or random layers "
+            f"{noisy}; computing in eval mode (running BatchNorm statistics, no dropout) and "
+            "restoring training mode afterwards", UserWarning, stacklevel=4)
+        model.eval()
+        switched[0] = True
+    try:
+        yield switched
+    finally:
+        if switched[0]:
+            for m, mode in modes.items():
+                m.train(mode)
+
+
+def per_example_norms(
+    model: Any,
+    loss_fn: Callable[[Any, Any], Any],
+    x: Any,
+    y: Any,
+    params: Iterable[Any] | dict[str, Any] | None = None,
+    batch_size: int | None = None,
+) -> GradNorms:
+    """Per-example gradient norms ``||grad_theta loss(model(x_n), y_n)||_2`` of any model.
+
+    One forward pass records the inputs of the layers that have a rule (see
+    :data:`RULES` and the module docstring) and one backward pass of the summed
+    per-example losses the gradients of their outputs; no parameter gradient is formed.
+    The rules give each example's squared norm per layer (the ghost norm for sequence
+    inputs of ``nn.Linear``, ``unfold`` for ``nn.Conv2d``, ...). Layers without a rule
+    go through ``torch.func.vmap(grad)`` for their parameters only, and are listed in
+    ``fallback_layers``. Results do not depend on ``batch_size``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model; it must treat examples independently (eval-mode BatchNorm is fine).
+        In training mode with BatchNorm/dropout it is evaluated in eval mode, with a
+        warning, and restored afterwards.
+    loss_fn : callable
+        ``loss_fn(outputs, targets)`` returning one loss per example, shape ``[B]`` (e.g.
+        ``nn.CrossEntropyLoss(reduction="none")``). A scalar (batch-mean) loss is rejected.
+    x : torch.Tensor [N, ...] or tuple of tensors
+        Inputs (a tuple is unpacked into ``model(*x)``); batch axis 0.
+    y : torch.Tensor [N, ...]
+        Targets.
+    params : iterable of parameters or parameter names, optional
+        The parameter set (default: every parameter with ``requires_grad``).
+    batch_size : int, optional
+        Examples per pass (default: all at once).
+
+    Returns
+    -------
+    GradNorms
+        ``.norms`` [N] (``np.asarray(result)`` works too), ``.rules`` per layer and
+        ``.fallback_layers``.
+
+    Examples
+    --------
+    >>> import torch, miakit as mk
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(),
+    ...                             torch.nn.Linear(8, 3))
+    >>> x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    >>> res = mk.gradients.per_example_norms(model, torch.nn.CrossEntropyLoss(reduction="none"),
+    ...                                      x, y)
+    >>> res.norms.shape, res.fallback_layers
+    (torch.Size([5]), [])
+    """
+    torch = _torch()
+    n = _check_model_args(model, loss_fn, x, y, batch_size)
+    chosen = _choose_params(model, params)
+    with _eval_mode(model, "per_example_norms", "gradients") as switched:
+        plan = _plan(model, chosen)
+        parts = []
+        step = n if batch_size is None else int(batch_size)
+        for s in range(0, n, step):
+            sl = slice(s, min(n, s + step))
+            parts.append(_norms_sq(model, loss_fn, _slice(x, sl), y[sl], plan))
+        sq = torch.cat(parts)
+    return GradNorms(sq.clamp(min=0).sqrt(), plan["rules"], plan["fallback_layers"],
+                     switched[0])
+
+
+def _plan(model, chosen: dict[int, Any]) -> dict[str, Any]:
+    """Which layers get a rule and which parameters go to the fallback."""
+    owners: dict[int, list[str]] = {}
+    for name, mod in model.named_modules():
+        for _, p in mod.named_parameters(recurse=False):
+            if id(p) in chosen:
+                owners.setdefault(id(p), []).append(name)
+    shared = {pid for pid, names in owners.items() if len(names) > 1}
+    hooked: dict[str, tuple[Any, _Rule, set[str]]] = {}
+    rules: dict[str, str] = {}
+    fallback: list[str] = []
+    fallback_params: dict[str, Any] = {}
+    for name, mod in model.named_modules():
+        own = [(pn, p) for pn, p in mod.named_parameters(recurse=False) if id(p) in chosen]
+        if not own:
+            continue
+        rule = _find_rule(mod)
+        names = {pn for pn, _ in own}
+        if rule is not None and names <= {"weight", "bias"} and not any(
+                id(p) in shared for _, p in own):
+            hooked[name] = (mod, rule, names)
+            rules[name] = rule.name
+        else:
+            label = name or type(mod).__name__
+            rules[label] = "vmap"
+            fallback.append(label)
+            for pn, p in own:
+                fallback_params[f"{name}.{pn}" if name else pn] = p
+    # a shared parameter is listed once, under its first owner's name
+    uniq: dict[int, str] = {}
+    for qn, p in fallback_params.items():
+        uniq.setdefault(id(p), qn)
+    fallback_params = {qn: chosen[pid] for pid, qn in uniq.items()}
+    return {"hooked": hooked, "rules": rules, "fallback_layers": fallback,
+            "fallback_params": fallback_params}
+
+
+def _norms_sq(model, loss_fn, x, y, plan) -> Any:
+    torch = _torch()
+    bsz = int(y.shape[0])
+    total = None
+    hooked = plan["hooked"]
+    if hooked:
+        first = x[0] if isinstance(x, (tuple, list)) else x
+        anchor = torch.zeros((), device=first.device, requires_grad=True)
+        with torch.enable_grad(), _Capture({n: v[0] for n, v in hooked.items()}, anchor) as cap:
+            out = _call(model, x)
+            losses = loss_fn(out, y)
+            _check_per_example_loss(losses, bsz)
+            if losses.requires_grad:
+                torch.autograd.grad(losses.sum(), anchor, allow_unused=True)
+        for name, (mod, rule, names) in hooked.items():
+            calls = cap.calls(name)
+            if not calls:  # no output of this layer reached the loss: zero gradient
+                continue
+            sq = rule.sq_norms(mod, calls, names)
+            total = sq if total is None else total + sq.to(total.dtype)
+    if plan["fallback_params"]:
+        sq = _vmap_sq(model, loss_fn, x, y, plan["fallback_params"], check_loss=not hooked)
+        total = sq if total is None else total + sq.to(total.dtype)
+    if total is None:  # nothing reached the loss
+        with torch.no_grad():
+            out = _call(model, x)
+            losses = loss_fn(out, y)
+        _check_per_example_loss(losses, bsz)
+        dtype = out.dtype if out.is_floating_point() else torch.get_default_dtype()
+        total = torch.zeros(bsz, dtype=dtype, device=losses.device)
+    return total.detach()
+
+
+def _vmap_sq(model, loss_fn, x, y, fb_params: dict[str, Any], check_loss: bool) -> Any:
+    """Squared per-example gradient norms of the fallback parameters by vmap(grad)."""
+    torch = _torch()
+    from torch.func import functional_call, grad, vmap
+
+    bsz = int(y.shape[0])
+    fixed = {k: v.detach() for k, v in model.named_parameters() if k not in fb_params}
+    fixed.update({k: v.detach() for k, v in model.named_buffers()})
+    leaves = {k: v.detach() for k, v in fb_params.items()}
+
+    def one(p, xi, yi):
+        xb = tuple(t.unsqueeze(0) for t in xi) if isinstance(xi, tuple) else xi.unsqueeze(0)
+        args = xb if isinstance(xb, tuple) else (xb,)
+        out = functional_call(model, {**fixed, **p}, args)
+        losses = loss_fn(out, yi.unsqueeze(0))
+        return losses.sum()
+
+    if check_loss:  # on the batch first: a clear message beats a vmap traceback
+        with torch.no_grad():
+            _check_per_example_loss(loss_fn(_call(model, x), y), bsz)
+    xs = tuple(x) if isinstance(x, (tuple, list)) else x
+    grads = vmap(grad(one), in_dims=(None, 0, 0))(leaves, xs, y)
+    return sum(g.reshape(bsz, -1).pow(2).sum(1) for g in grads.values())
