@@ -16,6 +16,28 @@ py::dict risk_status(const RiskStatus& s) {
   return d;
 }
 
+void check_float(const Tensor& t, const char* name, int ndim) {
+  if (t.ndim != ndim)
+    throw InputError(std::string(name) + ": expected " + std::to_string(ndim) +
+                     " dimensions, got " + std::to_string(t.ndim));
+  if (t.dtype != DType::f16 && t.dtype != DType::bf16 && t.dtype != DType::f32 &&
+      t.dtype != DType::f64)
+    throw InputError(std::string(name) + ": expected a floating-point array");
+}
+
+void check_out(const Tensor& t, const char* name, int64_t n) {
+  if (t.ndim != 1 || t.shape[0] != n || t.dtype != DType::f64)
+    throw InputError(std::string(name) + ": expected a float64 array of shape (" +
+                     std::to_string(n) + ",)");
+}
+
+void check_dim(const Tensor& t, const char* name, int axis, int64_t want, const char* other) {
+  if (t.shape[axis] != want)
+    throw InputError(std::string(name) + ": shape mismatch with " + other + " on axis " +
+                     std::to_string(axis) + " (" + std::to_string(t.shape[axis]) + " vs " +
+                     std::to_string(want) + ")");
+}
+
 }  // namespace
 
 void register_risk(py::module_& m) {
@@ -68,6 +90,63 @@ void register_risk(py::module_& m) {
       py::gil_scoped_release nogil;
       st = which == 0 ? MIAKIT_DISPATCH(head_norms, a, stream, a.x)
                       : MIAKIT_DISPATCH(head_trace, a, stream, a.x);
+    }
+    return risk_status(st);
+  });
+
+  // Linear-layer per-example squared norms (ghost / direct form, include/miakit/ghost.h).
+  m.def("ghost_norms", [](py::handle act, py::handle grad, py::handle out, bool want_w,
+                          bool want_b, std::uintptr_t stream) {
+    GhostArgs a;
+    a.a = to_tensor(act, "activations");
+    a.g = to_tensor(grad, "grads");
+    a.out = to_tensor(out, "out", true);
+    a.want_w = want_w;
+    a.want_b = want_b;
+    check_float(a.a, "activations", 3);
+    check_float(a.g, "grads", 3);
+    check_dim(a.g, "grads", 0, a.a.shape[0], "activations");
+    check_dim(a.g, "grads", 1, a.a.shape[1], "activations");
+    check_out(a.out, "out", a.a.shape[0]);
+    same_device({{"activations", &a.a}, {"grads", &a.g}, {"out", &a.out}});
+    RiskStatus st;
+    {
+      py::gil_scoped_release nogil;
+      st = MIAKIT_DISPATCH(ghost_norms, a, stream, a.a);
+    }
+    return risk_status(st);
+  });
+
+  // Curvature probe reductions: which = 0 mean/stderr of x.y over probes (Hutchinson),
+  // 1 mean over probes of ||x - y||_2 (squared when `squared`; finite differences).
+  m.def("probe_reduce", [](py::handle x, py::handle y, py::handle mean, py::handle se,
+                           int which, bool squared, std::uintptr_t stream) {
+    ProbeArgs a;
+    const char* xn = which == 0 ? "probes" : "grads";
+    const char* yn = which == 0 ? "hvp" : "grad0";
+    a.x = to_tensor(x, xn);
+    a.y = to_tensor(y, yn);
+    a.mean = to_tensor(mean, "mean", true);
+    a.squared = squared;
+    check_float(a.x, xn, 3);
+    check_float(a.y, yn, which == 0 ? 3 : 2);
+    check_dim(a.y, yn, 0, a.x.shape[0], xn);
+    if (which == 0) {
+      check_dim(a.y, yn, 1, a.x.shape[1], xn);
+      check_dim(a.y, yn, 2, a.x.shape[2], xn);
+      a.se = to_tensor(se, "stderr", true);
+      check_out(a.se, "stderr", a.x.shape[0]);
+    } else {
+      check_dim(a.y, yn, 1, a.x.shape[2], xn);
+    }
+    check_out(a.mean, "mean", a.x.shape[0]);
+    if (a.x.shape[1] == 0) throw InputError(std::string(xn) + ": needs at least one probe");
+    same_device({{xn, &a.x}, {yn, &a.y}, {"mean", &a.mean}, {"stderr", which == 0 ? &a.se : &a.x}});
+    RiskStatus st;
+    {
+      py::gil_scoped_release nogil;
+      st = which == 0 ? MIAKIT_DISPATCH(probe_quad, a, stream, a.x)
+                      : MIAKIT_DISPATCH(probe_diff, a, stream, a.x);
     }
     return risk_status(st);
   });

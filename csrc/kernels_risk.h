@@ -52,7 +52,29 @@ struct RademacherArgs {
   int64_t probe0 = 0;
 };
 
+// Per-example squared gradient norms of a linear layer applied at T positions
+// (include/miakit/ghost.h): a [N, T, d] activations, g [N, T, p] output gradients
+// (float16/bfloat16/float32/float64, any strides), out [N] float64:
+// out[n] = [want_w] ||g_n^T a_n||_F^2 + [want_b] ||sum_t g_n[t]||^2 (NaN for an example
+// with a non-finite value, counted in `nonfinite`).
+struct GhostArgs {
+  Tensor a, g, out;
+  bool want_w = true, want_b = false;
+};
+
+// Per-example reductions over curvature probes (SCIENCE.md section 9); x [N, P, D].
+// probe_quad: y [N, P, D] (H v); mean[n] = mean_k x[n,k].y[n,k], se[n] its standard error
+// (ddof 1; NaN for P = 1). probe_diff: y [N, D]; mean[n] = mean_k ||x[n,k] - y[n]||_2
+// (squared when `squared`); se unused. Outputs float64 [N]; NaN rows counted in nonfinite.
+struct ProbeArgs {
+  Tensor x, y, mean, se;
+  bool squared = false;
+};
+
 namespace cpu {
+RiskStatus ghost_norms(const GhostArgs& a);
+RiskStatus probe_quad(const ProbeArgs& a);
+RiskStatus probe_diff(const ProbeArgs& a);
 RiskStatus memorization(const MemorizationArgs& a);
 RiskStatus influence(const InfluenceArgs& a);
 RiskStatus head_norms(const HeadArgs& a);
@@ -62,6 +84,9 @@ void rademacher(const RademacherArgs& a);
 
 #if defined(MIAKIT_WITH_CUDA)
 namespace cuda {
+RiskStatus ghost_norms(const GhostArgs& a, std::uintptr_t stream);
+RiskStatus probe_quad(const ProbeArgs& a, std::uintptr_t stream);
+RiskStatus probe_diff(const ProbeArgs& a, std::uintptr_t stream);
 RiskStatus memorization(const MemorizationArgs& a, std::uintptr_t stream);
 RiskStatus influence(const InfluenceArgs& a, std::uintptr_t stream);
 RiskStatus head_norms(const HeadArgs& a, std::uintptr_t stream);

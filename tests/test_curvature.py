@@ -304,3 +304,136 @@ def test_cuda_probes_and_head_trace_match_cpu():
     x, w = rng.normal(size=(70, 9)), rng.normal(size=(4, 9))
     gpu = mk.curvature.head_trace(torch.from_numpy(x).cuda(), torch.from_numpy(w).cuda())
     np.testing.assert_allclose(gpu.cpu().numpy(), mk.curvature.head_trace(x, w), rtol=1e-12)
+
+
+# --- compiled probe reductions (csrc/cpu/curvature.cpp, csrc/cuda/curvature.cu) --------
+
+def quad_ref(v, hv):
+    q = (np.asarray(v, np.float64) * np.asarray(hv, np.float64)).sum(2)
+    se = q.std(1, ddof=1) / np.sqrt(q.shape[1]) if q.shape[1] > 1 else np.full(len(q), np.nan)
+    return q.mean(1), se
+
+
+def diff_ref(g1, g0, squared):
+    sq = ((np.asarray(g1, np.float64) - np.asarray(g0, np.float64)[:, None]) ** 2).sum(2)
+    return (sq if squared else np.sqrt(sq)).mean(1)
+
+
+@pytest.mark.parametrize("n,p,d", [(1, 1, 1), (1, 2, 7), (5, 3, 1), (4, 10, 33),
+                                   (3, 17, 4099), (0, 3, 5)])
+def test_probe_kernels_match_numpy(n, p, d):
+    rng = np.random.default_rng(n * 100 + p)
+    v = rng.choice([-1.0, 1.0], size=(n, p, d))
+    hv = rng.standard_normal((n, p, d))
+    m, se = mk.curvature.probe_quadratic(v, hv)
+    rm, rse = quad_ref(v, hv)
+    np.testing.assert_allclose(m, rm, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(se, rse, rtol=1e-12, atol=1e-12, equal_nan=True)
+    g0 = rng.standard_normal((n, d))
+    for squared in (False, True):
+        np.testing.assert_allclose(mk.curvature.probe_differences(hv, g0, squared),
+                                   diff_ref(hv, g0, squared), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-12), (np.float16, 1e-12)])
+def test_probe_kernels_dtypes_and_strides(dtype, rtol):
+    rng = np.random.default_rng(7)
+    v = rng.standard_normal((6, 9, 5)).astype(dtype).transpose(0, 2, 1)   # [6, 5, 9]
+    hv = rng.standard_normal((6, 5, 18)).astype(dtype)[:, :, ::2]          # [6, 5, 9]
+    g0 = rng.standard_normal((9, 6)).astype(dtype).T                       # [6, 9]
+    m, se = mk.curvature.probe_quadratic(v, hv)
+    rm, rse = quad_ref(v, hv)
+    np.testing.assert_allclose(m, rm, rtol=rtol, atol=1e-12)
+    np.testing.assert_allclose(se, rse, rtol=rtol, atol=1e-12)
+    np.testing.assert_allclose(mk.curvature.probe_differences(v, g0), diff_ref(v, g0, False),
+                               rtol=rtol)
+    t = mk.curvature.probe_quadratic(torch.from_numpy(np.ascontiguousarray(v)),
+                                     torch.from_numpy(np.ascontiguousarray(hv)))[0]
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float64
+    np.testing.assert_allclose(t.numpy(), rm, rtol=rtol, atol=1e-12)
+
+
+@pytest.mark.parametrize("fn,args,match", [
+    ("probe_quadratic", (np.ones((2, 3, 4)), np.ones((2, 3, 5))), "hvp"),
+    ("probe_quadratic", (np.ones((2, 3, 4)), np.ones((2, 2, 4))), "hvp"),
+    ("probe_quadratic", (np.ones((2, 3)), np.ones((2, 3))), "probes"),
+    ("probe_quadratic", (np.ones((2, 0, 4)), np.ones((2, 0, 4))), "probe"),
+    ("probe_differences", (np.ones((2, 3, 4)), np.ones((3, 4))), "grad0"),
+    ("probe_differences", (np.ones((2, 3, 4)), np.ones((2, 5))), "grad0"),
+    ("probe_differences", (np.ones((2, 3, 4)), np.ones((2, 3, 4))), "grad0"),
+])
+def test_probe_kernels_bad_shapes(fn, args, match):
+    with pytest.raises(ValueError, match=match):
+        getattr(mk.curvature, fn)(*args)
+
+
+def test_probe_kernels_bad_values():
+    v, hv = np.ones((2, 3, 4)), np.ones((2, 3, 4))
+    bad = hv.copy()
+    bad[1, 2, 0] = np.nan
+    with pytest.raises(ValueError, match="hvp"):
+        mk.curvature.probe_quadratic(v, bad)
+    with pytest.raises(ValueError, match="probes"):
+        mk.curvature.probe_quadratic(bad, hv)
+    with pytest.raises(ValueError, match="grad0"):
+        mk.curvature.probe_differences(v, np.full((2, 4), np.inf))
+    with pytest.raises(ValueError, match="grads"):
+        mk.curvature.probe_differences(bad, np.ones((2, 4)))
+    with pytest.raises(TypeError, match="probes"):
+        mk.curvature.probe_quadratic(np.ones((2, 3, 4), dtype=np.int32), hv)
+
+
+def test_estimators_match_torch_reductions():
+    """The kernel-backed estimators equal the same reductions done with torch ops."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(6, 3).double()
+    model = torch.nn.Sequential(lin, torch.nn.Tanh())
+    loss = lambda out, t: (out ** 2).sum(1) * t  # noqa: E731
+    x = torch.randn(5, 6, dtype=torch.float64)
+    y = torch.rand(5, dtype=torch.float64) + 0.5
+    tr, se = mk.curvature.hutchinson_trace(model, loss, x, y, n_probes=4, seed=3)
+    v = mk.curvature.probes(torch.arange(5), 4, (6,), 3, like=x).to(x.dtype)
+    est = torch.empty(5, 4, dtype=torch.float64)
+    for k in range(4):
+        xb = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(loss(model(xb), y).sum(), xb, create_graph=True)
+        (hv,) = torch.autograd.grad(g, xb, grad_outputs=v[:, k])
+        est[:, k] = (v[:, k] * hv).sum(1)
+    torch.testing.assert_close(tr, est.mean(1), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(se, est.std(1) / 2, rtol=1e-10, atol=1e-12)
+    fd = mk.curvature.finite_difference(model, loss, x, y, h=1e-2, n_probes=4, seed=3,
+                                        squared=True)
+
+    def ig(xx):
+        xx = xx.clone().requires_grad_(True)
+        return torch.autograd.grad(loss(model(xx), y).sum(), xx)[0]
+
+    ref = sum((ig(x + 1e-2 * v[:, k]) - ig(x)).pow(2).sum(1) for k in range(4)) / 4
+    torch.testing.assert_close(fd, ref, rtol=1e-10, atol=1e-15)
+
+
+def _cuda_ok():
+    return torch.cuda.is_available() and mk.backend_info()["cuda_built"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda_ok(), reason="needs a CUDA GPU and a CUDA build")
+@pytest.mark.parametrize("n,p,d", [(1, 1, 1), (4, 10, 33), (3, 17, 4099), (100, 3, 5)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_probe_kernels_cuda_match_cpu(n, p, d, dtype):
+    torch.manual_seed(n)
+    v = torch.randn(n, d, p, dtype=torch.float64).transpose(1, 2).to(dtype)
+    hv = torch.randn(n, p, d, dtype=torch.float64).to(dtype)
+    g0 = torch.randn(n, d, dtype=torch.float64).to(dtype)
+    m, se = mk.curvature.probe_quadratic(v, hv)
+    mc, sec = mk.curvature.probe_quadratic(v.cuda(), hv.cuda())
+    torch.testing.assert_close(mc.cpu(), m, rtol=1e-11, atol=1e-11)
+    torch.testing.assert_close(sec.cpu(), se, rtol=1e-11, atol=1e-11, equal_nan=True)
+    for squared in (False, True):
+        torch.testing.assert_close(
+            mk.curvature.probe_differences(hv.cuda(), g0.cuda(), squared).cpu(),
+            mk.curvature.probe_differences(hv, g0, squared), rtol=1e-11, atol=1e-11)
+    bad = hv.cuda().clone()
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="hvp"):
+        mk.curvature.probe_quadratic(v.cuda(), bad)

@@ -327,3 +327,116 @@ def test_head_norms_cuda_matches_cpu():
     cpu = mk.gradients.head_norms(x, lab, w, b)
     gpu = mk.gradients.head_norms(*(torch.from_numpy(np.asarray(a)).cuda() for a in (x, lab, w, b)))
     np.testing.assert_allclose(gpu.cpu().numpy(), cpu, rtol=1e-12)
+
+
+# --- compiled ghost-norm kernel (csrc/cpu/ghost.cpp, csrc/cuda/ghost.cu) ---------------
+
+def ghost_ref(a, g, weight=True, bias=False):
+    a = np.asarray(a, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    out = np.zeros(a.shape[0])
+    if weight:
+        out += (np.einsum("ntp,ntd->npd", g, a) ** 2).sum((1, 2))
+    if bias:
+        out += (g.sum(1) ** 2).sum(1)
+    return out
+
+
+@pytest.mark.parametrize("n,t,d,p", [
+    (1, 1, 1, 1), (1, 1, 5, 3), (3, 2, 7, 5),    # T = 1, ghost form
+    (4, 3, 7, 5), (2, 40, 3, 2),                 # direct form
+    (5, 20, 128, 100), (3, 300, 33, 17),         # large: ghost, direct
+    (2, 17, 1, 31), (7, 5, 0, 3),                # d = 1, d = 0
+])
+@pytest.mark.parametrize("bias", [False, True])
+def test_ghost_kernel_matches_numpy(n, t, d, p, bias):
+    rng = np.random.default_rng(n * 1000 + t)
+    a = rng.standard_normal((n, t, d))
+    g = rng.standard_normal((n, t, p))
+    out = mk.gradients.ghost_norms(a, g, bias=bias)
+    assert out.dtype == np.float64 and out.shape == (n,)
+    np.testing.assert_allclose(out, ghost_ref(a, g, bias=bias), rtol=1e-12, atol=1e-12)
+    only_b = mk.gradients.ghost_norms(a, g, weight=False, bias=True)
+    np.testing.assert_allclose(only_b, ghost_ref(a, g, False, True), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-5), (np.float16, 1e-12)])
+def test_ghost_kernel_dtypes_and_strides(dtype, rtol):
+    rng = np.random.default_rng(3)
+    # non-contiguous: transposed, sliced with steps
+    a = rng.standard_normal((9, 6, 11)).astype(dtype).transpose(0, 2, 1)[:, ::2, :]  # [9, 6, 6]
+    g = rng.standard_normal((9, 4, 6)).astype(dtype).transpose(0, 2, 1)               # [9, 6, 4]
+    assert not a.flags.c_contiguous and not g.flags.c_contiguous
+    out = mk.gradients.ghost_norms(a, g, bias=True)
+    # the reference sees the same (rounded) values in float64
+    np.testing.assert_allclose(out, ghost_ref(a, g, bias=True), rtol=rtol)
+
+
+def test_ghost_kernel_torch_matches_torch_ops():
+    from miakit.gradients import _outer_sq_norms, _outer_sq_norms_torch
+    torch.manual_seed(0)
+    for t, d, p in [(1, 4, 3), (3, 16, 16), (30, 4, 3)]:
+        a = torch.randn(5, t, d, dtype=torch.float64)
+        g = torch.randn(5, p, t, dtype=torch.float64).transpose(1, 2)
+        for w, b in [(True, True), (True, False), (False, True)]:
+            torch.testing.assert_close(_outer_sq_norms(a, g, w, b),
+                                       _outer_sq_norms_torch(a, g, w, b), rtol=1e-12, atol=0)
+    res = mk.gradients.ghost_norms(a.float(), g.float())
+    assert isinstance(res, torch.Tensor) and res.dtype == torch.float64
+
+
+def test_ghost_kernel_propagates_nan_internally():
+    from miakit.gradients import _outer_sq_norms
+    a = torch.ones(3, 2, 4, dtype=torch.float64)
+    g = torch.ones(3, 2, 5, dtype=torch.float64)
+    a[1, 0, 2] = float("nan")
+    out = _outer_sq_norms(a, g, True, False)
+    assert torch.isnan(out[1]) and torch.isfinite(out[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("a,g,match", [
+    (np.ones((2, 3, 4)), np.ones((2, 4, 5)), "grads"),            # T mismatch
+    (np.ones((3, 3, 4)), np.ones((2, 3, 5)), "grads"),            # N mismatch
+    (np.ones((2, 3)), np.ones((2, 3, 5)), "activations"),         # not 3-D
+    (np.ones((2, 3, 4)), np.ones((2, 3)), "grads"),
+])
+def test_ghost_kernel_bad_shapes(a, g, match):
+    with pytest.raises(ValueError, match=match):
+        mk.gradients.ghost_norms(a, g)
+
+
+def test_ghost_kernel_bad_values():
+    a, g = np.ones((2, 3, 4)), np.ones((2, 3, 5))
+    a2 = a.copy()
+    a2[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="activations"):
+        mk.gradients.ghost_norms(a2, g)
+    g2 = g.copy()
+    g2[0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="grads"):
+        mk.gradients.ghost_norms(a, g2)
+    with pytest.raises(TypeError, match="activations"):
+        mk.gradients.ghost_norms(np.ones((2, 3, 4), dtype=np.int64), g)
+
+
+def _cuda_ok():
+    return torch.cuda.is_available() and mk.backend_info()["cuda_built"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda_ok(), reason="needs a CUDA GPU and a CUDA build")
+@pytest.mark.parametrize("n,t,d,p", [(1, 1, 3, 2), (4, 3, 7, 5), (5, 20, 128, 100),
+                                     (3, 300, 33, 17), (2, 33, 40, 50)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_ghost_kernel_cuda_matches_cpu(n, t, d, p, dtype):
+    torch.manual_seed(n + t)
+    a = torch.randn(n, d, t, dtype=torch.float64).transpose(1, 2).to(dtype)
+    g = torch.randn(n, t, p, dtype=torch.float64).to(dtype)
+    cpu = mk.gradients.ghost_norms(a, g, bias=True)
+    gpu = mk.gradients.ghost_norms(a.cuda(), g.cuda(), bias=True)
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-11, atol=1e-11)
+    bad = a.cuda().clone()
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="activations"):
+        mk.gradients.ghost_norms(bad, g.cuda())

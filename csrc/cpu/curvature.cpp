@@ -1,9 +1,12 @@
 // CPU kernel for the curvature estimators' probes (SCIENCE.md section 9): Rademacher
 // vectors from the counter-based generator of include/miakit/rng.h, so that a probe
 // depends only on (seed, example index, probe index), never on batching or device.
+#include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "kernels_risk.h"
+#include "miakit/ghost.h"
 #include "miakit/rng.h"
 
 namespace miakit {
@@ -57,6 +60,89 @@ void rademacher(const RademacherArgs& a) {
     default:
       throw InputError("out: Rademacher probes need a float16/bfloat16/float32/float64 array");
   }
+}
+
+// Per-example reductions over probes (kernels_risk.h ProbeArgs), in double: OpenMP over
+// examples, probes and elements in order, so the result does not depend on threads.
+RiskStatus probe_quad(const ProbeArgs& a) {
+  const int64_t N = a.x.shape[0], P = a.x.shape[1], D = a.x.shape[2];
+  const Tensor &x = a.x, &y = a.y;
+  int64_t nonfinite = 0;
+#pragma omp parallel reduction(+ : nonfinite)
+  {
+    std::vector<double> q(P);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      bool finite = true;
+      for (int64_t k = 0; k < P; ++k) {
+        const int64_t bx = n * x.strides[0] + k * x.strides[1];
+        const int64_t by = n * y.strides[0] + k * y.strides[1];
+        double s0 = 0.0, s1 = 0.0;
+        int64_t e = 0;
+        for (; e + 2 <= D; e += 2) {
+          s0 += load_as_double(x.data, x.dtype, bx + e * x.strides[2]) *
+                load_as_double(y.data, y.dtype, by + e * y.strides[2]);
+          s1 += load_as_double(x.data, x.dtype, bx + (e + 1) * x.strides[2]) *
+                load_as_double(y.data, y.dtype, by + (e + 1) * y.strides[2]);
+        }
+        for (; e < D; ++e)
+          s0 += load_as_double(x.data, x.dtype, bx + e * x.strides[2]) *
+                load_as_double(y.data, y.dtype, by + e * y.strides[2]);
+        q[k] = s0 + s1;
+        finite &= is_finite(q[k]);
+      }
+      double& m = a.mean.ptr<double>()[n * a.mean.strides[0]];
+      double& se = a.se.ptr<double>()[n * a.se.strides[0]];
+      if (!finite) {
+        ++nonfinite;
+        m = se = NAN;
+        continue;
+      }
+      probe_mean_stderr(q.data(), P, &m, &se);
+    }
+  }
+  RiskStatus st;
+  st.nonfinite = nonfinite;
+  return st;
+}
+
+RiskStatus probe_diff(const ProbeArgs& a) {
+  const int64_t N = a.x.shape[0], P = a.x.shape[1], D = a.x.shape[2];
+  const Tensor &x = a.x, &y = a.y;
+  int64_t nonfinite = 0;
+#pragma omp parallel reduction(+ : nonfinite)
+  {
+    std::vector<double> g0(D);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      bool finite = true;
+      for (int64_t e = 0; e < D; ++e) {
+        g0[e] = load_as_double(y.data, y.dtype, n * y.strides[0] + e * y.strides[1]);
+        finite &= is_finite(g0[e]);
+      }
+      double acc = 0.0;
+      for (int64_t k = 0; k < P && finite; ++k) {
+        const int64_t bx = n * x.strides[0] + k * x.strides[1];
+        double sq = 0.0;
+        for (int64_t e = 0; e < D; ++e) {
+          const double t = load_as_double(x.data, x.dtype, bx + e * x.strides[2]) - g0[e];
+          sq += t * t;
+        }
+        finite &= is_finite(sq);
+        acc += a.squared ? sq : std::sqrt(sq);
+      }
+      double& m = a.mean.ptr<double>()[n * a.mean.strides[0]];
+      if (!finite) {
+        ++nonfinite;
+        m = NAN;
+        continue;
+      }
+      m = acc / static_cast<double>(P);
+    }
+  }
+  RiskStatus st;
+  st.nonfinite = nonfinite;
+  return st;
 }
 
 }  // namespace cpu

@@ -5,6 +5,7 @@
 
 #include "cuda/common.cuh"
 #include "kernels_risk.h"
+#include "miakit/ghost.h"
 #include "miakit/rng.h"
 
 namespace miakit {
@@ -70,6 +71,98 @@ void rademacher(const RademacherArgs& a, std::uintptr_t stream_handle) {
     default:
       throw InputError("out: Rademacher probes need a float16/bfloat16/float32/float64 array");
   }
+}
+
+// Probe reductions (kernels_risk.h ProbeArgs): one warp per (example, probe) writes q
+// (x.y, or ||x - y||_2^2) to scratch; then one thread per example reduces over probes in
+// order with the formulas of include/miakit/ghost.h, as the CPU does.
+namespace {
+
+__global__ void probe_q_kernel(const void* x, DType xt, int64_t x0, int64_t x1, int64_t x2,
+                               const void* y, DType yt, int64_t y0, int64_t y1, int64_t y2,
+                               int64_t N, int64_t P, int64_t D, bool diff, double* q) {
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
+  const int lane = threadIdx.x & 31;
+  for (int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32; w < N * P;
+       w += warps) {
+    const int64_t n = w / P, k = w % P;
+    double s = 0.0;
+    for (int64_t e = lane; e < D; e += 32) {
+      const double xv = load_as_double(x, xt, n * x0 + k * x1 + e * x2);
+      if (diff) {
+        const double t = xv - load_as_double(y, yt, n * y0 + e * y2);
+        s += t * t;
+      } else {
+        s += xv * load_as_double(y, yt, n * y0 + k * y1 + e * y2);
+      }
+    }
+    s = warp_sum(s);
+    if (lane == 0) q[w] = s;
+  }
+}
+
+__global__ void probe_reduce_kernel(const double* q, int64_t N, int64_t P, bool diff,
+                                    bool squared, double* mean, int64_t m0, double* se,
+                                    int64_t s0, unsigned long long* counts) {
+  long long nonfinite = 0;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  const int64_t start = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  // whole warps loop the same number of times so that flush_count sees every lane
+  for (int64_t base = start - threadIdx.x % 32; base < N; base += stride) {
+    const int64_t n = base + threadIdx.x % 32;
+    if (n >= N) continue;
+    const double* qn = q + n * P;
+    bool finite = true;
+    for (int64_t k = 0; k < P; ++k) finite &= is_finite(qn[k]);
+    if (!finite) {
+      ++nonfinite;
+      mean[n * m0] = NAN;
+      if (!diff) se[n * s0] = NAN;
+      continue;
+    }
+    if (diff) {
+      double acc = 0.0;
+      for (int64_t k = 0; k < P; ++k) acc += squared ? qn[k] : sqrt(qn[k]);
+      mean[n * m0] = acc / static_cast<double>(P);
+    } else {
+      double m, e;
+      probe_mean_stderr(qn, P, &m, &e);
+      mean[n * m0] = m;
+      se[n * s0] = e;
+    }
+  }
+  flush_count(nonfinite, counts);
+}
+
+RiskStatus probe_run(const ProbeArgs& a, bool diff, std::uintptr_t stream_handle) {
+  DeviceGuard guard(a.x.device_id);
+  cudaStream_t stream = as_stream(stream_handle);
+  const int64_t N = a.x.shape[0], P = a.x.shape[1], D = a.x.shape[2];
+  RiskStatus st;
+  if (N == 0) return st;
+  DeviceBuffer q(sizeof(double) * N * P, stream);
+  probe_q_kernel<<<grid_size(N * P * 32, 256, 8), 256, 0, stream>>>(
+      a.x.data, a.x.dtype, a.x.strides[0], a.x.strides[1], a.x.strides[2], a.y.data, a.y.dtype,
+      a.y.strides[0], diff ? 0 : a.y.strides[1], diff ? a.y.strides[1] : a.y.strides[2], N, P,
+      D, diff, q.as<double>());
+  check_launch("probe_q_kernel");
+  Counters counts(1, stream);
+  probe_reduce_kernel<<<grid_size(N, 128, 4), 128, 0, stream>>>(
+      q.as<double>(), N, P, diff, a.squared, a.mean.ptr<double>(), a.mean.strides[0],
+      diff ? nullptr : a.se.ptr<double>(), diff ? 0 : a.se.strides[0], counts.data());
+  check_launch("probe_reduce_kernel");
+  st.nonfinite = counts.fetch()[0];
+  return st;
+}
+
+}  // namespace
+
+RiskStatus probe_quad(const ProbeArgs& a, std::uintptr_t stream) {
+  return probe_run(a, false, stream);
+}
+
+RiskStatus probe_diff(const ProbeArgs& a, std::uintptr_t stream) {
+  return probe_run(a, true, stream);
 }
 
 }  // namespace cuda

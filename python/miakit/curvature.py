@@ -42,7 +42,8 @@ from miakit.gradients import (
     _torch,
 )
 
-__all__ = ["hutchinson_trace", "finite_difference", "zero_order", "head_trace", "probes"]
+__all__ = ["hutchinson_trace", "finite_difference", "zero_order", "head_trace", "probes",
+           "probe_quadratic", "probe_differences"]
 
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -240,7 +241,12 @@ def hutchinson_trace(
     n_probes = _check_count(n_probes, "n_probes")
     seed = _check_int(seed, "seed", 0, 2**64 - 1)
     torch, n, ids, step = _prepare(model, loss_fn, x, y, batch_size, example_ids)
-    est = torch.empty((n, n_probes), dtype=x.dtype, device=x.device)
+    use_kernel = _kernel_ok(x)
+    if use_kernel:
+        trace = torch.empty(n, dtype=x.dtype, device=x.device)
+        stderr = torch.empty(n, dtype=x.dtype, device=x.device)
+    else:
+        est = torch.empty((n, n_probes), dtype=x.dtype, device=x.device)
     with _eval_mode(model, "hutchinson_trace", "curvatures"):
         for s in range(0, n, step):
             sl = slice(s, min(n, s + step))
@@ -249,6 +255,8 @@ def hutchinson_trace(
             with torch.enable_grad():
                 losses = _losses(model, loss_fn, xb, y[sl])
                 (g,) = torch.autograd.grad(losses.sum(), xb, create_graph=True)
+                if use_kernel:
+                    hvs = torch.empty_like(v)
                 for k in range(n_probes):
                     vk = v[:, k]
                     (hv,) = torch.autograd.grad(g, xb, grad_outputs=vk,
@@ -256,7 +264,17 @@ def hutchinson_trace(
                                                 allow_unused=True)
                     if hv is None:  # the loss is linear in x
                         hv = torch.zeros_like(xb)
-                    est[sl, k] = (vk * hv).reshape(len(vk), -1).sum(1).detach()
+                    if use_kernel:
+                        hvs[:, k] = hv.detach()
+                    else:
+                        est[sl, k] = (vk * hv).reshape(len(vk), -1).sum(1).detach()
+            if use_kernel:
+                b = len(xb)
+                m, se, _ = _probe_call(0, v.reshape(b, n_probes, -1),
+                                       hvs.reshape(b, n_probes, -1), False)
+                trace[sl], stderr[sl] = m, se
+    if use_kernel:
+        return trace, stderr
     trace = est.mean(1)
     stderr = est.std(1, correction=1) / math.sqrt(n_probes) if n_probes > 1 else \
         torch.full_like(trace, float("nan"))
@@ -330,13 +348,121 @@ def finite_difference(
             xb, yb = x[sl].detach(), y[sl]
             v = _batch_probes(ids[sl], n_probes, xb, seed)
             g0 = input_grad(xb, yb)
-            acc = torch.zeros(len(xb), dtype=x.dtype, device=x.device)
+            b = len(xb)
+            if _kernel_ok(x):
+                g1 = torch.empty_like(v)
+                for k in range(n_probes):
+                    g1[:, k] = input_grad(xb + h * v[:, k], yb)
+                out[sl] = _probe_call(1, g1.reshape(b, n_probes, -1), g0.reshape(b, -1),
+                                      squared)[0]
+                continue
+            acc = torch.zeros(b, dtype=x.dtype, device=x.device)
             for k in range(n_probes):
-                diff = (input_grad(xb + h * v[:, k], yb) - g0).reshape(len(xb), -1)
+                diff = (input_grad(xb + h * v[:, k], yb) - g0).reshape(b, -1)
                 sq = diff.pow(2).sum(1)
                 acc += sq if squared else sq.sqrt()
             out[sl] = acc / n_probes
     return out
+
+
+def _kernel_ok(x) -> bool:
+    """The compiled probe reductions serve x's device (CPU, or CUDA in a CUDA build)."""
+    return x.device.type != "cuda" or bool(_C.backend_info()["cuda_built"])
+
+
+def _probe_call(which: int, a, b, squared: bool):
+    """Run the probe-reduction kernel: which 0 -> (mean, stderr) of a.b over probes,
+    1 -> mean over probes of ||a - b||_2 (squared); float64 outputs and the status."""
+    n = int(a.shape[0])
+    mean = ar.empty_like_device(a, (n,), "float64")
+    se = ar.empty_like_device(a, (n,), "float64") if which == 0 else None
+    st = _C.probe_reduce(ar.kernel_arg(a), ar.kernel_arg(b), ar.kernel_arg(mean),
+                         None if se is None else ar.kernel_arg(se), which, bool(squared),
+                         ar.stream_of(a))
+    return mean, se, st
+
+
+def _probe_inputs(x: Any, y: Any, xn: str, yn: str) -> tuple[Any, Any]:
+    x = ar.as_array(x, xn)
+    y = ar.as_array(y, yn)
+    for name, v in ((xn, x), (yn, y)):
+        if ar.kind(v) != "f":
+            raise TypeError(f"{name}: expected a floating-point array, got {ar.dtype_name(v)}")
+    ar.same_device(**{xn: x, yn: y})
+    return x, ar.match_device(y, x, yn, xn)
+
+
+def _raise_nonfinite(st: dict, arrays: dict) -> None:
+    if not st["nonfinite"]:
+        return
+    for name, v in arrays.items():
+        ok = _torch().isfinite(v).all() if ar.is_torch(v) else np.isfinite(v).all()
+        if not bool(ok):
+            raise ValueError(f"{name}: contains NaN or infinite values")
+    raise ValueError(f"{next(iter(arrays))}: the reduction overflowed to a non-finite value")
+
+
+def probe_quadratic(probes: Any, hvp: Any) -> tuple[Any, Any]:
+    """Per-example Hutchinson statistics from probes and Hessian-vector products.
+
+    ``q[n, k] = probes[n, k] . hvp[n, k]``; returns ``mean_k q`` and its standard error
+    ``std_k(q) / sqrt(P)`` (ddof 1; NaN for P = 1), accumulated in float64.
+
+    Parameters
+    ----------
+    probes : array [N, P, D] float
+        Probe vectors v (any strides; numpy, or torch on the CPU or a CUDA device).
+    hvp : array [N, P, D] float
+        The products H v.
+
+    Returns
+    -------
+    mean, stderr : arrays [N] float64
+        The caller's array type, on the caller's device.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> v = np.array([[[1.0, -1.0], [1.0, 1.0]]]); hv = 2 * v
+    >>> m, se = mk.curvature.probe_quadratic(v, hv)
+    >>> m.tolist(), se.tolist()
+    ([4.0], [0.0])
+    """
+    v, hv = _probe_inputs(probes, hvp, "probes", "hvp")
+    mean, se, st = _probe_call(0, v, hv, False)
+    _raise_nonfinite(st, {"probes": v, "hvp": hv})
+    return mean, se
+
+
+def probe_differences(grads: Any, grad0: Any, squared: bool = False) -> Any:
+    """Per-example mean over probes of ``||grads[n, k] - grad0[n]||_2`` (squared when
+    ``squared``), the finite-difference curvature reduction, accumulated in float64.
+
+    Parameters
+    ----------
+    grads : array [N, P, D] float
+        Gradients at the perturbed inputs.
+    grad0 : array [N, D] float
+        Gradients at the inputs.
+    squared : bool
+        Average squared norms.
+
+    Returns
+    -------
+    array [N] float64
+        The caller's array type, on the caller's device.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> g1 = np.array([[[3.0, 4.0], [0.0, 0.0]]]); g0 = np.zeros((1, 2))
+    >>> mk.curvature.probe_differences(g1, g0).tolist()
+    [2.5]
+    """
+    g1, g0 = _probe_inputs(grads, grad0, "grads", "grad0")
+    mean, _, st = _probe_call(1, g1, g0, squared)
+    _raise_nonfinite(st, {"grads": g1, "grad0": g0})
+    return mean
 
 
 def zero_order(

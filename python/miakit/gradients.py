@@ -51,7 +51,7 @@ from miakit import _C
 from miakit import _arrays as ar
 from miakit._validation import check_finite, check_float_array, check_labels
 
-__all__ = ["head_norms", "per_example_norms", "GradNorms", "RULES"]
+__all__ = ["head_norms", "ghost_norms", "per_example_norms", "GradNorms", "RULES"]
 
 
 # ----------------------------------------------------------------------------- head
@@ -203,9 +203,86 @@ class _Rule:
 
 def _outer_sq_norms(a, g, want_w: bool, want_b: bool):
     """Per-example ``||G^T A||_F^2`` (weight) and ``||sum_t G_t||^2`` (bias) for
-    ``A [B, T, d]``, ``G [B, T, p]``: the ghost form ``sum_{t,s} (A A^T)_{ts} (G G^T)_{ts}``
-    when it is cheaper than materializing ``G^T A`` (cost ``T^2 (d + p)`` against
-    ``T d p``), else the materialized product, in chunks of examples."""
+    ``A [B, T, d]``, ``G [B, T, p]`` in g's dtype: the compiled kernel (ghost form
+    ``sum_{t,s} (A A^T)_{ts} (G G^T)_{ts}`` when it is cheaper than materializing
+    ``G^T A`` -- cost ``T^2 (d + p)`` against ``T d p`` -- else the direct form, per
+    example in float64). Non-finite examples give NaN, as the torch ops would."""
+    if a.device.type == "cuda" and not _cuda_built():
+        return _outer_sq_norms_torch(a, g, want_w, want_b)
+    out = _ghost_call(a, g, want_w, want_b)[0]
+    return out.to(g.dtype)
+
+
+def _cuda_built() -> bool:
+    return bool(_C.backend_info()["cuda_built"])
+
+
+def _ghost_call(a, g, want_w: bool, want_b: bool):
+    out = ar.empty_like_device(g, (int(g.shape[0]),), "float64")
+    st = _C.ghost_norms(ar.kernel_arg(a), ar.kernel_arg(g), ar.kernel_arg(out), bool(want_w),
+                        bool(want_b), ar.stream_of(g))
+    return out, st
+
+
+def ghost_norms(activations: Any, grads: Any, weight: bool = True, bias: bool = False) -> Any:
+    """Per-example squared gradient norms of a linear layer applied at T positions.
+
+    ``out[n] = [weight] ||G_n^T A_n||_F^2 + [bias] ||sum_t G_n[t]||^2``, the squared norm
+    of the example's gradient with respect to the weight (and bias) of ``y = W a + b``,
+    computed without materializing ``G_n^T A_n`` or the Grams of every example at once.
+
+    Parameters
+    ----------
+    activations : array [N, T, d] float16/bfloat16/float32/float64
+        Layer inputs A (any strides; numpy, or torch on the CPU or a CUDA device).
+    grads : array [N, T, p] float
+        Gradients G of the per-example losses with respect to the layer outputs.
+    weight, bias : bool
+        Which parameters' gradients to include.
+
+    Returns
+    -------
+    array [N] float64
+        The caller's array type, on the caller's device.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> a = np.ones((1, 2, 3)); g = np.ones((1, 2, 1))
+    >>> mk.gradients.ghost_norms(a, g, bias=True).tolist()   # G^T A = 2s (3 of them); sum G = 2
+    [16.0]
+    """
+    a = ar.as_array(activations, "activations")
+    g = ar.as_array(grads, "grads")
+    for name, v in (("activations", a), ("grads", g)):
+        if ar.kind(v) != "f":
+            raise TypeError(f"{name}: expected a floating-point array, got {ar.dtype_name(v)}")
+        if len(ar.shape_of(v)) != 3:
+            raise ValueError(f"{name}: expected 3 dimensions [N, T, features], got shape "
+                             f"{ar.shape_of(v)}")
+    ar.same_device(activations=a, grads=g)
+    g = ar.match_device(g, a, "grads", "activations")
+    if ar.shape_of(a)[:2] != ar.shape_of(g)[:2]:
+        raise ValueError(f"grads: shape {ar.shape_of(g)} does not match activations "
+                         f"{ar.shape_of(a)} on [N, T]")
+    out, st = _ghost_call(a, g, weight, bias)
+    if st["nonfinite"]:
+        for name, v in (("activations", a), ("grads", g)):
+            if (name == "grads" or weight) and not bool(_all_finite(v)):
+                raise ValueError(f"{name}: contains NaN or infinite values")
+        raise ValueError("activations: contains NaN or infinite values")
+    return out
+
+
+def _all_finite(v):
+    if ar.is_torch(v):
+        return _torch().isfinite(v).all()
+    return np.isfinite(v).all()
+
+
+def _outer_sq_norms_torch(a, g, want_w: bool, want_b: bool):
+    """torch fallback of _outer_sq_norms for CUDA tensors when the build has no CUDA
+    kernels."""
     torch = _torch()
     bsz, t, d = a.shape
     p = g.shape[2]
