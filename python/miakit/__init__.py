@@ -11,15 +11,30 @@ memorization  Feldman-Zhang memorization and influence (top-k)
 gradients     per-example gradient norms (closed form, ghost norms, vmap fallback)
 curvature     input-loss curvature (Hutchinson, finite differences, zero order)
 report        per-example vulnerability tables and plots
+audit         the audit job: attacks on a shadow run, report.json, ROC plot, summary
+datasets      small embedded datasets (scikit-learn digits, Gaussian mixtures)
 """
 
-from miakit import curvature, gradients, lira, memorization, metrics, report, shadow, signals
+from miakit import (
+    audit,
+    curvature,
+    datasets,
+    gradients,
+    lira,
+    memorization,
+    metrics,
+    report,
+    shadow,
+    signals,
+)
 from miakit._backend import backend_info
 
 __version__ = "0.1.0"
 __all__ = [
+    "audit",
     "backend_info",
     "curvature",
+    "datasets",
     "gradients",
     "lira",
     "memorization",

@@ -1,5 +1,37 @@
-"""Shadow-model runs: who trains on what."""
+"""Shadow-model runs: who trains on what, training, and crash-safe storage.
 
+- :func:`balanced_keep` draws the membership matrix.
+- :func:`train_heads` trains M linear or MLP heads on fixed features in one batched loop.
+- :func:`train_models` trains any torch model per row of ``keep`` into a run directory.
+- :func:`open_run` / :func:`create_run` read and write run directories (see ``store``).
+"""
+
+from miakit.shadow.heads import train_heads
 from miakit.shadow.keep import balanced_keep
+from miakit.shadow.store import (
+    CorruptModelError,
+    CorruptModelWarning,
+    IncompleteRunError,
+    Run,
+    RunLockedError,
+    RunMismatchError,
+    RunWriteError,
+    create_run,
+    open_run,
+)
+from miakit.shadow.train import train_models
 
-__all__ = ["balanced_keep"]
+__all__ = [
+    "balanced_keep",
+    "train_heads",
+    "train_models",
+    "open_run",
+    "create_run",
+    "Run",
+    "RunMismatchError",
+    "IncompleteRunError",
+    "CorruptModelError",
+    "CorruptModelWarning",
+    "RunLockedError",
+    "RunWriteError",
+]

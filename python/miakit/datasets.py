@@ -1,0 +1,141 @@
+"""Small datasets that need no download, for the default audit and for tests.
+
+- ``digits``: scikit-learn's bundled handwritten digits (1,797 grey 8x8 images, 10
+  classes, shipped inside scikit-learn). Features are the 64 pixel intensities scaled to
+  [0, 1]; the second query view shifts the image one pixel to the right (digits are not
+  mirror-symmetric, so a horizontal flip would change the class).
+- ``synthetic``: a Gaussian mixture, one isotropic cluster per class (numpy only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Dataset", "load", "digits", "synthetic", "NAMES"]
+
+NAMES = ("digits", "synthetic")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features with query views, labels and a description.
+
+    Attributes
+    ----------
+    name : str
+    features : numpy.ndarray [N, A, D] float32
+        Feature vector of each example under each of A query views.
+    labels : numpy.ndarray [N] int64
+    n_classes : int
+    views : tuple of str
+        Name of each view (the A axis).
+    description : str
+    images : numpy.ndarray or None
+        [N, 1, H, W] float32 images for datasets that have them.
+    info : dict
+        JSON-serialisable parameters (source, sizes, seed).
+    """
+
+    name: str
+    features: np.ndarray
+    labels: np.ndarray
+    n_classes: int
+    views: tuple[str, ...]
+    description: str
+    images: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def digits(n_examples: int | None = None, views: int = 2, subset_seed: int = 0) -> Dataset:
+    """scikit-learn's bundled handwritten digits (no download).
+
+    Parameters
+    ----------
+    n_examples : int, optional
+        Keep a random subset of this many of the 1,797 images (drawn with
+        ``subset_seed``, independent of any run seed); default all.
+    views : {1, 2}
+        1: the image only; 2: the image and the image shifted right by one pixel.
+    subset_seed : int
+        Seed of the subset.
+
+    Examples
+    --------
+    >>> from miakit.datasets import digits
+    >>> d = digits()
+    >>> d.features.shape, d.n_classes
+    ((1797, 2, 64), 10)
+    >>> digits(n_examples=600).labels.shape
+    (600,)
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:  # pragma: no cover - sklearn is in the audit extra
+        raise ImportError("the digits dataset comes with scikit-learn: "
+                          "pip install 'miakit[audit]'") from exc
+    if views not in (1, 2):
+        raise ValueError(f"views: expected 1 or 2, got {views!r}")
+    d = load_digits()
+    n_all = len(d.target)
+    if n_examples is None:
+        idx = np.arange(n_all)
+    elif isinstance(n_examples, bool) or not isinstance(n_examples, (int, np.integer)) or \
+            not 2 <= n_examples <= n_all:
+        raise ValueError(f"n_examples: expected an int in [2, {n_all}], got {n_examples!r}")
+    else:
+        idx = np.sort(np.random.default_rng(subset_seed).permutation(n_all)[:n_examples])
+    images = (d.images[idx] / 16.0).astype(np.float32)[:, None]  # [N, 1, 8, 8] in [0, 1]
+    shifted = np.zeros_like(images)
+    shifted[..., 1:] = images[..., :-1]
+    stack = [images, shifted][:views]
+    feats = np.stack([v.reshape(len(v), -1) for v in stack], axis=1)
+    names = ("identity", "shift_right")[:views]
+    return Dataset("digits", np.ascontiguousarray(feats), d.target[idx].astype(np.int64), 10,
+                   names, f"scikit-learn handwritten digits: {len(idx)} of {n_all} 8x8 images, "
+                   "10 classes, pixel features in [0, 1]", images,
+                   {"source": "sklearn.datasets.load_digits", "n_examples": len(idx),
+                    "subset_seed": subset_seed if n_examples is not None else None,
+                    "views": list(names)})
+
+
+def synthetic(n: int = 2000, dim: int = 32, n_classes: int = 10, separation: float = 1.0,
+              seed: int = 0) -> Dataset:
+    """A Gaussian mixture: class c is ``N(mu_c, I)`` with ``mu_c ~ N(0, separation^2 I / dim)``.
+
+    Examples
+    --------
+    >>> from miakit.datasets import synthetic
+    >>> d = synthetic(n=100, dim=8, n_classes=3)
+    >>> d.features.shape, int(d.labels.max())
+    ((100, 1, 8), 2)
+    """
+    for name, v, lo in (("n", n, 2), ("dim", dim, 1), ("n_classes", n_classes, 2)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(n_classes, dim)) * separation * np.sqrt(n_classes / dim)
+    y = rng.integers(0, n_classes, n)
+    x = (means[y] + rng.normal(size=(n, dim))).astype(np.float32)
+    return Dataset("synthetic", x[:, None, :], y.astype(np.int64), n_classes, ("identity",),
+                   f"Gaussian mixture: {n} examples, {dim} features, {n_classes} classes",
+                   None, {"n": n, "dim": dim, "n_classes": n_classes,
+                          "separation": separation, "seed": seed})
+
+
+def load(name: str, **kwargs: Any) -> Dataset:
+    """A dataset by name: "digits" or "synthetic" (keyword arguments go to its loader).
+
+    Examples
+    --------
+    >>> import miakit.datasets as ds
+    >>> ds.load("synthetic", n=50, dim=4, n_classes=2).labels.shape
+    (50,)
+    """
+    if name == "digits":
+        return digits(**kwargs)
+    if name == "synthetic":
+        return synthetic(**kwargs)
+    raise ValueError(f"dataset: expected one of {list(NAMES)}, got {name!r}")

@@ -1,0 +1,140 @@
+"""Crash-safe file primitives of the run store: atomic replace, digests, write errors.
+
+A file is never modified in place. It is written to a temporary file in the same folder,
+flushed and fsynced, then renamed over its final name (``os.replace`` is atomic on POSIX
+and Windows), and the folder is fsynced so that the rename itself survives a power cut.
+A process killed at any moment therefore leaves either the old file or the new one,
+plus at worst a stray temporary file that the next writer removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+TMP_MARK = ".tmp-"
+_HASH_BLOCK = 1 << 24  # bytes hashed per update: bounded memory for memory-mapped inputs
+
+
+class RunWriteError(OSError):
+    """Writing to a run directory failed (disk full, no permission, read-only, ...).
+
+    It is an ``OSError`` with the original ``errno``; the message says which file could
+    not be written and that the run on disk is unchanged.
+    """
+
+    def __str__(self) -> str:  # OSError's default adds "[Errno n]" before a long message
+        return str(self.strerror)
+
+
+def write_error(exc: OSError, path: Path, what: str) -> RunWriteError:
+    reason = exc.strerror or str(exc)
+    hint = ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        hint = "; free some space (or choose another directory) and run the same command again"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "; the directory is not writable: choose another one or fix its permissions"
+    msg = (f"could not write {what} to {path}: {reason}{hint}. Nothing already in the run "
+           "was changed (every write goes to a temporary file first).")
+    return RunWriteError(exc.errno or errno.EIO, msg, str(path))
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:  # Windows cannot open directories; its renames are journaled anyway
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], what: str) -> None:
+    """Write ``path`` through ``write(fileobj)`` so that it is either complete or absent.
+
+    Raises :class:`RunWriteError` when the disk is full or the folder not writable; the
+    temporary file is removed and any earlier version of ``path`` stays as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        try:
+            with open(tmp, "xb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        fsync_dir(path.parent)
+    except OSError as exc:
+        if isinstance(exc, RunWriteError):
+            raise
+        raise write_error(exc, path, what) from exc
+
+
+def write_json(path: Path, obj: Any, what: str) -> None:
+    data = (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+    atomic_write(path, lambda f: f.write(data), what)
+
+
+def write_npy(path: Path, array: np.ndarray, what: str) -> None:
+    arr = np.ascontiguousarray(array)
+    atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False), what)
+
+
+def remove_stale_tmp(folder: Path) -> None:
+    """Delete temporary files left behind by a killed writer (call with the run locked)."""
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if p.name.startswith(".") and TMP_MARK in p.name and p.is_file():
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def iter_bytes(array: np.ndarray) -> Iterator[memoryview]:
+    """The raw bytes of a C-contiguous array (or memmap) in bounded blocks."""
+    flat = memoryview(np.ascontiguousarray(array)).cast("B")
+    for start in range(0, len(flat), _HASH_BLOCK):
+        yield flat[start:start + _HASH_BLOCK]
+
+
+def sha256_array(array: np.ndarray) -> str:
+    """SHA-256 of the array's data bytes in C order (the header is not included)."""
+    h = hashlib.sha256()
+    for block in iter_bytes(array):
+        h.update(block)
+    return h.hexdigest()
+
+
+def digest_arrays(*arrays: Any) -> str:
+    """One SHA-256 over dtype, shape and contents of each array (numpy or torch)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        if hasattr(a, "detach"):  # a torch tensor, on any device
+            a = a.detach().cpu().numpy()
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        for block in iter_bytes(a):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digest_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()

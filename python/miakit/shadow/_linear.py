@@ -1,0 +1,326 @@
+"""Many multinomial logistic-regression heads on shared features, solved together.
+
+Head k minimises over its weights ``theta_k`` (``[D, C]``, the last row the bias)
+
+    f_k(theta_k) = sum_r w[r, k] * CE(x_r theta_k, y_r) + (lam / 2) * ||W_k||^2
+
+where ``w[:, k]`` spreads weight 1 over the rows head k trains on (so the loss is a mean)
+and ``W_k`` excludes the bias row. The problem is convex, so all heads can share one
+optimizer run:
+
+* one wide product per step: logits of every head are ``X @ Theta`` with ``Theta``
+  laid out ``[D, C * K]``, and the gradient of every head is ``X^T @ R`` -- two GEMMs
+  per evaluation, whatever the number of heads K;
+* L-BFGS per head (its own history, curvature pairs and line search, all as batched
+  tensor ops), preconditioned by a Kronecker-factored curvature model
+  ``E[x x^T] (x) E_k[diag(p) - p p^T]``: the input factor is shared by every head, the
+  small ``C x C`` output factor is refreshed per head each iteration, and the exact
+  inverse of ``A (x) B_k + lam`` comes from the two eigendecompositions. Unit steps are
+  then accepted almost always, so an iteration costs one evaluation;
+* heads that converge (max |gradient| <= tol) leave the batch, so the work shrinks as
+  they finish; a line-search retry evaluates only the heads that need it.
+
+Every per-head quantity is computed from that head's own column, so a head's result
+does not depend on the other heads beyond the rounding of the shared GEMMs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+_ROW_BUDGET_BYTES = 256 << 20  # logits buffer per block of rows
+_EXP_SAFE = 60.0  # |logit| below this: exp cannot overflow float32, skip the max shift
+SUB_ROWS = 1024  # rows used to estimate the output curvature factor (a preconditioner)
+
+
+@dataclass
+class LbfgsResult:
+    theta: Any  # [D, C, M] torch tensor
+    iterations: Any  # [M] int64 numpy
+    evaluations: int  # batched objective evaluations
+    grad_max: Any  # [M] float64 numpy
+    converged: Any  # [M] bool numpy
+    loss: Any  # [M] float64 numpy
+
+
+class SoftmaxObjective:
+    """Loss, gradient and output-curvature factor of many heads on one feature matrix.
+
+    Parameters
+    ----------
+    x : torch.Tensor [R, D] float32
+        Rows of features, the last column all ones (the bias input).
+    y : torch.Tensor [R] int64
+        Class of each row.
+    w : torch.Tensor [R, M] float32
+        Row weights per head, each column summing to 1.
+    lam : torch.Tensor [D - 1] float32
+        L2 penalty of each weight row of ``theta`` (the last row, the bias, has none).
+    n_classes : int
+    sub_rows : torch.Tensor [S] int64
+        Rows used for the curvature factor.
+    """
+
+    def __init__(self, x: Any, y: Any, w: Any, lam: float, n_classes: int, sub_rows: Any):
+        torch = _torch()
+        self.x, self.y, self.w_all = x, y, w
+        self.lam = lam
+        self.c = int(n_classes)
+        self.r, self.d = x.shape
+        self.arange = torch.arange(self.r, device=x.device)
+        self.x_norm_max = float(x.norm(dim=1).max())
+        self.sub = sub_rows
+        self.evaluations = 0
+        self._heads: Any = None
+        self._w: Any = None
+        # One logits buffer, reused by every evaluation: a fresh 50 MB tensor per call
+        # costs as much in page faults as the GEMM that fills it.
+        self._buf = torch.empty(0, device=x.device)
+
+    def _weights(self, heads: Any) -> Any:
+        if self._heads is None or not _same(self._heads, heads):
+            self._w = self.w_all.index_select(1, heads).contiguous()
+            self._heads = heads.clone()
+        return self._w
+
+    def _block(self, rows: int, cols: int) -> Any:
+        if self._buf.numel() < rows * cols:
+            self._buf = _torch().empty(rows * cols, device=self.x.device)
+        return self._buf[: rows * cols].view(rows, cols)
+
+    def __call__(self, theta: Any, heads: Any, need_grad: bool = True):
+        """(loss [K] float64, grad [D, C, K] or None) of heads ``heads`` at ``theta``."""
+        torch = _torch()
+        self.evaluations += 1
+        d, c, k = theta.shape
+        w = self._weights(heads)
+        flat = theta.reshape(d, c * k)
+        safe = self.x_norm_max * float(theta.norm(dim=0).max()) >= _EXP_SAFE
+        block = max(256, min(self.r, _ROW_BUDGET_BYTES // (4 * c * k)))
+        loss = torch.zeros(k, dtype=torch.float64, device=theta.device)
+        grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device) if need_grad \
+            else None
+        for start in range(0, self.r, block):
+            stop = min(self.r, start + block)
+            rows = stop - start
+            xb, wb = self.x[start:stop], w[start:stop]
+            idx = self.y[start:stop, None, None].expand(rows, 1, k)
+            z2 = self._block(rows, c * k)
+            torch.mm(xb, flat, out=z2)
+            z = z2.view(rows, c, k)
+            zy = torch.gather(z, 1, idx)[:, 0, :]  # true-class logits [rows, K]
+            if safe:  # shift by the row maximum only when exp could overflow
+                mx = z.amax(1, keepdim=True)
+                z.sub_(mx)
+                zy.sub_(mx[:, 0, :])
+            z.exp_()
+            s = z.sum(1, keepdim=True)
+            # per-row loss log(sum exp) - z_y, weighted; zy is reused as scratch
+            loss += zy.sub_(s.log()[:, 0, :]).mul_(wb).sum(0, dtype=torch.float64).neg_()
+            if need_grad:
+                z.mul_(s.reciprocal_().mul_(wb[:, None, :]))  # w * p
+                z.scatter_add_(1, idx, wb.neg()[:, None, :])  # w * (p - onehot)
+                grad.addmm_(xb.T, z2)
+        wgt = theta[:-1]
+        pen = self.lam[:, None, None] * wgt
+        loss += 0.5 * (pen * wgt).reshape(-1, k).sum(0).double()
+        if need_grad:
+            grad = grad.view(d, c, k)
+            grad[:-1].add_(pen)
+        return loss, grad
+
+    def output_factor(self, theta: Any, heads: Any) -> Any:
+        """``E_k[diag(p) - p p^T]`` per head over the subsample rows: [K, C, C] float64."""
+        torch = _torch()
+        d, c, k = theta.shape
+        xs, ws = self.x[self.sub], self._weights(heads)[self.sub]  # [S, D], [S, K]
+        z = (xs @ theta.reshape(d, c * k)).view(-1, c, k)
+        p = torch.softmax(z, dim=1).permute(2, 0, 1).contiguous()  # [K, S, C]
+        wn = (ws / ws.sum(0).clamp_min(1e-30)).T[:, :, None]  # [K, S, 1]
+        pw = p * wn
+        b = torch.diag_embed(pw.sum(1)) - pw.transpose(1, 2) @ p
+        return b.double()
+
+
+class KroneckerPreconditioner:
+    """Applies ``(A (x) B_k + damping)^-1`` to every head's direction at once."""
+
+    def __init__(self, x: Any, lam: Any):
+        torch = _torch()
+        # float32 GEMM, float64 eigensolver: the factor only needs to be a good model.
+        a = ((x.T @ x) / x.shape[0]).double()
+        a = 0.5 * (a + a.T)
+        ev, self.u = torch.linalg.eigh(a)
+        self.ev_a = ev.clamp_min(0.0)
+        self.u = self.u.to(x.dtype)
+        # Damping: the mean penalty, floored so that directions without curvature (the
+        # softmax's shift invariance, constant features) stay finite.
+        mean_lam = float(lam.mean()) if lam.numel() else 0.0
+        self.damp = max(mean_lam, 1e-6 * float(self.ev_a.mean()))
+        self.ev_b: Any = None
+        self.v: Any = None
+
+    def set_output_factor(self, b: Any) -> None:
+        torch = _torch()
+        ev, v = torch.linalg.eigh(b)  # [K, C], [K, C, C]
+        self.ev_b = ev.clamp_min(0.0).to(self.u.dtype)
+        self.v = v.to(self.u.dtype)
+
+    def select(self, keep: Any) -> None:
+        self.ev_b, self.v = self.ev_b[keep], self.v[keep]
+
+    def __call__(self, q: Any) -> Any:
+        d, c, k = q.shape
+        r = (self.u.T @ q.reshape(d, c * k)).view(d, c, k).permute(2, 0, 1)  # [K, D, C]
+        r = r @ self.v  # into each head's output eigenbasis
+        denom = self.ev_a.to(q.dtype)[None, :, None] * self.ev_b[:, None, :] + self.damp
+        r = (r / denom) @ self.v.transpose(1, 2)
+        r = r.permute(1, 2, 0).reshape(d, c * k)
+        return (self.u @ r).view(d, c, k)
+
+
+def _dot(a: Any, b: Any) -> Any:
+    # A float32 column sum over a contiguous [D*C, K] view is the fast reduction; its
+    # rounding (~1e-7 relative) is far below what L-BFGS needs.
+    k = a.shape[-1]
+    return (a * b).reshape(-1, k).sum(0).double()
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a.shape == b.shape and bool((a == b).all())
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int,
+                grad_scale: Any = None, history: int = 10, pre: Any = None,
+                tick: Any = None) -> LbfgsResult:
+    """Minimise every head's objective from ``theta0`` [D, C, M]; see the module notes.
+
+    A head stops when ``max |grad_scale * gradient| <= tol`` (``grad_scale`` [D] maps the
+    gradient back to the caller's coordinates when the features were standardised).
+    ``pre`` is a :class:`KroneckerPreconditioner` of ``obj.x`` (built here if None);
+    ``tick(n_done)`` is called whenever heads finish (for progress bars).
+    """
+    torch = _torch()
+    dev = theta0.device
+    d, c, m = theta0.shape
+    pre = KroneckerPreconditioner(obj.x, obj.lam) if pre is None else pre
+    out = theta0.clone()
+    iters = torch.zeros(m, dtype=torch.int64)
+    gmax_out = torch.full((m,), float("nan"), dtype=torch.float64)
+    loss_out = torch.full((m,), float("nan"), dtype=torch.float64)
+    conv = torch.zeros(m, dtype=torch.bool)
+
+    ids = torch.arange(m, device=dev)  # global head index of each working column
+    theta = theta0.clone()
+    loss, grad = obj(theta, ids)
+    pre.set_output_factor(obj.output_factor(theta, ids))
+    hist_s: list[Any] = []
+    hist_y: list[Any] = []
+    hist_rho: list[Any] = []
+    stalled = torch.zeros(m, dtype=torch.bool, device=dev)
+    it = 0
+    scale = None if grad_scale is None else grad_scale.to(theta0.dtype)[:, None, None]
+    while ids.numel():
+        gmax = (grad if scale is None else grad * scale).abs().amax((0, 1)).double()
+        done = (gmax <= tol) | stalled
+        if it >= max_iter:
+            done = torch.ones_like(done)
+        if bool(done.any()):
+            fin = ids[done]
+            out[:, :, fin] = theta[:, :, done]
+            gmax_out[fin.cpu()] = gmax[done].cpu()
+            loss_out[fin.cpu()] = loss[done].cpu()
+            conv[fin.cpu()] = (gmax[done] <= tol).cpu()
+            iters[fin.cpu()] = it
+            live = ~done
+            ids, theta, grad, loss = ids[live], theta[:, :, live], grad[:, :, live], loss[live]
+            stalled = stalled[live]
+            hist_s = [s[:, :, live] for s in hist_s]
+            hist_y = [y[:, :, live] for y in hist_y]
+            hist_rho = [r[live] for r in hist_rho]
+            pre.select(live)
+            if tick is not None:
+                tick(int(done.sum()))
+            if not ids.numel():
+                break
+        it += 1
+        # Two-loop recursion with the Kronecker model as the initial inverse Hessian.
+        q = -grad
+        alphas = []
+        for s, y, rho in zip(reversed(hist_s), reversed(hist_y), reversed(hist_rho)):
+            a = rho * _dot(s, q)
+            q = q - y * a.to(q.dtype)
+            alphas.append(a)
+        q = pre(q)
+        for s, y, rho, a in zip(hist_s, hist_y, hist_rho, reversed(alphas)):
+            b = rho * _dot(y, q)
+            q = q + s * (a - b).to(q.dtype)
+        slope = _dot(grad, q)
+        bad = slope >= 0  # not a descent direction (numerical trouble): restart there
+        if bool(bad.any()):
+            q[:, :, bad] = -grad[:, :, bad]
+            slope = torch.where(bad, _dot(grad, q), slope)
+        new_theta, new_loss, new_grad, stalled = _line_search(obj, ids, theta, loss, q, slope)
+        pre.set_output_factor(obj.output_factor(new_theta, ids))
+        s, y = new_theta - theta, new_grad - grad
+        sy = _dot(s, y)
+        ok = (sy > 1e-12 * _dot(y, y).sqrt() * _dot(s, s).sqrt()).to(s.dtype)
+        # Heads without positive curvature along s keep an inert pair (rho = 0).
+        hist_s.append(s * ok)
+        hist_y.append(y * ok)
+        hist_rho.append(torch.where(ok > 0, 1.0 / sy.clamp_min(1e-300), torch.zeros_like(sy)))
+        if len(hist_s) > history:
+            hist_s.pop(0)
+            hist_y.pop(0)
+            hist_rho.pop(0)
+        theta, loss, grad = new_theta, new_loss, new_grad
+    return LbfgsResult(out, iters.numpy(), obj.evaluations, gmax_out.numpy(),
+                       conv.numpy(), loss_out.numpy())
+
+
+def _line_search(obj: SoftmaxObjective, ids: Any, theta: Any, loss: Any, direction: Any,
+                 slope: Any, c1: float = 1e-4, max_tries: int = 30):
+    """Backtracking (Armijo) per head, trying the unit step first.
+
+    Returns the new point, loss and gradient of every head, and which heads found no
+    decrease at all (they stay where they were and are stopped by the caller).
+
+    Heads whose trial fails are re-evaluated alone, with a step from the minimiser of the
+    quadratic through f(0), f'(0) and f(step), kept within [0.1, 0.5] of the last step.
+    The sufficient-decrease test allows a few float32 ulps of |f(0)|: near the optimum,
+    rounding in the loss would otherwise reject every step the gradient still justifies.
+    """
+    torch = _torch()
+    k = ids.numel()
+    step = torch.ones(k, dtype=torch.float64, device=theta.device)
+    new_theta = theta + direction
+    new_loss, new_grad = obj(new_theta, ids)
+    noise = 8 * 1.2e-7 * loss.abs()
+    todo = ~(new_loss <= loss + c1 * step * slope + noise)
+    tries = 0
+    while bool(todo.any()) and tries < max_tries:
+        tries += 1
+        idx = todo.nonzero()[:, 0]
+        st, f0, g0, f1 = step[idx], loss[idx], slope[idx], new_loss[idx]
+        curv = f1 - f0 - g0 * st
+        quad = torch.where(curv > 0, -g0 * st * st / (2 * curv.clamp_min(1e-300)), 0.5 * st)
+        st = torch.minimum(torch.maximum(quad, 0.1 * st), 0.5 * st)
+        step[idx] = st
+        trial = theta[:, :, idx] + direction[:, :, idx] * st.to(theta.dtype)
+        tl, tg = obj(trial, ids[idx])
+        new_theta[:, :, idx], new_loss[idx], new_grad[:, :, idx] = trial, tl, tg
+        todo[idx] = ~(tl <= f0 + c1 * st * g0 + noise[idx])
+    if bool(todo.any()):  # no decrease found (the float32 noise floor): stop those heads
+        idx = todo.nonzero()[:, 0]
+        new_theta[:, :, idx] = theta[:, :, idx]
+        new_loss[idx] = loss[idx]
+        _, g = obj(theta[:, :, idx], ids[idx])
+        new_grad[:, :, idx] = g
+    return new_theta, new_loss, new_grad, todo

@@ -1,0 +1,390 @@
+"""Train many classifier heads on fixed features at once (``mk.shadow.train_heads``).
+
+The setting studied in the membership-inference literature as "fine-tune only the head
+on a frozen pre-trained feature extractor": every shadow model is a linear (or
+one-hidden-layer MLP) classifier on the same feature vectors, trained on its own half of
+the examples. All M heads are trained together, in one vectorized loop, never one
+after another:
+
+* ``head="linear"`` with full batches (the default) solves each head's L2-regularised
+  multinomial logistic regression to a gradient tolerance, with a batched L-BFGS whose
+  curvature model is shared across heads (see ``_linear``). Every head starts from the
+  solution on all examples, which is close to each head's own; because the problem is
+  strictly convex (``weight_decay > 0``) the optimum does not depend on the start, so
+  the warm start saves iterations without leaking the other half into the head.
+* ``optimizer="adam"`` or ``"sgd"`` (the default for ``head="mlp"`` and for minibatches)
+  runs a fixed number of epochs of first-order steps on stacked parameters (see
+  ``_firstorder``); the MLP starts from independent random weights per head, since a
+  shared start would carry the other examples into a non-convex model.
+
+Features may carry query augmentations as ``[N, A, D]``: each head trains on every
+view of its examples (each view weighted 1/A) and returns logits for every view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import numpy as np
+
+from miakit.shadow import _files
+from miakit.shadow._firstorder import (
+    batch_rows,
+    initial_params,
+    minibatch_plan,
+    predict,
+    train_first_order,
+)
+from miakit.shadow._runtime import check_seed, progress_bar, require_torch, resolve_device
+
+__all__ = ["train_heads", "initial_params", "batch_rows", "minibatch_plan"]
+
+_HEADS = ("linear", "mlp")
+_OPTIMIZERS = ("auto", "lbfgs", "adam", "sgd")
+_AUTO_CHUNK_RUN = 16  # heads per chunk when writing into a run: bounds the work a kill loses
+
+
+def train_heads(
+    features: Any,
+    labels: Any,
+    keep: Any,
+    *,
+    head: str = "linear",
+    hidden: int = 128,
+    optimizer: str = "auto",
+    epochs: int | None = None,
+    lr: float | None = None,
+    weight_decay: float = 1e-4,
+    batch_size: int | None = None,
+    tol: float = 1e-4,
+    warm_start: bool = True,
+    n_classes: int | None = None,
+    seed: int = 0,
+    device: Any = "cpu",
+    logits_dtype: str = "float32",
+    heads_per_chunk: int | None = None,
+    run_dir: str | os.PathLike | None = None,
+    metadata: dict | None = None,
+    progress: bool | None = None,
+    return_info: bool = False,
+) -> Any:
+    """Train M heads on fixed features, one per row of ``keep``, all at once.
+
+    Parameters
+    ----------
+    features : array [N, D] or [N, A, D] float
+        Feature vectors (e.g. from a frozen network); with an A axis, the views of each
+        example under A query augmentations. Must be finite.
+    labels : array [N] int
+        Classes in ``[0, n_classes)``.
+    keep : array [M, N] bool
+        ``keep[m, n]``: head m trains on example n. M must be even (use
+        :func:`miakit.shadow.balanced_keep`).
+    head : {"linear", "mlp"}
+        A linear softmax classifier, or one hidden ReLU layer of ``hidden`` units.
+    hidden : int
+        Width of the MLP's hidden layer.
+    optimizer : {"auto", "lbfgs", "adam", "sgd"}
+        "auto" is "lbfgs" for a linear head with full batches, else "adam". "lbfgs" (linear
+        heads, full batch only) minimises to ``tol``; "adam"/"sgd" (SGD with momentum
+        0.9) run ``epochs`` epochs.
+    epochs : int, optional
+        First-order: number of passes over each head's data (default 100). L-BFGS: the
+        most iterations, each one pass over the data (default 500).
+    lr : float, optional
+        Learning rate of adam (default 1e-3) or sgd (default 0.1).
+    weight_decay : float
+        L2 penalty: each head minimises its mean cross-entropy plus
+        ``weight_decay / 2 * ||weights||^2`` (biases are not penalised).
+    batch_size : int, optional
+        First-order only: each step, every head trains on ``batch_size`` of its own rows,
+        drawn from its own shuffled stream (see :func:`batch_rows`), for
+        ``round(epochs * mean rows per head / batch_size)`` steps. None: full batches.
+    tol : float
+        L-BFGS stops a head when every gradient entry is at most ``tol`` in absolute
+        value (the rule of scikit-learn's lbfgs and ``torch.optim.LBFGS``).
+    warm_start : bool
+        L-BFGS: start every head from the solution on all examples.
+    n_classes : int, optional
+        C; default ``labels.max() + 1``.
+    seed : int
+        Run seed. Head m's initial weights and batch order come from ``(seed, m)`` only.
+    device : str or torch.device
+        "cpu", "cuda" or "cuda:N"; an error if CUDA is requested but unavailable.
+    logits_dtype : {"float32", "float16"}
+        Precision of the returned (and stored) logits.
+    heads_per_chunk : int, optional
+        Heads trained together in one batch. Default: all M at once, or 16 when
+        ``run_dir`` is given (each finished chunk is saved, so a kill loses at most
+        one chunk). The chunking is part of the run's settings: a head's result depends
+        on it only through floating-point rounding.
+    run_dir : path, optional
+        Train into this run directory (see :func:`miakit.shadow.open_run`): finished
+        chunks are stored atomically, and calling again with the same arguments resumes
+        where a killed call stopped, with results identical to an uninterrupted run.
+    metadata : dict, optional
+        Descriptive information stored with the run (dataset name, ...).
+    progress : bool, optional
+        Show a progress bar; default: only when stderr is a terminal.
+    return_info : bool
+        Also return a dict of per-head diagnostics of the heads trained by this call
+        (``iterations``, ``converged``, ``grad_max``, ``loss``; L-BFGS only for the last
+        three; heads already finished in ``run_dir`` keep NaN).
+
+    Returns
+    -------
+    numpy.ndarray [M, N, A, C]
+        Logits of every head on every example and view (A = 1 for 2-D features); with
+        ``run_dir``, the run's memory-mapped logits. With ``return_info``, the tuple
+        ``(logits, info)``.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 3, 60)
+    >>> x = rng.normal(size=(60, 5)) + y[:, None]
+    >>> keep = mk.shadow.balanced_keep(4, 60, seed=0)
+    >>> logits = mk.shadow.train_heads(x, y, keep, seed=0)
+    >>> logits.shape
+    (4, 60, 1, 3)
+    """
+    torch = require_torch()
+    x, y, keep_b, n_classes = _check_inputs(features, labels, keep, n_classes)
+    m, n = keep_b.shape
+    a = x.shape[1]
+    seed = check_seed(seed)
+    cfg = _resolve_config(head, hidden, optimizer, epochs, lr, weight_decay, batch_size, tol,
+                          warm_start, n_classes, seed, logits_dtype, heads_per_chunk,
+                          run_dir is not None, m)
+    dev = resolve_device(device)
+    chunks = [list(range(s, min(m, s + cfg["heads_per_chunk"])))
+              for s in range(0, m, cfg["heads_per_chunk"])]
+    run = None
+    if run_dir is not None:
+        from miakit.shadow.store import create_run
+
+        run = create_run(run_dir, keep_b, y, n_augmentations=a, n_classes=n_classes,
+                         logits_dtype=logits_dtype, data_digest=_files.digest_arrays(x),
+                         config=cfg, metadata=metadata)
+        done = set(run.completed.tolist())
+        todo = [c for c in chunks if not set(c) <= done]
+    else:
+        done, todo = set(), chunks
+    trainer = _Trainer(x, y, keep_b, cfg, dev, torch)
+    out = None if run is not None else np.empty((m, n, a, n_classes), dtype=logits_dtype)
+    if out is not None and len(chunks) == 1:
+        out = None  # one chunk: its logits are the result, no copy
+    info = {"iterations": np.zeros(m, np.int64), "converged": np.ones(m, bool),
+            "grad_max": np.full(m, np.nan), "loss": np.full(m, np.nan)}
+    bar = progress_bar(progress, total=m, initial=len(done), unit="head",
+                       desc=f"training {head} heads")
+    lock = run.writer() if run is not None else contextlib.nullcontext()
+    try:
+        with lock:
+            for chunk in todo:
+                logits, chunk_info = trainer.train(chunk, bar)
+                logits = logits.astype(logits_dtype, copy=False)
+                for key, val in chunk_info.items():
+                    info[key][chunk] = val
+                if run is None:
+                    if out is not None:
+                        out[chunk[0]:chunk[-1] + 1] = logits
+                    continue
+                for i, mi in enumerate(chunk):
+                    if mi not in done:
+                        run.write_model(mi, logits[i])
+    finally:
+        bar.close()
+    result = run.logits() if run is not None else (out if out is not None else logits)
+    return (result, info) if return_info else result
+
+
+def _check_inputs(features: Any, labels: Any, keep: Any, n_classes: int | None):
+    from miakit.shadow.store import _check_keep_matrix, _check_run_labels
+
+    if hasattr(features, "detach"):
+        features = features.detach().cpu().numpy()
+    x = np.asarray(features)
+    if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+        raise TypeError(f"features: expected a real-valued array, got dtype {x.dtype}")
+    if x.ndim == 2:
+        x = x[:, None, :]
+    if x.ndim != 3 or 0 in x.shape:
+        raise ValueError(f"features: expected a non-empty [N, D] or [N, A, D] array, got shape "
+                         f"{np.shape(features)}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        raise ValueError(f"features: expected finite values, got NaN or inf in {len(rows)} "
+                         f"examples (first: example {int(rows[0])})")
+    keep_b = _check_keep_matrix(keep)
+    if keep_b.shape[1] != x.shape[0]:
+        raise ValueError(f"keep: expected {x.shape[0]} columns (one per example in features), "
+                         f"got shape {keep_b.shape}")
+    lab = np.asarray(labels.detach().cpu().numpy() if hasattr(labels, "detach") else labels)
+    if n_classes is None:
+        if lab.dtype.kind not in "iu" or lab.size == 0:
+            _check_run_labels(lab, x.shape[0], 2)  # raises the integer/shape message
+        n_classes = max(2, int(lab.max()) + 1)
+    elif isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or \
+            n_classes < 2:
+        raise ValueError(f"n_classes: expected an int >= 2, got {n_classes!r}")
+    y = _check_run_labels(lab, x.shape[0], int(n_classes))
+    empty = np.flatnonzero(keep_b.sum(1) == 0)
+    if len(empty):
+        raise ValueError(f"keep: heads {empty.tolist()[:10]} have no training example")
+    return x, y, keep_b, int(n_classes)
+
+
+def _resolve_config(head, hidden, optimizer, epochs, lr, weight_decay, batch_size, tol,
+                    warm_start, n_classes, seed, logits_dtype, heads_per_chunk, to_run, m):
+    if head not in _HEADS:
+        raise ValueError(f"head: expected one of {list(_HEADS)}, got {head!r}")
+    if optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer: expected one of {list(_OPTIMIZERS)}, got {optimizer!r}")
+    if optimizer == "auto":
+        optimizer = "lbfgs" if head == "linear" and batch_size is None else "adam"
+    if optimizer == "lbfgs" and (head != "linear" or batch_size is not None):
+        raise ValueError("optimizer='lbfgs' trains linear heads on full batches only; use "
+                         "optimizer='adam' for MLP heads or minibatches")
+    if batch_size is not None and (isinstance(batch_size, bool) or
+                                   not isinstance(batch_size, (int, np.integer)) or
+                                   batch_size < 1):
+        raise ValueError(f"batch_size: expected a positive int or None, got {batch_size!r}")
+    if epochs is None:
+        epochs = 500 if optimizer == "lbfgs" else 100
+    if lr is None:
+        lr = {"adam": 1e-3, "sgd": 0.1}.get(optimizer, 1.0)
+    for name, v, lo in (("epochs", epochs, 1), ("hidden", hidden, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
+    for name, v in (("lr", lr), ("weight_decay", weight_decay), ("tol", tol)):
+        if not isinstance(v, (int, float, np.floating)) or not np.isfinite(v) or v < 0:
+            raise ValueError(f"{name}: expected a finite non-negative number, got {v!r}")
+    if lr <= 0:
+        raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
+    if logits_dtype not in ("float32", "float16"):
+        raise ValueError(f"logits_dtype: expected 'float32' or 'float16', got {logits_dtype!r}")
+    if heads_per_chunk is None:
+        heads_per_chunk = min(m, _AUTO_CHUNK_RUN) if to_run else m
+    if isinstance(heads_per_chunk, bool) or not isinstance(heads_per_chunk, (int, np.integer)) \
+            or heads_per_chunk < 1:
+        raise ValueError(f"heads_per_chunk: expected a positive int, got {heads_per_chunk!r}")
+    return {"trainer": "train_heads", "head": head, "hidden": int(hidden) if head == "mlp"
+            else None, "optimizer": optimizer, "epochs": int(epochs),
+            "lr": None if optimizer == "lbfgs" else float(lr),
+            "weight_decay": float(weight_decay), "batch_size": None if batch_size is None
+            else int(batch_size), "tol": float(tol) if optimizer == "lbfgs" else None,
+            "warm_start": bool(warm_start) if optimizer == "lbfgs" else None,
+            "n_classes": int(n_classes), "seed": int(seed),
+            "heads_per_chunk": int(min(heads_per_chunk, m))}
+
+
+class _Trainer:
+    """Shared state of one ``train_heads`` call: device copies of the data, warm start."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, keep: np.ndarray, cfg: dict, dev: Any,
+                 torch: Any):
+        self.cfg, self.dev, self.torch = cfg, dev, torch
+        n, a, d = x.shape
+        self.n, self.a = n, a
+        self.rows = torch.from_numpy(x.reshape(n * a, d)).to(dev)
+        self.y_rows = torch.from_numpy(np.repeat(y, a)).to(dev)
+        self.keep_rows = np.repeat(keep, a, axis=1)  # [M, N * A]: every view of an example
+        self._linear: Any = None
+
+    def train(self, chunk: list[int], bar: Any) -> tuple[np.ndarray, dict]:
+        cfg = self.cfg
+        if cfg["optimizer"] == "lbfgs":
+            z, info = self._train_lbfgs(chunk, bar)
+        else:
+            z, info = self._train_first_order(chunk, bar)
+        c = cfg["n_classes"]
+        logits = z.detach().contiguous().to("cpu").numpy()
+        return logits.reshape(len(chunk), self.n, self.a, c), info
+
+    # -- linear heads, batched L-BFGS --------------------------------------------------
+    def _linear_setup(self) -> dict:
+        if self._linear is not None:
+            return self._linear
+        torch, cfg = self.torch, self.cfg
+        from miakit.shadow._linear import (
+            SUB_ROWS,
+            KroneckerPreconditioner,
+            SoftmaxObjective,
+            lbfgs_heads,
+        )
+
+        x = self.rows
+        r = x.shape[0]
+        # Solve in centred, globally rescaled coordinates x' = (x - mu) / s: the same
+        # problem exactly (the penalty becomes weight_decay / s^2, the centring moves into
+        # the unpenalised bias) but free of the cancellation that large feature offsets
+        # cause in float32. Per-feature scales are left to the preconditioner, whose
+        # input factor E[x x^T] whitens them exactly; a per-feature rescaling would make
+        # the penalty non-uniform, which a Kronecker-factored model cannot invert.
+        mu = x.sum(0, dtype=torch.float64) / r
+        xc = x - mu.float()
+        s = float(xc.pow(2).sum(dtype=torch.float64) / xc.numel()) ** 0.5
+        s = s if s > 0 else 1.0
+        xs = torch.cat([xc.div_(s), torch.ones(r, 1, device=x.device)], 1)
+        del xc
+        lam = torch.full((xs.shape[1] - 1,), cfg["weight_decay"] / s ** 2, device=x.device)
+        scale = torch.cat([torch.full((xs.shape[1] - 1,), s, dtype=torch.float64),
+                           torch.ones(1, dtype=torch.float64)]).to(x.device)
+        g = torch.Generator().manual_seed(cfg["seed"])
+        sub = torch.randperm(r, generator=g)[: min(r, SUB_ROWS)].to(x.device)
+        pre = KroneckerPreconditioner(xs, lam)
+        theta0 = torch.zeros(xs.shape[1], cfg["n_classes"], 1, device=x.device)
+        if cfg["warm_start"]:
+            w_all = torch.full((r, 1), 1.0 / r, device=x.device)
+            obj = SoftmaxObjective(xs, self.y_rows, w_all, lam, cfg["n_classes"], sub)
+            theta0 = lbfgs_heads(obj, theta0, tol=cfg["tol"], max_iter=cfg["epochs"],
+                                 grad_scale=scale, pre=pre).theta
+        self._linear = {"xs": xs, "lam": lam, "scale": scale, "sub": sub, "theta0": theta0,
+                        "pre": pre, "solve": lbfgs_heads, "objective": SoftmaxObjective}
+        return self._linear
+
+    def _train_lbfgs(self, chunk: list[int], bar: Any):
+        torch, cfg = self.torch, self.cfg
+        s = self._linear_setup()
+        kr = self.keep_rows[chunk].astype(np.float32)
+        w = torch.from_numpy((kr / kr.sum(1, keepdims=True)).T.copy()).to(self.dev)
+        obj = s["objective"](s["xs"], self.y_rows, w, s["lam"], cfg["n_classes"], s["sub"])
+        theta0 = s["theta0"].expand(-1, -1, len(chunk)).contiguous()
+        res = s["solve"](obj, theta0, tol=cfg["tol"], max_iter=cfg["epochs"],
+                         grad_scale=s["scale"], pre=s["pre"], tick=bar.update)
+        d, c, k = res.theta.shape
+        with torch.no_grad():
+            z = (s["xs"] @ res.theta.reshape(d, c * k)).view(-1, c, k).permute(2, 0, 1)
+        info = {"iterations": res.iterations, "converged": res.converged,
+                "grad_max": res.grad_max, "loss": res.loss}
+        return z, info
+
+    # -- first-order (Adam / SGD), linear or MLP ---------------------------------------
+    def _train_first_order(self, chunk: list[int], bar: Any):
+        cfg = self.cfg
+        start = bar.n
+
+        def tick(step: int, n_steps: int) -> None:
+            if step == n_steps or step % max(1, n_steps // 50) == 0:
+                bar.set_postfix_str(f"heads {chunk[0]}-{chunk[-1]}: step {step}/{n_steps}")
+
+        plan = None
+        if cfg["batch_size"] is not None:
+            plan = minibatch_plan(self.keep_rows.sum(1), cfg["batch_size"], cfg["epochs"])
+        heads = train_first_order(
+            self.rows, self.y_rows, self.keep_rows[chunk], head=cfg["head"],
+            hidden=cfg["hidden"] or 0, optimizer=cfg["optimizer"], epochs=cfg["epochs"],
+            lr=cfg["lr"], weight_decay=cfg["weight_decay"], batch_size=cfg["batch_size"],
+            seed=cfg["seed"], models=chunk, n_classes=cfg["n_classes"], plan=plan, tick=tick)
+        z = predict(heads, self.rows)
+        bar.update(len(chunk) - (bar.n - start))
+        info = {"iterations": np.full(len(chunk), cfg["epochs"], np.int64),
+                "converged": np.ones(len(chunk), bool),
+                "grad_max": np.full(len(chunk), np.nan), "loss": np.full(len(chunk), np.nan)}
+        return z, info

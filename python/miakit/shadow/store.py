@@ -1,0 +1,723 @@
+"""Run directories: a shadow-model experiment on disk, written one model at a time.
+
+Layout of a run directory::
+
+    run.json          metadata: shapes, dtype, data fingerprint, training config, versions
+    keep.npy          [M, N] bool   model m trained on example n
+    labels.npy        [N] int64     true labels
+    manifest.json     finished models: file, SHA-256 of the data, shape, dtype
+    models/model-00007.npy   [N, A, C] logits of model 7 (float16 or float32)
+    cache/logits-<digest>.npy  [K, N, A, C] stacked copy for memory-mapped reading
+    .lock             held by the process that trains the run
+
+Storage format: plain ``.npy`` files. numpy reads and writes them without any extra
+dependency, memory-maps them (``np.load(mmap_mode="r")``), and the format is stable
+and documented. safetensors would add a dependency and cannot present M files as one
+memory-mapped ``[M, N, A, C]`` array either; zarr or HDF5 would give chunked stacking but
+bring a dependency and their own failure modes for partial writes.
+
+Why it is crash-safe: every file is written to a temporary file, fsynced and renamed
+into place (see ``_files.atomic_write``); a model counts as finished only once the
+manifest, itself replaced atomically, lists it with its checksum. A process killed at
+any moment (SIGKILL included) loses at most the model it was writing. Opening a run
+re-hashes every listed model file; a truncated or altered file is reported by name,
+left out of ``completed`` and retrained when training resumes, never used.
+
+Why the stacked cache: attacks want one ``[M, N, A, C]`` array, and separate files cannot
+be memory-mapped as one. ``Run.logits()`` copies the verified per-model files into one
+``.npy`` under ``cache/`` (named by the digest of the models it holds, so a stale or
+half-written cache is never mistaken for a current one) and returns it memory-mapped:
+``mk.lira.leave_one_out(run.logits(), run.keep, labels=run.labels)`` then streams from
+disk. The cache costs one extra copy of the logits on disk and can be deleted at will.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from miakit.shadow import _files
+from miakit.shadow._files import RunWriteError
+
+__all__ = [
+    "Run",
+    "open_run",
+    "create_run",
+    "RunMismatchError",
+    "IncompleteRunError",
+    "CorruptModelError",
+    "CorruptModelWarning",
+    "RunLockedError",
+    "RunWriteError",
+]
+
+FORMAT = "miakit-run"
+FORMAT_VERSION = 1
+LOGITS_DTYPES = ("float16", "float32")
+_OWN_NAMES = {"run.json", "keep.npy", "labels.npy", "manifest.json", "models", "cache", ".lock"}
+
+
+class RunMismatchError(ValueError):
+    """An existing run directory belongs to different data, membership or settings."""
+
+
+class IncompleteRunError(ValueError):
+    """Logits were requested for models that are not finished (their indices are named)."""
+
+    def __init__(self, message: str, missing: Sequence[int]):
+        super().__init__(message)
+        self.missing = list(missing)
+
+
+class CorruptModelError(ValueError):
+    """A model file no longer matches the checksum in the manifest."""
+
+    def __init__(self, message: str, models: Sequence[int], paths: Sequence[str]):
+        super().__init__(message)
+        self.models = list(models)
+        self.paths = list(paths)
+
+
+class CorruptModelWarning(UserWarning):
+    """Opening a run found truncated or altered model files; they will be retrained."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process is training this run."""
+
+
+def _model_name(m: int) -> str:
+    return f"model-{m:05d}.npy"
+
+
+class Run:
+    """A shadow-model run directory, opened for reading (and resumable writing).
+
+    Get one from :func:`open_run` or :func:`create_run`.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The run directory.
+    keep : numpy.ndarray [M, N] bool
+        Training membership of every model.
+    labels : numpy.ndarray [N] int64
+        True labels.
+    meta : dict
+        The contents of ``run.json``: shapes, ``logits_dtype``, ``fingerprint``,
+        ``config`` (training settings), ``metadata`` (dataset, model, ...), versions.
+    corrupt : dict of int to str
+        Models whose file failed verification when the run was opened, with the reason;
+        they are not in :attr:`completed` and are retrained on resume.
+    """
+
+    def __init__(self, path: Path, meta: dict, keep: np.ndarray, labels: np.ndarray,
+                 manifest: dict, corrupt: dict[int, str]):
+        self.path = Path(path)
+        self.meta = meta
+        self.keep = keep
+        self.labels = labels
+        self._manifest = manifest
+        self.corrupt = corrupt
+        self._lock_fd: int | None = None
+
+    # -- shape ---------------------------------------------------------------------------
+    @property
+    def n_models(self) -> int:
+        return int(self.meta["n_models"])
+
+    @property
+    def n_examples(self) -> int:
+        return int(self.meta["n_examples"])
+
+    @property
+    def n_augmentations(self) -> int:
+        return int(self.meta["n_augmentations"])
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.meta["n_classes"])
+
+    @property
+    def logits_dtype(self) -> np.dtype:
+        return np.dtype(self.meta["logits_dtype"])
+
+    @property
+    def model_shape(self) -> tuple[int, int, int]:
+        return (self.n_examples, self.n_augmentations, self.n_classes)
+
+    @property
+    def config(self) -> dict:
+        """The training settings the run was created with."""
+        return self.meta.get("config", {})
+
+    # -- progress ------------------------------------------------------------------------
+    @property
+    def completed(self) -> np.ndarray:
+        """Sorted indices of the finished (verified) models, as int64."""
+        done = (int(m) for m in self._manifest["models"] if int(m) not in self.corrupt)
+        return np.array(sorted(done), dtype=np.int64)
+
+    @property
+    def missing(self) -> np.ndarray:
+        """Sorted indices of the models still to train."""
+        return np.setdiff1d(np.arange(self.n_models), self.completed).astype(np.int64)
+
+    @property
+    def is_complete(self) -> bool:
+        return len(self.completed) == self.n_models
+
+    def __repr__(self) -> str:
+        m, n, a, c = self.n_models, self.n_examples, self.n_augmentations, self.n_classes
+        return (f"Run({str(self.path)!r}, models {len(self.completed)}/{m} done, "
+                f"logits [{m}, {n}, {a}, {c}] {self.logits_dtype})")
+
+    # -- reading -------------------------------------------------------------------------
+    def model_path(self, m: int) -> Path:
+        return self.path / "models" / _model_name(m)
+
+    def model_logits(self, m: int, verify: bool = True) -> np.ndarray:
+        """The logits ``[N, A, C]`` of one finished model, memory-mapped read-only.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, miakit as mk
+        >>> keep = mk.shadow.balanced_keep(2, 3, seed=0)
+        >>> run = mk.shadow.create_run(tempfile.mkdtemp() + "/r", keep, np.zeros(3, int),
+        ...                            n_augmentations=1, n_classes=2)
+        >>> run.write_model(0, np.ones((3, 1, 2), np.float32))
+        >>> run.model_logits(0).shape
+        (3, 1, 2)
+        """
+        entry = self._entry(m)
+        arr = self._load_model(m, entry)
+        if verify and _files.sha256_array(arr) != entry["sha256"]:
+            raise self._corrupt_error([m], "its contents no longer match the manifest checksum")
+        return arr
+
+    def logits(self, models: Sequence[int] | None = None, verify: bool = False) -> np.ndarray:
+        """Logits of the finished models as one memory-mapped array ``[K, N, A, C]``.
+
+        Parameters
+        ----------
+        models : sequence of int, optional
+            Which models, in this order (default: all M, which must all be finished).
+            ``run.logits(run.completed)`` works on a partial run; judge it with
+            ``run.keep[models]``.
+        verify : bool
+            Re-hash an existing stacked cache against the manifest before returning it.
+            (A cache being built always checks every model file it copies.)
+
+        Returns
+        -------
+        numpy.memmap [K, N, A, C], read-only
+            Backed by ``cache/logits-<digest>.npy``: the array is read from disk as it is
+            used, so runs larger than memory can be scored.
+
+        Raises
+        ------
+        IncompleteRunError
+            When a requested model is not finished; the message lists them.
+        CorruptModelError
+            When a model file no longer matches its checksum.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, miakit as mk
+        >>> keep = mk.shadow.balanced_keep(2, 3, seed=0)
+        >>> run = mk.shadow.create_run(tempfile.mkdtemp() + "/r", keep, np.zeros(3, int),
+        ...                            n_augmentations=1, n_classes=2)
+        >>> for m in range(2):
+        ...     run.write_model(m, np.full((3, 1, 2), m, np.float32))
+        >>> z = run.logits()
+        >>> z.shape, float(z[1].max())
+        ((2, 3, 1, 2), 1.0)
+        """
+        sel = self._select(models)
+        entries = [self._entry(m) for m in sel]
+        digest = _files.digest_json([[int(m), e["sha256"]] for m, e in zip(sel, entries)])
+        cache_dir = self.path / "cache"
+        target = cache_dir / f"logits-{digest[:24]}.npy"
+        shape = (len(sel),) + self.model_shape
+        if target.exists():
+            arr = np.load(target, mmap_mode="r")
+            if arr.shape == shape and arr.dtype == self.logits_dtype:
+                if verify:
+                    for k, (m, e) in enumerate(zip(sel, entries)):
+                        if _files.sha256_array(arr[k]) != e["sha256"]:
+                            raise CorruptModelError(
+                                f"{target}: the cached copy of model {m} does not match the "
+                                "manifest; delete the cache folder and call logits() again",
+                                [m], [str(target)])
+                return arr
+        return self._build_cache(target, sel, entries, shape)
+
+    def _select(self, models: Sequence[int] | None) -> list[int]:
+        if models is None:
+            sel = list(range(self.n_models))
+        else:
+            arr = np.asarray(models)
+            if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+                raise TypeError(f"models: expected a 1-D sequence of model indices, got {models!r}")
+            sel = [int(m) for m in arr]
+            bad = [m for m in sel if not 0 <= m < self.n_models]
+            if bad:
+                raise ValueError(f"models: expected indices in [0, {self.n_models}), got {bad}")
+            if len(set(sel)) != len(sel):
+                raise ValueError("models: expected distinct model indices")
+            if not sel:
+                raise ValueError("models: expected at least one model")
+        done = set(self.completed.tolist())
+        missing = [m for m in sel if m not in done]
+        if missing:
+            corrupt = [m for m in missing if m in self.corrupt]
+            extra = f" ({len(corrupt)} of them corrupt on disk: {corrupt})" if corrupt else ""
+            raise IncompleteRunError(
+                f"run {self.path}: {len(missing)} requested models are not finished: "
+                f"{_short_list(missing)}{extra}. {len(done)} of {self.n_models} are done; "
+                "run the same training command again to finish them, or pass "
+                "models=run.completed to use the finished ones", missing)
+        return sel
+
+    def _entry(self, m: int) -> dict:
+        entry = self._manifest["models"].get(str(int(m)))
+        if entry is None or int(m) in self.corrupt:
+            raise IncompleteRunError(f"run {self.path}: model {m} is not finished", [int(m)])
+        return entry
+
+    def _load_model(self, m: int, entry: dict) -> np.ndarray:
+        arr, why = _map_model_file(self.path / entry["file"], entry)
+        if arr is None:
+            raise self._corrupt_error([m], why)
+        return arr
+
+    def _corrupt_error(self, models: list[int], why: str) -> CorruptModelError:
+        paths = [str(self.model_path(m)) for m in models]
+        return CorruptModelError(
+            f"{', '.join(paths)}: {why}. Run the training command again to retrain "
+            f"model{'s' if len(models) > 1 else ''} {models}.", models, paths)
+
+    def _build_cache(self, target: Path, sel: list[int], entries: list[dict],
+                     shape: tuple[int, ...]) -> np.ndarray:
+        try:
+            target.parent.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise _files.write_error(exc, target.parent, "the stacked logits cache") from exc
+        header = {"descr": np.lib.format.dtype_to_descr(self.logits_dtype),
+                  "fortran_order": False, "shape": shape}
+
+        def write(f):
+            np.lib.format.write_array_header_2_0(f, header)
+            # Plain writes, not a writable memmap: a full disk then raises ENOSPC instead
+            # of killing the process with SIGBUS.
+            for m, e in zip(sel, entries):
+                arr = self._load_model(m, e)
+                h = hashlib.sha256()
+                for block in _files.iter_bytes(arr):
+                    h.update(block)
+                    f.write(block)
+                if h.hexdigest() != e["sha256"]:
+                    raise self._corrupt_error([m], "its contents no longer match the "
+                                                   "manifest checksum")
+
+        _files.atomic_write(target, write, "the stacked logits cache")
+        arr = np.load(target, mmap_mode="r")  # mapped before any cleanup can race with it
+        for old in target.parent.glob("logits-*.npy"):
+            if old != target:  # one cache at a time bounds the disk space it takes
+                with contextlib.suppress(OSError):
+                    old.unlink()
+        return arr
+
+    # -- writing -------------------------------------------------------------------------
+    def write_model(self, m: int, logits: Any) -> None:
+        """Store the logits ``[N, A, C]`` of model ``m`` atomically and list it as finished.
+
+        The file is written to a temporary name, fsynced and renamed, then the manifest
+        is replaced atomically. If the process dies in between, the model is simply not
+        finished and is trained again.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, miakit as mk
+        >>> keep = mk.shadow.balanced_keep(2, 3, seed=0)
+        >>> run = mk.shadow.create_run(tempfile.mkdtemp() + "/r", keep, np.zeros(3, int),
+        ...                            n_augmentations=1, n_classes=2)
+        >>> run.write_model(1, np.zeros((3, 1, 2), np.float32))
+        >>> run.completed.tolist()
+        [1]
+        """
+        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or \
+                not 0 <= m < self.n_models:
+            raise ValueError(f"m: expected a model index in [0, {self.n_models}), got {m!r}")
+        if hasattr(logits, "detach"):
+            logits = logits.detach().cpu().numpy()
+        arr = np.asarray(logits)
+        if arr.shape != self.model_shape:
+            raise ValueError(f"logits: expected shape {self.model_shape} (examples, "
+                             f"augmentations, classes), got {arr.shape}")
+        if arr.dtype.kind != "f":
+            raise TypeError(f"logits: expected a floating-point array, got dtype {arr.dtype}")
+        arr = np.ascontiguousarray(arr.astype(self.logits_dtype, copy=False))
+        if not np.isfinite(arr).all():
+            raise ValueError(f"logits of model {m}: expected finite values, got NaN or inf "
+                             "(training diverged: lower the learning rate)")
+        m = int(m)
+        rel = f"models/{_model_name(m)}"
+        _files.write_npy(self.path / rel, arr, f"the logits of model {m}")
+        models = dict(self._manifest["models"])
+        models[str(m)] = {"file": rel, "sha256": _files.sha256_array(arr),
+                          "shape": list(arr.shape), "dtype": str(arr.dtype)}
+        manifest = {**self._manifest, "models": dict(sorted(models.items(),
+                                                            key=lambda kv: int(kv[0])))}
+        try:
+            _files.write_json(self.path / "manifest.json", manifest, "the manifest")
+        except OSError:
+            # The model file landed but is not listed: remove it, so the directory is
+            # exactly as before (a listed model is only rewritten when it was corrupt).
+            if str(m) not in self._manifest["models"]:
+                with contextlib.suppress(OSError):
+                    (self.path / rel).unlink()
+            raise
+        self._manifest = manifest
+        self.corrupt.pop(m, None)
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[Run]:
+        """Hold the run's lock while training, so two processes never train one run.
+
+        The lock is an advisory ``flock`` on ``.lock``; the kernel releases it when the
+        process dies, so a killed run never stays locked.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, miakit as mk
+        >>> keep = mk.shadow.balanced_keep(2, 3, seed=0)
+        >>> run = mk.shadow.create_run(tempfile.mkdtemp() + "/r", keep, np.zeros(3, int),
+        ...                            n_augmentations=1, n_classes=2)
+        >>> with run.writer():
+        ...     run.write_model(0, np.zeros((3, 1, 2), np.float32))
+        """
+        lock_path = self.path / ".lock"
+        try:
+            fd = os.open(str(lock_path), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _files.write_error(exc, lock_path, "the run lock") from exc
+        try:
+            _lock(fd, lock_path)
+            self._lock_fd = fd
+            for folder in (self.path, self.path / "models", self.path / "cache"):
+                _files.remove_stale_tmp(folder)
+            yield self
+        finally:
+            self._lock_fd = None
+            _unlock(fd)
+            os.close(fd)
+
+
+def _lock(fd: int, path: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform; single-writer is on the user
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        raise RunLockedError(
+            f"{path.parent}: another process is training this run (it holds {path}); "
+            "wait for it to finish") from exc
+
+
+def _unlock(fd: int) -> None:
+    with contextlib.suppress(ImportError, OSError):
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _short_list(items: Sequence[int], limit: int = 20) -> str:
+    items = list(items)
+    if len(items) <= limit:
+        return str(items)
+    return f"{items[:limit]} and {len(items) - limit} more"
+
+
+# -- opening and creating ----------------------------------------------------------------
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read {what} ({exc})") from exc
+
+
+def _read_npy(path: Path, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read {what} ({exc})") from exc
+
+
+def open_run(path: str | os.PathLike, verify: bool = True) -> Run:
+    """Open an existing run directory and check every finished model file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The run directory.
+    verify : bool
+        Re-hash every model file listed in the manifest (default). A file that is
+        missing, truncated or altered is reported with a :class:`CorruptModelWarning`
+        naming it, and left out of ``run.completed``, so it is retrained on resume and
+        never used. With ``verify=False`` only sizes and headers are checked.
+
+    Returns
+    -------
+    Run
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, miakit as mk
+    >>> d = tempfile.mkdtemp() + "/run"
+    >>> keep = mk.shadow.balanced_keep(2, 3, seed=0)
+    >>> _ = mk.shadow.create_run(d, keep, np.zeros(3, int), n_augmentations=1, n_classes=2)
+    >>> run = mk.shadow.open_run(d)
+    >>> run.keep.shape, run.completed.tolist()
+    ((2, 3), [])
+    """
+    path = Path(path)
+    meta_path = path / "run.json"
+    if not meta_path.is_file():
+        what = "does not exist" if not path.exists() else "is not a miakit run (no run.json)"
+        raise FileNotFoundError(f"{path}: {what}")
+    meta = _read_json(meta_path, "the run metadata")
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_path}: not a miakit run (format {meta.get('format')!r})")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"{path}: written by a newer miakit (run format "
+                         f"{meta['format_version']}); upgrade miakit to read it")
+    keep = _read_npy(path / "keep.npy", "the keep matrix")
+    labels = _read_npy(path / "labels.npy", "the labels")
+    m, n = int(meta["n_models"]), int(meta["n_examples"])
+    if keep.shape != (m, n) or keep.dtype != np.bool_:
+        raise ValueError(f"{path / 'keep.npy'}: expected bool [{m}, {n}], "
+                         f"got {keep.dtype}{list(keep.shape)}")
+    if labels.shape != (n,):
+        raise ValueError(f"{path / 'labels.npy'}: expected [{n}], got {list(labels.shape)}")
+    if _files.digest_arrays(keep) != meta["fingerprint"]["keep"] or \
+            _files.digest_arrays(labels) != meta["fingerprint"]["labels"]:
+        raise ValueError(f"{path}: keep.npy or labels.npy does not match the fingerprint in "
+                         "run.json; the run was altered and cannot be trusted")
+    try:
+        manifest = _read_json(path / "manifest.json", "the manifest")
+    except FileNotFoundError:
+        manifest = {"models": {}}
+    run = Run(path, meta, keep, labels, manifest, {})
+    run.corrupt = _verify_models(run, verify)
+    if run.corrupt:
+        lines = "; ".join(f"model {k} ({run.model_path(k)}): {v}"
+                          for k, v in sorted(run.corrupt.items()))
+        warnings.warn(f"{path}: {len(run.corrupt)} model files failed verification and will "
+                      f"be retrained when training resumes: {lines}", CorruptModelWarning,
+                      stacklevel=2)
+    return run
+
+
+def _map_model_file(path: Path, entry: dict) -> tuple[np.ndarray | None, str]:
+    """Memory-map one model file and check it against its manifest entry (not the hash).
+
+    Returns the array, or None and the reason it cannot be used.
+    """
+    if not path.is_file():
+        return None, "the file is missing"
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:  # e.g. truncated: "mmap length is greater ..."
+        return None, f"it cannot be read as .npy ({exc})"
+    if arr.shape != tuple(entry["shape"]) or arr.dtype != np.dtype(entry["dtype"]):
+        return None, (f"it holds {arr.dtype}{list(arr.shape)}, the manifest says "
+                      f"{entry['dtype']}{entry['shape']}")
+    if isinstance(arr, np.memmap) and path.stat().st_size != int(arr.offset) + arr.nbytes:
+        return None, "the file has trailing bytes"
+    return arr, ""
+
+
+def _verify_models(run: Run, full: bool) -> dict[int, str]:
+    corrupt: dict[int, str] = {}
+    for key, entry in run._manifest["models"].items():
+        arr, why = _map_model_file(run.path / entry["file"], entry)
+        if arr is not None and full and _files.sha256_array(arr) != entry["sha256"]:
+            why = "its contents do not match the manifest checksum"
+        if why:
+            corrupt[int(key)] = why
+    return corrupt
+
+
+def create_run(
+    path: str | os.PathLike,
+    keep: Any,
+    labels: Any,
+    *,
+    n_augmentations: int,
+    n_classes: int,
+    logits_dtype: str = "float32",
+    data_digest: str = "",
+    config: dict | None = None,
+    metadata: dict | None = None,
+) -> Run:
+    """Create a run directory, or reopen it if it already holds this same experiment.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The run directory; created with its parents if needed.
+    keep : array [M, N] bool
+        Training membership (see :func:`miakit.shadow.balanced_keep`).
+    labels : array [N] int
+        True labels, in ``[0, n_classes)``.
+    n_augmentations, n_classes : int
+        A and C of the logits each model will store.
+    logits_dtype : {"float32", "float16"}
+        Storage precision of the logits (float16 halves the disk space).
+    data_digest : str
+        A digest of the training inputs (e.g. from the features), part of the fingerprint.
+    config : dict, optional
+        JSON-serialisable settings that determine the trained models (model, optimizer,
+        epochs, seed, ...); part of the fingerprint.
+    metadata : dict, optional
+        Descriptive JSON-serialisable information stored in ``run.json`` (dataset name,
+        model description); not part of the fingerprint.
+
+    Returns
+    -------
+    Run
+        Opened and verified; models already finished stay finished.
+
+    Raises
+    ------
+    RunMismatchError
+        When ``path`` holds a run with different data, keep, labels or config; the
+        message says what differs. An existing run is never overwritten.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, miakit as mk
+    >>> keep = mk.shadow.balanced_keep(4, 10, seed=0)
+    >>> run = mk.shadow.create_run(tempfile.mkdtemp() + "/run", keep, np.arange(10) % 2,
+    ...                            n_augmentations=2, n_classes=2, config={"seed": 0})
+    >>> run.n_models, run.missing.tolist()
+    (4, [0, 1, 2, 3])
+    """
+    path = Path(path)
+    keep = _check_keep_matrix(keep)
+    m, n = keep.shape
+    labels = _check_run_labels(labels, n, n_classes)
+    for name, v in (("n_augmentations", n_augmentations), ("n_classes", n_classes)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    if n_classes < 2:
+        raise ValueError(f"n_classes: expected at least 2 classes, got {n_classes}")
+    if logits_dtype not in LOGITS_DTYPES:
+        raise ValueError(f"logits_dtype: expected one of {list(LOGITS_DTYPES)}, "
+                         f"got {logits_dtype!r}")
+    config = json.loads(json.dumps(config or {}))  # JSON round trip: what will be stored
+    from miakit import __version__
+
+    fingerprint = {"keep": _files.digest_arrays(keep), "labels": _files.digest_arrays(labels),
+                   "data": str(data_digest), "config": _files.digest_json(config)}
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "miakit_version": __version__,
+            "n_models": m, "n_examples": n, "n_augmentations": int(n_augmentations),
+            "n_classes": int(n_classes), "logits_dtype": logits_dtype,
+            "fingerprint": fingerprint, "config": config, "metadata": metadata or {}}
+    if (path / "run.json").is_file():
+        run = open_run(path)
+        _check_same(run, meta)
+        return run
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path}: exists and is not a directory")
+    if path.is_dir():
+        foreign = [p.name for p in path.iterdir()
+                   if p.name not in _OWN_NAMES and _files.TMP_MARK not in p.name]
+        if foreign:
+            raise RunMismatchError(
+                f"{path}: exists and is not a miakit run (it holds {sorted(foreign)[:5]}); "
+                "choose an empty or new directory")
+    try:
+        (path / "models").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _files.write_error(exc, path, "the run directory") from exc
+    _files.write_npy(path / "keep.npy", keep, "the keep matrix")
+    _files.write_npy(path / "labels.npy", labels, "the labels")
+    _files.write_json(path / "manifest.json", {"format": FORMAT, "models": {}}, "the manifest")
+    # run.json last: its presence marks a completely created run.
+    _files.write_json(path / "run.json", meta, "the run metadata")
+    return open_run(path)
+
+
+def _check_same(run: Run, meta: dict) -> None:
+    old = run.meta
+    diffs = []
+    for key in ("n_models", "n_examples", "n_augmentations", "n_classes", "logits_dtype"):
+        if old.get(key) != meta[key]:
+            diffs.append(f"{key} {old.get(key)!r} != {meta[key]!r}")
+    fp_old, fp_new = old.get("fingerprint", {}), meta["fingerprint"]
+    names = {"data": "the training data (features/inputs)", "labels": "the labels",
+             "keep": "the keep matrix"}
+    for key, what in names.items():
+        if fp_old.get(key) != fp_new[key]:
+            diffs.append(f"{what} differ")
+    if fp_old.get("config") != fp_new["config"]:
+        o, c = old.get("config", {}), meta["config"]
+        keys = sorted(k for k in set(o) | set(c) if o.get(k) != c.get(k))
+        diffs.append("settings differ: " + ", ".join(
+            f"{k}={o.get(k)!r} in the run, {c.get(k)!r} now" for k in keys))
+    if diffs:
+        raise RunMismatchError(
+            f"{run.path}: this directory holds a different experiment ({'; '.join(diffs)}). "
+            "It was left untouched; use another directory for the new run, or the settings "
+            "it was created with to resume it.")
+
+
+def _check_keep_matrix(keep: Any) -> np.ndarray:
+    if hasattr(keep, "detach"):
+        keep = keep.detach().cpu().numpy()
+    keep = np.asarray(keep)
+    if keep.ndim != 2:
+        raise ValueError(f"keep: expected a 2-D [models, examples] array, got shape {keep.shape}")
+    if keep.dtype != np.bool_:
+        if keep.dtype.kind not in "iuf" or not np.isin(keep, (0, 1)).all():
+            raise ValueError(f"keep: expected booleans (or 0/1 values), got dtype {keep.dtype}")
+        keep = keep.astype(bool)
+    m, n = keep.shape
+    if m < 2 or m % 2:
+        raise ValueError(f"keep: expected an even number of models >= 2 (rows), got {m}; "
+                         "LiRA needs each example IN and OUT for as many models")
+    if n < 1:
+        raise ValueError("keep: expected at least one example (column)")
+    return np.ascontiguousarray(keep)
+
+
+def _check_run_labels(labels: Any, n: int, n_classes: int) -> np.ndarray:
+    if hasattr(labels, "detach"):
+        labels = labels.detach().cpu().numpy()
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        if labels.dtype.kind == "f" and labels.size and np.all(np.isfinite(labels)) and \
+                np.all(labels == np.round(labels)):
+            hint = " (they are whole numbers: pass labels.astype(int))"
+        else:
+            hint = ""
+        raise TypeError(f"labels: expected integer class indices, got dtype {labels.dtype}{hint}")
+    if labels.shape != (n,):
+        raise ValueError(f"labels: expected shape ({n},) to match keep, got {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        bad = labels.min() if labels.min() < 0 else labels.max()
+        raise ValueError(f"labels: expected class indices in [0, {n_classes}), got {int(bad)}")
+    return labels.astype(np.int64)

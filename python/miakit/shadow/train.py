@@ -1,0 +1,331 @@
+"""Train any torch model as shadow models, one per row of ``keep``, into a run directory.
+
+Each model is trained with all of its randomness (initialisation, dropout, batch order)
+seeded from ``(seed, model index)`` inside ``torch.random.fork_rng``, so the caller's
+global random state is untouched and a model comes out the same whether it is trained
+first, last, or after a restart. Finished models are written atomically into the run
+(see ``store``), so a killed call loses at most the model in progress and the same call
+resumes. On the CPU a resumed run is bit-for-bit identical to an uninterrupted one; CUDA
+kernels are not all deterministic, so on a GPU it is identical up to their rounding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from miakit.shadow import _files
+from miakit.shadow._runtime import (
+    check_seed,
+    model_seed,
+    progress_bar,
+    require_torch,
+    resolve_device,
+)
+from miakit.shadow.store import Run, _check_keep_matrix, _check_run_labels, create_run
+
+__all__ = ["train_models", "default_train", "AUGMENTATIONS"]
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _hflip(x: Any) -> Any:
+    import torch
+
+    return torch.flip(x, dims=[-1])
+
+
+AUGMENTATIONS: dict[str, Callable[[Any], Any]] = {"identity": _identity, "hflip": _hflip}
+
+
+def default_train(model: Any, train_set: Any, *, device: Any, generator: Any, epochs: int = 20,
+                  lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 128,
+                  optimizer: str = "adam") -> None:
+    """The default training loop: shuffled minibatches, cross-entropy, Adam or SGD.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Trained in place, already on ``device``.
+    train_set : torch.utils.data.Dataset
+        The model's training examples, items ``(x, y)``.
+    device : torch.device
+    generator : torch.Generator
+        Orders the batches (seeded per model by :func:`train_models`).
+    epochs, lr, weight_decay, batch_size : int, float, float, int
+        As usual; ``weight_decay`` is the optimizer's L2 term.
+    optimizer : {"adam", "sgd"}
+        Adam, or SGD with momentum 0.9 and Nesterov.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from miakit.shadow.train import default_train
+    >>> data = torch.utils.data.TensorDataset(torch.randn(8, 3), torch.arange(8) % 2)
+    >>> model = torch.nn.Linear(3, 2)
+    >>> default_train(model, data, device=torch.device("cpu"),
+    ...               generator=torch.Generator().manual_seed(0), epochs=2)
+    """
+    import torch
+
+    loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True,
+                                         generator=generator)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay,
+                              momentum=0.9, nesterov=True)
+    else:
+        raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {optimizer!r}")
+    model.train()
+    for _ in range(epochs):
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(xb), yb).backward()
+            opt.step()
+
+
+def train_models(
+    model_factory: Callable[[], Any],
+    dataset: Any,
+    keep: Any,
+    run_dir: str | os.PathLike,
+    *,
+    train_fn: Callable[..., Any] | None = None,
+    augmentations: Sequence[str | Callable[[Any], Any]] = ("identity", "hflip"),
+    epochs: int = 20,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    batch_size: int = 128,
+    optimizer: str = "adam",
+    n_classes: int | None = None,
+    seed: int = 0,
+    device: Any = "cpu",
+    eval_batch_size: int = 1024,
+    logits_dtype: str = "float32",
+    config: dict | None = None,
+    metadata: dict | None = None,
+    progress: bool | None = None,
+) -> Run:
+    """Train one torch model per row of ``keep`` and store its logits in a run.
+
+    Parameters
+    ----------
+    model_factory : callable
+        ``model_factory()`` returns a new, randomly initialised ``torch.nn.Module`` that
+        maps a batch of inputs to logits ``[B, C]``. It is called under a seed derived
+        from ``(seed, m)``.
+    dataset : (inputs, labels) or torch.utils.data.Dataset
+        Inputs ``[N, ...]`` and integer labels ``[N]`` as arrays or tensors (inputs are
+        cast to torch's default float dtype), or a dataset whose items are ``(x, y)``.
+    keep : array [M, N] bool
+        ``keep[m, n]``: model m trains on example n; M even.
+    run_dir : path
+        The run directory: created, or resumed if it holds this same experiment (an
+        error if it holds another).
+    train_fn : callable, optional
+        ``train_fn(model, train_set, device=..., generator=...)`` trains ``model`` in
+        place on ``train_set`` (a Dataset of the model's examples); it may return the
+        trained model. Default: :func:`default_train` with the settings below.
+    augmentations : sequence of str or callable
+        Query augmentations, giving the A axis of the logits: "identity", "hflip"
+        (flip the last axis, for images ``[..., H, W]``) or functions of an input batch.
+    epochs, lr, weight_decay, batch_size, optimizer
+        Settings of the default training loop.
+    n_classes : int, optional
+        C; default: the width of the model's output.
+    seed : int
+        Run seed; model m's randomness comes from ``(seed, m)`` only.
+    device : str or torch.device
+        "cpu", "cuda" or "cuda:N" (an error if CUDA is unavailable).
+    eval_batch_size : int
+        Batch size when computing the logits.
+    logits_dtype : {"float32", "float16"}
+        Storage precision of the logits.
+    config : dict, optional
+        Extra JSON-serialisable settings that define the experiment (e.g. an architecture
+        version); part of the run's fingerprint. Code changes inside ``model_factory`` or
+        ``train_fn`` are not detected: record them here.
+    metadata : dict, optional
+        Descriptive information stored with the run.
+    progress : bool, optional
+        Show a progress bar of models; default: only when stderr is a terminal.
+
+    Returns
+    -------
+    Run
+        The complete run; ``run.logits()`` is ``[M, N, A, C]``.
+
+    Examples
+    --------
+    >>> import tempfile, torch, miakit as mk
+    >>> x, y = torch.randn(40, 1, 4, 4), torch.arange(40) % 2
+    >>> keep = mk.shadow.balanced_keep(2, 40, seed=0)
+    >>> factory = lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    >>> run = mk.shadow.train_models(factory, (x, y), keep, tempfile.mkdtemp() + "/run",
+    ...                              epochs=1, progress=False)
+    >>> run.logits().shape
+    (2, 40, 2, 2)
+    """
+    torch = require_torch()
+    seed = check_seed(seed)
+    dev = resolve_device(device)
+    keep_b = _check_keep_matrix(keep)
+    data, labels, digest = _as_dataset(dataset, torch)
+    if len(labels) != keep_b.shape[1]:
+        raise ValueError(f"keep: expected {len(labels)} columns (one per example of dataset), "
+                         f"got shape {keep_b.shape}")
+    augs, aug_names = _resolve_augmentations(augmentations)
+    user_train = train_fn is not None
+    settings = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay,
+                "batch_size": batch_size, "optimizer": optimizer}
+    if not user_train:
+        _check_settings(settings)
+    n_classes = n_classes if n_classes is not None else _probe_classes(
+        model_factory, data, seed, dev, torch)
+    labels = _check_run_labels(labels, len(labels), int(n_classes))
+    cfg = {"trainer": "train_models", "model_factory": _name(model_factory),
+           "train_fn": _name(train_fn) if user_train else "default_train",
+           "augmentations": aug_names, "seed": seed, "n_classes": int(n_classes),
+           **({} if user_train else settings), "user": config or {}}
+    run = create_run(run_dir, keep_b, labels, n_augmentations=len(augs), n_classes=n_classes,
+                     logits_dtype=logits_dtype, data_digest=digest, config=cfg,
+                     metadata=metadata)
+
+    def fit(model: Any, train_set: Any, generator: Any) -> Any:
+        if user_train:
+            return train_fn(model, train_set, device=dev, generator=generator)
+        return default_train(model, train_set, device=dev, generator=generator, **settings)
+
+    bar = progress_bar(progress, total=run.n_models, initial=len(run.completed),
+                       unit="model", desc="training shadow models")
+    try:
+        with run.writer():
+            for m in run.missing.tolist():
+                logits = _train_one(m, model_factory, fit, data, keep_b[m], augs, seed, dev,
+                                    eval_batch_size, int(n_classes), torch)
+                run.write_model(m, logits)
+                bar.update(1)
+    finally:
+        bar.close()
+    return run
+
+
+def _train_one(m: int, factory: Callable[[], Any], fit: Callable[..., Any], data: Any,
+               keep_row: np.ndarray, augs: list[Callable[[Any], Any]], seed: int, dev: Any,
+               eval_batch_size: int, n_classes: int, torch: Any) -> np.ndarray:
+    devices = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(model_seed(seed, m, 0))
+        model = factory().to(dev)
+        generator = torch.Generator().manual_seed(model_seed(seed, m, 1))
+        train_set = torch.utils.data.Subset(data, np.flatnonzero(keep_row).tolist())
+        trained = fit(model, train_set, generator)
+        if isinstance(trained, torch.nn.Module):
+            model = trained
+        return _logits(model, data, augs, dev, eval_batch_size, n_classes, torch)
+
+
+def _logits(model: Any, data: Any, augs: list[Callable[[Any], Any]], dev: Any, batch: int,
+            n_classes: int, torch: Any) -> np.ndarray:
+    model.eval()
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=False)
+    out = []
+    with torch.no_grad():
+        for xb, _ in loader:
+            xb = xb.to(dev)
+            z = torch.stack([model(aug(xb)) for aug in augs], dim=1)  # [B, A, C]
+            if z.shape[-1] != n_classes:
+                raise ValueError(f"model output: expected {n_classes} logits per example, "
+                                 f"got shape {tuple(z.shape)}")
+            out.append(z.float().cpu())
+    return torch.cat(out).numpy()
+
+
+def _probe_classes(factory: Callable[[], Any], data: Any, seed: int, dev: Any,
+                   torch: Any) -> int:
+    """The model's output width, from one forward pass of model 0 on one example."""
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+        torch.manual_seed(model_seed(seed, 0, 0))
+        model = factory().to(dev).eval()
+        x0 = data[0][0]
+        with torch.no_grad():
+            z = model(torch.as_tensor(x0)[None].to(dev))
+    if z.dim() != 2 or z.shape[1] < 2:
+        raise ValueError(f"model_factory: expected a model returning logits [B, C] with C >= 2, "
+                         f"got shape {tuple(z.shape)}")
+    return int(z.shape[1])
+
+
+def _as_dataset(dataset: Any, torch: Any) -> tuple[Any, np.ndarray, str]:
+    """(torch Dataset, labels [N], digest of inputs and labels)."""
+    if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
+        x, y = dataset
+        x = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+        if not x.is_floating_point():
+            raise TypeError(f"dataset inputs: expected floating-point values, got {x.dtype}")
+        x = x.to(torch.get_default_dtype())  # numpy's float64 meets float32 weights
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("dataset inputs: expected finite values, got NaN or inf")
+        y_np = np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y)
+        if len(y_np) != len(x):
+            raise ValueError(f"dataset: {len(x)} inputs but {len(y_np)} labels")
+        _check_run_labels(y_np, len(y_np), np.iinfo(np.int64).max)
+        data = torch.utils.data.TensorDataset(x.detach().cpu(), torch.from_numpy(
+            y_np.astype(np.int64)))
+        return data, y_np, _files.digest_arrays(x, y_np)
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise TypeError("dataset: expected (inputs, labels) or a torch Dataset of (x, y) items, "
+                        f"got {type(dataset).__name__}")
+    h = hashlib.sha256()
+    labels = []
+    for i in range(len(dataset)):
+        x, y = dataset[i]
+        h.update(_files.digest_arrays(x).encode())
+        labels.append(int(y))
+    return dataset, np.asarray(labels, dtype=np.int64), h.hexdigest()
+
+
+def _resolve_augmentations(augs: Sequence[str | Callable[[Any], Any]]):
+    if isinstance(augs, str) or callable(augs):
+        augs = [augs]
+    fns, names = [], []
+    for a in augs:
+        if isinstance(a, str):
+            if a not in AUGMENTATIONS:
+                raise ValueError(f"augmentations: unknown name {a!r}; expected one of "
+                                 f"{list(AUGMENTATIONS)} or a function of an input batch")
+            fns.append(AUGMENTATIONS[a])
+            names.append(a)
+        elif callable(a):
+            fns.append(a)
+            names.append(_name(a))
+        else:
+            raise TypeError(f"augmentations: expected names or functions, got {a!r}")
+    if not fns:
+        raise ValueError("augmentations: expected at least one (use ['identity'])")
+    return fns, names
+
+
+def _check_settings(s: dict) -> None:
+    for name in ("epochs", "batch_size"):
+        v = s[name]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    if not s["lr"] > 0:
+        raise ValueError(f"lr: expected a positive learning rate, got {s['lr']!r}")
+    if not s["weight_decay"] >= 0:
+        raise ValueError(f"weight_decay: expected >= 0, got {s['weight_decay']!r}")
+    if s["optimizer"] not in ("adam", "sgd"):
+        raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {s['optimizer']!r}")
+
+
+def _name(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"

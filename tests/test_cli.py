@@ -1,0 +1,98 @@
+"""The miakit command line, end to end on small settings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from miakit.cli import build_parser, main
+
+SMALL = ["--dataset", "synthetic", "--n-examples", "240", "--models", "8", "--hidden", "24",
+         "--epochs", "60", "--quiet"]
+
+
+def test_help_documents_every_option(capsys):
+    parser = build_parser()
+    for command in ("audit", "shadow"):
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args([command, "--help"])
+        assert info.value.code == 0
+        text = capsys.readouterr().out
+        sub = parser._subparsers._group_actions[0].choices[command]
+        for action in sub._actions:
+            for opt in action.option_strings:
+                assert opt in text
+            if action.option_strings and action.dest != "help":
+                assert action.help, action.dest
+
+
+def test_audit_trains_and_reports(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["audit", "--out", str(out), *SMALL]) == 0
+    text = capsys.readouterr().out
+    assert "LiRA online" in text and "verdict" in text
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["attacks"]) == {"lira_online", "lira_offline", "loss"}
+    assert report["run"]["n_models"] == 8 and report["run"]["metadata"]["dataset"] == "synthetic"
+    assert report["timing_s"]["training"] > 0 and report["timing_s"]["total"] > 0
+    for a in report["attacks"].values():
+        assert 0.0 <= a["auc"] <= 1.0
+        assert a["n_members"] + a["n_nonmembers"] == 8 * 240
+    assert (out / "roc.png").exists() and (out / "run" / "run.json").exists()
+    # Again: the run is reused, not retrained, and the audit is the same.
+    assert main(["audit", "--out", str(out), *SMALL]) == 0
+    again = json.loads((out / "report.json").read_text())
+    assert again["attacks"]["lira_online"]["auc"] == report["attacks"]["lira_online"]["auc"]
+
+
+def test_shadow_then_audit_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["shadow", "--out", str(run), "--seed", "3", *SMALL]) == 0
+    assert "8/8 models" in capsys.readouterr().out
+    assert main(["audit", "--run", str(run), "--out", str(tmp_path / "o"), "--no-plot",
+                 "--fpr", "0.05", "--variance", "per_example", "--quiet"]) == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["attacks"]["lira_online"]["settings"]["variance"] == "per_example"
+    assert [p["target_fpr"] for p in report["attacks"]["loss"]["tpr_at_fpr"]] == [0.05]
+    assert report["run"]["config"]["seed"] == 3
+
+
+def test_other_experiment_in_the_same_directory_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["shadow", "--out", str(run), *SMALL]) == 0
+    before = (run / "manifest.json").read_bytes()
+    args = ["shadow", "--out", str(run), *SMALL[:-3], "--epochs", "61", "--quiet"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "different experiment" in err and "epochs=60 in the run, 61 now" in err
+    assert (run / "manifest.json").read_bytes() == before
+
+
+def test_errors_are_one_line_with_status_1(tmp_path, capsys):
+    assert main(["shadow", "--out", str(tmp_path / "r"), "--models", "5", "--quiet"]) == 1
+    assert "even number" in capsys.readouterr().err
+    assert main(["audit", "--run", str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["shadow", "--out", str(blocker / "run"), *SMALL]) == 1
+    assert "could not write" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_gpu(tmp_path, capsys):
+    assert main(["shadow", "--out", str(tmp_path / "r"), "--device", "cuda", *SMALL]) == 1
+    assert "no usable CUDA GPU" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point():
+    res = subprocess.run([sys.executable, "-m", "miakit", "audit", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "--run" in res.stdout and "--device" in res.stdout
+    res = subprocess.run([sys.executable, "-m", "miakit"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2 and "audit" in res.stdout

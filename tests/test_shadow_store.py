@@ -1,0 +1,360 @@
+"""Run directories: round trips, checksums, corruption, mismatches, write failures, locks."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+import miakit as mk
+from miakit.shadow import (
+    CorruptModelError,
+    CorruptModelWarning,
+    IncompleteRunError,
+    RunLockedError,
+    RunMismatchError,
+    RunWriteError,
+)
+
+M, N, A, C = 4, 7, 2, 3
+
+
+def _logits(m: int, dtype=np.float32) -> np.ndarray:
+    rng = np.random.default_rng(100 + m)
+    return rng.normal(size=(N, A, C)).astype(dtype)
+
+
+def _new_run(path, **kw):
+    keep = mk.shadow.balanced_keep(M, N, seed=1)
+    labels = np.arange(N) % C
+    kw.setdefault("config", {"seed": 0, "lr": 0.1})
+    return mk.shadow.create_run(path, keep, labels, n_augmentations=A, n_classes=C,
+                                data_digest="data-v1", **kw)
+
+
+def _snapshot(path):
+    """Bytes of every file of a run, by relative path (the cache excluded)."""
+    out = {}
+    for root, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(root, f)
+            rel = os.path.relpath(p, path)
+            if not rel.startswith("cache") and f != ".lock":
+                with open(p, "rb") as fh:
+                    out[rel] = fh.read()
+    return out
+
+
+def test_round_trip(tmp_path):
+    run = _new_run(tmp_path / "run", metadata={"dataset": "toy"})
+    assert run.completed.tolist() == [] and run.missing.tolist() == [0, 1, 2, 3]
+    for m in (2, 0, 3, 1):
+        run.write_model(m, _logits(m))
+    again = mk.shadow.open_run(tmp_path / "run")
+    assert again.is_complete and again.completed.tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(again.keep, mk.shadow.balanced_keep(M, N, seed=1))
+    np.testing.assert_array_equal(again.labels, np.arange(N) % C)
+    assert again.labels.dtype == np.int64 and again.keep.dtype == np.bool_
+    assert again.meta["metadata"] == {"dataset": "toy"}
+    assert again.config == {"seed": 0, "lr": 0.1}
+    z = again.logits()
+    assert isinstance(z, np.memmap) and z.shape == (M, N, A, C) and not z.flags.writeable
+    for m in range(M):
+        np.testing.assert_array_equal(z[m], _logits(m))
+        np.testing.assert_array_equal(again.model_logits(m), _logits(m))
+    # A subset, in the order asked for, comes from its own memory-mapped file.
+    sub = again.logits(models=[3, 1])
+    np.testing.assert_array_equal(sub, np.stack([_logits(3), _logits(1)]))
+
+
+def test_logits_feed_lira_from_disk(tmp_path):
+    rng = np.random.default_rng(0)
+    m, n = 8, 40
+    keep = mk.shadow.balanced_keep(m, n, seed=0)
+    labels = rng.integers(0, 3, n)
+    run = mk.shadow.create_run(tmp_path / "r", keep, labels, n_augmentations=1, n_classes=3)
+    logits = rng.normal(size=(m, n, 1, 3)).astype(np.float32)
+    logits[np.arange(m)[:, None], np.arange(n), 0, labels] += 3.0 * keep
+    for k in range(m):
+        run.write_model(k, logits[k])
+    from_disk = mk.lira.leave_one_out(run.logits(), run.keep, labels=run.labels)
+    in_memory = mk.lira.leave_one_out(logits, keep, labels=labels)
+    np.testing.assert_array_equal(from_disk, in_memory)
+
+
+def test_float16_storage(tmp_path):
+    run = _new_run(tmp_path / "run", logits_dtype="float16")
+    run.write_model(0, _logits(0))
+    z = run.model_logits(0)
+    assert z.dtype == np.float16
+    np.testing.assert_array_equal(z, _logits(0).astype(np.float16))
+
+
+def test_incomplete_run_names_missing_models(tmp_path):
+    run = _new_run(tmp_path / "run")
+    run.write_model(1, _logits(1))
+    run.write_model(3, _logits(3))
+    with pytest.raises(IncompleteRunError, match=r"\[0, 2\]") as info:
+        run.logits()
+    assert info.value.missing == [0, 2]
+    part = run.logits(models=run.completed)
+    np.testing.assert_array_equal(part[1], _logits(3))
+
+
+def test_cache_is_reused_then_rebuilt(tmp_path):
+    run = _new_run(tmp_path / "run")
+    for m in range(3):
+        run.write_model(m, _logits(m))
+    first = run.logits(models=[0, 1, 2])
+    name = first.filename
+    assert run.logits(models=[0, 1, 2]).filename == name
+    run.write_model(3, _logits(3))
+    full = run.logits()
+    assert full.filename != name and not os.path.exists(name)  # stale cache removed
+    assert len(list((tmp_path / "run" / "cache").iterdir())) == 1
+
+
+def test_tampered_cache_is_caught_by_verify(tmp_path):
+    run = _new_run(tmp_path / "run")
+    for m in range(M):
+        run.write_model(m, _logits(m))
+    path = run.logits().filename
+    with open(path, "r+b") as f:
+        f.seek(-4, os.SEEK_END)
+        f.write(b"\x00\x00\x80\x7f")
+    with pytest.raises(CorruptModelError, match="cached copy of model 3"):
+        run.logits(verify=True)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "append"])
+def test_corrupt_model_file_is_reported_and_excluded(tmp_path, damage):
+    run = _new_run(tmp_path / "run")
+    for m in range(M):
+        run.write_model(m, _logits(m))
+    path = run.model_path(2)
+    data = path.read_bytes()
+    if damage == "flip":
+        path.write_bytes(data[:-5] + bytes([data[-5] ^ 0xFF]) + data[-4:])
+    elif damage == "truncate":
+        path.write_bytes(data[: len(data) - 10])
+    elif damage == "delete":
+        path.unlink()
+    else:
+        path.write_bytes(data + b"junk")
+    with pytest.warns(CorruptModelWarning, match=str(path)):
+        again = mk.shadow.open_run(tmp_path / "run")
+    assert 2 in again.corrupt and again.completed.tolist() == [0, 1, 3]
+    with pytest.raises(IncompleteRunError, match="corrupt"):
+        again.logits()
+    # Rewriting the model (what resuming does) heals the run.
+    again.write_model(2, _logits(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        healed = mk.shadow.open_run(tmp_path / "run")
+    np.testing.assert_array_equal(healed.logits()[2], _logits(2))
+
+
+def test_corruption_after_open_is_caught_when_reading(tmp_path):
+    run = _new_run(tmp_path / "run")
+    for m in range(M):
+        run.write_model(m, _logits(m))
+    path = run.model_path(1)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptModelError, match="model-00001.npy") as info:
+        run.logits()
+    assert info.value.models == [1]
+    with pytest.raises(CorruptModelError):
+        run.model_logits(1)
+
+
+def test_reopening_same_experiment_resumes(tmp_path):
+    run = _new_run(tmp_path / "run")
+    run.write_model(0, _logits(0))
+    again = _new_run(tmp_path / "run")
+    assert again.completed.tolist() == [0]
+
+
+@pytest.mark.parametrize("change", ["keep", "labels", "data", "config", "shape"])
+def test_different_experiment_is_refused_and_untouched(tmp_path, change):
+    run = _new_run(tmp_path / "run")
+    run.write_model(0, _logits(0))
+    before = _snapshot(tmp_path / "run")
+    keep = mk.shadow.balanced_keep(M, N, seed=1)
+    labels = np.arange(N) % C
+    kw = {"n_augmentations": A, "n_classes": C, "data_digest": "data-v1",
+          "config": {"seed": 0, "lr": 0.1}}
+    if change == "keep":
+        keep = mk.shadow.balanced_keep(M, N, seed=2)
+    elif change == "labels":
+        labels = (labels + 1) % C
+    elif change == "data":
+        kw["data_digest"] = "data-v2"
+    elif change == "config":
+        kw["config"] = {"seed": 0, "lr": 0.2}
+    else:
+        kw["n_augmentations"] = 1
+    with pytest.raises(RunMismatchError, match="different experiment") as info:
+        mk.shadow.create_run(tmp_path / "run", keep, labels, **kw)
+    if change == "config":
+        assert "lr=0.1 in the run, 0.2 now" in str(info.value)
+    assert _snapshot(tmp_path / "run") == before
+
+
+def test_foreign_directory_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunMismatchError, match="not a miakit run"):
+        _new_run(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_bad_keep_and_labels(tmp_path):
+    labels = np.arange(N) % C
+    with pytest.raises(ValueError, match="even number of models"):
+        mk.shadow.create_run(tmp_path / "a", np.ones((3, N), bool), labels,
+                             n_augmentations=1, n_classes=C)
+    with pytest.raises(ValueError, match="2-D"):
+        mk.shadow.create_run(tmp_path / "a", np.ones(N, bool), labels, n_augmentations=1,
+                             n_classes=C)
+    keep = mk.shadow.balanced_keep(M, N, seed=0)
+    with pytest.raises(ValueError, match=r"shape \(7,\) to match keep"):
+        mk.shadow.create_run(tmp_path / "a", keep, labels[:-1], n_augmentations=1,
+                             n_classes=C)
+    with pytest.raises(TypeError, match="integer class indices.*whole numbers"):
+        mk.shadow.create_run(tmp_path / "a", keep, labels.astype(float), n_augmentations=1,
+                             n_classes=C)
+    with pytest.raises(ValueError, match=r"\[0, 3\), got 5"):
+        mk.shadow.create_run(tmp_path / "a", keep, np.r_[labels[:-1], 5], n_augmentations=1,
+                             n_classes=C)
+    assert not (tmp_path / "a").exists()
+
+
+def test_write_model_rejects_bad_logits(tmp_path):
+    run = _new_run(tmp_path / "run")
+    with pytest.raises(ValueError, match=r"expected shape \(7, 2, 3\)"):
+        run.write_model(0, np.zeros((N, 1, C), np.float32))
+    bad = _logits(0)
+    bad[3, 1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        run.write_model(0, bad)
+    with pytest.raises(ValueError, match=r"model index in \[0, 4\)"):
+        run.write_model(4, _logits(0))
+    assert run.completed.tolist() == []
+
+
+def test_unwritable_location_gives_clear_oserror(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match="could not write the run directory"):
+        _new_run(blocker / "run")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root ignores directory permissions")
+def test_read_only_run_is_not_damaged(tmp_path):
+    run = _new_run(tmp_path / "run")
+    run.write_model(0, _logits(0))
+    before = _snapshot(tmp_path / "run")
+    os.chmod(tmp_path / "run" / "models", 0o500)
+    try:
+        with pytest.raises(RunWriteError, match="not writable"):
+            run.write_model(1, _logits(1))
+    finally:
+        os.chmod(tmp_path / "run" / "models", 0o700)
+    assert _snapshot(tmp_path / "run") == before
+
+
+def test_disk_full_is_reported_and_run_survives(tmp_path, monkeypatch):
+    run = _new_run(tmp_path / "run")
+    run.write_model(0, _logits(0))
+    before = _snapshot(tmp_path / "run")
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(RunWriteError, match="No space left.*free some space") as info:
+        run.write_model(1, _logits(1))
+    assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert _snapshot(tmp_path / "run") == before  # no temporary file left behind either
+    assert mk.shadow.open_run(tmp_path / "run").completed.tolist() == [0]
+
+
+def test_file_size_limit_is_a_real_write_error(tmp_path):
+    """A write that the OS refuses (RLIMIT_FSIZE: EFBIG) leaves the run as it was."""
+    run = _new_run(tmp_path / "run")
+    run.write_model(0, _logits(0))
+    before = _snapshot(tmp_path / "run")
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        import numpy as np, miakit as mk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        run = mk.shadow.open_run({str(tmp_path / "run")!r})
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))
+        try:
+            run.write_model(1, np.ones(({N}, {A}, {C}), np.float32))
+        except OSError as exc:
+            print(type(exc).__name__, exc.errno, exc)
+            sys.exit(0)
+        sys.exit(1)
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"RunWriteError {errno.EFBIG}")
+    assert "Nothing already in the run was changed" in res.stdout
+    assert _snapshot(tmp_path / "run") == before
+
+
+def test_second_writer_is_locked_out(tmp_path):
+    run = _new_run(tmp_path / "run")
+    other = mk.shadow.open_run(tmp_path / "run")
+    with run.writer():
+        with pytest.raises(RunLockedError, match="another process"):
+            with other.writer():
+                pass
+    with other.writer():  # released
+        pass
+
+
+def test_writer_removes_stale_temporary_files(tmp_path):
+    run = _new_run(tmp_path / "run")
+    stale = tmp_path / "run" / "models" / ".model-00001.npy.tmp-123-abcd"
+    stale.write_bytes(b"half a model")
+    with run.writer():
+        pass
+    assert not stale.exists()
+
+
+def test_altered_keep_is_detected(tmp_path):
+    _new_run(tmp_path / "run")
+    keep = np.load(tmp_path / "run" / "keep.npy")
+    np.save(tmp_path / "run" / "keep.npy", ~keep)
+    with pytest.raises(ValueError, match="does not match the fingerprint"):
+        mk.shadow.open_run(tmp_path / "run")
+
+
+def test_manifest_lists_checksums(tmp_path):
+    run = _new_run(tmp_path / "run")
+    run.write_model(0, _logits(0))
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    entry = manifest["models"]["0"]
+    import hashlib
+
+    assert entry["sha256"] == hashlib.sha256(_logits(0).tobytes()).hexdigest()
+    assert entry["shape"] == [N, A, C] and entry["dtype"] == "float32"
+
+
+def test_open_missing_directory():
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        mk.shadow.open_run("/nonexistent/miakit-run")
