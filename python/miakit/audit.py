@@ -87,6 +87,74 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     return out
 
 
+GRAD_NORM_DEFINITION = (
+    "norm of the per-example loss gradient with respect to the logits, "
+    "||softmax(z) - e_y||_2, first query view, mean over the models that trained on the "
+    "example; it is the output-layer factor of every parameter gradient (for a linear head "
+    "the full gradient norm is this times sqrt(||x||^2 + 1)). The run stores logits, not "
+    "weights, so parameter gradient norms and input curvature need the model: "
+    "miakit.gradients.per_example_norms and miakit.curvature.hutchinson_trace."
+)
+
+
+def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
+                  lira_scores: np.ndarray, *, variance: str = "per_example",
+                  fpr: float = 1e-3) -> Any:
+    """Per-example risk table of a run: LiRA vulnerability, memorization, gradient norm,
+    Hellinger distance and shadow models needed, with their Spearman correlations.
+
+    Parameters
+    ----------
+    logits : array [M, N, A, C]
+    keep : array [M, N] bool
+    labels : array [N] int
+    lira_scores : array [M, N]
+        Leave-one-out LiRA scores of every model (from :func:`run_attacks`).
+    variance : {"per_example", "global"}
+        Spread of the LiRA fit behind the Hellinger distances.
+    fpr : float
+        FPR budget of the per-example TPR proxy.
+
+    Returns
+    -------
+    miakit.report.VulnerabilityTable
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> from miakit.audit import run_attacks, vulnerability
+    >>> rng = np.random.default_rng(0)
+    >>> keep = mk.shadow.balanced_keep(8, 30, seed=0)
+    >>> y = rng.integers(0, 3, 30)
+    >>> z = rng.normal(size=(8, 30, 1, 3)).astype(np.float32)
+    >>> s = run_attacks(z, keep, y)["lira_online"]["scores"]
+    >>> t = vulnerability(z, keep, y, s)
+    >>> "memorization" in t.columns and "grad_norm" in t.columns
+    True
+    """
+    from miakit import memorization, report
+
+    labels = np.asarray(labels)
+    first_view = logits[:, :, 0, :]
+    mem = memorization.feldman_zhang(signals.correct(first_view, labels), keep)
+    fit = lira.fit(logits, keep, labels=labels, variance=variance)
+    n_classes = first_view.shape[-1]
+    grad = np.zeros(keep.shape, dtype=np.float64)
+    onehot = np.eye(n_classes)[labels]
+    for m in range(keep.shape[0]):  # one model at a time: memory O(N C)
+        z = np.asarray(first_view[m], dtype=np.float64)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        grad[m] = np.linalg.norm(p - onehot, axis=1)
+    n_in = keep.sum(axis=0)
+    grad_in = np.where(n_in > 0, (grad * keep).sum(axis=0) / np.maximum(n_in, 1), np.nan)
+    table = report.vulnerability_table(lira_scores=lira_scores, membership=keep,
+                                       memorization=mem, grad_norms=grad_in, fit=fit,
+                                       fpr=fpr)
+    table.meta["grad_norm_definition"] = GRAD_NORM_DEFINITION
+    return table
+
+
 def _clamped_count(message: Warning) -> int:
     try:
         return int(str(message).split()[0])
@@ -202,16 +270,24 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         "attacks": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
                     for k, v in results.items()},
     }
+    table = vulnerability(logits, keep, labels, attacks["lira_online"]["scores"],
+                          variance=var, fpr=min(fprs))
+    report["vulnerability"] = table.to_dict(per_example=False)
     report.update(extra or {})
     report.setdefault("timing_s", {})["attacks"] = round(time.perf_counter() - t0, 3)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        files = {"report": str(out / "report.json"),
+                 "vulnerability": str(table.to_csv(out / "vulnerability.csv"))}
         if plot:
+            from miakit.report import save_plots
+
             plot_roc(results, out / "roc.png", title=_title(report))
-            report["files"] = {"report": str(out / "report.json"), "roc": str(out / "roc.png")}
-        else:
-            report["files"] = {"report": str(out / "report.json")}
+            files["roc"] = str(out / "roc.png")
+            for path in save_plots(table, out):
+                files[path.stem] = str(path)
+        report["files"] = files
         from miakit.shadow._files import write_json
 
         write_json(out / "report.json", report, "the audit report")
@@ -332,6 +408,15 @@ def summarize(report: dict) -> str:
                    "measurable membership leakage")
         lines.append(f"verdict: {verdict} (best AUC {best['auc']:.3f}, {best['label']}); "
                      "chance is AUC 0.5 and TPR = FPR.")
+    vul = report.get("vulnerability")
+    if vul and vul.get("spearman"):
+        col = "tpr_at_fpr" if "tpr_at_fpr" in vul["spearman"] else vul["columns"][0]
+        rho = vul["spearman"][col]
+        parts = [f"{c} {rho[c]:+.2f}" for c in ("memorization", "grad_norm", "hellinger")
+                 if rho.get(c) is not None]
+        if parts:
+            lines.append(f"per-example risk: Spearman correlation of LiRA's per-example "
+                         f"{col} with " + ", ".join(parts))
     files = report.get("files")
     if files:
         lines.append("wrote " + ", ".join(str(v) for v in files.values()))
