@@ -229,6 +229,11 @@ struct Column {
   }
 };
 
+// Element (j, q) of a float64 [N, A] array (fit statistics), with its own strides.
+inline double& f64_at(const Tensor& t, int64_t j, int64_t q) {
+  return t.ptr<double>()[j * t.strides[0] + q * t.strides[1]];
+}
+
 void load_membership(const Tensor& keep, int64_t j, int64_t M, uint8_t* member) {
   const uint8_t* k = keep.ptr<uint8_t>();
   for (int64_t m = 0; m < M; ++m) member[m] = k[m * keep.strides[0] + j * keep.strides[1]] != 0;
@@ -283,15 +288,10 @@ LiraStatus lira_fit(const LiraFitArgs& a) {
         load_membership(a.keep, j, M, member.data());
         for (int64_t q = 0; q < A; ++q) {
           col.analyze(buf.data() + ((j - n0) * A + q) * M, member.data(), M, by);
-          const int64_t o = j * a.mu_in.strides[0] + q * a.mu_in.strides[1];
-          double* mu_in = a.mu_in.ptr<double>();
-          mu_in[o] = median ? col.median(true, -1) : col.in.mean;
-          a.mu_out.ptr<double>()[j * a.mu_out.strides[0] + q * a.mu_out.strides[1]] =
-              median ? col.median(false, -1) : col.out.mean;
-          a.sd_in.ptr<double>()[j * a.sd_in.strides[0] + q * a.sd_in.strides[1]] =
-              col.in.n ? std::sqrt(col.in.m2 / col.in.n) : NAN;
-          a.sd_out.ptr<double>()[j * a.sd_out.strides[0] + q * a.sd_out.strides[1]] =
-              col.out.n ? std::sqrt(col.out.m2 / col.out.n) : NAN;
+          f64_at(a.mu_in, j, q) = median ? col.median(true, -1) : col.in.mean;
+          f64_at(a.mu_out, j, q) = median ? col.median(false, -1) : col.out.mean;
+          f64_at(a.sd_in, j, q) = col.in.n ? std::sqrt(col.in.m2 / col.in.n) : NAN;
+          f64_at(a.sd_out, j, q) = col.out.n ? std::sqrt(col.out.m2 / col.out.n) : NAN;
         }
         a.n_in.ptr<int64_t>()[j * a.n_in.strides[0]] = col.in.n;
         a.n_out.ptr<int64_t>()[j * a.n_out.strides[0]] = col.out.n;
@@ -308,9 +308,6 @@ LiraStatus lira_score(const LiraScoreArgs& a) {
   st.clamped.assign(1, 0);
   st.empty.assign(1, 0);
   int64_t nonfinite = 0, empty = 0;
-  auto at = [](const Tensor& t, int64_t j, int64_t q) {
-    return t.ptr<double>()[j * t.strides[0] + q * t.strides[1]];
-  };
   const DType tt = a.target.dtype;
 #pragma omp parallel for schedule(static) reduction(+ : nonfinite, empty)
   for (int64_t j = 0; j < N; ++j) {
@@ -320,9 +317,9 @@ LiraStatus lira_score(const LiraScoreArgs& a) {
       const double s =
           load_as_double(a.target.data, tt, j * a.target.strides[0] + q * a.target.strides[1]);
       nonfinite += !is_finite(s);
-      const double mo = at(a.mu_out, j, q), so = at(a.sd_out, j, q);
-      const double mi = a.opt.mode == Mode::online ? at(a.mu_in, j, q) : 0.0;
-      const double si = a.opt.mode == Mode::online ? at(a.sd_in, j, q) : 1.0;
+      const double mo = f64_at(a.mu_out, j, q), so = f64_at(a.sd_out, j, q);
+      const double mi = a.opt.mode == Mode::online ? f64_at(a.mu_in, j, q) : 0.0;
+      const double si = a.opt.mode == Mode::online ? f64_at(a.sd_in, j, q) : 1.0;
       if (!is_finite(mo) || !is_finite(mi)) ok = false;
       acc += lira_observation(a.opt.mode, a.opt.offline, s, mi, si, mo, so);
     }

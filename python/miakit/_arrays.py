@@ -155,8 +155,6 @@ def reshape(x: Array, shape: tuple[int, ...]) -> Array:
 
 
 def minmax(x: Array) -> tuple[float, float]:
-    if is_torch(x):
-        return float(x.min()), float(x.max())
     return float(x.min()), float(x.max())
 
 
