@@ -87,7 +87,7 @@ def run_miakit_single(x, y, keep, wd, tol, device):
     preds = []
     t0 = time.perf_counter()
     for k in range(len(keep)):
-        logits, _ = trainer.train([k], _Quiet())
+        logits, _, _ = trainer.train([k], _Quiet())
         preds.append(logits[0, :, 0].argmax(-1))
     sync()
     return time.perf_counter() - t0, np.stack(preds)

@@ -185,7 +185,7 @@ def train_heads(
     try:
         with lock:
             for chunk in todo:
-                logits, chunk_info = trainer.train(chunk, bar)
+                logits, chunk_info, _params = trainer.train(chunk, bar)
                 logits = logits.astype(logits_dtype, copy=False)
                 for key, val in chunk_info.items():
                     info[key][chunk] = val
@@ -297,15 +297,24 @@ class _Trainer:
         self.keep_rows = np.repeat(keep, a, axis=1)  # [M, N * A]: every view of an example
         self._linear: Any = None
 
-    def train(self, chunk: list[int], bar: Any) -> tuple[np.ndarray, dict]:
+    def train(self, chunk: list[int], bar: Any) -> tuple[np.ndarray, dict, dict]:
+        """Train the heads ``chunk``: (logits [K, N, A, C], diagnostics, parameters).
+
+        The parameters are float32 numpy arrays stacked over the K heads in
+        ``nn.Linear`` layout and the caller's feature coordinates: ``weight`` [K, C, D]
+        and ``bias`` [K, C] for linear heads; ``weight1`` [K, H, D], ``bias1`` [K, H],
+        ``weight2`` [K, C, H], ``bias2`` [K, C] for MLP heads.
+        """
         cfg = self.cfg
         if cfg["optimizer"] == "lbfgs":
-            z, info = self._train_lbfgs(chunk, bar)
+            z, info, params = self._train_lbfgs(chunk, bar)
         else:
-            z, info = self._train_first_order(chunk, bar)
+            z, info, params = self._train_first_order(chunk, bar)
         c = cfg["n_classes"]
         logits = z.detach().contiguous().to("cpu").numpy()
-        return logits.reshape(len(chunk), self.n, self.a, c), info
+        params = {k: v.detach().to("cpu", self.torch.float32).contiguous().numpy()
+                  for k, v in params.items()}
+        return logits.reshape(len(chunk), self.n, self.a, c), info, params
 
     # -- linear heads, batched L-BFGS --------------------------------------------------
     def _linear_setup(self) -> dict:
@@ -346,6 +355,7 @@ class _Trainer:
             theta0 = lbfgs_heads(obj, theta0, tol=cfg["tol"], max_iter=cfg["epochs"],
                                  grad_scale=scale, pre=pre).theta
         self._linear = {"xs": xs, "lam": lam, "scale": scale, "sub": sub, "theta0": theta0,
+                        "mu": mu.float(), "s": s,
                         "pre": pre, "solve": lbfgs_heads, "objective": SoftmaxObjective}
         return self._linear
 
@@ -363,7 +373,10 @@ class _Trainer:
             z = (s["xs"] @ res.theta.reshape(d, c * k)).view(-1, c, k).permute(2, 0, 1)
         info = {"iterations": res.iterations, "converged": res.converged,
                 "grad_max": res.grad_max, "loss": res.loss}
-        return z, info
+        # Back from the solver's coordinates x' = (x - mu) / s: x' t = x (t / s) - mu t / s.
+        weight = (res.theta[:-1] / s["s"]).permute(2, 1, 0)  # [K, C, D]
+        bias = res.theta[-1].T - weight @ s["mu"]  # [K, C]
+        return z, info, {"weight": weight, "bias": bias}
 
     # -- first-order (Adam / SGD), linear or MLP ---------------------------------------
     def _train_first_order(self, chunk: list[int], bar: Any):
@@ -387,4 +400,11 @@ class _Trainer:
         info = {"iterations": np.full(len(chunk), cfg["epochs"], np.int64),
                 "converged": np.ones(len(chunk), bool),
                 "grad_max": np.full(len(chunk), np.nan), "loss": np.full(len(chunk), np.nan)}
-        return z, info
+        # StackedHeads keeps x @ W layouts [K, in, out]; hand back nn.Linear's [K, out, in].
+        p = heads.p
+        if cfg["head"] == "linear":
+            params = {"weight": p["w1"].transpose(1, 2), "bias": p["b1"]}
+        else:
+            params = {"weight1": p["w1"].transpose(1, 2), "bias1": p["b1"],
+                      "weight2": p["w2"].transpose(1, 2), "bias2": p["b2"]}
+        return z, info, params
