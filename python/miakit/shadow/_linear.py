@@ -26,10 +26,12 @@ does not depend on the other heads beyond the rounding of the shared GEMMs.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
 _ROW_BUDGET_BYTES = 256 << 20  # logits buffer per block of rows
+_ROW_BLOCK_BYTES = 8 << 20  # logits of one block of rows in an evaluation: cache-sized
 _EXP_SAFE = 60.0  # |logit| below this: exp cannot overflow float32, skip the max shift
 SUB_ROWS = 1024  # rows used to estimate the output curvature factor (a preconditioner)
 
@@ -62,14 +64,17 @@ class SoftmaxObjective:
         Rows used for the curvature factor.
     """
 
-    def __init__(self, x: Any, y: Any, w: Any, lam: float, n_classes: int, sub_rows: Any):
+    def __init__(self, x: Any, y: Any, w: Any, lam: float, n_classes: int, sub_rows: Any,
+                 shared: dict | None = None):
         torch = _torch()
         self.x, self.y, self.w_all = x, y, w
+        # Per-feature-matrix quantities, reusable by every objective on the same rows.
+        shared = self.shared_inputs(x) if shared is None else shared
+        self.xw, self.x_norm_max = shared["xw"], shared["x_norm_max"]
         self.lam = lam
         self.c = int(n_classes)
         self.r, self.d = x.shape
         self.arange = torch.arange(self.r, device=x.device)
-        self.x_norm_max = float(x.norm(dim=1).max())
         self.sub = sub_rows
         self.evaluations = 0
         self._heads: Any = None
@@ -77,6 +82,30 @@ class SoftmaxObjective:
         # One logits buffer, reused by every evaluation: a fresh 50 MB tensor per call
         # costs as much in page faults as the GEMM that fills it.
         self._buf = torch.empty(0, device=x.device)
+
+    @staticmethod
+    def shared_inputs(x: Any) -> dict:
+        """The features without the bias column, and the largest row norm."""
+        return {"xw": x[:, :-1].contiguous(), "x_norm_max": float(x.norm(dim=1).max())}
+
+    def logits(self, theta: Any) -> Any:
+        """Logits of every head on every row, ``[K, R, C]`` (head-major, contiguous)."""
+        torch = _torch()
+        d, c, k = theta.shape
+        # Heads outer, classes inner: the transposition into the head-major result then
+        # moves runs of C contiguous values, not single ones.
+        t = theta.permute(0, 2, 1).contiguous()  # [D, K, C]
+        flat_w = t[:-1].reshape(d - 1, k * c)
+        bias = t[-1].reshape(1, k * c)
+        out = torch.empty(k, self.r, c, dtype=theta.dtype, device=theta.device)
+        # Row blocks: each block's product is still in cache when it is transposed.
+        block = max(64, min(self.r, _ROW_BLOCK_BYTES // (4 * c * k)))
+        for start in range(0, self.r, block):
+            stop = min(self.r, start + block)
+            z2 = self._block(stop - start, c * k)
+            torch.addmm(bias, self.xw[start:stop], flat_w, out=z2)
+            out[:, start:stop].copy_(z2.view(stop - start, k, c).permute(1, 0, 2))
+        return out
 
     def _weights(self, heads: Any) -> Any:
         if self._heads is None or not _same(self._heads, heads):
@@ -95,22 +124,28 @@ class SoftmaxObjective:
         self.evaluations += 1
         d, c, k = theta.shape
         w = self._weights(heads)
-        flat = theta.reshape(d, c * k)
-        safe = self.x_norm_max * float(theta.norm(dim=0).max()) >= _EXP_SAFE
-        block = max(256, min(self.r, _ROW_BUDGET_BYTES // (4 * c * k)))
+        # The bias row is added to the product, not multiplied by a column of ones: a
+        # product over D - 1 = 256 features runs at full speed, over 257 it does not.
+        flat_w = theta[:-1].reshape(d - 1, c * k)
+        bias = theta[-1].reshape(1, c * k)
+        may_overflow = self.x_norm_max * float(theta.norm(dim=0).max()) >= _EXP_SAFE
+        # Blocks of rows small enough that the logits stay in cache between the product
+        # that makes them, the softmax, and the product that consumes them.
+        block = max(64, min(self.r, _ROW_BLOCK_BYTES // (4 * c * k)))
         loss = torch.zeros(k, dtype=torch.float64, device=theta.device)
-        grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device) if need_grad \
-            else None
+        if need_grad:
+            grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device)
+            grad_w, grad_b = grad[:-1], grad[-1]
         for start in range(0, self.r, block):
             stop = min(self.r, start + block)
             rows = stop - start
-            xb, wb = self.x[start:stop], w[start:stop]
+            xb, wb = self.xw[start:stop], w[start:stop]
             idx = self.y[start:stop, None, None].expand(rows, 1, k)
             z2 = self._block(rows, c * k)
-            torch.mm(xb, flat, out=z2)
+            torch.addmm(bias, xb, flat_w, out=z2)
             z = z2.view(rows, c, k)
             zy = torch.gather(z, 1, idx)[:, 0, :]  # true-class logits [rows, K]
-            if safe:  # shift by the row maximum only when exp could overflow
+            if may_overflow and _needs_shift(z2):  # shift by the row maximum only when needed
                 mx = z.amax(1, keepdim=True)
                 z.sub_(mx)
                 zy.sub_(mx[:, 0, :])
@@ -121,13 +156,47 @@ class SoftmaxObjective:
             if need_grad:
                 z.mul_(s.reciprocal_().mul_(wb[:, None, :]))  # w * p
                 z.scatter_add_(1, idx, wb.neg()[:, None, :])  # w * (p - onehot)
-                grad.addmm_(xb.T, z2)
+                grad_w.addmm_(xb.T, z2)
+                grad_b.add_(z2.sum(0))
         wgt = theta[:-1]
         pen = self.lam[:, None, None] * wgt
         loss += 0.5 * (pen * wgt).reshape(-1, k).sum(0).double()
         if need_grad:
             grad = grad.view(d, c, k)
             grad[:-1].add_(pen)
+            return loss, grad
+        return loss, None
+
+    def at_shared_point(self, theta: Any, heads: Any):
+        """Like ``self(theta, heads)`` when every head sits at the same point.
+
+        ``theta`` [D, C, K] with identical columns (e.g. all heads at the pooled
+        solution): the residual ``p - onehot`` and the per-row losses are then common to
+        every head, so one narrow forward product serves all of them and only the
+        gradient's product is wide -- about half the cost of a full evaluation.
+        """
+        torch = _torch()
+        self.evaluations += 1
+        d, c, k = theta.shape
+        w = self._weights(heads)
+        z = self.x @ theta[:, :, 0]  # [R, C]
+        lse = torch.logsumexp(z, dim=1)
+        ell = (lse - z.gather(1, self.y[:, None])[:, 0]).double()  # per-row loss [R]
+        res = torch.softmax(z, dim=1)
+        res[self.arange, self.y] -= 1.0  # p - onehot, [R, C]
+        loss = (w.double() * ell[:, None]).sum(0)
+        grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device)
+        block = max(256, min(self.r, _ROW_BUDGET_BYTES // (4 * c * k)))
+        for start in range(0, self.r, block):
+            stop = min(self.r, start + block)
+            rw = self._block(stop - start, c * k).view(stop - start, c, k)
+            torch.mul(res[start:stop, :, None], w[start:stop, None, :], out=rw)
+            grad.addmm_(self.x[start:stop].T, rw.view(stop - start, c * k))
+        wgt = theta[:-1]
+        pen = self.lam[:, None, None] * wgt
+        loss += 0.5 * (pen * wgt).reshape(-1, k).sum(0).double()
+        grad = grad.view(d, c, k)
+        grad[:-1].add_(pen)
         return loss, grad
 
     def output_factor(self, theta: Any, heads: Any) -> Any:
@@ -180,6 +249,123 @@ class KroneckerPreconditioner:
         return (self.u @ r).view(d, c, k)
 
 
+class SubspacePreconditioner:
+    """``(A (x) B + damping + L D L^T)^-1``: the Kronecker model of one shared reference
+    point, corrected by the exact curvature on the subspace the logits live in.
+
+    Every head starts at the pooled solution ``theta_ref`` and ends close to it, so one
+    curvature model built there serves every head at every iteration. The Kronecker
+    model ``E[x x^T] (x) E[diag(p) - p p^T]`` assumes the inputs and the softmax
+    curvature are independent. In whitened inputs they are independent -- exactly for
+    Gaussian features, closely for real ones -- except along the C - 1 directions the
+    logits read, ``A^(1/2) theta_ref`` (classes centred), and the constant input:
+    there the curvature is weighted by the very probabilities it multiplies. So the
+    model is replaced on that r x C-dimensional (r <= C)
+    subspace by the exact curvature ``mean_n (diag(p_n) - p_n p_n^T) (x) u_n u_n^T``
+    (``u_n`` the whitened input's coordinates in the subspace), a rank-rC correction
+    applied with the Woodbury identity. Building it costs a few products of the rows
+    with r columns; applying it, two Kronecker solves and one rC x rC product per head.
+    Iterations from the pooled solution drop to about the count with the exact Hessian
+    of the pooled problem, at the cost of the Kronecker model.
+    """
+
+    refresh = False  # the curvature model is fixed: lbfgs_heads skips output factors
+
+    def __init__(self, x: Any, lam: Any, theta_ref: Any, w: Any = None,
+                 kron: KroneckerPreconditioner | None = None):
+        torch = _torch()
+        f64 = torch.float64
+        # The input factor (one GEMM over the rows and an eigensolver) may be shared.
+        self.kron = KroneckerPreconditioner(x, lam) if kron is None else copy.copy(kron)
+        u_a, ev_a = self.kron.u.to(f64), self.kron.ev_a
+        r_rows, c = x.shape[0], theta_ref.shape[1]
+        w = torch.full((r_rows,), 1.0 / r_rows, dtype=f64, device=x.device) if w is None \
+            else (w / w.sum()).to(f64)
+        # float32 products over the rows, float64 for everything of subspace size
+        p32 = torch.softmax(x @ theta_ref, dim=1)  # [R, C]
+        p = p32.to(f64)
+        pw = p * w[:, None]
+        b = torch.diag(pw.sum(0)) - pw.T @ p
+        self.kron.set_output_factor(b[None])
+        # Directions the logits read, whitened: range of A^(1/2) theta_ref. Whitening
+        # skips directions without input variance (constant features).
+        keep_a = ev_a > 1e-10 * float(ev_a.max())
+        sq = torch.where(keep_a, ev_a.clamp_min(0).sqrt(), torch.zeros_like(ev_a))
+        isq = torch.where(keep_a, 1.0 / sq.clamp_min(1e-300), torch.zeros_like(ev_a))
+        # The logits' common part across classes does not change the softmax: centre the
+        # classes, which leaves rank <= C - 1 and no direction made of rounding noise.
+        # The constant input (the bias column, last) joins them: the Kronecker model has
+        # no cross-curvature between it and the logit directions; the exact one has.
+        t = (theta_ref - theta_ref.mean(1, keepdim=True)).to(f64)
+        ones = torch.zeros(t.shape[0], 1, dtype=f64, device=t.device)
+        ones[-1] = 1.0
+        t = u_a.T @ torch.cat([t, ones], 1)  # [D, C + 1] in A's eigenbasis
+        sv_u, sv, _ = torch.linalg.svd(sq[:, None] * t, full_matrices=False)
+        top = float(sv.max()) if sv.numel() else 0.0
+        r = int((sv > 1e-4 * top).sum()) if top > 0 else 0
+        self.r, self.c = r, c
+        if r == 0:  # nothing to correct
+            return
+        basis = sv_u[:, :r]  # orthonormal, whitened eigen-coordinates [D, r]
+        self.q = (u_a @ (sq[:, None] * basis)).to(x.dtype)  # L = Q (x) I, [D, r]
+        u = x @ (u_a @ (isq[:, None] * basis)).to(x.dtype)  # [R, r] whitened coordinates
+        # Exact curvature on the subspace, sum_n w_n (diag(p_n) - p_n p_n^T) (x) u_n u_n^T,
+        # laid out [(i, c), (j, d)]: both parts from one product of the rows.
+        up = (u[:, :, None] * p32[:, None, :]).reshape(r_rows, r * c)  # u_i p_c
+        sums = ((up * w[:, None].to(x.dtype)).T @ torch.cat([u, up], 1)).to(f64)
+        diag = sums[:, :r].reshape(r, c, r)  # sum_n w p_c u_i u_j
+        exact = -sums[:, r:].reshape(r, c, r, c)
+        cls = torch.arange(c, device=x.device)
+        exact[:, cls, :, cls] += diag.permute(1, 0, 2)
+        # minus what the Kronecker model puts there (whitened: I_r (x) B)
+        delta = exact - torch.einsum("ij,cd->icjd", torch.eye(r, dtype=f64, device=x.device), b)
+        delta = delta.reshape(r * c, r * c)
+        # L^T K^-1 L from the Kronecker eigenbases: K^-1 = (U (x) V) diag (U (x) V)^T.
+        qu = self.q.to(f64).T @ u_a  # [r, D]
+        v, ev_b = self.kron.v[0].to(f64), self.kron.ev_b[0].to(f64)
+        inv = 1.0 / (ev_a[:, None] * ev_b[None, :] + self.kron.damp)  # [D, C]
+        lkl = torch.einsum("ia,ja,ce,ae,de->icjd", qu, qu, v, inv, v).reshape(r * c, r * c)
+        eye = torch.eye(r * c, dtype=f64, device=x.device)
+        # Woodbury: (K + L D L^T)^-1 = K^-1 - K^-1 L (I + D L^T K^-1 L)^-1 D L^T K^-1
+        self.m = torch.linalg.solve(eye + delta @ lkl, delta).to(x.dtype)
+
+    def select(self, keep: Any) -> None:
+        pass  # shared by every head
+
+    def _kron(self, q: Any) -> Any:
+        d, c, k = q.shape
+        kr = self.kron
+        r = (kr.u.T @ q.reshape(d, c * k)).view(d, c, k)
+        v, ev_b = kr.v[0], kr.ev_b[0]
+        r = _einsum("dck,ce->dek", r, v)
+        r = r / (kr.ev_a.to(q.dtype)[:, None, None] * ev_b[None, :, None] + kr.damp)
+        r = _einsum("dek,ce->dck", r, v)
+        return (kr.u @ r.reshape(d, c * k)).view(d, c, k)
+
+    def __call__(self, q: Any) -> Any:
+        kq = self._kron(q)
+        if self.r == 0:
+            return kq
+        k = q.shape[2]
+        t = _einsum("di,dck->ick", self.q, kq).reshape(self.r * self.c, k)
+        z = (self.m @ t).view(self.r, self.c, k)
+        return kq - self._kron(_einsum("di,ick->dck", self.q, z).contiguous())
+
+
+def _einsum(eq: str, *ops: Any) -> Any:
+    return _torch().einsum(eq, *ops)
+
+
+def _needs_shift(z: Any) -> bool:
+    """Whether exp of these logits could overflow or every class underflow.
+
+    One reduction pass; the bound on ``|x| |theta|`` that spares even this is loose
+    once the weights have grown, while real logits rarely leave [-60, 60].
+    """
+    lo, hi = _torch().aminmax(z)
+    return not (-_EXP_SAFE < float(lo) and float(hi) < _EXP_SAFE)
+
+
 def _dot(a: Any, b: Any) -> Any:
     # A float32 column sum over a contiguous [D*C, K] view is the fast reduction; its
     # rounding (~1e-7 relative) is far below what L-BFGS needs.
@@ -199,13 +385,15 @@ def _torch() -> Any:
 
 def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int,
                 grad_scale: Any = None, history: int = 10, pre: Any = None,
-                tick: Any = None) -> LbfgsResult:
+                tick: Any = None, shared_start: bool = False) -> LbfgsResult:
     """Minimise every head's objective from ``theta0`` [D, C, M]; see the module notes.
 
     A head stops when ``max |grad_scale * gradient| <= tol`` (``grad_scale`` [D] maps the
     gradient back to the caller's coordinates when the features were standardised).
     ``pre`` is a :class:`KroneckerPreconditioner` of ``obj.x`` (built here if None);
     ``tick(n_done)`` is called whenever heads finish (for progress bars).
+    ``shared_start``: every column of ``theta0`` is the same point, so the first
+    evaluation can share its forward product (:meth:`SoftmaxObjective.at_shared_point`).
     """
     torch = _torch()
     dev = theta0.device
@@ -219,8 +407,10 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
 
     ids = torch.arange(m, device=dev)  # global head index of each working column
     theta = theta0.clone()
-    loss, grad = obj(theta, ids)
-    pre.set_output_factor(obj.output_factor(theta, ids))
+    loss, grad = obj.at_shared_point(theta, ids) if shared_start else obj(theta, ids)
+    refresh = getattr(pre, "refresh", True)
+    if refresh:
+        pre.set_output_factor(obj.output_factor(theta, ids))
     hist_s: list[Any] = []
     hist_y: list[Any] = []
     hist_rho: list[Any] = []
@@ -268,7 +458,8 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
             q[:, :, bad] = -grad[:, :, bad]
             slope = torch.where(bad, _dot(grad, q), slope)
         new_theta, new_loss, new_grad, stalled = _line_search(obj, ids, theta, loss, q, slope)
-        pre.set_output_factor(obj.output_factor(new_theta, ids))
+        if refresh:
+            pre.set_output_factor(obj.output_factor(new_theta, ids))
         s, y = new_theta - theta, new_grad - grad
         sy = _dot(s, y)
         ok = (sy > 1e-12 * _dot(y, y).sqrt() * _dot(s, s).sqrt()).to(s.dtype)

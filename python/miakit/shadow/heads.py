@@ -325,6 +325,7 @@ class _Trainer:
             SUB_ROWS,
             KroneckerPreconditioner,
             SoftmaxObjective,
+            SubspacePreconditioner,
             lbfgs_heads,
         )
 
@@ -336,9 +337,9 @@ class _Trainer:
         # cause in float32. Per-feature scales are left to the preconditioner, whose
         # input factor E[x x^T] whitens them exactly; a per-feature rescaling would make
         # the penalty non-uniform, which a Kronecker-factored model cannot invert.
-        mu = x.sum(0, dtype=torch.float64) / r
-        xc = x - mu.float()
-        s = float(xc.pow(2).sum(dtype=torch.float64) / xc.numel()) ** 0.5
+        mu = x.mean(0)  # float32 sums are pairwise: accurate, and twice as fast
+        xc = x - mu
+        s = float(xc.square().mean()) ** 0.5
         s = s if s > 0 else 1.0
         xs = torch.cat([xc.div_(s), torch.ones(r, 1, device=x.device)], 1)
         del xc
@@ -348,14 +349,19 @@ class _Trainer:
         g = torch.Generator().manual_seed(cfg["seed"])
         sub = torch.randperm(r, generator=g)[: min(r, SUB_ROWS)].to(x.device)
         pre = KroneckerPreconditioner(xs, lam)
+        shared = SoftmaxObjective.shared_inputs(xs)
         theta0 = torch.zeros(xs.shape[1], cfg["n_classes"], 1, device=x.device)
         if cfg["warm_start"]:
             w_all = torch.full((r, 1), 1.0 / r, device=x.device)
-            obj = SoftmaxObjective(xs, self.y_rows, w_all, lam, cfg["n_classes"], sub)
+            obj = SoftmaxObjective(xs, self.y_rows, w_all, lam, cfg["n_classes"], sub,
+                                   shared=shared)
             theta0 = lbfgs_heads(obj, theta0, tol=cfg["tol"], max_iter=cfg["epochs"],
                                  grad_scale=scale, pre=pre).theta
+            # Every head starts here and ends near here: one curvature model of this
+            # point preconditions them all (see SubspacePreconditioner).
+            pre = SubspacePreconditioner(xs, lam, theta0[:, :, 0], kron=pre)
         self._linear = {"xs": xs, "lam": lam, "scale": scale, "sub": sub, "theta0": theta0,
-                        "mu": mu.float(), "s": s,
+                        "mu": mu, "s": s, "shared": shared,
                         "pre": pre, "solve": lbfgs_heads, "objective": SoftmaxObjective}
         return self._linear
 
@@ -364,13 +370,14 @@ class _Trainer:
         s = self._linear_setup()
         kr = self.keep_rows[chunk].astype(np.float32)
         w = torch.from_numpy((kr / kr.sum(1, keepdims=True)).T.copy()).to(self.dev)
-        obj = s["objective"](s["xs"], self.y_rows, w, s["lam"], cfg["n_classes"], s["sub"])
+        obj = s["objective"](s["xs"], self.y_rows, w, s["lam"], cfg["n_classes"], s["sub"],
+                             shared=s["shared"])
         theta0 = s["theta0"].expand(-1, -1, len(chunk)).contiguous()
         res = s["solve"](obj, theta0, tol=cfg["tol"], max_iter=cfg["epochs"],
-                         grad_scale=s["scale"], pre=s["pre"], tick=bar.update)
-        d, c, k = res.theta.shape
+                         grad_scale=s["scale"], pre=s["pre"], tick=bar.update,
+                         shared_start=True)
         with torch.no_grad():
-            z = (s["xs"] @ res.theta.reshape(d, c * k)).view(-1, c, k).permute(2, 0, 1)
+            z = obj.logits(res.theta)  # [K, N * A, C]
         info = {"iterations": res.iterations, "converged": res.converged,
                 "grad_max": res.grad_max, "loss": res.loss}
         # Back from the solver's coordinates x' = (x - mu) / s: x' t = x (t / s) - mu t / s.
