@@ -123,3 +123,212 @@ def test_vulnerability_table_in_report(tmp_path):
     # Members of the planted signal are found: LiRA's per-example score rises with both.
     assert vul["spearman"]["lira_score"]["memorization"] > 0
     assert "per-example risk" in summarize(report)
+
+
+# -- runs that store their heads: exact gradient norms and curvature -----------------------
+def _features(n=48, d=5, a=2, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, c, n)
+    x = rng.normal(size=(c, d))[y][:, None, :] * 1.5 + rng.normal(size=(n, a, d))
+    return x.astype(np.float32), y
+
+
+def _in_out(values, keep):
+    """Means over IN and over OUT models, an explicit loop over examples."""
+    n = keep.shape[1]
+    return (np.array([values[keep[:, i], i].mean() for i in range(n)]),
+            np.array([values[~keep[:, i], i].mean() for i in range(n)]))
+
+
+def test_linear_head_run_gives_exact_gradient_norms_and_curvature(tmp_path):
+    x, y = _features()
+    keep = mk.shadow.balanced_keep(6, len(y), seed=1)
+    mk.shadow.train_heads(x, y, keep, run_dir=tmp_path / "run", progress=False,
+                          heads_per_chunk=4)
+    run = mk.shadow.open_run(tmp_path / "run")
+    assert run.has_params and run.params_models.tolist() == list(range(6))
+    np.testing.assert_array_equal(run.features(), x)
+    report = audit(run, tmp_path / "out")
+    vul = report["vulnerability"]
+    assert vul["meta"]["grad_norm_kind"] == "parameter gradient"
+    assert vul["meta"]["curvature_kind"] == "input Hessian trace"
+    assert vul["meta"]["grad_norm_definition"] == mk.audit.GRAD_NORM_DEFINITION["linear"]
+    assert {"grad_norm", "curvature", "grad_norm_out", "curvature_out"} <= set(vul["columns"])
+    assert vul["spearman"]["tpr_at_fpr"]["curvature"] is not None
+    assert (tmp_path / "out" / "vulnerability_vs_curvature.png").exists()
+    # float64 loops over the stored parameters, on the first query view.
+    x0 = x[:, 0].astype(np.float64)
+    grad = np.empty(keep.shape)
+    curv = np.empty(keep.shape)
+    for m in range(6):
+        p = run.model_params(m)
+        w, b = p["weight"].astype(np.float64), p["bias"].astype(np.float64)
+        for i in range(len(y)):
+            z = w @ x0[i] + b
+            q = np.exp(z - z.max())
+            q /= q.sum()
+            g = q.copy()
+            g[y[i]] -= 1.0
+            grad[m, i] = np.linalg.norm(g) * np.sqrt(x0[i] @ x0[i] + 1.0)
+            curv[m, i] = sum(q[k] * w[k] @ w[k] for k in range(3)) - np.sum((q @ w) ** 2)
+        # The stored parameters are those of the stored logits (caller's coordinates).
+        np.testing.assert_allclose(x @ w.T + b, run.model_logits(m), rtol=0, atol=2e-5)
+    table = np.genfromtxt(tmp_path / "out" / "vulnerability.csv", delimiter=",", names=True)
+    g_in, g_out = _in_out(grad, keep)
+    c_in, c_out = _in_out(curv, keep)
+    np.testing.assert_allclose(table["grad_norm"], g_in, rtol=1e-9)
+    np.testing.assert_allclose(table["grad_norm_out"], g_out, rtol=1e-9)
+    np.testing.assert_allclose(table["curvature"], c_in, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(table["curvature_out"], c_out, rtol=1e-9, atol=1e-12)
+    text = summarize(report)
+    assert "curvature" in text and "parameter gradient" in text and "linear head" in text
+
+
+def test_mlp_head_run_against_autograd(tmp_path):
+    torch = pytest.importorskip("torch")
+    from torch.func import functional_call, grad, hessian, vmap
+
+    x, y = _features(n=24, d=4, a=1)
+    keep = mk.shadow.balanced_keep(4, 24, seed=0)
+    mk.shadow.train_heads(x, y, keep, run_dir=tmp_path / "run", head="mlp", hidden=6,
+                          epochs=40, lr=0.05, progress=False)
+    run = mk.shadow.open_run(tmp_path / "run")
+    z = run.logits()
+    scores = mk.audit.run_attacks(z, keep, y)["lira_online"]["scores"]
+    table = mk.audit.vulnerability(z, keep, y, scores, features=run.features(),
+                                   params=run.model_params)
+    assert table.meta["head"] == "mlp"
+    xt, yt = torch.from_numpy(x[:, 0]).double(), torch.from_numpy(y)
+    grad_ref = np.empty(keep.shape)
+    curv_ref = np.empty(keep.shape)
+    for m in range(4):
+        p = run.model_params(m)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(),
+                                    torch.nn.Linear(6, 3)).double()
+        names = {"0.weight": "weight1", "0.bias": "bias1", "2.weight": "weight2",
+                 "2.bias": "bias2"}
+        params = {k: torch.from_numpy(np.array(p[v], dtype=np.float64))
+                  for k, v in names.items()}
+        np.testing.assert_allclose(functional_call(model, params, (xt,)).numpy(),
+                                   z[m, :, 0], atol=1e-4)  # the stored head's logits
+
+        def loss_p(q, xi, yi, model=model):
+            return torch.nn.functional.cross_entropy(functional_call(model, q, (xi[None],)),
+                                                     yi[None])
+
+        g = vmap(grad(loss_p), in_dims=(None, 0, 0))(params, xt, yt)
+        grad_ref[m] = sum(v.reshape(24, -1).pow(2).sum(1) for v in g.values()).sqrt().numpy()
+
+        def loss_x(xi, yi, model=model, params=params):
+            return torch.nn.functional.cross_entropy(
+                functional_call(model, params, (xi[None],)), yi[None])
+
+        curv_ref[m] = [torch.trace(hessian(loss_x)(xt[i], yt[i])).item() for i in range(24)]
+    g_in, g_out = _in_out(grad_ref, keep)
+    c_in, c_out = _in_out(curv_ref, keep)
+    # (autograd forms 1 - p_y by cancellation: ~1e-16 absolute on tiny norms)
+    np.testing.assert_allclose(table.columns["grad_norm"], g_in, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(table.columns["grad_norm_out"], g_out, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(table.columns["curvature"], c_in, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(table.columns["curvature_out"], c_out, rtol=1e-9, atol=1e-12)
+
+
+def _strip_params(path):
+    """Turn a run into the logits-only format written before parameters were stored."""
+    import shutil
+
+    manifest = json.loads((path / "manifest.json").read_text())
+    for entry in manifest["models"].values():
+        entry.pop("params")
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(path / "params")
+    (path / "features.npy").unlink()
+
+
+def test_run_without_params_falls_back_to_the_proxy(tmp_path):
+    x, y = _features()
+    keep = mk.shadow.balanced_keep(6, len(y), seed=1)
+    mk.shadow.train_heads(x, y, keep, run_dir=tmp_path / "run", progress=False)
+    _strip_params(tmp_path / "run")
+    run = mk.shadow.open_run(tmp_path / "run")
+    assert not run.has_params and not run.has_features and run.is_complete
+    vul = audit(run, tmp_path / "out", plot=False)["vulnerability"]
+    assert vul["meta"]["grad_norm_kind"] == "logit-gradient proxy (run has no parameters)"
+    assert vul["meta"]["grad_norm_definition"] == mk.audit.GRAD_NORM_DEFINITION["proxy"]
+    assert "curvature" not in vul["columns"] and "grad_norm_out" in vul["columns"]
+    z = np.asarray(run.logits(), dtype=np.float64)[:, :, 0, :]
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    p[:, np.arange(len(y)), y] -= 1.0
+    table = np.genfromtxt(tmp_path / "out" / "vulnerability.csv", delimiter=",", names=True)
+    g_in, _ = _in_out(np.linalg.norm(p, axis=-1), keep)
+    np.testing.assert_allclose(table["grad_norm"], g_in, rtol=1e-9)
+
+
+def test_old_run_resumed_keeps_its_heads_and_reports_why(tmp_path):
+    """A logits-only run with unfinished models: the new code finishes it (writing
+    features and the new heads' parameters), the finished heads stay as they were, and
+    the audit says why it uses the proxy."""
+    x, y = _features()
+    keep = mk.shadow.balanced_keep(6, len(y), seed=1)
+    kw = {"heads_per_chunk": 2, "progress": False}
+    mk.shadow.train_heads(x, y, keep, run_dir=tmp_path / "run", **kw)
+    _strip_params(tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    for m in ("4", "5"):
+        del manifest["models"][m]
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
+    old = (tmp_path / "run" / "models" / "model-00000.npy").read_bytes()
+    mk.shadow.train_heads(x, y, keep, run_dir=tmp_path / "run", **kw)
+    run = mk.shadow.open_run(tmp_path / "run")
+    assert run.is_complete and run.has_features and run.params_models.tolist() == [4, 5]
+    assert (tmp_path / "run" / "models" / "model-00000.npy").read_bytes() == old
+    vul = audit(run, plot=False)["vulnerability"]
+    assert vul["meta"]["grad_norm_kind"] == ("logit-gradient proxy (only 2 of its 6 models "
+                                             "have stored parameters)")
+
+
+def test_corrupt_params_and_features_are_retrained_identically(tmp_path):
+    x, y = _features()
+    keep = mk.shadow.balanced_keep(6, len(y), seed=1)
+    kw = {"head": "mlp", "hidden": 8, "epochs": 20, "heads_per_chunk": 2, "progress": False}
+    mk.shadow.train_heads(x, y, keep, run_dir=tmp_path / "ref", **kw)
+    mk.shadow.train_heads(x, y, keep, run_dir=tmp_path / "run", **kw)
+    ref = mk.shadow.open_run(tmp_path / "ref")
+    bad = tmp_path / "run" / "params" / "model-00003.npy"
+    data = bytearray(bad.read_bytes())
+    data[-7] ^= 0x08
+    bad.write_bytes(bytes(data))
+    feats = tmp_path / "run" / "features.npy"
+    feats.write_bytes(feats.read_bytes()[:-16])
+    with pytest.warns(mk.shadow.CorruptModelWarning) as caught:
+        run = mk.shadow.open_run(tmp_path / "run")
+    text = " ".join(str(w.message) for w in caught)
+    assert str(bad) in text and str(feats) in text
+    assert run.missing.tolist() == [3] and not run.has_params
+    with pytest.warns(mk.shadow.CorruptModelWarning):  # (train_heads reopens the run)
+        _, info = mk.shadow.train_heads(x, y, keep, run_dir=tmp_path / "run",
+                                        return_info=True, **kw)
+    assert "params" not in info  # with a run they are in the run
+    assert info["iterations"].tolist() == [0, 0, 20, 20, 0, 0]  # only model 3's chunk
+    healed = mk.shadow.open_run(tmp_path / "run")
+    assert healed.has_params
+    for m in range(6):
+        for k, v in ref.model_params(m).items():
+            np.testing.assert_array_equal(healed.model_params(m)[k], v)
+    assert feats.read_bytes() == (tmp_path / "ref" / "features.npy").read_bytes()
+    assert bad.read_bytes() == (tmp_path / "ref" / "params" / "model-00003.npy").read_bytes()
+
+
+def test_train_heads_returns_params_without_a_run():
+    x, y = _features(n=30)
+    keep = mk.shadow.balanced_keep(4, 30, seed=0)
+    z1, info1 = mk.shadow.train_heads(x, y, keep, return_info=True)
+    z2, info2 = mk.shadow.train_heads(x, y, keep, return_info=True, heads_per_chunk=3)
+    w, b = info1["params"]["weight"], info1["params"]["bias"]
+    assert w.shape == (4, 3, 5) and b.shape == (4, 3) and w.dtype == np.float32
+    np.testing.assert_allclose(np.einsum("nad,mcd->mnac", x, w) + b[:, None, None, :], z1,
+                               atol=2e-5)
+    w2, b2 = info2["params"]["weight"], info2["params"]["bias"]  # two chunks, assembled
+    np.testing.assert_allclose(np.einsum("nad,mcd->mnac", x, w2) + b2[:, None, None, :], z2,
+                               atol=2e-5)

@@ -43,6 +43,10 @@ def test_audit_trains_and_reports(tmp_path, capsys):
         assert 0.0 <= a["auc"] <= 1.0
         assert a["n_members"] + a["n_nonmembers"] == 8 * 240
     assert (out / "roc.png").exists() and (out / "run" / "run.json").exists()
+    vul = report["vulnerability"]  # MLP heads stored with their parameters: exact columns
+    assert vul["meta"]["grad_norm_kind"] == "parameter gradient" and vul["meta"]["head"] == "mlp"
+    assert "curvature" in vul["columns"] and (out / "vulnerability_vs_curvature.png").exists()
+    assert "curvature" in text and "MLP head, exact" in text
     # Again: the run is reused, not retrained, and the audit is the same.
     assert main(["audit", "--out", str(out), *SMALL]) == 0
     again = json.loads((out / "report.json").read_text())

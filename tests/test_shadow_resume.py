@@ -51,7 +51,8 @@ def _kill_when(cmd: list[str], run: Path, at_least: int, extra_delay: float) -> 
     return _n_done(run)
 
 
-def _check_resumed_equals_reference(cmd_for, tmp_path: Path, total: int) -> None:
+def _check_resumed_equals_reference(cmd_for, tmp_path: Path, total: int,
+                                    params: bool = False) -> None:
     ref = tmp_path / "ref"
     done = subprocess.run(cmd_for(ref), env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -62,10 +63,19 @@ def _check_resumed_equals_reference(cmd_for, tmp_path: Path, total: int) -> None
     assert 0 < seen[0] < total, seen  # the kills did interrupt the run
     finish = subprocess.run(cmd_for(run), env=ENV, capture_output=True, text=True, timeout=600)
     assert finish.returncode == 0, finish.stderr
-    assert _files(run) == _files(ref)  # every model, the manifest, keep, labels, run.json
-    r = mk.shadow.open_run(run)
+    # every model (logits and parameters), the manifest, keep, labels, features, run.json
+    assert _files(run) == _files(ref)
+    r, r_ref = mk.shadow.open_run(run), mk.shadow.open_run(ref)
     assert r.is_complete and r.n_models == total
-    np.testing.assert_array_equal(r.logits(), mk.shadow.open_run(ref).logits())
+    np.testing.assert_array_equal(r.logits(), r_ref.logits())
+    assert r.has_params == params and (run / "features.npy").exists() == params
+    if params:
+        np.testing.assert_array_equal(r.features(), r_ref.features())
+        for m in range(total):
+            got, want = r.model_params(m), r_ref.model_params(m)
+            assert list(got) == ["weight1", "bias1", "weight2", "bias2"] == list(want)
+            for k in want:
+                np.testing.assert_array_equal(got[k], want[k])
 
 
 def test_sigkill_during_batched_head_training(tmp_path):
@@ -74,7 +84,7 @@ def test_sigkill_during_batched_head_training(tmp_path):
                 "--n-examples", "300", "--models", "8", "--heads-per-chunk", "2",
                 "--hidden", "48", "--epochs", "300", "--quiet", "--out", str(out)]
 
-    _check_resumed_equals_reference(cmd, tmp_path, 8)
+    _check_resumed_equals_reference(cmd, tmp_path, 8, params=True)
 
 
 SCRIPT = textwrap.dedent("""

@@ -358,3 +358,157 @@ def test_manifest_lists_checksums(tmp_path):
 def test_open_missing_directory():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         mk.shadow.open_run("/nonexistent/miakit-run")
+
+
+# -- head parameters and features ---------------------------------------------------------
+def _params(m: int) -> dict:
+    rng = np.random.default_rng(200 + m)
+    return {"weight1": rng.normal(size=(5, 4)), "bias1": rng.normal(size=5),
+            "weight2": rng.normal(size=(C, 5)).astype(np.float32), "bias2": np.zeros(C)}
+
+
+def test_params_round_trip_and_manifest(tmp_path):
+    run = _new_run(tmp_path / "run")
+    run.write_model(0, _logits(0), params=_params(0))
+    run.write_model(1, _logits(1))  # a model may be stored without parameters
+    again = mk.shadow.open_run(tmp_path / "run")
+    got = again.model_params(0)
+    assert list(got) == ["weight1", "bias1", "weight2", "bias2"]
+    for k, v in _params(0).items():
+        assert got[k].dtype == np.float32 and not got[k].flags.writeable
+        np.testing.assert_array_equal(got[k], v.astype(np.float32))
+    with pytest.raises(KeyError, match="without parameters"):
+        again.model_params(1)
+    assert again.params_models.tolist() == [0]
+    assert not again.has_params  # model 1 has none, and the run has no features
+    entry = json.loads((tmp_path / "run" / "manifest.json").read_text())["models"]["0"]
+    flat = np.concatenate([v.astype(np.float32).ravel() for v in _params(0).values()])
+    import hashlib
+
+    assert entry["params"]["file"] == "params/model-00000.npy"
+    assert entry["params"]["sha256"] == hashlib.sha256(flat.tobytes()).hexdigest()
+    assert entry["params"]["layout"] == [["weight1", [5, 4]], ["bias1", [5]],
+                                         ["weight2", [3, 5]], ["bias2", [3]]]
+    np.testing.assert_array_equal(np.load(tmp_path / "run" / "params" / "model-00000.npy"),
+                                  flat)
+    # Rewriting a model without parameters drops its stale parameter file.
+    again.write_model(0, _logits(0))
+    assert not (tmp_path / "run" / "params" / "model-00000.npy").exists()
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "append"])
+def test_corrupt_params_file_is_reported_by_name(tmp_path, damage):
+    run = _new_run(tmp_path / "run")
+    for m in range(M):
+        run.write_model(m, _logits(m), params=_params(m))
+    path = run.params_path(2)
+    data = path.read_bytes()
+    if damage == "flip":
+        path.write_bytes(data[:-5] + bytes([data[-5] ^ 0x10]) + data[-4:])
+    elif damage == "truncate":
+        path.write_bytes(data[: len(data) - 8])
+    elif damage == "delete":
+        path.unlink()
+    else:
+        path.write_bytes(data + b"\0\0\0\0")
+    with pytest.warns(CorruptModelWarning, match=str(path)):
+        again = mk.shadow.open_run(tmp_path / "run")
+    assert again.corrupt_files == {2: path} and "parameters" in again.corrupt[2]
+    assert again.completed.tolist() == [0, 1, 3] and again.missing.tolist() == [2]
+    with pytest.raises(IncompleteRunError):
+        again.model_params(2)
+    again.write_model(2, _logits(2), params=_params(2))  # what resuming does
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        healed = mk.shadow.open_run(tmp_path / "run")
+    np.testing.assert_array_equal(healed.model_params(2)["bias1"], _params(2)["bias1"]
+                                  .astype(np.float32))
+
+
+def test_params_corrupted_after_open_are_caught_when_read(tmp_path):
+    run = _new_run(tmp_path / "run")
+    run.write_model(0, _logits(0), params=_params(0))
+    path = run.params_path(0)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptModelError, match="params/model-00000.npy") as info:
+        run.model_params(0)
+    assert info.value.models == [0] and info.value.paths == [str(path)]
+
+
+def test_bad_params_are_refused_and_nothing_is_written(tmp_path):
+    run = _new_run(tmp_path / "run")
+    before = _snapshot(tmp_path / "run")
+    bad = _params(0)
+    bad["bias1"][2] = np.inf
+    with pytest.raises(ValueError, match=r"params\['bias1'\] of model 0: expected finite"):
+        run.write_model(0, _logits(0), params=bad)
+    with pytest.raises(ValueError, match="finite float32"):  # finite, but not in float32
+        run.write_model(0, _logits(0), params={"w": np.array([1e300])})
+    with pytest.raises(TypeError, match="non-empty mapping"):
+        run.write_model(0, _logits(0), params={})
+    with pytest.raises(TypeError, match="real-valued"):
+        run.write_model(0, _logits(0), params={"w": np.array(["a"])})
+    assert _snapshot(tmp_path / "run") == before and run.completed.tolist() == []
+
+
+def test_failed_logits_write_removes_the_params_file(tmp_path, monkeypatch):
+    """The parameters land first; if the logits then cannot be written, the run is left
+    exactly as it was (no parameter file of an unlisted model)."""
+    run = _new_run(tmp_path / "run")
+    run.write_model(0, _logits(0), params=_params(0))
+    before = _snapshot(tmp_path / "run")
+    from miakit.shadow import _files
+
+    real = _files.write_npy
+
+    def fail_on_logits(path, array, what):
+        if "logits" in what:
+            raise RunWriteError(errno.ENOSPC, "disk full", str(path))
+        real(path, array, what)
+
+    monkeypatch.setattr(_files, "write_npy", fail_on_logits)
+    with pytest.raises(RunWriteError):
+        run.write_model(1, _logits(1), params=_params(1))
+    monkeypatch.setattr(_files, "write_npy", real)
+    assert _snapshot(tmp_path / "run") == before
+    assert mk.shadow.open_run(tmp_path / "run").completed.tolist() == [0]
+
+
+def test_features_are_checked_against_the_data_digest(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, A, 5))
+    run = mk.shadow.create_run(tmp_path / "run", mk.shadow.balanced_keep(M, N, seed=1),
+                               np.arange(N) % C, n_augmentations=A, n_classes=C,
+                               data_digest=mk.shadow.features_digest(x))
+    assert not run.has_features
+    with pytest.raises(FileNotFoundError, match="no stored features"):
+        run.features()
+    before = _snapshot(tmp_path / "run")
+    with pytest.raises(ValueError, match="not the features its models are trained on"):
+        run.write_features(x + 1)
+    with pytest.raises(ValueError, match=r"expected shape \[7, 2, D\]"):
+        run.write_features(x[:, 0])
+    assert _snapshot(tmp_path / "run") == before
+    run.write_features(x)  # float64 in, stored as train_heads digests it: float32
+    feats = mk.shadow.open_run(tmp_path / "run").features()
+    assert feats.dtype == np.float32 and feats.shape == (N, A, 5) and not feats.flags.writeable
+    np.testing.assert_array_equal(feats, x.astype(np.float32))
+    # Altered on disk: reported by name, not used, and has_params is False.
+    path = tmp_path / "run" / "features.npy"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.warns(CorruptModelWarning, match="features.npy"):
+        again = mk.shadow.open_run(tmp_path / "run")
+    assert not again.has_features and "digest" in again.features_problem
+    with pytest.raises(CorruptModelError, match="features.npy"):
+        again.features()
+    quick = mk.shadow.open_run(tmp_path / "run", verify=False)  # header only at open ...
+    assert quick.has_features
+    with pytest.raises(CorruptModelError, match="features.npy"):  # ... checked before use
+        quick.features()
+    assert not quick.has_features
+    again.write_features(x)  # what train_heads does on resume
+    assert again.has_features and mk.shadow.open_run(tmp_path / "run").has_features

@@ -118,9 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         "audit", help="train (or resume) a shadow run and attack it; the main job",
         description="Attack every shadow model leave-one-out with LiRA online, LiRA "
                     "offline and the loss threshold, and write report.json (AUC, TPR at "
-                    "FPR 10%, 1%, 0.1% with confidence intervals) and a log-log ROC "
-                    "plot roc.png. Without --run, first trains (or resumes) the default "
-                    "shadow run in OUT/run.")
+                    "FPR 10%, 1%, 0.1% with confidence intervals), a log-log ROC "
+                    "plot roc.png and the per-example vulnerability table "
+                    "vulnerability.csv (memorization, gradient norm, input curvature, "
+                    "Hellinger distance; exact gradient norms and curvature for runs of "
+                    "heads, which store their parameters). Without --run, first trains "
+                    "(or resumes) the default shadow run in OUT/run.")
     pa.add_argument("--run", type=Path, default=None,
                     help="audit this existing run directory instead of training one")
     pa.add_argument("--out", type=Path, default=Path("miakit-report"),

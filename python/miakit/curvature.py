@@ -10,7 +10,9 @@ For the per-example loss as a function of the input x, ``H = grad_x^2 loss``:
 - :func:`zero_order`: ``(1/n) sum_k |l(x+v+u) - l(x-v+u) - l(x+v-u) + l(x-v-u)| / (4h)``
   with u, v independent h-scaled Rademacher vectors (Curvature Clues), from losses only;
 - :func:`head_trace`: the exact trace for a linear-softmax head,
-  ``tr(H) = sum_k p_k ||w_k||^2 - ||sum_k p_k w_k||^2`` (compiled kernel).
+  ``tr(H) = sum_k p_k ||w_k||^2 - ||sum_k p_k w_k||^2`` (compiled kernel);
+- :func:`mlp_head_trace`: the exact trace for a one-hidden-layer ReLU head, the same
+  formula with the example's input Jacobian ``J = W2 diag(1[a > 0]) W1`` in place of W.
 
 Probes come from a counter-based generator (splitmix64 hashing, compiled, CPU and CUDA)
 keyed by (seed, example index, probe index): :func:`probes`. An example's estimate is
@@ -35,15 +37,19 @@ from miakit import _C
 from miakit import _arrays as ar
 from miakit.gradients import (
     _check_head,
+    _check_mlp_head,
     _check_model_args,
     _check_per_example_loss,
     _eval_mode,
+    _like_features,
+    _mlp_blocks,
+    _mlp_forward,
     _raise_head_status,
     _torch,
 )
 
-__all__ = ["hutchinson_trace", "finite_difference", "zero_order", "head_trace", "probes",
-           "probe_quadratic", "probe_differences"]
+__all__ = ["hutchinson_trace", "finite_difference", "zero_order", "head_trace",
+           "mlp_head_trace", "probes", "probe_quadratic", "probe_differences"]
 
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -571,3 +577,63 @@ def head_trace(features: Any, weight: Any, bias: Any = None) -> Any:
                  ar.stream_of(x))
     _raise_head_status(st, ar.shape_of(w)[0])
     return out
+
+
+def mlp_head_trace(features: Any, weight1: Any, bias1: Any, weight2: Any, bias2: Any) -> Any:
+    """Exact input-Hessian trace of the cross-entropy loss of a one-hidden-layer ReLU head.
+
+    For ``a = W1 x + b1``, logits ``z = W2 relu(a) + b2``: ReLU is piecewise linear, so
+    wherever the Hessian exists (``a`` has no zero entry) the logits are locally the linear
+    map ``J x + const`` with ``J = W2 D W1``, ``D = diag(1[a > 0])``, and
+    ``H = J^T (diag p - p p^T) J``: the :func:`head_trace` formula with the example's own
+    J, ``tr(H) = sum_k p_k ||J_k - J^T p||^2`` (never negative). This is also what
+    autograd's double backward gives (ReLU's second derivative is 0), so it is the value
+    :func:`hutchinson_trace` estimates for the same model. Computed in float64 (numpy)
+    in blocks of examples, as ``J`` rows (cost ``C H D`` per example) or, when D > H,
+    through the Gram matrix ``W1 W1^T`` (cost ``C H^2``). It does not depend on the label.
+
+    Parameters
+    ----------
+    features : array [N, D] float
+        Inputs of the head (numpy, or torch on any device).
+    weight1 : array [H, D] float
+        First layer (``nn.Linear`` layout).
+    bias1 : array [H] float or None
+    weight2 : array [C, H] float
+        Second layer.
+    bias2 : array [C] float or None
+
+    Returns
+    -------
+    array [N] float64
+        numpy, or a torch tensor on the device of a torch ``features``.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> w1 = np.eye(2); w2 = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    >>> x = np.array([[0.0, 1.0]])          # h = (0, 1): unit 0 is off, so J = 0
+    >>> mk.curvature.mlp_head_trace(x, w1, np.array([0.0, 0.0]), w2, None)
+    array([0.])
+    >>> x = np.array([[1.0, 1.0]])          # both units on: J = W2, the linear head
+    >>> t = mk.curvature.mlp_head_trace(x, w1, None, w2, None)
+    >>> bool(np.isclose(t[0], mk.curvature.head_trace(x, w2)[0]))
+    True
+    """
+    x, w1, b1, w2, b2 = _check_mlp_head(features, weight1, bias1, weight2, bias2)
+    n, d = ar.shape_of(x)
+    c, h = w2.shape
+    gram = w1 @ w1.T if d > h else None
+    out = np.empty(n, dtype=np.float64)
+    for sl, xb in _mlp_blocks(x, 2 * c * h + c * min(d, h) + 2 * h + d):
+        active, _, p = _mlp_forward(xb, w1, b1, w2, b2)
+        u = w2[None, :, :] * active[:, None, :]  # rows of W2 D: [n, C, H]
+        u -= np.where(active, p @ w2, 0.0)[:, None, :]  # minus their p-weighted mean
+        flat = u.reshape(-1, h)
+        if gram is None:
+            j = (flat @ w1).reshape(len(xb), c, d)  # J_k - J^T p
+            out[sl] = ((j * j).sum(2) * p).sum(1)
+        else:
+            ug = (flat @ gram).reshape(len(xb), c, h)
+            out[sl] = np.maximum(((ug * u).sum(2) * p).sum(1), 0.0)
+    return _like_features(out, x)

@@ -5,6 +5,8 @@ over a chosen parameter set; both functions return ``||g_n||_2``.
 
 - :func:`head_norms`: the closed form for a linear-softmax head on features,
   ``||g||^2 = ||p - e_y||^2 (||x||^2 + 1)`` (the 1 only with a bias), in a compiled kernel.
+- :func:`mlp_head_norms`: the closed form for a one-hidden-layer ReLU head,
+  ``||g||^2 = ||p - e_y||^2 (||h||^2 + 1) + ||delta||^2 (||x||^2 + 1)``, in float64.
 - :func:`per_example_norms`: any PyTorch model. One forward pass with hooks records each
   supported layer's input and one backward pass its output gradient; per-layer rules then
   give the per-example squared norms without materializing per-example gradients where
@@ -51,7 +53,8 @@ from miakit import _C
 from miakit import _arrays as ar
 from miakit._validation import check_finite, check_float_array, check_labels
 
-__all__ = ["head_norms", "ghost_norms", "per_example_norms", "GradNorms", "RULES"]
+__all__ = ["head_norms", "mlp_head_norms", "ghost_norms", "per_example_norms", "GradNorms",
+           "RULES"]
 
 
 # ----------------------------------------------------------------------------- head
@@ -137,6 +140,147 @@ def _raise_head_status(st: dict, c: int) -> None:
     if st["bad_label"]:
         raise ValueError(f"labels: expected class indices in [0, {c}), got {st['bad_label']} "
                          "outside")
+
+
+# ------------------------------------------------------------------------- MLP head
+
+_MLP_CHUNK_BYTES = 1 << 25  # float64 temporaries of one block of examples (32 MiB)
+
+
+def _check_mlp_head(features: Any, weight1: Any, bias1: Any, weight2: Any,
+                    bias2: Any) -> tuple[np.ndarray, ...]:
+    """Validate ``features [N, D]``, ``weight1 [H, D]``, ``bias1 [H]``, ``weight2 [C, H]``,
+    ``bias2 [C]`` (biases optional); returns numpy float64 weights and the features as
+    given (converted block by block)."""
+    x = check_float_array(features, "features", ndim=2)
+    n, d = ar.shape_of(x)
+    w1 = check_float_array(weight1, "weight1", ndim=2)
+    w2 = check_float_array(weight2, "weight2", ndim=2)
+    h, d1 = ar.shape_of(w1)
+    c, h2 = ar.shape_of(w2)
+    if d1 != d:
+        raise ValueError(f"weight1: expected shape (H, {d}) to match features {(n, d)}, got "
+                         f"{(h, d1)}")
+    if h2 != h:
+        raise ValueError(f"weight2: expected shape (C, {h}) to match weight1 {(h, d1)}, got "
+                         f"{(c, h2)}")
+    if h < 1 or c < 1:
+        raise ValueError(f"weight1, weight2: expected at least one hidden unit and one "
+                         f"class, got shapes {(h, d1)} and {(c, h2)}")
+    out = [x]
+    for name, v, size in (("weight1", w1, None), ("bias1", bias1, h), ("weight2", w2, None),
+                          ("bias2", bias2, c)):
+        if v is None:
+            out.append(None)
+            continue
+        if size is not None:
+            v = check_float_array(v, name, ndim=1)
+            if ar.shape_of(v) != (size,):
+                raise ValueError(f"{name}: expected shape ({size},), got {ar.shape_of(v)}")
+        a = ar.to_numpy(v).astype(np.float64)
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name}: expected finite values, got NaN or inf")
+        out.append(a)
+    return tuple(out)
+
+
+def _mlp_blocks(x: Any, width: int):
+    """Slices of examples whose float64 temporaries of ``width`` values each fit a block,
+    with the features of each as float64 numpy."""
+    n = ar.shape_of(x)[0]
+    step = max(1, _MLP_CHUNK_BYTES // (8 * max(1, width)))
+    for s in range(0, n, step):
+        sl = slice(s, min(n, s + step))
+        xb = ar.to_numpy(x[sl]).astype(np.float64)
+        if not np.isfinite(xb).all():
+            raise ValueError("features: expected finite values, got NaN or inf")
+        yield sl, xb
+
+
+def _mlp_forward(xb: np.ndarray, w1: np.ndarray, b1: np.ndarray | None, w2: np.ndarray,
+                 b2: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(active ``a > 0`` [n, H] bool, hidden ``h = relu(a)`` [n, H], softmax p [n, C])."""
+    a = xb @ w1.T
+    if b1 is not None:
+        a += b1
+    active = a > 0
+    hid = np.where(active, a, 0.0)
+    z = hid @ w2.T
+    if b2 is not None:
+        z += b2
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    return active, hid, p
+
+
+def _like_features(out: np.ndarray, x: Any) -> Any:
+    if ar.is_torch(x):
+        return _torch().from_numpy(out).to(x.device)
+    return out
+
+
+def mlp_head_norms(features: Any, labels: Any, weight1: Any, bias1: Any, weight2: Any,
+                   bias2: Any) -> Any:
+    """Per-example gradient norms of a one-hidden-layer ReLU head, in closed form.
+
+    For ``a = W1 x + b1``, ``h = relu(a)``, logits ``z = W2 h + b2`` and the cross-entropy
+    of label y, with ``g = p - e_y`` and ``delta = (W2^T g) * 1[a > 0]``, the gradient is
+    ``(g h^T, g)`` for the second layer and ``(delta x^T, delta)`` for the first, so over
+    all four parameters
+    ``||grad||^2 = ||g||^2 (||h||^2 + 1) + ||delta||^2 (||x||^2 + 1)``
+    (each ``+ 1`` only with that layer's bias). ReLU's derivative at 0 is taken as 0, as
+    autograd does. Computed in float64 (numpy) in blocks of examples; ``1 - p_y`` is
+    summed from the other classes, so confident examples keep full relative accuracy.
+
+    Parameters
+    ----------
+    features : array [N, D] float
+        Inputs of the head (numpy, or torch on any device).
+    labels : array [N] int
+        True classes in ``[0, C)``.
+    weight1 : array [H, D] float
+        First layer (``nn.Linear`` layout).
+    bias1 : array [H] float or None
+    weight2 : array [C, H] float
+        Second layer.
+    bias2 : array [C] float or None
+
+    Returns
+    -------
+    array [N] float64
+        numpy, or a torch tensor on the device of a torch ``features``.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> x = np.array([[1.0, 2.0]]); w1 = np.eye(2); w2 = np.zeros((3, 2))   # p uniform
+    >>> g = mk.gradients.mlp_head_norms(x, np.array([0]), w1, np.zeros(2), w2, np.zeros(3))
+    >>> h2 = 1 + 4                        # h = x; W2 = 0, so the first layer has no gradient
+    >>> bool(np.isclose(g[0] ** 2, (4 / 9 + 2 / 9) * (h2 + 1)))
+    True
+    """
+    x, w1, b1, w2, b2 = _check_mlp_head(features, weight1, bias1, weight2, bias2)
+    n = ar.shape_of(x)[0]
+    c, h = w2.shape
+    lab = ar.to_numpy(check_labels(ar.as_array(labels, "labels"), c))
+    if lab.shape != (n,):
+        raise ValueError(f"labels: expected shape ({n},) (one per feature row), got "
+                         f"{lab.shape}")
+    lab = lab.astype(np.int64)
+    out = np.empty(n, dtype=np.float64)
+    for sl, xb in _mlp_blocks(x, 2 * h + c + ar.shape_of(x)[1]):
+        active, hid, p = _mlp_forward(xb, w1, b1, w2, b2)
+        rows = np.arange(len(xb))
+        y = lab[sl]
+        g = p
+        g[rows, y] = 0.0
+        g[rows, y] = -g.sum(axis=1)  # -(1 - p_y), from the other classes
+        delta = np.where(active, g @ w2, 0.0)
+        sq = (g * g).sum(1) * ((hid * hid).sum(1) + (b2 is not None))
+        sq += (delta * delta).sum(1) * ((xb * xb).sum(1) + (b1 is not None))
+        out[sl] = np.sqrt(sq)
+    return _like_features(out, x)
 
 
 # ---------------------------------------------------------------- any torch model

@@ -25,7 +25,7 @@ column                            meaning
 with the Spearman rank correlations between every pair of columns
 (``scipy.stats.spearmanr`` on the examples where both are finite), and plotting helpers
 (matplotlib, Agg canvas: no display needed, no global pyplot state) that draw the
-vulnerability against memorization and against the gradient norm.
+vulnerability against memorization, the gradient norm and the curvature.
 """
 
 from __future__ import annotations
@@ -395,12 +395,13 @@ def plot_vulnerability(table: VulnerabilityTable, against: str = "memorization",
 
 
 def save_plots(table: VulnerabilityTable, outdir: str | Path,
-               against: tuple[str, ...] = ("memorization", "grad_norm"),
+               against: tuple[str, ...] = ("memorization", "grad_norm", "curvature"),
                fmt: str = "png") -> list[Path]:
     """Save ``vulnerability_vs_<column>.<fmt>`` for each available column of ``against``.
 
-    The audit calls this for the two plots of its report: vulnerability against
-    memorization and against the gradient norm. Columns that are missing, or that are the
+    The audit calls this for the plots of its report: vulnerability against
+    memorization, against the gradient norm and (when the run stores its models'
+    parameters) against the input curvature. Columns that are missing, or that are the
     vulnerability column itself, are skipped.
 
     Returns

@@ -3,7 +3,8 @@
 - :func:`balanced_keep` draws the membership matrix.
 - :func:`train_heads` trains M linear or MLP heads on fixed features in one batched loop.
 - :func:`train_models` trains any torch model per row of ``keep`` into a run directory.
-- :func:`open_run` / :func:`create_run` read and write run directories (see ``store``).
+- :func:`open_run` / :func:`create_run` read and write run directories (see ``store``);
+  :func:`features_digest` is the data digest under which a run stores its features.
 """
 
 from miakit.shadow.heads import train_heads
@@ -17,6 +18,7 @@ from miakit.shadow.store import (
     RunMismatchError,
     RunWriteError,
     create_run,
+    features_digest,
     open_run,
 )
 from miakit.shadow.train import train_models
@@ -27,6 +29,7 @@ __all__ = [
     "train_models",
     "open_run",
     "create_run",
+    "features_digest",
     "Run",
     "RunMismatchError",
     "IncompleteRunError",

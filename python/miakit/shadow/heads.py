@@ -124,6 +124,12 @@ def train_heads(
         Train into this run directory (see :func:`miakit.shadow.open_run`): finished
         chunks are stored atomically, and calling again with the same arguments resumes
         where a killed call stopped, with results identical to an uninterrupted run.
+        Besides the logits, the run stores the features once (``features.npy``, float32
+        ``[N, A, D]``, checked against the run's data digest) and every head's
+        parameters (``run.model_params(m)``), so that :func:`miakit.audit.audit`
+        computes exact per-example gradient norms and input curvature. Resuming a run
+        written before parameters were stored keeps its finished heads as they are
+        (without parameters).
     metadata : dict, optional
         Descriptive information stored with the run (dataset name, ...).
     progress : bool, optional
@@ -131,7 +137,12 @@ def train_heads(
     return_info : bool
         Also return a dict of per-head diagnostics of the heads trained by this call
         (``iterations``, ``converged``, ``grad_max``, ``loss``; L-BFGS only for the last
-        three; heads already finished in ``run_dir`` keep NaN).
+        three; heads already finished in ``run_dir`` keep NaN). Without ``run_dir`` it
+        also holds ``params``: every head's parameters, float32 stacked over the M heads
+        in ``nn.Linear`` layout on the caller's feature coordinates (linear heads
+        ``weight`` [M, C, D], ``bias`` [M, C]; MLP heads ``weight1`` [M, H, D],
+        ``bias1`` [M, H], ``weight2`` [M, C, H], ``bias2`` [M, C]). With ``run_dir`` they
+        are in the run instead (``run.model_params(m)``), so memory stays one chunk.
 
     Returns
     -------
@@ -150,6 +161,9 @@ def train_heads(
     >>> logits = mk.shadow.train_heads(x, y, keep, seed=0)
     >>> logits.shape
     (4, 60, 1, 3)
+    >>> _, info = mk.shadow.train_heads(x, y, keep, seed=0, return_info=True)
+    >>> info["params"]["weight"].shape, info["params"]["bias"].shape
+    ((4, 3, 5), (4, 3))
     """
     torch = require_torch()
     x, y, keep_b, n_classes = _check_inputs(features, labels, keep, n_classes)
@@ -177,27 +191,42 @@ def train_heads(
     out = None if run is not None else np.empty((m, n, a, n_classes), dtype=logits_dtype)
     if out is not None and len(chunks) == 1:
         out = None  # one chunk: its logits are the result, no copy
-    info = {"iterations": np.zeros(m, np.int64), "converged": np.ones(m, bool),
-            "grad_max": np.full(m, np.nan), "loss": np.full(m, np.nan)}
+    info: dict[str, Any] = {"iterations": np.zeros(m, np.int64), "converged": np.ones(m, bool),
+                            "grad_max": np.full(m, np.nan), "loss": np.full(m, np.nan)}
+    all_params: dict[str, np.ndarray] | None = None
     bar = progress_bar(progress, total=m, initial=len(done), unit="head",
                        desc=f"training {head} heads")
     lock = run.writer() if run is not None else contextlib.nullcontext()
     try:
         with lock:
+            if run is not None and not run.has_features:
+                run.write_features(x)  # before any head: a finished head's inputs are there
             for chunk in todo:
-                logits, chunk_info, _params = trainer.train(chunk, bar)
+                logits, chunk_info, params = trainer.train(chunk, bar)
                 logits = logits.astype(logits_dtype, copy=False)
                 for key, val in chunk_info.items():
                     info[key][chunk] = val
                 if run is None:
                     if out is not None:
                         out[chunk[0]:chunk[-1] + 1] = logits
+                    if return_info:
+                        if len(chunks) == 1:
+                            all_params = params
+                            continue
+                        if all_params is None:
+                            all_params = {k: np.empty((m,) + v.shape[1:], v.dtype)
+                                          for k, v in params.items()}
+                        for k, v in params.items():
+                            all_params[k][chunk[0]:chunk[-1] + 1] = v
                     continue
                 for i, mi in enumerate(chunk):
                     if mi not in done:
-                        run.write_model(mi, logits[i])
+                        run.write_model(mi, logits[i],
+                                        params={k: v[i] for k, v in params.items()})
     finally:
         bar.close()
+    if all_params is not None:
+        info["params"] = all_params
     result = run.logits() if run is not None else (out if out is not None else logits)
     return (result, info) if return_info else result
 

@@ -5,8 +5,11 @@ Layout of a run directory::
     run.json          metadata: shapes, dtype, data fingerprint, training config, versions
     keep.npy          [M, N] bool   model m trained on example n
     labels.npy        [N] int64     true labels
-    manifest.json     finished models: file, SHA-256 of the data, shape, dtype
+    manifest.json     finished models: file, SHA-256 of the data, shape, dtype (and the
+                      same for the model's parameters, with their names and shapes)
     models/model-00007.npy   [N, A, C] logits of model 7 (float16 or float32)
+    params/model-00007.npy   [P] float32: model 7's parameters, flattened (optional)
+    features.npy      [N, A, D] float32: the inputs the models were trained on (optional)
     cache/logits-<digest>.npy  [K, N, A, C] stacked copy for memory-mapped reading
     .lock             held by the process that trains the run
 
@@ -16,12 +19,34 @@ and documented. safetensors would add a dependency and cannot present M files as
 memory-mapped ``[M, N, A, C]`` array either; zarr or HDF5 would give chunked stacking but
 bring a dependency and their own failure modes for partial writes.
 
+Parameters and features (written by :func:`miakit.shadow.train_heads`, read by the
+audit for exact per-example gradient norms and input curvature): a model's parameters
+are one flat float32 ``.npy`` vector, and the manifest entry of the model lists the
+names and shapes of the arrays in it (``layout``), in order, so that
+:meth:`Run.model_params` hands back named, memory-mapped, read-only views without a
+copy. One ``.npy`` per model rather than an ``.npz`` (a zip archive, which numpy cannot
+memory-map and which brings a second container with its own truncation modes) or
+safetensors (a new dependency): the parameter files then go through exactly the code
+path, checks and checksums of the logits files. The features are stored once per run
+and verified against the data digest recorded in ``run.json`` when the run was
+created (``fingerprint.data``, a SHA-256 over dtype, shape and bytes): that digest is
+their checksum, so they can only ever be the features the models were trained on.
+
 Why it is crash-safe: every file is written to a temporary file, fsynced and renamed
 into place (see ``_files.atomic_write``); a model counts as finished only once the
-manifest, itself replaced atomically, lists it with its checksum. A process killed at
-any moment (SIGKILL included) loses at most the model it was writing. Opening a run
-re-hashes every listed model file; a truncated or altered file is reported by name,
-left out of ``completed`` and retrained when training resumes, never used.
+manifest, itself replaced atomically, lists it with its checksum. Its parameter file
+(when it has one) is written before its logits, and both are listed by the same
+manifest update, so a model is finished with both files or not at all. A process killed
+at any moment (SIGKILL included) loses at most the model it was writing. Opening a run
+re-hashes every listed model file, logits and parameters; a truncated or altered file
+is reported by name, the model is left out of ``completed`` and retrained when
+training resumes, never used. A missing or altered ``features.npy`` is reported by
+name and rewritten by the next ``train_heads`` call on the run; until then the run has
+no usable features (:attr:`Run.has_params` is False).
+
+Runs written before parameters were stored (logits only), and runs of
+:func:`miakit.shadow.train_models`, have no ``params/`` or ``features.npy``: they open,
+resume and audit as before (the audit then reports its logit-gradient proxy).
 
 Why the stacked cache: attacks want one ``[M, N, A, C]`` array, and separate files cannot
 be memory-mapped as one. ``Run.logits()`` copies the verified per-model files into one
@@ -38,7 +63,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +74,7 @@ from miakit.shadow._files import RunWriteError
 
 __all__ = [
     "Run",
+    "features_digest",
     "open_run",
     "create_run",
     "RunMismatchError",
@@ -62,7 +88,9 @@ __all__ = [
 FORMAT = "miakit-run"
 FORMAT_VERSION = 1
 LOGITS_DTYPES = ("float16", "float32")
-_OWN_NAMES = {"run.json", "keep.npy", "labels.npy", "manifest.json", "models", "cache", ".lock"}
+_OWN_NAMES = {"run.json", "keep.npy", "labels.npy", "manifest.json", "models", "cache", ".lock",
+              "params", "features.npy"}
+FEATURES_FILE = "features.npy"
 
 
 class RunMismatchError(ValueError):
@@ -115,8 +143,14 @@ class Run:
         The contents of ``run.json``: shapes, ``logits_dtype``, ``fingerprint``,
         ``config`` (training settings), ``metadata`` (dataset, model, ...), versions.
     corrupt : dict of int to str
-        Models whose file failed verification when the run was opened, with the reason;
-        they are not in :attr:`completed` and are retrained on resume.
+        Models whose file (logits or parameters) failed verification when the run was
+        opened, with the reason; they are not in :attr:`completed` and are retrained on
+        resume.
+    corrupt_files : dict of int to pathlib.Path
+        For each model of :attr:`corrupt`, the file that failed.
+    features_problem : str
+        Why the stored features cannot be used ("" when they are fine or the run has
+        none; see :attr:`has_features`).
     """
 
     def __init__(self, path: Path, meta: dict, keep: np.ndarray, labels: np.ndarray,
@@ -127,6 +161,9 @@ class Run:
         self.labels = labels
         self._manifest = manifest
         self.corrupt = corrupt
+        self.corrupt_files: dict[int, Path] = {}
+        self.features_problem = ""
+        self._features_verified = False
         self._lock_fd: int | None = None
 
     # -- shape ---------------------------------------------------------------------------
@@ -179,6 +216,153 @@ class Run:
         m, n, a, c = self.n_models, self.n_examples, self.n_augmentations, self.n_classes
         return (f"Run({str(self.path)!r}, models {len(self.completed)}/{m} done, "
                 f"logits [{m}, {n}, {a}, {c}] {self.logits_dtype})")
+
+    # -- parameters and features ---------------------------------------------------------
+    @property
+    def params_models(self) -> np.ndarray:
+        """Sorted indices of the finished models that have stored parameters, as int64."""
+        done = self.completed.tolist()
+        return np.array([m for m in done if "params" in self._manifest["models"][str(m)]],
+                        dtype=np.int64)
+
+    @property
+    def has_features(self) -> bool:
+        """The run holds its training features (``features.npy``), found intact.
+
+        Checked when the run was opened (fully with ``verify=True``, the header only with
+        ``verify=False``; :meth:`features` always verifies before use).
+        """
+        return self.features_path.is_file() and not self.features_problem
+
+    @property
+    def has_params(self) -> bool:
+        """Every finished model (at least one) has stored parameters, and the run has its
+        features: what the audit needs for exact per-example gradient norms and input
+        curvature. False for runs written before parameters were stored (logits only)
+        and for runs of :func:`miakit.shadow.train_models`.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, miakit as mk
+        >>> y = np.arange(20) % 2
+        >>> x = np.random.default_rng(0).normal(size=(20, 3)) + y[:, None]
+        >>> keep = mk.shadow.balanced_keep(4, 20, seed=0)
+        >>> d = tempfile.mkdtemp() + "/run"
+        >>> _ = mk.shadow.train_heads(x, y, keep, run_dir=d, progress=False)
+        >>> run = mk.shadow.open_run(d)
+        >>> run.has_params, sorted(run.model_params(0)), run.features().shape
+        (True, ['bias', 'weight'], (20, 1, 3))
+        """
+        done = self.completed
+        return (self.has_features and len(done) > 0
+                and len(self.params_models) == len(done))
+
+    @property
+    def features_path(self) -> Path:
+        return self.path / FEATURES_FILE
+
+    def params_path(self, m: int) -> Path:
+        """Where model ``m``'s parameters are (or would be) stored."""
+        return self.path / "params" / _model_name(m)
+
+    def model_params(self, m: int, verify: bool = True) -> dict[str, np.ndarray]:
+        """The stored parameters of one finished model, by name, memory-mapped read-only.
+
+        Parameters
+        ----------
+        m : int
+            Model index.
+        verify : bool
+            Re-hash the parameter file against the manifest checksum first (default).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            float32 views in the order and shapes they were written with (for
+            :func:`miakit.shadow.train_heads`: ``weight`` [C, D], ``bias`` [C] for linear
+            heads; ``weight1`` [H, D], ``bias1`` [H], ``weight2`` [C, H], ``bias2`` [C]
+            for MLP heads, ``nn.Linear`` layout).
+
+        Raises
+        ------
+        IncompleteRunError
+            When the model is not finished.
+        KeyError
+            When the model was stored without parameters.
+        CorruptModelError
+            When the parameter file no longer matches its checksum (the file is named).
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, miakit as mk
+        >>> keep = mk.shadow.balanced_keep(2, 3, seed=0)
+        >>> run = mk.shadow.create_run(tempfile.mkdtemp() + "/r", keep, np.zeros(3, int),
+        ...                            n_augmentations=1, n_classes=2)
+        >>> run.write_model(0, np.zeros((3, 1, 2), np.float32),
+        ...                 params={"weight": np.ones((2, 4)), "bias": np.zeros(2)})
+        >>> {k: v.shape for k, v in run.model_params(0).items()}
+        {'weight': (2, 4), 'bias': (2,)}
+        """
+        entry = self._entry(m).get("params")
+        if entry is None:
+            raise KeyError(f"run {self.path}: model {m} was stored without parameters")
+        path = self.path / entry["file"]
+        flat, why = _map_model_file(path, entry)
+        if flat is None:
+            raise self._corrupt_error([m], why, [path])
+        if verify and _files.sha256_array(flat) != entry["sha256"]:
+            raise self._corrupt_error([m], "its contents no longer match the manifest "
+                                           "checksum", [path])
+        return _unflatten(flat, entry["layout"])
+
+    def features(self, verify: bool = True) -> np.ndarray:
+        """The features ``[N, A, D]`` float32 the models were trained on, memory-mapped.
+
+        Parameters
+        ----------
+        verify : bool
+            Check them against the data digest of ``run.json`` (once per opened run).
+
+        Returns
+        -------
+        numpy.memmap [N, A, D] float32, read-only
+
+        Raises
+        ------
+        FileNotFoundError
+            When the run has no stored features.
+        CorruptModelError
+            When ``features.npy`` is truncated or altered (the file is named; training the
+            run again with :func:`miakit.shadow.train_heads` rewrites it).
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, miakit as mk
+        >>> x = np.ones((3, 2), np.float32)
+        >>> keep = mk.shadow.balanced_keep(2, 3, seed=0)
+        >>> run = mk.shadow.create_run(tempfile.mkdtemp() + "/r", keep, np.zeros(3, int),
+        ...                            n_augmentations=1, n_classes=2,
+        ...                            data_digest=mk.shadow.features_digest(x))
+        >>> run.write_features(x)
+        >>> run.features().shape
+        (3, 1, 2)
+        """
+        path = self.features_path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the run has no stored features (runs of "
+                                    "train_heads store them; older runs and runs of "
+                                    "train_models do not)")
+        arr, why = _map_features(path, self.meta)
+        if arr is not None and verify and not self._features_verified:
+            if _files.digest_arrays(arr) != self.meta["fingerprint"]["data"]:
+                why = "its contents do not match the data digest in run.json"
+        if arr is None or why:
+            self.features_problem = why
+            raise CorruptModelError(f"{path}: {why}. Run the same train_heads call again to "
+                                    "rewrite it.", [], [str(path)])
+        self._features_verified = self._features_verified or verify
+        self.features_problem = ""
+        return arr
 
     # -- reading -------------------------------------------------------------------------
     def model_path(self, m: int) -> Path:
@@ -299,8 +483,9 @@ class Run:
             raise self._corrupt_error([m], why)
         return arr
 
-    def _corrupt_error(self, models: list[int], why: str) -> CorruptModelError:
-        paths = [str(self.model_path(m)) for m in models]
+    def _corrupt_error(self, models: list[int], why: str,
+                       files: Sequence[Path] | None = None) -> CorruptModelError:
+        paths = [str(p) for p in (files or [self.model_path(m) for m in models])]
         return CorruptModelError(
             f"{', '.join(paths)}: {why}. Run the training command again to retrain "
             f"model{'s' if len(models) > 1 else ''} {models}.", models, paths)
@@ -337,12 +522,28 @@ class Run:
         return arr
 
     # -- writing -------------------------------------------------------------------------
-    def write_model(self, m: int, logits: Any) -> None:
-        """Store the logits ``[N, A, C]`` of model ``m`` atomically and list it as finished.
+    def write_model(self, m: int, logits: Any,
+                    params: Mapping[str, Any] | None = None) -> None:
+        """Store model ``m`` atomically -- logits ``[N, A, C]``, optionally its parameters --
+        and list it as finished.
 
-        The file is written to a temporary name, fsynced and renamed, then the manifest
-        is replaced atomically. If the process dies in between, the model is simply not
-        finished and is trained again.
+        The parameter file (``params/model-<m>.npy``) is written first, then the logits
+        file, each to a temporary name, fsynced and renamed; then one atomic manifest
+        update lists the model with the checksums of both. If the process dies in between,
+        the model is simply not finished and is trained again.
+
+        Parameters
+        ----------
+        m : int
+            Model index.
+        logits : array [N, A, C] float
+            Stored in the run's ``logits_dtype``; must be finite.
+        params : mapping of str to array, optional
+            Named parameter arrays (numpy or torch), stored as float32 in this order and
+            read back by :meth:`model_params`; must be finite. The audit understands the
+            names of :func:`miakit.shadow.train_heads` (linear head ``weight`` [C, D],
+            ``bias`` [C]; MLP head ``weight1``, ``bias1``, ``weight2``, ``bias2``, in
+            ``nn.Linear`` layout, on the coordinates of :meth:`features`).
 
         Examples
         --------
@@ -370,24 +571,85 @@ class Run:
             raise ValueError(f"logits of model {m}: expected finite values, got NaN or inf "
                              "(training diverged: lower the learning rate)")
         m = int(m)
+        flat, layout = (None, None) if params is None else _flatten_params(params, m)
         rel = f"models/{_model_name(m)}"
-        _files.write_npy(self.path / rel, arr, f"the logits of model {m}")
-        models = dict(self._manifest["models"])
-        models[str(m)] = {"file": rel, "sha256": _files.sha256_array(arr),
-                          "shape": list(arr.shape), "dtype": str(arr.dtype)}
-        manifest = {**self._manifest, "models": dict(sorted(models.items(),
-                                                            key=lambda kv: int(kv[0])))}
+        prel = f"params/{_model_name(m)}"
+        old = self._manifest["models"].get(str(m))
+        written: list[str] = []
         try:
+            entry = {"file": rel, "sha256": _files.sha256_array(arr),
+                     "shape": list(arr.shape), "dtype": str(arr.dtype)}
+            if flat is not None:
+                try:
+                    (self.path / "params").mkdir(exist_ok=True)
+                except OSError as exc:
+                    raise _files.write_error(exc, self.path / "params",
+                                             "the parameters folder") from exc
+                _files.write_npy(self.path / prel, flat, f"the parameters of model {m}")
+                written.append(prel)
+                entry["params"] = {"file": prel, "sha256": _files.sha256_array(flat),
+                                   "shape": list(flat.shape), "dtype": str(flat.dtype),
+                                   "layout": layout}
+            _files.write_npy(self.path / rel, arr, f"the logits of model {m}")
+            written.append(rel)
+            models = dict(self._manifest["models"])
+            models[str(m)] = entry
+            manifest = {**self._manifest, "models": dict(sorted(models.items(),
+                                                                key=lambda kv: int(kv[0])))}
             _files.write_json(self.path / "manifest.json", manifest, "the manifest")
         except OSError:
-            # The model file landed but is not listed: remove it, so the directory is
+            # Files landed but the model is not listed: remove them, so the directory is
             # exactly as before (a listed model is only rewritten when it was corrupt).
-            if str(m) not in self._manifest["models"]:
-                with contextlib.suppress(OSError):
-                    (self.path / rel).unlink()
+            if old is None:
+                for r in written:
+                    with contextlib.suppress(OSError):
+                        (self.path / r).unlink()
             raise
         self._manifest = manifest
         self.corrupt.pop(m, None)
+        self.corrupt_files.pop(m, None)
+        if old is not None and "params" in old and flat is None:  # no longer listed
+            with contextlib.suppress(OSError):
+                (self.path / old["params"]["file"]).unlink()
+
+    def write_features(self, features: Any) -> None:
+        """Store the features the run's models are trained on, once per run.
+
+        They must be the data the run was created with: their digest
+        (:func:`features_digest`) must equal the run's ``fingerprint.data``, else nothing
+        is written. :func:`miakit.shadow.train_heads` calls this; call it yourself only
+        for a run you create with ``data_digest=features_digest(features)``, holding
+        :meth:`writer` when another process may train the run.
+
+        Parameters
+        ----------
+        features : array [N, D] or [N, A, D] float
+            Stored as float32 ``[N, A, D]`` in ``features.npy`` (atomically).
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, miakit as mk
+        >>> x = np.arange(6, dtype=np.float32).reshape(3, 2)
+        >>> keep = mk.shadow.balanced_keep(2, 3, seed=0)
+        >>> run = mk.shadow.create_run(tempfile.mkdtemp() + "/r", keep, np.zeros(3, int),
+        ...                            n_augmentations=1, n_classes=2,
+        ...                            data_digest=mk.shadow.features_digest(x))
+        >>> run.write_features(x)
+        >>> run.has_features
+        True
+        """
+        x = _features_array(features)
+        want = (self.n_examples, self.n_augmentations)
+        if x.shape[:2] != want:
+            raise ValueError(f"features: expected shape [{want[0]}, {want[1]}, D] (examples, "
+                             f"augmentations, features), got {list(x.shape)}")
+        if _files.digest_arrays(x) != self.meta["fingerprint"]["data"]:
+            raise ValueError(f"features: their digest does not match the data digest of run "
+                             f"{self.path}; they are not the features its models are "
+                             "trained on (nothing was written)")
+        _files.write_npy(self.features_path, x, "the features")
+        self.features_problem = ""
+        self._features_verified = True
 
     @contextlib.contextmanager
     def writer(self) -> Iterator[Run]:
@@ -413,7 +675,8 @@ class Run:
         try:
             _lock(fd, lock_path)
             self._lock_fd = fd
-            for folder in (self.path, self.path / "models", self.path / "cache"):
+            for folder in (self.path, self.path / "models", self.path / "params",
+                           self.path / "cache"):
                 _files.remove_stale_tmp(folder)
             yield self
         finally:
@@ -520,13 +783,26 @@ def open_run(path: str | os.PathLike, verify: bool = True) -> Run:
     except FileNotFoundError:
         manifest = {"models": {}}
     run = Run(path, meta, keep, labels, manifest, {})
-    run.corrupt = _verify_models(run, verify)
+    run.corrupt, run.corrupt_files = _verify_models(run, verify)
     if run.corrupt:
-        lines = "; ".join(f"model {k} ({run.model_path(k)}): {v}"
+        lines = "; ".join(f"model {k} ({run.corrupt_files[k]}): {v}"
                           for k, v in sorted(run.corrupt.items()))
         warnings.warn(f"{path}: {len(run.corrupt)} model files failed verification and will "
                       f"be retrained when training resumes: {lines}", CorruptModelWarning,
                       stacklevel=2)
+    if run.features_path.is_file():
+        arr, why = _map_features(run.features_path, meta)
+        if arr is not None and verify:
+            if _files.digest_arrays(arr) != meta["fingerprint"]["data"]:
+                why = "its contents do not match the data digest in run.json"
+            run._features_verified = not why
+        del arr
+        if why:
+            run.features_problem = why
+            warnings.warn(f"{path}: the stored features ({run.features_path}) failed "
+                          f"verification: {why}. They are not used (the audit falls back to "
+                          "its logit-gradient proxy); the same train_heads call rewrites "
+                          "them.", CorruptModelWarning, stacklevel=2)
     return run
 
 
@@ -549,15 +825,106 @@ def _map_model_file(path: Path, entry: dict) -> tuple[np.ndarray | None, str]:
     return arr, ""
 
 
-def _verify_models(run: Run, full: bool) -> dict[int, str]:
+def _verify_models(run: Run, full: bool) -> tuple[dict[int, str], dict[int, Path]]:
+    """Check every listed model's logits file and, when it has one, its parameter file."""
     corrupt: dict[int, str] = {}
+    files: dict[int, Path] = {}
     for key, entry in run._manifest["models"].items():
-        arr, why = _map_model_file(run.path / entry["file"], entry)
-        if arr is not None and full and _files.sha256_array(arr) != entry["sha256"]:
-            why = "its contents do not match the manifest checksum"
-        if why:
-            corrupt[int(key)] = why
-    return corrupt
+        for part in (entry, entry.get("params")):
+            if part is None:
+                continue
+            path = run.path / part["file"]
+            arr, why = _map_model_file(path, part)
+            if arr is not None and full and _files.sha256_array(arr) != part["sha256"]:
+                why = "its contents do not match the manifest checksum"
+            if why:
+                corrupt[int(key)] = why if part is entry else f"its parameters: {why}"
+                files[int(key)] = path
+                break
+    return corrupt, files
+
+
+def _map_features(path: Path, meta: dict) -> tuple[np.ndarray | None, str]:
+    """Memory-map ``features.npy`` and check its header (not the digest)."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        return None, f"it cannot be read as .npy ({exc})"
+    n, a = int(meta["n_examples"]), int(meta["n_augmentations"])
+    if arr.ndim != 3 or arr.shape[:2] != (n, a) or arr.dtype != np.float32:
+        return None, f"it holds {arr.dtype}{list(arr.shape)}, expected float32[{n}, {a}, D]"
+    if isinstance(arr, np.memmap) and path.stat().st_size != int(arr.offset) + arr.nbytes:
+        return None, "the file has trailing bytes"
+    return arr, ""
+
+
+def _features_array(features: Any) -> np.ndarray:
+    """Features as train_heads stores and digests them: C-contiguous float32 [N, A, D]."""
+    if hasattr(features, "detach"):
+        features = features.detach().cpu().numpy()
+    x = np.asarray(features)
+    if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+        raise TypeError(f"features: expected a real-valued array, got dtype {x.dtype}")
+    if x.ndim == 2:
+        x = x[:, None, :]
+    if x.ndim != 3 or 0 in x.shape:
+        raise ValueError(f"features: expected a non-empty [N, D] or [N, A, D] array, got shape "
+                         f"{np.shape(features)}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def features_digest(features: Any) -> str:
+    """The data digest :func:`miakit.shadow.train_heads` records for its features.
+
+    SHA-256 over dtype, shape and bytes of the features as stored: float32, C order,
+    ``[N, A, D]`` (``[N, D]`` is read as A = 1). Pass it as ``create_run(...,
+    data_digest=...)`` to be able to store the features with :meth:`Run.write_features`.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> x = np.ones((4, 3))
+    >>> mk.shadow.features_digest(x) == mk.shadow.features_digest(x[:, None, :])
+    True
+    """
+    return _files.digest_arrays(_features_array(features))
+
+
+def _flatten_params(params: Mapping[str, Any], m: int) -> tuple[np.ndarray, list]:
+    """Named parameter arrays -> (one flat float32 vector, [[name, shape], ...])."""
+    if not isinstance(params, Mapping) or not params:
+        raise TypeError(f"params of model {m}: expected a non-empty mapping of names to "
+                        f"arrays, got {type(params).__name__}")
+    parts, layout = [], []
+    for name, value in params.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"params of model {m}: expected non-empty str names, got {name!r}")
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().numpy()
+        a = np.asarray(value)
+        if a.dtype.kind not in "fiu" or a.dtype == np.bool_:
+            raise TypeError(f"params[{name!r}] of model {m}: expected a real-valued array, got "
+                            f"dtype {a.dtype}")
+        with np.errstate(over="ignore"):
+            a = a.astype(np.float32)
+        if not np.isfinite(a).all():
+            raise ValueError(f"params[{name!r}] of model {m}: expected finite float32 values, "
+                             "got NaN or inf")
+        parts.append(a.reshape(-1))
+        layout.append([name, list(a.shape)])
+    return np.ascontiguousarray(np.concatenate(parts)), layout
+
+
+def _unflatten(flat: np.ndarray, layout: list) -> dict[str, np.ndarray]:
+    out, offset = {}, 0
+    for name, shape in layout:
+        size = int(np.prod(shape, dtype=np.int64))
+        out[name] = flat[offset:offset + size].reshape(shape)
+        offset += size
+    if offset != flat.shape[0]:
+        raise ValueError(f"the parameter layout covers {offset} values, the file holds "
+                         f"{flat.shape[0]}")
+    return out
 
 
 def create_run(

@@ -161,7 +161,11 @@ def train_models(
     Returns
     -------
     Run
-        The complete run; ``run.logits()`` is ``[M, N, A, C]``.
+        The complete run; ``run.logits()`` is ``[M, N, A, C]``. It stores logits only
+        (not the models): :func:`miakit.audit.audit` then reports the logit-gradient
+        proxy as ``grad_norm`` and no curvature; compute exact ones on a model at hand
+        with :func:`miakit.gradients.per_example_norms` and
+        :func:`miakit.curvature.hutchinson_trace`.
 
     Examples
     --------
