@@ -30,7 +30,6 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-_ROW_BUDGET_BYTES = 256 << 20  # logits buffer per block of rows
 _ROW_BLOCK_BYTES = 8 << 20  # logits of one block of rows in an evaluation: cache-sized
 _EXP_SAFE = 60.0  # |logit| below this: exp cannot overflow float32, skip the max shift
 SUB_ROWS = 1024  # rows used to estimate the output curvature factor (a preconditioner)
@@ -84,9 +83,12 @@ class SoftmaxObjective:
         self._buf = torch.empty(0, device=x.device)
 
     @staticmethod
-    def shared_inputs(x: Any) -> dict:
-        """The features without the bias column, and the largest row norm."""
-        return {"xw": x[:, :-1].contiguous(), "x_norm_max": float(x.norm(dim=1).max())}
+    def shared_inputs(x: Any, xw: Any = None) -> dict:
+        """The features without the bias column (``xw`` if given: ``x[:, :-1]``), and
+        the largest row norm of ``x``."""
+        xw = x[:, :-1].contiguous() if xw is None else xw
+        norm = float(xw.square().sum(1).max() + 1.0) ** 0.5
+        return {"xw": xw, "x_norm_max": norm}
 
     def logits(self, theta: Any) -> Any:
         """Logits of every head on every row, ``[K, R, C]`` (head-major, contiguous)."""
@@ -186,7 +188,7 @@ class SoftmaxObjective:
         res[self.arange, self.y] -= 1.0  # p - onehot, [R, C]
         loss = (w.double() * ell[:, None]).sum(0)
         grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device)
-        block = max(256, min(self.r, _ROW_BUDGET_BYTES // (4 * c * k)))
+        block = max(64, min(self.r, _ROW_BLOCK_BYTES // (4 * c * k)))
         for start in range(0, self.r, block):
             stop = min(self.r, start + block)
             rw = self._block(stop - start, c * k).view(stop - start, c, k)
@@ -215,10 +217,18 @@ class SoftmaxObjective:
 class KroneckerPreconditioner:
     """Applies ``(A (x) B_k + damping)^-1`` to every head's direction at once."""
 
-    def __init__(self, x: Any, lam: Any):
+    def __init__(self, x: Any, lam: Any, xw: Any = None):
         torch = _torch()
         # float32 GEMM, float64 eigensolver: the factor only needs to be a good model.
-        a = ((x.T @ x) / x.shape[0]).double()
+        if xw is None:
+            a = (x.T @ x).double()
+        else:  # x = [xw, 1]: the product over the features alone runs at full speed
+            sums = xw.sum(0, dtype=torch.float64)
+            a = torch.empty(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
+            a[:-1, :-1] = xw.T @ xw
+            a[:-1, -1] = a[-1, :-1] = sums
+            a[-1, -1] = x.shape[0]
+        a = a / x.shape[0]
         a = 0.5 * (a + a.T)
         ev, self.u = torch.linalg.eigh(a)
         self.ev_a = ev.clamp_min(0.0)
@@ -324,7 +334,9 @@ class SubspacePreconditioner:
         qu = self.q.to(f64).T @ u_a  # [r, D]
         v, ev_b = self.kron.v[0].to(f64), self.kron.ev_b[0].to(f64)
         inv = 1.0 / (ev_a[:, None] * ev_b[None, :] + self.kron.damp)  # [D, C]
-        lkl = torch.einsum("ia,ja,ce,ae,de->icjd", qu, qu, v, inv, v).reshape(r * c, r * c)
+        t = torch.einsum("ce,ae,de->acd", v, inv, v).reshape(-1, c * c)  # [D, C*C]
+        lkl = ((qu[:, None, :] * qu[None, :, :]).reshape(r * r, -1) @ t)  # [(i,j), (c,d)]
+        lkl = lkl.view(r, r, c, c).permute(0, 2, 1, 3).reshape(r * c, r * c)
         eye = torch.eye(r * c, dtype=f64, device=x.device)
         # Woodbury: (K + L D L^T)^-1 = K^-1 - K^-1 L (I + D L^T K^-1 L)^-1 D L^T K^-1
         self.m = torch.linalg.solve(eye + delta @ lkl, delta).to(x.dtype)
@@ -385,7 +397,8 @@ def _torch() -> Any:
 
 def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int,
                 grad_scale: Any = None, history: int = 10, pre: Any = None,
-                tick: Any = None, shared_start: bool = False) -> LbfgsResult:
+                tick: Any = None, shared_start: bool = False,
+                rel_tol: float = 0.0) -> LbfgsResult:
     """Minimise every head's objective from ``theta0`` [D, C, M]; see the module notes.
 
     A head stops when ``max |grad_scale * gradient| <= tol`` (``grad_scale`` [D] maps the
@@ -394,6 +407,8 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
     ``tick(n_done)`` is called whenever heads finish (for progress bars).
     ``shared_start``: every column of ``theta0`` is the same point, so the first
     evaluation can share its forward product (:meth:`SoftmaxObjective.at_shared_point`).
+    ``rel_tol``: also stop a head once its largest gradient entry has fallen by this
+    factor from the start (for a warm start, which needs no more accuracy than that).
     """
     torch = _torch()
     dev = theta0.device
@@ -417,9 +432,12 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
     stalled = torch.zeros(m, dtype=torch.bool, device=dev)
     it = 0
     scale = None if grad_scale is None else grad_scale.to(theta0.dtype)[:, None, None]
+    gtol = None
     while ids.numel():
         gmax = (grad if scale is None else grad * scale).abs().amax((0, 1)).double()
-        done = (gmax <= tol) | stalled
+        if gtol is None:  # per head: tol, or rel_tol times the starting gradient
+            gtol = torch.clamp(rel_tol * gmax, min=tol)
+        done = (gmax <= gtol) | stalled
         if it >= max_iter:
             done = torch.ones_like(done)
         if bool(done.any()):
@@ -427,11 +445,11 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
             out[:, :, fin] = theta[:, :, done]
             gmax_out[fin.cpu()] = gmax[done].cpu()
             loss_out[fin.cpu()] = loss[done].cpu()
-            conv[fin.cpu()] = (gmax[done] <= tol).cpu()
+            conv[fin.cpu()] = (gmax[done] <= gtol[done]).cpu()
             iters[fin.cpu()] = it
             live = ~done
             ids, theta, grad, loss = ids[live], theta[:, :, live], grad[:, :, live], loss[live]
-            stalled = stalled[live]
+            stalled, gtol = stalled[live], gtol[live]
             hist_s = [s[:, :, live] for s in hist_s]
             hist_y = [y[:, :, live] for y in hist_y]
             hist_rho = [r[live] for r in hist_rho]
