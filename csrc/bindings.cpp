@@ -36,4 +36,5 @@ PYBIND11_MODULE(_C, m) {
 
   register_lira(m);
   register_risk(m);
+  register_train(m);
 }

@@ -165,5 +165,6 @@ inline const Tensor& source_tensor(const LiraSource& s) { return s.from_logits ?
 // Registration functions, one per kernel family (bindings_NAME.cpp).
 void register_lira(py::module_& m);
 void register_risk(py::module_& m);
+void register_train(py::module_& m);
 
 }  // namespace miakit

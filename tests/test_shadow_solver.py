@@ -173,3 +173,78 @@ def test_zero_reference_point_is_plain_kronecker():
         np.diag(np.full(4, 0.25)) - np.full((4, 4), 1 / 16))[None].double())
     g = torch.randn(x.shape[1], 4, 2)
     np.testing.assert_allclose(sub(g).numpy(), kron(g).numpy(), rtol=1e-4, atol=1e-6)
+
+
+# -- the fused softmax cross-entropy kernel --------------------------------------------
+
+
+def _softmax_ce(z, y, w):
+    """Run the kernel on copies; returns (residual, loss, bias gradient, bad labels)."""
+    from miakit import _C
+    from miakit._arrays import kernel_arg as arg
+
+    z = z.clone()
+    r, c, k = z.shape
+    loss = torch.zeros(k, dtype=torch.float64, device=z.device)
+    gbias = torch.zeros(c * k, device=z.device)
+    from miakit._arrays import stream_of
+
+    bad = _C.softmax_ce(arg(z), arg(y), arg(w), arg(loss), arg(gbias), stream_of(z))
+    return z, loss, gbias, bad
+
+
+def _softmax_ce_reference(z, y, w):
+    z, w = z.double(), w.double()
+    lse = torch.logsumexp(z, 1)
+    zy = z.gather(1, y[:, None, None].expand(-1, 1, z.shape[2]))[:, 0]
+    p = torch.softmax(z, 1)
+    p[torch.arange(len(y)), y] -= 1.0
+    res = p * w[:, None, :]
+    return res, (w * (lse - zy)).sum(0), res.sum(0).reshape(-1)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 1), (7, 3, 5), (1000, 10, 64), (333, 17, 3),
+                                   (64, 1000, 2)])
+@pytest.mark.parametrize("spread", [1.0, 30.0])
+def test_softmax_ce_kernel_matches_float64(shape, spread):
+    r, c, k = shape
+    g = torch.Generator().manual_seed(r * c + k)
+    z = torch.randn(r, c, k, generator=g) * spread
+    y = torch.randint(0, c, (r,), generator=g)
+    w = torch.rand(r, k, generator=g)
+    res, loss, gbias, bad = _softmax_ce(z, y, w)
+    ref_res, ref_loss, ref_gbias = _softmax_ce_reference(z, y, w)
+    assert bad == 0
+    np.testing.assert_allclose(res.numpy(), ref_res.numpy(), atol=5e-7)
+    np.testing.assert_allclose(loss.numpy(), ref_loss.numpy(), rtol=2e-6, atol=1e-7 * r)
+    np.testing.assert_allclose(gbias.numpy(), ref_gbias.numpy(), atol=5e-7 * r ** 0.5 + 1e-7)
+
+
+def test_softmax_ce_kernel_extreme_logits_stay_finite():
+    z = torch.tensor([[[1e4, -1e4], [-1e4, 1e4], [0.0, 0.0]]])  # [1, 3, 2]
+    res, loss, _, _ = _softmax_ce(z, torch.tensor([1]), torch.ones(1, 2))
+    assert torch.isfinite(res).all() and torch.isfinite(loss).all()
+    np.testing.assert_allclose(loss.numpy(), [2e4, 0.0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(res[0, :, 0].numpy(), [1.0, -1.0, 0.0], atol=1e-6)
+
+
+def test_softmax_ce_kernel_same_bits_every_run():
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(5000, 10, 8, generator=g)
+    y = torch.randint(0, 10, (5000,), generator=g)
+    w = torch.rand(5000, 8, generator=g)
+    a, b = _softmax_ce(z, y, w), _softmax_ce(z, y, w)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])
+
+
+def test_softmax_ce_kernel_counts_bad_labels_and_rejects_bad_arrays():
+    z = torch.zeros(4, 3, 2)
+    res, loss, _, bad = _softmax_ce(z, torch.tensor([0, 3, -1, 2]), torch.ones(4, 2))
+    assert bad == 2 and torch.equal(res[1], z[1]) and torch.equal(res[2], z[2])
+    with pytest.raises(ValueError, match="z: expected a C-contiguous"):
+        _softmax_ce(torch.zeros(4, 2, 3).transpose(1, 2), torch.zeros(4, dtype=torch.int64),
+                    torch.ones(4, 2))
+    with pytest.raises(ValueError, match="w: expected float32"):
+        _softmax_ce(z, torch.zeros(4, dtype=torch.int64), torch.ones(4, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="shapes of y, w, loss, gbias do not match"):
+        _softmax_ce(z, torch.zeros(5, dtype=torch.int64), torch.ones(5, 2))

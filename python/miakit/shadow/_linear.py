@@ -10,15 +10,25 @@ optimizer run:
 
 * one wide product per step: logits of every head are ``X @ Theta`` with ``Theta``
   laid out ``[D, C * K]``, and the gradient of every head is ``X^T @ R`` -- two GEMMs
-  per evaluation, whatever the number of heads K;
+  per evaluation, whatever the number of heads K, over blocks of rows small enough
+  that the logits stay in cache for the fused softmax kernel between them
+  (``_C.softmax_ce``: residual, loss and bias gradient in one pass);
+* a warm start: the pooled problem (every row, one head) is solved first, and every
+  head starts there; at that shared point the first evaluation needs only one narrow
+  forward product (:meth:`SoftmaxObjective.at_shared_point`);
 * L-BFGS per head (its own history, curvature pairs and line search, all as batched
-  tensor ops), preconditioned by a Kronecker-factored curvature model
-  ``E[x x^T] (x) E_k[diag(p) - p p^T]``: the input factor is shared by every head, the
-  small ``C x C`` output factor is refreshed per head each iteration, and the exact
-  inverse of ``A (x) B_k + lam`` comes from the two eigendecompositions. Unit steps are
-  then accepted almost always, so an iteration costs one evaluation;
+  tensor ops) with one curvature model of the pooled solution as the initial inverse
+  Hessian (:class:`SubspacePreconditioner`: the Kronecker-factored model
+  ``E[x x^T] (x) E[diag(p) - p p^T]``, inverted exactly from two eigendecompositions,
+  corrected to the exact curvature on the few directions the logits read). Unit steps
+  are accepted almost always, so an iteration costs one evaluation, and the heads need
+  about as many iterations as with the exact Hessian of the pooled problem (6 instead
+  of 17 for the Kronecker model alone on the issue's benchmark);
 * heads that converge (max |gradient| <= tol) leave the batch, so the work shrinks as
   they finish; a line-search retry evaluates only the heads that need it.
+
+Without a warm start the heads start at zero with the Kronecker model alone, its
+output factor refreshed per head each iteration (:class:`KroneckerPreconditioner`).
 
 Every per-head quantity is computed from that head's own column, so a head's result
 does not depend on the other heads beyond the rounding of the shared GEMMs.
@@ -30,8 +40,10 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from miakit import _C
+from miakit import _arrays as ar
+
 _ROW_BLOCK_BYTES = 8 << 20  # logits of one block of rows in an evaluation: cache-sized
-_EXP_SAFE = 60.0  # |logit| below this: exp cannot overflow float32, skip the max shift
 SUB_ROWS = 1024  # rows used to estimate the output curvature factor (a preconditioner)
 
 
@@ -69,7 +81,7 @@ class SoftmaxObjective:
         self.x, self.y, self.w_all = x, y, w
         # Per-feature-matrix quantities, reusable by every objective on the same rows.
         shared = self.shared_inputs(x) if shared is None else shared
-        self.xw, self.x_norm_max = shared["xw"], shared["x_norm_max"]
+        self.xw = shared["xw"]
         self.lam = lam
         self.c = int(n_classes)
         self.r, self.d = x.shape
@@ -84,11 +96,9 @@ class SoftmaxObjective:
 
     @staticmethod
     def shared_inputs(x: Any, xw: Any = None) -> dict:
-        """The features without the bias column (``xw`` if given: ``x[:, :-1]``), and
-        the largest row norm of ``x``."""
-        xw = x[:, :-1].contiguous() if xw is None else xw
-        norm = float(xw.square().sum(1).max() + 1.0) ** 0.5
-        return {"xw": xw, "x_norm_max": norm}
+        """Per-feature-matrix data: the features without the bias column (``xw`` if
+        given, which must equal ``x[:, :-1]``)."""
+        return {"xw": x[:, :-1].contiguous() if xw is None else xw}
 
     def logits(self, theta: Any) -> Any:
         """Logits of every head on every row, ``[K, R, C]`` (head-major, contiguous)."""
@@ -130,44 +140,32 @@ class SoftmaxObjective:
         # product over D - 1 = 256 features runs at full speed, over 257 it does not.
         flat_w = theta[:-1].reshape(d - 1, c * k)
         bias = theta[-1].reshape(1, c * k)
-        may_overflow = self.x_norm_max * float(theta.norm(dim=0).max()) >= _EXP_SAFE
         # Blocks of rows small enough that the logits stay in cache between the product
-        # that makes them, the softmax, and the product that consumes them.
+        # that makes them, the fused softmax kernel, and the product that consumes them.
         block = max(64, min(self.r, _ROW_BLOCK_BYTES // (4 * c * k)))
         loss = torch.zeros(k, dtype=torch.float64, device=theta.device)
-        if need_grad:
-            grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device)
-            grad_w, grad_b = grad[:-1], grad[-1]
+        grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device)
+        grad_w, grad_b = grad[:-1], grad[-1]
+        stream = ar.stream_of(theta)
         for start in range(0, self.r, block):
             stop = min(self.r, start + block)
-            rows = stop - start
-            xb, wb = self.xw[start:stop], w[start:stop]
-            idx = self.y[start:stop, None, None].expand(rows, 1, k)
-            z2 = self._block(rows, c * k)
+            xb = self.xw[start:stop]
+            z2 = self._block(stop - start, c * k)
             torch.addmm(bias, xb, flat_w, out=z2)
-            z = z2.view(rows, c, k)
-            zy = torch.gather(z, 1, idx)[:, 0, :]  # true-class logits [rows, K]
-            if may_overflow and _needs_shift(z2):  # shift by the row maximum only when needed
-                mx = z.amax(1, keepdim=True)
-                z.sub_(mx)
-                zy.sub_(mx[:, 0, :])
-            z.exp_()
-            s = z.sum(1, keepdim=True)
-            # per-row loss log(sum exp) - z_y, weighted; zy is reused as scratch
-            loss += zy.sub_(s.log()[:, 0, :]).mul_(wb).sum(0, dtype=torch.float64).neg_()
+            # logits -> w * (softmax - onehot); loss and the bias gradient accumulated
+            _C.softmax_ce(ar.kernel_arg(z2.view(stop - start, c, k)),
+                          ar.kernel_arg(self.y[start:stop]), ar.kernel_arg(w[start:stop]),
+                          ar.kernel_arg(loss), ar.kernel_arg(grad_b), stream)
             if need_grad:
-                z.mul_(s.reciprocal_().mul_(wb[:, None, :]))  # w * p
-                z.scatter_add_(1, idx, wb.neg()[:, None, :])  # w * (p - onehot)
                 grad_w.addmm_(xb.T, z2)
-                grad_b.add_(z2.sum(0))
         wgt = theta[:-1]
         pen = self.lam[:, None, None] * wgt
         loss += 0.5 * (pen * wgt).reshape(-1, k).sum(0).double()
-        if need_grad:
-            grad = grad.view(d, c, k)
-            grad[:-1].add_(pen)
-            return loss, grad
-        return loss, None
+        if not need_grad:
+            return loss, None
+        grad = grad.view(d, c, k)
+        grad[:-1].add_(pen)
+        return loss, grad
 
     def at_shared_point(self, theta: Any, heads: Any):
         """Like ``self(theta, heads)`` when every head sits at the same point.
@@ -263,6 +261,8 @@ class SubspacePreconditioner:
     """``(A (x) B + damping + L D L^T)^-1``: the Kronecker model of one shared reference
     point, corrected by the exact curvature on the subspace the logits live in.
 
+    ``x`` [R, D] float32 holds the features with the constant 1 as its last column.
+
     Every head starts at the pooled solution ``theta_ref`` and ends close to it, so one
     curvature model built there serves every head at every iteration. The Kronecker
     model ``E[x x^T] (x) E[diag(p) - p p^T]`` assumes the inputs and the softmax
@@ -270,9 +270,9 @@ class SubspacePreconditioner:
     Gaussian features, closely for real ones -- except along the C - 1 directions the
     logits read, ``A^(1/2) theta_ref`` (classes centred), and the constant input:
     there the curvature is weighted by the very probabilities it multiplies. So the
-    model is replaced on that r x C-dimensional (r <= C)
-    subspace by the exact curvature ``mean_n (diag(p_n) - p_n p_n^T) (x) u_n u_n^T``
-    (``u_n`` the whitened input's coordinates in the subspace), a rank-rC correction
+    model is replaced on that r x C-dimensional subspace (r <= C) by the exact
+    curvature ``mean_n (diag(p_n) - p_n p_n^T) (x) u_n u_n^T`` (``u_n`` the whitened
+    input's coordinates in the subspace), a rank-rC correction
     applied with the Woodbury identity. Building it costs a few products of the rows
     with r columns; applying it, two Kronecker solves and one rC x rC product per head.
     Iterations from the pooled solution drop to about the count with the exact Hessian
@@ -366,16 +366,6 @@ class SubspacePreconditioner:
 
 def _einsum(eq: str, *ops: Any) -> Any:
     return _torch().einsum(eq, *ops)
-
-
-def _needs_shift(z: Any) -> bool:
-    """Whether exp of these logits could overflow or every class underflow.
-
-    One reduction pass; the bound on ``|x| |theta|`` that spares even this is loose
-    once the weights have grown, while real logits rarely leave [-60, 60].
-    """
-    lo, hi = _torch().aminmax(z)
-    return not (-_EXP_SAFE < float(lo) and float(hi) < _EXP_SAFE)
 
 
 def _dot(a: Any, b: Any) -> Any:

@@ -1,0 +1,53 @@
+// Bindings of the shadow-training kernels (kernels_train.h).
+#include <string>
+
+#include "kernels_train.h"
+#include "pyconvert.h"
+
+namespace miakit {
+
+namespace {
+
+void require(const Tensor& t, const char* name, DType dtype, int ndim, const char* what) {
+  if (t.ndim != ndim || t.dtype != dtype)
+    throw InputError(std::string(name) + ": expected " + what);
+  int64_t stride = 1;  // C-contiguous
+  for (int i = ndim - 1; i >= 0; --i) {
+    if (t.shape[i] > 1 && t.strides[i] != stride)
+      throw InputError(std::string(name) + ": expected a C-contiguous array");
+    stride *= t.shape[i];
+  }
+}
+
+}  // namespace
+
+void register_train(py::module_& m) {
+  // Fused softmax cross-entropy residual of K heads on a block of rows; returns the number
+  // of labels outside [0, C) (their rows are left out).
+  m.def("softmax_ce", [](py::handle z, py::handle y, py::handle w, py::handle loss,
+                         py::handle gbias, std::uintptr_t stream) {
+    SoftmaxCEArgs a;
+    a.z = to_tensor(z, "z", true);
+    a.y = to_tensor(y, "y");
+    a.w = to_tensor(w, "w");
+    a.loss = to_tensor(loss, "loss", true);
+    a.gbias = to_tensor(gbias, "gbias", true);
+    require(a.z, "z", DType::f32, 3, "float32 logits [R, C, K]");
+    const int64_t R = a.z.shape[0], C = a.z.shape[1], K = a.z.shape[2];
+    require(a.y, "y", DType::i64, 1, "int64 labels [R]");
+    require(a.w, "w", DType::f32, 2, "float32 row weights [R, K]");
+    require(a.loss, "loss", DType::f64, 1, "float64 losses [K]");
+    require(a.gbias, "gbias", DType::f32, 1, "float32 bias gradient [C * K]");
+    if (a.y.shape[0] != R || a.w.shape[0] != R || a.w.shape[1] != K || a.loss.shape[0] != K ||
+        a.gbias.shape[0] != C * K)
+      throw InputError("softmax_ce: shapes of y, w, loss, gbias do not match z [" +
+                       std::to_string(R) + ", " + std::to_string(C) + ", " +
+                       std::to_string(K) + "]");
+    same_device({{"z", &a.z}, {"y", &a.y}, {"w", &a.w}, {"loss", &a.loss},
+                 {"gbias", &a.gbias}});
+    py::gil_scoped_release nogil;
+    return MIAKIT_DISPATCH(softmax_ce, a, stream, a.z);
+  });
+}
+
+}  // namespace miakit

@@ -1,0 +1,95 @@
+// CPU kernel of the fused softmax cross-entropy residual (kernels_train.h). Rows are
+// split over threads; within a row the K heads are the contiguous, vectorized axis and
+// the row's C x K values stay in L1 across the three passes (max, exp-sum, scale).
+#include <algorithm>
+#include <vector>
+
+#include "parallel.h"
+#include "simd.h"
+#include "kernels_train.h"
+#include "miakit/softmax_ce.h"
+
+namespace miakit {
+namespace cpu {
+
+namespace {
+
+// One row: logits of K heads over C classes (zr, [C][K]) -> weighted residuals; adds the
+// row's weighted loss to ls [K] and its residuals to gb [C][K].
+MIAKIT_CPU_CLONES void residual_row(float* zr, const float* wr, int64_t yr, int64_t C,
+                                    int64_t K, float* mx, float* sum, float* zy, float* scale,
+                                    double* ls, double* gb) {
+  for (int64_t k = 0; k < K; ++k) {
+    mx[k] = zr[k];
+    zy[k] = zr[yr * K + k];
+    sum[k] = 0.0f;
+  }
+  for (int64_t c = 1; c < C; ++c)
+#pragma omp simd
+    for (int64_t k = 0; k < K; ++k) mx[k] = std::max(mx[k], zr[c * K + k]);
+  for (int64_t c = 0; c < C; ++c)
+#pragma omp simd
+    for (int64_t k = 0; k < K; ++k) {
+      const float e = expf_nonpos(zr[c * K + k] - mx[k]);
+      zr[c * K + k] = e;
+      sum[k] += e;
+    }
+#pragma omp simd
+  for (int64_t k = 0; k < K; ++k) {
+    ls[k] += static_cast<double>(wr[k] * (mx[k] + logf_ge1(sum[k]) - zy[k]));
+    scale[k] = wr[k] / sum[k];
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    float* zc = zr + c * K;
+    double* gc = gb + c * K;
+    const float at_y = c == yr ? 1.0f : 0.0f;
+#pragma omp simd
+    for (int64_t k = 0; k < K; ++k) {
+      const float v = zc[k] * scale[k] - at_y * wr[k];
+      zc[k] = v;
+      gc[k] += v;
+    }
+  }
+}
+
+}  // namespace
+
+int64_t softmax_ce(const SoftmaxCEArgs& a) {
+  const int64_t R = a.z.shape[0], C = a.z.shape[1], K = a.z.shape[2];
+  float* z = a.z.ptr<float>();
+  const int64_t* y = a.y.ptr<int64_t>();
+  const float* w = a.w.ptr<float>();
+  double* loss = a.loss.ptr<double>();
+  float* gbias = a.gbias.ptr<float>();
+  const int64_t CK = C * K;
+  // Per-thread partial sums, added in thread order afterwards: with the static schedule
+  // the result is the same bits on every run with the same number of threads.
+  const int threads = max_threads();
+  std::vector<double> part(static_cast<size_t>(threads) * (K + CK), 0.0);
+  int64_t bad = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : bad)
+  {
+    std::vector<float> mx(K), sum(K), zy(K), scale(K);
+    double* ls = part.data() + static_cast<size_t>(thread_id()) * (K + CK);
+    double* gb = ls + K;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t yr = y[r];
+      if (yr < 0 || yr >= C) {
+        ++bad;
+        continue;
+      }
+      residual_row(z + r * CK, w + r * K, yr, C, K, mx.data(), sum.data(), zy.data(),
+                   scale.data(), ls, gb);
+    }
+  }
+  for (int t = 0; t < threads; ++t) {
+    const double* ls = part.data() + static_cast<size_t>(t) * (K + CK);
+    for (int64_t k = 0; k < K; ++k) loss[k] += ls[k];
+    for (int64_t i = 0; i < CK; ++i) gbias[i] += static_cast<float>(ls[K + i]);
+  }
+  return bad;
+}
+
+}  // namespace cpu
+}  // namespace miakit
