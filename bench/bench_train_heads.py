@@ -229,6 +229,8 @@ def main() -> None:
               f"sklearn: {s['test_accuracy_gap_vs_sklearn_points']:+.3f} points (max per "
               f"head {s['max_per_head_accuracy_gap_vs_sklearn_points']:.3f})")
     tag = "quick" if args.quick else "full"
+    if not args.quick and (args.models, args.examples, args.dim) != (64, 20_000, 256):
+        tag = f"m{args.models}_n{args.examples}_d{args.dim}"  # the GPU workload
     payload = {"benchmark": "train_heads", "machine": machine(), "device": args.device,
                "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                "git_commit": git_commit(), "load_average": [load_before, load_avg()],

@@ -77,6 +77,13 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
     echo "== $bench --device cuda ${BENCH_ARGS:-}"
     "$py" "$bench" --device cuda ${extra[@]+"${extra[@]}"} || status=$?
   done
+  if [[ -z "${BENCH_ARGS:-}" ]]; then
+    # issue 3's GPU workload: 256 heads on 50,000 x 768 features (baselines on 8 heads,
+    # scaled to 256)
+    echo "== bench/bench_train_heads.py --device cuda --models 256 --examples 50000 --dim 768"
+    "$py" bench/bench_train_heads.py --device cuda --models 256 --examples 50000 --dim 768 \
+      --baseline-heads 8 || status=$?
+  fi
 fi
 
 if [[ -n "${OUT:-}" ]]; then
