@@ -110,14 +110,18 @@ class SoftmaxObjective:
         flat_w = t[:-1].reshape(d - 1, k * c)
         bias = t[-1].reshape(1, k * c)
         out = torch.empty(k, self.r, c, dtype=theta.dtype, device=theta.device)
-        # Row blocks: each block's product is still in cache when it is transposed.
-        block = max(64, min(self.r, _ROW_BLOCK_BYTES // (4 * c * k)))
+        block = self._rows_per_block(c * k)  # each product still in cache when transposed
         for start in range(0, self.r, block):
             stop = min(self.r, start + block)
             z2 = self._block(stop - start, c * k)
             torch.addmm(bias, self.xw[start:stop], flat_w, out=z2)
             out[:, start:stop].copy_(z2.view(stop - start, k, c).permute(1, 0, 2))
         return out
+
+    def _rows_per_block(self, width: int) -> int:
+        # Blocks of rows small enough that a block's logits stay in cache between the
+        # product that makes them and the steps that consume them.
+        return max(64, min(self.r, _ROW_BLOCK_BYTES // (4 * width)))
 
     def _weights(self, heads: Any) -> Any:
         if self._heads is None or not _same(self._heads, heads):
@@ -140,9 +144,7 @@ class SoftmaxObjective:
         # product over D - 1 = 256 features runs at full speed, over 257 it does not.
         flat_w = theta[:-1].reshape(d - 1, c * k)
         bias = theta[-1].reshape(1, c * k)
-        # Blocks of rows small enough that the logits stay in cache between the product
-        # that makes them, the fused softmax kernel, and the product that consumes them.
-        block = max(64, min(self.r, _ROW_BLOCK_BYTES // (4 * c * k)))
+        block = self._rows_per_block(c * k)  # logits in cache: product, kernel, product
         loss = torch.zeros(k, dtype=torch.float64, device=theta.device)
         grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device)
         grad_w, grad_b = grad[:-1], grad[-1]
@@ -186,7 +188,7 @@ class SoftmaxObjective:
         res[self.arange, self.y] -= 1.0  # p - onehot, [R, C]
         loss = (w.double() * ell[:, None]).sum(0)
         grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device)
-        block = max(64, min(self.r, _ROW_BLOCK_BYTES // (4 * c * k)))
+        block = self._rows_per_block(c * k)
         for start in range(0, self.r, block):
             stop = min(self.r, start + block)
             rw = self._block(stop - start, c * k).view(stop - start, c, k)
@@ -344,24 +346,14 @@ class SubspacePreconditioner:
     def select(self, keep: Any) -> None:
         pass  # shared by every head
 
-    def _kron(self, q: Any) -> Any:
-        d, c, k = q.shape
-        kr = self.kron
-        r = (kr.u.T @ q.reshape(d, c * k)).view(d, c, k)
-        v, ev_b = kr.v[0], kr.ev_b[0]
-        r = _einsum("dck,ce->dek", r, v)
-        r = r / (kr.ev_a.to(q.dtype)[:, None, None] * ev_b[None, :, None] + kr.damp)
-        r = _einsum("dek,ce->dck", r, v)
-        return (kr.u @ r.reshape(d, c * k)).view(d, c, k)
-
     def __call__(self, q: Any) -> Any:
-        kq = self._kron(q)
+        kq = self.kron(q)  # its one output factor broadcasts over the heads
         if self.r == 0:
             return kq
         k = q.shape[2]
         t = _einsum("di,dck->ick", self.q, kq).reshape(self.r * self.c, k)
         z = (self.m @ t).view(self.r, self.c, k)
-        return kq - self._kron(_einsum("di,ick->dck", self.q, z).contiguous())
+        return kq - self.kron(_einsum("di,ick->dck", self.q, z).contiguous())
 
 
 def _einsum(eq: str, *ops: Any) -> Any:
