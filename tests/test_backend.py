@@ -86,7 +86,11 @@ def test_results_do_not_depend_on_thread_count():
     three = json.loads(run_python(code, OMP_NUM_THREADS="3"))
     for key in ("s", "loo_pe", "mu"):
         assert one[key] == three[key], key
-    np.testing.assert_allclose(one["loo"], three["loo"], rtol=1e-12)
+    # A different summation order moves the pooled spread by a few ulps of the terms
+    # summed, so the bound is relative to the scores' scale, not to each (possibly
+    # near-zero) score.
+    scale = float(np.abs(one["loo"]).max())
+    np.testing.assert_allclose(one["loo"], three["loo"], rtol=1e-12, atol=1e-12 * scale)
 
 
 def test_imports_and_runs_with_no_gpu_and_no_driver():
