@@ -232,19 +232,9 @@ def train_heads(
 
 
 def _check_inputs(features: Any, labels: Any, keep: Any, n_classes: int | None):
-    from miakit.shadow.store import _check_keep_matrix, _check_run_labels
+    from miakit.shadow.store import _check_keep_matrix, _check_run_labels, _features_array
 
-    if hasattr(features, "detach"):
-        features = features.detach().cpu().numpy()
-    x = np.asarray(features)
-    if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
-        raise TypeError(f"features: expected a real-valued array, got dtype {x.dtype}")
-    if x.ndim == 2:
-        x = x[:, None, :]
-    if x.ndim != 3 or 0 in x.shape:
-        raise ValueError(f"features: expected a non-empty [N, D] or [N, A, D] array, got shape "
-                         f"{np.shape(features)}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = _features_array(features)  # the form the run stores and digests
     bad = ~np.isfinite(x)
     if bad.any():
         rows = np.unique(np.nonzero(bad)[0])
