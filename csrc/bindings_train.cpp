@@ -25,9 +25,11 @@ void register_train(py::module_& m) {
   // Fused softmax cross-entropy residual of K heads on a block of rows; returns the number
   // of labels outside [0, C) (their rows are left out).
   m.def("softmax_ce", [](py::handle z, py::handle y, py::handle w, py::handle loss,
-                         py::handle gbias, std::uintptr_t stream) {
+                         py::handle gbias, std::uintptr_t stream, py::handle res,
+                         bool implied_last) {
     SoftmaxCEArgs a;
     a.z = to_tensor(z, "z", true);
+    a.implied_last = implied_last;
     a.y = to_tensor(y, "y");
     a.w = to_tensor(w, "w");
     a.loss = to_tensor(loss, "loss", true);
@@ -43,11 +45,21 @@ void register_train(py::module_& m) {
       throw InputError("softmax_ce: shapes of y, w, loss, gbias do not match z [" +
                        std::to_string(R) + ", " + std::to_string(C) + ", " +
                        std::to_string(K) + "]");
+    if (implied_last && C < 2) throw InputError("softmax_ce: implied_last needs C >= 2");
+    if (!res.is_none()) {
+      a.res = to_tensor(res, "res", true);
+      require(a.res, "res", DType::f32, 3, "float32 residuals [R, C, K]");
+      if (a.res.shape[0] != R || a.res.shape[1] != C || a.res.shape[2] != K)
+        throw InputError("softmax_ce: res must have the shape of z");
+      if (a.res.data == a.z.data) a.res = Tensor();  // the same array: in place
+      same_device({{"z", &a.z}, {"res", &a.res}});
+    }
     same_device({{"z", &a.z}, {"y", &a.y}, {"w", &a.w}, {"loss", &a.loss},
                  {"gbias", &a.gbias}});
     py::gil_scoped_release nogil;
     return MIAKIT_DISPATCH(softmax_ce, a, stream, a.z);
-  });
+  }, py::arg("z"), py::arg("y"), py::arg("w"), py::arg("loss"), py::arg("gbias"),
+     py::arg("stream"), py::arg("res") = py::none(), py::arg("implied_last") = false);
 }
 
 }  // namespace miakit

@@ -8,14 +8,22 @@
 namespace miakit {
 
 // Softmax cross-entropy of K heads on a block of R rows, fused into one pass per row.
-// z [R, C, K] float32 contiguous: the logits z[r, c, k] of head k; overwritten with the
-// weighted residual w[r, k] * (softmax_c(z[r, :, k]) - [c == y[r]]).
+// z [R, C, K] float32 contiguous: the logits z[r, c, k] of head k. With implied_last the
+// last class is not read: the logits are taken to sum to zero over the classes (heads
+// whose weights are centred over the classes, as the penalised optimum is), so
+// z[r, C-1, k] is written as -sum_{c < C-1} z[r, c, k] and a product that fills z needs
+// only C - 1 of every C columns.
+// res: where the weighted residual w[r, k] * (softmax_c(z[r, :, k]) - [c == y[r]]) goes:
+// z itself (z then no longer holds logits), or a separate float32 [R, C, K] contiguous
+// array (z keeps the logits).
 // y [R] int64 in [0, C); w [R, K] float32 contiguous: row weights per head.
 // loss [K] float64: += sum_r w[r, k] * (logsumexp_c z[r, :, k] - z[r, y[r], k]).
 // gbias [C * K] float32: += sum_r of the residual (the gradient of a bias row).
-// Returns the number of labels outside [0, C) (their rows are left out).
+// Returns the number of labels outside [0, C): their rows are left out (a separate res
+// gets zeros there, in place they are left as they were).
 struct SoftmaxCEArgs {
-  Tensor z, y, w, loss, gbias;
+  Tensor z, y, w, loss, gbias, res;
+  bool implied_last = false;
 };
 
 namespace cpu {

@@ -474,3 +474,33 @@ def test_softmax_ce_kernel_matches_cpu(shape):
     np.testing.assert_allclose(z_d.numpy(), z_c.numpy(), atol=1e-6)
     np.testing.assert_allclose(l_d.numpy(), l_c.numpy(), rtol=1e-5)
     np.testing.assert_allclose(g_d.numpy(), g_c.numpy(), atol=1e-5 * r ** 0.5)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 1), (333, 17, 3), (2000, 10, 300)])
+def test_softmax_ce_kernel_separate_residual_implied_last_matches_cpu(shape):
+    """The kernel's other form: residual into its own array, last class implied."""
+    from miakit import _C
+    from miakit._arrays import kernel_arg, stream_of
+
+    r, c, k = shape
+    g = torch.Generator().manual_seed(r + 2 * c + k)
+    z = torch.randn(r, c, k, generator=g) * 4
+    y = torch.randint(0, c, (r,), generator=g)
+    y[-1] = -1  # a bad label: zeros in the residual
+    w = torch.rand(r, k, generator=g)
+
+    def run(dev):
+        zz, yy, ww = z.clone().to(dev), y.to(dev), w.to(dev)
+        res = torch.full((r, c, k), 3.0, device=dev)
+        loss = torch.zeros(k, dtype=torch.float64, device=dev)
+        gbias = torch.zeros(c * k, device=dev)
+        bad = _C.softmax_ce(kernel_arg(zz), kernel_arg(yy), kernel_arg(ww), kernel_arg(loss),
+                            kernel_arg(gbias), stream_of(zz), res=kernel_arg(res),
+                            implied_last=True)
+        return bad, zz.cpu(), res.cpu(), loss.cpu(), gbias.cpu()
+
+    out_d, out_c = run(DEV), run("cpu")
+    assert out_d[0] == out_c[0] == 1
+    assert float(out_c[2][-1].abs().max()) == 0.0
+    for a, b in zip(out_d[1:], out_c[1:]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5 * r ** 0.5)

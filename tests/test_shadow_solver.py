@@ -72,6 +72,8 @@ def test_objective_matches_float64_reference(k, block_bytes, monkeypatch):
     theta = torch.randn(x.shape[1], 4, k, generator=torch.Generator().manual_seed(1))
     obj = SoftmaxObjective(x, y, w, lam, 4, torch.arange(50))
     loss, grad = obj(theta, torch.arange(k))
+    # the objective reads its point centred over the classes (the optimum is centred)
+    theta = theta - theta.mean(1, keepdim=True)
     ref_loss, ref_grad = _dense_loss_grad(x, y, w, lam, theta)
     np.testing.assert_allclose(loss.numpy(), ref_loss, rtol=1e-6)
     np.testing.assert_allclose(grad.numpy(), ref_grad, atol=2e-6)
@@ -178,18 +180,19 @@ def test_zero_reference_point_is_plain_kronecker():
 # -- the fused softmax cross-entropy kernel --------------------------------------------
 
 
-def _softmax_ce(z, y, w):
+def _softmax_ce(z, y, w, **kw):
     """Run the kernel on copies; returns (residual, loss, bias gradient, bad labels)."""
     from miakit import _C
     from miakit._arrays import kernel_arg as arg
+    from miakit._arrays import stream_of
 
     z = z.clone()
     r, c, k = z.shape
     loss = torch.zeros(k, dtype=torch.float64, device=z.device)
     gbias = torch.zeros(c * k, device=z.device)
-    from miakit._arrays import stream_of
-
-    bad = _C.softmax_ce(arg(z), arg(y), arg(w), arg(loss), arg(gbias), stream_of(z))
+    if "res" in kw:
+        kw["res"] = arg(kw["res"])
+    bad = _C.softmax_ce(arg(z), arg(y), arg(w), arg(loss), arg(gbias), stream_of(z), **kw)
     return z, loss, gbias, bad
 
 
@@ -218,6 +221,45 @@ def test_softmax_ce_kernel_matches_float64(shape, spread):
     np.testing.assert_allclose(res.numpy(), ref_res.numpy(), atol=5e-7)
     np.testing.assert_allclose(loss.numpy(), ref_loss.numpy(), rtol=2e-6, atol=1e-7 * r)
     np.testing.assert_allclose(gbias.numpy(), ref_gbias.numpy(), atol=5e-7 * r ** 0.5 + 1e-7)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 1), (7, 3, 5), (1000, 10, 64), (333, 17, 3)])
+def test_softmax_ce_kernel_separate_residual_and_implied_last_class(shape):
+    r, c, k = shape
+    g = torch.Generator().manual_seed(3 * r + c)
+    z = torch.randn(r, c, k, generator=g) * 3
+    y = torch.randint(0, c, (r,), generator=g)
+    w = torch.rand(r, k, generator=g)
+    centred = z.clone()
+    centred[:, -1] = -z[:, :-1].sum(1)  # the logits when the classes sum to zero
+    ref_res, ref_loss, ref_gbias = _softmax_ce_reference(centred, y, w)
+    garbage = z.clone()
+    garbage[:, -1] = float("nan")  # the last class is never read
+    for implied, zin in ((False, centred), (True, garbage)):
+        res = torch.full((r, c, k), 7.0)
+        zout, loss, gbias, bad = _softmax_ce(zin, y, w, res=res, implied_last=implied)
+        assert bad == 0
+        np.testing.assert_allclose(res.numpy(), ref_res.numpy(), atol=5e-7)
+        np.testing.assert_allclose(loss.numpy(), ref_loss.numpy(), rtol=2e-6, atol=1e-7 * r)
+        np.testing.assert_allclose(gbias.numpy(), ref_gbias.numpy(), atol=5e-7 * r ** 0.5 + 1e-7)
+        # the logits stay, the last class filled in
+        np.testing.assert_allclose(zout.numpy(), centred.numpy(), rtol=1e-6, atol=1e-5)
+    # in place, with the last class implied: the same residuals
+    res, loss, _, _ = _softmax_ce(garbage, y, w, implied_last=True)
+    np.testing.assert_allclose(res.numpy(), ref_res.numpy(), atol=5e-7)
+
+
+def test_softmax_ce_kernel_separate_residual_is_zero_for_bad_labels():
+    z = torch.randn(4, 3, 2)
+    res = torch.full((4, 3, 2), 5.0)
+    _, _, _, bad = _softmax_ce(z, torch.tensor([0, 3, -1, 2]), torch.ones(4, 2), res=res)
+    assert bad == 2 and (res[1] == 0).all() and (res[2] == 0).all()
+    with pytest.raises(ValueError, match="res must have the shape of z"):
+        _softmax_ce(z, torch.zeros(4, dtype=torch.int64), torch.ones(4, 2),
+                    res=torch.zeros(4, 3, 3))
+    with pytest.raises(ValueError, match="implied_last needs C >= 2"):
+        _softmax_ce(torch.zeros(4, 1, 2), torch.zeros(4, dtype=torch.int64),
+                    torch.ones(4, 2), implied_last=True)
 
 
 def test_softmax_ce_kernel_extreme_logits_stay_finite():

@@ -14,11 +14,21 @@ namespace cpu {
 
 namespace {
 
-// One row: logits of K heads over C classes (zr, [C][K]) -> weighted residuals; adds the
-// row's weighted loss to ls [K] and its residuals to gb [C][K].
-MIAKIT_CPU_CLONES void residual_row(float* zr, const float* wr, int64_t yr, int64_t C,
-                                    int64_t K, float* mx, float* sum, float* zy, float* scale,
-                                    double* ls, double* gb) {
+// One row: logits of K heads over C classes (zr, [C][K]) -> weighted residuals in rr
+// (which may be zr); adds the row's weighted loss to ls [K] and its residuals to
+// gb [C][K]. With implied_last, zr's last class is first set to minus the others' sum.
+MIAKIT_CPU_CLONES void residual_row(float* zr, float* rr, const float* wr, int64_t yr,
+                                    int64_t C, int64_t K, bool implied_last, float* mx,
+                                    float* sum, float* zy, float* scale, double* ls,
+                                    double* gb) {
+  if (implied_last) {
+    float* zl = zr + (C - 1) * K;
+#pragma omp simd
+    for (int64_t k = 0; k < K; ++k) zl[k] = 0.0f;
+    for (int64_t c = 0; c + 1 < C; ++c)
+#pragma omp simd
+      for (int64_t k = 0; k < K; ++k) zl[k] -= zr[c * K + k];
+  }
   for (int64_t k = 0; k < K; ++k) {
     mx[k] = zr[k];
     zy[k] = zr[yr * K + k];
@@ -31,7 +41,7 @@ MIAKIT_CPU_CLONES void residual_row(float* zr, const float* wr, int64_t yr, int6
 #pragma omp simd
     for (int64_t k = 0; k < K; ++k) {
       const float e = expf_nonpos(zr[c * K + k] - mx[k]);
-      zr[c * K + k] = e;
+      rr[c * K + k] = e;
       sum[k] += e;
     }
 #pragma omp simd
@@ -40,13 +50,13 @@ MIAKIT_CPU_CLONES void residual_row(float* zr, const float* wr, int64_t yr, int6
     scale[k] = wr[k] / sum[k];
   }
   for (int64_t c = 0; c < C; ++c) {
-    float* zc = zr + c * K;
+    float* rc = rr + c * K;
     double* gc = gb + c * K;
     const float at_y = c == yr ? 1.0f : 0.0f;
 #pragma omp simd
     for (int64_t k = 0; k < K; ++k) {
-      const float v = zc[k] * scale[k] - at_y * wr[k];
-      zc[k] = v;
+      const float v = rc[k] * scale[k] - at_y * wr[k];
+      rc[k] = v;
       gc[k] += v;
     }
   }
@@ -57,6 +67,7 @@ MIAKIT_CPU_CLONES void residual_row(float* zr, const float* wr, int64_t yr, int6
 int64_t softmax_ce(const SoftmaxCEArgs& a) {
   const int64_t R = a.z.shape[0], C = a.z.shape[1], K = a.z.shape[2];
   float* z = a.z.ptr<float>();
+  float* res = a.res.data != nullptr ? a.res.ptr<float>() : z;
   const int64_t* y = a.y.ptr<int64_t>();
   const float* w = a.w.ptr<float>();
   double* loss = a.loss.ptr<double>();
@@ -77,10 +88,11 @@ int64_t softmax_ce(const SoftmaxCEArgs& a) {
       const int64_t yr = y[r];
       if (yr < 0 || yr >= C) {
         ++bad;
+        if (res != z) std::fill(res + r * CK, res + (r + 1) * CK, 0.0f);
         continue;
       }
-      residual_row(z + r * CK, w + r * K, yr, C, K, mx.data(), sum.data(), zy.data(),
-                   scale.data(), ls, gb);
+      residual_row(z + r * CK, res + r * CK, w + r * K, yr, C, K, a.implied_last, mx.data(),
+                   sum.data(), zy.data(), scale.data(), ls, gb);
     }
   }
   for (int t = 0; t < threads; ++t) {

@@ -17,9 +17,9 @@ namespace {
 
 constexpr int64_t kRowsPerBlock = 64;
 
-__global__ void softmax_ce_kernel(float* z, const int64_t* y, const float* w, int64_t R,
-                                  int64_t C, int64_t K, double* loss, float* gbias,
-                                  unsigned long long* bad) {
+__global__ void softmax_ce_kernel(float* z, float* res, const int64_t* y, const float* w,
+                                  int64_t R, int64_t C, int64_t K, bool implied_last,
+                                  double* loss, float* gbias, unsigned long long* bad) {
   const int64_t r0 = blockIdx.x * kRowsPerBlock;
   const int64_t r1 = min(R, r0 + kRowsPerBlock);
   long long mine = 0;
@@ -27,11 +27,19 @@ __global__ void softmax_ce_kernel(float* z, const int64_t* y, const float* w, in
     double ls = 0.0;
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t yr = y[r];
+      float* zr = z + r * C * K + k;
+      float* rr = res + r * C * K + k;
       if (yr < 0 || yr >= C) {
         mine += k == 0;
+        if (rr != zr)
+          for (int64_t c = 0; c < C; ++c) rr[c * K] = 0.0f;
         continue;
       }
-      float* zr = z + r * C * K + k;
+      if (implied_last) {
+        float last = 0.0f;
+        for (int64_t c = 0; c + 1 < C; ++c) last -= zr[c * K];
+        zr[(C - 1) * K] = last;
+      }
       const float wr = w[r * K + k];
       float mx = zr[0];
       for (int64_t c = 1; c < C; ++c) mx = fmaxf(mx, zr[c * K]);
@@ -39,19 +47,19 @@ __global__ void softmax_ce_kernel(float* z, const int64_t* y, const float* w, in
       float sum = 0.0f;
       for (int64_t c = 0; c < C; ++c) {
         const float e = expf_nonpos(zr[c * K] - mx);
-        zr[c * K] = e;
+        rr[c * K] = e;
         sum += e;
       }
       ls += static_cast<double>(wr * (mx + logf_ge1(sum) - zy));
       const float scale = wr / sum;
-      for (int64_t c = 0; c < C; ++c) zr[c * K] = zr[c * K] * scale - (c == yr ? wr : 0.0f);
+      for (int64_t c = 0; c < C; ++c) rr[c * K] = rr[c * K] * scale - (c == yr ? wr : 0.0f);
     }
     atomicAdd(loss + k, ls);
     for (int64_t c = 0; c < C; ++c) {
       float acc = 0.0f;
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t yr = y[r];
-        if (yr >= 0 && yr < C) acc += z[r * C * K + c * K + k];
+        if (yr >= 0 && yr < C) acc += res[r * C * K + c * K + k];
       }
       atomicAdd(gbias + c * K + k, acc);
     }
@@ -70,7 +78,8 @@ int64_t softmax_ce(const SoftmaxCEArgs& a, std::uintptr_t stream_handle) {
   const int64_t blocks = (R + kRowsPerBlock - 1) / kRowsPerBlock;
   Counters bad(1, stream);
   softmax_ce_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
-      a.z.ptr<float>(), a.y.ptr<int64_t>(), a.w.ptr<float>(), R, C, K, a.loss.ptr<double>(),
+      a.z.ptr<float>(), a.res.data != nullptr ? a.res.ptr<float>() : a.z.ptr<float>(),
+      a.y.ptr<int64_t>(), a.w.ptr<float>(), R, C, K, a.implied_last, a.loss.ptr<double>(),
       a.gbias.ptr<float>(), bad.data());
   check_launch("softmax_ce_kernel");
   return static_cast<int64_t>(bad.fetch()[0]);

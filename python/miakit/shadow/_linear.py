@@ -135,15 +135,23 @@ class SoftmaxObjective:
         return self._buf[: rows * cols].view(rows, cols)
 
     def __call__(self, theta: Any, heads: Any, need_grad: bool = True):
-        """(loss [K] float64, grad [D, C, K] or None) of heads ``heads`` at ``theta``."""
+        """(loss [K] float64, grad [D, C, K] or None) of heads ``heads`` at ``theta``.
+
+        ``theta`` is read centred over the classes (see :func:`centre_classes`), and the
+        gradient returned is centred: the products then need only C - 1 of the C classes.
+        """
         torch = _torch()
         self.evaluations += 1
+        theta = centre_classes(theta)
         d, c, k = theta.shape
         w = self._weights(heads)
         # The bias row is added to the product, not multiplied by a column of ones: a
         # product over D - 1 = 256 features runs at full speed, over 257 it does not.
-        flat_w = theta[:-1].reshape(d - 1, c * k)
-        bias = theta[-1].reshape(1, c * k)
+        # Columns are (class, head): the first (C - 1) K of them are every class but the
+        # last, whose logits and gradient are minus the sum of the others'.
+        cm = (c - 1) * k
+        flat_w = theta[:-1].reshape(d - 1, c * k)[:, :cm]
+        bias = theta[-1].reshape(1, c * k)[:, :cm]
         block = self._rows_per_block(c * k)  # logits in cache: product, kernel, product
         loss = torch.zeros(k, dtype=torch.float64, device=theta.device)
         grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device)
@@ -153,19 +161,21 @@ class SoftmaxObjective:
             stop = min(self.r, start + block)
             xb = self.xw[start:stop]
             z2 = self._block(stop - start, c * k)
-            torch.addmm(bias, xb, flat_w, out=z2)
+            torch.addmm(bias, xb, flat_w, out=z2[:, :cm])
             # logits -> w * (softmax - onehot); loss and the bias gradient accumulated
             _C.softmax_ce(ar.kernel_arg(z2.view(stop - start, c, k)),
                           ar.kernel_arg(self.y[start:stop]), ar.kernel_arg(w[start:stop]),
-                          ar.kernel_arg(loss), ar.kernel_arg(grad_b), stream)
+                          ar.kernel_arg(loss), ar.kernel_arg(grad_b), stream,
+                          implied_last=True)
             if need_grad:
-                grad_w.addmm_(xb.T, z2)
+                grad_w[:, :cm].addmm_(xb.T, z2[:, :cm])
         wgt = theta[:-1]
         pen = self.lam[:, None, None] * wgt
         loss += 0.5 * (pen * wgt).reshape(-1, k).sum(0).double()
         if not need_grad:
             return loss, None
         grad = grad.view(d, c, k)
+        torch.sum(grad[:-1, :-1], 1, out=grad[:-1, -1]).neg_()  # residuals sum to 0
         grad[:-1].add_(pen)
         return loss, grad
 
@@ -223,7 +233,7 @@ class KroneckerPreconditioner:
         if xw is None:
             a = (x.T @ x).double()
         else:  # x = [xw, 1]: the product over the features alone runs at full speed
-            sums = xw.sum(0, dtype=torch.float64)
+            sums = xw.sum(0).double()  # float32 sums are pairwise: accurate, and fast
             a = torch.empty(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
             a[:-1, :-1] = xw.T @ xw
             a[:-1, -1] = a[-1, :-1] = sums
@@ -239,18 +249,30 @@ class KroneckerPreconditioner:
         self.damp = max(mean_lam, 1e-6 * float(self.ev_a.mean()))
         self.ev_b: Any = None
         self.v: Any = None
+        self._shared: Any = None
 
     def set_output_factor(self, b: Any) -> None:
+        """``b`` [K, C, C]: one output factor per head, or [1, C, C] shared by all."""
         torch = _torch()
         ev, v = torch.linalg.eigh(b)  # [K, C], [K, C, C]
         self.ev_b = ev.clamp_min(0.0).to(self.u.dtype)
         self.v = v.to(self.u.dtype)
+        self._shared = None
+        if self.v.shape[0] == 1:  # one factor: apply it along the class axis of every head
+            denom = self.ev_a.to(self.u.dtype)[:, None] * self.ev_b[0][None, :] + self.damp
+            self._shared = (self.v[0].T.contiguous(), 1.0 / denom[:, :, None], self.v[0])
 
     def select(self, keep: Any) -> None:
-        self.ev_b, self.v = self.ev_b[keep], self.v[keep]
+        if self._shared is None:
+            self.ev_b, self.v = self.ev_b[keep], self.v[keep]
 
     def __call__(self, q: Any) -> Any:
         d, c, k = q.shape
+        if self._shared is not None:
+            vt, inv, v = self._shared
+            r = (self.u.T @ q.reshape(d, c * k)).view(d, c, k)
+            r = (vt @ r).mul_(inv)  # class axis into the eigenbasis, [D, C, K]
+            return (self.u @ (v @ r).view(d, c * k)).view(d, c, k)
         r = (self.u.T @ q.reshape(d, c * k)).view(d, c, k).permute(2, 0, 1)  # [K, D, C]
         r = r @ self.v  # into each head's output eigenbasis
         denom = self.ev_a.to(q.dtype)[None, :, None] * self.ev_b[:, None, :] + self.damp
@@ -354,6 +376,17 @@ class SubspacePreconditioner:
         t = _einsum("di,dck->ick", self.q, kq).reshape(self.r * self.c, k)
         z = (self.m @ t).view(self.r, self.c, k)
         return kq - self.kron(_einsum("di,ick->dck", self.q, z).contiguous())
+
+
+def centre_classes(theta: Any) -> Any:
+    """``theta`` [D, C, K] minus its mean over the classes.
+
+    The cross-entropy does not change when a vector is added to every class's weights,
+    and the penalty is smallest when they sum to zero, so the optimum is centred; so is
+    every gradient (the residual ``p - onehot`` sums to zero). The objective reads its
+    point centred, which keeps the solver on that subspace whatever the rounding.
+    """
+    return theta - theta.mean(1, keepdim=True)
 
 
 def _einsum(eq: str, *ops: Any) -> Any:
