@@ -70,7 +70,7 @@ def test_objective_matches_float64_reference(k, block_bytes, monkeypatch):
         monkeypatch.setattr(lin, "_ROW_BLOCK_BYTES", block_bytes)
     x, y, w, lam, _ = _problem(k=k)
     theta = torch.randn(x.shape[1], 4, k, generator=torch.Generator().manual_seed(1))
-    obj = SoftmaxObjective(x, y, w, lam, 4, torch.arange(50))
+    obj = SoftmaxObjective(x[:, :-1], y, w, lam, 4, torch.arange(50))
     loss, grad = obj(theta, torch.arange(k))
     # the objective reads its point centred over the classes (the optimum is centred)
     theta = theta - theta.mean(1, keepdim=True)
@@ -86,10 +86,13 @@ def test_objective_matches_float64_reference(k, block_bytes, monkeypatch):
 
 def test_shared_point_evaluation_equals_full_one():
     x, y, w, lam, theta = _problem()
-    obj = SoftmaxObjective(x, y, w, lam, 4, torch.arange(50))
+    obj = SoftmaxObjective(x[:, :-1], y, w, lam, 4, torch.arange(50))
     th = theta[:, :, None].expand(-1, -1, 5).contiguous()
     loss, grad = obj.at_shared_point(th, torch.arange(5))
-    ref_loss, ref_grad = _dense_loss_grad(x, y, w, lam, th)
+    ref_loss, ref_grad = _dense_loss_grad(x, y, w, lam, th - th.mean(1, keepdim=True))
+    full_loss, full_grad = obj(th, torch.arange(5))
+    np.testing.assert_allclose(loss.numpy(), full_loss.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(grad.numpy(), full_grad.numpy(), atol=2e-6)
     np.testing.assert_allclose(loss.numpy(), ref_loss, rtol=1e-6)
     np.testing.assert_allclose(grad.numpy(), ref_grad, atol=2e-6)
 
@@ -97,7 +100,7 @@ def test_shared_point_evaluation_equals_full_one():
 def test_logits_are_head_major():
     x, y, w, lam, _ = _problem(r=1000)
     theta = torch.randn(x.shape[1], 4, 5)
-    obj = SoftmaxObjective(x, y, w, lam, 4, torch.arange(50))
+    obj = SoftmaxObjective(x[:, :-1], y, w, lam, 4, torch.arange(50))
     ref = np.einsum("rd,dck->krc", x.double().numpy(), theta.double().numpy())
     z = obj.logits(theta)
     assert z.shape == (5, 1000, 4) and z.is_contiguous()
@@ -108,7 +111,7 @@ def test_logits_are_head_major():
 def test_subspace_preconditioner_is_the_woodbury_inverse(offset):
     """P q == (A (x) B + damp + (Q (x) I) Delta (Q (x) I)^T)^-1 q, built densely."""
     x, _, _, lam, theta = _problem(offset=offset)
-    pre = SubspacePreconditioner(x, lam, theta)
+    pre = SubspacePreconditioner(x[:, :-1], lam, theta)
     d, c = theta.shape
     assert pre.r == c  # C - 1 logit directions and the constant input
     xd = x.double().numpy()
@@ -146,10 +149,10 @@ def test_subspace_preconditioner_beats_kronecker_against_the_exact_hessian():
     theta = theta * 3  # confident predictions: curvature far from independent of x
     h = _dense_hessian(x, theta, lam)
     d, c = theta.shape
-    kron = KroneckerPreconditioner(x, lam)
+    kron = KroneckerPreconditioner(x[:, :-1], lam)
     z = torch.softmax(x @ theta, 1)
     kron.set_output_factor((torch.diag(z.mean(0)) - z.T @ z / len(z))[None].double())
-    sub = SubspacePreconditioner(x, lam, theta)
+    sub = SubspacePreconditioner(x[:, :-1], lam, theta)
     eye = torch.eye(d * c).reshape(d * c, d, c).permute(1, 2, 0).contiguous()
 
     # Shifting every class's bias alike changes nothing: leave that direction out.
@@ -169,8 +172,8 @@ def test_subspace_preconditioner_beats_kronecker_against_the_exact_hessian():
 
 def test_zero_reference_point_is_plain_kronecker():
     x, _, _, lam, theta = _problem()
-    sub = SubspacePreconditioner(x, lam, torch.zeros_like(theta))
-    kron = KroneckerPreconditioner(x, lam)
+    sub = SubspacePreconditioner(x[:, :-1], lam, torch.zeros_like(theta))
+    kron = KroneckerPreconditioner(x[:, :-1], lam)
     kron.set_output_factor(sub.kron.v.new_tensor(
         np.diag(np.full(4, 0.25)) - np.full((4, 4), 1 / 16))[None].double())
     g = torch.randn(x.shape[1], 4, 2)

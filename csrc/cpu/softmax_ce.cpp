@@ -76,12 +76,15 @@ int64_t softmax_ce(const SoftmaxCEArgs& a) {
   // Per-thread partial sums, added in thread order afterwards: with the static schedule
   // the result is the same bits on every run with the same number of threads.
   const int threads = max_threads();
-  std::vector<double> part(static_cast<size_t>(threads) * (K + CK), 0.0);
+  // Each thread's partials start on their own cache line: with few heads they are a
+  // few dozen bytes, and threads sharing a line would stall on every row.
+  const int64_t stride = (K + CK + 7) / 8 * 8 + 8;
+  std::vector<double> part(static_cast<size_t>(threads) * stride, 0.0);
   int64_t bad = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : bad)
   {
     std::vector<float> mx(K), sum(K), zy(K), scale(K);
-    double* ls = part.data() + static_cast<size_t>(thread_id()) * (K + CK);
+    double* ls = part.data() + static_cast<size_t>(thread_id()) * stride;
     double* gb = ls + K;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; ++r) {
@@ -96,7 +99,7 @@ int64_t softmax_ce(const SoftmaxCEArgs& a) {
     }
   }
   for (int t = 0; t < threads; ++t) {
-    const double* ls = part.data() + static_cast<size_t>(t) * (K + CK);
+    const double* ls = part.data() + static_cast<size_t>(t) * stride;
     for (int64_t k = 0; k < K; ++k) loss[k] += ls[k];
     for (int64_t i = 0; i < CK; ++i) gbias[i] += static_cast<float>(ls[K + i]);
   }

@@ -62,8 +62,8 @@ class SoftmaxObjective:
 
     Parameters
     ----------
-    x : torch.Tensor [R, D] float32
-        Rows of features, the last column all ones (the bias input).
+    x : torch.Tensor [R, D - 1] float32
+        Rows of features; the bias is the last row of ``theta`` (a constant input 1).
     y : torch.Tensor [R] int64
         Class of each row.
     w : torch.Tensor [R, M] float32
@@ -75,16 +75,14 @@ class SoftmaxObjective:
         Rows used for the curvature factor.
     """
 
-    def __init__(self, x: Any, y: Any, w: Any, lam: float, n_classes: int, sub_rows: Any,
-                 shared: dict | None = None):
+    def __init__(self, x: Any, y: Any, w: Any, lam: Any, n_classes: int, sub_rows: Any):
         torch = _torch()
-        self.x, self.y, self.w_all = x, y, w
-        # Per-feature-matrix quantities, reusable by every objective on the same rows.
-        shared = self.shared_inputs(x) if shared is None else shared
-        self.xw = shared["xw"]
+        # The bias is added to the products, not multiplied by a column of ones: a
+        # product over 256 features runs at full speed, over 257 it does not.
+        self.xw, self.y, self.w_all = x, y, w
         self.lam = lam
         self.c = int(n_classes)
-        self.r, self.d = x.shape
+        self.r, self.d = x.shape[0], x.shape[1] + 1
         self.arange = torch.arange(self.r, device=x.device)
         self.sub = sub_rows
         self.evaluations = 0
@@ -93,12 +91,6 @@ class SoftmaxObjective:
         # One logits buffer, reused by every evaluation: a fresh 50 MB tensor per call
         # costs as much in page faults as the GEMM that fills it.
         self._buf = torch.empty(0, device=x.device)
-
-    @staticmethod
-    def shared_inputs(x: Any, xw: Any = None) -> dict:
-        """Per-feature-matrix data: the features without the bias column (``xw`` if
-        given, which must equal ``x[:, :-1]``)."""
-        return {"xw": x[:, :-1].contiguous() if xw is None else xw}
 
     def logits(self, theta: Any) -> Any:
         """Logits of every head on every row, ``[K, R, C]`` (head-major, contiguous)."""
@@ -131,7 +123,7 @@ class SoftmaxObjective:
 
     def _block(self, rows: int, cols: int) -> Any:
         if self._buf.numel() < rows * cols:
-            self._buf = _torch().empty(rows * cols, device=self.x.device)
+            self._buf = _torch().empty(rows * cols, device=self.xw.device)
         return self._buf[: rows * cols].view(rows, cols)
 
     def __call__(self, theta: Any, heads: Any, need_grad: bool = True):
@@ -145,8 +137,6 @@ class SoftmaxObjective:
         theta = centre_classes(theta)
         d, c, k = theta.shape
         w = self._weights(heads)
-        # The bias row is added to the product, not multiplied by a column of ones: a
-        # product over D - 1 = 256 features runs at full speed, over 257 it does not.
         # Columns are (class, head): the first (C - 1) K of them are every class but the
         # last, whose logits and gradient are minus the sum of the others'.
         cm = (c - 1) * k
@@ -189,25 +179,30 @@ class SoftmaxObjective:
         """
         torch = _torch()
         self.evaluations += 1
+        theta = centre_classes(theta)
         d, c, k = theta.shape
         w = self._weights(heads)
-        z = self.x @ theta[:, :, 0]  # [R, C]
-        lse = torch.logsumexp(z, dim=1)
-        ell = (lse - z.gather(1, self.y[:, None])[:, 0]).double()  # per-row loss [R]
-        res = torch.softmax(z, dim=1)
+        t0 = theta[:, :, 0]
+        z = _affine(self.xw, t0)  # [R, C]
+        lse = torch.logsumexp(z, 1, keepdim=True)
+        res = torch.exp(z - lse)  # softmax
+        ell = lse[:, 0] - z.gather(1, self.y[:, None])[:, 0]  # per-row loss [R]
         res[self.arange, self.y] -= 1.0  # p - onehot, [R, C]
-        loss = (w.double() * ell[:, None]).sum(0)
+        loss = torch.mv(w.T.double(), ell.double())
         grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device)
+        grad[-1] = (res.T @ w).reshape(-1)  # bias: sum_r w[r, k] res[r, c]
+        cm = (c - 1) * k  # as in __call__: the last class is minus the others
         block = self._rows_per_block(c * k)
         for start in range(0, self.r, block):
             stop = min(self.r, start + block)
-            rw = self._block(stop - start, c * k).view(stop - start, c, k)
-            torch.mul(res[start:stop, :, None], w[start:stop, None, :], out=rw)
-            grad.addmm_(self.x[start:stop].T, rw.view(stop - start, c * k))
+            rw = self._block(stop - start, cm).view(stop - start, c - 1, k)
+            torch.mul(res[start:stop, :-1, None], w[start:stop, None, :], out=rw)
+            grad[:-1, :cm].addmm_(self.xw[start:stop].T, rw.view(stop - start, cm))
         wgt = theta[:-1]
         pen = self.lam[:, None, None] * wgt
         loss += 0.5 * (pen * wgt).reshape(-1, k).sum(0).double()
         grad = grad.view(d, c, k)
+        torch.sum(grad[:-1, :-1], 1, out=grad[:-1, -1]).neg_()
         grad[:-1].add_(pen)
         return loss, grad
 
@@ -215,8 +210,8 @@ class SoftmaxObjective:
         """``E_k[diag(p) - p p^T]`` per head over the subsample rows: [K, C, C] float64."""
         torch = _torch()
         d, c, k = theta.shape
-        xs, ws = self.x[self.sub], self._weights(heads)[self.sub]  # [S, D], [S, K]
-        z = (xs @ theta.reshape(d, c * k)).view(-1, c, k)
+        xs, ws = self.xw[self.sub], self._weights(heads)[self.sub]  # [S, D - 1], [S, K]
+        z = _affine(xs, theta.reshape(d, c * k)).view(-1, c, k)
         p = torch.softmax(z, dim=1).permute(2, 0, 1).contiguous()  # [K, S, C]
         wn = (ws / ws.sum(0).clamp_min(1e-30)).T[:, :, None]  # [K, S, 1]
         pw = p * wn
@@ -227,18 +222,16 @@ class SoftmaxObjective:
 class KroneckerPreconditioner:
     """Applies ``(A (x) B_k + damping)^-1`` to every head's direction at once."""
 
-    def __init__(self, x: Any, lam: Any, xw: Any = None):
+    def __init__(self, x: Any, lam: Any):
+        """``x`` [R, D - 1]: the features; the input factor is that of ``[x, 1]``."""
         torch = _torch()
         # float32 GEMM, float64 eigensolver: the factor only needs to be a good model.
-        if xw is None:
-            a = (x.T @ x).double()
-        else:  # x = [xw, 1]: the product over the features alone runs at full speed
-            sums = xw.sum(0).double()  # float32 sums are pairwise: accurate, and fast
-            a = torch.empty(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
-            a[:-1, :-1] = xw.T @ xw
-            a[:-1, -1] = a[-1, :-1] = sums
-            a[-1, -1] = x.shape[0]
-        a = a / x.shape[0]
+        r, d = x.shape[0], x.shape[1] + 1
+        a = torch.empty(d, d, dtype=torch.float64, device=x.device)
+        a[:-1, :-1] = x.T @ x
+        a[:-1, -1] = a[-1, :-1] = x.sum(0).double()  # float32 sums are pairwise: accurate
+        a[-1, -1] = r
+        a = a / r
         a = 0.5 * (a + a.T)
         ev, self.u = torch.linalg.eigh(a)
         self.ev_a = ev.clamp_min(0.0)
@@ -285,7 +278,7 @@ class SubspacePreconditioner:
     """``(A (x) B + damping + L D L^T)^-1``: the Kronecker model of one shared reference
     point, corrected by the exact curvature on the subspace the logits live in.
 
-    ``x`` [R, D] float32 holds the features with the constant 1 as its last column.
+    ``x`` [R, D - 1] float32 holds the features (the bias's constant input is implied).
 
     Every head starts at the pooled solution ``theta_ref`` and ends close to it, so one
     curvature model built there serves every head at every iteration. The Kronecker
@@ -313,12 +306,12 @@ class SubspacePreconditioner:
         self.kron = KroneckerPreconditioner(x, lam) if kron is None else copy.copy(kron)
         u_a, ev_a = self.kron.u.to(f64), self.kron.ev_a
         r_rows, c = x.shape[0], theta_ref.shape[1]
-        w = torch.full((r_rows,), 1.0 / r_rows, dtype=f64, device=x.device) if w is None \
-            else (w / w.sum()).to(f64)
+        w = None if w is None else (w / w.sum()).to(f64)  # None: every row 1 / R
         # float32 products over the rows, float64 for everything of subspace size
-        p32 = torch.softmax(x @ theta_ref, dim=1)  # [R, C]
+        z = _affine(x, theta_ref)
+        p32 = torch.exp(z - torch.logsumexp(z, 1, keepdim=True))  # softmax [R, C]
         p = p32.to(f64)
-        pw = p * w[:, None]
+        pw = p / r_rows if w is None else p * w[:, None]
         b = torch.diag(pw.sum(0)) - pw.T @ p
         self.kron.set_output_factor(b[None])
         # Directions the logits read, whitened: range of A^(1/2) theta_ref. Whitening
@@ -342,13 +335,14 @@ class SubspacePreconditioner:
             return
         basis = sv_u[:, :r]  # orthonormal, whitened eigen-coordinates [D, r]
         self.q = (u_a @ (sq[:, None] * basis)).to(x.dtype)  # L = Q (x) I, [D, r]
-        u = x @ (u_a @ (isq[:, None] * basis)).to(x.dtype)  # [R, r] whitened coordinates
+        u = _affine(x, (u_a @ (isq[:, None] * basis)).to(x.dtype))  # [R, r] whitened coords
         # Exact curvature on the subspace, sum_n w_n (diag(p_n) - p_n p_n^T) (x) u_n u_n^T,
         # laid out [(i, c), (j, d)]: both parts from one product of the rows.
         up = (u[:, :, None] * p32[:, None, :]).reshape(r_rows, r * c)  # u_i p_c
-        sums = ((up * w[:, None].to(x.dtype)).T @ torch.cat([u, up], 1)).to(f64)
-        diag = sums[:, :r].reshape(r, c, r)  # sum_n w p_c u_i u_j
-        exact = -sums[:, r:].reshape(r, c, r, c)
+        upw = up.T if w is None else (up * w[:, None].to(x.dtype)).T
+        scale = 1.0 / r_rows if w is None else 1.0
+        diag = (upw @ u).to(f64).mul_(scale).reshape(r, c, r)  # sum_n w p_c u_i u_j
+        exact = (upw @ up).to(f64).mul_(-scale).reshape(r, c, r, c)
         cls = torch.arange(c, device=x.device)
         exact[:, cls, :, cls] += diag.permute(1, 0, 2)
         # minus what the Kronecker model puts there (whitened: I_r (x) B)
@@ -376,6 +370,11 @@ class SubspacePreconditioner:
         t = _einsum("di,dck->ick", self.q, kq).reshape(self.r * self.c, k)
         z = (self.m @ t).view(self.r, self.c, k)
         return kq - self.kron(_einsum("di,ick->dck", self.q, z).contiguous())
+
+
+def _affine(x: Any, t: Any) -> Any:
+    """``[x, 1] @ t``: features times all but the last row of ``t``, plus that row."""
+    return _torch().addmm(t[-1:], x, t[:-1])
 
 
 def centre_classes(theta: Any) -> Any:
@@ -418,7 +417,7 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
 
     A head stops when ``max |grad_scale * gradient| <= tol`` (``grad_scale`` [D] maps the
     gradient back to the caller's coordinates when the features were standardised).
-    ``pre`` is a :class:`KroneckerPreconditioner` of ``obj.x`` (built here if None);
+    ``pre`` is a :class:`KroneckerPreconditioner` of ``obj.xw`` (built here if None);
     ``tick(n_done)`` is called whenever heads finish (for progress bars).
     ``shared_start``: every column of ``theta0`` is the same point, so the first
     evaluation can share its forward product (:meth:`SoftmaxObjective.at_shared_point`).
@@ -428,7 +427,7 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
     torch = _torch()
     dev = theta0.device
     d, c, m = theta0.shape
-    pre = KroneckerPreconditioner(obj.x, obj.lam) if pre is None else pre
+    pre = KroneckerPreconditioner(obj.xw, obj.lam) if pre is None else pre
     out = theta0.clone()
     iters = torch.zeros(m, dtype=torch.int64)
     gmax_out = torch.full((m,), float("nan"), dtype=torch.float64)

@@ -356,24 +356,23 @@ class _Trainer:
         # cause in float32. Per-feature scales are left to the preconditioner, whose
         # input factor E[x x^T] whitens them exactly; a per-feature rescaling would make
         # the penalty non-uniform, which a Kronecker-factored model cannot invert.
+        # The bias is the solver's last weight row, its input the constant 1 (implied).
         mu = x.mean(0)  # float32 sums are pairwise: accurate, and twice as fast
         xw = x - mu
-        s = float(xw.square().mean()) ** 0.5
+        s = float(torch.linalg.vector_norm(xw)) / xw.numel() ** 0.5
         s = s if s > 0 else 1.0
         xw.div_(s)
-        xs = torch.cat([xw, torch.ones(r, 1, device=x.device)], 1)
-        lam = torch.full((xs.shape[1] - 1,), cfg["weight_decay"] / s ** 2, device=x.device)
-        scale = torch.cat([torch.full((xs.shape[1] - 1,), s, dtype=torch.float64),
+        n_feat = xw.shape[1]
+        lam = torch.full((n_feat,), cfg["weight_decay"] / s ** 2, device=x.device)
+        scale = torch.cat([torch.full((n_feat,), s, dtype=torch.float64),
                            torch.ones(1, dtype=torch.float64)]).to(x.device)
         g = torch.Generator().manual_seed(cfg["seed"])
         sub = torch.randperm(r, generator=g)[: min(r, SUB_ROWS)].to(x.device)
-        pre = KroneckerPreconditioner(xs, lam, xw=xw)
-        shared = SoftmaxObjective.shared_inputs(xs, xw=xw)
-        theta0 = torch.zeros(xs.shape[1], cfg["n_classes"], 1, device=x.device)
+        pre = KroneckerPreconditioner(xw, lam)
+        theta0 = torch.zeros(n_feat + 1, cfg["n_classes"], 1, device=x.device)
         if cfg["warm_start"]:
             w_all = torch.full((r, 1), 1.0 / r, device=x.device)
-            obj = SoftmaxObjective(xs, self.y_rows, w_all, lam, cfg["n_classes"], sub,
-                                   shared=shared)
+            obj = SoftmaxObjective(xw, self.y_rows, w_all, lam, cfg["n_classes"], sub)
             # The heads differ from this point by far more than a 10% residual, so
             # solving it further only costs time: each head's first gradient is the same
             # within 10%, and the heads still converge to tol in as many iterations.
@@ -381,9 +380,9 @@ class _Trainer:
                                  grad_scale=scale, pre=pre, rel_tol=1e-1).theta
             # Every head starts here and ends near here: one curvature model of this
             # point preconditions them all (see SubspacePreconditioner).
-            pre = SubspacePreconditioner(xs, lam, theta0[:, :, 0], kron=pre)
-        self._linear = {"xs": xs, "lam": lam, "scale": scale, "sub": sub, "theta0": theta0,
-                        "mu": mu, "s": s, "shared": shared,
+            pre = SubspacePreconditioner(xw, lam, theta0[:, :, 0], kron=pre)
+        self._linear = {"xw": xw, "lam": lam, "scale": scale, "sub": sub, "theta0": theta0,
+                        "mu": mu, "s": s,
                         "pre": pre, "solve": lbfgs_heads, "objective": SoftmaxObjective}
         return self._linear
 
@@ -392,8 +391,7 @@ class _Trainer:
         s = self._linear_setup()
         kr = self.keep_rows[chunk].astype(np.float32)
         w = torch.from_numpy((kr / kr.sum(1, keepdims=True)).T.copy()).to(self.dev)
-        obj = s["objective"](s["xs"], self.y_rows, w, s["lam"], cfg["n_classes"], s["sub"],
-                             shared=s["shared"])
+        obj = s["objective"](s["xw"], self.y_rows, w, s["lam"], cfg["n_classes"], s["sub"])
         theta0 = s["theta0"].expand(-1, -1, len(chunk)).contiguous()
         res = s["solve"](obj, theta0, tol=cfg["tol"], max_iter=cfg["epochs"],
                          grad_scale=s["scale"], pre=s["pre"], tick=bar.update,
