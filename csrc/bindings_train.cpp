@@ -26,7 +26,8 @@ void register_train(py::module_& m) {
   // of labels outside [0, C) (their rows are left out).
   m.def("softmax_ce", [](py::handle z, py::handle y, py::handle w, py::handle loss,
                          py::handle gbias, std::uintptr_t stream, py::handle res,
-                         bool implied_last) {
+                         bool implied_last, py::handle out, py::handle out_heads,
+                         int64_t row0) {
     SoftmaxCEArgs a;
     a.z = to_tensor(z, "z", true);
     a.implied_last = implied_last;
@@ -54,12 +55,38 @@ void register_train(py::module_& m) {
       if (a.res.data == a.z.data) a.res = Tensor();  // the same array: in place
       same_device({{"z", &a.z}, {"res", &a.res}});
     }
+    if (out.is_none() != out_heads.is_none())
+      throw InputError("softmax_ce: out and out_heads go together");
+    if (!out.is_none()) {
+      a.out = to_tensor(out, "out", true);
+      a.out_heads = to_tensor(out_heads, "out_heads");
+      require(a.out, "out", DType::f32, 3, "float32 logits [M, N, C]");
+      require(a.out_heads, "out_heads", DType::i64, 1, "int64 heads [K]");
+      if (a.out.shape[2] != C || a.out_heads.shape[0] != K)
+        throw InputError("softmax_ce: out must be [M, N, " + std::to_string(C) +
+                         "] and out_heads [" + std::to_string(K) + "]");
+      if (row0 < 0 || row0 + R > a.out.shape[1])
+        throw InputError("softmax_ce: rows " + std::to_string(row0) + " to " +
+                         std::to_string(row0 + R) + " are outside out's " +
+                         std::to_string(a.out.shape[1]));
+      a.row0 = row0;
+      same_device({{"z", &a.z}, {"out", &a.out}, {"out_heads", &a.out_heads}});
+      // Destinations are checked where they live; a device array is checked by its maker.
+      if (a.out_heads.device == DeviceType::cpu) {
+        const int64_t* dh = a.out_heads.ptr<int64_t>();
+        for (int64_t k = 0; k < K; ++k)
+          if (dh[k] >= a.out.shape[0])
+            throw InputError("softmax_ce: out_heads[" + std::to_string(k) + "] = " +
+                             std::to_string(dh[k]) + " is not a head of out");
+      }
+    }
     same_device({{"z", &a.z}, {"y", &a.y}, {"w", &a.w}, {"loss", &a.loss},
                  {"gbias", &a.gbias}});
     py::gil_scoped_release nogil;
     return MIAKIT_DISPATCH(softmax_ce, a, stream, a.z);
   }, py::arg("z"), py::arg("y"), py::arg("w"), py::arg("loss"), py::arg("gbias"),
-     py::arg("stream"), py::arg("res") = py::none(), py::arg("implied_last") = false);
+     py::arg("stream"), py::arg("res") = py::none(), py::arg("implied_last") = false,
+     py::arg("out") = py::none(), py::arg("out_heads") = py::none(), py::arg("row0") = 0);
 }
 
 }  // namespace miakit

@@ -19,11 +19,16 @@ namespace miakit {
 // y [R] int64 in [0, C); w [R, K] float32 contiguous: row weights per head.
 // loss [K] float64: += sum_r w[r, k] * (logsumexp_c z[r, :, k] - z[r, y[r], k]).
 // gbias [C * K] float32: += sum_r of the residual (the gradient of a bias row).
+// out (optional) [M, N, C] float32 contiguous, with out_heads [K] int64: the logits of
+// head k (the last class filled in) are also written to out[out_heads[k], row0 + r, :],
+// heads with out_heads[k] < 0 are not -- the solver's final logits, taken from the
+// evaluation that finishes a head instead of from another pass over the rows.
 // Returns the number of labels outside [0, C): their rows are left out (a separate res
 // gets zeros there, in place they are left as they were).
 struct SoftmaxCEArgs {
-  Tensor z, y, w, loss, gbias, res;
+  Tensor z, y, w, loss, gbias, res, out, out_heads;
   bool implied_last = false;
+  int64_t row0 = 0;
 };
 
 namespace cpu {

@@ -494,10 +494,14 @@ def test_softmax_ce_kernel_separate_residual_implied_last_matches_cpu(shape):
         res = torch.full((r, c, k), 3.0, device=dev)
         loss = torch.zeros(k, dtype=torch.float64, device=dev)
         gbias = torch.zeros(c * k, device=dev)
+        out = torch.zeros(k + 1, r + 3, c, device=dev)
+        dest = torch.arange(k, device=dev).flip(0)
+        dest[0] = -1
         bad = _C.softmax_ce(kernel_arg(zz), kernel_arg(yy), kernel_arg(ww), kernel_arg(loss),
                             kernel_arg(gbias), stream_of(zz), res=kernel_arg(res),
-                            implied_last=True)
-        return bad, zz.cpu(), res.cpu(), loss.cpu(), gbias.cpu()
+                            implied_last=True, out=kernel_arg(out),
+                            out_heads=kernel_arg(dest), row0=2)
+        return bad, zz.cpu(), res.cpu(), loss.cpu(), gbias.cpu(), out.cpu()
 
     out_d, out_c = run(DEV), run("cpu")
     assert out_d[0] == out_c[0] == 1

@@ -10,6 +10,7 @@ from miakit.shadow._linear import (
     KroneckerPreconditioner,
     SoftmaxObjective,
     SubspacePreconditioner,
+    lbfgs_heads,
 )
 
 
@@ -263,6 +264,65 @@ def test_softmax_ce_kernel_separate_residual_is_zero_for_bad_labels():
     with pytest.raises(ValueError, match="implied_last needs C >= 2"):
         _softmax_ce(torch.zeros(4, 1, 2), torch.zeros(4, dtype=torch.int64),
                     torch.ones(4, 2), implied_last=True)
+
+
+def test_softmax_ce_kernel_writes_the_logits_of_chosen_heads():
+    from miakit import _C
+    from miakit._arrays import kernel_arg as arg
+
+    r, c, k, m, n, row0 = 37, 5, 6, 9, 100, 41
+    g = torch.Generator().manual_seed(11)
+    z = torch.randn(r, c, k, generator=g)
+    centred = z.clone()
+    centred[:, -1] = -z[:, :-1].sum(1)
+    y = torch.randint(0, c, (r,), generator=g)
+    w = torch.rand(r, k, generator=g)
+    out = torch.full((m, n, c), -7.0)
+    dest = torch.tensor([3, -1, 0, 8, -1, 5])
+    for in_place in (True, False):
+        out.fill_(-7.0)
+        zz = z.clone()
+        res = None if in_place else arg(torch.empty(r, c, k))
+        _C.softmax_ce(arg(zz), arg(y), arg(w), arg(torch.zeros(k, dtype=torch.float64)),
+                      arg(torch.zeros(c * k)), 0, res=res, implied_last=True,
+                      out=arg(out), out_heads=arg(dest), row0=row0)
+        for col, head in enumerate(dest.tolist()):
+            if head >= 0:
+                np.testing.assert_allclose(out[head, row0:row0 + r].numpy(),
+                                           centred[:, :, col].numpy(), rtol=1e-6, atol=1e-6)
+        written = torch.zeros(m, n, dtype=torch.bool)
+        written[dest[dest >= 0][:, None], torch.arange(row0, row0 + r)] = True
+        assert bool((out[~written] == -7.0).all())  # nothing else touched
+
+    def call(**kw):
+        _C.softmax_ce(arg(z.clone()), arg(y), arg(w), arg(torch.zeros(k, dtype=torch.float64)),
+                      arg(torch.zeros(c * k)), 0, **kw)
+
+    with pytest.raises(ValueError, match="out_heads\\[0\\] = 9 is not a head"):
+        call(out=arg(out), out_heads=arg(torch.full((k,), 9)))
+    with pytest.raises(ValueError, match="outside out's 100"):
+        call(out=arg(out), out_heads=arg(dest), row0=n - r + 1)
+    with pytest.raises(ValueError, match="out and out_heads go together"):
+        call(out=arg(out))
+    with pytest.raises(ValueError, match="out must be"):
+        call(out=arg(torch.zeros(m, n, c + 1)), out_heads=arg(dest))
+
+
+def test_solver_leaves_each_heads_final_logits_in_logits_out():
+    x, y, w, lam, theta = _problem(r=400, k=6)
+    xw = x[:, :-1].contiguous()
+    obj = SoftmaxObjective(xw, y, w, lam, 4, torch.arange(50))
+    out = torch.full((6, 400, 4), float("nan"))
+    start = torch.zeros(x.shape[1], 4, 6)
+    res = lbfgs_heads(obj, start, tol=1e-5, max_iter=200, logits_out=out)
+    assert res.converged.all() and res.logits_written.any()
+    # every written head holds the logits of the point returned for it
+    ref = obj.logits(res.theta)
+    ok = torch.from_numpy(res.logits_written)
+    np.testing.assert_allclose(out[ok].numpy(), ref[ok].numpy(), rtol=1e-5, atol=1e-5)
+    assert bool(torch.isnan(out[~ok]).all())  # the others are left to the caller
+    # the point returned is centred over the classes, as the optimum is
+    assert float(res.theta.sum(1).abs().max()) < 1e-5
 
 
 def test_softmax_ce_kernel_extreme_logits_stay_finite():

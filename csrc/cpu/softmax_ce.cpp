@@ -14,21 +14,22 @@ namespace cpu {
 
 namespace {
 
+// The last class of one row, [C][K], as minus the sum of the others (implied_last).
+MIAKIT_CPU_CLONES void fill_last_class(float* zr, int64_t C, int64_t K) {
+  float* zl = zr + (C - 1) * K;
+#pragma omp simd
+  for (int64_t k = 0; k < K; ++k) zl[k] = 0.0f;
+  for (int64_t c = 0; c + 1 < C; ++c)
+#pragma omp simd
+    for (int64_t k = 0; k < K; ++k) zl[k] -= zr[c * K + k];
+}
+
 // One row: logits of K heads over C classes (zr, [C][K]) -> weighted residuals in rr
 // (which may be zr); adds the row's weighted loss to ls [K] and its residuals to
-// gb [C][K]. With implied_last, zr's last class is first set to minus the others' sum.
-MIAKIT_CPU_CLONES void residual_row(float* zr, float* rr, const float* wr, int64_t yr,
-                                    int64_t C, int64_t K, bool implied_last, float* mx,
-                                    float* sum, float* zy, float* scale, double* ls,
-                                    double* gb) {
-  if (implied_last) {
-    float* zl = zr + (C - 1) * K;
-#pragma omp simd
-    for (int64_t k = 0; k < K; ++k) zl[k] = 0.0f;
-    for (int64_t c = 0; c + 1 < C; ++c)
-#pragma omp simd
-      for (int64_t k = 0; k < K; ++k) zl[k] -= zr[c * K + k];
-  }
+// gb [C][K] (float: the caller moves it into double every few rows).
+MIAKIT_CPU_CLONES void residual_row(const float* zr, float* rr, const float* wr, int64_t yr,
+                                    int64_t C, int64_t K, float* mx, float* sum, float* zy,
+                                    float* scale, double* ls, float* gb) {
   for (int64_t k = 0; k < K; ++k) {
     mx[k] = zr[k];
     zy[k] = zr[yr * K + k];
@@ -51,14 +52,46 @@ MIAKIT_CPU_CLONES void residual_row(float* zr, float* rr, const float* wr, int64
   }
   for (int64_t c = 0; c < C; ++c) {
     float* rc = rr + c * K;
-    double* gc = gb + c * K;
-    const float at_y = c == yr ? 1.0f : 0.0f;
+    float* gc = gb + c * K;
+    if (c == yr) {
 #pragma omp simd
-    for (int64_t k = 0; k < K; ++k) {
-      const float v = rc[k] * scale[k] - at_y * wr[k];
-      rc[k] = v;
-      gc[k] += v;
+      for (int64_t k = 0; k < K; ++k) {
+        const float v = rc[k] * scale[k] - wr[k];
+        rc[k] = v;
+        gc[k] += v;
+      }
+    } else {
+#pragma omp simd
+      for (int64_t k = 0; k < K; ++k) {
+        const float v = rc[k] * scale[k];
+        rc[k] = v;
+        gc[k] += v;
+      }
     }
+  }
+}
+
+// Adds a float partial sum into its double total and clears it.
+MIAKIT_CPU_CLONES void flush_partial(float* f, double* d, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    d[i] += static_cast<double>(f[i]);
+    f[i] = 0.0f;
+  }
+}
+
+// Rows summed in float before their bias-gradient sum moves into double: a float sum of
+// a few dozen residuals in [-1, 1] loses nothing the gradient needs, and a double add
+// per value per row cost as much as the exponentials.
+constexpr int64_t kFloatRows = 32;
+
+// Copies the row's logits of the heads that have a destination into the head-major out.
+void copy_row_out(const float* zr, int64_t C, int64_t K, const int64_t* dest, float* out,
+                  int64_t head_stride) {
+  for (int64_t k = 0; k < K; ++k) {
+    if (dest[k] < 0) continue;
+    float* o = out + dest[k] * head_stride;
+    for (int64_t c = 0; c < C; ++c) o[c] = zr[c * K + k];
   }
 }
 
@@ -68,6 +101,9 @@ int64_t softmax_ce(const SoftmaxCEArgs& a) {
   const int64_t R = a.z.shape[0], C = a.z.shape[1], K = a.z.shape[2];
   float* z = a.z.ptr<float>();
   float* res = a.res.data != nullptr ? a.res.ptr<float>() : z;
+  float* out = a.out.data != nullptr ? a.out.ptr<float>() : nullptr;
+  const int64_t* dest = out != nullptr ? a.out_heads.ptr<int64_t>() : nullptr;
+  const int64_t head_stride = out != nullptr ? a.out.shape[1] * C : 0;
   const int64_t* y = a.y.ptr<int64_t>();
   const float* w = a.w.ptr<float>();
   double* loss = a.loss.ptr<double>();
@@ -83,20 +119,29 @@ int64_t softmax_ce(const SoftmaxCEArgs& a) {
   int64_t bad = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : bad)
   {
-    std::vector<float> mx(K), sum(K), zy(K), scale(K);
+    std::vector<float> mx(K), sum(K), zy(K), scale(K), gbf(CK, 0.0f);
     double* ls = part.data() + static_cast<size_t>(thread_id()) * stride;
     double* gb = ls + K;
+    int64_t in_float = 0;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; ++r) {
+      if (a.implied_last) fill_last_class(z + r * CK, C, K);
+      if (out != nullptr)  // before an in-place residual replaces the logits
+        copy_row_out(z + r * CK, C, K, dest, out + (a.row0 + r) * C, head_stride);
       const int64_t yr = y[r];
       if (yr < 0 || yr >= C) {
         ++bad;
         if (res != z) std::fill(res + r * CK, res + (r + 1) * CK, 0.0f);
         continue;
       }
-      residual_row(z + r * CK, res + r * CK, w + r * K, yr, C, K, a.implied_last, mx.data(),
-                   sum.data(), zy.data(), scale.data(), ls, gb);
+      residual_row(z + r * CK, res + r * CK, w + r * K, yr, C, K, mx.data(), sum.data(),
+                   zy.data(), scale.data(), ls, gbf.data());
+      if (++in_float == kFloatRows) {
+        flush_partial(gbf.data(), gb, CK);
+        in_float = 0;
+      }
     }
+    flush_partial(gbf.data(), gb, CK);
   }
   for (int t = 0; t < threads; ++t) {
     const double* ls = part.data() + static_cast<size_t>(t) * stride;

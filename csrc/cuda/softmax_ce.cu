@@ -19,7 +19,9 @@ constexpr int64_t kRowsPerBlock = 64;
 
 __global__ void softmax_ce_kernel(float* z, float* res, const int64_t* y, const float* w,
                                   int64_t R, int64_t C, int64_t K, bool implied_last,
-                                  double* loss, float* gbias, unsigned long long* bad) {
+                                  float* out, const int64_t* dest, int64_t out_rows,
+                                  int64_t row0, double* loss, float* gbias,
+                                  unsigned long long* bad) {
   const int64_t r0 = blockIdx.x * kRowsPerBlock;
   const int64_t r1 = min(R, r0 + kRowsPerBlock);
   long long mine = 0;
@@ -29,16 +31,20 @@ __global__ void softmax_ce_kernel(float* z, float* res, const int64_t* y, const 
       const int64_t yr = y[r];
       float* zr = z + r * C * K + k;
       float* rr = res + r * C * K + k;
+      if (implied_last) {
+        float last = 0.0f;
+        for (int64_t c = 0; c + 1 < C; ++c) last -= zr[c * K];
+        zr[(C - 1) * K] = last;
+      }
+      if (out != nullptr && dest[k] >= 0) {  // before an in-place residual replaces them
+        float* o = out + (dest[k] * out_rows + row0 + r) * C;
+        for (int64_t c = 0; c < C; ++c) o[c] = zr[c * K];
+      }
       if (yr < 0 || yr >= C) {
         mine += k == 0;
         if (rr != zr)
           for (int64_t c = 0; c < C; ++c) rr[c * K] = 0.0f;
         continue;
-      }
-      if (implied_last) {
-        float last = 0.0f;
-        for (int64_t c = 0; c + 1 < C; ++c) last -= zr[c * K];
-        zr[(C - 1) * K] = last;
       }
       const float wr = w[r * K + k];
       float mx = zr[0];
@@ -79,7 +85,10 @@ int64_t softmax_ce(const SoftmaxCEArgs& a, std::uintptr_t stream_handle) {
   Counters bad(1, stream);
   softmax_ce_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
       a.z.ptr<float>(), a.res.data != nullptr ? a.res.ptr<float>() : a.z.ptr<float>(),
-      a.y.ptr<int64_t>(), a.w.ptr<float>(), R, C, K, a.implied_last, a.loss.ptr<double>(),
+      a.y.ptr<int64_t>(), a.w.ptr<float>(), R, C, K, a.implied_last,
+      a.out.data != nullptr ? a.out.ptr<float>() : nullptr,
+      a.out.data != nullptr ? a.out_heads.ptr<int64_t>() : nullptr,
+      a.out.data != nullptr ? a.out.shape[1] : 0, a.row0, a.loss.ptr<double>(),
       a.gbias.ptr<float>(), bad.data());
   check_launch("softmax_ce_kernel");
   return static_cast<int64_t>(bad.fetch()[0]);

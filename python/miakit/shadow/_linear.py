@@ -12,7 +12,11 @@ optimizer run:
   laid out ``[D, C * K]``, and the gradient of every head is ``X^T @ R`` -- two GEMMs
   per evaluation, whatever the number of heads K, over blocks of rows small enough
   that the logits stay in cache for the fused softmax kernel between them
-  (``_C.softmax_ce``: residual, loss and bias gradient in one pass);
+  (``_C.softmax_ce``: residual, loss and bias gradient in one pass). The optimum and
+  every gradient are centred over the classes, so both products skip the last class
+  (minus the sum of the others): C - 1 columns of every C;
+* the evaluation that finishes a head also writes its logits, head-major, into the
+  result (the heads predicted to finish there), so no last pass over the rows is needed;
 * a warm start: the pooled problem (every row, one head) is solved first, and every
   head starts there; at that shared point the first evaluation needs only one narrow
   forward product (:meth:`SoftmaxObjective.at_shared_point`);
@@ -55,6 +59,7 @@ class LbfgsResult:
     grad_max: Any  # [M] float64 numpy
     converged: Any  # [M] bool numpy
     loss: Any  # [M] float64 numpy
+    logits_written: Any = None  # [M] bool numpy: final logits already in logits_out
 
 
 class SoftmaxObjective:
@@ -126,11 +131,14 @@ class SoftmaxObjective:
             self._buf = _torch().empty(rows * cols, device=self.xw.device)
         return self._buf[: rows * cols].view(rows, cols)
 
-    def __call__(self, theta: Any, heads: Any, need_grad: bool = True):
+    def __call__(self, theta: Any, heads: Any, need_grad: bool = True, out: Any = None,
+                 out_heads: Any = None):
         """(loss [K] float64, grad [D, C, K] or None) of heads ``heads`` at ``theta``.
 
         ``theta`` is read centred over the classes (see :func:`centre_classes`), and the
         gradient returned is centred: the products then need only C - 1 of the C classes.
+        ``out`` [M, R, C] with ``out_heads`` [K] int64: the logits of column k are also
+        written to ``out[out_heads[k]]`` (not where ``out_heads[k] < 0``).
         """
         torch = _torch()
         self.evaluations += 1
@@ -147,6 +155,8 @@ class SoftmaxObjective:
         grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device)
         grad_w, grad_b = grad[:-1], grad[-1]
         stream = ar.stream_of(theta)
+        dest = {} if out is None else {"out": ar.kernel_arg(out),
+                                       "out_heads": ar.kernel_arg(out_heads)}
         for start in range(0, self.r, block):
             stop = min(self.r, start + block)
             xb = self.xw[start:stop]
@@ -156,7 +166,7 @@ class SoftmaxObjective:
             _C.softmax_ce(ar.kernel_arg(z2.view(stop - start, c, k)),
                           ar.kernel_arg(self.y[start:stop]), ar.kernel_arg(w[start:stop]),
                           ar.kernel_arg(loss), ar.kernel_arg(grad_b), stream,
-                          implied_last=True)
+                          implied_last=True, row0=start, **dest)
             if need_grad:
                 grad_w[:, :cm].addmm_(xb.T, z2[:, :cm])
         wgt = theta[:-1]
@@ -412,7 +422,7 @@ def _torch() -> Any:
 def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int,
                 grad_scale: Any = None, history: int = 10, pre: Any = None,
                 tick: Any = None, shared_start: bool = False,
-                rel_tol: float = 0.0) -> LbfgsResult:
+                rel_tol: float = 0.0, logits_out: Any = None) -> LbfgsResult:
     """Minimise every head's objective from ``theta0`` [D, C, M]; see the module notes.
 
     A head stops when ``max |grad_scale * gradient| <= tol`` (``grad_scale`` [D] maps the
@@ -423,6 +433,11 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
     evaluation can share its forward product (:meth:`SoftmaxObjective.at_shared_point`).
     ``rel_tol``: also stop a head once its largest gradient entry has fallen by this
     factor from the start (for a warm start, which needs no more accuracy than that).
+    ``logits_out`` [M, R, C]: where each head's logits at its final point go. An
+    evaluation writes them for the heads whose gradient is predicted to pass the
+    tolerance there (the last ratio of successive gradients, with a margin), so the
+    evaluation that finishes a head usually leaves its logits behind and no further pass
+    over the rows is needed; ``result.logits_written`` says for which heads that held.
     """
     torch = _torch()
     dev = theta0.device
@@ -433,8 +448,11 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
     gmax_out = torch.full((m,), float("nan"), dtype=torch.float64)
     loss_out = torch.full((m,), float("nan"), dtype=torch.float64)
     conv = torch.zeros(m, dtype=torch.bool)
+    written = torch.zeros(m, dtype=torch.bool)
 
     ids = torch.arange(m, device=dev)  # global head index of each working column
+    fresh = torch.zeros(m, dtype=torch.bool, device=dev)  # logits of the point in out
+    gmax_prev = None
     theta = theta0.clone()
     loss, grad = obj.at_shared_point(theta, ids) if shared_start else obj(theta, ids)
     refresh = getattr(pre, "refresh", True)
@@ -460,10 +478,12 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
             gmax_out[fin.cpu()] = gmax[done].cpu()
             loss_out[fin.cpu()] = loss[done].cpu()
             conv[fin.cpu()] = (gmax[done] <= gtol[done]).cpu()
+            written[fin.cpu()] = fresh[done].cpu()
             iters[fin.cpu()] = it
             live = ~done
             ids, theta, grad, loss = ids[live], theta[:, :, live], grad[:, :, live], loss[live]
-            stalled, gtol = stalled[live], gtol[live]
+            stalled, gtol, gmax, fresh = stalled[live], gtol[live], gmax[live], fresh[live]
+            gmax_prev = None if gmax_prev is None else gmax_prev[live]
             hist_s = [s[:, :, live] for s in hist_s]
             hist_y = [y[:, :, live] for y in hist_y]
             hist_rho = [r[live] for r in hist_rho]
@@ -489,7 +509,16 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
         if bool(bad.any()):
             q[:, :, bad] = -grad[:, :, bad]
             slope = torch.where(bad, _dot(grad, q), slope)
-        new_theta, new_loss, new_grad, stalled = _line_search(obj, ids, theta, loss, q, slope)
+        dest = None
+        if logits_out is not None:
+            # Predict which heads this step finishes: the gradient falls by about the
+            # same ratio each iteration (L-BFGS with a fixed model converges linearly).
+            ratio = 0.5 if gmax_prev is None else (gmax / gmax_prev).clamp(0.05, 1.0)
+            fresh = gmax * ratio <= _WRITE_MARGIN * gtol
+            dest = torch.where(fresh, ids, torch.full_like(ids, -1))
+        gmax_prev = gmax
+        new_theta, new_loss, new_grad, stalled = _line_search(obj, ids, theta, loss, q, slope,
+                                                              logits_out, dest)
         if refresh:
             pre.set_output_factor(obj.output_factor(new_theta, ids))
         s, y = new_theta - theta, new_grad - grad
@@ -504,16 +533,26 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
             hist_y.pop(0)
             hist_rho.pop(0)
         theta, loss, grad = new_theta, new_loss, new_grad
-    return LbfgsResult(out, iters.numpy(), obj.evaluations, gmax_out.numpy(),
-                       conv.numpy(), loss_out.numpy())
+    return LbfgsResult(centre_classes(out), iters.numpy(), obj.evaluations, gmax_out.numpy(),
+                       conv.numpy(), loss_out.numpy(), written.numpy())
+
+
+# A head's logits are written by an evaluation when its gradient is predicted to end
+# within this factor of the tolerance: a write that was not needed costs one pass over
+# that head's logits, a missed one a product over the rows afterwards.
+_WRITE_MARGIN = 1.2
 
 
 def _line_search(obj: SoftmaxObjective, ids: Any, theta: Any, loss: Any, direction: Any,
-                 slope: Any, c1: float = 1e-4, max_tries: int = 30):
+                 slope: Any, logits_out: Any = None, dest: Any = None, c1: float = 1e-4,
+                 max_tries: int = 30):
     """Backtracking (Armijo) per head, trying the unit step first.
 
     Returns the new point, loss and gradient of every head, and which heads found no
     decrease at all (they stay where they were and are stopped by the caller).
+    ``logits_out``, ``dest``: as ``out``, ``out_heads`` of :class:`SoftmaxObjective`; a
+    head's last evaluation here is at the point returned, so its logits there are the
+    ones left in ``logits_out``.
 
     Heads whose trial fails are re-evaluated alone, with a step from the minimiser of the
     quadratic through f(0), f'(0) and f(step), kept within [0.1, 0.5] of the last step.
@@ -524,7 +563,14 @@ def _line_search(obj: SoftmaxObjective, ids: Any, theta: Any, loss: Any, directi
     k = ids.numel()
     step = torch.ones(k, dtype=torch.float64, device=theta.device)
     new_theta = theta + direction
-    new_loss, new_grad = obj(new_theta, ids)
+
+    def evaluate(point: Any, idx: Any = None):
+        if logits_out is None:
+            return obj(point, ids if idx is None else ids[idx])
+        return obj(point, ids if idx is None else ids[idx], out=logits_out,
+                   out_heads=dest if idx is None else dest[idx])
+
+    new_loss, new_grad = evaluate(new_theta)
     noise = 8 * 1.2e-7 * loss.abs()
     todo = ~(new_loss <= loss + c1 * step * slope + noise)
     tries = 0
@@ -537,13 +583,13 @@ def _line_search(obj: SoftmaxObjective, ids: Any, theta: Any, loss: Any, directi
         st = torch.minimum(torch.maximum(quad, 0.1 * st), 0.5 * st)
         step[idx] = st
         trial = theta[:, :, idx] + direction[:, :, idx] * st.to(theta.dtype)
-        tl, tg = obj(trial, ids[idx])
+        tl, tg = evaluate(trial, idx)
         new_theta[:, :, idx], new_loss[idx], new_grad[:, :, idx] = trial, tl, tg
         todo[idx] = ~(tl <= f0 + c1 * st * g0 + noise[idx])
     if bool(todo.any()):  # no decrease found (the float32 noise floor): stop those heads
         idx = todo.nonzero()[:, 0]
         new_theta[:, :, idx] = theta[:, :, idx]
         new_loss[idx] = loss[idx]
-        _, g = obj(theta[:, :, idx], ids[idx])
+        _, g = evaluate(theta[:, :, idx], idx)
         new_grad[:, :, idx] = g
     return new_theta, new_loss, new_grad, todo

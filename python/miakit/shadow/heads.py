@@ -393,11 +393,15 @@ class _Trainer:
         w = torch.from_numpy((kr / kr.sum(1, keepdims=True)).T.copy()).to(self.dev)
         obj = s["objective"](s["xw"], self.y_rows, w, s["lam"], cfg["n_classes"], s["sub"])
         theta0 = s["theta0"].expand(-1, -1, len(chunk)).contiguous()
+        # The evaluation that finishes a head leaves its logits here (see lbfgs_heads).
+        z = torch.empty(len(chunk), s["xw"].shape[0], cfg["n_classes"], device=self.dev)
         res = s["solve"](obj, theta0, tol=cfg["tol"], max_iter=cfg["epochs"],
                          grad_scale=s["scale"], pre=s["pre"], tick=bar.update,
-                         shared_start=True)
-        with torch.no_grad():
-            z = obj.logits(res.theta)  # [K, N * A, C]
+                         shared_start=True, logits_out=z)
+        missing = np.flatnonzero(~res.logits_written)
+        if len(missing):
+            idx = torch.from_numpy(missing).to(self.dev)
+            z[idx] = obj.logits(res.theta[:, :, idx])  # [K, N * A, C]
         info = {"iterations": res.iterations, "converged": res.converged,
                 "grad_max": res.grad_max, "loss": res.loss}
         # Back from the solver's coordinates x' = (x - mu) / s: x' t = x (t / s) - mu t / s.
