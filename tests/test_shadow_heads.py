@@ -46,8 +46,11 @@ def _reference_logreg(x, y, rows, wd, c):
     return res.x[: d * c].reshape(d, c), res.x[d * c:]
 
 
-def test_linear_lbfgs_matches_float64_reference():
+@pytest.mark.parametrize("standardised", [False, True])
+def test_linear_lbfgs_matches_float64_reference(standardised):
     x, y = _data()
+    if standardised:  # the solver then works on the caller's rows, without a copy
+        x = ((x - x.mean((0, 1))) / x.std()).astype(np.float32)
     keep = mk.shadow.balanced_keep(4, len(y), seed=3)
     wd = 1e-2
     z, info = mk.shadow.train_heads(x, y, keep, weight_decay=wd, tol=1e-6, seed=0,
@@ -57,6 +60,10 @@ def test_linear_lbfgs_matches_float64_reference():
     for m in range(4):
         w, b = _reference_logreg(x[:, 0], y, keep[m], wd, 3)
         np.testing.assert_allclose(_centred(z[m, :, 0]), _centred(x[:, 0] @ w + b), atol=5e-4)
+    # the parameters returned give the logits returned, in the caller's coordinates
+    p = info["params"]
+    np.testing.assert_allclose(np.einsum("nd,kcd->knc", x[:, 0], p["weight"]) +
+                               p["bias"][:, None], z[:, :, 0], atol=1e-4)
 
 
 def test_linear_warm_start_does_not_change_the_solution():

@@ -358,10 +358,17 @@ class _Trainer:
         # the penalty non-uniform, which a Kronecker-factored model cannot invert.
         # The bias is the solver's last weight row, its input the constant 1 (implied).
         mu = x.mean(0)  # float32 sums are pairwise: accurate, and twice as fast
-        xw = x - mu
-        s = float(torch.linalg.vector_norm(xw)) / xw.numel() ** 0.5
-        s = s if s > 0 else 1.0
-        xw.div_(s)
+        rms = float(torch.linalg.vector_norm(x)) / x.numel() ** 0.5
+        spread = max(rms ** 2 - float(mu.square().mean()), 0.0) ** 0.5
+        if float(mu.abs().max()) <= 0.25 * spread and 0.5 <= spread <= 2.0:
+            # Already centred and of unit scale (standardised features): the solver's
+            # coordinates are the caller's, and no copy of the rows is needed.
+            mu, s, xw = torch.zeros_like(mu), 1.0, x
+        else:
+            xw = x - mu
+            s = float(torch.linalg.vector_norm(xw)) / xw.numel() ** 0.5
+            s = s if s > 0 else 1.0
+            xw.div_(s)
         n_feat = xw.shape[1]
         lam = torch.full((n_feat,), cfg["weight_decay"] / s ** 2, device=x.device)
         scale = torch.cat([torch.full((n_feat,), s, dtype=torch.float64),
