@@ -312,8 +312,9 @@ class _Trainer:
         n, a, d = x.shape
         self.n, self.a = n, a
         self.rows = torch.from_numpy(x.reshape(n * a, d)).to(dev)
-        self.y_rows = torch.from_numpy(np.repeat(y, a)).to(dev)
-        self.keep_rows = np.repeat(keep, a, axis=1)  # [M, N * A]: every view of an example
+        self.y_rows = torch.from_numpy(np.repeat(y, a) if a > 1 else y).to(dev)
+        # [M, N * A]: every view of an example
+        self.keep_rows = np.repeat(keep, a, axis=1) if a > 1 else keep
         self._linear: Any = None
 
     def train(self, chunk: list[int], bar: Any) -> tuple[np.ndarray, dict, dict]:
@@ -396,8 +397,10 @@ class _Trainer:
     def _train_lbfgs(self, chunk: list[int], bar: Any):
         torch, cfg = self.torch, self.cfg
         s = self._linear_setup()
-        kr = self.keep_rows[chunk].astype(np.float32)
-        w = torch.from_numpy((kr / kr.sum(1, keepdims=True)).T.copy()).to(self.dev)
+        kc = torch.from_numpy(self.keep_rows[chunk])  # [K, R] bool
+        # row weights [R, K]: 1 / n_k on the rows head k trains on
+        w = torch.empty(kc.shape[1], kc.shape[0]).copy_(kc.T)
+        w = w.mul_(1.0 / kc.sum(1)).to(self.dev)
         obj = s["objective"](s["xw"], self.y_rows, w, s["lam"], cfg["n_classes"], s["sub"])
         theta0 = s["theta0"].expand(-1, -1, len(chunk)).contiguous()
         # The evaluation that finishes a head leaves its logits here (see lbfgs_heads).
