@@ -109,8 +109,10 @@ def test_logits_are_head_major():
 
 
 @pytest.mark.parametrize("offset", [0.0, 3.0])
-def test_subspace_preconditioner_is_the_woodbury_inverse(offset):
-    """P q == (A (x) B + damp + (Q (x) I) Delta (Q (x) I)^T)^-1 q, built densely."""
+def test_subspace_preconditioner_is_the_inverse_of_its_model(offset):
+    """P q == M^-1 q with M = K + K S G^-1 (E - G) G^-1 S^T K built densely: the
+    Kronecker model K, S = W (x) I on the logit directions, G = S^T K S and E the exact
+    curvature there; and S^T M S == E."""
     x, _, _, lam, theta = _problem(offset=offset)
     pre = SubspacePreconditioner(x[:, :-1], lam, theta)
     d, c = theta.shape
@@ -121,25 +123,21 @@ def test_subspace_preconditioner_is_the_woodbury_inverse(offset):
     p = np.exp(z - z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     b = np.diag(p.mean(0)) - p.T @ p / len(p)
-    kron = np.einsum("de,cf->dcef", a, b).reshape(d * c, d * c)
-    kron += pre.kron.damp * np.eye(d * c)
-    # exact curvature on span(Q) (x) R^C in whitened coordinates, minus I (x) B
-    ev, u = np.linalg.eigh(a)
-    a_ih = u @ np.diag(ev ** -0.5) @ u.T
-    q = pre.q.double().numpy()
-    basis = a_ih @ q  # Q = A^(1/2) V  ->  V = A^(-1/2) Q
-    uu = xd @ a_ih @ basis  # whitened coordinates in the subspace
-    r = q.shape[1]
-    delta = np.zeros((r, c, r, c))
+    damp = pre.kron.damp
+    kron = np.einsum("de,cf->dcef", a, b).reshape(d * c, d * c) + damp * np.eye(d * c)
+    hess = np.zeros((d, c, d, c))
     for n in range(len(xd)):
         bn = np.diag(p[n]) - np.outer(p[n], p[n])
-        delta += np.einsum("i,j,cf->icjf", uu[n], uu[n], bn) / len(xd)
-    delta -= np.einsum("ij,cf->icjf", np.eye(r), b)
-    lmat = np.einsum("di,cf->dcif", q, np.eye(c)).reshape(d * c, r * c)
-    model = kron + lmat @ delta.reshape(r * c, r * c) @ lmat.T
-    g = torch.randn(d, c, 3, generator=torch.Generator().manual_seed(2))
-    ref = np.linalg.solve(model, g.double().numpy().reshape(d * c, 3)).reshape(d, c, 3)
-    np.testing.assert_allclose(pre(g).double().numpy(), ref, rtol=2e-3,
+        hess += np.einsum("d,e,cf->dcef", xd[n], xd[n], bn) / len(xd)
+    hess = hess.reshape(d * c, d * c) + damp * np.eye(d * c)
+    s = np.einsum("di,cf->dcif", pre.w.double().numpy(), np.eye(c)).reshape(d * c, -1)
+    e, g = s.T @ hess @ s, s.T @ kron @ s
+    gi = np.linalg.inv(g)
+    model = kron + kron @ s @ gi @ (e - g) @ gi @ s.T @ kron
+    np.testing.assert_allclose(s.T @ model @ s, e, atol=1e-10 * np.abs(e).max())
+    grad = torch.randn(d, c, 3, generator=torch.Generator().manual_seed(2))
+    ref = np.linalg.solve(model, grad.double().numpy().reshape(d * c, 3)).reshape(d, c, 3)
+    np.testing.assert_allclose(pre(grad).double().numpy(), ref, rtol=2e-3,
                                atol=2e-3 * np.abs(ref).max())
 
 

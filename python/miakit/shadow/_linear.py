@@ -285,25 +285,30 @@ class KroneckerPreconditioner:
 
 
 class SubspacePreconditioner:
-    """``(A (x) B + damping + L D L^T)^-1``: the Kronecker model of one shared reference
-    point, corrected by the exact curvature on the subspace the logits live in.
+    """The Kronecker model of one shared reference point with its inverse replaced, on
+    the subspace the logits live in, by the exact curvature's.
 
     ``x`` [R, D - 1] float32 holds the features (the bias's constant input is implied).
 
     Every head starts at the pooled solution ``theta_ref`` and ends close to it, so one
     curvature model built there serves every head at every iteration. The Kronecker
-    model ``E[x x^T] (x) E[diag(p) - p p^T]`` assumes the inputs and the softmax
-    curvature are independent. In whitened inputs they are independent -- exactly for
-    Gaussian features, closely for real ones -- except along the C - 1 directions the
-    logits read, ``A^(1/2) theta_ref`` (classes centred), and the constant input:
-    there the curvature is weighted by the very probabilities it multiplies. So the
-    model is replaced on that r x C-dimensional subspace (r <= C) by the exact
-    curvature ``mean_n (diag(p_n) - p_n p_n^T) (x) u_n u_n^T`` (``u_n`` the whitened
-    input's coordinates in the subspace), a rank-rC correction
-    applied with the Woodbury identity. Building it costs a few products of the rows
-    with r columns; applying it, two Kronecker solves and one rC x rC product per head.
-    Iterations from the pooled solution drop to about the count with the exact Hessian
-    of the pooled problem, at the cost of the Kronecker model.
+    model ``K = E[x x^T] (x) E[diag(p) - p p^T] + damping`` assumes the inputs and the
+    softmax curvature are independent. In whitened inputs they are independent --
+    exactly for Gaussian features, closely for real ones -- except along the C - 1
+    directions the logits read, ``theta_ref`` (classes centred), and the constant
+    input: there the curvature is weighted by the very probabilities it multiplies.
+
+    On ``S = span(W) (x) R^C`` (``W`` [D, r] those r <= C input directions) the model
+    takes the exact curvature ``E = mean_n u_n u_n^T (x) (diag(p_n) - p_n p_n^T)``
+    (``u_n = W^T x_n``, plus the damping) in place of ``G = S^T K S``; the model
+    ``M = K + K S G^-1 (E - G) G^-1 S^T K`` is positive definite, has ``S^T M S = E``,
+    and is inverted in closed form:
+
+        M^-1 = K^-1 - S (G^-1 - E^-1) S^T
+
+    Building it costs a few products of the rows with r columns; applying it, one
+    Kronecker solve and two products with ``W`` per head. Iterations from the pooled
+    solution drop to about the count with the exact Hessian of the pooled problem.
     """
 
     refresh = False  # the curvature model is fixed: lbfgs_heads skips output factors
@@ -324,8 +329,9 @@ class SubspacePreconditioner:
         pw = p / r_rows if w is None else p * w[:, None]
         b = torch.diag(pw.sum(0)) - pw.T @ p
         self.kron.set_output_factor(b[None])
-        # Directions the logits read, whitened: range of A^(1/2) theta_ref. Whitening
-        # skips directions without input variance (constant features).
+        # Directions the logits read: span of theta_ref's centred columns and the
+        # constant input, found in whitened coordinates (A^(1/2)), where rank decisions
+        # are scale-free; directions without input variance are left out.
         keep_a = ev_a > 1e-10 * float(ev_a.max())
         sq = torch.where(keep_a, ev_a.clamp_min(0).sqrt(), torch.zeros_like(ev_a))
         isq = torch.where(keep_a, 1.0 / sq.clamp_min(1e-300), torch.zeros_like(ev_a))
@@ -343,11 +349,10 @@ class SubspacePreconditioner:
         self.r, self.c = r, c
         if r == 0:  # nothing to correct
             return
-        basis = sv_u[:, :r]  # orthonormal, whitened eigen-coordinates [D, r]
-        self.q = (u_a @ (sq[:, None] * basis)).to(x.dtype)  # L = Q (x) I, [D, r]
-        u = _affine(x, (u_a @ (isq[:, None] * basis)).to(x.dtype))  # [R, r] whitened coords
-        # Exact curvature on the subspace, sum_n w_n (diag(p_n) - p_n p_n^T) (x) u_n u_n^T,
-        # laid out [(i, c), (j, d)]: both parts from one product of the rows.
+        wdir = u_a @ (isq[:, None] * sv_u[:, :r])  # W [D, r]: u_n = W^T x_n is whitened
+        self.w = wdir.to(x.dtype)
+        u = _affine(x, self.w)  # [R, r]
+        # E: sum_n w_n u_n u_n^T (x) (diag(p_n) - p_n p_n^T), laid out [(i, c), (j, d)]
         up = (u[:, :, None] * p32[:, None, :]).reshape(r_rows, r * c)  # u_i p_c
         upw = up.T if w is None else (up * w[:, None].to(x.dtype)).T
         scale = 1.0 / r_rows if w is None else 1.0
@@ -355,19 +360,18 @@ class SubspacePreconditioner:
         exact = (upw @ up).to(f64).mul_(-scale).reshape(r, c, r, c)
         cls = torch.arange(c, device=x.device)
         exact[:, cls, :, cls] += diag.permute(1, 0, 2)
-        # minus what the Kronecker model puts there (whitened: I_r (x) B)
-        delta = exact - torch.einsum("ij,cd->icjd", torch.eye(r, dtype=f64, device=x.device), b)
-        delta = delta.reshape(r * c, r * c)
-        # L^T K^-1 L from the Kronecker eigenbases: K^-1 = (U (x) V) diag (U (x) V)^T.
-        qu = self.q.to(f64).T @ u_a  # [r, D]
+        eye_c = torch.eye(c, dtype=f64, device=x.device)
+        damp = self.kron.damp
+        exact += damp * torch.einsum("ij,cd->icjd", wdir.T @ wdir, eye_c)
+        # G = S^T K S from K's eigenbases: K = (U (x) V) diag(ev_a ev_b + damp) (U (x) V)^T
+        wu = wdir.T @ u_a  # [r, D]
         v, ev_b = self.kron.v[0].to(f64), self.kron.ev_b[0].to(f64)
-        inv = 1.0 / (ev_a[:, None] * ev_b[None, :] + self.kron.damp)  # [D, C]
-        t = torch.einsum("ce,ae,de->acd", v, inv, v).reshape(-1, c * c)  # [D, C*C]
-        lkl = ((qu[:, None, :] * qu[None, :, :]).reshape(r * r, -1) @ t)  # [(i,j), (c,d)]
-        lkl = lkl.view(r, r, c, c).permute(0, 2, 1, 3).reshape(r * c, r * c)
-        eye = torch.eye(r * c, dtype=f64, device=x.device)
-        # Woodbury: (K + L D L^T)^-1 = K^-1 - K^-1 L (I + D L^T K^-1 L)^-1 D L^T K^-1
-        self.m = torch.linalg.solve(eye + delta @ lkl, delta).to(x.dtype)
+        lam_k = ev_a[:, None] * ev_b[None, :] + damp  # [D, C]
+        t = torch.einsum("ce,ae,de->acd", v, lam_k, v).reshape(-1, c * c)  # [D, C*C]
+        g = (wu[:, None, :] * wu[None, :, :]).reshape(r * r, -1) @ t  # [(i,j), (c,d)]
+        g = g.view(r, r, c, c).permute(0, 2, 1, 3).reshape(r * c, r * c)
+        e = exact.reshape(r * c, r * c)
+        self.n = (_inv_sym(g) - _inv_sym(e)).to(x.dtype)  # G^-1 - E^-1
 
     def select(self, keep: Any) -> None:
         pass  # shared by every head
@@ -377,9 +381,15 @@ class SubspacePreconditioner:
         if self.r == 0:
             return kq
         k = q.shape[2]
-        t = _einsum("di,dck->ick", self.q, kq).reshape(self.r * self.c, k)
-        z = (self.m @ t).view(self.r, self.c, k)
-        return kq - self.kron(_einsum("di,ick->dck", self.q, z).contiguous())
+        t = _einsum("di,dck->ick", self.w, q).reshape(self.r * self.c, k)
+        return kq.sub_(_einsum("di,ick->dck", self.w, (self.n @ t).view(self.r, self.c, k)))
+
+
+def _inv_sym(a: Any) -> Any:
+    """Inverse of a symmetric positive definite float64 matrix (Cholesky)."""
+    torch = _torch()
+    a = 0.5 * (a + a.T)
+    return torch.cholesky_inverse(torch.linalg.cholesky(a))
 
 
 def _affine(x: Any, t: Any) -> Any:
