@@ -62,7 +62,7 @@ def _dense_hessian(x, theta, lam, w=None):
     return h.reshape(d * c, d * c)
 
 
-@pytest.mark.parametrize("k", [1, 5])
+@pytest.mark.parametrize("k", [1, 5, 50])  # 50: C - 1 = 3 classes x 50 heads, the wide product
 @pytest.mark.parametrize("block_bytes", [None, 2048])
 def test_objective_matches_float64_reference(k, block_bytes, monkeypatch):
     import miakit.shadow._linear as lin

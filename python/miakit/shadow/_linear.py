@@ -48,6 +48,7 @@ from miakit import _C
 from miakit import _arrays as ar
 
 _ROW_BLOCK_BYTES = 8 << 20  # logits of one block of rows in an evaluation: cache-sized
+_NARROW = 128  # gradient columns below which the product runs as R^T X
 SUB_ROWS = 1024  # rows used to estimate the output curvature factor (a preconditioner)
 
 
@@ -154,6 +155,9 @@ class SoftmaxObjective:
         loss = torch.zeros(k, dtype=torch.float64, device=theta.device)
         grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device)
         grad_w, grad_b = grad[:-1], grad[-1]
+        # A narrow gradient product is twice as fast as R^T X than as X^T R.
+        grad_t = torch.zeros(cm, d - 1, dtype=theta.dtype, device=theta.device) \
+            if need_grad and cm < _NARROW else None
         stream = ar.stream_of(theta)
         dest = {} if out is None else {"out": ar.kernel_arg(out),
                                        "out_heads": ar.kernel_arg(out_heads)}
@@ -167,13 +171,17 @@ class SoftmaxObjective:
                           ar.kernel_arg(self.y[start:stop]), ar.kernel_arg(w[start:stop]),
                           ar.kernel_arg(loss), ar.kernel_arg(grad_b), stream,
                           implied_last=True, row0=start, **dest)
-            if need_grad:
+            if grad_t is not None:
+                grad_t.addmm_(z2[:, :cm].T, xb)
+            elif need_grad:
                 grad_w[:, :cm].addmm_(xb.T, z2[:, :cm])
         wgt = theta[:-1]
         pen = self.lam[:, None, None] * wgt
         loss += 0.5 * (pen * wgt).reshape(-1, k).sum(0).double()
         if not need_grad:
             return loss, None
+        if grad_t is not None:
+            grad_w[:, :cm] = grad_t.T
         grad = grad.view(d, c, k)
         torch.sum(grad[:-1, :-1], 1, out=grad[:-1, -1]).neg_()  # residuals sum to 0
         grad[:-1].add_(pen)
