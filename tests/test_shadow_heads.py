@@ -60,10 +60,13 @@ def test_linear_lbfgs_matches_float64_reference(standardised):
     for m in range(4):
         w, b = _reference_logreg(x[:, 0], y, keep[m], wd, 3)
         np.testing.assert_allclose(_centred(z[m, :, 0]), _centred(x[:, 0] @ w + b), atol=5e-4)
-    # the parameters returned give the logits returned, in the caller's coordinates
+    # the parameters returned give the logits returned, in the caller's coordinates,
+    # and are centred over the classes (the optimum's weights are; the biases' common
+    # shift is fixed at zero)
     p = info["params"]
     np.testing.assert_allclose(np.einsum("nd,kcd->knc", x[:, 0], p["weight"]) +
                                p["bias"][:, None], z[:, :, 0], atol=1e-4)
+    assert np.abs(p["weight"].sum(1)).max() < 1e-5 and np.abs(p["bias"].sum(1)).max() < 1e-5
 
 
 def test_linear_warm_start_does_not_change_the_solution():

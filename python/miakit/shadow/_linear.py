@@ -175,15 +175,22 @@ class SoftmaxObjective:
                 grad_t.addmm_(z2[:, :cm].T, xb)
             elif need_grad:
                 grad_w[:, :cm].addmm_(xb.T, z2[:, :cm])
+        if grad_t is not None:
+            grad_w[:, :cm] = grad_t.T
+        return self._penalised(theta, loss, grad if need_grad else None)
+
+    def _penalised(self, theta: Any, loss: Any, grad: Any):
+        """Adds the penalty to the losses [K] and to ``grad`` [D, C * K] (if not None),
+        whose last class is first filled in as minus the others (residuals sum to 0)."""
+        torch = _torch()
+        d, c, k = theta.shape
         wgt = theta[:-1]
         pen = self.lam[:, None, None] * wgt
         loss += 0.5 * (pen * wgt).reshape(-1, k).sum(0).double()
-        if not need_grad:
+        if grad is None:
             return loss, None
-        if grad_t is not None:
-            grad_w[:, :cm] = grad_t.T
         grad = grad.view(d, c, k)
-        torch.sum(grad[:-1, :-1], 1, out=grad[:-1, -1]).neg_()  # residuals sum to 0
+        torch.sum(grad[:-1, :-1], 1, out=grad[:-1, -1]).neg_()
         grad[:-1].add_(pen)
         return loss, grad
 
@@ -216,13 +223,7 @@ class SoftmaxObjective:
             rw = self._block(stop - start, cm).view(stop - start, c - 1, k)
             torch.mul(res[start:stop, :-1, None], w[start:stop, None, :], out=rw)
             grad[:-1, :cm].addmm_(self.xw[start:stop].T, rw.view(stop - start, cm))
-        wgt = theta[:-1]
-        pen = self.lam[:, None, None] * wgt
-        loss += 0.5 * (pen * wgt).reshape(-1, k).sum(0).double()
-        grad = grad.view(d, c, k)
-        torch.sum(grad[:-1, :-1], 1, out=grad[:-1, -1]).neg_()
-        grad[:-1].add_(pen)
-        return loss, grad
+        return self._penalised(theta, loss, grad)
 
     def output_factor(self, theta: Any, heads: Any) -> Any:
         """``E_k[diag(p) - p p^T]`` per head over the subsample rows: [K, C, C] float64."""

@@ -143,6 +143,9 @@ def train_heads(
         ``weight`` [M, C, D], ``bias`` [M, C]; MLP heads ``weight1`` [M, H, D],
         ``bias1`` [M, H], ``weight2`` [M, C, H], ``bias2`` [M, C]). With ``run_dir`` they
         are in the run instead (``run.model_params(m)``), so memory stays one chunk.
+        L-BFGS linear heads come out centred over the classes, weights and biases: the
+        penalised optimum's weights are, and a shift common to every class's bias
+        changes no probability, so it is fixed at zero.
 
     Returns
     -------
