@@ -27,7 +27,7 @@ void register_train(py::module_& m) {
   m.def("softmax_ce", [](py::handle z, py::handle y, py::handle w, py::handle loss,
                          py::handle gbias, std::uintptr_t stream, py::handle res,
                          bool implied_last, py::handle out, py::handle out_heads,
-                         int64_t row0) {
+                         int64_t row0, py::handle bias) {
     SoftmaxCEArgs a;
     a.z = to_tensor(z, "z", true);
     a.implied_last = implied_last;
@@ -54,6 +54,14 @@ void register_train(py::module_& m) {
         throw InputError("softmax_ce: res must have the shape of z");
       if (a.res.data == a.z.data) a.res = Tensor();  // the same array: in place
       same_device({{"z", &a.z}, {"res", &a.res}});
+    }
+    if (!bias.is_none()) {
+      a.bias = to_tensor(bias, "bias");
+      require(a.bias, "bias", DType::f32, 1, "float32 bias [C * K]");
+      if (a.bias.shape[0] != C * K)
+        throw InputError("softmax_ce: bias must have C * K = " + std::to_string(C * K) +
+                         " entries, got " + std::to_string(a.bias.shape[0]));
+      same_device({{"z", &a.z}, {"bias", &a.bias}});
     }
     if (out.is_none() != out_heads.is_none())
       throw InputError("softmax_ce: out and out_heads go together");
@@ -86,7 +94,8 @@ void register_train(py::module_& m) {
     return MIAKIT_DISPATCH(softmax_ce, a, stream, a.z);
   }, py::arg("z"), py::arg("y"), py::arg("w"), py::arg("loss"), py::arg("gbias"),
      py::arg("stream"), py::arg("res") = py::none(), py::arg("implied_last") = false,
-     py::arg("out") = py::none(), py::arg("out_heads") = py::none(), py::arg("row0") = 0);
+     py::arg("out") = py::none(), py::arg("out_heads") = py::none(), py::arg("row0") = 0,
+     py::arg("bias") = py::none());
 }
 
 }  // namespace miakit

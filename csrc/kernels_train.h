@@ -13,6 +13,8 @@ namespace miakit {
 // whose weights are centred over the classes, as the penalised optimum is), so
 // z[r, C-1, k] is written as -sum_{c < C-1} z[r, c, k] and a product that fills z needs
 // only C - 1 of every C columns.
+// bias (optional) [C * K] float32: added to z first (z[r, c, k] += bias[c * K + k]; with
+// implied_last, to the first C - 1 classes), so the product that fills z needs no bias.
 // res: where the weighted residual w[r, k] * (softmax_c(z[r, :, k]) - [c == y[r]]) goes:
 // z itself (z then no longer holds logits), or a separate float32 [R, C, K] contiguous
 // array (z keeps the logits).
@@ -26,7 +28,7 @@ namespace miakit {
 // Returns the number of labels outside [0, C): their rows are left out (a separate res
 // gets zeros there, in place they are left as they were).
 struct SoftmaxCEArgs {
-  Tensor z, y, w, loss, gbias, res, out, out_heads;
+  Tensor z, y, w, loss, gbias, res, out, out_heads, bias;
   bool implied_last = false;
   int64_t row0 = 0;
 };

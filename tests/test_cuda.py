@@ -500,7 +500,8 @@ def test_softmax_ce_kernel_separate_residual_implied_last_matches_cpu(shape):
         bad = _C.softmax_ce(kernel_arg(zz), kernel_arg(yy), kernel_arg(ww), kernel_arg(loss),
                             kernel_arg(gbias), stream_of(zz), res=kernel_arg(res),
                             implied_last=True, out=kernel_arg(out),
-                            out_heads=kernel_arg(dest), row0=2)
+                            out_heads=kernel_arg(dest), row0=2,
+                            bias=kernel_arg(torch.linspace(-1, 1, c * k, device=dev)))
         return bad, zz.cpu(), res.cpu(), loss.cpu(), gbias.cpu(), out.cpu()
 
     out_d, out_c = run(DEV), run("cpu")

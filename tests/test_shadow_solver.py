@@ -192,8 +192,9 @@ def _softmax_ce(z, y, w, **kw):
     r, c, k = z.shape
     loss = torch.zeros(k, dtype=torch.float64, device=z.device)
     gbias = torch.zeros(c * k, device=z.device)
-    if "res" in kw:
-        kw["res"] = arg(kw["res"])
+    for key in ("res", "bias"):
+        if key in kw:
+            kw[key] = arg(kw[key])
     bad = _C.softmax_ce(arg(z), arg(y), arg(w), arg(loss), arg(gbias), stream_of(z), **kw)
     return z, loss, gbias, bad
 
@@ -249,6 +250,18 @@ def test_softmax_ce_kernel_separate_residual_and_implied_last_class(shape):
     # in place, with the last class implied: the same residuals
     res, loss, _, _ = _softmax_ce(garbage, y, w, implied_last=True)
     np.testing.assert_allclose(res.numpy(), ref_res.numpy(), atol=5e-7)
+    # a bias [C * K] added by the kernel: to every class, or to all but the implied last
+    bias = torch.randn(c, k, generator=g)
+    for implied in (False, True):
+        zb = z.clone() + bias
+        if implied:
+            zb[:, -1] = -zb[:, :-1].sum(1)
+        ref_res, ref_loss, ref_gbias = _softmax_ce_reference(zb, y, w)
+        zin = garbage if implied else z
+        zout, loss, gbias, _ = _softmax_ce(zin, y, w, res=torch.empty(r, c, k),
+                                           implied_last=implied, bias=bias.reshape(-1))
+        np.testing.assert_allclose(zout.numpy(), zb.numpy(), rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(loss.numpy(), ref_loss.numpy(), rtol=2e-6, atol=1e-7 * r)
 
 
 def test_softmax_ce_kernel_separate_residual_is_zero_for_bad_labels():
@@ -259,6 +272,9 @@ def test_softmax_ce_kernel_separate_residual_is_zero_for_bad_labels():
     with pytest.raises(ValueError, match="res must have the shape of z"):
         _softmax_ce(z, torch.zeros(4, dtype=torch.int64), torch.ones(4, 2),
                     res=torch.zeros(4, 3, 3))
+    with pytest.raises(ValueError, match="bias must have C \\* K = 6 entries, got 5"):
+        _softmax_ce(z, torch.zeros(4, dtype=torch.int64), torch.ones(4, 2),
+                    bias=torch.zeros(5))
     with pytest.raises(ValueError, match="implied_last needs C >= 2"):
         _softmax_ce(torch.zeros(4, 1, 2), torch.zeros(4, dtype=torch.int64),
                     torch.ones(4, 2), implied_last=True)

@@ -14,6 +14,13 @@ namespace cpu {
 
 namespace {
 
+// Adds the bias [C][K] to one row's logits, the first `classes` of them.
+MIAKIT_CPU_CLONES void add_bias(float* zr, const float* bias, int64_t classes, int64_t K) {
+  for (int64_t c = 0; c < classes; ++c)
+#pragma omp simd
+    for (int64_t k = 0; k < K; ++k) zr[c * K + k] += bias[c * K + k];
+}
+
 // The last class of one row, [C][K], as minus the sum of the others (implied_last).
 MIAKIT_CPU_CLONES void fill_last_class(float* zr, int64_t C, int64_t K) {
   float* zl = zr + (C - 1) * K;
@@ -101,6 +108,7 @@ int64_t softmax_ce(const SoftmaxCEArgs& a) {
   const int64_t R = a.z.shape[0], C = a.z.shape[1], K = a.z.shape[2];
   float* z = a.z.ptr<float>();
   float* res = a.res.data != nullptr ? a.res.ptr<float>() : z;
+  const float* bias = a.bias.data != nullptr ? a.bias.ptr<float>() : nullptr;
   float* out = a.out.data != nullptr ? a.out.ptr<float>() : nullptr;
   const int64_t* dest = out != nullptr ? a.out_heads.ptr<int64_t>() : nullptr;
   const int64_t head_stride = out != nullptr ? a.out.shape[1] * C : 0;
@@ -125,6 +133,7 @@ int64_t softmax_ce(const SoftmaxCEArgs& a) {
     int64_t in_float = 0;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; ++r) {
+      if (bias != nullptr) add_bias(z + r * CK, bias, a.implied_last ? C - 1 : C, K);
       if (a.implied_last) fill_last_class(z + r * CK, C, K);
       if (out != nullptr)  // before an in-place residual replaces the logits
         copy_row_out(z + r * CK, C, K, dest, out + (a.row0 + r) * C, head_stride);

@@ -18,7 +18,8 @@ namespace {
 constexpr int64_t kRowsPerBlock = 64;
 
 __global__ void softmax_ce_kernel(float* z, float* res, const int64_t* y, const float* w,
-                                  int64_t R, int64_t C, int64_t K, bool implied_last,
+                                  const float* bias, int64_t R, int64_t C, int64_t K,
+                                  bool implied_last,
                                   float* out, const int64_t* dest, int64_t out_rows,
                                   int64_t row0, double* loss, float* gbias,
                                   unsigned long long* bad) {
@@ -31,6 +32,8 @@ __global__ void softmax_ce_kernel(float* z, float* res, const int64_t* y, const 
       const int64_t yr = y[r];
       float* zr = z + r * C * K + k;
       float* rr = res + r * C * K + k;
+      if (bias != nullptr)
+        for (int64_t c = 0; c < (implied_last ? C - 1 : C); ++c) zr[c * K] += bias[c * K + k];
       if (implied_last) {
         float last = 0.0f;
         for (int64_t c = 0; c + 1 < C; ++c) last -= zr[c * K];
@@ -85,7 +88,8 @@ int64_t softmax_ce(const SoftmaxCEArgs& a, std::uintptr_t stream_handle) {
   Counters bad(1, stream);
   softmax_ce_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
       a.z.ptr<float>(), a.res.data != nullptr ? a.res.ptr<float>() : a.z.ptr<float>(),
-      a.y.ptr<int64_t>(), a.w.ptr<float>(), R, C, K, a.implied_last,
+      a.y.ptr<int64_t>(), a.w.ptr<float>(),
+      a.bias.data != nullptr ? a.bias.ptr<float>() : nullptr, R, C, K, a.implied_last,
       a.out.data != nullptr ? a.out.ptr<float>() : nullptr,
       a.out.data != nullptr ? a.out_heads.ptr<int64_t>() : nullptr,
       a.out.data != nullptr ? a.out.shape[1] : 0, a.row0, a.loss.ptr<double>(),

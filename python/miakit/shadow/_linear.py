@@ -150,7 +150,7 @@ class SoftmaxObjective:
         # last, whose logits and gradient are minus the sum of the others'.
         cm = (c - 1) * k
         flat_w = theta[:-1].reshape(d - 1, c * k)[:, :cm]
-        bias = theta[-1].reshape(1, c * k)[:, :cm]
+        bias = ar.kernel_arg(theta[-1].reshape(c * k))  # the kernel adds it
         block = self._rows_per_block(c * k)  # logits in cache: product, kernel, product
         loss = torch.zeros(k, dtype=torch.float64, device=theta.device)
         grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device)
@@ -165,12 +165,12 @@ class SoftmaxObjective:
             stop = min(self.r, start + block)
             xb = self.xw[start:stop]
             z2 = self._block(stop - start, c * k)
-            torch.addmm(bias, xb, flat_w, out=z2[:, :cm])
+            torch.mm(xb, flat_w, out=z2[:, :cm])
             # logits -> w * (softmax - onehot); loss and the bias gradient accumulated
             _C.softmax_ce(ar.kernel_arg(z2.view(stop - start, c, k)),
                           ar.kernel_arg(self.y[start:stop]), ar.kernel_arg(w[start:stop]),
                           ar.kernel_arg(loss), ar.kernel_arg(grad_b), stream,
-                          implied_last=True, row0=start, **dest)
+                          implied_last=True, row0=start, bias=bias, **dest)
             if grad_t is not None:
                 grad_t.addmm_(z2[:, :cm].T, xb)
             elif need_grad:

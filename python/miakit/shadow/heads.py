@@ -400,10 +400,11 @@ class _Trainer:
     def _train_lbfgs(self, chunk: list[int], bar: Any):
         torch, cfg = self.torch, self.cfg
         s = self._linear_setup()
-        kc = torch.from_numpy(self.keep_rows[chunk])  # [K, R] bool
+        kc = self.keep_rows[chunk]  # [K, R] bool
         # row weights [R, K]: 1 / n_k on the rows head k trains on
-        w = torch.empty(kc.shape[1], kc.shape[0]).copy_(kc.T)
-        w = w.mul_(1.0 / kc.sum(1)).to(self.dev)
+        inv_n = torch.from_numpy(1.0 / np.count_nonzero(kc, axis=1)).float()
+        w = torch.empty(kc.shape[1], kc.shape[0]).copy_(torch.from_numpy(kc).T)
+        w = w.mul_(inv_n).to(self.dev)
         obj = s["objective"](s["xw"], self.y_rows, w, s["lam"], cfg["n_classes"], s["sub"])
         theta0 = s["theta0"].expand(-1, -1, len(chunk)).contiguous()
         # The evaluation that finishes a head leaves its logits here (see lbfgs_heads).
