@@ -842,6 +842,25 @@ std::vector<int64_t> host_targets(const Tensor& tg, cudaStream_t s) {
   return out;
 }
 
+// The four fitted Gaussians' arrays [N, A] float64 (means and deviations, IN and OUT)
+// into a kernel's parameters: written by the fit, read by the score.
+template <class Params>
+void bind_fit_stats(Params& p, const Tensor& mu_in, const Tensor& mu_out, const Tensor& sd_in,
+                    const Tensor& sd_out) {
+  p.mu_in = mu_in.ptr<double>();
+  p.mu_out = mu_out.ptr<double>();
+  p.sd_in = sd_in.ptr<double>();
+  p.sd_out = sd_out.ptr<double>();
+  p.mi0 = mu_in.strides[0];
+  p.mi1 = mu_in.strides[1];
+  p.mo0 = mu_out.strides[0];
+  p.mo1 = mu_out.strides[1];
+  p.si0 = sd_in.strides[0];
+  p.si1 = sd_in.strides[1];
+  p.so0 = sd_out.strides[0];
+  p.so1 = sd_out.strides[1];
+}
+
 }  // namespace
 
 LiraStatus lira_fit(const LiraFitArgs& a, std::uintptr_t stream) {
@@ -861,18 +880,7 @@ LiraStatus lira_fit(const LiraFitArgs& a, std::uintptr_t stream) {
   require_shape(a.sd_out, p.N, p.A, "sd_out");
   require_shape(a.n_in, p.N, -1, "n_in");
   require_shape(a.n_out, p.N, -1, "n_out");
-  p.mu_in = a.mu_in.ptr<double>();
-  p.mu_out = a.mu_out.ptr<double>();
-  p.sd_in = a.sd_in.ptr<double>();
-  p.sd_out = a.sd_out.ptr<double>();
-  p.mi0 = a.mu_in.strides[0];
-  p.mi1 = a.mu_in.strides[1];
-  p.mo0 = a.mu_out.strides[0];
-  p.mo1 = a.mu_out.strides[1];
-  p.si0 = a.sd_in.strides[0];
-  p.si1 = a.sd_in.strides[1];
-  p.so0 = a.sd_out.strides[0];
-  p.so1 = a.sd_out.strides[1];
+  bind_fit_stats(p, a.mu_in, a.mu_out, a.sd_in, a.sd_out);
   p.n_in = a.n_in.ptr<int64_t>();
   p.n_out = a.n_out.ptr<int64_t>();
   p.ni0 = a.n_in.strides[0];
@@ -905,18 +913,7 @@ LiraStatus lira_score(const LiraScoreArgs& a, std::uintptr_t stream) {
   p.tdtype = a.target.dtype;
   p.t0 = a.target.strides[0];
   p.t1 = a.target.strides[1];
-  p.mu_in = a.mu_in.ptr<const double>();
-  p.mu_out = a.mu_out.ptr<const double>();
-  p.sd_in = a.sd_in.ptr<const double>();
-  p.sd_out = a.sd_out.ptr<const double>();
-  p.mi0 = a.mu_in.strides[0];
-  p.mi1 = a.mu_in.strides[1];
-  p.mo0 = a.mu_out.strides[0];
-  p.mo1 = a.mu_out.strides[1];
-  p.si0 = a.sd_in.strides[0];
-  p.si1 = a.sd_in.strides[1];
-  p.so0 = a.sd_out.strides[0];
-  p.so1 = a.sd_out.strides[1];
+  bind_fit_stats(p, a.mu_in, a.mu_out, a.sd_in, a.sd_out);
   p.out = a.out.ptr<double>();
   p.os = a.out.strides[0];
   p.N = a.target.shape[0];
