@@ -584,10 +584,8 @@ def _line_search(obj: SoftmaxObjective, ids: Any, theta: Any, loss: Any, directi
     new_theta = theta + direction
 
     def evaluate(point: Any, idx: Any = None):
-        if logits_out is None:
-            return obj(point, ids if idx is None else ids[idx])
-        return obj(point, ids if idx is None else ids[idx], out=logits_out,
-                   out_heads=dest if idx is None else dest[idx])
+        sel = slice(None) if idx is None else idx
+        return obj(point, ids[sel], out=logits_out, out_heads=None if dest is None else dest[sel])
 
     new_loss, new_grad = evaluate(new_theta)
     noise = 8 * 1.2e-7 * loss.abs()
