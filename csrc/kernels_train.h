@@ -33,8 +33,39 @@ struct SoftmaxCEArgs {
   int64_t row0 = 0;
 };
 
+// Masked evaluation of K linear heads on shared features (CPU only: on a GPU the dense
+// products of softmax_ce are the faster way). Head k reads only the rows it trains on:
+// loss, gradient and bias gradient of
+//   f_k = sum_{r in rows(k)} val_r * CE(z_r, y_r),   z_r[c] = x_r . wt[k, c] + bias[k, c]
+// for c < C - 1 and z_r[C - 1] = -sum_{c < C - 1} z_r[c] (heads centred over the classes,
+// as in softmax_ce's implied_last).
+// x [R, Dx] float32, rows contiguous (their stride may exceed Dx).
+// wt [K, C - 1, Dp] float32 contiguous, Dp = Dx rounded up to 16, zero beyond Dx.
+// bias [K, C - 1] float32 contiguous.
+// ptr [M + 1] int64, idx [nnz] int32, val [nnz] float32: the rows of every head m of a
+// run (increasing) and their weights, idx[ptr[m]:ptr[m + 1]]; heads [K] int64 says which
+// head of the run each column is.
+// y [R] int64; loss [K] float64 (+=); gw [K, C - 1, Dp] float32 (+=, zero beyond Dx);
+// gbias [K, C] float32 (+=): sums of the residual w (softmax - onehot) over the rows.
+// out (optional) [M, R, C] float32 with out_heads [K] int64: as in softmax_ce, the logits
+// of every row (its own and the others) of head k go to out[out_heads[k]].
+// Returns the number of the heads' rows whose label is outside [0, C) (left out).
+struct MaskedHeadsArgs {
+  Tensor x, wt, bias, ptr, idx, val, heads, y, loss, gw, gbias, out, out_heads;
+};
+
+// The gradient part of masked_heads_ce when every head shares one residual per row (all
+// heads at one point): gw[k] += sum_{r in rows(k)} val_r res[r] x_r^T, res [R, C - 1]
+// float32 contiguous; x, ptr, idx, val, heads and gw as in masked_heads_ce (CPU only).
+struct MaskedHeadsGradArgs {
+  Tensor x, res, ptr, idx, val, heads, gw;
+};
+
 namespace cpu {
 int64_t softmax_ce(const SoftmaxCEArgs& a);
+int64_t masked_heads_ce(const MaskedHeadsArgs& a);
+void masked_heads_grad(const MaskedHeadsGradArgs& a);
+const char* masked_heads_ce_kernel();  // "avx512" or "generic"
 }  // namespace cpu
 
 #if defined(MIAKIT_WITH_CUDA)

@@ -16,6 +16,14 @@ inline int max_threads() {
 #endif
 }
 
+inline int team_size() {
+#if defined(MIAKIT_WITH_OPENMP)
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 inline int thread_id() {
 #if defined(MIAKIT_WITH_OPENMP)
   return omp_get_thread_num();
