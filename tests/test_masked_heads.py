@@ -238,3 +238,19 @@ def test_objective_masked_equals_dense(shape):
         o(own, ids, out=out, out_heads=dest)
     torch.testing.assert_close(outs[0][-1], outs[1][-1], rtol=1e-5, atol=1e-5)
     assert torch.isnan(outs[0][:-1]).all()
+
+
+def test_objective_picks_masked_for_sparse_row_weights_on_cpu():
+    x, y = torch.randn(100, 8), torch.randint(0, 3, (100,))
+    lam, sub = torch.full((8,), 1e-3), torch.arange(16)
+    half = torch.zeros(100, 4)
+    half[::2] = 1.0 / 50
+    full = torch.full((100, 1), 0.01)
+    sparse = _linear.SoftmaxObjective(x, y, half, lam, 3, sub)
+    dense = _linear.SoftmaxObjective(x, y, full, lam, 3, sub)
+    assert dense._rows is None
+    assert (sparse._rows is not None) == (_C.masked_heads_ce_kernel() == "avx512")
+    forced = _linear.SoftmaxObjective(x, y, full, lam, 3, sub, masked=True)
+    ptr, idx, val = forced._rows
+    assert ptr.tolist() == [0, 100] and idx.tolist() == list(range(100))
+    np.testing.assert_array_equal(val, np.full(100, 0.01, np.float32))
