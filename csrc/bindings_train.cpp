@@ -32,10 +32,22 @@ std::string dims(const Tensor& t) {
   return s + "]";
 }
 
+// Every array on the CPU, for the kernels that only run there.
+void require_cpu(const std::vector<std::pair<const char*, const Tensor*>>& ts,
+                 const std::string& fn) {
+  for (const auto& [name, t] : ts)
+    if (t->device != DeviceType::cpu)
+      throw InputError(fn + ": runs on the CPU; " + name + " is on " + device_str(*t));
+}
+
 // The row lists of the heads (ptr, idx, val) and the heads asked for: the kernels read
 // them without bounds checks, so they are checked here.
 void check_head_rows(const Tensor& ptr, const Tensor& idx, const Tensor& val,
                      const Tensor& heads, int64_t R, const std::string& fn) {
+  require(ptr, "ptr", DType::i64, 1, "int64 row offsets [M + 1]");
+  require(idx, "idx", DType::i32, 1, "int32 rows [nnz]");
+  require(val, "val", DType::f32, 1, "float32 row weights [nnz]");
+  require(heads, "heads", DType::i64, 1, "int64 heads [K]");
   const int64_t M = ptr.shape[0] - 1, nnz = idx.shape[0], K = heads.shape[0];
   const int64_t* p = ptr.ptr<int64_t>();
   if (M < 0 || val.shape[0] != nnz || p[0] != 0 || p[M] != nnz)
@@ -75,10 +87,7 @@ MaskedHeadsArgs masked_args(py::handle x, py::handle wt, py::handle bias, py::ha
       {"x", &a.x}, {"wt", &a.wt}, {"bias", &a.bias}, {"ptr", &a.ptr}, {"idx", &a.idx},
       {"val", &a.val}, {"heads", &a.heads}, {"y", &a.y}, {"loss", &a.loss}, {"gw", &a.gw},
       {"gbias", &a.gbias}};
-  for (const auto& [name, t] : all)
-    if (t->device != DeviceType::cpu)
-      throw InputError(std::string("masked_heads_ce: runs on the CPU; ") + name + " is on " +
-                       device_str(*t));
+  require_cpu(all, "masked_heads_ce");
   require_rows(a.x, "x");
   require(a.wt, "wt", DType::f32, 3, "float32 weights [K, C - 1, Dp]");
   const int64_t R = a.x.shape[0], dx = a.x.shape[1];
@@ -88,10 +97,6 @@ MaskedHeadsArgs masked_args(py::handle x, py::handle wt, py::handle bias, py::ha
                      std::to_string((dx + 15) / 16 * 16) + "] for " + std::to_string(dx) +
                      " features, got " + dims(a.wt));
   require(a.bias, "bias", DType::f32, 2, "float32 bias [K, C - 1]");
-  require(a.ptr, "ptr", DType::i64, 1, "int64 row offsets [M + 1]");
-  require(a.idx, "idx", DType::i32, 1, "int32 rows [nnz]");
-  require(a.val, "val", DType::f32, 1, "float32 row weights [nnz]");
-  require(a.heads, "heads", DType::i64, 1, "int64 heads [K]");
   require(a.y, "y", DType::i64, 1, "int64 labels [R]");
   require(a.loss, "loss", DType::f64, 1, "float64 losses [K]");
   require(a.gw, "gw", DType::f32, 3, "float32 gradient [K, C - 1, Dp]");
@@ -232,17 +237,10 @@ void register_train(py::module_& m) {
     const std::vector<std::pair<const char*, const Tensor*>> all = {
         {"x", &a.x}, {"res", &a.res}, {"ptr", &a.ptr}, {"idx", &a.idx}, {"val", &a.val},
         {"heads", &a.heads}, {"gw", &a.gw}};
-    for (const auto& [name, t] : all)
-      if (t->device != DeviceType::cpu)
-        throw InputError(std::string("masked_heads_grad: runs on the CPU; ") + name +
-                         " is on " + device_str(*t));
+    require_cpu(all, "masked_heads_grad");
     require_rows(a.x, "x");
     require(a.gw, "gw", DType::f32, 3, "float32 gradient [K, C - 1, Dp]");
     require(a.res, "res", DType::f32, 2, "float32 residuals [R, C - 1]");
-    require(a.ptr, "ptr", DType::i64, 1, "int64 row offsets [M + 1]");
-    require(a.idx, "idx", DType::i32, 1, "int32 rows [nnz]");
-    require(a.val, "val", DType::f32, 1, "float32 row weights [nnz]");
-    require(a.heads, "heads", DType::i64, 1, "int64 heads [K]");
     const int64_t R = a.x.shape[0], dx = a.x.shape[1];
     if (a.gw.shape[2] != (dx + 15) / 16 * 16 || a.gw.shape[1] < 1 || a.res.shape[0] != R ||
         a.res.shape[1] != a.gw.shape[1] || a.heads.shape[0] != a.gw.shape[0])

@@ -259,7 +259,8 @@ class SoftmaxObjective:
         grad = torch.zeros(d, c * k, dtype=theta.dtype, device=theta.device)
         grad[-1] = (res.T @ w).reshape(-1)  # bias: sum_r w[r, k] res[r, c]
         if self._rows is not None:  # each head's own rows only
-            dx, dp = d - 1, (d + 14) // 16 * 16
+            dx = d - 1
+            dp = (dx + 15) // 16 * 16
             gw = torch.zeros(k, c - 1, dp, dtype=theta.dtype)
             ptr, idx, val = self._rows
             _C.masked_heads_grad(ar.kernel_arg(self.xw), res[:, :-1].contiguous().numpy(),
