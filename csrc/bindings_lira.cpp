@@ -68,7 +68,7 @@ void register_lira(py::module_& m) {
 
   m.def("lira_loo", [](py::handle data, py::handle labels, py::handle keep, py::handle targets,
                        py::handle out, int center, int variance, int mode, int offline,
-                       double min_std, int signal, std::uintptr_t stream) {
+                       int references, double min_std, int signal, std::uintptr_t stream) {
     LiraLooArgs a;
     a.source = make_source(data, labels);
     a.keep = to_tensor(keep, "keep");
@@ -78,6 +78,7 @@ void register_lira(py::module_& m) {
     a.opt.variance = static_cast<Variance>(variance);
     a.opt.mode = static_cast<Mode>(mode);
     a.opt.offline = static_cast<Offline>(offline);
+    a.opt.references = static_cast<References>(references);
     a.opt.min_std = min_std;
     a.opt.signal = static_cast<Signal>(signal);
     const Tensor& src = source_tensor(a.source);

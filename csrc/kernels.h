@@ -31,6 +31,7 @@ struct LiraOptions {
   Mode mode = Mode::online;
   Offline offline = Offline::one_sided;
   double min_std = 1e-6;
+  References references = References::balanced;  // leave-one-out only
   Signal signal = Signal::scaled_confidence;  // used when the source is logits
 };
 

@@ -104,19 +104,73 @@ def lira_score(target, fit: dict, mode="online", offline="one_sided") -> np.ndar
     return out
 
 
+def balanced_partner(keep, t, n):
+    """The model balanced leave-one-out drops beside target t on example n: the pair
+    partner t ^ 1 if it is on the other side, else the first model after t (cyclically)
+    on the other side; None when there is none."""
+    k = np.asarray(keep).astype(bool)
+    n_models = k.shape[0]
+    candidates = ([t ^ 1] if (t ^ 1) < n_models else []) + [
+        (t + i) % n_models for i in range(1, n_models)]
+    for j in candidates:
+        if k[j, n] != k[t, n]:
+            return j
+    return None
+
+
 def lira_leave_one_out(scores, keep, targets=None, mode="online", offline="one_sided",
-                       center="median", variance="per_example", min_std=1e-6) -> np.ndarray:
-    """Reference leave-one-out: for each target, literally refit on the other M - 1 models."""
+                       center="median", variance="per_example", min_std=1e-6,
+                       references="balanced") -> np.ndarray:
+    """Reference leave-one-out: for each target, literally refit without the target and
+    (``references="balanced"``) without its balanced partner of each example, as a per-
+    example mask of the models."""
     s = np.asarray(scores, dtype=np.float64)
     k = np.asarray(keep).astype(bool)
-    n_models = s.shape[0]
+    n_models, n_ex = s.shape[0], s.shape[1]
     targets = range(n_models) if targets is None else np.atleast_1d(targets)
     rows = []
     for t in targets:
-        others = np.array([m for m in range(n_models) if m != t], dtype=np.int64)
-        f = lira_fit(s[others], k[others], center, variance, min_std)
+        if references == "all":
+            others = np.array([m for m in range(n_models) if m != t], dtype=np.int64)
+            f = lira_fit(s[others], k[others], center, variance, min_std)
+            rows.append(lira_score(s[t], f, mode, offline))
+            continue
+        # mask out (model, example) pairs: a masked pair counts on neither side
+        use = np.ones((n_models, n_ex), dtype=bool)
+        use[t] = False
+        for n in range(n_ex):
+            p = balanced_partner(k, t, n)
+            if p is not None:
+                use[p, n] = False
+        f = _masked_fit(s, k, use, center, variance, min_std)
         rows.append(lira_score(s[t], f, mode, offline))
     return np.stack(rows)
+
+
+def _masked_fit(s, k, use, center, variance, min_std):
+    """lira_fit over the (model, example) pairs with ``use`` true."""
+    n_aug = s.shape[2]
+    res = {}
+    for side, mask in (("in", k & use), ("out", ~k & use)):
+        vals = np.where(mask[:, :, None], s, np.nan)
+        cnt = mask.sum(axis=0).astype(np.int64)
+        empty = cnt == 0
+        filled = np.where(empty[None, :, None], 0.0, vals)
+        mu = np.nanmedian(filled, axis=0) if center == "median" else np.nanmean(filled, axis=0)
+        mean = np.nanmean(filled, axis=0)
+        m2 = np.nansum((filled - mean) ** 2, axis=0)
+        m2[empty] = 0.0
+        mu[empty] = np.nan
+        if variance == "per_example":
+            sd = np.sqrt(m2 / np.maximum(cnt, 1)[:, None])
+            sd[empty] = np.nan
+        else:
+            total = cnt.sum() * n_aug
+            sd = np.full(mu.shape, np.sqrt(m2.sum() / total) if total > 0 else np.nan)
+        res[f"mu_{side}"] = mu
+        res[f"sigma_{side}"] = np.where(~empty[:, None] & (sd < min_std), min_std, sd)
+        res[f"n_{side}"] = cnt
+    return res
 
 
 # --------------------------------------------------------------------------- metrics

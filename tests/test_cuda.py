@@ -275,9 +275,13 @@ MODES = [("online", "one_sided"), ("offline", "one_sided"), ("offline", "two_sid
 @pytest.mark.parametrize("mode,offline", MODES)
 @pytest.mark.parametrize("center", ["median", "mean"])
 @pytest.mark.parametrize("variance", ["per_example", "global"])
-def test_leave_one_out_from_scores(m, n, a, mode, offline, center, variance, rng):
+@pytest.mark.parametrize("references", ["balanced", "all"])
+def test_leave_one_out_from_scores(m, n, a, mode, offline, center, variance, references, rng):
     s, keep, _ = _data(rng, m, n, a)
-    kw = dict(mode=mode, offline=offline, center=center, variance=variance)
+    if references == "balanced" and m % 2 == 0 and n > 1:  # complementary pairs too
+        keep[1::2] = ~keep[0::2]
+    kw = dict(mode=mode, offline=offline, center=center, variance=variance,
+              references=references)
     g, c, _ = _loo_pair(s, keep, None, torch.float64, **kw)
     assert g.shape == (m, n)
     assert_close(host(g), c.numpy())

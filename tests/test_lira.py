@@ -152,7 +152,8 @@ def test_global_variance_is_pooled_around_each_examples_own_mean():
     ss_in = sum(((np.array(c) - np.mean(c)) ** 2).sum()
                 for c in ([0.0, 2.0], [10.0, 14.0], [5.0, 0.0], [1.0, 0.0]))
     assert f2.sigma_in[0, 0] == pytest.approx(np.sqrt(ss_in / 8), rel=1e-14)
-    loo = mk.lira.leave_one_out(s, keep, targets=[t], variance="global", mode="offline")
+    loo = mk.lira.leave_one_out(s, keep, targets=[t], variance="global", mode="offline",
+                                references="all")
     want = special.log_ndtr((s[t] - f2.mu_out) / f2.sigma_out).mean(axis=1)
     np.testing.assert_allclose(loo[0], want, rtol=1e-12)
 
@@ -467,7 +468,7 @@ def test_leave_one_out_equals_refit_and_score(center, variance, rng):
     s = member_scores(rng, keep, a)
     for mode, offline in MODES:
         loo = mk.lira.leave_one_out(s, keep, mode=mode, offline=offline, center=center,
-                                    variance=variance)
+                                    variance=variance, references="all")
         for k in range(m):
             others = [i for i in range(m) if i != k]
             f = mk.lira.fit(s[others], keep[others], center=center, variance=variance)
@@ -520,17 +521,19 @@ def test_leave_one_out_three_models(center, variance, rng):
     s = member_scores(rng, keep, a)
     for offline in ("one_sided", "two_sided"):
         got = loo_quiet(s, keep, mode="offline", offline=offline, center=center,
-                        variance=variance)
-        want = ref.lira_leave_one_out(s, keep, None, "offline", offline, center, variance)
+                        variance=variance, references="all")
+        want = ref.lira_leave_one_out(s, keep, None, "offline", offline, center, variance,
+                                      references="all")
         assert_loo_equal(got, want)
         assert np.isfinite(got).all()
     # online with 3 models: some side always has a single model; NaN there on request
     keep = random_keep(rng, 3, n, n_in=1)
     s = member_scores(rng, keep, a)
     with pytest.raises(ValueError, match="no IN model"):
-        mk.lira.leave_one_out(s, keep, center=center, variance=variance)
-    got = loo_quiet(s, keep, center=center, variance=variance, on_empty="nan")
-    want = ref.lira_leave_one_out(s, keep, None, "online", "one_sided", center, variance)
+        mk.lira.leave_one_out(s, keep, center=center, variance=variance, references="all")
+    got = loo_quiet(s, keep, center=center, variance=variance, on_empty="nan", references="all")
+    want = ref.lira_leave_one_out(s, keep, None, "online", "one_sided", center, variance,
+                                  references="all")
     assert_loo_equal(got, want)
     assert np.isnan(got).any() and np.isfinite(got).any()
 
@@ -633,11 +636,11 @@ def test_leave_one_out_clamps_with_a_warning(rng):
     s = member_scores(rng, keep, a)
     s[:, 2, :] = -0.5  # identical observations
     with pytest.warns(ClampedSpreadWarning, match="min_std"):
-        got = mk.lira.leave_one_out(s, keep, mode="offline")
-    assert_loo_equal(got, ref.lira_leave_one_out(s, keep, None, "offline"))
+        got = mk.lira.leave_one_out(s, keep, mode="offline", references="all")
+    assert_loo_equal(got, ref.lira_leave_one_out(s, keep, None, "offline", references="all"))
     with pytest.warns(ClampedSpreadWarning) as rec:
-        got = mk.lira.leave_one_out(s, keep, min_std=0.8)
-    assert_loo_equal(got, ref.lira_leave_one_out(s, keep, min_std=0.8))
+        got = mk.lira.leave_one_out(s, keep, min_std=0.8, references="all")
+    assert_loo_equal(got, ref.lira_leave_one_out(s, keep, min_std=0.8, references="all"))
     # the warning counts the clamped spreads of every target's refit (online: both sides)
     n_clamped = sum(
         ref.lira_fit(s[[i for i in range(m) if i != k]], keep[[i for i in range(m) if i != k]],
@@ -646,7 +649,8 @@ def test_leave_one_out_clamps_with_a_warning(rng):
     assert str(rec[0].message).startswith(f"{n_clamped} standard deviations")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        mk.lira.leave_one_out(member_scores(rng, keep, a), keep)  # nothing to clamp
+        # nothing to clamp
+        mk.lira.leave_one_out(member_scores(rng, keep, a), keep, references="all")
 
 
 def test_leave_one_out_ties_in_columns(rng):
@@ -881,13 +885,13 @@ def test_no_out_model_only_after_leaving_the_target_out(rng):
     assert np.isfinite(mk.lira.score(s[0], fit, mode="offline")).all()  # fine with model 2
     for mode in ("online", "offline"):
         with pytest.raises(ValueError, match="no OUT model once target model 2 is left out"):
-            mk.lira.leave_one_out(s, keep, mode=mode)
+            mk.lira.leave_one_out(s, keep, mode=mode, references="all")
         # other targets are fine
         others = [0, 1, 3, 4]
-        got = mk.lira.leave_one_out(s, keep, targets=others, mode=mode)
-        assert_loo_equal(got, ref.lira_leave_one_out(s, keep, others, mode))
-        got = mk.lira.leave_one_out(s, keep, mode=mode, on_empty="nan")
-        want = ref.lira_leave_one_out(s, keep, None, mode)
+        got = mk.lira.leave_one_out(s, keep, targets=others, mode=mode, references="all")
+        assert_loo_equal(got, ref.lira_leave_one_out(s, keep, others, mode, references="all"))
+        got = mk.lira.leave_one_out(s, keep, mode=mode, on_empty="nan", references="all")
+        want = ref.lira_leave_one_out(s, keep, None, mode, references="all")
         assert_loo_equal(got, want)
         assert np.isnan(got[2, 2]) and np.isfinite(np.delete(got[2], 2)).all()
 
@@ -897,10 +901,10 @@ def test_no_in_model_only_after_leaving_the_target_out(rng):
     keep[:, 1] = [False, False, False, True, False]  # a single IN model: model 3
     s = member_scores(rng, keep, 3)
     with pytest.raises(ValueError, match="no IN model once target model 3 is left out"):
-        mk.lira.leave_one_out(s, keep)
-    assert np.isfinite(mk.lira.leave_one_out(s, keep, mode="offline")).all()
-    got = mk.lira.leave_one_out(s, keep, on_empty="nan")
-    assert_loo_equal(got, ref.lira_leave_one_out(s, keep))
+        mk.lira.leave_one_out(s, keep, references="all")
+    assert np.isfinite(mk.lira.leave_one_out(s, keep, mode="offline", references="all")).all()
+    got = mk.lira.leave_one_out(s, keep, on_empty="nan", references="all")
+    assert_loo_equal(got, ref.lira_leave_one_out(s, keep, references="all"))
     assert np.isnan(got[3, 1])
 
 
@@ -1025,3 +1029,81 @@ def test_error_messages_name_argument_and_received_value(exp, case):
     assert msg.startswith(name), msg
     assert "expected" in msg or "needs" in msg, msg
     assert received in msg, msg
+
+
+# ===================================================================== balanced references
+def paired_keep(rng, n_models, n_examples):
+    """Complementary pairs (2i, 2i + 1), independent of miakit.shadow."""
+    first = rng.random((n_models // 2, n_examples)) < 0.5
+    keep = np.empty((n_models, n_examples), dtype=bool)
+    keep[0::2], keep[1::2] = first, ~first
+    return keep
+
+
+@pytest.mark.parametrize("variance", VARIANCES)
+@pytest.mark.parametrize("center", CENTERS)
+def test_balanced_leave_one_out_of_pairs_is_a_refit_without_the_pair(center, variance, rng):
+    """With complementary pairs the partner of target k is k ^ 1 on every example: each row
+    is fit() on the other M - 2 models and score()."""
+    m, n, a = 8, 13, 2
+    keep = paired_keep(rng, m, n)
+    s = member_scores(rng, keep, a)
+    for mode, offline in MODES:
+        loo = mk.lira.leave_one_out(s, keep, mode=mode, offline=offline, center=center,
+                                    variance=variance)
+        for k in range(m):
+            others = [i for i in range(m) if i not in (k, k ^ 1)]
+            f = mk.lira.fit(s[others], keep[others], center=center, variance=variance)
+            assert (f.n_in == m // 2 - 1).all() and (f.n_out == m // 2 - 1).all()
+            np.testing.assert_allclose(loo[k], mk.lira.score(s[k], f, mode, offline),
+                                       rtol=LOO_RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("m", [2, 3, 5, 8, 9])
+def test_balanced_partners_match_the_reference_rule(m, rng):
+    for keep in (random_keep(rng, m, 17, n_in=max(1, m // 3)), paired_keep(rng, m, 17)
+                 if m % 2 == 0 else random_keep(rng, m, 17)):
+        keep[:, 0] = True  # nobody on the other side
+        got = mk.lira.balanced_partners(keep)
+        for t in range(m):
+            for n in range(keep.shape[1]):
+                want = ref.balanced_partner(keep, t, n)
+                assert got[t, n] == (-1 if want is None else want)
+                if want is not None:
+                    assert keep[want, n] != keep[t, n]
+        np.testing.assert_array_equal(mk.lira.balanced_partners(keep, targets=[m - 1]),
+                                      got[m - 1:])
+
+
+def test_balanced_reference_counts_do_not_depend_on_membership(rng):
+    """Unequal sides (3 IN, 6 OUT): every target sees 2 IN and 5 OUT references."""
+    m, n = 9, 40
+    keep = random_keep(rng, m, n, n_in=3)
+    part = mk.lira.balanced_partners(keep)
+    for t in range(m):
+        use = np.ones((m, n), dtype=bool)
+        use[t] = False
+        use[part[t], np.arange(n)] = False
+        assert ((keep & use).sum(axis=0) == 2).all() and ((~keep & use).sum(axis=0) == 5).all()
+
+
+@pytest.mark.parametrize("mode,offline", MODES)
+def test_balanced_empty_sides(mode, offline, rng):
+    """An example with a single model on one side has no reference there for any target."""
+    keep = random_keep(rng, 6, 5)
+    keep[:, 1] = [True, False, False, False, False, False]  # one IN model
+    keep[:, 3] = [True, True, True, True, True, False]      # one OUT model
+    s = member_scores(rng, keep, 2)
+    with pytest.raises(ValueError, match="no OUT model once target model 0"):
+        mk.lira.leave_one_out(s, keep, mode=mode, offline=offline)
+    got = loo_quiet(s, keep, mode=mode, offline=offline, on_empty="nan")
+    assert_loo_equal(got, ref.lira_leave_one_out(s, keep, None, mode, offline))
+    assert np.isnan(got[:, 3]).all()
+    assert np.isnan(got[:, 1]).all() == (mode == "online")
+    assert np.isfinite(got[:, [0, 2, 4]]).all()
+
+
+def test_references_option_is_checked(rng):
+    keep = random_keep(rng, 4, 3)
+    with pytest.raises(ValueError, match="references"):
+        mk.lira.leave_one_out(member_scores(rng, keep, 1), keep, references="pairs")

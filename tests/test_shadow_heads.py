@@ -51,7 +51,8 @@ def test_linear_lbfgs_matches_float64_reference(standardised):
     x, y = _data()
     if standardised:  # the solver then works on the caller's rows, without a copy
         x = ((x - x.mean((0, 1))) / x.std()).astype(np.float32)
-    keep = mk.shadow.balanced_keep(4, len(y), seed=3)
+    # the problem this tolerance was set on (independent halves, not complementary pairs)
+    keep = mk.shadow.balanced_keep(4, len(y), seed=3, paired=False)
     wd = 1e-2
     z, info = mk.shadow.train_heads(x, y, keep, weight_decay=wd, tol=1e-6, seed=0,
                                     return_info=True)

@@ -245,20 +245,34 @@ void add_counts(LiraStatus& st, const TileCounts& c) {
   st.nonfinite_scores += c.nonfinite_scores;
 }
 
-// Statistics of one side for a target: centre and spread with the target's own
-// observation removed when it sits on that side. Returns false when the side is empty.
+// Statistics of one side for a target: centre and spread without model `removed` (the
+// target on its own side, its balanced partner on the other; -1: nobody). ok is false when
+// the side is empty.
 struct SideFit {
   double mu, sd;
   bool ok;
 };
 
-SideFit side_without(Column& col, bool is_in, bool remove, int model, const LiraOptions& opt,
+SideFit side_without(Column& col, bool is_in, int removed, const LiraOptions& opt,
                      double global_sd) {
-  const SideStats r = col.without(is_in, remove ? model : -1);
+  const SideStats r = col.without(is_in, removed);
   if (r.n <= 0) return {NAN, NAN, false};
-  const double mu = opt.center == Center::mean ? r.mean : col.median(is_in, remove ? model : -1);
+  const double mu = opt.center == Center::mean ? r.mean : col.median(is_in, removed);
   const double sd = opt.variance == Variance::global ? global_sd : std::sqrt(r.m2 / r.n);
   return {mu, sd, true};
+}
+
+// The models leave-one-out removes from the IN and the OUT side for target m on one
+// example: the target from its own side and, with balanced references, its partner from
+// the other (-1: nothing removed from that side).
+struct Removed {
+  int in, out;
+};
+
+Removed removed_models(int m, int64_t M, const uint8_t* member, References refs) {
+  const int partner = refs == References::balanced
+                          ? balanced_partner(m, static_cast<int>(M), member) : -1;
+  return member[m] ? Removed{m, partner} : Removed{partner, m};
 }
 
 }  // namespace
@@ -349,8 +363,8 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
   const int nthreads = max_threads();
   LiraStatus st;
 
-  // Pooled variance without target k, per side: (total M2 - M2 removed with k's
-  // observations) / (total count - k's count). Needs one pass over the data first.
+  // Pooled variance without target k, per side: (total M2 - M2 removed with the models
+  // left out for k) / (total count - their count). Needs one pass over the data first.
   std::vector<double> gsd_in(K, NAN), gsd_out(K, NAN);
   if (global) {
     std::vector<std::vector<double>> part(nthreads, std::vector<double>(4 + 4 * K, 0.0));
@@ -375,11 +389,15 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
             acc[2] += col.out.m2;
             acc[3] += col.out.n;
             for (int64_t k = 0; k < K; ++k) {
-              const int m = target(k);
-              const bool is_in = member[m];
-              const double removed = (is_in ? col.in.m2 : col.out.m2) - col.without(is_in, m).m2;
-              acc[4 + 4 * k + (is_in ? 0 : 2)] += removed;
-              acc[4 + 4 * k + (is_in ? 1 : 3)] += 1.0;
+              const Removed rm = removed_models(target(k), M, member.data(), a.opt.references);
+              if (rm.in >= 0) {
+                acc[4 + 4 * k + 0] += col.in.m2 - col.without(true, rm.in).m2;
+                acc[4 + 4 * k + 1] += 1.0;
+              }
+              if (rm.out >= 0) {
+                acc[4 + 4 * k + 2] += col.out.m2 - col.without(false, rm.out).m2;
+                acc[4 + 4 * k + 3] += 1.0;
+              }
             }
           }
         }
@@ -409,6 +427,7 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
     std::vector<uint8_t> member(M);
     std::vector<double> acc(K);
     std::vector<uint8_t> is_empty(K);
+    std::vector<Removed> removed(K);
     Column col(M);
     int64_t* my_clamped = clamped[tid].data();
 #pragma omp for schedule(dynamic, 1)
@@ -419,16 +438,16 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
         load_membership(a.keep, j, M, member.data());
         std::fill(acc.begin(), acc.end(), 0.0);
         std::fill(is_empty.begin(), is_empty.end(), 0);
+        for (int64_t k = 0; k < K; ++k)
+          removed[k] = removed_models(target(k), M, member.data(), a.opt.references);
         for (int64_t q = 0; q < A; ++q) {
           const double* v = buf.data() + ((j - n0) * A + q) * M;
           col.analyze(v, member.data(), M, by);
           for (int64_t k = 0; k < K; ++k) {
-            const int m = target(k);
-            const double x = v[m];
-            const bool in_side = member[m];
-            SideFit out = side_without(col, false, !in_side, m, a.opt, gsd_out[k]);
+            const double x = v[target(k)];
+            SideFit out = side_without(col, false, removed[k].out, a.opt, gsd_out[k]);
             SideFit in{0.0, 1.0, true};
-            if (online) in = side_without(col, true, in_side, m, a.opt, gsd_in[k]);
+            if (online) in = side_without(col, true, removed[k].in, a.opt, gsd_in[k]);
             if (!out.ok || !in.ok) {
               is_empty[k] = 1;
               continue;

@@ -12,8 +12,9 @@
 //             models) and the signal is computed from shared memory;
 //   2. stats: one warp per column: IN/OUT counts, means and M2 (two passes, as the CPU),
 //             and for the median the column sorted with IN values first, then OUT;
-//   3. score: one thread per (example, target): the statistics without the target
-//             follow from the column's (stats_without, median_without with the target's
+//   3. score: one thread per (example, target): the statistics without the target (and,
+//             with balanced references, without its partner on the other side) follow
+//             from the column's (stats_without, median_without with the removed model's
 //             rank found by binary search in its sorted side), as on the CPU.
 // The logits are read once per pass (twice for the pooled variance, whose per-target
 // sums need a pass of their own, as on the CPU), and the [M, N, A] observations are
@@ -94,6 +95,7 @@ struct TileParams {
   Variance variance;
   Mode mode;
   Offline offline;
+  References references;
   double min_std;
   // Fit outputs: [N, A] float64 (strides o*), counts [N] int64.
   double *mu_in, *mu_out, *sd_in, *sd_out;
@@ -390,28 +392,42 @@ __device__ void side_stats_without(const SideStats& s, const double* vals_col,
   *m2 = q;
 }
 
-// Twin of cpu side_without: centre and spread of one side with the target's observation
-// x removed when it sits on that side; ok = false when the side is then empty.
+// Twin of cpu side_without: centre and spread of one side without model `removed` (the
+// target on its own side, its balanced partner on the other; -1: nobody); ok = false when
+// the side is then empty.
 __device__ SideFit side_without(const TileParams& p, const ColStat& c, const double* sorted_col,
-                                const double* vals_col, const uint8_t* member_row, int m,
-                                bool is_in, bool remove, double x, double global_sd) {
+                                const double* vals_col, const uint8_t* member_row, int removed,
+                                bool is_in, double global_sd) {
   const SideStats s = is_in ? SideStats{c.n_in, c.mean_in, c.m2_in}
                             : SideStats{c.n_out, c.mean_out, c.m2_out};
   double mean, m2;
   int n;
-  if (remove) {
-    side_stats_without(s, vals_col, member_row, p.M, is_in, m, &mean, &m2, &n);
+  if (removed >= 0) {
+    side_stats_without(s, vals_col, member_row, p.M, is_in, removed, &mean, &m2, &n);
   } else {
-    stats_without(s, x, false, &mean, &m2, &n);
+    stats_without(s, 0.0, false, &mean, &m2, &n);
   }
   if (n <= 0) return {NAN, NAN, false};
   double mu = mean;
   if (p.center == Center::median) {
     const double* side = is_in ? sorted_col : sorted_col + c.n_in;
-    mu = median_without(side, s.n, remove ? rank_of(side, s.n, x) : -1);
+    mu = median_without(side, s.n, removed >= 0 ? rank_of(side, s.n, vals_col[removed]) : -1);
   }
   const double sd = p.variance == Variance::global ? global_sd : sqrt(m2 / n);
   return {mu, sd, true};
+}
+
+// Twin of cpu removed_models: the model left out of the IN and of the OUT side for target
+// m on one example (-1: nobody).
+struct Removed {
+  int in, out;
+};
+
+__device__ __forceinline__ Removed removed_models(const TileParams& p, int m,
+                                                  const uint8_t* member_row) {
+  const int partner =
+      p.references == References::balanced ? balanced_partner(m, p.M, member_row) : -1;
+  return member_row[m] != 0 ? Removed{m, partner} : Removed{partner, m};
 }
 
 // Leave-one-out scores of this tile: one thread per (example, target), examples fastest
@@ -422,7 +438,8 @@ __device__ void score_targets(const TileParams& p, const Tile& t) {
   for (int r = threadIdx.x; r < pairs; r += kThreads) {
     const int k = r / t.Et, e = r - k * t.Et;
     const int m = static_cast<int>(p.targets[k * p.ts]);
-    const bool in_side = t.member[e * p.M + m] != 0;
+    const uint8_t* mrow = t.member + e * p.M;
+    const Removed rm = removed_models(p, m, mrow);
     const double gsd_in = p.pooled_sd ? p.pooled_sd[2 * k] : NAN;
     const double gsd_out = p.pooled_sd ? p.pooled_sd[2 * k + 1] : NAN;
     double acc = 0.0;
@@ -434,10 +451,9 @@ __device__ void score_targets(const TileParams& p, const Tile& t) {
       const double x = t.vals[col * p.Mp + m];
       const double* srt = t.sorted + col * p.Mp;
       const double* vcol = t.vals + col * p.Mp;
-      const uint8_t* mrow = t.member + e * p.M;
-      SideFit out = side_without(p, cs, srt, vcol, mrow, m, false, !in_side, x, gsd_out);
+      SideFit out = side_without(p, cs, srt, vcol, mrow, rm.out, false, gsd_out);
       SideFit in{0.0, 1.0, true};
-      if (online) in = side_without(p, cs, srt, vcol, mrow, m, true, in_side, x, gsd_in);
+      if (online) in = side_without(p, cs, srt, vcol, mrow, rm.in, true, gsd_in);
       if (!out.ok || !in.ok) {
         empty = true;
         continue;
@@ -452,9 +468,9 @@ __device__ void score_targets(const TileParams& p, const Tile& t) {
   }
 }
 
-// Pre-pass of the pooled ("global") variance: per target, the M2 that leaving it out
-// removes from each side, and on how many columns. One thread per target, so each
-// partial sum has one owner and a fixed order.
+// Pre-pass of the pooled ("global") variance: per target, the M2 that leaving out its
+// models (the target, and its balanced partner) removes from each side, and on how many
+// columns. One thread per target, so each partial sum has one owner and a fixed order.
 __device__ void accumulate_removed(const TileParams& p, const Tile& t) {
   double* part = p.partial + static_cast<int64_t>(blockIdx.x) * (4 + 4 * int64_t(p.K));
   for (int k = threadIdx.x; k < p.K; k += kThreads) {
@@ -463,14 +479,23 @@ __device__ void accumulate_removed(const TileParams& p, const Tile& t) {
     for (int col = 0; col < t.cols; ++col) {
       const int e = col / p.A;
       const ColStat cs = t.stat[col];
-      const bool is_in = t.member[e * p.M + m] != 0;
+      const uint8_t* mrow = t.member + e * p.M;
+      const Removed rm = removed_models(p, m, mrow);
+      const double* vcol = t.vals + col * p.Mp;
       double mean, m2;
       int n;
-      const SideStats s = is_in ? SideStats{cs.n_in, cs.mean_in, cs.m2_in}
-                                : SideStats{cs.n_out, cs.mean_out, cs.m2_out};
-      side_stats_without(s, t.vals + col * p.Mp, t.member + e * p.M, p.M, is_in, m, &mean, &m2,
-                         &n);
-      if (is_in) { q_in += s.m2 - m2; c_in += 1.0; } else { q_out += s.m2 - m2; c_out += 1.0; }
+      if (rm.in >= 0) {
+        const SideStats s{cs.n_in, cs.mean_in, cs.m2_in};
+        side_stats_without(s, vcol, mrow, p.M, true, rm.in, &mean, &m2, &n);
+        q_in += s.m2 - m2;
+        c_in += 1.0;
+      }
+      if (rm.out >= 0) {
+        const SideStats s{cs.n_out, cs.mean_out, cs.m2_out};
+        side_stats_without(s, vcol, mrow, p.M, false, rm.out, &mean, &m2, &n);
+        q_out += s.m2 - m2;
+        c_out += 1.0;
+      }
     }
     double* mine = part + 4 + 4 * int64_t(k);
     mine[0] += q_in;
@@ -541,7 +566,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) lira_tile_kernel(const
 }
 
 // Pooled spreads without each target, from the pre-pass sums (blocks added in order):
-// (total M2 - M2 removed with target k) / (total count - k's count), as cpu::lira_loo.
+// (total M2 - M2 removed with target k's models) / (total count - theirs), as cpu::lira_loo.
 __global__ void pooled_sd_kernel(const double* partial, int nblocks, int K, double* pooled_sd) {
   const int64_t row = 4 + 4 * int64_t(K);
   for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < K; k += gridDim.x * blockDim.x) {
@@ -806,6 +831,7 @@ void set_options(TileParams& p, const LiraOptions& o) {
   p.variance = o.variance;
   p.mode = o.mode;
   p.offline = o.offline;
+  p.references = o.references;
   p.min_std = o.min_std;
 }
 

@@ -46,7 +46,7 @@ import numpy as np
 from miakit import lira, metrics, signals
 
 __all__ = ["audit", "run_attacks", "vulnerability", "head_quantities", "summarize", "plot_roc",
-           "load_report", "ATTACKS", "DEFAULT_FPRS", "GRAD_NORM_DEFINITION",
+           "load_report", "references_info", "ATTACKS", "DEFAULT_FPRS", "GRAD_NORM_DEFINITION",
            "CURVATURE_DEFINITION"]
 
 DEFAULT_FPRS = (1e-1, 1e-2, 1e-3)
@@ -59,7 +59,8 @@ _ROC_POINTS = 60
 
 
 def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
-                variance: str = "per_example") -> dict[str, dict[str, Any]]:
+                variance: str = "per_example",
+                references: str = "balanced") -> dict[str, dict[str, Any]]:
     """Leave-one-out scores ``[M, N]`` of every attack, with their settings.
 
     Parameters
@@ -70,6 +71,10 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     labels : array [N] int
     variance : {"per_example", "global"}
         LiRA's spread estimate (``"global"`` is recommended below 64 models).
+    references : {"balanced", "all"}
+        Leave-one-out references (:func:`miakit.lira.leave_one_out`): ``"balanced"``
+        (default, unbiased) leaves out the target and one model from the other side of
+        each example; ``"all"`` the target only.
 
     Returns
     -------
@@ -94,13 +99,14 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
             warnings.simplefilter("always", lira.ClampedSpreadWarning)
             scores = lira.leave_one_out(logits, keep, mode=mode, offline="one_sided",
                                         center="median", variance=variance, labels=labels,
-                                        on_empty="nan")
+                                        on_empty="nan", references=references)
         clamped = sum(_clamped_count(w.message) for w in caught
                       if issubclass(w.category, lira.ClampedSpreadWarning))
         out[name] = {"scores": np.asarray(scores, dtype=np.float64), "clamped": clamped,
                      "settings": {"mode": mode, "offline": "one_sided" if mode == "offline"
                                   else None, "center": "median", "variance": variance,
-                                  "signal": "scaled_confidence", "targets": "leave-one-out"}}
+                                  "signal": "scaled_confidence", "targets": "leave-one-out",
+                                  "references": references}}
     loss = np.asarray(signals.loss(logits, np.asarray(labels)[:, None]), dtype=np.float64)
     out["loss"] = {"scores": -loss.mean(axis=-1), "clamped": 0,
                    "settings": {"score": "-cross_entropy, mean over query views",
@@ -389,8 +395,8 @@ def _model_quality(logits: Any, keep: np.ndarray, labels: np.ndarray) -> dict[st
 
 
 def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...] = DEFAULT_FPRS,
-          variance: str = "auto", level: float = 0.95, plot: bool = True,
-          extra: dict | None = None) -> dict[str, Any]:
+          variance: str = "auto", references: str = "balanced", level: float = 0.95,
+          plot: bool = True, extra: dict | None = None) -> dict[str, Any]:
     """Attack every model of a finished run; optionally write report.json and roc.png.
 
     Parameters
@@ -403,6 +409,10 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         False-positive budgets of the TPR table.
     variance : {"auto", "per_example", "global"}
         LiRA's spread; "auto" is "global" below 64 models, else "per_example".
+    references : {"balanced", "all"}
+        Leave-one-out references (see :func:`run_attacks`); the report's
+        ``evaluation.references`` says which rule was used and whether the keep matrix
+        is paired.
     level : float
         Confidence level of the Clopper-Pearson intervals.
     plot : bool
@@ -439,7 +449,9 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     logits = run.logits()
     keep, labels = run.keep, run.labels
     var = ("global" if run.n_models < 64 else "per_example") if variance == "auto" else variance
-    attacks = run_attacks(logits, keep, labels, variance=var)
+    if references not in ("balanced", "all"):
+        raise ValueError(f"references: expected 'balanced' or 'all', got {references!r}")
+    attacks = run_attacks(logits, keep, labels, variance=var, references=references)
     results = {}
     for name, a in attacks.items():
         res = _evaluate(a["scores"], keep, tuple(fprs), level)
@@ -458,6 +470,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         "models": _model_quality(logits, keep, labels),
         "evaluation": {"protocol": "each model is the target once, attacked with the "
                                    "statistics of the other models (leave-one-out)",
+                       "references": references_info(keep, references),
                        "fprs": list(fprs), "confidence_level": level},
         "attacks": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
                     for k, v in results.items()},
@@ -487,6 +500,35 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
 
         write_json(out / "report.json", report, "the audit report")
     return report
+
+
+def references_info(keep: np.ndarray, references: str) -> dict[str, Any]:
+    """What the report says of the leave-one-out references: the rule, whether the keep
+    matrix is paired, and in words.
+
+    Examples
+    --------
+    >>> import miakit as mk
+    >>> from miakit.audit import references_info
+    >>> references_info(mk.shadow.balanced_keep(4, 10), "balanced")["partner"]
+    'pair partner (complementary pairs 2i, 2i + 1)'
+    """
+    from miakit.shadow import is_paired
+
+    paired = is_paired(keep)
+    if references == "all":
+        return {"rule": "all", "paired_keep": paired, "partner": None,
+                "description": "the target model only is left out; a member then has one "
+                               "IN reference fewer and a non-member one OUT reference "
+                               "fewer (biased against members with few models)"}
+    partner = ("pair partner (complementary pairs 2i, 2i + 1)" if paired else
+               "fixed rule: the pair partner k ^ 1 where it is on the other side, else the "
+               "first model after the target, cyclically, that is")
+    return {"rule": "balanced", "paired_keep": paired, "partner": partner,
+            "description": "the target and one model from the other side of each example "
+                           "are left out, so every example has n_in - 1 IN and n_out - 1 "
+                           "OUT references whether or not the target trained on it; the "
+                           "model from the other side: " + partner}
 
 
 def _stored_heads(run: Any) -> tuple[Any, Any, str]:

@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--variance", choices=["auto", "per_example", "global"], default="auto",
                     help="LiRA spread: per example, or pooled ('auto': pooled below 64 "
                          "models). Default: %(default)s")
+    pa.add_argument("--references", choices=["balanced", "all"], default="balanced",
+                    help="leave-one-out references: 'balanced' leaves out the target and one "
+                         "model from the other side of every example, so the reference "
+                         "counts do not depend on the target's membership (unbiased); "
+                         "'all' leaves out the target only (biased against members with "
+                         "few models; for comparison). Default: %(default)s")
     pa.add_argument("--no-plot", action="store_true", help="do not write roc.png")
     _add_training_options(pa)
     _add_output_options(pa)
@@ -215,7 +221,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if not 0 < f < 1:
             raise ValueError(f"--fpr: expected values in (0, 1), got {f}")
     report = audit(run, args.out, fprs=tuple(args.fpr), variance=args.variance,
-                   plot=not args.no_plot, extra={"timing_s": timing})
+                   references=args.references, plot=not args.no_plot,
+                   extra={"timing_s": timing})
     report["timing_s"]["total"] = round(time.perf_counter() - t0, 3)
     from miakit.shadow._files import write_json
 

@@ -30,6 +30,7 @@ __all__ = [
     "fit",
     "score",
     "leave_one_out",
+    "balanced_partners",
     "hellinger",
     "privacy_score",
     "shadow_models_needed",
@@ -40,6 +41,7 @@ _CENTERS = {"median": 0, "mean": 1}
 _VARIANCES = {"per_example": 0, "global": 1}
 _MODES = {"online": 0, "offline": 1}
 _OFFLINE = {"one_sided": 0, "two_sided": 1}
+_REFERENCES = {"balanced": 0, "all": 1}
 _ON_EMPTY = ("raise", "nan")
 _LIRA_SIGNALS = ("scaled_confidence", "hinge", "loss", "confidence")
 
@@ -320,12 +322,27 @@ def leave_one_out(
     labels: Any = None,
     signal: str = "scaled_confidence",
     on_empty: str = "raise",
+    references: str = "balanced",
 ) -> Any:
-    """Attack each target model with the statistics of the other M - 1 models.
+    """Attack each target model with the statistics of the other models.
 
     All targets come from one pass over the data: each column's running sums and sorted
-    values give the statistics without model k in O(1), so evaluating all M targets
+    values give the statistics without a model in O(1), so evaluating all M targets
     costs little more than one.
+
+    By default (``references="balanced"``) every example's references are the same in
+    number whether or not the target trained on it: besides the target, one model from
+    the *other* side of the example is left out, so an example IN for ``n_in`` and OUT
+    for ``n_out`` of the M models is always scored against ``n_in - 1`` IN and
+    ``n_out - 1`` OUT references. Leaving out the target alone (``references="all"``)
+    gives a member one IN reference fewer and a non-member one OUT reference fewer; a
+    Gaussian fitted to fewer points gives a new point a lower likelihood on average, so
+    members score systematically lower and an attack on data without any membership
+    signal reads *below* chance (AUC 0.0 at M = 4, 0.42 at M = 8, per-example spreads).
+    The model left out from the other side is the target's pair partner ``k ^ 1`` where
+    it is on that side (always, for keep matrices of
+    :func:`miakit.shadow.balanced_keep`, drawn in complementary pairs), else the first
+    model after the target, cyclically, that is; see :func:`balanced_partners`.
 
     Parameters
     ----------
@@ -347,6 +364,11 @@ def leave_one_out(
         Signal computed from logits (see :func:`fit`).
     on_empty : {"raise", "nan"}
         An example left without IN (online) or OUT models raises, or scores NaN.
+    references : {"balanced", "all"}
+        ``"balanced"`` (default): leave out the target and one model from the other side
+        of each example, so the reference counts do not depend on the target's
+        membership (unbiased). ``"all"``: leave out the target only (biased against
+        members at small M; kept for comparison).
 
     Returns
     -------
@@ -369,11 +391,12 @@ def leave_one_out(
     center = check_choice(center, "center", list(_CENTERS))
     variance = check_choice(variance, "variance", list(_VARIANCES))
     on_empty = check_choice(on_empty, "on_empty", _ON_EMPTY)
+    references = check_choice(references, "references", list(_REFERENCES))
     min_std = _check_min_std(min_std)
     data, labels_k, keep_u8, m, n, a = _prepare_source(shadow_scores, keep, labels, signal)
     tg = _check_targets(targets, m)
     if on_empty == "raise":
-        _check_empty_loo(keep_u8, tg, mode)
+        _check_empty_loo(keep_u8, tg, mode, references)
     # targets are host indices chosen by the caller; they follow the data to its device
     if ar.is_torch(data):
         tg_dev = ar._torch().as_tensor(tg, device=data.device)
@@ -383,7 +406,8 @@ def leave_one_out(
     st = _C.lira_loo(
         ar.kernel_arg(data), None if labels_k is None else ar.kernel_arg(labels_k),
         ar.kernel_arg(keep_u8), ar.kernel_arg(tg_dev), ar.kernel_arg(out),
-        _CENTERS[center], _VARIANCES[variance], _MODES[mode], _OFFLINE[offline], min_std,
+        _CENTERS[center], _VARIANCES[variance], _MODES[mode], _OFFLINE[offline],
+        _REFERENCES[references], min_std,
         SIGNAL_CODES[signal], ar.stream_of(data),
     )
     _raise_status(st, ar.shape_of(data)[-1] if labels_k is not None else None)
@@ -410,13 +434,58 @@ def _check_targets(targets: Any, m: int) -> np.ndarray:
     return tg.astype(np.int64)
 
 
-def _check_empty_loo(keep_u8: Any, tg: np.ndarray, mode: str) -> None:
+def _check_empty_loo(keep_u8: Any, tg: np.ndarray, mode: str, references: str) -> None:
     keep_np = ar.to_numpy(keep_u8).astype(bool)
     n_in = keep_np.sum(axis=0)
     n_out = keep_np.shape[0] - n_in
     for t in tg:
         kin = keep_np[t]
-        no_in = int(((n_in - kin) == 0).sum()) if mode == "online" else 0
-        no_out = int(((n_out - (~kin)) == 0).sum())
+        if references == "balanced":
+            # one model leaves each side (the target, and its partner from the other side)
+            ref_in, ref_out = n_in - 1, n_out - 1
+        else:
+            ref_in, ref_out = n_in - kin, n_out - ~kin
+        no_in = int((ref_in <= 0).sum()) if mode == "online" else 0
+        no_out = int((ref_out <= 0).sum())
         if no_in or no_out:
             raise ValueError(_empty_message(no_in, no_out, mode, int(t)))
+
+
+def balanced_partners(keep: Any, targets: Any = None) -> np.ndarray:
+    """The model balanced leave-one-out leaves out beside each target, per example.
+
+    For target k and example n: model ``k ^ 1`` (the target's pair partner) when its
+    membership of n differs from the target's, else the first model after k, cyclically,
+    whose membership differs; -1 when every model is on the target's side.
+
+    Parameters
+    ----------
+    keep : array [M, N] bool
+    targets : sequence of int, optional
+        Default: all M models.
+
+    Returns
+    -------
+    numpy.ndarray [K, N] int64
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> keep = mk.shadow.balanced_keep(4, 3, seed=0)      # complementary pairs (0,1), (2,3)
+    >>> mk.lira.balanced_partners(keep).tolist()
+    [[1, 1, 1], [0, 0, 0], [3, 3, 3], [2, 2, 2]]
+    """
+    arr = ar.as_array(keep, "keep")
+    if len(ar.shape_of(arr)) != 2:
+        raise ValueError(f"keep: expected a 2-D [M, N] matrix, got shape {ar.shape_of(arr)}")
+    k = ar.to_numpy(check_keep(arr, ar.shape_of(arr))).astype(bool)
+    m = k.shape[0]
+    tg = _check_targets(targets, m)
+    out = np.full((len(tg), k.shape[1]), -1, dtype=np.int64)
+    for row, t in enumerate(tg):
+        order = [t ^ 1] if (t ^ 1) < m else []
+        order += [(t + i) % m for i in range(1, m)]
+        for j in reversed(order):  # the earliest candidate on the other side wins
+            differs = k[j] != k[t]
+            out[row, differs] = j
+    return out

@@ -10,6 +10,12 @@ enum class Center : int { median = 0, mean = 1 };
 enum class Variance : int { per_example = 0, global = 1 };
 enum class Mode : int { online = 0, offline = 1 };
 enum class Offline : int { one_sided = 0, two_sided = 1 };
+// Leave-one-out references: `balanced` leaves out the target and one model from the
+// other side of every example (balanced_partner), so an example's IN and OUT reference
+// counts do not depend on whether the target trained on it; `all` leaves out the target
+// only (the counts then differ by one with the target's membership, which biases the
+// score against members when the sides are small).
+enum class References : int { balanced = 0, all = 1 };
 
 constexpr double kLogSqrt2Pi = 0.91893853320467274178;  // log(sqrt(2 pi))
 constexpr double kInvSqrt2 = 0.70710678118654752440;
@@ -38,6 +44,21 @@ MIAKIT_HD double median_without(const double* sorted, int n, int r) {
   const int ilo = (r >= 0 && lo >= r) ? lo + 1 : lo;
   const int ihi = (r >= 0 && hi >= r) ? hi + 1 : hi;
   return 0.5 * (sorted[ilo] + sorted[ihi]);
+}
+
+// The model that balanced leave-one-out drops from the side opposite to target k on one
+// example (member[m] != 0: model m trained on it): the target's pair partner k ^ 1 when it
+// is on the other side (always, for keep matrices drawn in complementary pairs), else the
+// first model after k, cyclically, that is. -1 when the other side is empty.
+MIAKIT_HD int balanced_partner(int k, int M, const uint8_t* member) {
+  const bool side = member[k] != 0;
+  const int pair = k ^ 1;
+  if (pair < M && (member[pair] != 0) != side) return pair;
+  for (int i = 1; i < M; ++i) {
+    const int j = k + i < M ? k + i : k + i - M;
+    if ((member[j] != 0) != side) return j;
+  }
+  return -1;
 }
 
 // Running statistics of one side (IN or OUT) of one column: count, mean and the sum of

@@ -8,7 +8,7 @@
 """
 
 from miakit.shadow.heads import train_heads
-from miakit.shadow.keep import balanced_keep
+from miakit.shadow.keep import balanced_keep, is_paired
 from miakit.shadow.store import (
     CorruptModelError,
     CorruptModelWarning,
@@ -25,6 +25,7 @@ from miakit.shadow.train import train_models
 
 __all__ = [
     "balanced_keep",
+    "is_paired",
     "train_heads",
     "train_models",
     "open_run",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def balanced_keep(n_models: int, n_examples: int, seed: int = 0) -> np.ndarray:
+def balanced_keep(n_models: int, n_examples: int, seed: int = 0, *,
+                  paired: bool = True) -> np.ndarray:
     """A keep matrix in which every example is IN for exactly half of the models.
 
     Parameters
@@ -17,6 +18,14 @@ def balanced_keep(n_models: int, n_examples: int, seed: int = 0) -> np.ndarray:
     seed : int
         Seed of the generator (``numpy.random.default_rng``); the same seed gives the
         same matrix on every machine.
+    paired : bool
+        True (default): models come in complementary pairs, model ``2i + 1`` training on
+        exactly the examples model ``2i`` does not (each example is IN for model 2i with
+        probability 1/2, independently). Leave-one-out attacks then leave out the
+        target's partner too, and every example keeps ``M/2 - 1`` references on each
+        side whether or not the target trained on it (:func:`miakit.lira.leave_one_out`).
+        The first ``2j`` models of a paired matrix are a paired matrix of ``2j`` models.
+        False: every column is an independent uniformly random half.
 
     Returns
     -------
@@ -30,18 +39,45 @@ def balanced_keep(n_models: int, n_examples: int, seed: int = 0) -> np.ndarray:
     >>> keep = mk.shadow.balanced_keep(4, 6, seed=0)
     >>> keep.sum(axis=0).tolist()
     [2, 2, 2, 2, 2, 2]
+    >>> bool((keep[0] == ~keep[1]).all() and (keep[2] == ~keep[3]).all())
+    True
     """
     for name, v in (("n_models", n_models), ("n_examples", n_examples), ("seed", seed)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+    if not isinstance(paired, (bool, np.bool_)):
+        raise TypeError(f"paired: expected a bool, got {type(paired).__name__}")
     if n_models < 2 or n_models % 2:
         raise ValueError(f"n_models: expected an even number of models >= 2, got {n_models}")
     if n_examples < 1:
         raise ValueError(f"n_examples: expected at least 1 example, got {n_examples}")
     rng = np.random.default_rng(seed)
+    if paired:
+        first = rng.random((n_models // 2, n_examples)) < 0.5
+        keep = np.empty((n_models, n_examples), dtype=bool)
+        keep[0::2] = first
+        keep[1::2] = ~first
+        return keep
     # Rank i.i.d. uniforms within each column: the M/2 smallest are IN. Every column is an
     # independent uniformly random half, drawn in one vectorized step.
     order = np.argsort(rng.random((n_models, n_examples)), axis=0)
     keep = np.zeros((n_models, n_examples), dtype=bool)
     np.put_along_axis(keep, order[: n_models // 2], True, axis=0)
     return keep
+
+
+def is_paired(keep: np.ndarray) -> bool:
+    """Whether models ``2i`` and ``2i + 1`` of a keep matrix are complementary for every i.
+
+    Examples
+    --------
+    >>> import miakit as mk
+    >>> mk.shadow.is_paired(mk.shadow.balanced_keep(6, 10))
+    True
+    >>> mk.shadow.is_paired(mk.shadow.balanced_keep(6, 10, paired=False))
+    False
+    """
+    k = np.asarray(keep).astype(bool)
+    if k.ndim != 2 or k.shape[0] < 2 or k.shape[0] % 2:
+        return False
+    return bool((k[0::2] != k[1::2]).all())
