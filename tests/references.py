@@ -212,3 +212,47 @@ def auc_pairs(scores, members) -> float:
 def clopper_pearson(k: int, n: int, level: float = 0.95):
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
     return float(ci.low), float(ci.high)
+
+
+def auc_se_clustered(scores, members, clusters):
+    """Cluster-robust DeLong standard error of the AUC, by brute-force placements."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(members).astype(bool).ravel()
+    c = np.asarray(clusters).ravel()
+    pos, neg = s[y], s[~y]
+    v = np.array([((neg < x).sum() + 0.5 * (neg == x).sum()) / neg.size for x in pos])
+    w = np.array([((pos > x).sum() + 0.5 * (pos == x).sum()) / pos.size for x in neg])
+    a = v.mean()
+    total = {}
+    for cid, val in zip(c[y], (v - a) / pos.size):
+        total[cid] = total.get(cid, 0.0) + val
+    for cid, val in zip(c[~y], (w - a) / neg.size):
+        total[cid] = total.get(cid, 0.0) + val
+    k = len(total)
+    return a, np.sqrt(k / (k - 1) * sum(t * t for t in total.values()))
+
+
+def korn_graubard(k, n, level=0.95, alternative="two-sided"):
+    """Korn-Graubard interval of sum(k) / sum(n) from per-cluster counts, written out."""
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    keep = n > 0
+    k, n = k[keep], n[keep]
+    c = k.size
+    p = k.sum() / n.sum()
+    tail = (1 - level) / 2 if alternative == "two-sided" else 1 - level
+    deff = 1.0
+    if c > 1 and 0 < p < 1:
+        var = c / (c - 1) * np.sum((k - p * n) ** 2) / n.sum() ** 2
+        deff = max(1.0, var * n.sum() / (p * (1 - p)))
+    n_eff = n.sum() / deff
+    if c > 1 and deff > 1:
+        n_eff *= (stats.norm.isf(tail) / stats.t.isf(tail, c - 1)) ** 2
+    x = p * n_eff
+    lo = 0.0 if x == 0 else stats.beta.ppf(tail, x, n_eff - x + 1)
+    hi = 1.0 if x >= n_eff else stats.beta.isf(tail, x + 1, n_eff - x)
+    if alternative == "greater":
+        hi = 1.0
+    if alternative == "less":
+        lo = 0.0
+    return float(lo), float(hi), deff

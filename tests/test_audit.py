@@ -332,3 +332,50 @@ def test_train_heads_returns_params_without_a_run():
     w2, b2 = info2["params"]["weight"], info2["params"]["bias"]  # two chunks, assembled
     np.testing.assert_allclose(np.einsum("nad,mcd->mnac", x, w2) + b2[:, None, None, :], z2,
                                atol=2e-5)
+
+
+def test_report_verdict_and_references(tmp_path):
+    run = _leaky_run(tmp_path / "run")
+    report = audit(run, plot=False)
+    refs = report["evaluation"]["references"]
+    assert refs["rule"] == "balanced" and refs["paired_keep"] is True
+    assert "pair partner" in refs["partner"]
+    for a in report["attacks"].values():
+        assert a["settings"].get("references", "balanced") == "balanced"
+        assert a["auc_ci"][0] <= a["auc"] <= a["auc_ci"][1] and a["auc_se"] > 0
+        assert len(a["leakage_test"]) == 3
+        for p in a["leakage_test"]:
+            assert p["alpha_each"] == pytest.approx(0.05 / 9)
+            assert p["leak"] == (p["tpr_lower"] > p["fpr_upper"])
+    v = report["verdict"]
+    assert v["leakage"] and v["n_tests"] == 9 and v["alpha"] == 0.05
+    s = v["strongest"]
+    assert s["attack"] in report["attacks"] and s["tpr_lower"] > s["fpr_upper"]
+    assert s["target_fpr"] == min(e["target_fpr"] for e in v["evidence"])
+    text = summarize(report)
+    assert "membership leakage detected" in text and s["label"] in text
+    assert "leave-one-out references: balanced" in text
+    biased = audit(run, plot=False, references="all", alpha=0.01)
+    assert biased["evaluation"]["references"]["rule"] == "all"
+    assert biased["verdict"]["alpha"] == 0.01
+    assert "target only; biased" in summarize(biased)
+    with pytest.raises(ValueError, match="references"):
+        audit(run, plot=False, references="pairs")
+    with pytest.raises(ValueError, match="alpha"):
+        audit(run, plot=False, alpha=1.5)
+
+
+def test_summary_of_a_run_without_leakage(tmp_path):
+    rng = np.random.default_rng(0)
+    m, n = 8, 300
+    keep = mk.shadow.balanced_keep(m, n, seed=0)
+    labels = rng.integers(0, 4, n)
+    run = mk.shadow.create_run(tmp_path / "run", keep, labels, n_augmentations=1,
+                               n_classes=4, config={"head": "linear"})
+    for k in range(m):
+        run.write_model(k, rng.normal(size=(n, 1, 4)).astype(np.float32))
+    report = audit(mk.shadow.open_run(tmp_path / "run"), plot=False)
+    assert not report["verdict"]["leakage"] and report["verdict"]["strongest"] is None
+    text = summarize(report)
+    assert "no membership leakage detected" in text
+    assert "smallest TPR excess" in text and "points at FPR 10%" in text

@@ -250,3 +250,134 @@ def test_level_outside_unit_interval_raise(level):
 def test_clopper_pearson_bad_counts_raise(k, n, name):
     with pytest.raises(ValueError, match=name):
         mk.metrics.clopper_pearson(k, n)
+
+
+# ===================================================================== clustered intervals
+def _clustered_null(rng, m, n, sd_example, shift=0.0):
+    """Leave-one-out-like pooled scores: one row per target, a shared offset per example."""
+    keep = rng.random((m // 2, n)) < 0.5
+    keep = np.concatenate([keep, ~keep])
+    s = rng.normal(size=n)[None] * sd_example + rng.normal(size=(m, n)) + shift * keep
+    return s, keep
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_clustered_proportion_matches_reference(alternative, rng):
+    for n_clusters in (1, 2, 7, 300):
+        n = rng.integers(0, 9, size=n_clusters)
+        n[0] = max(n[0], 1)
+        k = rng.binomial(n, rng.uniform(0, 0.4, size=n_clusters))
+        got = mk.metrics.clustered_proportion_ci(k, n, 0.9, alternative)
+        lo, hi, deff = ref.korn_graubard(k, n, 0.9, alternative)
+        assert got.estimate == pytest.approx(k.sum() / n.sum(), rel=1e-15)
+        np.testing.assert_allclose(got.ci, (lo, hi), rtol=1e-10, atol=1e-15)
+        assert got.design_effect == pytest.approx(deff, rel=1e-12)
+
+
+def test_clustered_proportion_without_excess_variance_is_clopper_pearson():
+    # singleton clusters: the variance estimate is binomial times C / (C - 1)
+    k = np.r_[np.ones(30, int), np.zeros(70, int)]
+    r = mk.metrics.clustered_proportion_ci(k, np.ones(100, int))
+    assert r.design_effect == pytest.approx(100 / 99, rel=1e-12)
+    np.testing.assert_allclose(r.ci, ref.clopper_pearson(30, 100), rtol=0.02)
+    # clusters of two with one success each: no excess variance, the exact interval
+    r = mk.metrics.clustered_proportion_ci(np.ones(50, int), np.full(50, 2))
+    assert r.design_effect == 1.0
+    np.testing.assert_allclose(r.ci, ref.clopper_pearson(50, 100), rtol=1e-12)
+    for k0 in (0, 100):
+        r = mk.metrics.clustered_proportion_ci(np.full(100, k0 // 100), np.ones(100, int))
+        np.testing.assert_allclose(r.ci, ref.clopper_pearson(k0, 100), rtol=1e-12)
+
+
+def test_clustered_proportion_rejects_bad_counts():
+    with pytest.raises(ValueError, match="k, n"):
+        mk.metrics.clustered_proportion_ci([3], [2])
+    with pytest.raises(ValueError, match="k, n"):
+        mk.metrics.clustered_proportion_ci([1, 2], [2])
+    with pytest.raises(ValueError, match="at least one trial"):
+        mk.metrics.clustered_proportion_ci([0, 0], [0, 0])
+    with pytest.raises(ValueError, match="alternative"):
+        mk.metrics.clustered_proportion_ci([1], [2], alternative="both")
+
+
+def test_clustered_intervals_cover_at_the_nominal_level():
+    """Pooled leave-one-out-like scores with a strong per-example offset: the
+    Korn-Graubard interval of the TPR at the threshold of FPR 1% covers the true TPR at
+    that threshold about 95% of the time; the binomial interval does not."""
+    from scipy import stats as st
+
+    m, n, sd, shift, reps = 16, 1500, 3.0, 0.4, 300
+    cover = naive = 0
+    for seed in range(reps):
+        rng = np.random.default_rng(seed)
+        s, keep = _clustered_null(rng, m, n, sd, shift)
+        r = mk.metrics.tpr_at_fpr(s, keep, fpr=0.01, clusters=np.arange(n))
+        truth = st.norm.sf((r.threshold - shift) / np.sqrt(1 + sd * sd))
+        cover += r.ci[0] <= truth <= r.ci[1]
+        lo, hi = mk.metrics.tpr_at_fpr(s, keep, fpr=0.01).ci
+        naive += lo <= truth <= hi
+    lo, hi = ref.clopper_pearson(cover, reps, 0.99)
+    assert lo <= 0.95 <= hi, cover / reps
+    assert naive / reps < 0.85
+
+
+def test_auc_ci_matches_the_clustered_reference(rng):
+    s, keep = _clustered_null(rng, 6, 40, 2.0, 0.5)
+    s[0, :5] = s[1, :5]  # ties
+    cl = np.broadcast_to(np.arange(40), s.shape)
+    got = mk.metrics.auc_ci(s, keep, clusters=np.arange(40))
+    a, se = ref.auc_se_clustered(s, keep, cl)
+    assert got.auc == pytest.approx(a, rel=1e-12)
+    assert got.auc == pytest.approx(ref.auc_pairs(s, keep), rel=1e-12)
+    assert got.se == pytest.approx(se, rel=1e-10)
+    assert got.n_clusters == 40
+    single = mk.metrics.auc_ci(s, keep)
+    _, se1 = ref.auc_se_clustered(s, keep, np.arange(s.size))
+    assert single.se == pytest.approx(se1, rel=1e-10) and single.n_clusters == s.size
+
+
+def test_auc_standard_error_agrees_with_a_cluster_bootstrap():
+    rng = np.random.default_rng(1)
+    s, keep = _clustered_null(rng, 8, 600, 2.0, 0.3)
+    se = mk.metrics.auc_ci(s, keep, clusters=np.arange(600)).se
+    boots = []
+    for _ in range(300):
+        cols = rng.integers(0, 600, size=600)
+        boots.append(mk.metrics.auc(s[:, cols], keep[:, cols]))
+    assert se == pytest.approx(np.std(boots), rel=0.15)
+
+
+def test_leakage_test_null_rate_and_power():
+    """Family-wise error at most alpha on clustered null data over seeds; a planted
+    leak in 2% of the examples (AUC near 0.5) is found at low FPR."""
+    fprs = (0.1, 0.01, 0.001)
+    declared = 0
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        s, keep = _clustered_null(rng, 8, 2000, 3.0)
+        declared += any(p.leak for p in mk.metrics.leakage_test(
+            s, keep, fprs, clusters=np.arange(2000), alpha=0.1))
+    assert declared <= 12  # alpha = 0.1: P(X >= 13 | n = 60, p = 0.1) < 1%
+    rng = np.random.default_rng(0)
+    s, keep = _clustered_null(rng, 8, 5000, 0.0)
+    weak = np.zeros(5000, bool)
+    weak[:100] = True
+    s += 6.0 * (keep & weak)
+    pts = mk.metrics.leakage_test(s, keep, fprs, clusters=np.arange(5000))
+    assert mk.metrics.auc(s, keep) < 0.52
+    low = [p for p in pts if p.target_fpr == 0.001][0]
+    assert low.leak and low.tpr_lower > low.fpr_upper and low.alpha_each == 0.05 / 3
+    assert low.min_detectable_tpr < low.tpr
+
+
+def test_tpr_at_fpr_with_singleton_clusters_keeps_the_exact_interval(rng):
+    s = rng.normal(size=400)
+    y = rng.random(400) < 0.5
+    a = mk.metrics.tpr_at_fpr(s, y, fpr=0.1)
+    b = mk.metrics.tpr_at_fpr(s, y, fpr=0.1, clusters=np.arange(400))
+    assert (a.tp, a.fp, a.threshold) == (b.tp, b.fp, b.threshold)
+    assert b.ci[0] <= a.tpr <= b.ci[1]
+    with pytest.raises(ValueError, match="clusters"):
+        mk.metrics.tpr_at_fpr(s, y, fpr=0.1, clusters=np.arange(3))
+    with pytest.raises(TypeError, match="clusters"):
+        mk.metrics.tpr_at_fpr(s, y, fpr=0.1, clusters=np.zeros(400))

@@ -46,7 +46,9 @@ import numpy as np
 from miakit import lira, metrics, signals
 
 __all__ = ["audit", "run_attacks", "vulnerability", "head_quantities", "summarize", "plot_roc",
-           "load_report", "references_info", "ATTACKS", "DEFAULT_FPRS", "GRAD_NORM_DEFINITION",
+           "load_report", "references_info", "evaluate", "verdict", "ATTACKS",
+           "DEFAULT_FPRS",
+           "GRAD_NORM_DEFINITION",
            "CURVATURE_DEFINITION"]
 
 DEFAULT_FPRS = (1e-1, 1e-2, 1e-3)
@@ -361,28 +363,148 @@ def _clamped_count(message: Warning) -> int:
 
 
 def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
-              level: float) -> dict[str, Any]:
+              level: float, *, alpha: float = 0.05,
+              n_tests: int | None = None) -> dict[str, Any]:
+    """Metrics of one attack's scores ``[M, N]``, every interval clustered by example."""
     ok = np.isfinite(scores)
-    s, y = scores[ok], members[ok]
+    examples = np.broadcast_to(np.arange(scores.shape[-1]), scores.shape)
+    s, y, cl = scores[ok], members[ok], examples[ok]
     fpr, tpr, _ = metrics.roc(s, y)
     n_neg = int((~y).sum())
     points = []
     for f in fprs:
-        r = metrics.tpr_at_fpr(s, y, fpr=f, level=level)
+        r = metrics.tpr_at_fpr(s, y, fpr=f, level=level, clusters=cl)
         points.append({"target_fpr": f, "tpr": r.tpr, "fpr": r.fpr, "tp": r.tp, "fp": r.fp,
                        "n_members": r.n_pos, "n_nonmembers": r.n_neg, "tpr_ci": list(r.ci),
-                       "fpr_ci": list(r.fpr_ci),
+                       "fpr_ci": list(r.fpr_ci), "design_effect": list(r.design_effect),
                        "threshold": r.threshold if math.isfinite(r.threshold) else None,
                        "resolvable": r.resolvable})
+    tests = metrics.leakage_test(s, y, fprs, clusters=cl, alpha=alpha,
+                                 n_tests=n_tests or len(fprs))
+    leakage = [{"target_fpr": t.target_fpr, "tpr": t.tpr, "fpr": t.fpr,
+                "tpr_lower": t.tpr_lower, "fpr_upper": t.fpr_upper, "leak": t.leak,
+                "min_detectable_tpr": None if math.isnan(t.min_detectable_tpr)
+                else t.min_detectable_tpr, "alpha_each": t.alpha_each,
+                "resolvable": t.resolvable} for t in tests]
+    a = metrics.auc_ci(s, y, clusters=cl, level=level)
     # TPR at FPR <= g on a log grid: the last ROC point whose false-positive count fits,
     # compared in exact integer counts as tpr_at_fpr does.
     grid = np.geomspace(1.0 / n_neg, 1.0, _ROC_POINTS)
     fp_counts = np.round(fpr * n_neg)
     idx = np.searchsorted(fp_counts, np.floor(grid * n_neg + 1e-6), side="right") - 1
     roc_t = tpr[idx]
-    return {"auc": metrics.auc(s, y), "n_members": int(y.sum()), "n_nonmembers": n_neg,
-            "excluded": int((~ok).sum()), "tpr_at_fpr": points,
+    return {"auc": a.auc, "auc_se": a.se, "auc_ci": list(a.ci), "n_members": int(y.sum()),
+            "n_nonmembers": n_neg, "excluded": int((~ok).sum()), "tpr_at_fpr": points,
+            "leakage_test": leakage,
             "roc": {"fpr": grid.tolist(), "tpr": roc_t.tolist()}, "_curve": (fpr, tpr)}
+
+
+def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
+             fprs: tuple[float, ...] = DEFAULT_FPRS, level: float = 0.95,
+             alpha: float = 0.05) -> dict[str, dict[str, Any]]:
+    """Metrics and leakage tests of every attack's leave-one-out scores.
+
+    Parameters
+    ----------
+    attacks : mapping
+        ``{name: {"scores": [M, N], ...}}`` as :func:`run_attacks` returns (``label``,
+        ``settings`` and ``clamped`` are carried over when present).
+    keep : array [M, N] bool
+        Membership truth of the scored models.
+    fprs : tuple of float
+        FPR budgets of the TPR table and the leakage tests.
+    level : float
+        Confidence level of the intervals.
+    alpha : float
+        Family-wise error rate of the tests (Bonferroni over attacks x FPRs).
+
+    Returns
+    -------
+    dict
+        Per attack: AUC with its clustered standard error and interval, the TPR table,
+        the leakage test points, the downsampled ROC; pass it to :func:`verdict`.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> from miakit.audit import evaluate, verdict
+    >>> rng = np.random.default_rng(0)
+    >>> keep = mk.shadow.balanced_keep(8, 2000, seed=0)
+    >>> res = evaluate({"noise": {"scores": rng.normal(size=keep.shape)}}, keep)
+    >>> verdict(res)["leakage"]
+    False
+    """
+    keep = np.asarray(keep, dtype=bool)
+    n_tests = len(attacks) * len(fprs)
+    results = {}
+    for name, a in attacks.items():
+        res = _evaluate(np.asarray(a["scores"], dtype=np.float64), keep, tuple(fprs), level,
+                        alpha=alpha, n_tests=n_tests)
+        res.update(label=a.get("label", ATTACKS.get(name, name)),
+                   settings=a.get("settings", {}), clamped_std=a.get("clamped", 0))
+        results[name] = res
+    return results
+
+
+VERDICT_METHOD = (
+    "for every attack and FPR budget, the threshold of the TPR-at-FPR table; leakage is "
+    "declared when the TPR's one-sided lower confidence bound exceeds the FPR's one-sided "
+    "upper bound at that threshold (members cross it more often than non-members), each "
+    "bound at alpha / (2 x number of tests) (Bonferroni over attacks x FPRs, so the "
+    "family-wise error is at most alpha); bounds are Clopper-Pearson made cluster-robust "
+    "(Korn-Graubard effective sample size, clusters = examples), because leave-one-out "
+    "pools every target's view of the same example")
+
+
+def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> dict[str, Any]:
+    """Is there membership leakage? A test over every attack and FPR of an audit.
+
+    Parameters
+    ----------
+    results : mapping of attack name to its metrics
+        Each with ``"label"`` and ``"leakage_test"`` (the points of
+        :func:`miakit.metrics.leakage_test`, as :func:`audit` stores them, computed with
+        ``n_tests`` = attacks x FPRs).
+    alpha : float
+        The family-wise error rate the tests were run at.
+
+    Returns
+    -------
+    dict
+        ``leakage`` (bool); ``evidence``: every point that declares leakage, the lowest
+        FPR first and, at one FPR, the largest lower bound first; ``strongest``: the
+        first of them or None; ``detectable``: per FPR budget, the smallest TPR excess
+        over the achieved FPR that some attack's counts could have declared;
+        ``n_tests``, ``alpha`` and ``method``.
+
+    Examples
+    --------
+    >>> from miakit.audit import verdict
+    >>> pt = {"target_fpr": 0.01, "tpr": 0.05, "fpr": 0.01, "tpr_lower": 0.04,
+    ...       "fpr_upper": 0.012, "leak": True, "min_detectable_tpr": 0.02,
+    ...       "alpha_each": 0.05, "resolvable": True}
+    >>> v = verdict({"loss": {"label": "Loss threshold", "leakage_test": [pt]}})
+    >>> v["leakage"], v["strongest"]["attack"], v["detectable"][0]["min_excess"]
+    (True, 'loss', 0.01)
+    """
+    evidence, n_tests = [], 0
+    budgets: dict[float, list[float]] = {}
+    for name, r in results.items():
+        for p in r["leakage_test"]:
+            n_tests += 1
+            if p["leak"]:
+                evidence.append({"attack": name, "label": r["label"], **p})
+            if p["resolvable"] and p["min_detectable_tpr"] is not None:
+                budgets.setdefault(p["target_fpr"], []).append(
+                    p["min_detectable_tpr"] - p["fpr"])
+            else:
+                budgets.setdefault(p["target_fpr"], [])
+    evidence.sort(key=lambda e: (e["target_fpr"], -e["tpr_lower"]))
+    detectable = [{"target_fpr": f, "min_excess": round(min(v), 12) if v else None}
+                  for f, v in sorted(budgets.items(), reverse=True)]
+    return {"leakage": bool(evidence), "strongest": evidence[0] if evidence else None,
+            "evidence": evidence, "detectable": detectable, "n_tests": n_tests,
+            "alpha": alpha, "method": VERDICT_METHOD}
 
 
 def _model_quality(logits: Any, keep: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -396,7 +518,8 @@ def _model_quality(logits: Any, keep: np.ndarray, labels: np.ndarray) -> dict[st
 
 def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...] = DEFAULT_FPRS,
           variance: str = "auto", references: str = "balanced", level: float = 0.95,
-          plot: bool = True, extra: dict | None = None) -> dict[str, Any]:
+          alpha: float = 0.05, plot: bool = True,
+          extra: dict | None = None) -> dict[str, Any]:
     """Attack every model of a finished run; optionally write report.json and roc.png.
 
     Parameters
@@ -414,7 +537,9 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         ``evaluation.references`` says which rule was used and whether the keep matrix
         is paired.
     level : float
-        Confidence level of the Clopper-Pearson intervals.
+        Confidence level of the intervals (Clopper-Pearson, cluster-robust over examples).
+    alpha : float
+        Family-wise error rate of the leakage verdict (:func:`verdict`).
     plot : bool
         Write ``roc.png`` (needs matplotlib).
     extra : dict, optional
@@ -451,12 +576,10 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     var = ("global" if run.n_models < 64 else "per_example") if variance == "auto" else variance
     if references not in ("balanced", "all"):
         raise ValueError(f"references: expected 'balanced' or 'all', got {references!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha: expected a value in (0, 1), got {alpha!r}")
     attacks = run_attacks(logits, keep, labels, variance=var, references=references)
-    results = {}
-    for name, a in attacks.items():
-        res = _evaluate(a["scores"], keep, tuple(fprs), level)
-        res.update(label=ATTACKS[name], settings=a["settings"], clamped_std=a["clamped"])
-        results[name] = res
+    results = evaluate(attacks, keep, fprs=tuple(fprs), level=level, alpha=alpha)
     from miakit import __version__
 
     report = {
@@ -474,6 +597,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
                        "fprs": list(fprs), "confidence_level": level},
         "attacks": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
                     for k, v in results.items()},
+        "verdict": verdict(results, alpha),
     }
     features, params, reason = _stored_heads(run)
     table = vulnerability(logits, keep, labels, attacks["lira_online"]["scores"],
@@ -658,15 +782,17 @@ def summarize(report: dict) -> str:
         level = report["evaluation"]["confidence_level"]
         lines.append("")
         lines.append(f"TPR: share of members caught at the largest threshold whose FPR is at "
-                     f"most the target; [{100 * level:.0f}% Clopper-Pearson interval].")
+                     f"most the target; [{100 * level:.0f}% Clopper-Pearson interval, "
+                     "cluster-robust over examples].")
         if any(not p["resolvable"] for a in attacks.values() for p in a["tpr_at_fpr"]):
             lines.append("*: fewer non-members than 1/FPR; the point only means zero false "
                          "positives.")
-        best = max(attacks.values(), key=lambda a: a["auc"])
-        verdict = ("no measurable leakage" if best["auc"] < 0.52 else
-                   "measurable membership leakage")
-        lines.append(f"verdict: {verdict} (best AUC {best['auc']:.3f}, {best['label']}); "
-                     "chance is AUC 0.5 and TPR = FPR.")
+        refs = report["evaluation"].get("references")
+        if refs:
+            lines.append(f"leave-one-out references: {refs['rule']}"
+                         + (f" (left out beside the target: {refs['partner']})"
+                            if refs.get("partner") else " (target only; biased)"))
+        lines.extend(_verdict_lines(report.get("verdict"), level))
     vul = report.get("vulnerability")
     if vul and vul.get("spearman"):
         col = "tpr_at_fpr" if "tpr_at_fpr" in vul["spearman"] else vul["columns"][0]
@@ -691,6 +817,25 @@ def summarize(report: dict) -> str:
     if files:
         lines.append("wrote " + ", ".join(str(v) for v in files.values()))
     return "\n".join(lines)
+
+
+def _verdict_lines(v: dict | None, level: float) -> list[str]:
+    if not v:
+        return []
+    family = (f"one-sided bounds, family-wise {100 * (1 - v['alpha']):.0f}% over "
+              f"{v['n_tests']} tests (attacks x FPRs), intervals clustered by example")
+    if v["leakage"]:
+        e = v["strongest"]
+        return [f"verdict: membership leakage detected. {e['label']} identifies "
+                f"{_pct(e['tpr'])} of members at FPR {_pct(e['fpr'])} (budget "
+                f"{100 * e['target_fpr']:g}%): TPR lower bound {_pct(e['tpr_lower'])} > "
+                f"FPR upper bound {_pct(e['fpr_upper'])} ({family}; "
+                f"{len(v['evidence'])} of {v['n_tests']} points declare it)."]
+    limits = ", ".join(f"+{100 * d['min_excess']:.2f} points at FPR {100 * d['target_fpr']:g}%"
+                       for d in v["detectable"] if d["min_excess"] is not None)
+    return [f"verdict: no membership leakage detected ({family}).",
+            "  smallest TPR excess over the FPR these counts could have detected: "
+            + (limits or "none (too few members and non-members)") + "."]
 
 
 def load_report(path: str | Path) -> dict:

@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "counts do not depend on the target's membership (unbiased); "
                          "'all' leaves out the target only (biased against members with "
                          "few models; for comparison). Default: %(default)s")
+    pa.add_argument("--alpha", type=float, default=0.05,
+                    help="family-wise error rate of the leakage verdict (a test over every "
+                         "attack and FPR). Default: %(default)s")
     pa.add_argument("--no-plot", action="store_true", help="do not write roc.png")
     _add_training_options(pa)
     _add_output_options(pa)
@@ -221,7 +224,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if not 0 < f < 1:
             raise ValueError(f"--fpr: expected values in (0, 1), got {f}")
     report = audit(run, args.out, fprs=tuple(args.fpr), variance=args.variance,
-                   references=args.references, plot=not args.no_plot,
+                   references=args.references, alpha=args.alpha, plot=not args.no_plot,
                    extra={"timing_s": timing})
     report["timing_s"]["total"] = round(time.perf_counter() - t0, 3)
     from miakit.shadow._files import write_json

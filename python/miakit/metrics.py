@@ -15,7 +15,23 @@ from scipy import stats
 
 from miakit import _arrays as ar
 
-__all__ = ["roc", "auc", "tpr_at_fpr", "TprAtFpr", "clopper_pearson"]
+__all__ = ["roc", "auc", "auc_ci", "AucCI", "tpr_at_fpr", "TprAtFpr", "clopper_pearson",
+           "clustered_proportion_ci", "ClusteredProportion", "leakage_test", "LeakagePoint"]
+
+
+def _prepare_clusters(clusters: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Cluster ids flattened like the scores, as dense codes 0..C-1 (None: no clusters)."""
+    if clusters is None:
+        return None
+    c = ar.to_numpy(ar.as_array(clusters, "clusters"))
+    if c.dtype.kind not in "iu":
+        raise TypeError(f"clusters: expected integer cluster ids, got dtype {c.dtype}")
+    try:
+        c = np.broadcast_to(c, shape)
+    except ValueError as exc:
+        raise ValueError(f"clusters: expected a shape that broadcasts to the scores' "
+                         f"{shape}, got {c.shape}") from exc
+    return np.unique(c.ravel(), return_inverse=True)[1].ravel()
 
 
 def _prepare(scores: Any, members: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -152,6 +168,9 @@ class TprAtFpr:
         False when ``1 / n_neg > target_fpr``: not one false positive fits the budget,
         so the point only says "zero false positives" and its TPR is not a rate at
         that FPR.
+    design_effect : tuple of float
+        Design effects of the TPR and the FPR (1, 1 without clusters): how much wider
+        than binomial the cluster-robust intervals are, in variance.
     """
 
     tpr: float
@@ -166,9 +185,11 @@ class TprAtFpr:
     target_fpr: float
     level: float
     resolvable: bool
+    design_effect: tuple[float, float] = (1.0, 1.0)
 
 
-def tpr_at_fpr(scores: Any, members: Any, fpr: float = 1e-3, level: float = 0.95) -> TprAtFpr:
+def tpr_at_fpr(scores: Any, members: Any, fpr: float = 1e-3, level: float = 0.95,
+               clusters: Any = None) -> TprAtFpr:
     """TPR at a low FPR, with the achieved FPR, the counts and a confidence interval.
 
     Parameters
@@ -179,6 +200,11 @@ def tpr_at_fpr(scores: Any, members: Any, fpr: float = 1e-3, level: float = 0.95
         The false-positive budget, in (0, 1).
     level : float
         Confidence level of the Clopper–Pearson intervals.
+    clusters : array_like of int, optional
+        Cluster id of every score (broadcast to the scores' shape). Given, both
+        intervals are cluster-robust (:func:`clustered_proportion_ci`): use it for
+        leave-one-out scores ``[K, N]`` with ``clusters=np.arange(N)``, where the same
+        example is scored once per target and the pairs are not independent trials.
 
     Returns
     -------
@@ -202,18 +228,33 @@ def tpr_at_fpr(scores: Any, members: Any, fpr: float = 1e-3, level: float = 0.95
         raise ValueError(f"fpr: expected a value in (0, 1), got {fpr!r}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
+    shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
     s, y = _prepare(scores, members)
+    c = _prepare_clusters(clusters, shape)
     tp, fp, thr = _curve(s, y)
     n_pos, n_neg = int(tp[-1]), int(fp[-1])
     # the rule roc() users apply: FPR = fp / n_neg <= f (``fp <= f * n_neg`` would reject
     # FPR == f whenever f * n_neg rounds down, e.g. 0.29 * 100 = 28.999999999999996)
     ok = np.nonzero(fp / n_neg <= f)[0]
     i = ok[np.argmax(tp[ok])]
+    if c is None:
+        ci = clopper_pearson(int(tp[i]), n_pos, level)
+        fpr_ci = clopper_pearson(int(fp[i]), n_neg, level)
+        deff = (1.0, 1.0)
+    else:
+        n_c = int(c.max()) + 1
+        hit = s >= thr[i]
+        t = clustered_proportion_ci(np.bincount(c[y & hit], minlength=n_c),
+                                    np.bincount(c[y], minlength=n_c), level)
+        u = clustered_proportion_ci(np.bincount(c[~y & hit], minlength=n_c),
+                                    np.bincount(c[~y], minlength=n_c), level)
+        ci, fpr_ci, deff = t.ci, u.ci, (t.design_effect, u.design_effect)
     return TprAtFpr(
         tpr=float(tp[i] / n_pos),
         fpr=float(fp[i] / n_neg),
-        ci=clopper_pearson(int(tp[i]), n_pos, level),
-        fpr_ci=clopper_pearson(int(fp[i]), n_neg, level),
+        ci=ci,
+        fpr_ci=fpr_ci,
+        design_effect=deff,
         n_pos=n_pos,
         n_neg=n_neg,
         tp=int(tp[i]),
@@ -223,3 +264,352 @@ def tpr_at_fpr(scores: Any, members: Any, fpr: float = 1e-3, level: float = 0.95
         level=float(level),
         resolvable=bool(1.0 / n_neg <= f),
     )
+
+
+@dataclass(frozen=True)
+class ClusteredProportion:
+    """A proportion measured on clustered trials, with a Korn–Graubard interval.
+
+    Attributes
+    ----------
+    estimate : float
+        ``sum(k) / sum(n)``.
+    ci : tuple of float
+        The interval (one-sided intervals have 0 or 1 as the other end).
+    design_effect : float
+        Cluster-robust variance of the estimate over the binomial variance (at least 1;
+        1 when it cannot be estimated, e.g. at an estimate of 0 or 1).
+    n_effective : float
+        ``sum(n) / design_effect``, further reduced by the degrees-of-freedom factor
+        ``(z / t_{C-1})^2``: the binomial sample size the interval is computed for.
+    n_clusters : int
+        Clusters with at least one trial.
+    """
+
+    estimate: float
+    ci: tuple[float, float]
+    design_effect: float
+    n_effective: float
+    n_clusters: int
+
+
+def clustered_proportion_ci(k: Any, n: Any, level: float = 0.95,
+                            alternative: str = "two-sided") -> ClusteredProportion:
+    """Confidence interval of a proportion whose trials come in correlated clusters.
+
+    Pooled over leave-one-out targets, the same example is a trial once per model, so
+    the trials are not independent and the binomial (Clopper–Pearson) interval of the
+    pooled count is too narrow. Korn and Graubard (1998) keep the exact interval's shape
+    and replace the sample size by an effective one: with ``p = sum(k) / sum(n)``, the
+    cluster-robust variance of the ratio
+    ``v = C / (C - 1) * sum_c (k_c - p n_c)^2 / sum(n)^2`` and the design effect
+    ``d = max(1, v / (p (1 - p) / sum(n)))``, the Clopper–Pearson interval is computed
+    for ``n* = sum(n) / d * (z / t_{C-1})^2`` trials with ``p n*`` successes (beta
+    quantiles accept fractional counts). With every trial its own cluster it is the
+    Clopper–Pearson interval of about ``n (C - 1) / C`` trials; where the design effect
+    rounds to 1 (no excess variance), exactly the Clopper–Pearson interval.
+
+    Parameters
+    ----------
+    k, n : array_like [C] of int
+        Successes and trials of each cluster.
+    level : float
+        Confidence level.
+    alternative : {"two-sided", "greater", "less"}
+        ``"greater"``: a lower bound (the interval is ``[lo, 1]``); ``"less"``: an upper
+        bound (``[0, hi]``); ``"two-sided"``: both, each at ``(1 - level) / 2``.
+
+    Returns
+    -------
+    ClusteredProportion
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> r = mk.metrics.clustered_proportion_ci([3, 0, 1, 0], [10, 10, 10, 10])
+    >>> round(r.estimate, 3), r.design_effect > 1, r.ci[0] < r.estimate < r.ci[1]
+    (0.1, True, True)
+    >>> r = mk.metrics.clustered_proportion_ci(np.ones(50, int), np.ones(50, int) * 2)
+    >>> r.design_effect, r.ci == mk.metrics.clopper_pearson(50, 100)
+    (1.0, True)
+    """
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative: expected 'two-sided', 'greater' or 'less', got "
+                         f"{alternative!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
+    kk = np.asarray(k, dtype=np.float64).ravel()
+    nn = np.asarray(n, dtype=np.float64).ravel()
+    if kk.shape != nn.shape:
+        raise ValueError(f"k, n: expected one count of each per cluster, got shapes "
+                         f"{np.shape(k)} and {np.shape(n)}")
+    if not (np.isfinite(kk).all() and np.isfinite(nn).all()) or (kk < 0).any() \
+            or (kk > nn).any():
+        raise ValueError("k, n: expected finite counts with 0 <= k <= n in every cluster")
+    used = nn > 0
+    kk, nn = kk[used], nn[used]
+    total, hits, n_clusters = float(nn.sum()), float(kk.sum()), int(used.sum())
+    if total <= 0:
+        raise ValueError("n: expected at least one trial, got none")
+    p = hits / total
+    deff = 1.0
+    if n_clusters > 1 and 0.0 < p < 1.0:
+        v = n_clusters / (n_clusters - 1) * float(((kk - p * nn) ** 2).sum()) / total ** 2
+        deff = max(1.0, v / (p * (1.0 - p) / total))
+    tail = (1.0 - level) / 2 if alternative == "two-sided" else 1.0 - level
+    n_eff = total / deff
+    if n_clusters > 1 and deff > 1.0:
+        z = stats.norm.ppf(1.0 - tail)
+        t = stats.t.ppf(1.0 - tail, n_clusters - 1)
+        n_eff *= (z / t) ** 2
+    x = p * n_eff
+    lo = 0.0 if x <= 0.0 else float(stats.beta.ppf(tail, x, n_eff - x + 1.0))
+    hi = 1.0 if x >= n_eff else float(stats.beta.ppf(1.0 - tail, x + 1.0, n_eff - x))
+    if alternative == "greater":
+        hi = 1.0
+    elif alternative == "less":
+        lo = 0.0
+    return ClusteredProportion(p, (lo, hi), deff, n_eff, n_clusters)
+
+
+@dataclass(frozen=True)
+class AucCI:
+    """AUC with its standard error and a normal-approximation interval.
+
+    Attributes
+    ----------
+    auc : float
+    se : float
+        Standard error: DeLong's, made cluster-robust (Obuchowski 1997) when clusters
+        are given.
+    ci : tuple of float
+        ``auc -/+ z se``, clipped to [0, 1].
+    n_clusters : int
+        Clusters the variance is computed over (the number of scores without clusters).
+    level : float
+    """
+
+    auc: float
+    se: float
+    ci: tuple[float, float]
+    n_clusters: int
+    level: float
+
+
+def auc_ci(scores: Any, members: Any, clusters: Any = None, level: float = 0.95) -> AucCI:
+    """AUC with a standard error that accounts for clustered scores.
+
+    Every member i gets the placement ``V_i = P(non-member score < s_i)`` (ties one
+    half) and every non-member j ``W_j = P(member score > s_j)``; the AUC is the mean of
+    either. Its variance is that of the linearisation
+    ``sum_i (V_i - AUC) / n_pos + sum_j (W_j - AUC) / n_neg``, summed within clusters
+    and squared across them, times ``C / (C - 1)`` (DeLong et al. 1988 with Obuchowski's
+    clusters). Leave-one-out scores ``[K, N]`` should be clustered by example
+    (``clusters=np.arange(N)``): the same example is scored once per target.
+
+    Parameters
+    ----------
+    scores, members : array_like
+        As in :func:`roc`.
+    clusters : array_like of int, optional
+        Cluster id of every score (broadcast to the scores' shape); default: every
+        score its own cluster.
+    level : float
+        Confidence level of the interval.
+
+    Returns
+    -------
+    AucCI
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.random((8, 500)) < 0.5
+    >>> s = rng.normal(size=(8, 500)) + rng.normal(size=500) * 3   # per-example offsets
+    >>> naive, clustered = mk.metrics.auc_ci(s, y), mk.metrics.auc_ci(s, y, np.arange(500))
+    >>> clustered.se > naive.se, abs(clustered.auc - 0.5) < 3 * clustered.se
+    (True, True)
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
+    shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
+    s, y = _prepare(scores, members)
+    c = _prepare_clusters(clusters, shape)
+    if c is None:
+        c = np.arange(s.size)
+    pos, neg = s[y], s[~y]
+    n_pos, n_neg = pos.size, neg.size
+    neg_sorted, pos_sorted = np.sort(neg), np.sort(pos)
+    below = np.searchsorted(neg_sorted, pos, side="left")
+    ties = np.searchsorted(neg_sorted, pos, side="right") - below
+    v = (below + 0.5 * ties) / n_neg
+    above = n_pos - np.searchsorted(pos_sorted, neg, side="right")
+    ties_n = np.searchsorted(pos_sorted, neg, side="right") - np.searchsorted(
+        pos_sorted, neg, side="left")
+    w = (above + 0.5 * ties_n) / n_pos
+    a = float(v.mean())
+    n_clusters = int(c.max()) + 1
+    contrib = np.bincount(c[y], weights=(v - a) / n_pos, minlength=n_clusters)
+    contrib += np.bincount(c[~y], weights=(w - a) / n_neg, minlength=n_clusters)
+    used = np.bincount(c, minlength=n_clusters) > 0
+    k = int(used.sum())
+    var = k / (k - 1) * float((contrib[used] ** 2).sum()) if k > 1 else float("nan")
+    se = float(np.sqrt(var))
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    return AucCI(a, se, (max(0.0, a - z * se), min(1.0, a + z * se)), k, float(level))
+
+
+@dataclass(frozen=True)
+class LeakagePoint:
+    """One operating point of :func:`leakage_test`.
+
+    Attributes
+    ----------
+    target_fpr, tpr, fpr : float
+        The FPR budget, the TPR and the FPR achieved at the threshold chosen for it
+        (as :func:`tpr_at_fpr`).
+    threshold : float
+    tpr_lower : float
+        One-sided lower confidence bound of the TPR at level ``1 - alpha_each / 2``.
+    fpr_upper : float
+        One-sided upper confidence bound of the FPR at the same threshold and level.
+    leak : bool
+        ``tpr_lower > fpr_upper``: members are called members more often than
+        non-members, with family-wise confidence ``1 - alpha``.
+    min_detectable_tpr : float
+        The smallest TPR this point's counts (and design effect) would have declared a
+        leak, at the achieved FPR; ``min_detectable_tpr - fpr`` is the smallest TPR
+        excess the audit could resolve there (NaN if none could be).
+    alpha_each : float
+        The error rate spent on this point (``alpha / n_tests``).
+    design_effect : float
+        The larger of the TPR's and the FPR's design effects (1 without clusters).
+    resolvable : bool
+        Whether at least one false positive fits the budget (see :class:`TprAtFpr`).
+    n_pos, n_neg, tp, fp : int
+    """
+
+    target_fpr: float
+    tpr: float
+    fpr: float
+    threshold: float
+    tpr_lower: float
+    fpr_upper: float
+    leak: bool
+    min_detectable_tpr: float
+    alpha_each: float
+    design_effect: float
+    resolvable: bool
+    n_pos: int
+    n_neg: int
+    tp: int
+    fp: int
+
+
+def leakage_test(scores: Any, members: Any, fprs: Any = (1e-1, 1e-2, 1e-3), *,
+                 clusters: Any = None, alpha: float = 0.05,
+                 n_tests: int | None = None) -> list[LeakagePoint]:
+    """Is the TPR above the FPR at a low-FPR operating point, with confidence?
+
+    For each FPR budget f the threshold is the one of :func:`tpr_at_fpr`. Without
+    membership signal, members and non-members cross any threshold at the same rate,
+    so the test declares a leak when the TPR's one-sided lower bound exceeds the FPR's
+    one-sided upper bound at that threshold, each at ``alpha_each / 2`` with
+    ``alpha_each = alpha / n_tests`` (Bonferroni over every attack and FPR tried; the
+    union bound makes the family-wise error at most ``alpha``). The bounds are
+    Clopper–Pearson, made cluster-robust by :func:`clustered_proportion_ci` when
+    ``clusters`` are given: leave-one-out scores pool every target's view of the same
+    example, so cluster them by example.
+
+    Parameters
+    ----------
+    scores, members : array_like
+        As in :func:`roc`.
+    fprs : sequence of float
+        FPR budgets in (0, 1).
+    clusters : array_like of int, optional
+        Cluster id of every score (broadcast to the scores' shape).
+    alpha : float
+        Family-wise error rate.
+    n_tests : int, optional
+        Number of tests the family holds (default ``len(fprs)``); an audit of several
+        attacks passes ``n_attacks * len(fprs)``.
+
+    Returns
+    -------
+    list of LeakagePoint
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.random(20000) < 0.5
+    >>> null = mk.metrics.leakage_test(rng.normal(size=20000), y, [0.01])
+    >>> leak = mk.metrics.leakage_test(rng.normal(size=20000) + 3.0 * y * (rng.random(20000)
+    ...                                < 0.05), y, [0.01])
+    >>> null[0].leak, leak[0].leak
+    (False, True)
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha: expected a value in (0, 1), got {alpha!r}")
+    f_list = [float(f) for f in np.atleast_1d(np.asarray(fprs, dtype=np.float64))]
+    if not f_list or not all(0.0 < f < 1.0 for f in f_list):
+        raise ValueError(f"fprs: expected FPR budgets in (0, 1), got {fprs!r}")
+    n_tests = len(f_list) if n_tests is None else int(n_tests)
+    if n_tests < len(f_list):
+        raise ValueError(f"n_tests: expected at least len(fprs) = {len(f_list)}, got "
+                         f"{n_tests}")
+    shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
+    s, y = _prepare(scores, members)
+    c = _prepare_clusters(clusters, shape)
+    if c is None:
+        c = np.arange(s.size)
+    n_clusters = int(c.max()) + 1
+    pos_c = np.bincount(c[y], minlength=n_clusters)
+    neg_c = np.bincount(c[~y], minlength=n_clusters)
+    tp_curve, fp_curve, thr = _curve(s, y)
+    n_pos, n_neg = int(tp_curve[-1]), int(fp_curve[-1])
+    alpha_each = alpha / n_tests
+    level = 1.0 - alpha_each / 2
+    out = []
+    for f in f_list:
+        ok = np.nonzero(fp_curve / n_neg <= f)[0]
+        i = ok[np.argmax(tp_curve[ok])]
+        hit = s >= thr[i]
+        tp_c = np.bincount(c[y & hit], minlength=n_clusters)
+        fp_c = np.bincount(c[~y & hit], minlength=n_clusters)
+        t = clustered_proportion_ci(tp_c, pos_c, level, "greater")
+        u = clustered_proportion_ci(fp_c, neg_c, level, "less")
+        deff = max(t.design_effect, u.design_effect)
+        out.append(LeakagePoint(
+            target_fpr=f, tpr=t.estimate, fpr=u.estimate, threshold=float(thr[i]),
+            tpr_lower=t.ci[0], fpr_upper=u.ci[1], leak=bool(t.ci[0] > u.ci[1]),
+            min_detectable_tpr=_min_detectable(u.ci[1], n_pos, deff, t.n_clusters, level),
+            alpha_each=alpha_each, design_effect=deff, resolvable=bool(1.0 / n_neg <= f),
+            n_pos=n_pos, n_neg=n_neg, tp=int(tp_curve[i]), fp=int(fp_curve[i])))
+    return out
+
+
+def _min_detectable(bound: float, n_pos: int, deff: float, n_clusters: int,
+                    level: float) -> float:
+    """Smallest TPR whose one-sided lower bound, for ``n_pos`` trials with design effect
+    ``deff``, exceeds ``bound`` (bisection on the monotone lower bound)."""
+    n_eff = n_pos / deff
+    if n_clusters > 1 and deff > 1.0:
+        n_eff *= (stats.norm.ppf(level) / stats.t.ppf(level, n_clusters - 1)) ** 2
+
+    def lower(p: float) -> float:
+        x = p * n_eff
+        return 0.0 if x <= 0 else float(stats.beta.ppf(1.0 - level, x, n_eff - x + 1.0))
+
+    if lower(1.0) <= bound:
+        return float("nan")
+    lo, hi = bound, 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if lower(mid) > bound:
+            hi = mid
+        else:
+            lo = mid
+    return hi
