@@ -4,7 +4,8 @@ Workload (issue 2): M = 256 models, N = 50,000 examples, A = 2 augmentations, C 
 classes, float32 logits (about 1 GB). Measured in one run:
 
 - numpy: scaled confidence of all logits, then nanmedian/nanstd IN/OUT statistics over
-  the M - 1 shadow models, then the online score of one target;
+  the M - 2 shadow models of balanced leave-one-out (keep is drawn in complementary
+  pairs: the target and its partner are left out), then the online score of one target;
 - miakit, fused (logits -> scores -> statistics inside the kernel), one target and all
   M targets leave-one-out; and the same from precomputed scores.
 
@@ -63,8 +64,11 @@ def numpy_scaled_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarra
 
 def numpy_lira_online(scores: np.ndarray, keep: np.ndarray, target: int,
                       min_std: float = 1e-6) -> np.ndarray:
-    shadow = np.delete(scores, target, axis=0).astype(np.float64)
-    k = np.delete(keep, target, axis=0)[:, :, None]
+    # keep is drawn in complementary pairs, so balanced leave-one-out (miakit's default)
+    # leaves out the target and its pair partner on every example
+    assert (keep[target] != keep[target ^ 1]).all()
+    shadow = np.delete(scores, [target, target ^ 1], axis=0).astype(np.float64)
+    k = np.delete(keep, [target, target ^ 1], axis=0)[:, :, None]
     inn = np.where(k, shadow, np.nan)
     out = np.where(~k, shadow, np.nan)
     mu_in, mu_out = np.nanmedian(inn, 0), np.nanmedian(out, 0)
