@@ -8,12 +8,15 @@ balanced references (the default) read 0.5 within noise. Run:
 """
 
 import sys
+import warnings
 
 import numpy as np
 
 import miakit as mk
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+# one reference per side (M = 4) has zero spread, clamped to min_std: expected here
+warnings.simplefilter("ignore", mk.lira.ClampedSpreadWarning)
 SETTINGS = {
     "online, per_example": dict(mode="online", variance="per_example"),
     "online, global": dict(mode="online", variance="global"),
