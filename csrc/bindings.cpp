@@ -37,4 +37,5 @@ PYBIND11_MODULE(_C, m) {
   register_lira(m);
   register_risk(m);
   register_train(m);
+  register_attacks(m);
 }

@@ -166,5 +166,6 @@ inline const Tensor& source_tensor(const LiraSource& s) { return s.from_logits ?
 void register_lira(py::module_& m);
 void register_risk(py::module_& m);
 void register_train(py::module_& m);
+void register_attacks(py::module_& m);
 
 }  // namespace miakit

@@ -256,3 +256,71 @@ def korn_graubard(k, n, level=0.95, alternative="two-sided"):
     if alternative == "less":
         lo = 0.0
     return float(lo), float(hi), deff
+
+
+# --------------------------------------------------------------------------- RMIA
+def rmia_dense_share(x_ratio, pop_ratio, self_index, gamma):
+    """Dense RMIA count: for each x, the share of the population z with x / z > gamma;
+    ``self_index[i]`` is the position of x_i's own entry in the population (-1: none),
+    which is left out of its count and denominator."""
+    x = np.asarray(x_ratio, dtype=np.float64)
+    z = np.asarray(pop_ratio, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beats = x[:, None] / z[None, :] > gamma  # [N, Z]
+    out = np.empty(x.size)
+    for i in range(x.size):
+        keep = np.ones(z.size, dtype=bool)
+        if self_index[i] >= 0:
+            keep[self_index[i]] = False
+        out[i] = beats[i, keep].sum() / keep.sum() if keep.sum() else np.nan
+    return out
+
+
+def rmia_leave_one_out(q, keep, targets=None, offline=False, a=0.3, gamma=1.0,
+                       aggregate="mean", population=None, references="balanced"):
+    """Reference RMIA leave-one-out from probabilities q [M, N, A], written out: per
+    target and example, the reference models listed, their mean taken directly."""
+    q = np.asarray(q, dtype=np.float64)
+    k = np.asarray(keep).astype(bool)
+    n_models, n_ex, _ = q.shape
+    qa = q.mean(2, keepdims=True) if aggregate == "mean" else q
+    pq = None
+    if population is not None:
+        pq = np.asarray(population, dtype=np.float64)
+        pq = pq.mean(2, keepdims=True) if aggregate == "mean" else pq
+    targets = range(n_models) if targets is None else np.atleast_1d(targets)
+    rows = []
+    for t in targets:
+        ratio = np.full((n_ex, qa.shape[2]), np.nan)
+        for n in range(n_ex):
+            refs = [m for m in range(n_models) if m != t]
+            if references == "balanced":
+                p = balanced_partner(k, t, n)
+                refs = [m for m in refs if m != p]
+            if offline:
+                refs = [m for m in refs if not k[m, n]]
+                if not refs:
+                    continue
+                pr = 0.5 * ((1 + a) * qa[refs, n].mean(0) + (1 - a))
+            else:
+                pr = qa[refs, n].mean(0)
+            ratio[n] = qa[t, n] / pr
+        score = np.zeros(n_ex)
+        for r in range(qa.shape[2]):
+            if pq is None:
+                pop_idx = np.flatnonzero(~k[t] & np.isfinite(ratio[:, r]))
+                pop = ratio[pop_idx, r]
+                where = {z: i for i, z in enumerate(pop_idx)}
+                self_index = [where.get(n, -1) for n in range(n_ex)]
+            else:
+                others = [m for m in range(n_models) if m != t]
+                ppr = pq[others, :, r].mean(0)
+                if offline:
+                    ppr = 0.5 * ((1 + a) * ppr + (1 - a))
+                pop = pq[t, :, r] / ppr
+                self_index = [-1] * n_ex
+            score += rmia_dense_share(ratio[:, r], pop, self_index, gamma)
+        score /= qa.shape[2]
+        score[np.isnan(ratio).any(1)] = np.nan
+        rows.append(score)
+    return np.stack(rows)

@@ -5,6 +5,9 @@ Submodules
 signals       membership signals from logits (scaled confidence, hinge, loss, ...)
 lira          the Likelihood Ratio Attack: fit, score, leave-one-out; Hellinger distance
               and shadow models needed per example
+rmia          the Robust Membership Inference Attack: score, leave-one-out, tuning a
+attacks       threshold attacks (loss, confidence, hinge, ...), the calibrated attack,
+              the Bayes and maximum-accuracy-threshold baselines
 metrics       ROC, AUC, TPR at low FPR with confidence intervals
 shadow        shadow-model experiments: keep matrices, batched training, run store
 memorization  Feldman-Zhang memorization and influence (top-k)
@@ -16,6 +19,7 @@ datasets      small embedded datasets (scikit-learn digits, Gaussian mixtures)
 """
 
 from miakit import (
+    attacks,
     audit,
     curvature,
     datasets,
@@ -24,6 +28,7 @@ from miakit import (
     memorization,
     metrics,
     report,
+    rmia,
     shadow,
     signals,
 )
@@ -31,6 +36,7 @@ from miakit._backend import backend_info
 
 __version__ = "0.1.0"
 __all__ = [
+    "attacks",
     "audit",
     "backend_info",
     "curvature",
@@ -40,6 +46,7 @@ __all__ = [
     "memorization",
     "metrics",
     "report",
+    "rmia",
     "shadow",
     "signals",
     "__version__",

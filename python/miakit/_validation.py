@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from miakit import _arrays as ar
 
 FLOAT_KINDS = ("f",)
@@ -82,3 +84,18 @@ def check_keep(keep: Any, shape: tuple[int, int], name: str = "keep") -> ar.Arra
 def check_finite(x: ar.Array, name: str) -> None:
     if not ar.is_all_finite(x):
         raise ValueError(f"{name}: expected finite values, got NaN or inf")
+
+
+def check_targets(targets: Any, m: int) -> np.ndarray:
+    """Model indices to attack (default: all m), as an int64 numpy array."""
+    if targets is None:
+        return np.arange(m, dtype=np.int64)
+    tg = np.asarray(ar.to_numpy(targets) if ar.is_torch(targets) else targets)
+    if tg.ndim == 0:
+        tg = tg.reshape(1)
+    if tg.ndim != 1 or tg.size == 0 or tg.dtype.kind not in "iu":
+        raise ValueError(f"targets: expected a non-empty 1-D sequence of model indices, got {tg!r}")
+    if tg.min() < 0 or tg.max() >= m:
+        raise ValueError(f"targets: expected model indices in [0, {m}), got {int(tg.min())}"
+                         f"..{int(tg.max())}")
+    return tg.astype(np.int64)

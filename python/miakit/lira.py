@@ -22,7 +22,7 @@ import numpy as np
 from miakit import _C
 from miakit import _arrays as ar
 from miakit._lira_risk import ShadowModelsNeeded, hellinger, privacy_score, shadow_models_needed
-from miakit._validation import check_choice, check_float_array, check_keep
+from miakit._validation import check_choice, check_float_array, check_keep, check_targets
 from miakit.signals import SIGNAL_CODES, prepare_logits_labels, raise_signal_status
 
 __all__ = [
@@ -394,7 +394,7 @@ def leave_one_out(
     references = check_choice(references, "references", list(_REFERENCES))
     min_std = _check_min_std(min_std)
     data, labels_k, keep_u8, m, n, a = _prepare_source(shadow_scores, keep, labels, signal)
-    tg = _check_targets(targets, m)
+    tg = check_targets(targets, m)
     if on_empty == "raise":
         _check_empty_loo(keep_u8, tg, mode, references)
     # targets are host indices chosen by the caller; they follow the data to its device
@@ -418,20 +418,6 @@ def leave_one_out(
             "(too few shadow models on one side, or identical observations)",
             ClampedSpreadWarning, stacklevel=2)
     return out
-
-
-def _check_targets(targets: Any, m: int) -> np.ndarray:
-    if targets is None:
-        return np.arange(m, dtype=np.int64)
-    tg = np.asarray(ar.to_numpy(targets) if ar.is_torch(targets) else targets)
-    if tg.ndim == 0:
-        tg = tg.reshape(1)
-    if tg.ndim != 1 or tg.size == 0 or tg.dtype.kind not in "iu":
-        raise ValueError(f"targets: expected a non-empty 1-D sequence of model indices, got {tg!r}")
-    if tg.min() < 0 or tg.max() >= m:
-        raise ValueError(f"targets: expected model indices in [0, {m}), got {int(tg.min())}"
-                         f"..{int(tg.max())}")
-    return tg.astype(np.int64)
 
 
 def _check_empty_loo(keep_u8: Any, tg: np.ndarray, mode: str, references: str) -> None:
@@ -479,13 +465,18 @@ def balanced_partners(keep: Any, targets: Any = None) -> np.ndarray:
     if len(ar.shape_of(arr)) != 2:
         raise ValueError(f"keep: expected a 2-D [M, N] matrix, got shape {ar.shape_of(arr)}")
     k = ar.to_numpy(check_keep(arr, ar.shape_of(arr))).astype(bool)
-    m = k.shape[0]
-    tg = _check_targets(targets, m)
-    out = np.full((len(tg), k.shape[1]), -1, dtype=np.int64)
+    m, n = k.shape
+    tg = check_targets(targets, m)
+    out = np.full((len(tg), n), -1, dtype=np.int64)
     for row, t in enumerate(tg):
-        order = [t ^ 1] if (t ^ 1) < m else []
-        order += [(t + i) % m for i in range(1, m)]
-        for j in reversed(order):  # the earliest candidate on the other side wins
-            differs = k[j] != k[t]
-            out[row, differs] = j
+        # candidates in order, each tried only on the examples still without a partner
+        # (complementary pairs: all of them settle on the first)
+        todo = np.arange(n)
+        order = ([t ^ 1] if (t ^ 1) < m else []) + [(t + i) % m for i in range(1, m)]
+        for j in order:
+            if todo.size == 0:
+                break
+            differs = k[j, todo] != k[t, todo]
+            out[row, todo[differs]] = j
+            todo = todo[~differs]
     return out
