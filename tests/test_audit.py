@@ -30,15 +30,16 @@ def test_report_contents(tmp_path):
     run = _leaky_run(tmp_path / "run")
     report = audit(run, tmp_path / "out")
     on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert on_disk["attacks"].keys() == report["attacks"].keys() == {
-        "lira_online", "lira_offline", "loss"}
+    assert set(on_disk["attacks"]) == set(report["attacks"]) == set(mk.audit.ATTACKS)
+    assert list(report["attacks"]) == list(mk.audit.ATTACKS)
     assert (tmp_path / "out" / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert on_disk["run"]["n_models"] == 16 and on_disk["run"]["metadata"]["dataset"] == "toy"
     assert 0.5 < on_disk["models"]["train_accuracy"] <= 1.0
     for name, a in on_disk["attacks"].items():
         assert a["n_members"] == a["n_nonmembers"] == 16 * 60
         assert a["excluded"] == 0
-        assert 0.5 < a["auc"] <= 1.0, name  # the planted signal is found
+        if name != "max_confidence":  # the only attack blind to the true class
+            assert 0.5 < a["auc"] <= 1.0, name  # the planted signal is found
         assert [p["target_fpr"] for p in a["tpr_at_fpr"]] == [0.1, 0.01, 0.001]
         for p in a["tpr_at_fpr"]:
             assert p["fpr"] <= p["target_fpr"]
@@ -50,6 +51,9 @@ def test_report_contents(tmp_path):
         assert np.all(np.diff(roc["tpr"]) >= 0) and roc["fpr"][0] == pytest.approx(1 / 960)
     assert report["attacks"]["lira_online"]["settings"]["variance"] == "global"  # M < 64
     assert report["attacks"]["lira_online"]["auc"] > report["attacks"]["loss"]["auc"]
+    assert report["strongest_attack"]["attack"] in report["attacks"]
+    for b in ("bayes", "max_accuracy_threshold"):
+        assert 0.5 <= report["baselines"][b]["accuracy"] <= 1.0
 
 
 def test_attack_scores_match_the_library_calls():
@@ -71,8 +75,10 @@ def test_attack_scores_match_the_library_calls():
 def test_summary_is_readable(tmp_path):
     run = _leaky_run(tmp_path / "run", m=8, n=60, a=1)
     text = summarize(audit(run, tmp_path / "out", plot=False))
-    for needle in ("LiRA online", "LiRA offline", "Loss threshold", "TPR @ FPR 0.1%",
-                   "Clopper-Pearson", "report.json", "8 shadow models"):
+    for needle in ("LiRA online", "LiRA offline", "RMIA online", "RMIA offline",
+                   "Calibrated loss", "Loss threshold", "Hinge threshold", "TPR @ FPR 0.1%",
+                   "Clopper-Pearson", "report.json", "8 shadow models", "strongest attack",
+                   "baselines (balanced accuracy)"):
         assert needle in text, needle
     assert not (tmp_path / "out" / "roc.png").exists()
 
@@ -345,10 +351,10 @@ def test_report_verdict_and_references(tmp_path):
         assert a["auc_ci"][0] <= a["auc"] <= a["auc_ci"][1] and a["auc_se"] > 0
         assert len(a["leakage_test"]) == 3
         for p in a["leakage_test"]:
-            assert p["alpha_each"] == pytest.approx(0.05 / 9)
+            assert p["alpha_each"] == pytest.approx(0.05 / (3 * len(mk.audit.ATTACKS)))
             assert p["leak"] == (p["tpr_lower"] > p["fpr_upper"])
     v = report["verdict"]
-    assert v["leakage"] and v["n_tests"] == 9 and v["alpha"] == 0.05
+    assert v["leakage"] and v["n_tests"] == 3 * len(mk.audit.ATTACKS) and v["alpha"] == 0.05
     s = v["strongest"]
     assert s["attack"] in report["attacks"] and s["tpr_lower"] > s["fpr_upper"]
     assert s["target_fpr"] == min(e["target_fpr"] for e in v["evidence"])
@@ -379,3 +385,17 @@ def test_summary_of_a_run_without_leakage(tmp_path):
     text = summarize(report)
     assert "no membership leakage detected" in text
     assert "smallest TPR excess" in text and "points at FPR 10%" in text
+
+
+def test_audit_attack_selection_and_rmia_scores(tmp_path):
+    run = _leaky_run(tmp_path / "run", m=8, n=60)
+    report = audit(run, plot=False, attacks=["rmia_offline", "hinge"])
+    assert list(report["attacks"]) == ["rmia_offline", "hinge"]
+    assert report["verdict"]["n_tests"] == 6
+    assert "vulnerability" in report  # LiRA's per-example table is computed anyway
+    scores = run_attacks(run.logits(), run.keep, run.labels, attacks=["rmia_online"])
+    q = mk.signals.confidence(run.logits(), run.labels[:, None])
+    np.testing.assert_array_equal(scores["rmia_online"]["scores"],
+                                  mk.rmia.leave_one_out(q, run.keep))
+    with pytest.raises(ValueError, match="attacks"):
+        audit(run, plot=False, attacks=["lira"])

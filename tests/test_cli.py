@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from miakit.audit import ATTACKS
 from miakit.cli import build_parser, main
 
 SMALL = ["--dataset", "synthetic", "--n-examples", "240", "--models", "8", "--hidden", "24",
@@ -36,7 +37,8 @@ def test_audit_trains_and_reports(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "LiRA online" in text and "verdict" in text
     report = json.loads((out / "report.json").read_text())
-    assert set(report["attacks"]) == {"lira_online", "lira_offline", "loss"}
+    assert set(report["attacks"]) == set(ATTACKS)
+    assert "RMIA online" in text and "strongest attack" in text
     assert report["run"]["n_models"] == 8 and report["run"]["metadata"]["dataset"] == "synthetic"
     assert report["timing_s"]["training"] > 0 and report["timing_s"]["total"] > 0
     for a in report["attacks"].values():
@@ -100,3 +102,18 @@ def test_python_dash_m_entry_point():
     res = subprocess.run([sys.executable, "-m", "miakit"], capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 2 and "audit" in res.stdout
+
+
+def test_audit_options_attacks_references_alpha(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["shadow", "--out", str(run), "--seed", "1", *SMALL]) == 0
+    out = tmp_path / "o"
+    assert main(["audit", "--run", str(run), "--out", str(out), "--no-plot", "--attacks",
+                 "rmia_online", "loss", "--references", "all", "--alpha", "0.01"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["attacks"]) == {"rmia_online", "loss"}
+    assert report["evaluation"]["references"]["rule"] == "all"
+    assert report["verdict"]["alpha"] == 0.01 and report["verdict"]["n_tests"] == 6
+    capsys.readouterr()
+    assert main(["audit", "--run", str(run), "--out", str(out), "--attacks", "nope"]) == 1
+    assert "attacks" in capsys.readouterr().err

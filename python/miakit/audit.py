@@ -1,16 +1,22 @@
 """The audit: attack every shadow model of a run and report how much membership leaks.
 
-Every model of the run is the target once, attacked with the statistics of the other
-M - 1 models (leave-one-out), by
+Every model of the run is the target once, attacked with the other models as references
+(leave-one-out, balanced: see ``docs/methods/leave-one-out.md``), by
 
-- LiRA online (IN and OUT Gaussians of the scaled confidence, ``mk.lira``),
-- LiRA offline (OUT Gaussian only, one-sided test),
-- the loss threshold baseline (score = -cross-entropy, averaged over query views).
+- LiRA online (IN and OUT Gaussians of the scaled confidence, ``mk.lira``) and offline
+  (OUT Gaussian only, one-sided test),
+- RMIA online and offline (``mk.rmia``: pairwise likelihood ratios against the target's
+  non-members),
+- the calibrated loss attack (the loss less its mean over OUT references),
+- the threshold attacks that need no reference model (``mk.attacks``): loss, true-class
+  confidence, max confidence and hinge, averaged over query views;
 
-Members are the ``keep`` entries of the target, so each attack is judged on M x N
-(target, example) pairs. For each attack the report gives the AUC and the TPR at FPR
-1e-1, 1e-2 and 1e-3 with the achieved FPR, the counts behind both rates and
-Clopper-Pearson intervals (``mk.metrics.tpr_at_fpr``).
+and the report adds the accuracy baselines (Bayes "correct means member", the best loss
+threshold). Members are the ``keep`` entries of the target, so each attack is judged on
+M x N (target, example) pairs. For each attack the report gives the AUC (with a standard
+error clustered by example) and the TPR at FPR 1e-1, 1e-2 and 1e-3 with the achieved FPR,
+the counts behind both rates and Clopper-Pearson intervals made cluster-robust
+(``mk.metrics.tpr_at_fpr``), and the verdict tests them all (:func:`verdict`).
 
 The report's per-example vulnerability table (:func:`vulnerability`) joins LiRA's
 per-example TPR with memorization, gradient norm, input curvature and the Hellinger
@@ -45,7 +51,8 @@ import numpy as np
 
 from miakit import lira, metrics, signals
 
-__all__ = ["audit", "run_attacks", "vulnerability", "head_quantities", "summarize", "plot_roc",
+__all__ = ["audit", "run_attacks", "baselines", "strongest", "vulnerability", "head_quantities",
+           "summarize", "plot_roc",
            "load_report", "references_info", "evaluate", "verdict", "ATTACKS",
            "DEFAULT_FPRS",
            "GRAD_NORM_DEFINITION",
@@ -55,14 +62,22 @@ DEFAULT_FPRS = (1e-1, 1e-2, 1e-3)
 ATTACKS = {
     "lira_online": "LiRA online",
     "lira_offline": "LiRA offline",
+    "rmia_online": "RMIA online",
+    "rmia_offline": "RMIA offline",
+    "calibrated_loss": "Calibrated loss",
     "loss": "Loss threshold",
+    "confidence": "Confidence threshold",
+    "max_confidence": "Max-confidence threshold",
+    "hinge": "Hinge threshold",
 }
+"""Every attack of the audit, by name, with its label in tables and plots."""
+RMIA_A = 0.3
 _ROC_POINTS = 60
 
 
 def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
-                variance: str = "per_example",
-                references: str = "balanced") -> dict[str, dict[str, Any]]:
+                variance: str = "per_example", references: str = "balanced",
+                attacks: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Leave-one-out scores ``[M, N]`` of every attack, with their settings.
 
     Parameters
@@ -74,15 +89,18 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     variance : {"per_example", "global"}
         LiRA's spread estimate (``"global"`` is recommended below 64 models).
     references : {"balanced", "all"}
-        Leave-one-out references (:func:`miakit.lira.leave_one_out`): ``"balanced"``
-        (default, unbiased) leaves out the target and one model from the other side of
-        each example; ``"all"`` the target only.
+        Leave-one-out references of the attacks that use other models (LiRA, RMIA,
+        calibrated; :func:`miakit.lira.leave_one_out`): ``"balanced"`` (default,
+        unbiased) leaves out the target and one model from the other side of each
+        example; ``"all"`` the target only.
+    attacks : sequence of str, optional
+        Names from :data:`ATTACKS` (default: all of them).
 
     Returns
     -------
     dict
         ``{name: {"scores": [M, N] float64, "settings": dict, "clamped": int}}``;
-        scores are NaN where LiRA had no IN or no OUT model for an example.
+        scores are NaN where an attack had no reference model for an example.
 
     Examples
     --------
@@ -92,11 +110,21 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     >>> keep = mk.shadow.balanced_keep(8, 30, seed=0)
     >>> y = rng.integers(0, 3, 30)
     >>> z = rng.normal(size=(8, 30, 1, 3)).astype(np.float32)
-    >>> sorted(run_attacks(z, keep, y))
-    ['lira_offline', 'lira_online', 'loss']
+    >>> sorted(run_attacks(z, keep, y, attacks=["lira_online", "rmia_online", "loss"]))
+    ['lira_online', 'loss', 'rmia_online']
     """
+    from miakit import attacks as thresholds
+    from miakit import rmia
+
+    names = list(ATTACKS) if attacks is None else list(attacks)
+    unknown = [a for a in names if a not in ATTACKS]
+    if unknown or not names:
+        raise ValueError(f"attacks: expected names from {list(ATTACKS)}, got {unknown or names}")
     out: dict[str, dict[str, Any]] = {}
+    loo = {"targets": "leave-one-out", "references": references}
     for name, mode in (("lira_online", "online"), ("lira_offline", "offline")):
+        if name not in names:
+            continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", lira.ClampedSpreadWarning)
             scores = lira.leave_one_out(logits, keep, mode=mode, offline="one_sided",
@@ -107,13 +135,71 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
         out[name] = {"scores": np.asarray(scores, dtype=np.float64), "clamped": clamped,
                      "settings": {"mode": mode, "offline": "one_sided" if mode == "offline"
                                   else None, "center": "median", "variance": variance,
-                                  "signal": "scaled_confidence", "targets": "leave-one-out",
-                                  "references": references}}
-    loss = np.asarray(signals.loss(logits, np.asarray(labels)[:, None]), dtype=np.float64)
-    out["loss"] = {"scores": -loss.mean(axis=-1), "clamped": 0,
-                   "settings": {"score": "-cross_entropy, mean over query views",
-                                "targets": "every model"}}
-    return out
+                                  "signal": "scaled_confidence", **loo}}
+    rmia_names = [n for n in ("rmia_online", "rmia_offline") if n in names]
+    if rmia_names:
+        q = signals.confidence(logits, np.asarray(labels)[:, None])  # [M, N, A]
+        for name in rmia_names:
+            offline = name == "rmia_offline"
+            scores = rmia.leave_one_out(q, keep, offline=offline, a=RMIA_A, gamma=1.0,
+                                        references=references, on_empty="nan")
+            out[name] = {"scores": np.asarray(scores, dtype=np.float64), "clamped": 0,
+                         "settings": {"offline": offline, "a": RMIA_A if offline else None,
+                                      "gamma": 1.0, "aggregate": "mean",
+                                      "signal": "true-class probability",
+                                      "population": "the target's non-members", **loo}}
+    loss = None
+    if "calibrated_loss" in names or "loss" in names:
+        loss = thresholds.loss(logits, labels)
+    if "calibrated_loss" in names:
+        out["calibrated_loss"] = {
+            "scores": thresholds.calibrated_leave_one_out(loss, keep, references=references),
+            "clamped": 0, "settings": {"score": "-cross_entropy minus its mean over the "
+                                                "OUT references", **loo}}
+    per_model = {"targets": "every model, no reference model"}
+    if "loss" in names:
+        out["loss"] = {"scores": loss, "clamped": 0,
+                       "settings": {"score": "-cross_entropy, mean over query views",
+                                    **per_model}}
+    for name, what in (("confidence", "true-class probability p_y"),
+                       ("max_confidence", "max_j p_j"), ("hinge", "z_y - max_{j != y} z_j")):
+        if name in names:
+            out[name] = {"scores": thresholds.SIGNAL_SCORES[name](logits, labels),
+                         "clamped": 0, "settings": {"score": what + ", mean over query views",
+                                                    **per_model}}
+    return {n: out[n] for n in names}
+
+
+def baselines(logits: Any, keep: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """The accuracy baselines of a run, pooled over every (model, example) pair.
+
+    ``bayes``: "correct means member" (first query view), ``1/2 + (p_train - p_test)/2``;
+    ``max_accuracy_threshold``: the best accuracy of one threshold on the loss (mean
+    over query views). Both are balanced accuracies (members and non-members weigh
+    equally).
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> from miakit.audit import baselines
+    >>> keep = mk.shadow.balanced_keep(4, 20, seed=0)
+    >>> z = np.random.default_rng(0).normal(size=(4, 20, 1, 3))
+    >>> sorted(baselines(z, keep, np.zeros(20, int)))
+    ['bayes', 'max_accuracy_threshold']
+    """
+    from miakit import attacks as thresholds
+
+    keep = np.asarray(keep, dtype=bool)
+    correct = np.asarray(signals.correct(logits[:, :, 0, :], np.asarray(labels)[None, :]))
+    b = thresholds.bayes_baseline(correct, keep)
+    t = thresholds.max_accuracy_threshold(-thresholds.loss(logits, labels), keep)
+    return {"bayes": {"accuracy": b.accuracy, "train_accuracy": b.train_accuracy,
+                      "test_accuracy": b.test_accuracy,
+                      "rule": "member when the model classifies the example correctly"},
+            "max_accuracy_threshold": {"accuracy": t.accuracy, "loss_threshold": t.threshold
+                                       if math.isfinite(t.threshold) else None,
+                                       "rule": "member when the loss is at most the "
+                                               "threshold that maximises accuracy"}}
 
 
 _AVERAGING = ("first query view; grad_norm / curvature: mean over the models that trained "
@@ -456,6 +542,34 @@ VERDICT_METHOD = (
     "pools every target's view of the same example")
 
 
+def strongest(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The attack with the highest TPR at the lowest FPR budget (AUC breaks ties).
+
+    Examples
+    --------
+    >>> from miakit.audit import strongest
+    >>> r = {"a": {"label": "A", "auc": 0.6, "tpr_at_fpr": [{"target_fpr": 0.01, "tpr": 0.1}]},
+    ...      "b": {"label": "B", "auc": 0.7, "tpr_at_fpr": [{"target_fpr": 0.01, "tpr": 0.05}]}}
+    >>> strongest(r)["attack"]
+    'a'
+    """
+    if not results:
+        return None
+
+    def key(item: tuple[str, Mapping[str, Any]]) -> tuple[float, float]:
+        points = item[1]["tpr_at_fpr"]
+        low = min(points, key=lambda p: p["target_fpr"]) if points else {"tpr": 0.0}
+        return (low["tpr"], item[1]["auc"])
+
+    name, r = max(results.items(), key=key)
+    points = r["tpr_at_fpr"]
+    low = min(points, key=lambda p: p["target_fpr"]) if points else None
+    return {"attack": name, "label": r["label"], "auc": r["auc"],
+            "target_fpr": low["target_fpr"] if low else None,
+            "tpr": low["tpr"] if low else None,
+            "rule": "highest TPR at the lowest FPR budget, then highest AUC"}
+
+
 def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> dict[str, Any]:
     """Is there membership leakage? A test over every attack and FPR of an audit.
 
@@ -518,7 +632,7 @@ def _model_quality(logits: Any, keep: np.ndarray, labels: np.ndarray) -> dict[st
 
 def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...] = DEFAULT_FPRS,
           variance: str = "auto", references: str = "balanced", level: float = 0.95,
-          alpha: float = 0.05, plot: bool = True,
+          alpha: float = 0.05, attacks: Sequence[str] | None = None, plot: bool = True,
           extra: dict | None = None) -> dict[str, Any]:
     """Attack every model of a finished run; optionally write report.json and roc.png.
 
@@ -540,6 +654,8 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         Confidence level of the intervals (Clopper-Pearson, cluster-robust over examples).
     alpha : float
         Family-wise error rate of the leakage verdict (:func:`verdict`).
+    attacks : sequence of str, optional
+        Names from :data:`ATTACKS` (default: all).
     plot : bool
         Write ``roc.png`` (needs matplotlib).
     extra : dict, optional
@@ -561,8 +677,8 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     >>> d = tempfile.mkdtemp()
     >>> _ = mk.shadow.train_heads(x, y, keep, run_dir=d + "/run", progress=False)
     >>> report = audit(mk.shadow.open_run(d + "/run"), plot=False)
-    >>> sorted(report["attacks"])
-    ['lira_offline', 'lira_online', 'loss']
+    >>> list(report["attacks"]) == list(mk.audit.ATTACKS)
+    True
     """
     t0 = time.perf_counter()
     if variance not in ("auto", "per_example", "global"):
@@ -578,8 +694,9 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         raise ValueError(f"references: expected 'balanced' or 'all', got {references!r}")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha: expected a value in (0, 1), got {alpha!r}")
-    attacks = run_attacks(logits, keep, labels, variance=var, references=references)
-    results = evaluate(attacks, keep, fprs=tuple(fprs), level=level, alpha=alpha)
+    scored = run_attacks(logits, keep, labels, variance=var, references=references,
+                         attacks=attacks)
+    results = evaluate(scored, keep, fprs=tuple(fprs), level=level, alpha=alpha)
     from miakit import __version__
 
     report = {
@@ -597,10 +714,15 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
                        "fprs": list(fprs), "confidence_level": level},
         "attacks": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
                     for k, v in results.items()},
+        "baselines": baselines(logits, keep, labels),
         "verdict": verdict(results, alpha),
     }
+    report["strongest_attack"] = strongest(results)
     features, params, reason = _stored_heads(run)
-    table = vulnerability(logits, keep, labels, attacks["lira_online"]["scores"],
+    lira_scores = (scored["lira_online"]["scores"] if "lira_online" in scored else
+                   run_attacks(logits, keep, labels, variance=var, references=references,
+                               attacks=["lira_online"])["lira_online"]["scores"])
+    table = vulnerability(logits, keep, labels, lira_scores,
                           variance=var, fpr=min(fprs), features=features, params=params,
                           fallback_reason=reason)
     report["vulnerability"] = table.to_dict(per_example=False)
@@ -711,11 +833,16 @@ def plot_roc(results: dict[str, dict], path: str | Path, title: str = "") -> Non
     fig, ax = plt.subplots(figsize=(5.5, 5.0), dpi=120)
     n_neg = max(r["n_nonmembers"] for r in results.values())
     lo = 1.0 / n_neg
-    for r in results.values():
+    colors = plt.get_cmap("tab10").colors
+    for i, r in enumerate(results.values()):
         fpr, tpr = r["_curve"]
         low = next((p for p in r.get("tpr_at_fpr", []) if p["target_fpr"] == 1e-3), None)
         extra = f", TPR {100 * low['tpr']:.1f}% @ 0.1%" if low else ""
+        # attacks with reference models solid, threshold attacks dashed
+        uses_refs = r.get("settings", {}).get("targets") == "leave-one-out"
         ax.step(np.maximum(fpr, lo), np.maximum(tpr, lo), where="post",
+                color=colors[i % len(colors)], ls="-" if uses_refs else "--",
+                lw=1.4 if uses_refs else 1.1,
                 label=f"{r['label']} (AUC {r['auc']:.3f}{extra})")
     ax.plot([lo, 1], [lo, 1], ls="--", color="grey", lw=1, label="chance")
     ax.set_xscale("log")
@@ -726,7 +853,7 @@ def plot_roc(results: dict[str, dict], path: str | Path, title: str = "") -> Non
     ax.set_ylabel("true-positive rate")
     if title:
         ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=7 if len(results) > 4 else 8)
     ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -792,6 +919,15 @@ def summarize(report: dict) -> str:
             lines.append(f"leave-one-out references: {refs['rule']}"
                          + (f" (left out beside the target: {refs['partner']})"
                             if refs.get("partner") else " (target only; biased)"))
+        best = report.get("strongest_attack")
+        if best and best.get("tpr") is not None:
+            lines.append(f"strongest attack: {best['label']} (TPR {_pct(best['tpr'])} at FPR "
+                         f"{100 * best['target_fpr']:g}%, AUC {best['auc']:.3f})")
+        base = report.get("baselines")
+        if base:
+            lines.append(f"baselines (balanced accuracy): correct means member "
+                         f"{_pct(base['bayes']['accuracy'])}, best loss threshold "
+                         f"{_pct(base['max_accuracy_threshold']['accuracy'])}")
         lines.extend(_verdict_lines(report.get("verdict"), level))
     vul = report.get("vulnerability")
     if vul and vul.get("spearman"):

@@ -116,8 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pa = sub.add_parser(
         "audit", help="train (or resume) a shadow run and attack it; the main job",
-        description="Attack every shadow model leave-one-out with LiRA online, LiRA "
-                    "offline and the loss threshold, and write report.json (AUC, TPR at "
+        description="Attack every shadow model leave-one-out with LiRA and RMIA (online "
+                    "and offline), the calibrated loss attack and the threshold attacks "
+                    "(loss, confidence, max confidence, hinge), state a verdict that is a "
+                    "statistical test, and write report.json (AUC, TPR at "
                     "FPR 10%, 1%, 0.1% with confidence intervals), a log-log ROC "
                     "plot roc.png and the per-example vulnerability table "
                     "vulnerability.csv (memorization, gradient norm, input curvature, "
@@ -140,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "counts do not depend on the target's membership (unbiased); "
                          "'all' leaves out the target only (biased against members with "
                          "few models; for comparison). Default: %(default)s")
+    pa.add_argument("--attacks", nargs="+", default=None, metavar="NAME",
+                    help="attacks to run (default: all): " + ", ".join(
+                        ["lira_online", "lira_offline", "rmia_online", "rmia_offline",
+                         "calibrated_loss", "loss", "confidence", "max_confidence",
+                         "hinge"]))
     pa.add_argument("--alpha", type=float, default=0.05,
                     help="family-wise error rate of the leakage verdict (a test over every "
                          "attack and FPR). Default: %(default)s")
@@ -224,7 +231,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if not 0 < f < 1:
             raise ValueError(f"--fpr: expected values in (0, 1), got {f}")
     report = audit(run, args.out, fprs=tuple(args.fpr), variance=args.variance,
-                   references=args.references, alpha=args.alpha, plot=not args.no_plot,
+                   references=args.references, alpha=args.alpha, attacks=args.attacks,
+                   plot=not args.no_plot,
                    extra={"timing_s": timing})
     report["timing_s"]["total"] = round(time.perf_counter() - t0, 3)
     from miakit.shadow._files import write_json
