@@ -513,3 +513,32 @@ def test_softmax_ce_kernel_separate_residual_implied_last_matches_cpu(shape):
     assert float(out_c[2][-1].abs().max()) == 0.0
     for a, b in zip(out_d[1:], out_c[1:]):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5 * r ** 0.5)
+
+
+# ===================================================================== RMIA
+@pytest.mark.parametrize("m,n,z", [(2, 1, 1), (6, 37, 5), (9, 300, 1000)])
+def test_rmia_count_matches_the_cpu_exactly(m, n, z, rng):
+    from miakit.rmia import _count
+
+    x = np.round(rng.uniform(0, 2, size=(m, n)), 1)
+    pop = np.round(rng.uniform(0, 2, size=(m, z)), 1)
+    pop[rng.random((m, z)) < 0.3] = np.nan
+    self_mask = rng.random((m, n)) < 0.2
+    for gamma in (1.0, 0.5):
+        g = _count(gpu(x), gpu(pop), gpu(self_mask), gamma)
+        c = _count(x, pop, self_mask, gamma)
+        np.testing.assert_array_equal(host(g), c)  # same ratios, same comparisons
+
+
+@pytest.mark.parametrize("offline", [False, True])
+@pytest.mark.parametrize("aggregate", ["mean", "vote"])
+def test_rmia_leave_one_out_on_the_gpu(offline, aggregate, rng):
+    keep = mk.shadow.balanced_keep(8, 200, seed=0)
+    q = np.clip(rng.uniform(0.1, 0.7, size=(8, 200, 2)) + 0.2 * keep[..., None], 0, 1)
+    pop = rng.uniform(0.1, 0.7, size=(8, 300, 2))
+    for population in (None, pop):
+        kw = dict(offline=offline, aggregate=aggregate)
+        g = mk.rmia.leave_one_out(gpu(q), gpu(keep), **kw,
+                                  population=None if population is None else gpu(population))
+        c = mk.rmia.leave_one_out(q, keep, **kw, population=population)
+        assert_close(host(g), c, rtol=0, scale_atol=1e-12)

@@ -844,7 +844,7 @@ def plot_roc(results: dict[str, dict], path: str | Path, title: str = "") -> Non
                 color=colors[i % len(colors)], ls="-" if uses_refs else "--",
                 lw=1.4 if uses_refs else 1.1,
                 label=f"{r['label']} (AUC {r['auc']:.3f}{extra})")
-    ax.plot([lo, 1], [lo, 1], ls="--", color="grey", lw=1, label="chance")
+    ax.plot([lo, 1], [lo, 1], ls=":", color="black", lw=1, label="chance")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, 1)

@@ -38,7 +38,7 @@ _AGGREGATES = ("mean", "vote")
 _ON_EMPTY = ("raise", "nan")
 _REFERENCES = ("balanced", "all")
 # scored (row, example) pairs per kernel call of leave_one_out: bounds the working memory
-_CHUNK_ELEMENTS = 1 << 21
+_CHUNK_ELEMENTS = 1 << 18
 
 
 # --------------------------------------------------------------------------- inputs
@@ -59,14 +59,11 @@ def _probabilities(data: Any, labels: Any, name: str, lead: int) -> Any:
         x = check_float_array(data, name, ndim=(lead + 1, lead + 2))
         if len(ar.shape_of(x)) == lead + 1:
             x = ar.reshape(x, ar.shape_of(x) + (1,))
-        x = _f64(x)
-        xp = _xp(x)
         bad = ~((x >= 0) & (x <= 1))  # NaN fails both
         if bool(bad.any()):
             raise ValueError(f"{name}: expected probabilities in [0, 1] (the true class's "
                              f"softmax probability), got {int(bad.sum())} values outside it "
                              f"(or NaN); pass logits with labels= to compute them")
-        del xp
         return x
     z = check_float_array(data, f"{name} (logits)", ndim=(lead + 2, lead + 3))
     shape = ar.shape_of(z)
@@ -77,7 +74,7 @@ def _probabilities(data: Any, labels: Any, name: str, lead: int) -> Any:
     if ar.shape_of(lab) != (n,):
         raise ValueError(f"labels: expected shape ({n},) (one label per example), got "
                          f"{ar.shape_of(lab)}")
-    return _f64(confidence(z, ar.reshape(lab, (n, 1))))
+    return confidence(z, ar.reshape(lab, (n, 1)))
 
 
 def _check_float(value: Any, name: str, lo: float, hi: float, *, open_lo: bool) -> float:
@@ -93,10 +90,14 @@ def _check_float(value: Any, name: str, lo: float, hi: float, *, open_lo: bool) 
 
 
 def _aggregate(q: Any, aggregate: str) -> Any:
-    """``[..., N, A]`` -> ``[..., N, R]``: R = 1 (mean over views) or A (vote)."""
+    """``[..., N, A]`` -> float64 ``[..., N, R]``: R = 1 (mean over views) or A (vote).
+
+    The mean accumulates in float64 straight from the caller's precision, without a
+    float64 copy of every view."""
     if aggregate == "mean":
-        return q.mean(-1)[..., None]
-    return q
+        f64 = ar._torch().float64 if ar.is_torch(q) else np.float64
+        return q.mean(-1, dtype=f64)[..., None]
+    return _f64(q)
 
 
 # --------------------------------------------------------------------------- counting
@@ -383,9 +384,13 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
         return x if torch_dev is None else ar._torch().as_tensor(x, device=torch_dev)
 
     total = qa.sum(0)  # [N, R]
-    out_f = _as_float(~kb, qa)
-    total_out = (qa * out_f[..., None]).sum(0)
-    n_out = out_f.sum(0)  # [N]
+    # OUT sums one model at a time: working memory O(N), not another [M, N] array
+    total_out = xp.zeros_like(total)
+    n_out = xp.zeros_like(total[:, 0])
+    for j in range(m):
+        out_j = _as_float(~kb[j], qa)
+        total_out += qa[j] * out_j[:, None]
+        n_out += out_j
     if population is not None:
         pq = _aggregate(_probabilities(population, population_labels, "population", 1),
                         aggregate)
@@ -400,7 +405,7 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
     keep_np = ar.to_numpy(kb)
     paired = references == "balanced" and is_paired(keep_np)
     chunk = max(1, _CHUNK_ELEMENTS // max(1, n * nr))
-    rows = []
+    result = ar.empty_like_device(qa, (len(tg), n), "float64")
     n_empty = 0
     for c0 in range(0, len(tg), chunk):
         tk = tg[c0:c0 + chunk]
@@ -459,7 +464,7 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
             self_mask = None
         out = _count(_rows(rx), _rows(pop), self_mask, gamma)
         res = out.reshape(len(tk), nr, n).mean(1)
-        rows.append(xp.where(empty, float("nan"), res))
+        result[c0:c0 + len(tk)] = xp.where(empty, float("nan"), res)
     if n_empty and on_empty == "raise":
         need = "an OUT reference model" if offline else "a reference model"
         left = "and its partner are" if references == "balanced" else "is"
@@ -467,7 +472,7 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
                          f"every example, but {n_empty} (target, example) pairs have none "
                          f"once the target {left} left out; train more shadow models, or "
                          "pass on_empty='nan'")
-    return xp.concatenate(rows, 0) if torch_dev is None else ar._torch().cat(rows, 0)
+    return result
 
 
 def _resum_cancelled(s_ref: Any, whole: Any, qa: Any, keep: Any, tk: Any,
