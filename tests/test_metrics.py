@@ -381,3 +381,21 @@ def test_tpr_at_fpr_with_singleton_clusters_keeps_the_exact_interval(rng):
         mk.metrics.tpr_at_fpr(s, y, fpr=0.1, clusters=np.arange(3))
     with pytest.raises(TypeError, match="clusters"):
         mk.metrics.tpr_at_fpr(s, y, fpr=0.1, clusters=np.zeros(400))
+
+
+def test_clustered_roc_variances_are_those_of_each_threshold(rng):
+    s, keep = _clustered_null(rng, 6, 50, 2.0, 0.5)
+    s = np.round(s, 1)  # ties
+    thr, tp, fp, vt, vf, (cp, cn) = mk.metrics.clustered_roc(s, keep, np.arange(50))
+    fpr, tpr, thr2 = mk.metrics.roc(s, keep)
+    np.testing.assert_array_equal(thr, thr2)
+    np.testing.assert_array_equal(tp / keep.sum(), tpr)
+    np.testing.assert_array_equal(fp / (~keep).sum(), fpr)
+    for i in range(0, thr.size, 7):
+        hit = s >= thr[i]
+        for k, n, v, c in (((hit & keep).sum(0), keep.sum(0), vt[i], cp),
+                           ((hit & ~keep).sum(0), (~keep).sum(0), vf[i], cn)):
+            used = n > 0
+            p = k.sum() / n.sum()
+            want = used.sum() / (used.sum() - 1) * ((k - p * n)[used] ** 2).sum() / n.sum() ** 2
+            assert v == pytest.approx(want, rel=1e-9, abs=1e-15) and c == used.sum()

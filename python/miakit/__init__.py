@@ -13,6 +13,7 @@ shadow        shadow-model experiments: keep matrices, batched training, run sto
 memorization  Feldman-Zhang memorization and influence (top-k)
 gradients     per-example gradient norms (closed form, ghost norms, vmap fallback)
 curvature     input-loss curvature (Hutchinson, finite differences, zero order)
+bounds        DP limits on attacks, DP-SGD accounting (dp-accounting), empirical epsilon
 report        per-example vulnerability tables and plots
 audit         the audit job: attacks on a shadow run, report.json, ROC plot, summary
 datasets      small embedded datasets (scikit-learn digits, Gaussian mixtures)
@@ -21,6 +22,7 @@ datasets      small embedded datasets (scikit-learn digits, Gaussian mixtures)
 from miakit import (
     attacks,
     audit,
+    bounds,
     curvature,
     datasets,
     gradients,
@@ -39,6 +41,7 @@ __all__ = [
     "attacks",
     "audit",
     "backend_info",
+    "bounds",
     "curvature",
     "datasets",
     "gradients",

@@ -99,3 +99,18 @@ def check_targets(targets: Any, m: int) -> np.ndarray:
         raise ValueError(f"targets: expected model indices in [0, {m}), got {int(tg.min())}"
                          f"..{int(tg.max())}")
     return tg.astype(np.int64)
+
+
+def check_clusters(clusters: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Cluster ids flattened like the scores, as dense codes 0..C-1 (None: no clusters)."""
+    if clusters is None:
+        return None
+    c = ar.to_numpy(ar.as_array(clusters, "clusters"))
+    if c.dtype.kind not in "iu":
+        raise TypeError(f"clusters: expected integer cluster ids, got dtype {c.dtype}")
+    try:
+        c = np.broadcast_to(c, shape)
+    except ValueError as exc:
+        raise ValueError(f"clusters: expected a shape that broadcasts to the scores' "
+                         f"{shape}, got {c.shape}") from exc
+    return np.unique(c.ravel(), return_inverse=True)[1].ravel()

@@ -14,24 +14,11 @@ import numpy as np
 from scipy import stats
 
 from miakit import _arrays as ar
+from miakit._validation import check_clusters
 
 __all__ = ["roc", "auc", "auc_ci", "AucCI", "tpr_at_fpr", "TprAtFpr", "clopper_pearson",
-           "clustered_proportion_ci", "ClusteredProportion", "leakage_test", "LeakagePoint"]
-
-
-def _prepare_clusters(clusters: Any, shape: tuple[int, ...]) -> np.ndarray | None:
-    """Cluster ids flattened like the scores, as dense codes 0..C-1 (None: no clusters)."""
-    if clusters is None:
-        return None
-    c = ar.to_numpy(ar.as_array(clusters, "clusters"))
-    if c.dtype.kind not in "iu":
-        raise TypeError(f"clusters: expected integer cluster ids, got dtype {c.dtype}")
-    try:
-        c = np.broadcast_to(c, shape)
-    except ValueError as exc:
-        raise ValueError(f"clusters: expected a shape that broadcasts to the scores' "
-                         f"{shape}, got {c.shape}") from exc
-    return np.unique(c.ravel(), return_inverse=True)[1].ravel()
+           "clustered_proportion_ci", "ClusteredProportion", "korn_graubard", "clustered_roc",
+           "leakage_test", "LeakagePoint"]
 
 
 def _prepare(scores: Any, members: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +217,7 @@ def tpr_at_fpr(scores: Any, members: Any, fpr: float = 1e-3, level: float = 0.95
         raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
     shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
     s, y = _prepare(scores, members)
-    c = _prepare_clusters(clusters, shape)
+    c = check_clusters(clusters, shape)
     tp, fp, thr = _curve(s, y)
     n_pos, n_neg = int(tp[-1]), int(fp[-1])
     # the rule roc() users apply: FPR = fp / n_neg <= f (``fp <= f * n_neg`` would reject
@@ -352,24 +339,120 @@ def clustered_proportion_ci(k: Any, n: Any, level: float = 0.95,
     if total <= 0:
         raise ValueError("n: expected at least one trial, got none")
     p = hits / total
-    deff = 1.0
-    if n_clusters > 1 and 0.0 < p < 1.0:
-        v = n_clusters / (n_clusters - 1) * float(((kk - p * nn) ** 2).sum()) / total ** 2
-        deff = max(1.0, v / (p * (1.0 - p) / total))
+    var = n_clusters / (n_clusters - 1) * float(((kk - p * nn) ** 2).sum()) / total ** 2 \
+        if n_clusters > 1 else 0.0
     tail = (1.0 - level) / 2 if alternative == "two-sided" else 1.0 - level
-    n_eff = total / deff
-    if n_clusters > 1 and deff > 1.0:
-        z = stats.norm.ppf(1.0 - tail)
-        t = stats.t.ppf(1.0 - tail, n_clusters - 1)
-        n_eff *= (z / t) ** 2
-    x = p * n_eff
-    lo = 0.0 if x <= 0.0 else float(stats.beta.ppf(tail, x, n_eff - x + 1.0))
-    hi = 1.0 if x >= n_eff else float(stats.beta.ppf(1.0 - tail, x + 1.0, n_eff - x))
+    lo_a, hi_a, deff_a, n_eff_a = korn_graubard(np.array([hits]), total, np.array([var]),
+                                                n_clusters, tail)
+    lo, hi, deff, n_eff = float(lo_a[0]), float(hi_a[0]), float(deff_a[0]), float(n_eff_a[0])
     if alternative == "greater":
         hi = 1.0
     elif alternative == "less":
         lo = 0.0
     return ClusteredProportion(p, (lo, hi), deff, n_eff, n_clusters)
+
+
+def korn_graubard(hits: np.ndarray, total: float, var: np.ndarray, n_clusters: int,
+                  tail: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Korn-Graubard bounds of many proportions ``hits / total`` at once.
+
+    ``var`` is each proportion's cluster-robust variance over ``n_clusters`` clusters;
+    each bound leaves ``tail`` outside. Returns (lower, upper, design effect, effective
+    sample size), one entry per proportion (:func:`clustered_proportion_ci` for one).
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> lo, hi, d, n = mk.metrics.korn_graubard(np.array([30.0]), 100.0, np.array([0.0021]),
+    ...                                         100, 0.025)
+    >>> round(float(d[0]), 3), bool(lo[0] < 0.3 < hi[0])
+    (1.0, True)
+    """
+    k = np.asarray(hits, dtype=np.float64)
+    p = k / total
+    inner = (p > 0.0) & (p < 1.0) & (n_clusters > 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deff = np.where(inner, np.maximum(1.0, np.asarray(var) / (p * (1.0 - p) / total)),
+                        1.0)
+    n_eff = total / deff
+    if n_clusters > 1:
+        z = stats.norm.ppf(1.0 - tail)
+        t = stats.t.ppf(1.0 - tail, n_clusters - 1)
+        n_eff = np.where(deff > 1.0, n_eff * (z / t) ** 2, n_eff)
+    x = p * n_eff
+    with np.errstate(invalid="ignore"):
+        lo = np.where(x <= 0.0, 0.0, stats.beta.ppf(tail, np.maximum(x, 1e-300),
+                                                    n_eff - x + 1.0))
+        hi = np.where(x >= n_eff, 1.0, stats.beta.ppf(1.0 - tail, x + 1.0,
+                                                      np.maximum(n_eff - x, 1e-300)))
+    return lo, hi, deff, n_eff
+
+
+def clustered_roc(scores: Any, members: Any, clusters: Any
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                             tuple[int, int]]:
+    """Every operating point of the ROC with the cluster-robust variances of its rates.
+
+    Parameters
+    ----------
+    scores, members : array_like
+        As in :func:`roc`.
+    clusters : array_like of int
+        Cluster id of every score (broadcast to the scores' shape).
+
+    Returns
+    -------
+    thresholds, tp, fp : numpy.ndarray
+        As :func:`roc` (thresholds from +inf down), with counts instead of rates.
+    var_tpr, var_fpr : numpy.ndarray
+        ``C / (C - 1) sum_c (k_c - p n_c)^2 / n^2`` of the TPR and of the FPR at each
+        point, from running sums: every threshold in O(n log n) time in all.
+    n_clusters : tuple of int
+        Clusters holding members, and clusters holding non-members.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> thr, tp, fp, vt, vf, c = mk.metrics.clustered_roc([3.0, 2.0, 1.0, 0.0],
+    ...                                                   [1, 0, 1, 0], [0, 0, 1, 1])
+    >>> tp.tolist(), fp.tolist(), c
+    ([0, 1, 1, 2, 2], [0, 0, 1, 1, 2], (2, 2))
+    """
+    shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
+    s, y = _prepare(scores, members)
+    c = check_clusters(clusters, shape)
+    order = np.argsort(-s, kind="stable")
+    ss, ys, cs = s[order], y[order], c[order]
+    last = np.r_[np.nonzero(np.diff(ss))[0], ss.size - 1]
+    n_clusters = int(c.max()) + 1
+    out = []
+    for cls in (True, False):
+        sel = ys == cls
+        n_c = np.bincount(c[y == cls], minlength=n_clusters).astype(np.float64)
+        total = n_c.sum()
+        # running sum over the sorted scores of this class of sum_c k_c^2 (each new
+        # element of cluster c adds 2 k_c + 1) and of sum_c k_c n_c (it adds n_c)
+        idx = np.flatnonzero(sel)
+        grp = cs[idx]
+        by = np.argsort(grp, kind="stable")
+        rank = np.empty(idx.size, dtype=np.float64)
+        starts = np.r_[0, np.flatnonzero(np.diff(grp[by])) + 1]
+        counts = np.diff(np.r_[starts, idx.size])
+        rank[by] = np.arange(idx.size) - np.repeat(starts, counts)
+        add_sq = np.zeros(ss.size)
+        add_sq[idx] = 2.0 * rank + 1.0
+        add_kn = np.zeros(ss.size)
+        add_kn[idx] = n_c[grp]
+        k = np.r_[0, np.cumsum(sel)[last]].astype(np.float64)
+        s2 = np.r_[0.0, np.cumsum(add_sq)[last]]
+        skn = np.r_[0.0, np.cumsum(add_kn)[last]]
+        p = k / total
+        ssq = np.maximum(s2 - 2.0 * p * skn + p * p * float((n_c ** 2).sum()), 0.0)
+        used = int((n_c > 0).sum())  # clusters with trials of this class
+        var = used / (used - 1) * ssq / total ** 2 if used > 1 else np.zeros_like(ssq)
+        out.append((k.astype(np.int64), var, used))
+    thr = np.r_[np.inf, ss[last]]
+    return thr, out[0][0], out[1][0], out[0][1], out[1][1], (out[0][2], out[1][2])
 
 
 @dataclass(frozen=True)
@@ -435,7 +518,7 @@ def auc_ci(scores: Any, members: Any, clusters: Any = None, level: float = 0.95)
         raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
     shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
     s, y = _prepare(scores, members)
-    c = _prepare_clusters(clusters, shape)
+    c = check_clusters(clusters, shape)
     if c is None:
         c = np.arange(s.size)
     pos, neg = s[y], s[~y]
@@ -562,7 +645,7 @@ def leakage_test(scores: Any, members: Any, fprs: Any = (1e-1, 1e-2, 1e-3), *,
                          f"{n_tests}")
     shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
     s, y = _prepare(scores, members)
-    c = _prepare_clusters(clusters, shape)
+    c = check_clusters(clusters, shape)
     if c is None:
         c = np.arange(s.size)
     n_clusters = int(c.max()) + 1

@@ -1,0 +1,437 @@
+"""Privacy bounds and auditing (docs/methods/bounds.md).
+
+- What differential privacy allows an attack: ``dp_tpr_bound`` ((epsilon, delta)-DP),
+  ``gdp_tpr_bound`` (mu-GDP), ``memorization_bound`` (label memorization under
+  epsilon-DP, Ravikumar et al. 2024).
+- What DP-SGD guarantees: ``dpsgd_epsilon`` and its inverse ``dpsgd_noise``, through the
+  accountants of the ``dp-accounting`` package (``pip install 'miakit[dp]'``); there is
+  no hand-written accountant here.
+- What an attack proves: ``empirical_epsilon``, a lower bound on epsilon that holds with
+  a chosen confidence, and ``gdp_mu``, the mu-GDP an ROC implies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import special, stats
+
+from miakit import _arrays as ar
+from miakit import metrics
+
+__all__ = ["dp_tpr_bound", "gdp_tpr_bound", "memorization_bound", "dpsgd_epsilon",
+           "dpsgd_noise", "empirical_epsilon", "EmpiricalEpsilon", "gdp_mu", "GdpMu"]
+
+
+# --------------------------------------------------------------------------- checks
+def _positive(value: Any, name: str, *, allow_inf: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected a positive number, got {value!r}") from exc
+    if not (v > 0) or (math.isinf(v) and not allow_inf) or math.isnan(v):
+        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+    return v
+
+
+def _delta(value: Any, name: str = "delta") -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected a number in [0, 1), got {value!r}") from exc
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"{name}: expected a value in [0, 1), got {value!r}")
+    return v
+
+
+def _rates(x: Any, name: str) -> np.ndarray:
+    r = np.asarray(x, dtype=np.float64)
+    if not (np.all(r >= 0.0) and np.all(r <= 1.0)):  # NaN fails
+        raise ValueError(f"{name}: expected rates in [0, 1], got values outside it (or NaN)")
+    return r
+
+
+# --------------------------------------------------------------------------- DP limits
+def dp_tpr_bound(fpr: Any, epsilon: Any, delta: Any = 0.0) -> np.ndarray:
+    """The largest TPR an attack can reach at a given FPR against (epsilon, delta)-DP.
+
+    ``TPR <= min(e^eps FPR + delta, 1 - e^-eps (1 - delta - FPR))``, clipped to [0, 1].
+    Several (epsilon, delta) pairs, all valid for the mechanism (an epsilon(delta) curve),
+    give the pointwise minimum of their bounds.
+
+    Parameters
+    ----------
+    fpr : float or array
+        False-positive rates in [0, 1].
+    epsilon : float or sequence of float
+        epsilon > 0 (one per pair).
+    delta : float or sequence of float
+        delta in [0, 1) (one per pair, or one for all).
+
+    Returns
+    -------
+    numpy.ndarray
+        The bound, shaped like ``fpr``.
+
+    Examples
+    --------
+    >>> import miakit as mk
+    >>> float(mk.bounds.dp_tpr_bound(0.01, 1.0))            # e * 0.01
+    0.027182818284590453
+    >>> float(mk.bounds.dp_tpr_bound(0.01, [1.0, 0.5], [0.0, 1e-2]))   # the tighter pair
+    0.02648721270700128
+    """
+    f = _rates(fpr, "fpr")
+    eps = np.atleast_1d(np.asarray(epsilon, dtype=np.float64))
+    dl = np.atleast_1d(np.asarray(delta, dtype=np.float64))
+    if eps.ndim != 1 or eps.size == 0:
+        raise ValueError(f"epsilon: expected a number or a 1-D sequence, got {epsilon!r}")
+    for e in eps:
+        _positive(e, "epsilon", allow_inf=True)
+    for d in dl:
+        _delta(d)
+    if dl.size not in (1, eps.size):
+        raise ValueError(f"delta: expected one value or one per epsilon ({eps.size}), got "
+                         f"{dl.size}")
+    dl = np.broadcast_to(dl, eps.shape)
+    out = np.ones_like(f)
+    for e, d in zip(eps, dl):
+        with np.errstate(over="ignore", invalid="ignore"):
+            a = np.exp(e) * f + d
+            b = 1.0 - np.exp(-e) * (1.0 - d - f)
+        out = np.minimum(out, np.minimum(np.where(np.isnan(a), 1.0, a), b))
+    return np.clip(out, 0.0, 1.0)
+
+
+def gdp_tpr_bound(fpr: Any, mu: float) -> np.ndarray:
+    """The largest TPR at a given FPR against mu-GDP: ``Phi(Phi^-1(FPR) + mu)``.
+
+    Examples
+    --------
+    >>> import miakit as mk
+    >>> round(float(mk.bounds.gdp_tpr_bound(0.05, 1.0)), 6)
+    0.259511
+    """
+    f = _rates(fpr, "fpr")
+    m = float(mu)
+    if not m >= 0 or math.isinf(m):
+        raise ValueError(f"mu: expected a finite value >= 0, got {mu!r}")
+    return special.ndtr(special.ndtri(f) + m)
+
+
+def memorization_bound(epsilon: float) -> float:
+    """Label memorization of any example under epsilon-DP is at most ``1 - e^-eps``
+    (Ravikumar et al. 2024, Theorem 5.4).
+
+    Examples
+    --------
+    >>> import miakit as mk
+    >>> round(mk.bounds.memorization_bound(1.0), 6)
+    0.632121
+    """
+    return float(-math.expm1(-_positive(epsilon, "epsilon", allow_inf=True)))
+
+
+# --------------------------------------------------------------------------- DP-SGD
+def _dp_accounting() -> Any:
+    try:
+        import dp_accounting
+    except ImportError as exc:
+        raise ImportError("DP-SGD accounting uses the dp-accounting package: "
+                          "pip install 'miakit[dp]' (or pip install dp-accounting)") from exc
+    return dp_accounting
+
+
+def _dpsgd_event(dpa: Any, noise: float, rate: float, steps: int) -> Any:
+    return dpa.SelfComposedDpEvent(
+        dpa.PoissonSampledDpEvent(rate, dpa.GaussianDpEvent(noise)), steps)
+
+
+def _check_dpsgd(sample_rate: Any, steps: Any) -> tuple[float, int]:
+    try:
+        q = float(sample_rate)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"sample_rate: expected a number in (0, 1], got {sample_rate!r}") from exc
+    if not 0.0 < q <= 1.0:
+        raise ValueError(f"sample_rate: expected a value in (0, 1], got {sample_rate!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps: expected a positive int, got {steps!r}")
+    return q, int(steps)
+
+
+def _accountant(dpa: Any, name: str) -> Any:
+    if name == "pld":
+        return dpa.pld.PLDAccountant()
+    if name == "rdp":
+        return dpa.rdp.RdpAccountant()
+    raise ValueError(f"accountant: expected 'pld' or 'rdp', got {name!r}")
+
+
+def dpsgd_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
+                  accountant: str = "pld") -> float:
+    """epsilon(delta) of DP-SGD: ``steps`` Poisson-sampled Gaussian mechanisms.
+
+    Parameters
+    ----------
+    noise_multiplier : float
+        Noise standard deviation over the clipping norm, > 0.
+    sample_rate : float
+        Poisson sampling probability of each example per step, in (0, 1].
+    steps : int
+    delta : float
+        In [0, 1).
+    accountant : {"pld", "rdp"}
+        dp-accounting's privacy-loss-distribution accountant (tight; default) or its
+        Renyi-DP accountant (an upper bound, as Opacus and TF Privacy report).
+
+    Examples
+    --------
+    >>> import miakit as mk
+    >>> eps = mk.bounds.dpsgd_epsilon(1.0, 0.01, 1000, 1e-5)
+    >>> 1.7 < eps < 1.9
+    True
+    """
+    dpa = _dp_accounting()
+    noise = _positive(noise_multiplier, "noise_multiplier")
+    q, t = _check_dpsgd(sample_rate, steps)
+    d = _delta(delta)
+    acc = _accountant(dpa, accountant)
+    acc.compose(_dpsgd_event(dpa, noise, q, t))
+    return float(acc.get_epsilon(d))
+
+
+def dpsgd_noise(epsilon: float, delta: float, sample_rate: float, steps: int,
+                accountant: str = "pld") -> float:
+    """The smallest noise multiplier whose DP-SGD run reaches (epsilon, delta).
+
+    The inverse of :func:`dpsgd_epsilon`, by dp-accounting's mechanism calibration.
+
+    Examples
+    --------
+    >>> import miakit as mk
+    >>> z = mk.bounds.dpsgd_noise(2.0, 1e-5, 0.01, 1000)
+    >>> abs(mk.bounds.dpsgd_epsilon(z, 0.01, 1000, 1e-5) - 2.0) < 0.01
+    True
+    """
+    dpa = _dp_accounting()
+    eps = _positive(epsilon, "epsilon")
+    d = _delta(delta)
+    q, t = _check_dpsgd(sample_rate, steps)
+    if accountant not in ("pld", "rdp"):
+        raise ValueError(f"accountant: expected 'pld' or 'rdp', got {accountant!r}")
+    def event(z: float) -> Any:
+        return _dpsgd_event(dpa, z, q, t)
+
+    # Bracket with the RDP accountant (cheap at any noise, and an upper bound on epsilon,
+    # so its noise is at least the PLD one), then solve in that bracket: the PLD
+    # accountant's work grows without bound as the noise goes to 0.
+    z_rdp = float(dpa.calibrate_dp_mechanism(
+        lambda: _accountant(dpa, "rdp"), event, eps, d,
+        dpa.LowerEndpointAndGuess(1e-2, 1.0), tol=1e-5))
+    if accountant == "rdp":
+        return z_rdp
+    lo = z_rdp / 2
+    while lo > 1e-2 and _epsilon_of(dpa, event(lo), d) <= eps:
+        lo /= 2
+    return float(dpa.calibrate_dp_mechanism(
+        lambda: _accountant(dpa, "pld"), event, eps, d,
+        dpa.ExplicitBracketInterval(lo, z_rdp), tol=1e-5))
+
+
+def _epsilon_of(dpa: Any, event: Any, delta: float) -> float:
+    acc = dpa.pld.PLDAccountant()
+    acc.compose(event)
+    return float(acc.get_epsilon(delta))
+
+
+# --------------------------------------------------------------------------- auditing
+@dataclass(frozen=True)
+class EmpiricalEpsilon:
+    """A lower bound on epsilon proven by an attack's scores.
+
+    Attributes
+    ----------
+    epsilon : float
+        With probability at least ``level``, the mechanism is not (e, delta)-DP for any
+        e below this (0 when nothing is proven).
+    threshold : float
+        The score threshold that proves it ("member" for scores at or above it).
+    tp, fp, n_pos, n_neg : int
+        Counts at that threshold.
+    tpr_lower, fpr_upper : float
+        The one-sided confidence bounds behind it.
+    side : str
+        Which inequality gave the bound: ``"tpr"`` (``ln((TPR - delta) / FPR)``) or
+        ``"fnr"`` (``ln((1 - FPR - delta) / FNR)``).
+    n_thresholds : int
+        Thresholds searched (the Bonferroni factor).
+    delta, level : float
+    """
+
+    epsilon: float
+    threshold: float
+    tp: int
+    fp: int
+    n_pos: int
+    n_neg: int
+    tpr_lower: float
+    fpr_upper: float
+    side: str
+    n_thresholds: int
+    delta: float
+    level: float
+
+
+def _curve_counts(scores: Any, members: Any) -> tuple[np.ndarray, ...]:
+    """(thresholds, tp, fp, n_pos, n_neg) of every ROC point, from +inf down."""
+    fpr, tpr, thr = metrics.roc(scores, members)
+    y = np.asarray(ar.to_numpy(ar.as_array(members, "members"))).astype(bool)
+    n_pos, n_neg = int(y.sum()), int(y.size - y.sum())
+    return (thr, np.rint(tpr * n_pos).astype(np.int64), np.rint(fpr * n_neg).astype(np.int64),
+            n_pos, n_neg)
+
+
+def _one_sided(k: np.ndarray, n: int, alpha: float, upper: bool) -> np.ndarray:
+    """Clopper-Pearson one-sided bounds of k / n at error alpha, vectorized."""
+    k = np.asarray(k, dtype=np.float64)
+    if upper:
+        return np.where(k >= n, 1.0, stats.beta.ppf(1.0 - alpha, k + 1.0, n - k))
+    return np.where(k <= 0, 0.0, stats.beta.ppf(alpha, k, n - k + 1.0))
+
+
+def empirical_epsilon(scores: Any, members: Any, delta: float = 0.0, level: float = 0.95,
+                      *, thresholds: Any = None, clusters: Any = None) -> EmpiricalEpsilon:
+    """A lower bound on the epsilon of the mechanism that produced an attack's scores.
+
+    At a threshold with true rates TPR and FPR, (epsilon, delta)-DP implies
+    ``TPR <= e^eps FPR + delta`` and ``1 - FPR <= e^eps (1 - TPR) + delta``, so
+    ``eps >= max(ln((TPR - delta) / FPR), ln((1 - FPR - delta) / (1 - TPR)))``. The
+    rates are replaced by one-sided Clopper-Pearson bounds (TPR from below, FPR from
+    above); searching T thresholds costs a Bonferroni correction: each of the two bounds
+    at a threshold is taken at ``(1 - level) / (2 T)``, so the bound holds with
+    probability at least ``level`` overall.
+
+    Parameters
+    ----------
+    scores, members : array_like
+        Member-oriented scores and the truth (as :func:`miakit.metrics.roc`).
+    delta : float
+        In [0, 1).
+    level : float
+        Overall confidence.
+    thresholds : array_like, optional
+        Thresholds fixed in advance (fewer is a smaller Bonferroni factor). Default:
+        every distinct score.
+    clusters : array_like of int, optional
+        Cluster id of every score (leave-one-out scores pooled over targets: the
+        example): the bounds become Korn-Graubard's cluster-robust ones
+        (:func:`miakit.metrics.clustered_proportion_ci`).
+
+    Returns
+    -------
+    EmpiricalEpsilon
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.r_[np.ones(5000, bool), np.zeros(5000, bool)]
+    >>> e = mk.bounds.empirical_epsilon(rng.normal(size=10000) + 4.0 * y, y)
+    >>> 2.0 < e.epsilon < 6.0, e.side in ("tpr", "fnr")
+    (True, True)
+    >>> mk.bounds.empirical_epsilon(rng.normal(size=10000), y).epsilon
+    0.0
+    """
+    d = _delta(delta)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
+    if clusters is None:
+        thr, tp, fp, _, _ = _curve_counts(scores, members)
+        var_t = var_f = None
+        n_cl = (0, 0)
+    else:
+        thr, tp, fp, var_t, var_f, n_cl = metrics.clustered_roc(scores, members, clusters)
+    n_pos, n_neg = int(tp[-1]), int(fp[-1])
+    if thresholds is None:
+        pick = np.arange(1, thr.size)  # every distinct score
+    else:
+        cand = np.unique(np.asarray(thresholds, dtype=np.float64).ravel())
+        if cand.size == 0 or not np.isfinite(cand).all():
+            raise ValueError("thresholds: expected finite thresholds, got none or NaN/inf")
+        # the operating point of "score >= t": the last curve point with threshold >= t
+        pick = np.searchsorted(-thr, -cand, side="right") - 1
+    cand, tp, fp = thr[pick], tp[pick], fp[pick]
+    n_thr = int(pick.size)
+    alpha = (1.0 - level) / (2 * n_thr)
+    if clusters is None:
+        t_lo = _one_sided(tp, n_pos, alpha, upper=False)
+        f_hi = _one_sided(fp, n_neg, alpha, upper=True)
+    else:
+        t_lo = metrics.korn_graubard(tp, n_pos, var_t[pick], n_cl[0], alpha)[0]
+        f_hi = metrics.korn_graubard(fp, n_neg, var_f[pick], n_cl[1], alpha)[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e_tpr = np.log(np.maximum(t_lo - d, 0.0) / f_hi)
+        e_fnr = np.log(np.maximum(1.0 - f_hi - d, 0.0) / (1.0 - t_lo))
+    e_tpr = np.where(np.isnan(e_tpr), -np.inf, e_tpr)
+    e_fnr = np.where(np.isnan(e_fnr), -np.inf, e_fnr)
+    best = np.maximum(e_tpr, e_fnr)
+    i = int(np.argmax(best))
+    eps = float(max(best[i], 0.0))
+    return EmpiricalEpsilon(eps, float(cand[i]), int(tp[i]), int(fp[i]), n_pos, n_neg,
+                            float(t_lo[i]), float(f_hi[i]),
+                            "tpr" if e_tpr[i] >= e_fnr[i] else "fnr", n_thr, d, float(level))
+
+
+@dataclass(frozen=True)
+class GdpMu:
+    """The mu-GDP an ROC implies.
+
+    Attributes
+    ----------
+    mu : float
+        ``max over operating points of Phi^-1(TPR) - Phi^-1(FPR)``: the smallest mu
+        whose GDP trade-off curve lies above every point of the empirical ROC.
+    mu_lower : float
+        The same with the TPR from below and the FPR from above (one-sided
+        Clopper-Pearson, Bonferroni over the points): a lower bound on the mechanism's
+        mu with confidence ``level``.
+    level : float
+    """
+
+    mu: float
+    mu_lower: float
+    level: float
+
+
+def gdp_mu(scores: Any, members: Any, level: float = 0.95) -> GdpMu:
+    """The Gaussian-DP mu implied by an attack's ROC (and a lower confidence bound).
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.r_[np.ones(20000, bool), np.zeros(20000, bool)]
+    >>> g = mk.bounds.gdp_mu(rng.normal(size=40000) + 1.0 * y, y)
+    >>> 0.9 < g.mu < 1.3, g.mu_lower < g.mu
+    (True, True)
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
+    fpr, tpr, _ = metrics.roc(scores, members)
+    y = np.asarray(ar.to_numpy(ar.as_array(members, "members"))).astype(bool).ravel()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    inner = (fpr > 0) & (fpr < 1) & (tpr > 0) & (tpr < 1)
+    if not inner.any():
+        return GdpMu(0.0, 0.0, float(level))
+    f, t = fpr[inner], tpr[inner]
+    mu = float(max(0.0, np.max(special.ndtri(t) - special.ndtri(f))))
+    alpha = (1.0 - level) / (2 * f.size)
+    t_lo = _one_sided(np.rint(t * n_pos), n_pos, alpha, upper=False)
+    f_hi = _one_sided(np.rint(f * n_neg), n_neg, alpha, upper=True)
+    with np.errstate(divide="ignore"):
+        lo = np.max(special.ndtri(t_lo) - special.ndtri(f_hi))
+    return GdpMu(mu, float(max(0.0, lo)), float(level))
+
