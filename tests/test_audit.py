@@ -399,3 +399,29 @@ def test_audit_attack_selection_and_rmia_scores(tmp_path):
                                   mk.rmia.leave_one_out(q, run.keep))
     with pytest.raises(ValueError, match="attacks"):
         audit(run, plot=False, attacks=["lira"])
+
+
+def test_empirical_epsilon_and_a_dp_claim(tmp_path):
+    run = _leaky_run(tmp_path / "run", m=8, n=80)
+    report = audit(run, tmp_path / "out", dp_epsilon=0.05, dp_delta=1e-6,
+                   attacks=["lira_online", "loss"])
+    p = report["privacy"]
+    assert p["claimed_epsilon"] == 0.05 and p["delta"] == 1e-6
+    for name, a in report["attacks"].items():
+        e = a["empirical_epsilon"]
+        assert e["delta"] == 1e-6 and e["epsilon"] >= 0 and p["empirical_epsilon"][name] == \
+            e["epsilon"]
+        want = mk.bounds.empirical_epsilon(
+            a_scores := run_attacks(run.logits(), run.keep, run.labels, variance="global",
+                                    attacks=[name])[name]["scores"], run.keep, delta=1e-6,
+            clusters=np.arange(80)).epsilon
+        assert e["epsilon"] == pytest.approx(want, abs=1e-12) and a_scores.shape == (8, 80)
+    assert p["max_empirical_epsilon"] > 0.05 and p["consistent"] is False  # a planted leak
+    assert "INCONSISTENT" in summarize(report)
+    assert (tmp_path / "out" / "roc.png").exists()
+    loose = audit(run, plot=False, dp_epsilon=50.0, attacks=["loss"])
+    assert loose["privacy"]["consistent"] is True and "consistent with" in summarize(loose)
+    with pytest.raises(ValueError, match="dp_epsilon"):
+        audit(run, plot=False, dp_epsilon=-1.0)
+    with pytest.raises(ValueError, match="dp_delta"):
+        audit(run, plot=False, dp_delta=1.0)

@@ -51,7 +51,8 @@ import numpy as np
 
 from miakit import lira, metrics, signals
 
-__all__ = ["audit", "run_attacks", "baselines", "strongest", "vulnerability", "head_quantities",
+__all__ = ["audit", "run_attacks", "baselines", "strongest", "privacy_summary",
+           "vulnerability", "head_quantities",
            "summarize", "plot_roc",
            "load_report", "references_info", "evaluate", "verdict", "ATTACKS",
            "DEFAULT_FPRS",
@@ -72,6 +73,8 @@ ATTACKS = {
 }
 """Every attack of the audit, by name, with its label in tables and plots."""
 RMIA_A = 0.3
+DP_DELTA = 1e-5
+"""The delta of the empirical epsilon the audit reports when no DP guarantee is given."""
 _ROC_POINTS = 60
 
 
@@ -449,8 +452,8 @@ def _clamped_count(message: Warning) -> int:
 
 
 def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
-              level: float, *, alpha: float = 0.05,
-              n_tests: int | None = None) -> dict[str, Any]:
+              level: float, *, alpha: float = 0.05, n_tests: int | None = None,
+              dp_delta: float = DP_DELTA) -> dict[str, Any]:
     """Metrics of one attack's scores ``[M, N]``, every interval clustered by example."""
     ok = np.isfinite(scores)
     examples = np.broadcast_to(np.arange(scores.shape[-1]), scores.shape)
@@ -482,12 +485,13 @@ def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
     return {"auc": a.auc, "auc_se": a.se, "auc_ci": list(a.ci), "n_members": int(y.sum()),
             "n_nonmembers": n_neg, "excluded": int((~ok).sum()), "tpr_at_fpr": points,
             "leakage_test": leakage,
+            "empirical_epsilon": _empirical_epsilon(s, y, cl, dp_delta, level),
             "roc": {"fpr": grid.tolist(), "tpr": roc_t.tolist()}, "_curve": (fpr, tpr)}
 
 
 def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
              fprs: tuple[float, ...] = DEFAULT_FPRS, level: float = 0.95,
-             alpha: float = 0.05) -> dict[str, dict[str, Any]]:
+             alpha: float = 0.05, dp_delta: float = DP_DELTA) -> dict[str, dict[str, Any]]:
     """Metrics and leakage tests of every attack's leave-one-out scores.
 
     Parameters
@@ -503,6 +507,9 @@ def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
         Confidence level of the intervals.
     alpha : float
         Family-wise error rate of the tests (Bonferroni over attacks x FPRs).
+    dp_delta : float
+        The delta of each attack's empirical epsilon lower bound
+        (:func:`miakit.bounds.empirical_epsilon`, clustered by example).
 
     Returns
     -------
@@ -525,11 +532,24 @@ def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
     results = {}
     for name, a in attacks.items():
         res = _evaluate(np.asarray(a["scores"], dtype=np.float64), keep, tuple(fprs), level,
-                        alpha=alpha, n_tests=n_tests)
+                        alpha=alpha, n_tests=n_tests, dp_delta=dp_delta)
         res.update(label=a.get("label", ATTACKS.get(name, name)),
                    settings=a.get("settings", {}), clamped_std=a.get("clamped", 0))
         results[name] = res
     return results
+
+
+def _empirical_epsilon(s: np.ndarray, y: np.ndarray, clusters: np.ndarray, delta: float,
+                       level: float) -> dict[str, Any]:
+    from miakit import bounds
+
+    e = bounds.empirical_epsilon(s, y, delta=delta, level=level, clusters=clusters)
+    return {"epsilon": e.epsilon, "delta": e.delta, "level": e.level,
+            "threshold": e.threshold if math.isfinite(e.threshold) else None,
+            "tp": e.tp, "fp": e.fp, "tpr_lower": e.tpr_lower, "fpr_upper": e.fpr_upper,
+            "side": e.side, "n_thresholds": e.n_thresholds,
+            "method": "Clopper-Pearson bounds made cluster-robust over examples "
+                      "(Korn-Graubard), Bonferroni over every threshold"}
 
 
 VERDICT_METHOD = (
@@ -540,6 +560,31 @@ VERDICT_METHOD = (
     "family-wise error is at most alpha); bounds are Clopper-Pearson made cluster-robust "
     "(Korn-Graubard effective sample size, clusters = examples), because leave-one-out "
     "pools every target's view of the same example")
+
+
+def privacy_summary(results: Mapping[str, Mapping[str, Any]], dp_epsilon: float | None,
+                    dp_delta: float) -> dict[str, Any]:
+    """Every attack's empirical epsilon, the largest, and how it compares with a claim.
+
+    Examples
+    --------
+    >>> from miakit.audit import privacy_summary
+    >>> r = {"a": {"label": "A", "empirical_epsilon": {"epsilon": 0.7}},
+    ...      "b": {"label": "B", "empirical_epsilon": {"epsilon": 1.9}}}
+    >>> p = privacy_summary(r, 1.0, 1e-5)
+    >>> p["max_empirical_epsilon"], p["attack"], p["consistent"]
+    (1.9, 'b', False)
+    """
+    eps = {k: r["empirical_epsilon"]["epsilon"] for k, r in results.items()
+           if r.get("empirical_epsilon")}
+    best = max(eps, key=eps.get) if eps else None
+    out: dict[str, Any] = {"empirical_epsilon": eps, "delta": dp_delta,
+                           "max_empirical_epsilon": eps[best] if best else None,
+                           "attack": best, "claimed_epsilon": dp_epsilon}
+    if dp_epsilon is not None and best is not None:
+        out["consistent"] = bool(eps[best] <= dp_epsilon)
+        out["memorization_bound"] = float(-math.expm1(-dp_epsilon))
+    return out
 
 
 def strongest(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -632,7 +677,8 @@ def _model_quality(logits: Any, keep: np.ndarray, labels: np.ndarray) -> dict[st
 
 def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...] = DEFAULT_FPRS,
           variance: str = "auto", references: str = "balanced", level: float = 0.95,
-          alpha: float = 0.05, attacks: Sequence[str] | None = None, plot: bool = True,
+          alpha: float = 0.05, attacks: Sequence[str] | None = None,
+          dp_epsilon: float | None = None, dp_delta: float = DP_DELTA, plot: bool = True,
           extra: dict | None = None) -> dict[str, Any]:
     """Attack every model of a finished run; optionally write report.json and roc.png.
 
@@ -656,6 +702,12 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         Family-wise error rate of the leakage verdict (:func:`verdict`).
     attacks : sequence of str, optional
         Names from :data:`ATTACKS` (default: all).
+    dp_epsilon : float, optional
+        The (epsilon, ``dp_delta``)-DP guarantee the models claim (e.g. DP-SGD's
+        accountant): the ROC plot shows the TPR it allows, and the report says whether
+        every attack's empirical epsilon lower bound is consistent with it.
+    dp_delta : float
+        The delta of the claim and of the empirical epsilon bounds.
     plot : bool
         Write ``roc.png`` (needs matplotlib).
     extra : dict, optional
@@ -694,9 +746,14 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         raise ValueError(f"references: expected 'balanced' or 'all', got {references!r}")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha: expected a value in (0, 1), got {alpha!r}")
+    if dp_epsilon is not None and not (float(dp_epsilon) > 0 and math.isfinite(dp_epsilon)):
+        raise ValueError(f"dp_epsilon: expected a positive finite epsilon, got {dp_epsilon!r}")
+    if not 0.0 <= dp_delta < 1.0:
+        raise ValueError(f"dp_delta: expected a value in [0, 1), got {dp_delta!r}")
     scored = run_attacks(logits, keep, labels, variance=var, references=references,
                          attacks=attacks)
-    results = evaluate(scored, keep, fprs=tuple(fprs), level=level, alpha=alpha)
+    results = evaluate(scored, keep, fprs=tuple(fprs), level=level, alpha=alpha,
+                       dp_delta=dp_delta)
     from miakit import __version__
 
     report = {
@@ -718,6 +775,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         "verdict": verdict(results, alpha),
     }
     report["strongest_attack"] = strongest(results)
+    report["privacy"] = privacy_summary(results, dp_epsilon, dp_delta)
     features, params, reason = _stored_heads(run)
     lira_scores = (scored["lira_online"]["scores"] if "lira_online" in scored else
                    run_attacks(logits, keep, labels, variance=var, references=references,
@@ -736,7 +794,8 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         if plot:
             from miakit.report import save_plots
 
-            plot_roc(results, out / "roc.png", title=_title(report))
+            plot_roc(results, out / "roc.png", title=_title(report),
+                     dp=None if dp_epsilon is None else (dp_epsilon, dp_delta))
             files["roc"] = str(out / "roc.png")
             for path in save_plots(table, out,
                                    against=("memorization", "grad_norm", "curvature")):
@@ -814,7 +873,8 @@ def _title(report: dict) -> str:
             f"{r['n_examples']} examples")
 
 
-def plot_roc(results: dict[str, dict], path: str | Path, title: str = "") -> None:
+def plot_roc(results: dict[str, dict], path: str | Path, title: str = "",
+             dp: tuple[float, float] | None = None) -> None:
     """A log-log ROC plot of every attack, down to FPR = 1 / (number of non-members).
 
     Examples
@@ -845,6 +905,12 @@ def plot_roc(results: dict[str, dict], path: str | Path, title: str = "") -> Non
                 lw=1.4 if uses_refs else 1.1,
                 label=f"{r['label']} (AUC {r['auc']:.3f}{extra})")
     ax.plot([lo, 1], [lo, 1], ls=":", color="black", lw=1, label="chance")
+    if dp is not None:
+        from miakit.bounds import dp_tpr_bound
+
+        grid = np.geomspace(lo, 1.0, 200)
+        ax.plot(grid, np.maximum(dp_tpr_bound(grid, dp[0], dp[1]), lo), color="crimson",
+                lw=1.6, ls="-.", label=f"({dp[0]:g}, {dp[1]:g})-DP limit")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, 1)
@@ -929,6 +995,7 @@ def summarize(report: dict) -> str:
                          f"{_pct(base['bayes']['accuracy'])}, best loss threshold "
                          f"{_pct(base['max_accuracy_threshold']['accuracy'])}")
         lines.extend(_verdict_lines(report.get("verdict"), level))
+        lines.extend(_privacy_lines(report.get("privacy"), attacks, level))
     vul = report.get("vulnerability")
     if vul and vul.get("spearman"):
         col = "tpr_at_fpr" if "tpr_at_fpr" in vul["spearman"] else vul["columns"][0]
@@ -972,6 +1039,28 @@ def _verdict_lines(v: dict | None, level: float) -> list[str]:
     return [f"verdict: no membership leakage detected ({family}).",
             "  smallest TPR excess over the FPR these counts could have detected: "
             + (limits or "none (too few members and non-members)") + "."]
+
+
+def _privacy_lines(p: dict | None, attacks: dict, level: float) -> list[str]:
+    if not p or p.get("max_empirical_epsilon") is None:
+        return []
+    parts = ", ".join(f"{attacks[k]['label']} {v:.2f}" for k, v in
+                      sorted(p["empirical_epsilon"].items(), key=lambda kv: -kv[1])[:4])
+    lines = [f"empirical epsilon (lower bounds at delta {p['delta']:g}, {100 * level:.0f}% "
+             f"confidence): {parts}"]
+    claim = p.get("claimed_epsilon")
+    if claim is not None:
+        if p["consistent"]:
+            lines.append(f"  consistent with the claimed ({claim:g}, {p['delta']:g})-DP: no "
+                         f"attack proves more than epsilon {p['max_empirical_epsilon']:.2f}; "
+                         f"under the claim, memorization is at most "
+                         f"{p['memorization_bound']:.3f}")
+        else:
+            lines.append(f"  INCONSISTENT with the claimed ({claim:g}, {p['delta']:g})-DP: "
+                         f"{attacks[p['attack']]['label']} proves epsilon > "
+                         f"{p['max_empirical_epsilon']:.2f} with {100 * level:.0f}% "
+                         "confidence")
+    return lines
 
 
 def load_report(path: str | Path) -> dict:

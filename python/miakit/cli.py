@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--alpha", type=float, default=0.05,
                     help="family-wise error rate of the leakage verdict (a test over every "
                          "attack and FPR). Default: %(default)s")
+    pa.add_argument("--dp-epsilon", type=float, default=None, metavar="EPS",
+                    help="the (EPS, --dp-delta)-DP guarantee the models claim: roc.png shows "
+                         "the TPR it allows, and the report says whether every attack's "
+                         "empirical epsilon lower bound is consistent with it")
+    pa.add_argument("--dp-delta", type=float, default=1e-5, metavar="D",
+                    help="delta of the DP claim and of the empirical epsilon bounds. "
+                         "Default: %(default)s")
     pa.add_argument("--no-plot", action="store_true", help="do not write roc.png")
     _add_training_options(pa)
     _add_output_options(pa)
@@ -232,6 +239,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             raise ValueError(f"--fpr: expected values in (0, 1), got {f}")
     report = audit(run, args.out, fprs=tuple(args.fpr), variance=args.variance,
                    references=args.references, alpha=args.alpha, attacks=args.attacks,
+                   dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta,
                    plot=not args.no_plot,
                    extra={"timing_s": timing})
     report["timing_s"]["total"] = round(time.perf_counter() - t0, 3)
