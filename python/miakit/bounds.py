@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +144,8 @@ def _dp_accounting() -> Any:
     except ImportError as exc:
         raise ImportError("DP-SGD accounting uses the dp-accounting package: "
                           "pip install 'miakit[dp]' (or pip install dp-accounting)") from exc
+    # its RDP accountant logs a warning for every order it drops while calibrating
+    logging.getLogger("absl").setLevel(logging.ERROR)
     return dp_accounting
 
 
@@ -199,8 +203,17 @@ def dpsgd_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta
     q, t = _check_dpsgd(sample_rate, steps)
     d = _delta(delta)
     acc = _accountant(dpa, accountant)
-    acc.compose(_dpsgd_event(dpa, noise, q, t))
-    return float(acc.get_epsilon(d))
+    try:
+        acc.compose(_dpsgd_event(dpa, noise, q, t))
+        return float(acc.get_epsilon(d))
+    except (ValueError, MemoryError) as exc:
+        if accountant != "pld":
+            raise
+        # the PLD's discretisation grows without bound as the noise vanishes
+        warnings.warn(f"dpsgd_epsilon: the PLD accountant cannot represent noise multiplier "
+                      f"{noise:g} ({exc}); reporting the RDP accountant's epsilon, an upper "
+                      "bound", RuntimeWarning, stacklevel=2)
+        return dpsgd_epsilon(noise, q, t, d, "rdp")
 
 
 def dpsgd_noise(epsilon: float, delta: float, sample_rate: float, steps: int,

@@ -207,3 +207,106 @@ def predict(heads: StackedHeads, x: Any) -> Any:
     with torch.no_grad():
         parts = [heads.forward_shared(x[s:s + block]) for s in range(0, x.shape[0], block)]
     return torch.cat(parts, dim=1)
+
+
+# --------------------------------------------------------------------------- DP-SGD
+def _per_example_sq_norms(heads: StackedHeads, xb: Any, yb: Any) -> Any:
+    """Squared norms ``[K, B]`` float64 of every sampled example's gradient.
+
+    ``xb [K, B, A, D]`` holds each head's sampled examples with all their views; an
+    example's loss is its cross-entropy averaged over the views. Its gradient with
+    respect to one layer of the head, with inputs ``u_a`` (a constant 1 appended for the
+    bias) and output residuals ``r_a``, is ``sum_a u_a r_a^T``, whose squared norm is
+    ``sum_{a,b} (r_a . r_b)(u_a . u_b)``: the closed form, summed over the layers,
+    without materialising any per-example gradient (docs/methods/bounds.md).
+    """
+    import torch
+
+    k, b, a, d = xb.shape
+    p = heads.p
+
+    def term(u: Any, r: Any) -> Any:
+        uu = u.double().reshape(k, b, a, -1)
+        rr = r.reshape(k, b, a, -1)
+        gram_u = uu @ uu.transpose(-1, -2) + 1.0  # + 1: the bias's constant input
+        return (gram_u * (rr @ rr.transpose(-1, -2))).sum((-1, -2))
+
+    with torch.no_grad():
+        flat = xb.reshape(k, b * a, d)
+        pre = torch.baddbmm(p["b1"][:, None, :], flat, p["w1"])
+        if heads.head == "linear":
+            z = pre
+        else:
+            hid = torch.relu(pre)
+            z = torch.baddbmm(p["b2"][:, None, :], hid, p["w2"])
+        prob = torch.softmax(z.double(), dim=-1)
+        onehot = torch.nn.functional.one_hot(yb.reshape(k, b * a), z.shape[-1]).double()
+        r_out = (prob - onehot) / a  # d(mean over views of CE) / d logits
+        if heads.head == "linear":
+            return term(flat, r_out)
+        delta = (r_out @ p["w2"].double().transpose(1, 2)) * (pre > 0).double()
+        return term(hid, r_out) + term(flat, delta)
+
+
+def train_dp_sgd(x: Any, y: Any, keep: np.ndarray, n_views: int, *, head: str, hidden: int,
+                 optimizer: str, lr: float, weight_decay: float, seed: int,
+                 models: list[int], n_classes: int, noise_multiplier: float, clip: float,
+                 sample_rate: float, steps: int, tick: Any = None) -> StackedHeads:
+    """DP-SGD for stacked heads: Poisson sampling, per-example clipping, Gaussian noise.
+
+    ``keep [K, N]`` marks each head's training examples; ``x [N * A, D]`` holds every
+    example's A views (rows ``n * A + a``). Each step, head k includes each of its
+    examples independently with probability ``sample_rate`` (its own generator, seeded
+    by ``(seed, model)``), clips each example's gradient (of its loss averaged over the
+    views, with respect to all the head's parameters) to norm ``clip`` using the closed
+    form of :func:`_per_example_sq_norms` and one weighted backward pass, adds Gaussian
+    noise of standard deviation ``noise_multiplier * clip`` to the sum (drawn from the
+    head's own generator), divides by the expected batch size ``sample_rate * n_k``, and
+    takes an optimizer step (weight decay acts on the parameters, after the noise: a
+    post-processing of the private gradient).
+    """
+    import torch
+
+    dev = x.device
+    params = [initial_params(head, x.shape[1], n_classes, hidden, seed, m) for m in models]
+    heads = StackedHeads(head, params, dev)
+    groups = [{"params": heads.weights(), "weight_decay": weight_decay},
+              {"params": heads.biases(), "weight_decay": 0.0}]
+    opt = _adam(groups, lr, torch) if optimizer == "adam" else torch.optim.SGD(
+        groups, lr=lr, momentum=0.9)
+    k_heads = len(models)
+    own = [np.flatnonzero(keep[i]) for i in range(k_heads)]
+    expected = torch.tensor([sample_rate * len(o) for o in own], device=dev,
+                            dtype=torch.float32)
+    samplers = [np.random.default_rng(model_seed(seed, m, 2)) for m in models]
+    noisers = [torch.Generator().manual_seed(model_seed(seed, m, 3)) for m in models]
+    a = n_views
+    views = torch.arange(a, device=dev)
+    for step in range(steps):
+        picks = [o[s.random(len(o)) < sample_rate] for o, s in zip(own, samplers)]
+        b = max(1, max(len(p_) for p_ in picks))
+        idx = np.zeros((k_heads, b), dtype=np.int64)
+        mask = np.zeros((k_heads, b), dtype=np.float32)
+        for i, p_ in enumerate(picks):
+            idx[i, :len(p_)] = p_
+            mask[i, :len(p_)] = 1.0
+        ex = torch.from_numpy(idx).to(dev)
+        rows = ex[..., None] * a + views  # [K, B, A]
+        xb = x[rows]  # [K, B, A, D]
+        yb = y[rows]
+        sq = _per_example_sq_norms(heads, xb, yb)
+        scale = torch.clamp(clip / (sq.sqrt() + 1e-12), max=1.0).float()
+        w = scale * torch.from_numpy(mask).to(dev) / a  # each view carries 1 / A
+        opt.zero_grad(set_to_none=True)
+        logits = heads.forward_own(xb.reshape(k_heads, b * a, -1))
+        _weighted_ce(logits, yb.reshape(k_heads, b * a), w.repeat_interleave(a, dim=1)
+                     ).backward()
+        with torch.no_grad():
+            for prm in heads.p.values():
+                noise = torch.stack([torch.randn(prm.shape[1:], generator=g) for g in noisers])
+                prm.grad.add_(noise.to(dev), alpha=noise_multiplier * clip)
+                prm.grad.div_(expected.view(-1, *([1] * (prm.dim() - 1))))
+        opt.step()
+        if tick is not None:
+            tick(step + 1, steps)
+    return heads

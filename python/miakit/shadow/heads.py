@@ -35,6 +35,7 @@ from miakit.shadow._firstorder import (
     initial_params,
     minibatch_plan,
     predict,
+    train_dp_sgd,
     train_first_order,
 )
 from miakit.shadow._runtime import check_seed, progress_bar, require_torch, resolve_device
@@ -69,6 +70,7 @@ def train_heads(
     metadata: dict | None = None,
     progress: bool | None = None,
     return_info: bool = False,
+    dp: dict | None = None,
 ) -> Any:
     """Train M heads on fixed features, one per row of ``keep``, all at once.
 
@@ -134,6 +136,18 @@ def train_heads(
         Descriptive information stored with the run (dataset name, ...).
     progress : bool, optional
         Show a progress bar; default: only when stderr is a terminal.
+    dp : dict, optional
+        Train with DP-SGD: ``noise_multiplier`` (> 0), ``clip`` (> 0), ``sample_rate``
+        (in (0, 1]) and ``steps`` (int), optionally ``delta`` (default 1e-5) and
+        ``accountant`` ("pld", default, or "rdp"). Each step, every head Poisson-samples
+        its own examples, clips each example's gradient (its loss averaged over the
+        views; closed-form per-example norms for linear and MLP heads) to ``clip``, adds
+        Gaussian noise of standard deviation ``noise_multiplier * clip`` and divides by
+        the expected batch size, then takes an SGD step (``optimizer="adam"``: Adam);
+        every random draw comes from ``(seed, model)``. ``epochs`` and ``batch_size`` do
+        not apply. The accountant's epsilon at ``delta`` (dp-accounting,
+        ``pip install 'miakit[dp]'``) is recorded in the run's config under ``dp``
+        (and in ``info["dp"]``).
     return_info : bool
         Also return a dict of per-head diagnostics of the heads trained by this call
         (``iterations``, ``converged``, ``grad_max``, ``loss``; L-BFGS only for the last
@@ -175,7 +189,7 @@ def train_heads(
     seed = check_seed(seed)
     cfg = _resolve_config(head, hidden, optimizer, epochs, lr, weight_decay, batch_size, tol,
                           warm_start, n_classes, seed, logits_dtype, heads_per_chunk,
-                          run_dir is not None, m)
+                          run_dir is not None, m, dp)
     dev = resolve_device(device)
     chunks = [list(range(s, min(m, s + cfg["heads_per_chunk"])))
               for s in range(0, m, cfg["heads_per_chunk"])]
@@ -230,6 +244,8 @@ def train_heads(
         bar.close()
     if all_params is not None:
         info["params"] = all_params
+    if cfg.get("dp"):
+        info["dp"] = dict(cfg["dp"])
     result = run.logits() if run is not None else (out if out is not None else logits)
     return (result, info) if return_info else result
 
@@ -262,12 +278,54 @@ def _check_inputs(features: Any, labels: Any, keep: Any, n_classes: int | None):
     return x, y, keep_b, int(n_classes)
 
 
+def _resolve_dp(dp: Any) -> dict | None:
+    """Validated DP-SGD settings with the accountant's epsilon, or None."""
+    if dp is None:
+        return None
+    if not isinstance(dp, dict):
+        raise TypeError(f"dp: expected a dict of DP-SGD settings, got {type(dp).__name__}")
+    need = ("noise_multiplier", "clip", "sample_rate", "steps")
+    allowed = set(need) | {"delta", "accountant"}
+    missing = [k for k in need if k not in dp]
+    extra = sorted(set(dp) - allowed)
+    if missing or extra:
+        raise ValueError(f"dp: expected the keys {list(need)} (and optionally delta, "
+                         f"accountant), got missing {missing}, unknown {extra}")
+    from miakit import bounds
+
+    for key in ("noise_multiplier", "clip"):
+        v = dp[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(v) or v <= 0:
+            raise ValueError(f"dp[{key!r}]: expected a positive finite number, got {v!r}")
+    out = {"noise_multiplier": float(dp["noise_multiplier"]), "clip": float(dp["clip"]),
+           "sample_rate": dp["sample_rate"], "steps": dp["steps"],
+           "delta": dp.get("delta", 1e-5), "accountant": dp.get("accountant", "pld")}
+    try:
+        eps = bounds.dpsgd_epsilon(out["noise_multiplier"], out["sample_rate"], out["steps"],
+                                   out["delta"], out["accountant"])
+    except ValueError as exc:
+        raise ValueError(f"dp: {exc}") from exc
+    out.update(sample_rate=float(out["sample_rate"]), steps=int(out["steps"]),
+               delta=float(out["delta"]), epsilon=float(eps),
+               mechanism="DP-SGD: Poisson sampling, per-example clipping, Gaussian noise")
+    return out
+
+
 def _resolve_config(head, hidden, optimizer, epochs, lr, weight_decay, batch_size, tol,
-                    warm_start, n_classes, seed, logits_dtype, heads_per_chunk, to_run, m):
+                    warm_start, n_classes, seed, logits_dtype, heads_per_chunk, to_run, m,
+                    dp=None):
     if head not in _HEADS:
         raise ValueError(f"head: expected one of {list(_HEADS)}, got {head!r}")
     if optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {list(_OPTIMIZERS)}, got {optimizer!r}")
+    dp_cfg = _resolve_dp(dp)
+    if dp_cfg is not None:
+        if optimizer == "lbfgs" or batch_size is not None:
+            raise ValueError("dp: DP-SGD samples its own batches and takes first-order steps; "
+                             "leave optimizer='auto' (or 'sgd'/'adam') and batch_size=None")
+        if optimizer == "auto":
+            optimizer = "sgd"
     if optimizer == "auto":
         optimizer = "lbfgs" if head == "linear" and batch_size is None else "adam"
     if optimizer == "lbfgs" and (head != "linear" or batch_size is not None):
@@ -303,7 +361,8 @@ def _resolve_config(head, hidden, optimizer, epochs, lr, weight_decay, batch_siz
             else int(batch_size), "tol": float(tol) if optimizer == "lbfgs" else None,
             "warm_start": bool(warm_start) if optimizer == "lbfgs" else None,
             "n_classes": int(n_classes), "seed": int(seed),
-            "heads_per_chunk": int(min(heads_per_chunk, m))}
+            "heads_per_chunk": int(min(heads_per_chunk, m)), **({"dp": dp_cfg} if dp_cfg
+                                                                 else {})}
 
 
 class _Trainer:
@@ -318,6 +377,7 @@ class _Trainer:
         self.y_rows = torch.from_numpy(np.repeat(y, a) if a > 1 else y).to(dev)
         # [M, N * A]: every view of an example
         self.keep_rows = np.repeat(keep, a, axis=1) if a > 1 else keep
+        self.keep = keep  # [M, N]: DP-SGD samples examples, not rows
         self._linear: Any = None
 
     def train(self, chunk: list[int], bar: Any) -> tuple[np.ndarray, dict, dict]:
@@ -433,16 +493,27 @@ class _Trainer:
                 bar.set_postfix_str(f"heads {chunk[0]}-{chunk[-1]}: step {step}/{n_steps}")
 
         plan = None
-        if cfg["batch_size"] is not None:
-            plan = minibatch_plan(self.keep_rows.sum(1), cfg["batch_size"], cfg["epochs"])
-        heads = train_first_order(
-            self.rows, self.y_rows, self.keep_rows[chunk], head=cfg["head"],
-            hidden=cfg["hidden"] or 0, optimizer=cfg["optimizer"], epochs=cfg["epochs"],
-            lr=cfg["lr"], weight_decay=cfg["weight_decay"], batch_size=cfg["batch_size"],
-            seed=cfg["seed"], models=chunk, n_classes=cfg["n_classes"], plan=plan, tick=tick)
+        if cfg.get("dp"):
+            dp = cfg["dp"]
+            heads = train_dp_sgd(
+                self.rows, self.y_rows, self.keep[chunk], self.a, head=cfg["head"],
+                hidden=cfg["hidden"] or 0, optimizer=cfg["optimizer"], lr=cfg["lr"],
+                weight_decay=cfg["weight_decay"], seed=cfg["seed"], models=chunk,
+                n_classes=cfg["n_classes"], noise_multiplier=dp["noise_multiplier"],
+                clip=dp["clip"], sample_rate=dp["sample_rate"], steps=dp["steps"], tick=tick)
+        else:
+            if cfg["batch_size"] is not None:
+                plan = minibatch_plan(self.keep_rows.sum(1), cfg["batch_size"], cfg["epochs"])
+            heads = train_first_order(
+                self.rows, self.y_rows, self.keep_rows[chunk], head=cfg["head"],
+                hidden=cfg["hidden"] or 0, optimizer=cfg["optimizer"], epochs=cfg["epochs"],
+                lr=cfg["lr"], weight_decay=cfg["weight_decay"],
+                batch_size=cfg["batch_size"], seed=cfg["seed"], models=chunk,
+                n_classes=cfg["n_classes"], plan=plan, tick=tick)
         z = predict(heads, self.rows)
         bar.update(len(chunk) - (bar.n - start))
-        info = {"iterations": np.full(len(chunk), cfg["epochs"], np.int64),
+        n_steps = cfg["dp"]["steps"] if cfg.get("dp") else cfg["epochs"]
+        info = {"iterations": np.full(len(chunk), n_steps, np.int64),
                 "converged": np.ones(len(chunk), bool),
                 "grad_max": np.full(len(chunk), np.nan), "loss": np.full(len(chunk), np.nan)}
         # StackedHeads keeps x @ W layouts [K, in, out]; hand back nn.Linear's [K, out, in].
