@@ -633,7 +633,7 @@ def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> di
         ``leakage`` (bool); ``evidence``: every point that declares leakage, the lowest
         FPR first and, at one FPR, the largest lower bound first; ``strongest``: the
         first of them or None; ``detectable``: per FPR budget, the smallest TPR excess
-        over the achieved FPR that some attack's counts could have declared;
+        over the budget that some attack's counts could have declared;
         ``n_tests``, ``alpha`` and ``method``.
 
     Examples
@@ -655,7 +655,7 @@ def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> di
                 evidence.append({"attack": name, "label": r["label"], **p})
             if p["resolvable"] and p["min_detectable_tpr"] is not None:
                 budgets.setdefault(p["target_fpr"], []).append(
-                    p["min_detectable_tpr"] - p["fpr"])
+                    p["min_detectable_tpr"] - p["target_fpr"])
             else:
                 budgets.setdefault(p["target_fpr"], [])
     evidence.sort(key=lambda e: (e["target_fpr"], -e["tpr_lower"]))

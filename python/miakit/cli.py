@@ -86,6 +86,22 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="cpu",
                    help="'cpu', 'cuda' or 'cuda:N' (an error if no GPU is usable). "
                         "Default: %(default)s")
+    g.add_argument("--dp-sgd", type=float, default=None, metavar="EPS",
+                   help="train the heads with DP-SGD to (EPS, --dp-delta)-DP: the noise "
+                        "multiplier is calibrated by dp-accounting's PLD accountant for "
+                        "--dp-sample-rate and --dp-steps; --epochs and --batch-size then "
+                        "do not apply")
+    g.add_argument("--dp-delta", type=float, default=1e-5, metavar="D",
+                   help="delta of DP-SGD's guarantee, of the DP claim and of the empirical "
+                        "epsilon bounds. Default: %(default)s")
+    g.add_argument("--dp-clip", type=float, default=1.0,
+                   help="DP-SGD per-example gradient norm bound. Default: %(default)s")
+    g.add_argument("--dp-sample-rate", type=float, default=0.1,
+                   help="DP-SGD Poisson sampling rate per step. Default: %(default)s")
+    g.add_argument("--dp-steps", type=int, default=600,
+                   help="DP-SGD steps. Default: %(default)s")
+    g.add_argument("--dp-lr", type=float, default=0.02,
+                   help="DP-SGD learning rate (SGD with momentum 0.9). Default: %(default)s")
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -154,9 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the (EPS, --dp-delta)-DP guarantee the models claim: roc.png shows "
                          "the TPR it allows, and the report says whether every attack's "
                          "empirical epsilon lower bound is consistent with it")
-    pa.add_argument("--dp-delta", type=float, default=1e-5, metavar="D",
-                    help="delta of the DP claim and of the empirical epsilon bounds. "
-                         "Default: %(default)s")
     pa.add_argument("--no-plot", action="store_true", help="do not write roc.png")
     _add_training_options(pa)
     _add_output_options(pa)
@@ -207,6 +220,17 @@ def train_default_run(args: argparse.Namespace, run_dir: Path) -> Any:
         kw.update(weight_decay=args.weight_decay or 1e-4)
         if args.batch_size is not None:
             kw.update(batch_size=args.batch_size, epochs=args.epochs, lr=args.lr)
+    if args.dp_sgd is not None:
+        if not args.dp_sgd > 0:
+            raise ValueError(f"--dp-sgd: expected a positive epsilon, got {args.dp_sgd}")
+        noise = mk.bounds.dpsgd_noise(args.dp_sgd, args.dp_delta, args.dp_sample_rate,
+                                      args.dp_steps)
+        kw = {k: v for k, v in kw.items() if k not in ("epochs", "batch_size")}
+        kw.update(dp={"noise_multiplier": noise, "clip": args.dp_clip,
+                      "sample_rate": args.dp_sample_rate, "steps": args.dp_steps,
+                      "delta": args.dp_delta}, lr=args.dp_lr, weight_decay=0.0)
+        if args.head == "mlp":
+            kw["hidden"] = args.hidden
     meta = {"dataset": data.name, "dataset_description": data.description,
             "views": list(data.views), "dataset_info": data.info}
     mk.shadow.train_heads(data.features, data.labels, keep, run_dir=run_dir, metadata=meta,
@@ -237,9 +261,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for f in args.fpr:
         if not 0 < f < 1:
             raise ValueError(f"--fpr: expected values in (0, 1), got {f}")
+    dp_epsilon = args.dp_epsilon
+    if dp_epsilon is None and run.config.get("dp"):  # a DP-SGD run: audit its guarantee
+        dp_epsilon = run.config["dp"]["epsilon"]
+        args.dp_delta = run.config["dp"]["delta"]
     report = audit(run, args.out, fprs=tuple(args.fpr), variance=args.variance,
                    references=args.references, alpha=args.alpha, attacks=args.attacks,
-                   dp_epsilon=args.dp_epsilon, dp_delta=args.dp_delta,
+                   dp_epsilon=dp_epsilon, dp_delta=args.dp_delta,
                    plot=not args.no_plot,
                    extra={"timing_s": timing})
     report["timing_s"]["total"] = round(time.perf_counter() - t0, 3)

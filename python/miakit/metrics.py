@@ -561,9 +561,10 @@ class LeakagePoint:
         ``tpr_lower > fpr_upper``: members are called members more often than
         non-members, with family-wise confidence ``1 - alpha``.
     min_detectable_tpr : float
-        The smallest TPR this point's counts (and design effect) would have declared a
-        leak, at the achieved FPR; ``min_detectable_tpr - fpr`` is the smallest TPR
-        excess the audit could resolve there (NaN if none could be).
+        The smallest TPR the test would declare a leak at for an attack that operates
+        exactly at the FPR budget, with these counts and design effects:
+        ``min_detectable_tpr - target_fpr`` is the smallest TPR excess the audit could
+        resolve at that budget (NaN if none could be).
     alpha_each : float
         The error rate spent on this point (``alpha / n_tests``).
     design_effect : float
@@ -668,19 +669,34 @@ def leakage_test(scores: Any, members: Any, fprs: Any = (1e-1, 1e-2, 1e-3), *,
         out.append(LeakagePoint(
             target_fpr=f, tpr=t.estimate, fpr=u.estimate, threshold=float(thr[i]),
             tpr_lower=t.ci[0], fpr_upper=u.ci[1], leak=bool(t.ci[0] > u.ci[1]),
-            min_detectable_tpr=_min_detectable(u.ci[1], n_pos, deff, t.n_clusters, level),
+            min_detectable_tpr=_min_detectable(
+                _upper_at(f, n_neg, u.design_effect, u.n_clusters, level), n_pos,
+                t.design_effect, t.n_clusters, level),
             alpha_each=alpha_each, design_effect=deff, resolvable=bool(1.0 / n_neg <= f),
             n_pos=n_pos, n_neg=n_neg, tp=int(tp_curve[i]), fp=int(fp_curve[i])))
     return out
+
+
+def _effective_n(n: int, deff: float, n_clusters: int, level: float) -> float:
+    n_eff = n / deff
+    if n_clusters > 1 and deff > 1.0:
+        n_eff *= (stats.norm.ppf(level) / stats.t.ppf(level, n_clusters - 1)) ** 2
+    return n_eff
+
+
+def _upper_at(rate: float, n: int, deff: float, n_clusters: int, level: float) -> float:
+    """One-sided upper bound (Korn-Graubard) of a proportion measured at exactly ``rate``
+    on ``n`` trials with design effect ``deff``."""
+    n_eff = _effective_n(n, deff, n_clusters, level)
+    x = rate * n_eff
+    return 1.0 if x >= n_eff else float(stats.beta.ppf(level, x + 1.0, n_eff - x))
 
 
 def _min_detectable(bound: float, n_pos: int, deff: float, n_clusters: int,
                     level: float) -> float:
     """Smallest TPR whose one-sided lower bound, for ``n_pos`` trials with design effect
     ``deff``, exceeds ``bound`` (bisection on the monotone lower bound)."""
-    n_eff = n_pos / deff
-    if n_clusters > 1 and deff > 1.0:
-        n_eff *= (stats.norm.ppf(level) / stats.t.ppf(level, n_clusters - 1)) ** 2
+    n_eff = _effective_n(n_pos, deff, n_clusters, level)
 
     def lower(p: float) -> float:
         x = p * n_eff
