@@ -926,6 +926,11 @@ def plot_roc(results: dict[str, dict], path: str | Path, title: str = "",
     plt.close(fig)
 
 
+def _pct3(x: float) -> str:
+    """A percentage with three significant digits (bounds compared side by side)."""
+    return f"{100 * x:.3g}%"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%" if x >= 0.001 else f"{100 * x:.2f}%"
 
@@ -1031,8 +1036,8 @@ def _verdict_lines(v: dict | None, level: float) -> list[str]:
         e = v["strongest"]
         return [f"verdict: membership leakage detected. {e['label']} identifies "
                 f"{_pct(e['tpr'])} of members at FPR {_pct(e['fpr'])} (budget "
-                f"{100 * e['target_fpr']:g}%): TPR lower bound {_pct(e['tpr_lower'])} > "
-                f"FPR upper bound {_pct(e['fpr_upper'])} ({family}; "
+                f"{100 * e['target_fpr']:g}%): TPR lower bound {_pct3(e['tpr_lower'])} > "
+                f"FPR upper bound {_pct3(e['fpr_upper'])} ({family}; "
                 f"{len(v['evidence'])} of {v['n_tests']} points declare it)."]
     limits = ", ".join(f"+{100 * d['min_excess']:.2f} points at FPR {100 * d['target_fpr']:g}%"
                        for d in v["detectable"] if d["min_excess"] is not None)
