@@ -14,6 +14,8 @@ memorization  Feldman-Zhang memorization and influence (top-k)
 gradients     per-example gradient norms (closed form, ghost norms, vmap fallback)
 curvature     input-loss curvature (Hutchinson, finite differences, zero order)
 bounds        DP limits on attacks, DP-SGD accounting (dp-accounting), empirical epsilon
+powerlaw      the shots/classes power law: OLS fit (statsmodels) and prediction
+sweep         the shots/classes study behind ``miakit sweep``
 report        per-example vulnerability tables and plots
 audit         the audit job: attacks on a shadow run, report.json, ROC plot, summary
 datasets      small embedded datasets (scikit-learn digits, Gaussian mixtures)
@@ -29,10 +31,12 @@ from miakit import (
     lira,
     memorization,
     metrics,
+    powerlaw,
     report,
     rmia,
     shadow,
     signals,
+    sweep,
 )
 from miakit._backend import backend_info
 
@@ -48,9 +52,11 @@ __all__ = [
     "lira",
     "memorization",
     "metrics",
+    "powerlaw",
     "report",
     "rmia",
     "shadow",
     "signals",
+    "sweep",
     "__version__",
 ]

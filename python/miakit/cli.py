@@ -184,6 +184,42 @@ def build_parser() -> argparse.ArgumentParser:
                          "experiment)")
     _add_training_options(ps)
     _add_output_options(ps)
+
+    pw = sub.add_parser(
+        "sweep", help="the shots/classes study: vulnerability against shots and classes",
+        description="For every cell of a grid of shots S (examples per class) and classes "
+                    "C: train M heads on fixed features, each on exactly S examples of "
+                    "every class, attack every head leave-one-out with LiRA, and take the "
+                    "TPR at each FPR; then fit log10(TPR - FPR) = beta_S log10 S + beta_C "
+                    "log10 C + beta_0 (OLS, statsmodels) at each FPR and check it on "
+                    "held-out cells. Writes sweep.json, sweep.csv and powerlaw.png. Every "
+                    "cell is saved when done: run the same command again to resume.")
+    pw.add_argument("--out", type=Path, default=Path("miakit-sweep"),
+                    help="output directory. Default: ./miakit-sweep")
+    pw.add_argument("--dataset", choices=["digits", "synthetic"], default="digits",
+                    help="embedded features: 'digits' (10 classes, pixels) or 'synthetic' "
+                         "(a Gaussian mixture with as many classes as the grid asks). "
+                         "Default: %(default)s")
+    pw.add_argument("--features", type=Path, default=None, metavar="X.npy",
+                    help="your own features [N, D] or [N, A, D] (e.g. a pretrained "
+                         "backbone's), with --labels")
+    pw.add_argument("--labels", type=Path, default=None, metavar="y.npy",
+                    help="integer labels [N] of --features")
+    pw.add_argument("--shots", type=int, nargs="+", default=None, metavar="S",
+                    help="shots per class. Default: 1 2 4 8 16 32 64")
+    pw.add_argument("--classes", type=int, nargs="+", default=None, metavar="C",
+                    help="classes per cell. Default: 2 5 10 (synthetic: 2 5 10 20 50)")
+    pw.add_argument("--models", type=int, default=64, metavar="M",
+                    help="heads per cell (even). Default: %(default)s")
+    pw.add_argument("--fpr", type=float, nargs="+", default=[0.1, 0.01, 0.001],
+                    help="FPRs of the TPR and of the fits. Default: 0.1 0.01 0.001")
+    pw.add_argument("--head", choices=["linear", "mlp"], default="linear",
+                    help="linear heads (L-BFGS) or one-hidden-layer MLP heads. "
+                         "Default: %(default)s")
+    pw.add_argument("--seed", type=int, default=0, help="seed of the cells' data, keep "
+                    "matrices and heads. Default: %(default)s")
+    pw.add_argument("--no-plot", action="store_true", help="do not write powerlaw.png")
+    pw.add_argument("--quiet", action="store_true", help="no line per cell")
     return parser
 
 
@@ -279,6 +315,80 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from miakit import datasets
+    from miakit.sweep import DEFAULT_CLASSES, DEFAULT_SHOTS, sweep
+
+    t0 = time.perf_counter()
+    shots = args.shots or list(DEFAULT_SHOTS)
+    if (args.features is None) != (args.labels is None):
+        raise ValueError("--features, --labels: give both (your features and their labels) "
+                         "or neither")
+    if args.features is not None:
+        x, y = np.load(args.features), np.load(args.labels)
+        classes = args.classes or list(DEFAULT_CLASSES)
+        name = str(args.features)
+    elif args.dataset == "digits":
+        d = datasets.digits(views=2)
+        x, y, name = d.features, d.labels, "digits"
+        classes = args.classes or list(DEFAULT_CLASSES)
+    else:
+        classes = args.classes or [2, 5, 10, 20, 50]
+        per_class = 2 * max(shots) + 16
+        d = datasets.synthetic(n=per_class * max(classes) * 2, dim=32,
+                               n_classes=max(classes), seed=args.seed)
+        x, y, name = d.features, d.labels, "synthetic"
+    report = sweep(x, y, args.out, shots=shots, classes=classes, n_models=args.models,
+                   fprs=args.fpr, seed=args.seed, head=args.head, dataset=name,
+                   plot=not args.no_plot, progress=None if args.quiet else print)
+    print(summarize_sweep(report))
+    print(f"total time {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def summarize_sweep(report: dict) -> str:
+    """What ``miakit sweep`` prints: the fit at each FPR and the held-out check.
+
+    Examples
+    --------
+    >>> from miakit.cli import summarize_sweep
+    >>> r = {"dataset": "d", "grid": {"shots": [1, 2], "classes": [2]}, "cells": [{}, {}],
+    ...      "config": {"n_models": 4}, "fits": {"0.1": {"fpr": 0.1, "error": "too few"}},
+    ...      "heldout": {}, "timing_s": {"training": 1, "attack": 0.1, "fit": 0.01}}
+    >>> "too few" in summarize_sweep(r)
+    True
+    """
+    g = report["grid"]
+    lines = [f"miakit sweep: {report['dataset']}, shots {g['shots']} x classes "
+             f"{g['classes']} ({len(report['cells'])} cells, {report['config']['n_models']} "
+             "heads each)"]
+    for fit in report["fits"].values():
+        f = fit["fpr"]
+        if "error" in fit:
+            lines.append(f"FPR {f:g}: no fit ({fit['error']})")
+            continue
+        lo, hi = fit["ci"]["beta_s"]
+        c = (f", beta_C {fit['beta_c']:+.3f} [{fit['ci']['beta_c'][0]:+.3f}, "
+             f"{fit['ci']['beta_c'][1]:+.3f}]" if fit.get("beta_c") is not None else "")
+        left = sum(not cell["used"] for cell in fit["cells"])
+        lines.append(f"FPR {f:g}: beta_S {fit['beta_s']:+.3f} [{lo:+.3f}, {hi:+.3f}]{c}, "
+                     f"beta_0 {fit['beta_0']:+.3f}, R^2 {fit['r2']:.3f} on {fit['n_cells']} "
+                     f"cells" + (f" ({left} left out: TPR <= FPR or unresolvable)"
+                                 if left else ""))
+        h = report["heldout"].get(str(f))
+        if h and "error" not in h:
+            lines.append(f"  held out ({h['held_out']}): {h['covered']} of {h['n_cells']} "
+                         f"inside the {100 * h['level']:.0f}% prediction interval")
+    t = report["timing_s"]
+    lines.append(f"time: training {t['training']:.1f} s, attacks {t['attack']:.1f} s, fits "
+                 f"{t['fit']:.2f} s; theory (Tobaben et al.): beta_S = -1/2")
+    if report.get("files"):
+        lines.append("wrote " + ", ".join(report["files"].values()))
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``miakit`` command.
 
@@ -305,7 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return cmd_audit(args) if args.command == "audit" else cmd_shadow(args)
+        return {"audit": cmd_audit, "shadow": cmd_shadow, "sweep": cmd_sweep}[args.command](
+            args)
     except KeyboardInterrupt:
         print("miakit: interrupted; finished models are saved, run the same command to "
               "resume", file=sys.stderr)

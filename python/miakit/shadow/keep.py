@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
 def balanced_keep(n_models: int, n_examples: int, seed: int = 0, *,
-                  paired: bool = True) -> np.ndarray:
+                  paired: bool = True, strata: Any = None) -> np.ndarray:
     """A keep matrix in which every example is IN for exactly half of the models.
 
     Parameters
@@ -26,6 +28,12 @@ def balanced_keep(n_models: int, n_examples: int, seed: int = 0, *,
         side whether or not the target trained on it (:func:`miakit.lira.leave_one_out`).
         The first ``2j`` models of a paired matrix are a paired matrix of ``2j`` models.
         False: every column is an independent uniformly random half.
+    strata : array_like [N] of int, optional
+        Group of every example (e.g. its label). Given, every model trains on exactly
+        half of every group (of an odd-sized group, one model of each pair, at random,
+        gets the extra example), so a model's training set has the class balance of the
+        data: for each pair a uniformly random half of each group goes to model ``2i``
+        and the rest to model ``2i + 1``. Needs ``paired=True``.
 
     Returns
     -------
@@ -41,6 +49,9 @@ def balanced_keep(n_models: int, n_examples: int, seed: int = 0, *,
     [2, 2, 2, 2, 2, 2]
     >>> bool((keep[0] == ~keep[1]).all() and (keep[2] == ~keep[3]).all())
     True
+    >>> y = [0, 0, 1, 1, 1, 1]
+    >>> mk.shadow.balanced_keep(4, 6, strata=y)[:, [2, 3, 4, 5]].sum(axis=1).tolist()
+    [2, 2, 2, 2]
     """
     for name, v in (("n_models", n_models), ("n_examples", n_examples), ("seed", seed)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -52,6 +63,25 @@ def balanced_keep(n_models: int, n_examples: int, seed: int = 0, *,
     if n_examples < 1:
         raise ValueError(f"n_examples: expected at least 1 example, got {n_examples}")
     rng = np.random.default_rng(seed)
+    if strata is not None:
+        g = np.asarray(strata)
+        if g.shape != (n_examples,) or g.dtype.kind not in "iu":
+            raise ValueError(f"strata: expected {n_examples} integer group ids (one per "
+                             f"example), got shape {g.shape} dtype {g.dtype}")
+        if not paired:
+            raise ValueError("strata: balancing within groups draws complementary pairs; "
+                             "use paired=True")
+        first = np.zeros((n_models // 2, n_examples), dtype=bool)
+        for grp in np.unique(g):
+            idx = np.flatnonzero(g == grp)
+            half = len(idx) // 2 + (len(idx) % 2) * (rng.random(n_models // 2) < 0.5)
+            order = np.argsort(rng.random((n_models // 2, len(idx))), axis=1)
+            for i in range(n_models // 2):
+                first[i, idx[order[i, :half[i]]]] = True
+        keep = np.empty((n_models, n_examples), dtype=bool)
+        keep[0::2] = first
+        keep[1::2] = ~first
+        return keep
     if paired:
         first = rng.random((n_models // 2, n_examples)) < 0.5
         keep = np.empty((n_models, n_examples), dtype=bool)
