@@ -83,6 +83,12 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
     echo "== bench/bench_train_heads.py --device cuda --models 256 --examples 50000 --dim 768"
     "$py" bench/bench_train_heads.py --device cuda --models 256 --examples 50000 --dim 768 \
       --baseline-heads 8 || status=$?
+    # issue 13's GPU workload: the default shots/classes sweep with 256 heads per cell
+    echo "== miakit sweep --device cuda --models 256"
+    t0=$(date +%s)
+    "$py" -m miakit sweep --device cuda --models 256 --out "${OUT:-build}/sweep-gpu" --quiet \
+      || status=$?
+    echo "sweep took $(( $(date +%s) - t0 )) s"
   fi
 fi
 

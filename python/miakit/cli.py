@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "Default: %(default)s")
     pw.add_argument("--seed", type=int, default=0, help="seed of the cells' data, keep "
                     "matrices and heads. Default: %(default)s")
+    pw.add_argument("--device", default="cpu",
+                    help="where the heads train: 'cpu', 'cuda' or 'cuda:N'. Default: "
+                         "%(default)s")
     pw.add_argument("--no-plot", action="store_true", help="do not write powerlaw.png")
     pw.add_argument("--quiet", action="store_true", help="no line per cell")
     return parser
@@ -342,6 +345,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         x, y, name = d.features, d.labels, "synthetic"
     report = sweep(x, y, args.out, shots=shots, classes=classes, n_models=args.models,
                    fprs=args.fpr, seed=args.seed, head=args.head, dataset=name,
+                   device=args.device,
                    plot=not args.no_plot, progress=None if args.quiet else print)
     print(summarize_sweep(report))
     print(f"total time {time.perf_counter() - t0:.1f} s")

@@ -66,7 +66,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _run_cell(x: np.ndarray, y: np.ndarray, shots: int, n_classes: int, cfg: dict,
-              cell_dir: Path) -> dict:
+              cell_dir: Path, device: Any = "cpu") -> dict:
     from miakit import lira, metrics, shadow
 
     idx = cell_examples(y, shots, n_classes, cfg["seed"])
@@ -74,7 +74,7 @@ def _run_cell(x: np.ndarray, y: np.ndarray, shots: int, n_classes: int, cfg: dic
     m = cfg["n_models"]
     keep = shadow.balanced_keep(m, len(idx), seed=cfg["seed"], strata=ys)
     t0 = time.perf_counter()
-    kw = {"head": cfg["head"], "seed": cfg["seed"], "progress": False}
+    kw = {"head": cfg["head"], "seed": cfg["seed"], "progress": False, "device": device}
     if cfg["head"] == "mlp":
         kw.update(hidden=cfg["hidden"], epochs=cfg["epochs"])
     z = shadow.train_heads(x[idx], ys, keep, run_dir=cell_dir / "run", n_classes=n_classes,
@@ -105,8 +105,8 @@ def sweep(features: Any, labels: Any, out_dir: str | Path, *,
           shots: Sequence[int] = DEFAULT_SHOTS, classes: Sequence[int] = DEFAULT_CLASSES,
           n_models: int = 64, fprs: Sequence[float] = DEFAULT_FPRS, seed: int = 0,
           head: str = "linear", hidden: int = 64, epochs: int = 100,
-          dataset: str = "features", plot: bool = True, progress: Any = None
-          ) -> dict[str, Any]:
+          dataset: str = "features", device: Any = "cpu", plot: bool = True,
+          progress: Any = None) -> dict[str, Any]:
     """Run (or resume) the shots/classes study and fit the power law.
 
     Parameters
@@ -128,6 +128,8 @@ def sweep(features: Any, labels: Any, out_dir: str | Path, *,
         Linear heads (L-BFGS) or one-hidden-layer MLP heads (``hidden``, ``epochs``).
     dataset : str
         Name recorded in the report.
+    device : str
+        Where the heads train ("cpu", "cuda"); not part of the sweep's identity.
     plot : bool
         Write powerlaw.png (needs matplotlib).
     progress : callable, optional
@@ -203,7 +205,7 @@ def sweep(features: Any, labels: Any, out_dir: str | Path, *,
                 cells.append(done)
                 continue
             cell_dir.mkdir(parents=True, exist_ok=True)
-            res = _run_cell(x, y, s_, c_, cfg, cell_dir)
+            res = _run_cell(x, y, s_, c_, cfg, cell_dir, device)
             _write_json(path, res)
             cells.append(res)
             if progress is not None:
