@@ -185,6 +185,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(ps)
     _add_output_options(ps)
 
+    pi = sub.add_parser(
+        "import", help="bring shadow models trained elsewhere into a run",
+        description="Import shadow models' logits into a run directory that 'miakit audit "
+                    "--run RUN' audits: arrays (--logits, --keep, --labels), a folder of "
+                    "per-model NAME.npy logits with NAME.keep.npy rows (--folder, "
+                    "--labels), or the LiRA authors' reference experiments "
+                    "(--lira-reference LOGDIR). Everything is checked before anything is "
+                    "written; importing the same data again resumes, different data into "
+                    "an existing run is refused and the run left as it was.")
+    pi.add_argument("--out", type=Path, required=True, metavar="RUN",
+                    help="the run directory to create")
+    pi.add_argument("--logits", type=Path, default=None, metavar="L.npy",
+                    help="logits [M, N, A, C] (or [M, N, C]) of every model")
+    pi.add_argument("--keep", type=Path, default=None, metavar="K.npy",
+                    help="keep [M, N]: which model trained on which example")
+    pi.add_argument("--labels", type=Path, default=None, metavar="y.npy",
+                    help="labels [N] (with --logits or --folder)")
+    pi.add_argument("--folder", type=Path, default=None, metavar="DIR",
+                    help="a folder of per-model NAME.npy logits [N, A, C] with "
+                         "NAME.keep.npy rows [N]")
+    pi.add_argument("--lira-reference", type=Path, default=None, metavar="LOGDIR",
+                    help="the log directory of the LiRA reference code (y_train.npy, "
+                         "experiment-*/keep.npy, experiment-*/logits/*.npy)")
+    pi.add_argument("--logits-dtype", choices=["float32", "float16"], default="float32",
+                    help="storage precision in the run. Default: %(default)s")
+    pi.add_argument("--name", default=None,
+                    help="a dataset name for the reports (metadata)")
+
     pw = sub.add_parser(
         "sweep", help="the shots/classes study: vulnerability against shots and classes",
         description="For every cell of a grid of shots S (examples per class) and classes "
@@ -318,6 +346,32 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    import miakit as mk
+
+    given = [n for n, v in (("--logits", args.logits), ("--folder", args.folder),
+                            ("--lira-reference", args.lira_reference)) if v is not None]
+    if len(given) != 1:
+        raise ValueError("import: expected exactly one of --logits, --folder, "
+                         f"--lira-reference, got {given or 'none'}")
+    meta = {"dataset": args.name} if args.name else None
+    kw = {"logits_dtype": args.logits_dtype, "metadata": meta}
+    if args.logits is not None:
+        if args.keep is None or args.labels is None:
+            raise ValueError("--logits: needs --keep and --labels")
+        run = mk.shadow.import_logits(args.out, args.logits, args.keep, args.labels, **kw)
+    elif args.folder is not None:
+        if args.labels is None:
+            raise ValueError("--folder: needs --labels")
+        run = mk.shadow.import_folder(args.out, args.folder, args.labels, **kw)
+    else:
+        run = mk.shadow.import_lira_reference(args.out, args.lira_reference, **kw)
+    print(f"imported {run.n_models} models x {run.n_examples} examples x "
+          f"{run.n_augmentations} views x {run.n_classes} classes into {run.path}; audit "
+          f"it with: miakit audit --run {run.path}")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -419,8 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"audit": cmd_audit, "shadow": cmd_shadow, "sweep": cmd_sweep}[args.command](
-            args)
+        commands = {"audit": cmd_audit, "shadow": cmd_shadow, "sweep": cmd_sweep,
+                    "import": cmd_import}
+        return commands[args.command](args)
     except KeyboardInterrupt:
         print("miakit: interrupted; finished models are saved, run the same command to "
               "resume", file=sys.stderr)

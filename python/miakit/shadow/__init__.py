@@ -3,11 +3,14 @@
 - :func:`balanced_keep` draws the membership matrix.
 - :func:`train_heads` trains M linear or MLP heads on fixed features in one batched loop.
 - :func:`train_models` trains any torch model per row of ``keep`` into a run directory.
+- :func:`import_logits`, :func:`import_folder`, :func:`import_lira_reference` bring in
+  shadow models trained elsewhere.
 - :func:`open_run` / :func:`create_run` read and write run directories (see ``store``);
   :func:`features_digest` is the data digest under which a run stores its features.
 """
 
 from miakit.shadow.heads import train_heads
+from miakit.shadow.importing import import_folder, import_lira_reference, import_logits
 from miakit.shadow.keep import balanced_keep, is_paired
 from miakit.shadow.store import (
     CorruptModelError,
@@ -27,6 +30,9 @@ __all__ = [
     "balanced_keep",
     "is_paired",
     "train_heads",
+    "import_logits",
+    "import_folder",
+    "import_lira_reference",
     "train_models",
     "open_run",
     "create_run",

@@ -938,6 +938,7 @@ def create_run(
     data_digest: str = "",
     config: dict | None = None,
     metadata: dict | None = None,
+    even_models: bool = True,
 ) -> Run:
     """Create a run directory, or reopen it if it already holds this same experiment.
 
@@ -961,6 +962,10 @@ def create_run(
     metadata : dict, optional
         Descriptive JSON-serialisable information stored in ``run.json`` (dataset name,
         model description); not part of the fingerprint.
+    even_models : bool
+        Require an even number of models, as balanced keep matrices have (runs trained
+        by miakit). Imported runs (:func:`miakit.shadow.import_logits`) may have any
+        number of models >= 2.
 
     Returns
     -------
@@ -983,7 +988,7 @@ def create_run(
     (4, [0, 1, 2, 3])
     """
     path = Path(path)
-    keep = _check_keep_matrix(keep)
+    keep = _check_keep_matrix(keep, even=even_models)
     m, n = keep.shape
     labels = _check_run_labels(labels, n, n_classes)
     for name, v in (("n_augmentations", n_augmentations), ("n_classes", n_classes)):
@@ -1052,7 +1057,7 @@ def _check_same(run: Run, meta: dict) -> None:
             "it was created with to resume it.")
 
 
-def _check_keep_matrix(keep: Any) -> np.ndarray:
+def _check_keep_matrix(keep: Any, even: bool = True) -> np.ndarray:
     if hasattr(keep, "detach"):
         keep = keep.detach().cpu().numpy()
     keep = np.asarray(keep)
@@ -1063,7 +1068,7 @@ def _check_keep_matrix(keep: Any) -> np.ndarray:
             raise ValueError(f"keep: expected booleans (or 0/1 values), got dtype {keep.dtype}")
         keep = keep.astype(bool)
     m, n = keep.shape
-    if m < 2 or m % 2:
+    if m < 2 or (even and m % 2):
         raise ValueError(f"keep: expected an even number of models >= 2 (rows), got {m}; "
                          "LiRA needs each example IN and OUT for as many models")
     if n < 1:

@@ -1,0 +1,282 @@
+"""Shadow models trained elsewhere, imported into a miakit run (docs/guide/import.md).
+
+Three layouts are read:
+
+- arrays: logits ``[M, N, A, C]`` (or ``[M, N, C]``), keep ``[M, N]`` and labels
+  ``[N]``, in memory or as ``.npy`` files (memory-mapped, read one model at a time);
+- a folder of per-model files: ``NAME.npy`` logits ``[N, A, C]`` (or ``[N, C]``) beside
+  ``NAME.keep.npy``, that model's keep row ``[N]`` (models in the order of their names);
+- the LiRA authors' reference experiments: ``LOGDIR/y_train.npy`` labels, and for each
+  ``LOGDIR/experiment-*/`` a ``keep.npy`` row and ``logits/*.npy`` checkpoints
+  ``[N, 1, A, C]``, of which the last (by name) is taken, as their plotting code does.
+
+Everything is checked (shapes, keep booleans, labels in range, every logit finite) before
+anything is written; the run then holds one file per model like a run miakit trained, so
+``miakit audit --run RUN`` audits it. Importing again into the same directory with the
+same data resumes; different data is an error and the existing run is left untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from miakit.shadow import _files
+from miakit.shadow.store import Run, _check_keep_matrix, _check_run_labels, create_run
+
+__all__ = ["import_logits", "import_folder", "import_lira_reference"]
+
+
+def _load(x: Any, name: str) -> np.ndarray:
+    """An array, or a ``.npy`` path opened memory-mapped."""
+    if isinstance(x, (str, os.PathLike)):
+        p = Path(x)
+        if not p.is_file():
+            raise FileNotFoundError(f"{name}: no such file {p}")
+        try:
+            return np.load(p, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {p} is not a .npy array ({exc})") from exc
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _model_logits(z: np.ndarray, m: int, shape: tuple[int, int, int], where: str
+                  ) -> np.ndarray:
+    """Model m's logits as [N, A, C], checked (float, finite)."""
+    if z.dtype.kind != "f":
+        raise TypeError(f"{where}: expected floating-point logits, got dtype {z.dtype}")
+    a = np.asarray(z)
+    if a.ndim == 2:
+        a = a[:, None, :]
+    if a.shape != shape:
+        raise ValueError(f"{where}: expected logits of shape {shape} (examples, views, "
+                         f"classes) like the other models, got {np.shape(z)}")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        raise ValueError(f"{where}: expected finite logits, got NaN or inf for "
+                         f"{len(rows)} examples (first: example {int(rows[0])})")
+    return a
+
+
+def _write(out: Any, models: Sequence[Any], keep: np.ndarray, labels: np.ndarray,
+           n_classes: int, n_views: int, logits_dtype: str, source: dict,
+           metadata: dict | None) -> Run:
+    """Check every model, then create (or resume) the run and write the models not yet
+    in it. The run's fingerprint holds a digest of all the logits (not where they came
+    from), so the same data imported again resumes and different data is refused."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for get in models:  # every model read and checked before anything is written
+        h.update(_files.sha256_array(np.ascontiguousarray(get())).encode())
+    run = create_run(out, keep, labels, n_augmentations=n_views, n_classes=n_classes,
+                     logits_dtype=logits_dtype, data_digest=h.hexdigest(),
+                     config={"trainer": "import", "layout": source["layout"]},
+                     metadata={"imported_from": source, **(metadata or {})},
+                     even_models=False)
+    done = set(run.completed.tolist())
+    with run.writer():
+        for m, get in enumerate(models):
+            if m not in done:
+                run.write_model(m, get())
+    return run
+
+
+def _check_dtype(logits_dtype: str) -> None:
+    if logits_dtype not in ("float32", "float16"):
+        raise ValueError(f"logits_dtype: expected 'float32' or 'float16', got "
+                         f"{logits_dtype!r}")
+
+
+def import_logits(out: str | os.PathLike, logits: Any, keep: Any, labels: Any, *,
+                  n_classes: int | None = None, logits_dtype: str = "float32",
+                  metadata: dict | None = None) -> Run:
+    """Import shadow models' logits given as arrays (or ``.npy`` files) into a run.
+
+    Parameters
+    ----------
+    out : path
+        The run directory to create (or resume, with the same data).
+    logits : array or path, [M, N, A, C] or [M, N, C] float
+        Every model's logits on every example (and query view).
+    keep : array or path, [M, N] bool (or 0/1)
+        ``keep[m, n]``: model m trained on example n.
+    labels : array or path, [N] int
+    n_classes : int, optional
+        Default: C, the logits' last axis.
+    logits_dtype : {"float32", "float16"}
+        Storage precision in the run.
+    metadata : dict, optional
+        Stored with the run (dataset name, model, ...).
+
+    Returns
+    -------
+    Run
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, miakit as mk
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.normal(size=(4, 10, 2, 3)).astype(np.float32)
+    >>> run = mk.shadow.import_logits(tempfile.mkdtemp() + "/run", z,
+    ...                               mk.shadow.balanced_keep(4, 10), rng.integers(0, 3, 10))
+    >>> run.n_models, run.is_complete, run.config["trainer"]
+    (4, True, 'import')
+    """
+    _check_dtype(logits_dtype)
+    z = _load(logits, "logits")
+    if z.ndim == 3:
+        z = z[:, :, None, :]
+    if z.ndim != 4:
+        raise ValueError(f"logits: expected [M, N, A, C] or [M, N, C], got shape {z.shape}")
+    k = _check_keep_matrix(_load(keep, "keep"), even=False)
+    m, n, a, c = z.shape
+    if k.shape != (m, n):
+        raise ValueError(f"keep: expected shape ({m}, {n}) to match the logits' models and "
+                         f"examples, got {k.shape}")
+    c = int(n_classes or c)
+    if z.shape[3] != c:
+        raise ValueError(f"n_classes: the logits have {z.shape[3]} classes, not {c}")
+    y = _check_run_labels(_load(labels, "labels"), n, c)
+    shape = (n, a, c)
+    src = {"layout": "arrays", "logits": _describe(logits), "keep": _describe(keep),
+           "labels": _describe(labels)}
+    return _write(out, [lambda i=i: _model_logits(z[i], i, shape, f"logits of model {i}")
+                        for i in range(m)], k, y, c, a, logits_dtype, src, metadata)
+
+
+def _describe(x: Any) -> str:
+    return str(Path(x).resolve()) if isinstance(x, (str, os.PathLike)) else "array"
+
+
+def _natural(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def import_folder(out: str | os.PathLike, folder: str | os.PathLike, labels: Any, *,
+                  n_classes: int | None = None, logits_dtype: str = "float32",
+                  metadata: dict | None = None) -> Run:
+    """Import a folder of per-model files: ``NAME.npy`` logits beside ``NAME.keep.npy``.
+
+    Models are ordered by their names (numbers compared as numbers: ``model-2`` before
+    ``model-10``). See :func:`import_logits` for the other parameters.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib, miakit as mk
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> keep = mk.shadow.balanced_keep(2, 5)
+    >>> for m in range(2):
+    ...     np.save(d / f"model-{m}.npy", np.zeros((5, 3), np.float32))
+    ...     np.save(d / f"model-{m}.keep.npy", keep[m])
+    >>> run = mk.shadow.import_folder(d / "run", d, np.zeros(5, int))
+    >>> run.n_models, run.model_shape
+    (2, (5, 1, 3))
+    """
+    _check_dtype(logits_dtype)
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"folder: no such directory {root}")
+    files = sorted((p for p in root.glob("*.npy") if not p.name.endswith(".keep.npy")),
+                   key=lambda p: _natural(p.name))
+    if not files:
+        raise ValueError(f"folder: {root} holds no NAME.npy logits files")
+    missing = [p.name for p in files if not p.with_name(p.stem + ".keep.npy").is_file()]
+    if missing:
+        raise ValueError(f"folder: every NAME.npy needs its keep row NAME.keep.npy; missing "
+                         f"for {missing[:5]}")
+    rows = [np.asarray(_load(p.with_name(p.stem + ".keep.npy"), f"{p.stem}.keep.npy"))
+            for p in files]
+    if any(r.ndim != 1 or r.shape != rows[0].shape for r in rows):
+        raise ValueError(f"folder: expected one keep row [N] per model, all of one length; "
+                         f"got shapes {sorted({r.shape for r in rows})}")
+    k = _check_keep_matrix(np.stack(rows), even=False)
+    first = _load(files[0], files[0].name)
+    n = k.shape[1]
+    shape = (n, 1 if first.ndim == 2 else first.shape[1], first.shape[-1])
+    c = int(n_classes or shape[2])
+    if shape[2] != c:
+        raise ValueError(f"n_classes: the logits have {shape[2]} classes, not {c}")
+    y = _check_run_labels(_load(labels, "labels"), n, c)
+    src = {"layout": "folder", "folder": str(root.resolve()),
+           "files": [p.name for p in files]}
+    return _write(out, [lambda p=p: _model_logits(_load(p, p.name), 0, shape, str(p))
+                        for p in files], k, y, c, shape[1], logits_dtype, src, metadata)
+
+
+def import_lira_reference(out: str | os.PathLike, logdir: str | os.PathLike, *,
+                          logits_dtype: str = "float32", metadata: dict | None = None
+                          ) -> Run:
+    """Import the LiRA authors' reference experiments.
+
+    ``LOGDIR/y_train.npy`` holds the labels; every ``LOGDIR/experiment-*`` folder a
+    ``keep.npy`` row (longer rows are cut to the labels' length, as the authors' plotting
+    code does) and ``logits/*.npy`` checkpoints of shape ``[N, 1, A, C]``, of which the
+    last by name is imported. Experiments are ordered by their folder names.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib, miakit as mk
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> np.save(d / "y_train.npy", np.array([0, 1, 1]))
+    >>> for i, row in enumerate(mk.shadow.balanced_keep(2, 3)):
+    ...     (d / f"experiment-{i}_2" / "logits").mkdir(parents=True)
+    ...     np.save(d / f"experiment-{i}_2" / "keep.npy", row)
+    ...     np.save(d / f"experiment-{i}_2" / "logits" / "0000000100.npy",
+    ...             np.zeros((3, 1, 2, 2), np.float32))
+    >>> run = mk.shadow.import_lira_reference(d / "run", d)
+    >>> run.n_models, run.model_shape
+    (2, (3, 2, 2))
+    """
+    _check_dtype(logits_dtype)
+    root = Path(logdir)
+    if not (root / "y_train.npy").is_file():
+        raise FileNotFoundError(f"logdir: {root} has no y_train.npy (the labels the LiRA "
+                                "reference code writes at the top of its log directory)")
+    y_all = np.asarray(_load(root / "y_train.npy", "y_train.npy"))
+    exps = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("experiment")),
+                  key=lambda p: _natural(p.name))
+    if len(exps) < 2:
+        raise ValueError(f"logdir: expected at least 2 experiment-* folders in {root}, got "
+                         f"{len(exps)}")
+    picked, rows, problems = [], [], []
+    for e in exps:
+        ckpts = sorted((e / "logits").glob("*.npy")) if (e / "logits").is_dir() else []
+        if not (e / "keep.npy").is_file() or not ckpts:
+            problems.append(f"{e.name} (needs keep.npy and logits/*.npy)")
+            continue
+        picked.append(ckpts[-1])
+        rows.append(np.asarray(_load(e / "keep.npy", f"{e.name}/keep.npy")))
+    if problems:
+        raise ValueError(f"logdir: incomplete experiments: {problems[:5]}")
+    first = _load(picked[0], str(picked[0]))
+    if first.ndim != 4 or first.shape[1] != 1:
+        raise ValueError(f"{picked[0]}: expected logits [N, 1, A, C] as the reference code "
+                         f"writes them, got shape {first.shape}")
+    n = first.shape[0]
+    if any(r.ndim != 1 or r.shape[0] < n for r in rows):
+        raise ValueError(f"logdir: expected keep rows of at least {n} entries (one per "
+                         "scored example) in every experiment")
+    k = _check_keep_matrix(np.stack([r[:n] for r in rows]), even=False)
+    c = first.shape[3]
+    y = _check_run_labels(y_all[:n], n, c)
+    shape = (n, first.shape[2], c)
+
+    def model(p: Path) -> np.ndarray:
+        z = _load(p, str(p))
+        if z.ndim != 4 or z.shape[1] != 1:
+            raise ValueError(f"{p}: expected logits [N, 1, A, C], got shape {z.shape}")
+        return _model_logits(z[:, 0], 0, shape, str(p))
+
+    src = {"layout": "lira-reference", "logdir": str(root.resolve()),
+           "experiments": [e.name for e in exps], "checkpoints": [p.name for p in picked]}
+    return _write(out, [lambda p=p: model(p) for p in picked], k, y, c, shape[1],
+                  logits_dtype, src, metadata)
