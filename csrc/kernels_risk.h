@@ -1,4 +1,4 @@
-// Entry points of the per-example risk kernels (SCIENCE.md sections 6, 8, 9):
+// Entry points of the per-example risk kernels (docs/methods/memorization.md, gradients.md, curvature.md):
 // memorization, influence top-k, linear-softmax head gradient norms and Hessian traces,
 // and counter-based Rademacher probes. As in kernels.h, each has a CPU implementation
 // (cpu/NAME.cpp) and a CUDA one (cuda/NAME.cu) with the same signature, and the caller
@@ -62,7 +62,7 @@ struct GhostArgs {
   bool want_w = true, want_b = false;
 };
 
-// Per-example reductions over curvature probes (SCIENCE.md section 9); x [N, P, D].
+// Per-example reductions over curvature probes (docs/methods/curvature.md); x [N, P, D].
 // probe_quad: y [N, P, D] (H v); mean[n] = mean_k x[n,k].y[n,k], se[n] its standard error
 // (ddof 1; NaN for P = 1). probe_diff: y [N, D]; mean[n] = mean_k ||x[n,k] - y[n]||_2
 // (squared when `squared`); se unused. Outputs float64 [N]; NaN rows counted in nonfinite.

@@ -1,7 +1,8 @@
 """Plain float64 numpy/scipy references for the compiled kernels and the metrics.
 
 Written for clarity, not speed: loops are fine. Nothing here imports miakit, so the
-tests compare miakit against an independent implementation of SCIENCE.md.
+tests compare miakit against an independent implementation of the methods as
+docs/methods/ defines them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Input-loss curvature (SCIENCE.md section 9) and the counter-based probe generator."""
+"""Input-loss curvature (docs/methods/curvature.md) and the counter-based probe generator."""
 
 from __future__ import annotations
 

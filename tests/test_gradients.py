@@ -1,4 +1,5 @@
-"""Per-example gradient norms (SCIENCE.md section 8) against torch.func vmap(grad) in float64."""
+"""Per-example gradient norms (docs/methods/gradients.md) against torch.func vmap(grad)
+in float64."""
 
 from __future__ import annotations
 

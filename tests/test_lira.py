@@ -1,5 +1,5 @@
-"""miakit.lira (fit, score, leave_one_out) against the float64 reference (SCIENCE.md
-section 2), the balanced keep helper, and bad input."""
+"""miakit.lira (fit, score, leave_one_out) against the float64 reference
+(docs/methods/lira.md), the balanced keep helper, and bad input."""
 
 from __future__ import annotations
 

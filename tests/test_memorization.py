@@ -1,4 +1,4 @@
-"""Memorization and influence (SCIENCE.md section 6) against float64 loop references."""
+"""Memorization and influence (docs/methods/memorization.md) against float64 loop references."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""miakit.metrics against scikit-learn, scipy and brute-force references (SCIENCE.md
-section 13), and bad input."""
+"""miakit.metrics against scikit-learn, scipy and brute-force references
+(docs/methods/metrics.md), and bad input."""
 
 from __future__ import annotations
 

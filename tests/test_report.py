@@ -1,4 +1,4 @@
-"""LiRA-derived risk (SCIENCE.md section 7) and the per-example vulnerability report."""
+"""LiRA-derived risk (docs/methods/vulnerability.md) and the per-example vulnerability report."""
 
 from __future__ import annotations
 

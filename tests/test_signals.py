@@ -1,4 +1,4 @@
-"""miakit.signals against the float64 reference (SCIENCE.md section 1), and bad input."""
+"""miakit.signals against the float64 reference (docs/methods/signals.md), and bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-// CPU kernel for the curvature estimators' probes (SCIENCE.md section 9): Rademacher
+// CPU kernel for the curvature estimators' probes (docs/methods/curvature.md): Rademacher
 // vectors from the counter-based generator of include/miakit/rng.h, so that a probe
 // depends only on (seed, example index, probe index), never on batching or device.
 #include <cmath>

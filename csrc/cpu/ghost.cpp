@@ -1,5 +1,5 @@
 // CPU kernel for per-example squared gradient norms of linear layers (include/miakit/
-// ghost.h, SCIENCE.md section 8). OpenMP over examples; each thread copies one example's
+// ghost.h, docs/methods/gradients.md). OpenMP over examples; each thread copies one example's
 // A [T, d] and B [T, p] to contiguous float64 scratch, then takes the ghost (Gram) or the
 // direct form, whichever costs less, so no T x T Gram is ever stored.
 #include <cmath>

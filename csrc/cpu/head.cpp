@@ -1,6 +1,6 @@
 // CPU kernels for the linear-softmax head (include/miakit/head.h): per-example gradient
-// norms of the cross-entropy loss (SCIENCE.md section 8) and exact Hessian traces with
-// respect to the input (section 9). One pass per example: logits, softmax, then the norm
+// norms of the cross-entropy loss (docs/methods/gradients.md) and exact Hessian traces with
+// respect to the input (docs/methods/curvature.md). One pass per example: logits, softmax, then the norm
 // or the trace; W is converted once to a contiguous float64 copy shared by all threads.
 #include <cmath>
 #include <vector>

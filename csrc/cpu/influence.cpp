@@ -1,4 +1,4 @@
-// CPU kernels for label memorization and influence (SCIENCE.md section 6).
+// CPU kernels for label memorization and influence (docs/methods/memorization.md).
 //
 // Influence top-k. With K = keep [M, N] (0/1) and C = correct_test [M, T],
 //   infl[i, j] = S[i, j] / n_in[i] - (colsum[j] - S[i, j]) / n_out[i],   S = K^T C,

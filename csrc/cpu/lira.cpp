@@ -1,4 +1,4 @@
-// CPU kernels for LiRA (SCIENCE.md section 2): fitting the IN/OUT Gaussians, scoring a
+// CPU kernels for LiRA (docs/methods/lira.md): fitting the IN/OUT Gaussians, scoring a
 // target against them, and leave-one-out scoring of many targets in one pass.
 //
 // Work is done in tiles of consecutive examples. A tile gathers every model's

@@ -1,4 +1,4 @@
-// CPU kernel: logit rows -> one signal value per row (SCIENCE.md section 1).
+// CPU kernel: logit rows -> one signal value per row (docs/methods/signals.md).
 #include <vector>
 
 #include "kernels.h"

@@ -1,4 +1,4 @@
-// CUDA kernels for label memorization and influence (SCIENCE.md section 6); the same
+// CUDA kernels for label memorization and influence (docs/methods/memorization.md); the same
 // formulas and top-k order as cpu/influence.cpp (include/miakit/influence.h).
 //
 // Influence top-k runs in four kernels on the caller's stream:

@@ -1,4 +1,4 @@
-// CUDA kernels for LiRA (SCIENCE.md section 2): fitting the IN/OUT Gaussians, scoring a
+// CUDA kernels for LiRA (docs/methods/lira.md): fitting the IN/OUT Gaussians, scoring a
 // target against them, and leave-one-out scoring of many targets in one pass. Twin of
 // cpu/lira.cpp: the same statistics, median/removal rules and status counting, through
 // the same shared functions (include/miakit/lira_math.h, signals.h).

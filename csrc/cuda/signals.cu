@@ -1,4 +1,4 @@
-// CUDA kernel: logit rows -> one signal value per row (SCIENCE.md section 1). Twin of
+// CUDA kernel: logit rows -> one signal value per row (docs/methods/signals.md). Twin of
 // cpu/signals.cpp: every row goes through the shared compute_signal, in double.
 #include "cuda/common.cuh"
 

@@ -22,6 +22,7 @@ datasets      small embedded datasets (scikit-learn digits, Gaussian mixtures)
 """
 
 from miakit import (
+    _C,
     attacks,
     audit,
     bounds,
@@ -40,7 +41,9 @@ from miakit import (
 )
 from miakit._backend import backend_info
 
-__version__ = "0.1.0"
+# The version is defined once, in pyproject.toml; the build compiles it into the
+# extension (SKBUILD_PROJECT_VERSION), and the package reads it from there.
+__version__: str = _C.backend_info()["version"]
 __all__ = [
     "attacks",
     "audit",

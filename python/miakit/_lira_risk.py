@@ -1,4 +1,4 @@
-"""How separable an example's IN and OUT distributions are (SCIENCE.md section 7;
+"""How separable an example's IN and OUT distributions are (docs/methods/vulnerability.md;
 Choi et al., "Why Train More?").
 
 From a :class:`miakit.lira.LiraFit` (per example and augmentation, Gaussians
@@ -60,7 +60,7 @@ def hellinger(fit: Any, squared: bool = False) -> Any:
     """Hellinger distance between each example's fitted IN and OUT Gaussians.
 
     ``H^2 = 1 - sqrt(2 s1 s2 / (s1^2 + s2^2)) exp(-(m1 - m2)^2 / (4 (s1^2 + s2^2)))`` with
-    ``m1, s1 = mu_in, sigma_in`` and ``m2, s2 = mu_out, sigma_out`` (SCIENCE.md section 7),
+    ``m1, s1 = mu_in, sigma_in`` and ``m2, s2 = mu_out, sigma_out`` (docs/methods/vulnerability.md),
     evaluated as ``-expm1(log BC)`` so that nearly identical distributions keep full
     relative accuracy. ``H`` lies in [0, 1]: 0 for identical distributions, 1 for
     disjoint ones.
@@ -96,7 +96,7 @@ def hellinger(fit: Any, squared: bool = False) -> Any:
 
 def privacy_score(fit: Any) -> Any:
     """Privacy score ``|mu_in - mu_out| / (sigma_in + sigma_out)`` per example and
-    augmentation (SCIENCE.md section 7): how many spreads apart the IN and OUT centres are.
+    augmentation (docs/methods/vulnerability.md): how many spreads apart the IN and OUT centres are.
 
     Parameters
     ----------
@@ -153,7 +153,7 @@ def shadow_models_needed(fit: Any, error: float = 0.05,
     """How many shadow models tell an example's IN distribution from its OUT distribution.
 
     Telling two distributions apart with error rate ``error`` takes a number of
-    observations of order ``ln(1/error) / H^2`` (SCIENCE.md section 7; Choi et al.).
+    observations of order ``ln(1/error) / H^2`` (docs/methods/vulnerability.md; Choi et al.).
     Two formulas are offered:
 
     - ``"bhattacharyya"`` (default): ``n = ceil(ln(1 / (2 error)) / -ln(1 - H^2))``, the

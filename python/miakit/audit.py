@@ -327,18 +327,17 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
     correlations.
 
     With ``features`` and ``params`` (a run of :func:`miakit.shadow.train_heads`), the
-    ``grad_norm`` column is the exact norm of each example's loss gradient with respect
-    to all the head's parameters (SCIENCE.md section 8) and ``curvature`` the exact trace
-    of its input-loss Hessian (section 9), both on the first query view, computed for
-    every model one at a time (memory of one model's ``[N, C]`` work) and averaged over
-    the models that trained on the example; ``grad_norm_out`` and ``curvature_out``
-    average over the models that did not (they cost nothing more: every model is
-    evaluated on every example anyway). Without them (logits only) ``grad_norm`` is the
-    logit-gradient proxy ``||softmax(z) - e_y||`` and there is no curvature column. The
-    table's ``meta`` says which: ``grad_norm_kind`` ("parameter gradient" or
-    "logit-gradient proxy (...)"), ``grad_norm_definition``, ``curvature_kind`` and
-    ``curvature_definition`` (texts of :data:`GRAD_NORM_DEFINITION` and
-    :data:`CURVATURE_DEFINITION`).
+    ``grad_norm`` column is the exact norm of each example's loss gradient with respect to
+    all the head's parameters (docs/methods/gradients.md) and ``curvature`` the exact trace
+    of its input-loss Hessian (docs/methods/curvature.md), both on the first query view,
+    computed for every model one at a time (memory of one model's ``[N, C]`` work) and
+    averaged over the models that trained on the example; ``grad_norm_out`` and
+    ``curvature_out`` average over the models that did not (they cost nothing more: every
+    model is evaluated on every example anyway). Without them (logits only) ``grad_norm`` is
+    the logit-gradient proxy ``||softmax(z) - e_y||`` and there is no curvature column. The
+    table's ``meta`` says which: ``grad_norm_kind`` ("parameter gradient" or "logit-gradient
+    proxy (...)"), ``grad_norm_definition``, ``curvature_kind`` and ``curvature_definition``
+    (texts of :data:`GRAD_NORM_DEFINITION` and :data:`CURVATURE_DEFINITION`).
 
     Parameters
     ----------

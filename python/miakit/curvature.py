@@ -1,4 +1,4 @@
-"""Input-loss curvature (SCIENCE.md section 9; Garg et al. 2023, Ravikumar et al. 2024).
+"""Input-loss curvature (docs/methods/curvature.md; Garg et al. 2023, Ravikumar et al. 2024).
 
 For the per-example loss as a function of the input x, ``H = grad_x^2 loss``:
 

@@ -1,4 +1,4 @@
-"""Per-example gradient norms (SCIENCE.md section 8).
+"""Per-example gradient norms (docs/methods/gradients.md).
 
 ``g_n = grad_theta loss(f_theta(x_n), y_n)`` for the per-example (not batch-mean) loss,
 over a chosen parameter set; both functions return ``||g_n||_2``.

@@ -1,4 +1,4 @@
-"""The Likelihood Ratio Attack, LiRA (Carlini et al. 2022; SCIENCE.md section 2).
+"""The Likelihood Ratio Attack, LiRA (Carlini et al. 2022; docs/methods/lira.md).
 
 For each example and query augmentation, the shadow models that trained on the example
 (IN) and those that did not (OUT) give two distributions of the target signal, fitted

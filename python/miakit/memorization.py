@@ -1,4 +1,4 @@
-"""Label memorization and influence (Feldman & Zhang 2020; SCIENCE.md section 6).
+"""Label memorization and influence (Feldman & Zhang 2020; docs/methods/memorization.md).
 
 From a shadow-model experiment, with ``keep[m, n]`` true when model m trained on example
 n and ``correct[m, n]`` whether model m classifies example n correctly (or its

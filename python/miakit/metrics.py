@@ -1,4 +1,4 @@
-"""ROC curves and low-FPR metrics (SCIENCE.md section 13).
+"""ROC curves and low-FPR metrics (docs/methods/metrics.md).
 
 Scores are oriented so that larger means "member". An operating point predicts member
 for every score at or above a threshold; ties move together. Inputs of any matching

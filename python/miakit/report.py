@@ -10,12 +10,12 @@ column                            meaning
                                   mean over the targets that trained on the example
 ``tpr_at_fpr``                    per-example TPR proxy: the fraction of the targets that
                                   trained on the example whose score reaches the attack's
-                                  global threshold at ``fpr`` (SCIENCE.md section 13)
-``memorization``                  Feldman–Zhang memorization (section 6)
-``grad_norm``                     per-example gradient norm (section 8)
-``curvature``                     input-loss curvature (section 9)
+                                  global threshold at ``fpr`` (docs/methods/metrics.md)
+``memorization``                  Feldman–Zhang memorization (docs/methods/memorization.md)
+``grad_norm``                     per-example gradient norm (docs/methods/gradients.md)
+``curvature``                     input-loss curvature (docs/methods/curvature.md)
 ``hellinger``                     Hellinger distance of the IN/OUT Gaussians, mean over
-                                  augmentations (section 7)
+                                  augmentations (docs/methods/vulnerability.md)
 ``privacy_score``                 ``|mu_in - mu_out| / (sigma_in + sigma_out)``, mean over
                                   augmentations
 ``shadow_models_needed``          shadow models needed at ``error``, the smallest over

@@ -1,4 +1,4 @@
-"""Membership signals computed from logits (SCIENCE.md section 1).
+"""Membership signals computed from logits (docs/methods/signals.md).
 
 Every function takes ``logits`` of shape ``[..., C]`` and integer ``labels`` that
 broadcast against ``logits.shape[:-1]`` by numpy's rules (for shadow logits

@@ -1,5 +1,5 @@
 // Per-example squared gradient norms of a linear map y_t = W a_t + b applied at T
-// positions (SCIENCE.md section 8), shared by the CPU and CUDA kernels: with activations
+// positions (docs/methods/gradients.md), shared by the CPU and CUDA kernels: with activations
 // A [T, d] and output gradients B [T, p] of one example, the weight gradient is B^T A and
 //   ||B^T A||_F^2 = sum_{t,s} (A A^T)_{ts} (B B^T)_{ts}     (the "ghost" form),
 // the bias gradient is sum_t B_t. The ghost form costs T^2 (d + p), the direct one T d p;

@@ -1,4 +1,4 @@
-// Linear-softmax head on features x (SCIENCE.md sections 8 and 9), shared by the CPU and
+// Linear-softmax head on features x (docs/methods/gradients.md and curvature.md), shared by the CPU and
 // CUDA kernels: logits z = W x + b, softmax p, the per-example gradient norm of the
 // cross-entropy loss with respect to (W, b), and the exact trace of its Hessian with
 // respect to x. Everything is double precision; W is a contiguous [C, d] array.

@@ -1,4 +1,4 @@
-// Label memorization and influence (Feldman & Zhang 2020; SCIENCE.md section 6), shared by
+// Label memorization and influence (Feldman & Zhang 2020; docs/methods/memorization.md), shared by
 // the CPU and CUDA kernels: the value formulas and the bounded "top-k" list that keeps the
 // k largest influences of one test example.
 #pragma once

@@ -1,4 +1,4 @@
-// LiRA statistics and per-observation scores (SCIENCE.md section 2), shared by the CPU
+// LiRA statistics and per-observation scores (docs/methods/lira.md), shared by the CPU
 // and CUDA kernels. Everything is double precision.
 #pragma once
 

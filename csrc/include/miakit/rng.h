@@ -1,4 +1,4 @@
-// Counter-based random numbers (SCIENCE.md section 9): a probe's entries are a pure
+// Counter-based random numbers (docs/methods/curvature.md): a probe's entries are a pure
 // function of (seed, example index, probe index, element index), so curvature estimates do
 // not depend on batch size, batch order or device. The mixer is splitmix64's finalizer
 // (a bijection of 64-bit words with full avalanche); each call yields 64 Rademacher signs.

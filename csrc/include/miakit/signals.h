@@ -1,5 +1,5 @@
 // Signals derived from one logit row z[0..C) (stride `stride`) and its true label y.
-// SCIENCE.md section 1. All arithmetic is in double; inputs of any float type are
+// docs/methods/signals.md. All arithmetic is in double; inputs of any float type are
 // widened on load, so CPU and CUDA give the same value for the same input.
 //
 // A signal is computed in two steps that both devices share: the reductions of the row
