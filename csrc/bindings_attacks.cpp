@@ -61,6 +61,44 @@ void register_attacks(py::module_& m) {
     d["empty_rows"] = st.empty_rows;
     return d;
   });
+
+  // Two-sample K-S extremes of B pairs of sorted samples stored back to back (CSR).
+  m.def("ks_merge", [](py::handle a_values, py::handle a_offsets, py::handle b_values,
+                       py::handle b_offsets, py::handle d_max, py::handle d_min,
+                       py::handle loc_max, py::handle loc_min, std::uintptr_t stream) {
+    KsMergeArgs a;
+    a.a_values = to_tensor(a_values, "a_values");
+    a.a_offsets = to_tensor(a_offsets, "a_offsets");
+    a.b_values = to_tensor(b_values, "b_values");
+    a.b_offsets = to_tensor(b_offsets, "b_offsets");
+    a.d_max = to_tensor(d_max, "d_max", true);
+    a.d_min = to_tensor(d_min, "d_min", true);
+    a.loc_max = to_tensor(loc_max, "loc_max", true);
+    a.loc_min = to_tensor(loc_min, "loc_min", true);
+    for (const Tensor* t : {&a.a_values, &a.b_values}) {
+      if (t->ndim != 1 || t->dtype != DType::f64 || (t->shape[0] > 1 && t->strides[0] != 1))
+        throw InputError("samples: expected contiguous 1-D float64 values");
+    }
+    for (const Tensor* t : {&a.a_offsets, &a.b_offsets}) {
+      if (t->ndim != 1 || t->dtype != DType::i64 || (t->shape[0] > 1 && t->strides[0] != 1))
+        throw InputError("offsets: expected contiguous 1-D int64 offsets");
+    }
+    const int64_t B = a.a_offsets.shape[0] - 1;
+    if (B < 0 || a.b_offsets.shape[0] != B + 1)
+      throw InputError("offsets: expected B + 1 offsets for each sample");
+    for (const Tensor* t : {&a.d_max, &a.d_min, &a.loc_max, &a.loc_min}) {
+      if (t->ndim != 1 || t->shape[0] != B || t->dtype != DType::f64)
+        throw InputError("outputs: expected float64 arrays of one entry per pair");
+    }
+    same_device({{"a_values", &a.a_values}, {"a_offsets", &a.a_offsets},
+                 {"b_values", &a.b_values}, {"b_offsets", &a.b_offsets},
+                 {"d_max", &a.d_max}, {"d_min", &a.d_min}, {"loc_max", &a.loc_max},
+                 {"loc_min", &a.loc_min}});
+    {
+      py::gil_scoped_release nogil;
+      MIAKIT_DISPATCH(ks_merge, a, stream, a.a_values);
+    }
+  });
 }
 
 }  // namespace miakit

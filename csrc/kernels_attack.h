@@ -25,13 +25,24 @@ struct RmiaStatus {
   int64_t empty_rows = 0;  // rows whose population is empty (their scores are NaN)
 };
 
+// Two-sample K-S extremes of B pairs of sorted samples (include/miakit/ks.h). Samples are
+// stored back to back: pair r's sample a is a_values[a_offsets[r] .. a_offsets[r + 1]),
+// sorted ascending and non-empty, likewise b. Outputs [B] float64: the max and min of
+// F_a - F_b and where they are attained.
+struct KsMergeArgs {
+  Tensor a_values, a_offsets, b_values, b_offsets;  // float64 [Ta], int64 [B + 1], ...
+  Tensor d_max, d_min, loc_max, loc_min;            // float64 [B]
+};
+
 namespace cpu {
 RmiaStatus rmia_count(const RmiaCountArgs& a);
+void ks_merge(const KsMergeArgs& a);
 }  // namespace cpu
 
 #if defined(MIAKIT_WITH_CUDA)
 namespace cuda {
 RmiaStatus rmia_count(const RmiaCountArgs& a, std::uintptr_t stream);
+void ks_merge(const KsMergeArgs& a, std::uintptr_t stream);
 }  // namespace cuda
 #endif
 

@@ -542,3 +542,19 @@ def test_rmia_leave_one_out_on_the_gpu(offline, aggregate, rng):
                                   population=None if population is None else gpu(population))
         c = mk.rmia.leave_one_out(q, keep, **kw, population=population)
         assert_close(host(g), c, rtol=0, scale_atol=1e-12)
+
+
+# ===================================================================== K-S
+@pytest.mark.parametrize("n,m", [(1, 3), (50, 50), (200, 77)])
+def test_ks_merge_on_the_gpu_equals_scipy(n, m, rng):
+    from scipy import stats
+
+    a = np.round(rng.normal(size=(5, n)), 1)
+    b = np.round(rng.normal(0.2, size=(5, m)), 1)
+    for alternative in ("two-sided", "less", "greater"):
+        got = mk.ks.ks_2samp(gpu(a), gpu(b), alternative=alternative)
+        for i in range(5):
+            want = stats.ks_2samp(a[i], b[i], alternative=alternative)
+            assert got.statistic[i] == want.statistic
+            assert got.statistic_location[i] == want.statistic_location
+            np.testing.assert_allclose(got.pvalue[i], want.pvalue, rtol=1e-12)

@@ -9,6 +9,8 @@ rmia          the Robust Membership Inference Attack: score, leave-one-out, tuni
 attacks       threshold attacks (loss, confidence, hinge, ...), the calibrated attack,
               the Bayes and maximum-accuracy-threshold baselines
 metrics       ROC, AUC, TPR at low FPR with confidence intervals
+ks            Kolmogorov-Smirnov tests in batches, source assignment, the leakage test
+leakage       the K-S test-set leakage experiment behind ``miakit leakage``
 shadow        shadow-model experiments: keep matrices, batched training, run store
 memorization  Feldman-Zhang memorization and influence (top-k)
 gradients     per-example gradient norms (closed form, ghost norms, vmap fallback)
@@ -29,6 +31,8 @@ from miakit import (
     curvature,
     datasets,
     gradients,
+    ks,
+    leakage,
     lira,
     memorization,
     metrics,
@@ -52,6 +56,8 @@ __all__ = [
     "curvature",
     "datasets",
     "gradients",
+    "ks",
+    "leakage",
     "lira",
     "memorization",
     "metrics",

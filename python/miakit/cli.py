@@ -213,6 +213,37 @@ def build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--name", default=None,
                     help="a dataset name for the reports (metadata)")
 
+    pl = sub.add_parser(
+        "leakage", help="did the test set leak into training? the K-S experiment",
+        description="Split the embedded digits into train, validation and test parts; for "
+                    "each s, move s test examples per class into training, train --seeds "
+                    "classifiers, and test with the two-sample Kolmogorov-Smirnov test "
+                    "whether their confidences on the test part differ from those on the "
+                    "validation part. Reports per s the median p-value and the detection "
+                    "rate at --alpha (at s = 0, the false-positive rate), and a "
+                    "source-assignment curve; writes leakage.json and leakage.png.")
+    pl.add_argument("--out", type=Path, default=Path("miakit-leakage"),
+                    help="output directory. Default: ./miakit-leakage")
+    pl.add_argument("--dataset", choices=["digits", "synthetic"], default="digits",
+                    help="embedded features. Default: %(default)s")
+    pl.add_argument("--shots", type=int, nargs="+", default=[0, 1, 2, 5, 10, 20],
+                    metavar="S", help="test examples per class moved into training. "
+                    "Default: 0 1 2 5 10 20")
+    pl.add_argument("--seeds", type=int, default=20,
+                    help="models per value of s. Default: %(default)s")
+    pl.add_argument("--alpha", type=float, default=0.05,
+                    help="level of the test. Default: %(default)s")
+    pl.add_argument("--head", choices=["linear", "mlp"], default="linear",
+                    help="the classifier. Default: %(default)s")
+    pl.add_argument("--train-size", type=int, default=200,
+                    help="examples each model trains on from its train part. Default: "
+                         "%(default)s")
+    pl.add_argument("--signal", choices=["confidence", "max_confidence"],
+                    default="confidence", help="true-class probability, or max softmax. "
+                    "Default: %(default)s")
+    pl.add_argument("--seed", type=int, default=0, help="seed. Default: %(default)s")
+    pl.add_argument("--no-plot", action="store_true", help="do not write leakage.png")
+
     pw = sub.add_parser(
         "sweep", help="the shots/classes study: vulnerability against shots and classes",
         description="For every cell of a grid of shots S (examples per class) and classes "
@@ -372,6 +403,37 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leakage(args: argparse.Namespace) -> int:
+    from miakit import datasets
+    from miakit.leakage import leakage_experiment
+
+    d = datasets.digits(views=1) if args.dataset == "digits" else datasets.synthetic(
+        n=2000, dim=32, n_classes=10, seed=args.seed)
+    r = leakage_experiment(d.features, d.labels, args.out, shots=args.shots,
+                           seeds=args.seeds, alpha=args.alpha, head=args.head,
+                           train_size=args.train_size, signal=args.signal,
+                           seed=args.seed, dataset=d.name, plot=not args.no_plot)
+    print(f"miakit leakage: {d.name}, {args.seeds} {args.head} models per s (each its own "
+          f"split, {args.train_size} training examples), K-S on the {r['signal']}, alpha "
+          f"{args.alpha:g}")
+    print(f"{'s':>3}  {'moved':>5}  {'median p':>10}  {'detected':>8}  rate [95% CI]")
+    for row in r["rows"]:
+        lo, hi = row["detection_ci"]
+        print(f"{row['shots']:>3}  {row['moved_examples']:>5}  {row['median_pvalue']:>10.3g}  "
+              f"{row['detected']:>4}/{len(row['pvalues']):<3}  "
+              f"{100 * row['detection_rate']:.0f}% [{100 * lo:.0f}%, {100 * hi:.0f}%]")
+    fp = r["false_positive_check"]
+    if fp is not None:
+        print(f"s = 0 (nothing leaked): detection rate {100 * fp['detection_rate']:.0f}%, "
+              f"{'consistent with' if fp['within_alpha'] else 'ABOVE'} alpha")
+    sa = r["source_assignment"]
+    print("source assignment (training vs held-out confidences): " + ", ".join(
+        f"m={m} {100 * a:.0f}%" for m, a in zip(sa["sizes"], sa["accuracy"])))
+    if r.get("files"):
+        print("wrote " + ", ".join(r["files"].values()))
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -474,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         commands = {"audit": cmd_audit, "shadow": cmd_shadow, "sweep": cmd_sweep,
-                    "import": cmd_import}
+                    "import": cmd_import, "leakage": cmd_leakage}
         return commands[args.command](args)
     except KeyboardInterrupt:
         print("miakit: interrupted; finished models are saved, run the same command to "

@@ -1,0 +1,94 @@
+"""Batched two-sample K-S tests: miakit against scipy.stats.ks_2samp.
+
+Workload (issue 11): 10,000 pairs of samples of 1,000 values each, two-sided, with the
+asymptotic and the exact p-value. Measured in one run:
+
+- miakit: one batched call (sort, compiled merge, one scipy p-value per distinct
+  (sizes, statistic));
+- scipy, a Python loop of ks_2samp over the pairs (timed on a subset, scaled);
+- scipy's own batched call, ks_2samp(..., axis=1) (timed on a subset, scaled).
+
+Results are checked equal to scipy's (statistic exactly, p-value to 1e-12 relative) on
+the subset; writes bench/results/ks_<device>_<tag>_<host>.json.
+
+    python bench/bench_ks.py            # full size
+    python bench/bench_ks.py --quick    # 1,000 pairs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+from _common import best_time, git_commit, machine, print_table, write_results  # noqa: E402
+
+import miakit as mk  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--pairs", type=int, default=10_000)
+    p.add_argument("--size", type=int, default=1_000)
+    p.add_argument("--subset", type=int, default=500, help="pairs scipy is timed on")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args()
+    if args.quick:
+        args.pairs = 1_000
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(args.pairs, args.size))
+    b = rng.normal(0.05, 1.0, size=(args.pairs, args.size))
+    xa, xb, sync = a, b, None
+    if args.device == "cuda":
+        import torch
+
+        xa, xb = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
+        sync = torch.cuda.synchronize
+    print(f"K-S benchmark: {args.pairs:,} pairs of {args.size:,} values, two-sided, "
+          f"device {args.device}")
+    results: dict = {}
+    rows = []
+    k = args.subset
+    for method in ("asymp", "exact"):
+        t_mk, got = best_time(lambda method=method: mk.ks.ks_2samp(xa, xb, method=method),
+                              args.repeat, sync)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t_loop, loop = best_time(lambda method=method: [stats.ks_2samp(
+                a[i], b[i], method=method) for i in range(k)], 1)
+            t_axis, axis = best_time(lambda method=method: stats.ks_2samp(
+                a[:k], b[:k], method=method, axis=1), 1)
+        scale = args.pairs / k
+        t_loop_all, t_axis_all = t_loop * scale, t_axis * scale
+        same_stat = bool(np.array_equal(got.statistic[:k], axis.statistic))
+        rel = np.abs(got.pvalue[:k] - axis.pvalue) / np.maximum(np.abs(axis.pvalue), 1e-300)
+        max_rel = float(np.nanmax(rel))
+        faster = min(t_loop_all, t_axis_all)
+        results[method] = {"miakit_s": t_mk, "scipy_loop_s_scaled": t_loop_all,
+                           "scipy_axis_s_scaled": t_axis_all, "speedup_vs_faster": faster / t_mk,
+                           "statistic_equal": same_stat, "pvalue_max_rel_diff": max_rel,
+                           "distinct_statistics": int(np.unique(got.statistic).size),
+                           "scipy_subset": k}
+        rows += [(f"miakit batched ({method})", f"{t_mk:.3f}", f"{faster / t_mk:.0f}x the faster"),
+                 (f"scipy loop ({method}, scaled from {k})", f"{t_loop_all:.2f}", ""),
+                 (f"scipy axis=1 ({method}, scaled from {k})", f"{t_axis_all:.2f}", "")]
+        print(f"{method}: statistics equal to scipy: {same_stat}; max relative p-value "
+              f"difference {max_rel:.2g}")
+    print_table(rows, ("computation", "seconds", "note"))
+    payload = {"benchmark": "ks", "workload": {"pairs": args.pairs, "size": args.size,
+                                              "alternative": "two-sided"},
+               "machine": machine(), "device": args.device, "commit": git_commit(),
+               "backend": mk.backend_info(), "results": results}
+    tag = "quick" if args.quick else "full"
+    print("wrote", write_results(f"ks_{args.device}_{tag}_{machine()['hostname']}", payload))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""miakit.ks against scipy.stats.ks_2samp (every alternative and method, ties) and
+brute-force references (docs/methods/ks.md)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import miakit as mk
+
+ALTS = ("two-sided", "less", "greater")
+METHODS = ("auto", "exact", "asymp")
+
+
+def _scipy(a, b, alternative, method):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return stats.ks_2samp(a, b, alternative=alternative, method=method)
+
+
+@pytest.mark.parametrize("alternative", ALTS)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n,m", [(1, 1), (1, 7), (5, 5), (13, 8), (40, 100), (300, 300)])
+def test_batched_equals_scipy_pair_by_pair(alternative, method, n, m, rng):
+    a = np.round(rng.normal(size=(6, n)), 1)  # ties within and across samples
+    b = np.round(rng.normal(0.3, 1.2, size=(6, m)), 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        got = mk.ks.ks_2samp(a, b, alternative=alternative, method=method)
+    for i in range(6):
+        want = _scipy(a[i], b[i], alternative, method)
+        assert got.statistic[i] == want.statistic
+        # (scipy's asymptotic two-sided p-value of 1 vs 1 values is NaN: so is ours)
+        np.testing.assert_allclose(got.pvalue[i], want.pvalue, rtol=1e-12, atol=0)
+        assert got.statistic_location[i] == want.statistic_location
+        assert got.statistic_sign[i] == want.statistic_sign
+
+
+def test_broadcasting_axis_and_identical_samples(rng):
+    a = rng.normal(size=(3, 4, 20))
+    b = rng.normal(size=25)
+    got = mk.ks.ks_2samp(a, b)
+    assert got.statistic.shape == (3, 4)
+    assert got.pvalue[1, 2] == stats.ks_2samp(a[1, 2], b).pvalue
+    moved = mk.ks.ks_2samp(np.moveaxis(a, -1, 0), b, axis=0)
+    np.testing.assert_array_equal(moved.statistic, got.statistic)
+    same = mk.ks.ks_2samp(a[0, 0], a[0, 0])
+    assert same.statistic == 0.0 and same.pvalue == 1.0
+
+
+def test_groups_equal_the_dense_call(rng):
+    va = rng.normal(size=200)
+    ga = rng.integers(0, 7, 200)
+    vb = np.round(rng.normal(0.5, size=150), 1)
+    gb = rng.integers(2, 9, 150)
+    ids, got = mk.ks.ks_2samp_groups(va, ga, vb, gb, alternative="less")
+    assert ids.tolist() == [2, 3, 4, 5, 6]
+    for k, g in enumerate(ids):
+        want = stats.ks_2samp(va[ga == g], vb[gb == g], alternative="less")
+        assert got.statistic[k] == want.statistic
+        assert got.pvalue[k] == pytest.approx(want.pvalue, rel=1e-12)
+    with pytest.raises(ValueError, match="no group"):
+        mk.ks.ks_2samp_groups(va, np.zeros(200, int), vb, np.ones(150, int))
+
+
+def test_bad_input_names_the_argument(rng):
+    a = rng.normal(size=10)
+    cases = [
+        (lambda: mk.ks.ks_2samp(a, []), "a, b"),
+        (lambda: mk.ks.ks_2samp(np.r_[a, np.nan], a), "a:"),
+        (lambda: mk.ks.ks_2samp(a, np.r_[a, np.inf]), "b:"),
+        (lambda: mk.ks.ks_2samp(a, a, alternative="two"), "alternative"),
+        (lambda: mk.ks.ks_2samp(a, a, method="fast"), "method"),
+        (lambda: mk.ks.ks_2samp(np.ones((2, 5)), np.ones((3, 5))), "broadcast"),
+        (lambda: mk.ks.smirnov_threshold(1.5, 10, 10), "alpha"),
+        (lambda: mk.ks.smirnov_threshold(0.05, 0, 10), "n"),
+        (lambda: mk.ks.leakage_test(a, a, alpha=0.0), "alpha"),
+        (lambda: mk.ks.leakage_test([], a), "non-empty"),
+        (lambda: mk.ks.source_accuracy(a, a, sizes=[6]), "sizes"),
+        (lambda: mk.ks.assign_source(np.ones((0, 3)), a, a), "samples"),
+    ]
+    for fn, match in cases:
+        with pytest.raises(ValueError, match=match):
+            fn()
+
+
+def test_smirnov_threshold_and_leakage_test(rng):
+    assert mk.ks.smirnov_threshold(0.05, 50, 80) == pytest.approx(
+        np.sqrt(-0.5 * np.log(0.025)) * np.sqrt(130 / 4000), rel=1e-15)
+    v, t = rng.beta(4, 1, 400), rng.beta(8, 1, 300)  # test set more confident: leaked
+    r = mk.ks.leakage_test(v, t)
+    want = stats.ks_2samp(v, t)
+    assert (r.statistic, r.pvalue) == (want.statistic, want.pvalue)
+    assert r.leaked and r.statistic > r.threshold
+
+
+def test_assignment_is_the_nearest_cdf_and_accuracy_grows_with_m(rng):
+    a, b = rng.normal(size=300), rng.normal(0.7, size=300)
+    sets = rng.normal(0.35, size=(50, 9))
+    got = mk.ks.assign_source(sets, a, b)
+    for i in range(50):
+        da = stats.ks_2samp(sets[i], a).statistic
+        db = stats.ks_2samp(sets[i], b).statistic
+        assert got[i] == (da < db)
+    r = mk.ks.source_accuracy(a, b, sizes=[1, 5, 50], n_trials=400)
+    assert r["accuracy"][0] < r["accuracy"][1] < r["accuracy"][2] and r["accuracy"][2] > 0.9
+
+
+def test_leakage_experiment_detects_a_leak_and_not_its_absence(tmp_path):
+    from miakit.leakage import leakage_experiment
+
+    d = mk.datasets.synthetic(n=2000, dim=32, n_classes=10, seed=0)
+    r = leakage_experiment(d.features, d.labels, tmp_path, shots=[0, 20], seeds=12)
+    zero, many = r["rows"]
+    assert zero["detection_rate"] <= 0.25 and r["false_positive_check"]["within_alpha"]
+    assert many["detection_rate"] >= 0.75 and many["median_pvalue"] < zero["median_pvalue"]
+    assert (tmp_path / "leakage.json").exists() and (tmp_path / "leakage.png").exists()
+    sa = r["source_assignment"]
+    assert sa["accuracy"][-1] > sa["accuracy"][0]
+    with pytest.raises(ValueError, match="shots"):
+        leakage_experiment(d.features, d.labels, shots=[0, 500], seeds=2)
+    with pytest.raises(ValueError, match="train_size"):
+        leakage_experiment(d.features, d.labels, shots=[0], seeds=2, train_size=10**6)
+    with pytest.raises(ValueError, match="signal"):
+        leakage_experiment(d.features, d.labels, shots=[0], seeds=2, signal="loss")
+
+
+def test_leakage_command(tmp_path, capsys):
+    from miakit.cli import main
+
+    assert main(["leakage", "--dataset", "synthetic", "--shots", "0", "5", "--seeds", "4",
+                 "--out", str(tmp_path), "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "detected" in out and "source assignment" in out
