@@ -107,12 +107,31 @@ def _brute_empirical_epsilon(s, y, delta, level):
 def test_empirical_epsilon_matches_a_brute_force_search(delta, rng):
     y = rng.random(300) < 0.5
     s = np.round(rng.normal(size=300) + 2.5 * y, 1)  # ties
-    e = mk.bounds.empirical_epsilon(s, y, delta=delta)
+    e = mk.bounds.empirical_epsilon(s, y, delta=delta, thresholds="all")
     assert e.epsilon == pytest.approx(_brute_empirical_epsilon(s, y, delta, 0.95), abs=1e-9)
     assert e.n_thresholds == np.unique(s).size and e.delta == delta
+    grid = mk.bounds.empirical_epsilon(s, y, delta=delta)  # fewer thresholds, same rule
+    assert grid.n_thresholds < e.n_thresholds and grid.epsilon > 0
     assert ((s[y] >= e.threshold).sum(), (s[~y] >= e.threshold).sum()) == (e.tp, e.fp)
     fixed = mk.bounds.empirical_epsilon(s, y, delta=delta, thresholds=[0.5, 1.0, 1.5])
     assert fixed.n_thresholds == 3 and fixed.threshold in (0.5, 1.0, 1.5)
+
+
+def test_grid_points_are_the_counts_fixed_in_advance():
+    rng = np.random.default_rng(0)
+    y = rng.random(5000) < 0.5
+    s = rng.normal(size=5000) + y
+    fpr, tpr, thr = mk.metrics.roc(s, y)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    tp, fp = np.rint(tpr * n_pos).astype(int), np.rint(fpr * n_neg).astype(int)
+    pick = mk.bounds._grid_points(tp, fp, n_pos, n_neg)
+    assert pick.size <= 2 * (mk.bounds.GRID_POINTS + 1) and (pick >= 1).all()
+    grid = np.unique(np.r_[0, np.round(np.geomspace(1, n_neg, mk.bounds.GRID_POINTS))])
+    for k in grid:  # the point with the most TP among fp <= k is picked
+        want = np.flatnonzero(fp <= k)[-1]
+        assert want in pick or want == 0
+    with pytest.raises(ValueError, match="thresholds"):
+        mk.bounds.empirical_epsilon(s, y, thresholds="some")
 
 
 def test_empirical_epsilon_never_exceeds_the_true_epsilon():
@@ -125,10 +144,11 @@ def test_empirical_epsilon_never_exceeds_the_true_epsilon():
         rng = np.random.default_rng(seed)
         y = rng.random(4000) < 0.5
         s = np.where(y, rng.random(4000) < p, rng.random(4000) < 1 - p).astype(float)
-        e = mk.bounds.empirical_epsilon(s, y)
+        e = mk.bounds.empirical_epsilon(s, y, thresholds="all")
         above += e.epsilon > eps
+        above += mk.bounds.empirical_epsilon(s, y).epsilon > eps  # the default grid too
         assert e.epsilon > 0.5  # and it is not vacuous at this size
-    assert above <= 2
+    assert above <= 4
 
 
 def test_clustered_empirical_epsilon_is_more_cautious(rng):

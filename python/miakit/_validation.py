@@ -102,7 +102,10 @@ def check_targets(targets: Any, m: int) -> np.ndarray:
 
 
 def check_clusters(clusters: Any, shape: tuple[int, ...]) -> np.ndarray | None:
-    """Cluster ids flattened like the scores, as dense codes 0..C-1 (None: no clusters)."""
+    """Cluster ids flattened like the scores, as codes in 0..C-1 (None: no clusters).
+
+    Ids that are already non-negative and small are used as they are (codes need not be
+    dense: empty clusters count nowhere); others are renumbered."""
     if clusters is None:
         return None
     c = ar.to_numpy(ar.as_array(clusters, "clusters"))
@@ -113,4 +116,8 @@ def check_clusters(clusters: Any, shape: tuple[int, ...]) -> np.ndarray | None:
     except ValueError as exc:
         raise ValueError(f"clusters: expected a shape that broadcasts to the scores' "
                          f"{shape}, got {c.shape}") from exc
-    return np.unique(c.ravel(), return_inverse=True)[1].ravel()
+    flat = c.ravel()
+    lo, hi = (int(flat.min()), int(flat.max())) if flat.size else (0, 0)
+    if lo >= 0 and hi < 4 * max(flat.size, 1):
+        return flat.astype(np.int64, copy=False)  # already small codes: no sort needed
+    return np.unique(flat, return_inverse=True)[1].ravel()

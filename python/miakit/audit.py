@@ -453,38 +453,37 @@ def _clamped_count(message: Warning) -> int:
 def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
               level: float, *, alpha: float = 0.05, n_tests: int | None = None,
               dp_delta: float = DP_DELTA) -> dict[str, Any]:
-    """Metrics of one attack's scores ``[M, N]``, every interval clustered by example."""
+    """Metrics of one attack's scores ``[M, N]``, every interval clustered by example,
+    all from one ranking of the scores (``metrics.RankedScores``)."""
     ok = np.isfinite(scores)
     examples = np.broadcast_to(np.arange(scores.shape[-1]), scores.shape)
-    s, y, cl = scores[ok], members[ok], examples[ok]
-    fpr, tpr, _ = metrics.roc(s, y)
-    n_neg = int((~y).sum())
+    ranked = metrics.RankedScores(scores[ok], members[ok], examples[ok])
+    fpr, tpr, _ = ranked.roc()
+    n_neg = ranked.n_neg
     points = []
     for f in fprs:
-        r = metrics.tpr_at_fpr(s, y, fpr=f, level=level, clusters=cl)
+        r = ranked.tpr_at_fpr(f, level)
         points.append({"target_fpr": f, "tpr": r.tpr, "fpr": r.fpr, "tp": r.tp, "fp": r.fp,
                        "n_members": r.n_pos, "n_nonmembers": r.n_neg, "tpr_ci": list(r.ci),
                        "fpr_ci": list(r.fpr_ci), "design_effect": list(r.design_effect),
                        "threshold": r.threshold if math.isfinite(r.threshold) else None,
                        "resolvable": r.resolvable})
-    tests = metrics.leakage_test(s, y, fprs, clusters=cl, alpha=alpha,
-                                 n_tests=n_tests or len(fprs))
+    tests = ranked.leakage_test(fprs, alpha, n_tests or len(fprs))
     leakage = [{"target_fpr": t.target_fpr, "tpr": t.tpr, "fpr": t.fpr,
                 "tpr_lower": t.tpr_lower, "fpr_upper": t.fpr_upper, "leak": t.leak,
                 "min_detectable_tpr": None if math.isnan(t.min_detectable_tpr)
                 else t.min_detectable_tpr, "alpha_each": t.alpha_each,
                 "resolvable": t.resolvable} for t in tests]
-    a = metrics.auc_ci(s, y, clusters=cl, level=level)
+    a = ranked.auc_ci(level)
     # TPR at FPR <= g on a log grid: the last ROC point whose false-positive count fits,
     # compared in exact integer counts as tpr_at_fpr does.
     grid = np.geomspace(1.0 / n_neg, 1.0, _ROC_POINTS)
-    fp_counts = np.round(fpr * n_neg)
-    idx = np.searchsorted(fp_counts, np.floor(grid * n_neg + 1e-6), side="right") - 1
+    idx = np.searchsorted(ranked.fp, np.floor(grid * n_neg + 1e-6), side="right") - 1
     roc_t = tpr[idx]
-    return {"auc": a.auc, "auc_se": a.se, "auc_ci": list(a.ci), "n_members": int(y.sum()),
+    return {"auc": a.auc, "auc_se": a.se, "auc_ci": list(a.ci), "n_members": ranked.n_pos,
             "n_nonmembers": n_neg, "excluded": int((~ok).sum()), "tpr_at_fpr": points,
             "leakage_test": leakage,
-            "empirical_epsilon": _empirical_epsilon(s, y, cl, dp_delta, level),
+            "empirical_epsilon": _empirical_epsilon(ranked, dp_delta, level),
             "roc": {"fpr": grid.tolist(), "tpr": roc_t.tolist()}, "_curve": (fpr, tpr)}
 
 
@@ -538,17 +537,17 @@ def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
     return results
 
 
-def _empirical_epsilon(s: np.ndarray, y: np.ndarray, clusters: np.ndarray, delta: float,
-                       level: float) -> dict[str, Any]:
+def _empirical_epsilon(ranked: Any, delta: float, level: float) -> dict[str, Any]:
     from miakit import bounds
 
-    e = bounds.empirical_epsilon(s, y, delta=delta, level=level, clusters=clusters)
+    e = bounds.empirical_epsilon_ranked(ranked, delta, level, clustered=True)
     return {"epsilon": e.epsilon, "delta": e.delta, "level": e.level,
             "threshold": e.threshold if math.isfinite(e.threshold) else None,
             "tp": e.tp, "fp": e.fp, "tpr_lower": e.tpr_lower, "fpr_upper": e.fpr_upper,
             "side": e.side, "n_thresholds": e.n_thresholds,
             "method": "Clopper-Pearson bounds made cluster-robust over examples "
-                      "(Korn-Graubard), Bonferroni over every threshold"}
+                      "(Korn-Graubard) at a grid of operating points fixed by their "
+                      "counts, Bonferroni over the grid"}
 
 
 VERDICT_METHOD = (

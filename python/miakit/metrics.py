@@ -16,7 +16,8 @@ from scipy import stats
 from miakit import _arrays as ar
 from miakit._validation import check_clusters
 
-__all__ = ["roc", "auc", "auc_ci", "AucCI", "tpr_at_fpr", "TprAtFpr", "clopper_pearson",
+__all__ = ["RankedScores", "roc", "auc", "auc_ci", "AucCI", "tpr_at_fpr", "TprAtFpr",
+           "clopper_pearson",
            "clustered_proportion_ci", "ClusteredProportion", "korn_graubard", "clustered_roc",
            "leakage_test", "LeakagePoint"]
 
@@ -51,14 +52,182 @@ def _prepare(scores: Any, members: Any) -> tuple[np.ndarray, np.ndarray]:
     return s, y
 
 
-def _curve(s: np.ndarray, y: np.ndarray):
-    """True and false positive counts at each distinct threshold, highest first."""
-    order = np.argsort(-s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    last_of_tie = np.r_[np.nonzero(np.diff(s_sorted))[0], s_sorted.size - 1]
-    tp = np.cumsum(y_sorted)[last_of_tie]
-    fp = (last_of_tie + 1) - tp
-    return np.r_[0, tp], np.r_[0, fp], np.r_[np.inf, s_sorted[last_of_tie]]
+class RankedScores:
+    """One attack's scores sorted once, with every ROC quantity derived from that order.
+
+    The audit ranks each attack's M x N scores once: the ROC, the AUC and its clustered
+    standard error, every TPR at FPR with its (clustered) interval, the leakage tests and
+    the empirical epsilon all come from the same sort (plus one grouping of the clusters),
+    instead of a sort per metric.
+
+    Parameters
+    ----------
+    scores, members : array_like
+        As in :func:`roc`.
+    clusters : array_like of int, optional
+        Cluster id of every score (broadcast to the scores' shape).
+
+    Examples
+    --------
+    >>> import miakit as mk
+    >>> r = mk.metrics.RankedScores([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    >>> r.auc(), r.tpr_at_fpr(0.5).tpr
+    (0.75, 1.0)
+    """
+
+    def __init__(self, scores: Any, members: Any, clusters: Any = None):
+        shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
+        s, y = _prepare(scores, members)
+        c = check_clusters(clusters, shape)
+        order = np.argsort(-s, kind="stable")
+        self._s, self._y = s[order], y[order]
+        self._c = None if c is None else c[order]
+        last = np.r_[np.nonzero(np.diff(self._s))[0], s.size - 1]
+        self._last = last
+        self.tp = np.r_[0, np.cumsum(self._y)[last]]
+        self.fp = np.r_[0, (last + 1) - self.tp[1:]]
+        self.thresholds = np.r_[np.inf, self._s[last]]
+        self.n_pos, self.n_neg = int(self.tp[-1]), int(self.fp[-1])
+        self._var: tuple | None = None
+
+    # -- the curve ---------------------------------------------------------------------
+    def roc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(fpr, tpr, thresholds), as :func:`roc`."""
+        return self.fp / self.n_neg, self.tp / self.n_pos, self.thresholds
+
+    def point(self, fpr: float) -> int:
+        """Index of the operating point of :func:`tpr_at_fpr` for the budget ``fpr``."""
+        # the rule roc() users apply: FPR = fp / n_neg <= f (``fp <= f * n_neg`` would
+        # reject FPR == f whenever f * n_neg rounds down, e.g. 0.29 * 100 = 28.99999...)
+        ok = np.nonzero(self.fp / self.n_neg <= fpr)[0]
+        return int(ok[np.argmax(self.tp[ok])])
+
+    def auc(self) -> float:
+        """Mann-Whitney AUC (ties one half), exactly: integer counts over tie groups."""
+        dtp, dfp = np.diff(self.tp), np.diff(self.fp)
+        wins2 = int(np.sum(dtp * (2 * (self.n_neg - self.fp[1:]) + dfp)))
+        return float(wins2 / (2 * self.n_pos * self.n_neg))
+
+    # -- clusters ----------------------------------------------------------------------
+    def _cluster_codes(self) -> np.ndarray:
+        return np.arange(self._s.size) if self._c is None else self._c
+
+    def cluster_variances(self) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """Cluster-robust variances of the TPR and the FPR at every point, and the
+        clusters holding members and non-members (see :func:`clustered_roc`)."""
+        if self._var is None:
+            c = self._cluster_codes()
+            n_clusters = int(c.max()) + 1
+            out = []
+            for cls in (True, False):
+                sel = self._y == cls
+                n_c = np.bincount(c[sel], minlength=n_clusters).astype(np.float64)
+                total = n_c.sum()
+                # running sums over the sorted scores of this class of sum_c k_c^2 (a new
+                # element of cluster c adds 2 k_c + 1) and of sum_c k_c n_c (it adds n_c)
+                idx = np.flatnonzero(sel)
+                grp = c[idx]
+                by = np.argsort(grp, kind="stable")
+                rank = np.empty(idx.size, dtype=np.float64)
+                starts = np.r_[0, np.flatnonzero(np.diff(grp[by])) + 1]
+                counts = np.diff(np.r_[starts, idx.size])
+                rank[by] = np.arange(idx.size) - np.repeat(starts, counts)
+                add_sq = np.zeros(self._s.size)
+                add_sq[idx] = 2.0 * rank + 1.0
+                add_kn = np.zeros(self._s.size)
+                add_kn[idx] = n_c[grp]
+                k = (self.tp if cls else self.fp).astype(np.float64)
+                s2 = np.r_[0.0, np.cumsum(add_sq)[self._last]]
+                skn = np.r_[0.0, np.cumsum(add_kn)[self._last]]
+                p = k / total
+                ssq = np.maximum(s2 - 2.0 * p * skn + p * p * float((n_c ** 2).sum()), 0.0)
+                used = int((n_c > 0).sum())  # clusters with trials of this class
+                var = (used / (used - 1) * ssq / total ** 2 if used > 1
+                       else np.zeros_like(ssq))
+                out.append((var, used))
+            self._var = (out[0][0], out[1][0], (out[0][1], out[1][1]))
+        return self._var
+
+    def _bounds_at(self, i: int, level: float, alternative: str
+                   ) -> tuple[ClusteredProportion, ClusteredProportion]:
+        """(TPR, FPR) of point i as clustered proportions with their intervals."""
+        var_t, var_f, (c_t, c_f) = self.cluster_variances()
+        tail = (1.0 - level) / 2 if alternative == "two-sided" else 1.0 - level
+        res = []
+        for k, n, var, nc, alt in ((self.tp[i], self.n_pos, var_t[i], c_t, alternative),
+                                   (self.fp[i], self.n_neg, var_f[i], c_f,
+                                    {"greater": "less"}.get(alternative, alternative))):
+            lo, hi, deff, n_eff = korn_graubard(np.array([float(k)]), float(n),
+                                                np.array([var]), nc, tail)
+            lo_, hi_ = float(lo[0]), float(hi[0])
+            if alt == "greater":
+                hi_ = 1.0
+            elif alt == "less":
+                lo_ = 0.0
+            res.append(ClusteredProportion(float(k) / n, (lo_, hi_), float(deff[0]),
+                                           float(n_eff[0]), nc))
+        return res[0], res[1]
+
+    # -- the metrics -------------------------------------------------------------------
+    def tpr_at_fpr(self, fpr: float, level: float = 0.95) -> TprAtFpr:
+        """As :func:`tpr_at_fpr` (intervals cluster-robust when clusters were given)."""
+        i = self.point(fpr)
+        tp, fp = int(self.tp[i]), int(self.fp[i])
+        if self._c is None:
+            ci = clopper_pearson(tp, self.n_pos, level)
+            fpr_ci = clopper_pearson(fp, self.n_neg, level)
+            deff = (1.0, 1.0)
+        else:
+            t, u = self._bounds_at(i, level, "two-sided")
+            ci, fpr_ci, deff = t.ci, u.ci, (t.design_effect, u.design_effect)
+        return TprAtFpr(tpr=tp / self.n_pos, fpr=fp / self.n_neg, ci=ci, fpr_ci=fpr_ci,
+                        design_effect=deff, n_pos=self.n_pos, n_neg=self.n_neg, tp=tp,
+                        fp=fp, threshold=float(self.thresholds[i]), target_fpr=float(fpr),
+                        level=float(level), resolvable=bool(1.0 / self.n_neg <= fpr))
+
+    def auc_ci(self, level: float = 0.95) -> AucCI:
+        """As :func:`auc_ci`: placements from the tie groups, no second sort."""
+        c = self._cluster_codes()
+        grp = np.repeat(np.arange(self._last.size), np.diff(np.r_[-1, self._last]))
+        tp_end, fp_end = self.tp[1:][grp], self.fp[1:][grp]
+        dtp, dfp = np.diff(self.tp)[grp], np.diff(self.fp)[grp]
+        y = self._y
+        v = (self.n_neg - fp_end + 0.5 * dfp)[y] / self.n_neg
+        w = (tp_end - dtp + 0.5 * dtp)[~y] / self.n_pos
+        a = self.auc()
+        n_clusters = int(c.max()) + 1
+        contrib = np.bincount(c[y], weights=(v - a) / self.n_pos, minlength=n_clusters)
+        contrib += np.bincount(c[~y], weights=(w - a) / self.n_neg, minlength=n_clusters)
+        used = np.bincount(c, minlength=n_clusters) > 0
+        k = int(used.sum())
+        var = k / (k - 1) * float((contrib[used] ** 2).sum()) if k > 1 else float("nan")
+        se = float(np.sqrt(var))
+        z = float(stats.norm.ppf(0.5 + level / 2))
+        return AucCI(a, se, (max(0.0, a - z * se), min(1.0, a + z * se)), k, float(level))
+
+    def leakage_test(self, fprs: Any, alpha: float = 0.05, n_tests: int | None = None
+                     ) -> list[LeakagePoint]:
+        """As :func:`leakage_test`."""
+        f_list = _check_leakage_args(fprs, alpha, n_tests)
+        n_tests = len(f_list) if n_tests is None else int(n_tests)
+        alpha_each = alpha / n_tests
+        level = 1.0 - alpha_each / 2
+        out = []
+        for f in f_list:
+            i = self.point(f)
+            t, u = self._bounds_at(i, level, "greater")
+            deff = max(t.design_effect, u.design_effect)
+            out.append(LeakagePoint(
+                target_fpr=f, tpr=t.estimate, fpr=u.estimate,
+                threshold=float(self.thresholds[i]), tpr_lower=t.ci[0], fpr_upper=u.ci[1],
+                leak=bool(t.ci[0] > u.ci[1]),
+                min_detectable_tpr=_min_detectable(
+                    _upper_at(f, self.n_neg, u.design_effect, u.n_clusters, level),
+                    self.n_pos, t.design_effect, t.n_clusters, level),
+                alpha_each=alpha_each, design_effect=deff,
+                resolvable=bool(1.0 / self.n_neg <= f), n_pos=self.n_pos,
+                n_neg=self.n_neg, tp=int(self.tp[i]), fp=int(self.fp[i])))
+        return out
 
 
 def roc(scores: Any, members: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -85,9 +254,7 @@ def roc(scores: Any, members: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     >>> tpr.tolist(), fpr.tolist()
     ([0.0, 0.5, 0.5, 1.0, 1.0], [0.0, 0.0, 0.5, 0.5, 1.0])
     """
-    s, y = _prepare(scores, members)
-    tp, fp, thr = _curve(s, y)
-    return fp / fp[-1], tp / tp[-1], thr
+    return RankedScores(scores, members).roc()
 
 
 def auc(scores: Any, members: Any) -> float:
@@ -99,12 +266,7 @@ def auc(scores: Any, members: Any) -> float:
     >>> mk.metrics.auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
     0.75
     """
-    s, y = _prepare(scores, members)
-    ranks = stats.rankdata(s)  # average ranks: ties count one half
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    return RankedScores(scores, members).auc()
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -215,42 +377,7 @@ def tpr_at_fpr(scores: Any, members: Any, fpr: float = 1e-3, level: float = 0.95
         raise ValueError(f"fpr: expected a value in (0, 1), got {fpr!r}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
-    shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
-    s, y = _prepare(scores, members)
-    c = check_clusters(clusters, shape)
-    tp, fp, thr = _curve(s, y)
-    n_pos, n_neg = int(tp[-1]), int(fp[-1])
-    # the rule roc() users apply: FPR = fp / n_neg <= f (``fp <= f * n_neg`` would reject
-    # FPR == f whenever f * n_neg rounds down, e.g. 0.29 * 100 = 28.999999999999996)
-    ok = np.nonzero(fp / n_neg <= f)[0]
-    i = ok[np.argmax(tp[ok])]
-    if c is None:
-        ci = clopper_pearson(int(tp[i]), n_pos, level)
-        fpr_ci = clopper_pearson(int(fp[i]), n_neg, level)
-        deff = (1.0, 1.0)
-    else:
-        n_c = int(c.max()) + 1
-        hit = s >= thr[i]
-        t = clustered_proportion_ci(np.bincount(c[y & hit], minlength=n_c),
-                                    np.bincount(c[y], minlength=n_c), level)
-        u = clustered_proportion_ci(np.bincount(c[~y & hit], minlength=n_c),
-                                    np.bincount(c[~y], minlength=n_c), level)
-        ci, fpr_ci, deff = t.ci, u.ci, (t.design_effect, u.design_effect)
-    return TprAtFpr(
-        tpr=float(tp[i] / n_pos),
-        fpr=float(fp[i] / n_neg),
-        ci=ci,
-        fpr_ci=fpr_ci,
-        design_effect=deff,
-        n_pos=n_pos,
-        n_neg=n_neg,
-        tp=int(tp[i]),
-        fp=int(fp[i]),
-        threshold=float(thr[i]),
-        target_fpr=f,
-        level=float(level),
-        resolvable=bool(1.0 / n_neg <= f),
-    )
+    return RankedScores(scores, members, clusters).tpr_at_fpr(f, level)
 
 
 @dataclass(frozen=True)
@@ -418,41 +545,11 @@ def clustered_roc(scores: Any, members: Any, clusters: Any
     >>> tp.tolist(), fp.tolist(), c
     ([0, 1, 1, 2, 2], [0, 0, 1, 1, 2], (2, 2))
     """
-    shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
-    s, y = _prepare(scores, members)
-    c = check_clusters(clusters, shape)
-    order = np.argsort(-s, kind="stable")
-    ss, ys, cs = s[order], y[order], c[order]
-    last = np.r_[np.nonzero(np.diff(ss))[0], ss.size - 1]
-    n_clusters = int(c.max()) + 1
-    out = []
-    for cls in (True, False):
-        sel = ys == cls
-        n_c = np.bincount(c[y == cls], minlength=n_clusters).astype(np.float64)
-        total = n_c.sum()
-        # running sum over the sorted scores of this class of sum_c k_c^2 (each new
-        # element of cluster c adds 2 k_c + 1) and of sum_c k_c n_c (it adds n_c)
-        idx = np.flatnonzero(sel)
-        grp = cs[idx]
-        by = np.argsort(grp, kind="stable")
-        rank = np.empty(idx.size, dtype=np.float64)
-        starts = np.r_[0, np.flatnonzero(np.diff(grp[by])) + 1]
-        counts = np.diff(np.r_[starts, idx.size])
-        rank[by] = np.arange(idx.size) - np.repeat(starts, counts)
-        add_sq = np.zeros(ss.size)
-        add_sq[idx] = 2.0 * rank + 1.0
-        add_kn = np.zeros(ss.size)
-        add_kn[idx] = n_c[grp]
-        k = np.r_[0, np.cumsum(sel)[last]].astype(np.float64)
-        s2 = np.r_[0.0, np.cumsum(add_sq)[last]]
-        skn = np.r_[0.0, np.cumsum(add_kn)[last]]
-        p = k / total
-        ssq = np.maximum(s2 - 2.0 * p * skn + p * p * float((n_c ** 2).sum()), 0.0)
-        used = int((n_c > 0).sum())  # clusters with trials of this class
-        var = used / (used - 1) * ssq / total ** 2 if used > 1 else np.zeros_like(ssq)
-        out.append((k.astype(np.int64), var, used))
-    thr = np.r_[np.inf, ss[last]]
-    return thr, out[0][0], out[1][0], out[0][1], out[1][1], (out[0][2], out[1][2])
+    if clusters is None:
+        raise ValueError("clusters: expected a cluster id for every score, got None")
+    r = RankedScores(scores, members, clusters)
+    var_t, var_f, n_clusters = r.cluster_variances()
+    return r.thresholds, r.tp, r.fp, var_t, var_f, n_clusters
 
 
 @dataclass(frozen=True)
@@ -516,31 +613,7 @@ def auc_ci(scores: Any, members: Any, clusters: Any = None, level: float = 0.95)
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
-    shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
-    s, y = _prepare(scores, members)
-    c = check_clusters(clusters, shape)
-    if c is None:
-        c = np.arange(s.size)
-    pos, neg = s[y], s[~y]
-    n_pos, n_neg = pos.size, neg.size
-    neg_sorted, pos_sorted = np.sort(neg), np.sort(pos)
-    below = np.searchsorted(neg_sorted, pos, side="left")
-    ties = np.searchsorted(neg_sorted, pos, side="right") - below
-    v = (below + 0.5 * ties) / n_neg
-    above = n_pos - np.searchsorted(pos_sorted, neg, side="right")
-    ties_n = np.searchsorted(pos_sorted, neg, side="right") - np.searchsorted(
-        pos_sorted, neg, side="left")
-    w = (above + 0.5 * ties_n) / n_pos
-    a = float(v.mean())
-    n_clusters = int(c.max()) + 1
-    contrib = np.bincount(c[y], weights=(v - a) / n_pos, minlength=n_clusters)
-    contrib += np.bincount(c[~y], weights=(w - a) / n_neg, minlength=n_clusters)
-    used = np.bincount(c, minlength=n_clusters) > 0
-    k = int(used.sum())
-    var = k / (k - 1) * float((contrib[used] ** 2).sum()) if k > 1 else float("nan")
-    se = float(np.sqrt(var))
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    return AucCI(a, se, (max(0.0, a - z * se), min(1.0, a + z * se)), k, float(level))
+    return RankedScores(scores, members, clusters).auc_ci(level)
 
 
 @dataclass(frozen=True)
@@ -635,46 +708,19 @@ def leakage_test(scores: Any, members: Any, fprs: Any = (1e-1, 1e-2, 1e-3), *,
     >>> null[0].leak, leak[0].leak
     (False, True)
     """
+    return RankedScores(scores, members, clusters).leakage_test(fprs, alpha, n_tests)
+
+
+def _check_leakage_args(fprs: Any, alpha: float, n_tests: int | None) -> list[float]:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha: expected a value in (0, 1), got {alpha!r}")
     f_list = [float(f) for f in np.atleast_1d(np.asarray(fprs, dtype=np.float64))]
     if not f_list or not all(0.0 < f < 1.0 for f in f_list):
         raise ValueError(f"fprs: expected FPR budgets in (0, 1), got {fprs!r}")
-    n_tests = len(f_list) if n_tests is None else int(n_tests)
-    if n_tests < len(f_list):
+    if n_tests is not None and int(n_tests) < len(f_list):
         raise ValueError(f"n_tests: expected at least len(fprs) = {len(f_list)}, got "
                          f"{n_tests}")
-    shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
-    s, y = _prepare(scores, members)
-    c = check_clusters(clusters, shape)
-    if c is None:
-        c = np.arange(s.size)
-    n_clusters = int(c.max()) + 1
-    pos_c = np.bincount(c[y], minlength=n_clusters)
-    neg_c = np.bincount(c[~y], minlength=n_clusters)
-    tp_curve, fp_curve, thr = _curve(s, y)
-    n_pos, n_neg = int(tp_curve[-1]), int(fp_curve[-1])
-    alpha_each = alpha / n_tests
-    level = 1.0 - alpha_each / 2
-    out = []
-    for f in f_list:
-        ok = np.nonzero(fp_curve / n_neg <= f)[0]
-        i = ok[np.argmax(tp_curve[ok])]
-        hit = s >= thr[i]
-        tp_c = np.bincount(c[y & hit], minlength=n_clusters)
-        fp_c = np.bincount(c[~y & hit], minlength=n_clusters)
-        t = clustered_proportion_ci(tp_c, pos_c, level, "greater")
-        u = clustered_proportion_ci(fp_c, neg_c, level, "less")
-        deff = max(t.design_effect, u.design_effect)
-        out.append(LeakagePoint(
-            target_fpr=f, tpr=t.estimate, fpr=u.estimate, threshold=float(thr[i]),
-            tpr_lower=t.ci[0], fpr_upper=u.ci[1], leak=bool(t.ci[0] > u.ci[1]),
-            min_detectable_tpr=_min_detectable(
-                _upper_at(f, n_neg, u.design_effect, u.n_clusters, level), n_pos,
-                t.design_effect, t.n_clusters, level),
-            alpha_each=alpha_each, design_effect=deff, resolvable=bool(1.0 / n_neg <= f),
-            n_pos=n_pos, n_neg=n_neg, tp=int(tp_curve[i]), fp=int(fp_curve[i])))
-    return out
+    return f_list
 
 
 def _effective_n(n: int, deff: float, n_clusters: int, level: float) -> float:
