@@ -30,8 +30,9 @@ def test_report_contents(tmp_path):
     run = _leaky_run(tmp_path / "run")
     report = audit(run, tmp_path / "out")
     on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert set(on_disk["attacks"]) == set(report["attacks"]) == set(mk.audit.ATTACKS)
-    assert list(report["attacks"]) == list(mk.audit.ATTACKS)
+    no_heads = [a for a in mk.audit.ATTACKS if a != "lira_curvature"]  # logits-only run
+    assert set(on_disk["attacks"]) == set(report["attacks"]) == set(no_heads)
+    assert list(report["attacks"]) == no_heads
     assert (tmp_path / "out" / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert on_disk["run"]["n_models"] == 16 and on_disk["run"]["metadata"]["dataset"] == "toy"
     assert 0.5 < on_disk["models"]["train_accuracy"] <= 1.0
@@ -351,10 +352,10 @@ def test_report_verdict_and_references(tmp_path):
         assert a["auc_ci"][0] <= a["auc"] <= a["auc_ci"][1] and a["auc_se"] > 0
         assert len(a["leakage_test"]) == 3
         for p in a["leakage_test"]:
-            assert p["alpha_each"] == pytest.approx(0.05 / (3 * len(mk.audit.ATTACKS)))
+            assert p["alpha_each"] == pytest.approx(0.05 / (3 * len(report["attacks"])))
             assert p["leak"] == (p["tpr_lower"] > p["fpr_upper"])
     v = report["verdict"]
-    assert v["leakage"] and v["n_tests"] == 3 * len(mk.audit.ATTACKS) and v["alpha"] == 0.05
+    assert v["leakage"] and v["n_tests"] == 3 * len(report["attacks"]) and v["alpha"] == 0.05
     s = v["strongest"]
     assert s["attack"] in report["attacks"] and s["tpr_lower"] > s["fpr_upper"]
     assert s["target_fpr"] == min(e["target_fpr"] for e in v["evidence"])
@@ -425,3 +426,30 @@ def test_empirical_epsilon_and_a_dp_claim(tmp_path):
         audit(run, plot=False, dp_epsilon=-1.0)
     with pytest.raises(ValueError, match="dp_delta"):
         audit(run, plot=False, dp_delta=1.0)
+
+
+def test_curvature_attack_on_a_run_of_heads(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 120)
+    x = (rng.normal(size=(120, 6)) + y[:, None]).astype(np.float32)
+    keep = mk.shadow.balanced_keep(8, 120, seed=0)
+    mk.shadow.train_heads(x, y, keep, head="mlp", hidden=32, epochs=200, lr=1e-2,
+                          weight_decay=0.0, run_dir=tmp_path / "run", progress=False)
+    run = mk.shadow.open_run(tmp_path / "run")
+    report = audit(run, plot=False)
+    assert list(report["attacks"]) == list(mk.audit.ATTACKS)
+    a = report["attacks"]["lira_curvature"]
+    assert a["label"] == "LiRA on input curvature" and 0.0 <= a["auc"] <= 1.0
+    only = audit(run, plot=False, attacks=["lira_curvature"])
+    assert list(only["attacks"]) == ["lira_curvature"]
+    assert only["attacks"]["lira_curvature"]["auc"] == pytest.approx(a["auc"], abs=1e-4)
+    curv = np.stack([mk.audit.head_quantities(x, y, run.model_params(m))[1]
+                     for m in range(8)])
+    want = mk.lira.leave_one_out(curv[:, :, None], keep, variance="global", on_empty="nan")
+    got = mk.audit.curvature_attack(run.features(), run.model_params, keep, y,
+                                    variance="global")["scores"]
+    # (pooled spreads sum per-thread partials: equal to the summation order, ~1e-16)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, equal_nan=True)
+    logits_only = _leaky_run(tmp_path / "leaky", m=8, n=60)
+    with pytest.raises(ValueError, match="lira_curvature"):
+        audit(logits_only, plot=False, attacks=["lira_curvature"])

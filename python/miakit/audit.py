@@ -10,6 +10,8 @@ Every model of the run is the target once, attacked with the other models as ref
 - the calibrated loss attack (the loss less its mean over OUT references),
 - the threshold attacks that need no reference model (``mk.attacks``): loss, true-class
   confidence, max confidence and hinge, averaged over query views;
+- for runs of heads with stored parameters, LiRA on the exact input-loss curvature
+  (:func:`curvature_attack`);
 
 and the report adds the accuracy baselines (Bayes "correct means member", the best loss
 threshold). Members are the ``keep`` entries of the target, so each attack is judged on
@@ -51,7 +53,7 @@ import numpy as np
 
 from miakit import lira, metrics, signals
 
-__all__ = ["audit", "run_attacks", "baselines", "strongest", "privacy_summary",
+__all__ = ["audit", "run_attacks", "curvature_attack", "baselines", "strongest", "privacy_summary",
            "vulnerability", "head_quantities",
            "summarize", "plot_roc",
            "load_report", "references_info", "evaluate", "verdict", "ATTACKS",
@@ -70,6 +72,7 @@ ATTACKS = {
     "confidence": "Confidence threshold",
     "max_confidence": "Max-confidence threshold",
     "hinge": "Hinge threshold",
+    "lira_curvature": "LiRA on input curvature",
 }
 """Every attack of the audit, by name, with its label in tables and plots."""
 RMIA_A = 0.3
@@ -97,7 +100,8 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
         unbiased) leaves out the target and one model from the other side of each
         example; ``"all"`` the target only.
     attacks : sequence of str, optional
-        Names from :data:`ATTACKS` (default: all of them).
+        Names from :data:`ATTACKS` (default: all of them but ``lira_curvature``, which
+        needs stored heads: :func:`curvature_attack`).
 
     Returns
     -------
@@ -119,8 +123,8 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     from miakit import attacks as thresholds
     from miakit import rmia
 
-    names = list(ATTACKS) if attacks is None else list(attacks)
-    unknown = [a for a in names if a not in ATTACKS]
+    names = [a for a in ATTACKS if a != "lira_curvature"] if attacks is None else list(attacks)
+    unknown = [a for a in names if a not in ATTACKS or a == "lira_curvature"]
     if unknown or not names:
         raise ValueError(f"attacks: expected names from {list(ATTACKS)}, got {unknown or names}")
     out: dict[str, dict[str, Any]] = {}
@@ -171,6 +175,51 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
                          "clamped": 0, "settings": {"score": what + ", mean over query views",
                                                     **per_model}}
     return {n: out[n] for n in names}
+
+
+def curvature_attack(features: Any, params: Any, keep: np.ndarray, labels: np.ndarray, *,
+                     variance: str = "per_example", references: str = "balanced"
+                     ) -> dict[str, Any]:
+    """LiRA online on the exact input-loss curvature of stored heads (Ravikumar et al.).
+
+    Every head's per-example trace of the input Hessian (first query view,
+    :func:`head_quantities`) is the signal; leave-one-out LiRA fits its IN and OUT
+    Gaussians per example, as for the scaled confidence. Online LiRA compares
+    likelihoods, so the signal's direction (members flatter) needs no sign.
+
+    Returns
+    -------
+    dict
+        As an entry of :func:`run_attacks`.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> from miakit.audit import curvature_attack
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 3, 40); x = rng.normal(size=(40, 4)) + y[:, None]
+    >>> keep = mk.shadow.balanced_keep(8, 40, seed=0)
+    >>> _, info = mk.shadow.train_heads(x, y, keep, return_info=True)
+    >>> heads = [{k: v[m] for k, v in info["params"].items()} for m in range(8)]
+    >>> curvature_attack(x, heads, keep, y)["scores"].shape
+    (8, 40)
+    """
+    get = params if callable(params) else params.__getitem__
+    x = np.asarray(features)
+    if x.ndim == 3:
+        x = x[:, 0, :]
+    keep = np.asarray(keep, dtype=bool)
+    curv = np.stack([head_quantities(x, labels, get(m))[1] for m in range(keep.shape[0])])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", lira.ClampedSpreadWarning)
+        scores = lira.leave_one_out(curv[:, :, None], keep, mode="online", center="median",
+                                    variance=variance, on_empty="nan", references=references)
+    clamped = sum(_clamped_count(w.message) for w in caught
+                  if issubclass(w.category, lira.ClampedSpreadWarning))
+    return {"scores": np.asarray(scores, dtype=np.float64), "clamped": clamped,
+            "settings": {"mode": "online", "center": "median", "variance": variance,
+                         "signal": "trace of the input-loss Hessian (exact, stored heads)",
+                         "targets": "leave-one-out", "references": references}}
 
 
 def baselines(logits: Any, keep: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -748,8 +797,20 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         raise ValueError(f"dp_epsilon: expected a positive finite epsilon, got {dp_epsilon!r}")
     if not 0.0 <= dp_delta < 1.0:
         raise ValueError(f"dp_delta: expected a value in [0, 1), got {dp_delta!r}")
-    scored = run_attacks(logits, keep, labels, variance=var, references=references,
-                         attacks=attacks)
+    want = list(ATTACKS) if attacks is None else list(attacks)
+    curvature_wanted = "lira_curvature" in want
+    others = [a for a in want if a != "lira_curvature"]
+    scored = (run_attacks(logits, keep, labels, variance=var, references=references,
+                          attacks=others) if others else {})
+    features, params, reason = _stored_heads(run)
+    if curvature_wanted:
+        if params is None:
+            if attacks is not None:  # asked for by name: say why it cannot run
+                raise ValueError(f"attacks: lira_curvature needs a run of heads with stored "
+                                 f"parameters and features ({reason})")
+        else:
+            scored["lira_curvature"] = curvature_attack(
+                features, params, keep, labels, variance=var, references=references)
     results = evaluate(scored, keep, fprs=tuple(fprs), level=level, alpha=alpha,
                        dp_delta=dp_delta)
     from miakit import __version__
@@ -774,7 +835,6 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     }
     report["strongest_attack"] = strongest(results)
     report["privacy"] = privacy_summary(results, dp_epsilon, dp_delta)
-    features, params, reason = _stored_heads(run)
     lira_scores = (scored["lira_online"]["scores"] if "lira_online" in scored else
                    run_attacks(logits, keep, labels, variance=var, references=references,
                                attacks=["lira_online"])["lira_online"]["scores"])

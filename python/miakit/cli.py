@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="attacks to run (default: all): " + ", ".join(
                         ["lira_online", "lira_offline", "rmia_online", "rmia_offline",
                          "calibrated_loss", "loss", "confidence", "max_confidence",
-                         "hinge"]))
+                         "hinge", "lira_curvature (runs of heads)"]))
     pa.add_argument("--alpha", type=float, default=0.05,
                     help="family-wise error rate of the leakage verdict (a test over every "
                          "attack and FPR). Default: %(default)s")
