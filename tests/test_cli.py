@@ -18,7 +18,7 @@ SMALL = ["--dataset", "synthetic", "--n-examples", "240", "--models", "8", "--hi
 
 def test_help_documents_every_option(capsys):
     parser = build_parser()
-    for command in ("audit", "shadow", "sweep", "import", "leakage"):
+    for command in ("audit", "shadow", "sweep", "import", "leakage", "budget"):
         with pytest.raises(SystemExit) as info:
             parser.parse_args([command, "--help"])
         assert info.value.code == 0

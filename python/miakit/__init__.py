@@ -18,6 +18,7 @@ curvature     input-loss curvature (Hutchinson, finite differences, zero order)
 bounds        DP limits on attacks, DP-SGD accounting (dp-accounting), empirical epsilon
 powerlaw      the shots/classes power law: OLS fit (statsmodels) and prediction
 sweep         the shots/classes study behind ``miakit sweep``
+budget        attack power against the number of shadow models, by memorization
 report        per-example vulnerability tables and plots
 audit         the audit job: attacks on a shadow run, report.json, ROC plot, summary
 datasets      small embedded datasets (scikit-learn digits, Gaussian mixtures)
@@ -28,6 +29,7 @@ from miakit import (
     attacks,
     audit,
     bounds,
+    budget,
     curvature,
     datasets,
     gradients,
@@ -53,6 +55,7 @@ __all__ = [
     "audit",
     "backend_info",
     "bounds",
+    "budget",
     "curvature",
     "datasets",
     "gradients",

@@ -213,6 +213,30 @@ def build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--name", default=None,
                     help="a dataset name for the reports (metadata)")
 
+    pb = sub.add_parser(
+        "budget", help="how many shadow models an attack needs, by memorization",
+        description="Attack held-out models of a run with LiRA fitted on b reference "
+                    "models for growing budgets b (random draws of complementary pairs), "
+                    "and report the TPR against b for all examples and for the most "
+                    "memorized ones (memorization measured on the whole run). Writes "
+                    "budget.json and budget.png.")
+    pb.add_argument("--run", type=Path, required=True, help="the run directory")
+    pb.add_argument("--out", type=Path, default=Path("miakit-budget"),
+                    help="output directory. Default: ./miakit-budget")
+    pb.add_argument("--budgets", type=int, nargs="+", default=[2, 4, 8, 16, 32],
+                    metavar="B", help="reference models per attack (even). Default: "
+                    "2 4 8 16 32")
+    pb.add_argument("--draws", type=int, default=5,
+                    help="random draws per budget. Default: %(default)s")
+    pb.add_argument("--targets", type=int, default=8,
+                    help="target models per draw. Default: %(default)s")
+    pb.add_argument("--fpr", type=float, nargs="+", default=[0.01, 0.001],
+                    help="FPRs of the TPR. Default: 0.01 0.001")
+    pb.add_argument("--quantiles", type=float, nargs="+", default=[0.5, 0.9],
+                    help="memorization groups (examples at or above each quantile). "
+                         "Default: 0.5 0.9")
+    pb.add_argument("--no-plot", action="store_true", help="do not write budget.png")
+
     pl = sub.add_parser(
         "leakage", help="did the test set leak into training? the K-S experiment",
         description="Split the embedded digits into train, validation and test parts; for "
@@ -403,6 +427,28 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_budget(args: argparse.Namespace) -> int:
+    import miakit as mk
+    from miakit.budget import shadow_budget
+
+    run = mk.shadow.open_run(args.run)
+    r = shadow_budget(run.logits(), run.keep, run.labels, args.out, budgets=args.budgets,
+                      draws=args.draws, targets=args.targets, fprs=args.fpr,
+                      quantiles=args.quantiles, plot=not args.no_plot)
+    key = r["needed_tpr"]
+    print(f"miakit budget: {run.path}, {r['n_models']} models, LiRA online on b reference "
+          f"models, {args.draws} draws x {args.targets} targets per budget")
+    for g, size in r["groups"].items():
+        cells = [f"b={row['budget']}: {100 * row[key]['mean']:.1f}%" for row in r["rows"]
+                 if row["group"] == g]
+        print(f"  {g} ({size} examples), TPR at FPR {key.split('@')[1]}: " + ", ".join(cells))
+    print("budget for half the best TPR: " + ", ".join(
+        f"{g} {b}" for g, b in r["needed_for_half_the_best_tpr"].items()))
+    if r.get("files"):
+        print("wrote " + ", ".join(r["files"].values()))
+    return 0
+
+
 def cmd_leakage(args: argparse.Namespace) -> int:
     from miakit import datasets
     from miakit.leakage import leakage_experiment
@@ -536,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         commands = {"audit": cmd_audit, "shadow": cmd_shadow, "sweep": cmd_sweep,
-                    "import": cmd_import, "leakage": cmd_leakage}
+                    "import": cmd_import, "leakage": cmd_leakage, "budget": cmd_budget}
         return commands[args.command](args)
     except KeyboardInterrupt:
         print("miakit: interrupted; finished models are saved, run the same command to "
