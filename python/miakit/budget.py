@@ -11,13 +11,14 @@ strongly, so an attack focused on them needs far fewer shadow models.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from miakit.shadow._files import write_json
 
 __all__ = ["shadow_budget", "DEFAULT_BUDGETS", "DEFAULT_QUANTILES"]
 
@@ -158,9 +159,7 @@ def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | Non
             _plot(report, out / "budget.png")
             files["plot"] = str(out / "budget.png")
         report["files"] = files
-        tmp = out / "budget.json.tmp"
-        tmp.write_text(json.dumps(report, indent=1))
-        tmp.replace(out / "budget.json")
+        write_json(out / "budget.json", report, "the budget report")
     return report
 
 

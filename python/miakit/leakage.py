@@ -15,13 +15,14 @@ once, as heads on fixed features.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from miakit.shadow._files import write_json
 
 __all__ = ["leakage_experiment", "DEFAULT_SHOTS"]
 
@@ -179,9 +180,7 @@ def leakage_experiment(features: Any, labels: Any, out_dir: str | Path | None = 
             plot_leakage(report, out / "leakage.png")
             files["plot"] = str(out / "leakage.png")
         report["files"] = files
-        tmp = out / "leakage.json.tmp"
-        tmp.write_text(json.dumps(report, indent=1))
-        tmp.replace(out / "leakage.json")
+        write_json(out / "leakage.json", report, "the leakage report")
     return report
 
 

@@ -12,6 +12,7 @@ killed sweep loses at most the cell in progress.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 import warnings
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from miakit.shadow._files import atomic_write, write_json
 
 __all__ = ["sweep", "cell_examples", "DEFAULT_SHOTS", "DEFAULT_CLASSES", "DEFAULT_FPRS"]
 
@@ -57,12 +60,6 @@ def cell_examples(labels: np.ndarray, shots: int, n_classes: int, seed: int) -> 
     chosen = np.sort(rng.choice(eligible, size=n_classes, replace=False))
     return np.concatenate([np.sort(rng.choice(np.flatnonzero(y == c), 2 * shots,
                                               replace=False)) for c in chosen])
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    tmp.replace(path)  # atomic: a killed sweep never leaves half a cell result
 
 
 def _run_cell(x: np.ndarray, y: np.ndarray, shots: int, n_classes: int, cfg: dict,
@@ -206,7 +203,7 @@ def sweep(features: Any, labels: Any, out_dir: str | Path, *,
                 continue
             cell_dir.mkdir(parents=True, exist_ok=True)
             res = _run_cell(x, y, s_, c_, cfg, cell_dir, device)
-            _write_json(path, res)
+            write_json(path, res, f"the result of cell S={s_} C={c_}")
             cells.append(res)
             if progress is not None:
                 p = res["tpr_at_fpr"][0]
@@ -241,7 +238,7 @@ def sweep(features: Any, labels: Any, out_dir: str | Path, *,
         plot_powerlaw(report, out / "powerlaw.png")
         files["plot"] = str(out / "powerlaw.png")
     report["files"] = files
-    _write_json(out / "sweep.json", report)
+    write_json(out / "sweep.json", report, "the sweep report")
     return report
 
 
@@ -269,17 +266,17 @@ def _heldout_check(s: np.ndarray, c: np.ndarray, t: np.ndarray, resolvable: np.n
 
 
 def _write_csv(path: Path, cells: list[dict], fprs: list[float]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["shots", "classes", "n_examples", "auc"] +
-                   [f"{k}@{f:g}" for f in fprs for k in ("tpr", "fpr", "resolvable")])
-        for c in cells:
-            row = [c["shots"], c["classes"], c["n_examples"], f"{c['auc']:.6f}"]
-            for p in c["tpr_at_fpr"]:
-                row += [f"{p['tpr']:.6g}", f"{p['fpr']:.6g}", int(p["resolvable"])]
-            w.writerow(row)
-    tmp.replace(path)
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["shots", "classes", "n_examples", "auc"] +
+               [f"{k}@{f:g}" for f in fprs for k in ("tpr", "fpr", "resolvable")])
+    for c in cells:
+        row = [c["shots"], c["classes"], c["n_examples"], f"{c['auc']:.6f}"]
+        for p in c["tpr_at_fpr"]:
+            row += [f"{p['tpr']:.6g}", f"{p['fpr']:.6g}", int(p["resolvable"])]
+        w.writerow(row)
+    data = buf.getvalue().encode()
+    atomic_write(path, lambda f: f.write(data), "the sweep table")
 
 
 def plot_powerlaw(report: dict, path: str | Path) -> None:
