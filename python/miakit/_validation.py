@@ -81,6 +81,18 @@ def check_keep(keep: Any, shape: tuple[int, int], name: str = "keep") -> ar.Arra
     raise TypeError(f"{name}: expected a boolean array, got dtype {ar.dtype_name(keep)}")
 
 
+def check_probability(value: Any, name: str) -> float:
+    """A number strictly between 0 and 1 (an FPR budget, a confidence level, an alpha),
+    as a float; the error names the argument."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected a float in (0, 1), got {value!r}") from exc
+    if not 0.0 < v < 1.0:
+        raise ValueError(f"{name}: expected a value in (0, 1), got {value!r}")
+    return v
+
+
 def check_finite(x: ar.Array, name: str) -> None:
     if not ar.is_all_finite(x):
         raise ValueError(f"{name}: expected finite values, got NaN or inf")

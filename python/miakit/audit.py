@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from miakit import lira, metrics, signals
+from miakit._validation import check_probability
 
 __all__ = ["audit", "run_attacks", "curvature_attack", "baselines", "strongest", "privacy_summary",
            "vulnerability", "head_quantities",
@@ -791,8 +792,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     var = ("global" if run.n_models < 64 else "per_example") if variance == "auto" else variance
     if references not in ("balanced", "all"):
         raise ValueError(f"references: expected 'balanced' or 'all', got {references!r}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha: expected a value in (0, 1), got {alpha!r}")
+    check_probability(alpha, "alpha")
     if dp_epsilon is not None and not (float(dp_epsilon) > 0 and math.isfinite(dp_epsilon)):
         raise ValueError(f"dp_epsilon: expected a positive finite epsilon, got {dp_epsilon!r}")
     if not 0.0 <= dp_delta < 1.0:

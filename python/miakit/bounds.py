@@ -23,6 +23,7 @@ from scipy import special, stats
 
 from miakit import _arrays as ar
 from miakit import metrics
+from miakit._validation import check_probability
 
 __all__ = ["dp_tpr_bound", "gdp_tpr_bound", "memorization_bound", "dpsgd_epsilon",
            "dpsgd_noise", "empirical_epsilon", "EmpiricalEpsilon", "gdp_mu", "GdpMu",
@@ -396,8 +397,7 @@ def empirical_epsilon_ranked(ranked: metrics.RankedScores, delta: float = 0.0,
     True
     """
     d = _delta(delta)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
+    check_probability(level, "level")
     thr, tp, fp = ranked.thresholds, ranked.tp, ranked.fp
     if clustered:
         var_t, var_f, n_cl = ranked.cluster_variances()
@@ -499,8 +499,7 @@ def gdp_mu(scores: Any, members: Any, level: float = 0.95) -> GdpMu:
     >>> 0.9 < g.mu < 1.3, g.mu_lower < g.mu
     (True, True)
     """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
+    check_probability(level, "level")
     fpr, tpr, _ = metrics.roc(scores, members)
     y = np.asarray(ar.to_numpy(ar.as_array(members, "members"))).astype(bool).ravel()
     n_pos, n_neg = int(y.sum()), int((~y).sum())

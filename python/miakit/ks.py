@@ -24,6 +24,7 @@ import numpy as np
 
 from miakit import _C
 from miakit import _arrays as ar
+from miakit._validation import check_probability
 
 __all__ = ["ks_2samp", "ks_2samp_groups", "KS2Result", "smirnov_threshold",
            "assign_source", "source_accuracy", "leakage_test", "LeakageTest"]
@@ -345,9 +346,7 @@ def smirnov_threshold(alpha: float, n: int, m: int) -> float:
     >>> round(mk.ks.smirnov_threshold(0.05, 100, 100), 4)
     0.1921
     """
-    a = float(alpha)
-    if not 0.0 < a < 1.0:
-        raise ValueError(f"alpha: expected a value in (0, 1), got {alpha!r}")
+    a = check_probability(alpha, "alpha")
     for name, v in (("n", n), ("m", m)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name}: expected a positive sample size, got {v!r}")
@@ -492,9 +491,7 @@ def leakage_test(validation_conf: Any, test_conf: Any, alpha: float = 0.05) -> L
     >>> t.leaked, t.n_test
     (False, 500)
     """
-    a = float(alpha)
-    if not 0.0 < a < 1.0:
-        raise ValueError(f"alpha: expected a value in (0, 1), got {alpha!r}")
+    a = check_probability(alpha, "alpha")
     v = np.asarray(ar.to_numpy(ar.as_array(validation_conf, "validation_conf")),
                    dtype=np.float64).ravel()
     t = np.asarray(ar.to_numpy(ar.as_array(test_conf, "test_conf")), dtype=np.float64).ravel()

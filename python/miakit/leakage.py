@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from miakit._validation import check_probability
 from miakit.shadow._files import write_json
 
 __all__ = ["leakage_experiment", "DEFAULT_SHOTS"]
@@ -99,8 +100,7 @@ def leakage_experiment(features: Any, labels: Any, out_dir: str | Path | None = 
     if x.ndim != 2 or y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu":
         raise ValueError(f"features, labels: expected [N, D] features and N integer labels, "
                          f"got shapes {np.shape(features)} and {np.shape(labels)}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha: expected a value in (0, 1), got {alpha!r}")
+    check_probability(alpha, "alpha")
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
         raise ValueError(f"seeds: expected a positive int, got {seeds!r}")
     if signal not in ("confidence", "max_confidence"):

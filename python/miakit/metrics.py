@@ -14,7 +14,7 @@ import numpy as np
 from scipy import stats
 
 from miakit import _arrays as ar
-from miakit._validation import check_clusters
+from miakit._validation import check_clusters, check_probability
 
 __all__ = ["RankedScores", "roc", "auc", "auc_ci", "AucCI", "tpr_at_fpr", "TprAtFpr",
            "clopper_pearson",
@@ -369,14 +369,8 @@ def tpr_at_fpr(scores: Any, members: Any, fpr: float = 1e-3, level: float = 0.95
     >>> r.fpr <= 0.01, r.n_neg, r.ci[0] <= r.tpr <= r.ci[1]
     (True, 1000, True)
     """
-    try:
-        f = float(fpr)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"fpr: expected a float in (0, 1), got {fpr!r}") from exc
-    if not 0.0 < f < 1.0:
-        raise ValueError(f"fpr: expected a value in (0, 1), got {fpr!r}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
+    f = check_probability(fpr, "fpr")
+    check_probability(level, "level")
     return RankedScores(scores, members, clusters).tpr_at_fpr(f, level)
 
 
@@ -450,8 +444,7 @@ def clustered_proportion_ci(k: Any, n: Any, level: float = 0.95,
     if alternative not in ("two-sided", "greater", "less"):
         raise ValueError(f"alternative: expected 'two-sided', 'greater' or 'less', got "
                          f"{alternative!r}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
+    check_probability(level, "level")
     kk = np.asarray(k, dtype=np.float64).ravel()
     nn = np.asarray(n, dtype=np.float64).ravel()
     if kk.shape != nn.shape:
@@ -611,8 +604,7 @@ def auc_ci(scores: Any, members: Any, clusters: Any = None, level: float = 0.95)
     >>> clustered.se > naive.se, abs(clustered.auc - 0.5) < 3 * clustered.se
     (True, True)
     """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
+    check_probability(level, "level")
     return RankedScores(scores, members, clusters).auc_ci(level)
 
 
@@ -712,8 +704,7 @@ def leakage_test(scores: Any, members: Any, fprs: Any = (1e-1, 1e-2, 1e-3), *,
 
 
 def _check_leakage_args(fprs: Any, alpha: float, n_tests: int | None) -> list[float]:
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha: expected a value in (0, 1), got {alpha!r}")
+    check_probability(alpha, "alpha")
     f_list = [float(f) for f in np.atleast_1d(np.asarray(fprs, dtype=np.float64))]
     if not f_list or not all(0.0 < f < 1.0 for f in f_list):
         raise ValueError(f"fprs: expected FPR budgets in (0, 1), got {fprs!r}")

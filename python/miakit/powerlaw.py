@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from miakit._validation import check_probability
+
 __all__ = ["fit", "PowerLawFit"]
 
 
@@ -95,9 +97,7 @@ class PowerLawFit:
         >>> bool(p["tpr_lower"][0] < p["tpr"][0] < p["tpr_upper"][0])
         True
         """
-        lv = self.level if level is None else float(level)
-        if not 0.0 < lv < 1.0:
-            raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
+        lv = self.level if level is None else check_probability(level, "level")
         s, c = _cells(shots, classes)
         x = _design(s, c, self.with_classes)
         frame = self._result.get_prediction(x).summary_frame(alpha=1.0 - lv)
@@ -162,14 +162,8 @@ def fit(shots: Any, classes: Any, tpr: Any, fpr: float, level: float = 0.95,
     (-0.5, 0.3, True)
     """
     sm = _statsmodels()
-    try:
-        f = float(fpr)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"fpr: expected a float in (0, 1), got {fpr!r}") from exc
-    if not 0.0 < f < 1.0:
-        raise ValueError(f"fpr: expected a value in (0, 1), got {fpr!r}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level: expected a value in (0, 1), got {level!r}")
+    f = check_probability(fpr, "fpr")
+    check_probability(level, "level")
     s, c = _cells(shots, classes)
     t = np.atleast_1d(np.asarray(tpr, dtype=np.float64))
     if t.shape != s.shape:
