@@ -52,31 +52,7 @@ def lira_fit(scores, keep, center="median", variance="per_example", min_std=1e-6
     """
     s = np.asarray(scores, dtype=np.float64)
     k = np.asarray(keep).astype(bool)
-    n_aug = s.shape[2]
-    res = {"n_clamped": 0}
-    for side, mask in (("in", k), ("out", ~k)):
-        vals = np.where(mask[:, :, None], s, np.nan)
-        cnt = mask.sum(axis=0).astype(np.int64)
-        empty = cnt == 0
-        filled = np.where(empty[None, :, None], 0.0, vals)  # keeps nan-reductions quiet
-        mu = np.nanmedian(filled, axis=0) if center == "median" else np.nanmean(filled, axis=0)
-        mean = np.nanmean(filled, axis=0)
-        m2 = np.nansum((filled - mean) ** 2, axis=0)
-        m2[empty] = 0.0
-        mu[empty] = np.nan
-        if variance == "per_example":
-            sd = np.sqrt(m2 / np.maximum(cnt, 1)[:, None])
-            sd[empty] = np.nan
-        else:
-            total = cnt.sum() * n_aug  # every observation of this side, all examples
-            sd = np.full(mu.shape, np.sqrt(m2.sum() / total) if total > 0 else np.nan)
-        res[f"raw_sigma_{side}"] = sd.copy()
-        low = ~empty[:, None] & (sd < min_std)
-        res["n_clamped"] += int(low.sum())
-        res[f"mu_{side}"] = mu
-        res[f"sigma_{side}"] = np.where(low, min_std, sd)
-        res[f"n_{side}"] = cnt
-    return res
+    return _masked_fit(s, k, np.ones(k.shape, dtype=bool), center, variance, min_std)
 
 
 def log_normal_pdf(x, mu, sigma):
@@ -151,12 +127,12 @@ def lira_leave_one_out(scores, keep, targets=None, mode="online", offline="one_s
 def _masked_fit(s, k, use, center, variance, min_std):
     """lira_fit over the (model, example) pairs with ``use`` true."""
     n_aug = s.shape[2]
-    res = {}
+    res = {"n_clamped": 0}
     for side, mask in (("in", k & use), ("out", ~k & use)):
         vals = np.where(mask[:, :, None], s, np.nan)
         cnt = mask.sum(axis=0).astype(np.int64)
         empty = cnt == 0
-        filled = np.where(empty[None, :, None], 0.0, vals)
+        filled = np.where(empty[None, :, None], 0.0, vals)  # keeps nan-reductions quiet
         mu = np.nanmedian(filled, axis=0) if center == "median" else np.nanmean(filled, axis=0)
         mean = np.nanmean(filled, axis=0)
         m2 = np.nansum((filled - mean) ** 2, axis=0)
@@ -166,10 +142,13 @@ def _masked_fit(s, k, use, center, variance, min_std):
             sd = np.sqrt(m2 / np.maximum(cnt, 1)[:, None])
             sd[empty] = np.nan
         else:
-            total = cnt.sum() * n_aug
+            total = cnt.sum() * n_aug  # every observation of this side, all examples
             sd = np.full(mu.shape, np.sqrt(m2.sum() / total) if total > 0 else np.nan)
+        res[f"raw_sigma_{side}"] = sd.copy()
+        low = ~empty[:, None] & (sd < min_std)
+        res["n_clamped"] += int(low.sum())
         res[f"mu_{side}"] = mu
-        res[f"sigma_{side}"] = np.where(~empty[:, None] & (sd < min_std), min_std, sd)
+        res[f"sigma_{side}"] = np.where(low, min_std, sd)
         res[f"n_{side}"] = cnt
     return res
 
