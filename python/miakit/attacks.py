@@ -28,7 +28,6 @@ from miakit import _arrays as ar
 from miakit import signals
 from miakit._validation import check_choice, check_float_array, check_keep, check_targets
 from miakit.lira import balanced_partners
-from miakit.shadow.keep import is_paired
 
 __all__ = ["loss", "confidence", "max_confidence", "hinge", "scaled_confidence",
            "calibrated", "calibrated_leave_one_out", "bayes_baseline", "BayesBaseline",
@@ -219,8 +218,7 @@ def calibrated_leave_one_out(scores: Any, keep: Any, targets: Any = None, *,
     total, cnt = (s * out).sum(0), out.sum(0).astype(np.float64)
     cols = np.arange(n)
     if references == "balanced":
-        part = (np.broadcast_to((tg ^ 1)[:, None], (len(tg), n)) if is_paired(k)
-                else balanced_partners(k, tg))
+        part = balanced_partners(k, tg)
         has = part >= 0
         pi = np.where(has, part, 0)
         p_out = has & out[pi, cols]

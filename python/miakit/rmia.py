@@ -29,7 +29,6 @@ from miakit import _C
 from miakit import _arrays as ar
 from miakit._validation import check_choice, check_float_array, check_keep, check_targets
 from miakit.lira import balanced_partners
-from miakit.shadow.keep import is_paired
 from miakit.signals import confidence
 
 __all__ = ["score", "leave_one_out", "tune_a", "TunedA", "ratios"]
@@ -403,7 +402,6 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
         pop_total = pq.sum(0)  # [Z, R]
     ar_n = dev(np.arange(n))
     keep_np = ar.to_numpy(kb)
-    paired = references == "balanced" and is_paired(keep_np)
     chunk = max(1, _CHUNK_ELEMENTS // max(1, n * nr))
     result = ar.empty_like_device(qa, (len(tg), n), "float64")
     n_empty = 0
@@ -415,8 +413,7 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
         # the models left out of example n's references: the target, and (balanced) its
         # partner p from the other side; has = a partner exists
         if references == "balanced":
-            part = dev(np.broadcast_to((tk ^ 1)[:, None], (len(tk), n)).copy() if paired
-                       else balanced_partners(keep_np, tk))
+            part = dev(balanced_partners(keep_np, tk))
             has = _as_float(part >= 0, qa)
             pi = xp.where(part >= 0, part, 0)
             qp = qa[pi, ar_n[None, :]] * has[..., None]
