@@ -446,8 +446,9 @@ def test_curvature_attack_on_a_run_of_heads(tmp_path):
     curv = np.stack([mk.audit.head_quantities(x, y, run.model_params(m))[1]
                      for m in range(8)])
     want = mk.lira.leave_one_out(curv[:, :, None], keep, variance="global", on_empty="nan")
-    got = mk.audit.curvature_attack(run.features(), run.model_params, keep, y,
-                                    variance="global")["scores"]
+    got = mk.audit.curvature_attack(
+        mk.audit.head_matrices(run.features(), y, run.model_params, keep.shape)[1], keep,
+        variance="global")["scores"]
     # (pooled spreads sum per-thread partials: equal to the summation order, ~1e-16)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, equal_nan=True)
     logits_only = _leaky_run(tmp_path / "leaky", m=8, n=60)

@@ -54,7 +54,8 @@ import numpy as np
 from miakit import lira, metrics, signals
 from miakit._validation import check_probability
 
-__all__ = ["audit", "run_attacks", "curvature_attack", "baselines", "strongest", "privacy_summary",
+__all__ = ["audit", "run_attacks", "curvature_attack", "head_matrices", "baselines",
+           "strongest", "privacy_summary",
            "vulnerability", "head_quantities",
            "summarize", "plot_roc",
            "load_report", "references_info", "evaluate", "verdict", "ATTACKS",
@@ -178,14 +179,14 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     return {n: out[n] for n in names}
 
 
-def curvature_attack(features: Any, params: Any, keep: np.ndarray, labels: np.ndarray, *,
+def curvature_attack(curvature: np.ndarray, keep: np.ndarray, *,
                      variance: str = "per_example", references: str = "balanced"
                      ) -> dict[str, Any]:
     """LiRA online on the exact input-loss curvature of stored heads (Ravikumar et al.).
 
-    Every head's per-example trace of the input Hessian (first query view,
-    :func:`head_quantities`) is the signal; leave-one-out LiRA fits its IN and OUT
-    Gaussians per example, as for the scaled confidence. Online LiRA compares
+    Every head's per-example trace of the input Hessian (first query view, the
+    ``curvature`` of :func:`head_matrices`) is the signal; leave-one-out LiRA fits its IN
+    and OUT Gaussians per example, as for the scaled confidence. Online LiRA compares
     likelihoods, so the signal's direction (members flatter) needs no sign.
 
     Returns
@@ -196,25 +197,22 @@ def curvature_attack(features: Any, params: Any, keep: np.ndarray, labels: np.nd
     Examples
     --------
     >>> import numpy as np, miakit as mk
-    >>> from miakit.audit import curvature_attack
+    >>> from miakit.audit import curvature_attack, head_matrices
     >>> rng = np.random.default_rng(0)
     >>> y = rng.integers(0, 3, 40); x = rng.normal(size=(40, 4)) + y[:, None]
     >>> keep = mk.shadow.balanced_keep(8, 40, seed=0)
     >>> _, info = mk.shadow.train_heads(x, y, keep, return_info=True)
     >>> heads = [{k: v[m] for k, v in info["params"].items()} for m in range(8)]
-    >>> curvature_attack(x, heads, keep, y)["scores"].shape
+    >>> curv = head_matrices(x, y, heads, keep.shape)[1]
+    >>> curvature_attack(curv, keep)["scores"].shape
     (8, 40)
     """
-    get = params if callable(params) else params.__getitem__
-    x = np.asarray(features)
-    if x.ndim == 3:
-        x = x[:, 0, :]
     keep = np.asarray(keep, dtype=bool)
-    curv = np.stack([head_quantities(x, labels, get(m))[1] for m in range(keep.shape[0])])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", lira.ClampedSpreadWarning)
-        scores = lira.leave_one_out(curv[:, :, None], keep, mode="online", center="median",
-                                    variance=variance, on_empty="nan", references=references)
+        scores = lira.leave_one_out(np.asarray(curvature)[:, :, None], keep, mode="online",
+                                    center="median", variance=variance, on_empty="nan",
+                                    references=references)
     clamped = sum(_clamped_count(w.message) for w in caught
                   if issubclass(w.category, lira.ClampedSpreadWarning))
     return {"scores": np.asarray(scores, dtype=np.float64), "clamped": clamped,
@@ -350,6 +348,65 @@ def head_quantities(features: Any, labels: Any, params: Mapping[str, Any]
             np.asarray(curvature.mlp_head_trace(x, *args)))
 
 
+def head_matrices(features: Any, labels: Any,
+                  params: Callable[[int], Mapping[str, Any]] | Sequence[Mapping[str, Any]],
+                  shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, str]:
+    """Every stored head's exact per-example gradient norm and input curvature.
+
+    Parameters
+    ----------
+    features : array [N, A, D] or [N, D]
+        The heads' inputs; the first query view is used.
+    labels : array [N] int
+    params : callable or sequence
+        Model m's head parameters as ``params(m)`` or ``params[m]``.
+    shape : (M, N)
+        Models and examples.
+
+    Returns
+    -------
+    grad_norm, curvature : numpy.ndarray [M, N] float64
+        :func:`head_quantities` of every model, one model at a time (memory O(N C)).
+    kind : {"linear", "mlp"}
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> from miakit.audit import head_matrices
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 3, 30); x = rng.normal(size=(30, 4)) + y[:, None]
+    >>> keep = mk.shadow.balanced_keep(4, 30, seed=0)
+    >>> _, info = mk.shadow.train_heads(x, y, keep, return_info=True)
+    >>> heads = [{k: v[m] for k, v in info["params"].items()} for m in range(4)]
+    >>> g, c, kind = head_matrices(x, y, heads, keep.shape)
+    >>> g.shape, kind
+    ((4, 30), 'linear')
+    """
+    get = params if callable(params) else params.__getitem__
+    n_models, n = shape
+    x = np.asarray(features)
+    if x.ndim == 3:
+        x = x[:, 0, :]  # the first query view, as the logits' columns
+    if x.ndim != 2 or x.shape[0] != n:
+        raise ValueError(f"features: expected [N, A, D] or [N, D] with N = {n}, got shape "
+                         f"{np.shape(features)}")
+    grad = np.empty(shape, dtype=np.float64)
+    curv = np.empty(shape, dtype=np.float64)
+    kind = None
+    for m in range(n_models):  # one model at a time: memory O(N C) (+ one block)
+        p = get(m)
+        k = _head_kind(p)
+        if k is None:
+            raise ValueError(f"params: model {m} is neither a linear head "
+                             f"{list(_LAYOUTS['linear'])} nor an MLP head "
+                             f"{list(_LAYOUTS['mlp'])}: it has {list(p)}")
+        if kind is not None and k != kind:
+            raise ValueError(f"params: model {m} is a {k} head, model 0 a {kind} head")
+        kind = k
+        grad[m], curv[m] = head_quantities(x, labels, p)
+    return grad, curv, kind
+
+
 def _head_kind(params: Mapping[str, Any]) -> str | None:
     for kind, names in _LAYOUTS.items():
         if set(params) == set(names):
@@ -371,7 +428,8 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
                   lira_scores: np.ndarray, *, variance: str = "per_example",
                   fpr: float = 1e-3, features: Any = None,
                   params: Callable[[int], Mapping[str, Any]] | Sequence[Mapping[str, Any]]
-                  | None = None, fallback_reason: str = "run has no parameters") -> Any:
+                  | None = None, fallback_reason: str = "run has no parameters",
+                  head_values: tuple[np.ndarray, np.ndarray, str] | None = None) -> Any:
     """Per-example risk table of a run: LiRA vulnerability, memorization, gradient norm,
     input curvature, Hellinger distance and shadow models needed, with their Spearman
     correlations.
@@ -407,6 +465,9 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
         ``run.model_params``); see :func:`head_quantities` for the names.
     fallback_reason : str
         Why there are no parameters, for ``grad_norm_kind`` when ``params`` is None.
+    head_values : tuple, optional
+        :func:`head_matrices` of these ``features`` and ``params``, when the caller has
+        already computed them (the audit does, for its curvature attack).
 
     Returns
     -------
@@ -444,27 +505,8 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
     meta: dict[str, Any] = {}
     curv = None
     if params is not None:
-        get = params if callable(params) else params.__getitem__
-        x = np.asarray(features)
-        if x.ndim == 3:
-            x = x[:, 0, :]  # the first query view, as the logits' columns
-        if x.ndim != 2 or x.shape[0] != keep.shape[1]:
-            raise ValueError(f"features: expected [N, A, D] or [N, D] with N = "
-                             f"{keep.shape[1]}, got shape {np.shape(features)}")
-        grad = np.empty(keep.shape, dtype=np.float64)
-        curv = np.empty(keep.shape, dtype=np.float64)
-        kind = None
-        for m in range(n_models):  # one model at a time: memory O(N C) (+ one block)
-            p = get(m)
-            k = _head_kind(p)
-            if k is None:
-                raise ValueError(f"params: model {m} is neither a linear head "
-                                 f"{list(_LAYOUTS['linear'])} nor an MLP head "
-                                 f"{list(_LAYOUTS['mlp'])}: it has {list(p)}")
-            if kind is not None and k != kind:
-                raise ValueError(f"params: model {m} is a {k} head, model 0 a {kind} head")
-            kind = k
-            grad[m], curv[m] = head_quantities(x, labels, p)
+        grad, curv, kind = (head_values if head_values is not None else
+                            head_matrices(features, labels, params, keep.shape))
         meta.update(grad_norm_kind=_KIND[kind][0], curvature_kind=_KIND[kind][1],
                     grad_norm_definition=GRAD_NORM_DEFINITION[kind],
                     curvature_definition=CURVATURE_DEFINITION[kind], head=kind)
@@ -803,14 +845,18 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     scored = (run_attacks(logits, keep, labels, variance=var, references=references,
                           attacks=others) if others else {})
     features, params, reason = _stored_heads(run)
+    # every head's gradient norms and curvature, once: the curvature attack and the
+    # per-example table both use them
+    heads = head_matrices(features, labels, params, keep.shape) if params is not None \
+        else None
     if curvature_wanted:
-        if params is None:
+        if heads is None:
             if attacks is not None:  # asked for by name: say why it cannot run
                 raise ValueError(f"attacks: lira_curvature needs a run of heads with stored "
                                  f"parameters and features ({reason})")
         else:
-            scored["lira_curvature"] = curvature_attack(
-                features, params, keep, labels, variance=var, references=references)
+            scored["lira_curvature"] = curvature_attack(heads[1], keep, variance=var,
+                                                        references=references)
     results = evaluate(scored, keep, fprs=tuple(fprs), level=level, alpha=alpha,
                        dp_delta=dp_delta)
     from miakit import __version__
@@ -840,7 +886,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
                                attacks=["lira_online"])["lira_online"]["scores"])
     table = vulnerability(logits, keep, labels, lira_scores,
                           variance=var, fpr=min(fprs), features=features, params=params,
-                          fallback_reason=reason)
+                          fallback_reason=reason, head_values=heads)
     report["vulnerability"] = table.to_dict(per_example=False)
     report.update(extra or {})
     report.setdefault("timing_s", {})["attacks"] = round(time.perf_counter() - t0, 3)
