@@ -146,8 +146,10 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
                                   else None, "center": "median", "variance": variance,
                                   "signal": "scaled_confidence", **loo}}
     rmia_names = [n for n in ("rmia_online", "rmia_offline") if n in names]
+    q = None  # true-class probabilities [M, N, A], for RMIA and the confidence attack
+    if rmia_names or "confidence" in names:
+        q = signals.confidence(logits, np.asarray(labels)[:, None])
     if rmia_names:
-        q = signals.confidence(logits, np.asarray(labels)[:, None])  # [M, N, A]
         for name in rmia_names:
             offline = name == "rmia_offline"
             scores = rmia.leave_one_out(q, keep, offline=offline, a=RMIA_A, gamma=1.0,
@@ -173,9 +175,11 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     for name, what in (("confidence", "true-class probability p_y"),
                        ("max_confidence", "max_j p_j"), ("hinge", "z_y - max_{j != y} z_j")):
         if name in names:
-            out[name] = {"scores": thresholds.SIGNAL_SCORES[name](logits, labels),
-                         "clamped": 0, "settings": {"score": what + ", mean over query views",
-                                                    **per_model}}
+            scores = (np.asarray(q, dtype=np.float64).mean(-1) if name == "confidence"
+                      else thresholds.SIGNAL_SCORES[name](logits, labels))
+            out[name] = {"scores": scores, "clamped": 0,
+                         "settings": {"score": what + ", mean over query views",
+                                      **per_model}}
     return {n: out[n] for n in names}
 
 

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 from scipy import special, stats
 
-from miakit import _arrays as ar
 from miakit import metrics
 from miakit._validation import check_probability
 
@@ -500,17 +499,16 @@ def gdp_mu(scores: Any, members: Any, level: float = 0.95) -> GdpMu:
     (True, True)
     """
     check_probability(level, "level")
-    fpr, tpr, _ = metrics.roc(scores, members)
-    y = np.asarray(ar.to_numpy(ar.as_array(members, "members"))).astype(bool).ravel()
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    inner = (fpr > 0) & (fpr < 1) & (tpr > 0) & (tpr < 1)
+    r = metrics.RankedScores(scores, members)
+    n_pos, n_neg = r.n_pos, r.n_neg
+    inner = (r.fp > 0) & (r.fp < n_neg) & (r.tp > 0) & (r.tp < n_pos)
     if not inner.any():
         return GdpMu(0.0, 0.0, float(level))
-    f, t = fpr[inner], tpr[inner]
+    f, t = r.fp[inner] / n_neg, r.tp[inner] / n_pos
     mu = float(max(0.0, np.max(special.ndtri(t) - special.ndtri(f))))
     alpha = (1.0 - level) / (2 * f.size)
-    t_lo = _one_sided(np.rint(t * n_pos), n_pos, alpha, upper=False)
-    f_hi = _one_sided(np.rint(f * n_neg), n_neg, alpha, upper=True)
+    t_lo = _one_sided(r.tp[inner], n_pos, alpha, upper=False)
+    f_hi = _one_sided(r.fp[inner], n_neg, alpha, upper=True)
     with np.errstate(divide="ignore"):
         lo = np.max(special.ndtri(t_lo) - special.ndtri(f_hi))
     return GdpMu(mu, float(max(0.0, lo)), float(level))

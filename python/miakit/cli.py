@@ -158,11 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "counts do not depend on the target's membership (unbiased); "
                          "'all' leaves out the target only (biased against members with "
                          "few models; for comparison). Default: %(default)s")
+    from miakit.audit import ATTACKS
+
     pa.add_argument("--attacks", nargs="+", default=None, metavar="NAME",
                     help="attacks to run (default: all): " + ", ".join(
-                        ["lira_online", "lira_offline", "rmia_online", "rmia_offline",
-                         "calibrated_loss", "loss", "confidence", "max_confidence",
-                         "hinge", "lira_curvature (runs of heads)"]))
+                        f"{a} (runs of heads)" if a == "lira_curvature" else a
+                        for a in ATTACKS))
     pa.add_argument("--alpha", type=float, default=0.05,
                     help="family-wise error rate of the leakage verdict (a test over every "
                          "attack and FPR). Default: %(default)s")
