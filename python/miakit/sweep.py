@@ -84,15 +84,16 @@ def _run_cell(x: np.ndarray, y: np.ndarray, shots: int, n_classes: int, cfg: dic
                                           on_empty="nan"))
     ok = np.isfinite(s)
     cl = np.broadcast_to(np.arange(len(idx)), s.shape)[ok]
+    ranked = metrics.RankedScores(s[ok], keep[ok], cl)  # one sort for every metric
     points = []
     for f in cfg["fprs"]:
-        r = metrics.tpr_at_fpr(s[ok], keep[ok], fpr=f, clusters=cl)
+        r = ranked.tpr_at_fpr(f)
         points.append({"target_fpr": f, "tpr": r.tpr, "fpr": r.fpr, "tpr_ci": list(r.ci),
                        "tp": r.tp, "fp": r.fp, "n_members": r.n_pos,
                        "n_nonmembers": r.n_neg, "resolvable": r.resolvable})
     t2 = time.perf_counter()
     return {"shots": shots, "classes": n_classes, "n_examples": int(len(idx)),
-            "examples": idx.tolist(), "auc": metrics.auc(s[ok], keep[ok]),
+            "examples": idx.tolist(), "auc": ranked.auc(),
             "lira": {"mode": "online", "variance": variance, "references": "balanced"},
             "tpr_at_fpr": points, "config": cfg,
             "timing_s": {"training": round(t1 - t0, 3), "attack": round(t2 - t1, 3)}}
