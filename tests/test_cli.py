@@ -117,3 +117,10 @@ def test_audit_options_attacks_references_alpha(tmp_path, capsys):
     capsys.readouterr()
     assert main(["audit", "--run", str(run), "--out", str(out), "--attacks", "nope"]) == 1
     assert "attacks" in capsys.readouterr().err
+
+
+def test_bad_fpr_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["audit", "--out", str(out), "--fpr", "0.01", "1.5", *SMALL]) == 1
+    assert "--fpr: expected values in (0, 1), got [0.01, 1.5]" in capsys.readouterr().err
+    assert not (out / "run").exists()  # nothing was trained

@@ -93,6 +93,18 @@ def check_probability(value: Any, name: str) -> float:
     return v
 
 
+def check_probabilities(values: Any, name: str, *, allow_empty: bool = False) -> list[float]:
+    """A sequence of numbers strictly between 0 and 1 (FPR budgets, quantiles), as a list
+    of floats; the error names the argument and shows what was received."""
+    try:
+        v = [float(x) for x in np.atleast_1d(np.asarray(values, dtype=np.float64)).ravel()]
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected numbers in (0, 1), got {values!r}") from exc
+    if (not v and not allow_empty) or not all(0.0 < x < 1.0 for x in v):
+        raise ValueError(f"{name}: expected values in (0, 1), got {v}")
+    return v
+
+
 def check_finite(x: ar.Array, name: str) -> None:
     if not ar.is_all_finite(x):
         raise ValueError(f"{name}: expected finite values, got NaN or inf")

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from miakit import lira, metrics, signals
-from miakit._validation import check_probability
+from miakit._validation import check_choice, check_probability
 
 __all__ = ["audit", "run_attacks", "curvature_attack", "head_matrices", "baselines",
            "strongest", "privacy_summary",
@@ -836,8 +836,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     logits = run.logits()
     keep, labels = run.keep, run.labels
     var = ("global" if run.n_models < 64 else "per_example") if variance == "auto" else variance
-    if references not in ("balanced", "all"):
-        raise ValueError(f"references: expected 'balanced' or 'all', got {references!r}")
+    check_choice(references, "references", ["balanced", "all"])
     check_probability(alpha, "alpha")
     if dp_epsilon is not None and not (float(dp_epsilon) > 0 and math.isfinite(dp_epsilon)):
         raise ValueError(f"dp_epsilon: expected a positive finite epsilon, got {dp_epsilon!r}")

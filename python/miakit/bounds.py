@@ -22,7 +22,7 @@ import numpy as np
 from scipy import special, stats
 
 from miakit import metrics
-from miakit._validation import check_probability
+from miakit._validation import check_choice, check_probability
 
 __all__ = ["dp_tpr_bound", "gdp_tpr_bound", "memorization_bound", "dpsgd_epsilon",
            "dpsgd_noise", "empirical_epsilon", "EmpiricalEpsilon", "gdp_mu", "GdpMu",
@@ -234,8 +234,7 @@ def dpsgd_noise(epsilon: float, delta: float, sample_rate: float, steps: int,
     eps = _positive(epsilon, "epsilon")
     d = _delta(delta)
     q, t = _check_dpsgd(sample_rate, steps)
-    if accountant not in ("pld", "rdp"):
-        raise ValueError(f"accountant: expected 'pld' or 'rdp', got {accountant!r}")
+    check_choice(accountant, "accountant", ["pld", "rdp"])
     def event(z: float) -> Any:
         return _dpsgd_event(dpa, z, q, t)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from miakit._validation import check_probabilities
 from miakit.shadow._files import write_json
 
 __all__ = ["shadow_budget", "DEFAULT_BUDGETS", "DEFAULT_QUANTILES"]
@@ -99,12 +100,8 @@ def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | Non
     if b_list[-1] > m - 2:
         raise ValueError(f"budgets: the run has {m} models; a budget of {b_list[-1]} leaves "
                          f"fewer than 2 targets (largest possible: {m - 2 - (m % 2)})")
-    q_list = [float(q) for q in quantiles]
-    if not all(0.0 < q < 1.0 for q in q_list):
-        raise ValueError(f"quantiles: expected values in (0, 1), got {list(quantiles)}")
-    f_list = [float(f) for f in fprs]
-    if not f_list or not all(0.0 < f < 1.0 for f in f_list):
-        raise ValueError(f"fprs: expected values in (0, 1), got {list(fprs)}")
+    q_list = check_probabilities(quantiles, "quantiles", allow_empty=True)
+    f_list = check_probabilities(fprs, "fprs")
     if isinstance(draws, bool) or draws < 1 or targets < 1:
         raise ValueError(f"draws, targets: expected positive ints, got {draws}, {targets}")
     z = np.asarray(logits)

@@ -372,8 +372,10 @@ def cmd_shadow(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     import miakit as mk
+    from miakit._validation import check_probabilities
     from miakit.audit import audit, summarize
 
+    check_probabilities(args.fpr, "--fpr")  # before any training
     t0 = time.perf_counter()
     timing: dict[str, float] = {}
     if args.run is None:
@@ -381,9 +383,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
         timing["training"] = round(time.perf_counter() - t0, 3)
     else:
         run = mk.shadow.open_run(args.run)
-    for f in args.fpr:
-        if not 0 < f < 1:
-            raise ValueError(f"--fpr: expected values in (0, 1), got {f}")
     dp_epsilon = args.dp_epsilon
     if dp_epsilon is None and run.config.get("dp"):  # a DP-SGD run: audit its guarantee
         dp_epsilon = run.config["dp"]["epsilon"]

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_probability
+from miakit._validation import check_choice, check_probability
 from miakit.shadow._files import write_json
 
 __all__ = ["leakage_experiment", "DEFAULT_SHOTS"]
@@ -103,8 +103,7 @@ def leakage_experiment(features: Any, labels: Any, out_dir: str | Path | None = 
     check_probability(alpha, "alpha")
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
         raise ValueError(f"seeds: expected a positive int, got {seeds!r}")
-    if signal not in ("confidence", "max_confidence"):
-        raise ValueError(f"signal: expected 'confidence' or 'max_confidence', got {signal!r}")
+    check_choice(signal, "signal", ["confidence", "max_confidence"])
     s_list = sorted({int(s) for s in shots})
     train, val, test = _split(y, seed)
     classes = np.unique(y)

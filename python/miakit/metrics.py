@@ -14,7 +14,12 @@ import numpy as np
 from scipy import stats
 
 from miakit import _arrays as ar
-from miakit._validation import check_clusters, check_probability
+from miakit._validation import (
+    check_choice,
+    check_clusters,
+    check_probabilities,
+    check_probability,
+)
 
 __all__ = ["RankedScores", "roc", "auc", "auc_ci", "AucCI", "tpr_at_fpr", "TprAtFpr",
            "clopper_pearson",
@@ -441,9 +446,7 @@ def clustered_proportion_ci(k: Any, n: Any, level: float = 0.95,
     >>> r.design_effect, r.ci == mk.metrics.clopper_pearson(50, 100)
     (1.0, True)
     """
-    if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(f"alternative: expected 'two-sided', 'greater' or 'less', got "
-                         f"{alternative!r}")
+    check_choice(alternative, "alternative", ["two-sided", "greater", "less"])
     check_probability(level, "level")
     kk = np.asarray(k, dtype=np.float64).ravel()
     nn = np.asarray(n, dtype=np.float64).ravel()
@@ -705,9 +708,7 @@ def leakage_test(scores: Any, members: Any, fprs: Any = (1e-1, 1e-2, 1e-3), *,
 
 def _check_leakage_args(fprs: Any, alpha: float, n_tests: int | None) -> list[float]:
     check_probability(alpha, "alpha")
-    f_list = [float(f) for f in np.atleast_1d(np.asarray(fprs, dtype=np.float64))]
-    if not f_list or not all(0.0 < f < 1.0 for f in f_list):
-        raise ValueError(f"fprs: expected FPR budgets in (0, 1), got {fprs!r}")
+    f_list = check_probabilities(fprs, "fprs")
     if n_tests is not None and int(n_tests) < len(f_list):
         raise ValueError(f"n_tests: expected at least len(fprs) = {len(f_list)}, got "
                          f"{n_tests}")

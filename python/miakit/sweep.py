@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from miakit._validation import check_choice, check_probabilities
 from miakit.shadow._files import atomic_write, write_json
 
 __all__ = ["sweep", "cell_examples", "DEFAULT_SHOTS", "DEFAULT_CLASSES", "DEFAULT_FPRS"]
@@ -170,13 +171,10 @@ def sweep(features: Any, labels: Any, out_dir: str | Path, *,
         raise ValueError(f"classes: expected class counts >= 2, got {list(classes)}")
     if len(grid_s) * len(grid_c) < 2:
         raise ValueError("shots, classes: expected a grid of at least 2 cells, got 1")
-    f_list = [float(f) for f in fprs]
-    if not f_list or not all(0.0 < f < 1.0 for f in f_list):
-        raise ValueError(f"fprs: expected values in (0, 1), got {list(fprs)}")
+    f_list = check_probabilities(fprs, "fprs")
     if isinstance(n_models, bool) or n_models < 4 or n_models % 2:
         raise ValueError(f"n_models: expected an even number >= 4, got {n_models}")
-    if head not in ("linear", "mlp"):
-        raise ValueError(f"head: expected 'linear' or 'mlp', got {head!r}")
+    check_choice(head, "head", ["linear", "mlp"])
     for s_ in grid_s:  # every cell's data exists, before any training
         for c_ in grid_c:
             cell_examples(y, s_, c_, seed)

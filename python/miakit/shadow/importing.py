@@ -26,8 +26,15 @@ from typing import Any
 
 import numpy as np
 
+from miakit._validation import check_choice
 from miakit.shadow import _files
-from miakit.shadow.store import Run, _check_keep_matrix, _check_run_labels, create_run
+from miakit.shadow.store import (
+    LOGITS_DTYPES,
+    Run,
+    _check_keep_matrix,
+    _check_run_labels,
+    create_run,
+)
 
 __all__ = ["import_logits", "import_folder", "import_lira_reference"]
 
@@ -90,12 +97,6 @@ def _write(out: Any, models: Sequence[Any], keep: np.ndarray, labels: np.ndarray
     return run
 
 
-def _check_dtype(logits_dtype: str) -> None:
-    if logits_dtype not in ("float32", "float16"):
-        raise ValueError(f"logits_dtype: expected 'float32' or 'float16', got "
-                         f"{logits_dtype!r}")
-
-
 def import_logits(out: str | os.PathLike, logits: Any, keep: Any, labels: Any, *,
                   n_classes: int | None = None, logits_dtype: str = "float32",
                   metadata: dict | None = None) -> Run:
@@ -131,7 +132,7 @@ def import_logits(out: str | os.PathLike, logits: Any, keep: Any, labels: Any, *
     >>> run.n_models, run.is_complete, run.config["trainer"]
     (4, True, 'import')
     """
-    _check_dtype(logits_dtype)
+    check_choice(logits_dtype, "logits_dtype", LOGITS_DTYPES)  # before reading any file
     z = _load(logits, "logits")
     if z.ndim == 3:
         z = z[:, :, None, :]
@@ -181,7 +182,7 @@ def import_folder(out: str | os.PathLike, folder: str | os.PathLike, labels: Any
     >>> run.n_models, run.model_shape
     (2, (5, 1, 3))
     """
-    _check_dtype(logits_dtype)
+    check_choice(logits_dtype, "logits_dtype", LOGITS_DTYPES)  # before reading any file
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"folder: no such directory {root}")
@@ -236,7 +237,7 @@ def import_lira_reference(out: str | os.PathLike, logdir: str | os.PathLike, *,
     >>> run.n_models, run.model_shape
     (2, (3, 2, 2))
     """
-    _check_dtype(logits_dtype)
+    check_choice(logits_dtype, "logits_dtype", LOGITS_DTYPES)  # before reading any file
     root = Path(logdir)
     if not (root / "y_train.npy").is_file():
         raise FileNotFoundError(f"logdir: {root} has no y_train.npy (the labels the LiRA "

@@ -69,6 +69,7 @@ from typing import Any
 
 import numpy as np
 
+from miakit._validation import check_choice
 from miakit.shadow import _files
 from miakit.shadow._files import RunWriteError
 
@@ -996,9 +997,7 @@ def create_run(
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
     if n_classes < 2:
         raise ValueError(f"n_classes: expected at least 2 classes, got {n_classes}")
-    if logits_dtype not in LOGITS_DTYPES:
-        raise ValueError(f"logits_dtype: expected one of {list(LOGITS_DTYPES)}, "
-                         f"got {logits_dtype!r}")
+    check_choice(logits_dtype, "logits_dtype", LOGITS_DTYPES)
     config = json.loads(json.dumps(config or {}))  # JSON round trip: what will be stored
     from miakit import __version__
 
