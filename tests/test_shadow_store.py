@@ -512,3 +512,18 @@ def test_features_are_checked_against_the_data_digest(tmp_path):
     assert not quick.has_features
     again.write_features(x)  # what train_heads does on resume
     assert again.has_features and mk.shadow.open_run(tmp_path / "run").has_features
+
+
+def test_write_report_records_its_files_in_the_saved_report(tmp_path):
+    from miakit.shadow._files import write_report
+
+    drawn = []
+    report = {"x": 1}
+    write_report(tmp_path / "new", "demo", report, lambda r, p: drawn.append((r["x"], p)))
+    saved = json.loads((tmp_path / "new" / "demo.json").read_text())
+    assert drawn == [(1, tmp_path / "new" / "demo.png")]
+    assert saved == report and saved["files"] == {
+        "report": str(tmp_path / "new" / "demo.json"), "plot": str(tmp_path / "new" / "demo.png")}
+    write_report(tmp_path, "bare", {"x": 2})
+    assert json.loads((tmp_path / "bare.json").read_text())["files"] == {
+        "report": str(tmp_path / "bare.json")}

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from miakit._validation import check_probabilities
-from miakit.shadow._files import write_json
+from miakit.shadow._files import write_report
 
 __all__ = ["shadow_budget", "DEFAULT_BUDGETS", "DEFAULT_QUANTILES"]
 
@@ -149,14 +149,7 @@ def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | Non
               "rows": rows, "needed_for_half_the_best_tpr": needed,
               "needed_tpr": low}
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        files = {"report": str(out / "budget.json")}
-        if plot:
-            _plot(report, out / "budget.png")
-            files["plot"] = str(out / "budget.png")
-        report["files"] = files
-        write_json(out / "budget.json", report, "the budget report")
+        write_report(out_dir, "budget", report, _plot if plot else None)
     return report
 
 

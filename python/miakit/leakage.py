@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from miakit._validation import check_choice, check_probability
-from miakit.shadow._files import write_json
+from miakit.shadow._files import write_report
 
 __all__ = ["leakage_experiment", "DEFAULT_SHOTS"]
 
@@ -172,14 +172,7 @@ def leakage_experiment(features: Any, labels: Any, out_dir: str | Path | None = 
               "timing_s": {"training": round(t_train, 3),
                            "total": round(time.perf_counter() - t0, 3)}}
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        files = {"report": str(out / "leakage.json")}
-        if plot:
-            plot_leakage(report, out / "leakage.png")
-            files["plot"] = str(out / "leakage.png")
-        report["files"] = files
-        write_json(out / "leakage.json", report, "the leakage report")
+        write_report(out_dir, "leakage", report, plot_leakage if plot else None)
     return report
 
 

@@ -93,6 +93,21 @@ def write_json(path: Path, obj: Any, what: str) -> None:
     atomic_write(path, lambda f: f.write(data), what)
 
 
+def write_report(out_dir: str | os.PathLike, name: str, report: dict,
+                 plot: Callable[[dict, Path], None] | None = None) -> None:
+    """Write ``report`` as ``<name>.json`` in ``out_dir`` (created when missing), after
+    drawing ``plot(report, <name>.png)`` when a plot is given; the files written are
+    recorded in ``report["files"]`` first, so the saved report names them too."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"report": str(out / f"{name}.json")}
+    if plot is not None:
+        plot(report, out / f"{name}.png")
+        files["plot"] = str(out / f"{name}.png")
+    report["files"] = files
+    write_json(out / f"{name}.json", report, f"the {name} report")
+
+
 def write_npy(path: Path, array: np.ndarray, what: str) -> None:
     arr = np.ascontiguousarray(array)
     atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False), what)
