@@ -1,5 +1,5 @@
-// Bindings of the per-example risk kernels: memorization, influence top-k, linear-softmax
-// head gradient norms and Hessian traces, Rademacher probes.
+// Bindings of the per-example risk kernels: memorization, influence top-k, exact nearest
+// neighbours, linear-softmax head gradient norms and Hessian traces, Rademacher probes.
 #include "kernels_risk.h"
 #include "pyconvert.h"
 
@@ -69,6 +69,40 @@ void register_risk(py::module_& m) {
     {
       py::gil_scoped_release nogil;
       st = MIAKIT_DISPATCH(influence, a, stream, a.keep);
+    }
+    return risk_status(st);
+  });
+
+  m.def("knn", [](py::handle queries, py::handle reference, py::handle vals, py::handle idx,
+                  bool exclude_self, std::uintptr_t stream) {
+    KnnArgs a;
+    a.queries = to_tensor(queries, "queries");
+    a.reference = to_tensor(reference, "reference");
+    a.vals = to_tensor(vals, "vals", true);
+    a.idx = to_tensor(idx, "idx", true);
+    a.exclude_self = exclude_self;
+    same_device({{"queries", &a.queries}, {"reference", &a.reference}, {"vals", &a.vals},
+                 {"idx", &a.idx}});
+    check_float(a.queries, "queries", 2);
+    check_float(a.reference, "reference", 2);
+    if (a.reference.dtype != a.queries.dtype)
+      throw InputError("reference: expected the dtype of queries");
+    check_dim(a.reference, "reference", 1, a.queries.shape[1], "queries");
+    const int64_t Q = a.queries.shape[0], R = a.reference.shape[0];
+    if (a.vals.ndim != 2 || a.vals.dtype != DType::f64 || a.vals.shape[0] != Q)
+      throw InputError("vals: expected a float64 array of shape (queries, k)");
+    const int64_t k = a.vals.shape[1];
+    if (a.idx.ndim != 2 || a.idx.dtype != DType::i64 || a.idx.shape[0] != Q ||
+        a.idx.shape[1] != k)
+      throw InputError("idx: expected an int64 array of the shape of vals");
+    if (k < 1 || k > R - (exclude_self ? 1 : 0))
+      throw InputError("k: expected 1 <= k <= the reference rows (less one with exclude_self)");
+    if (exclude_self && Q != R)
+      throw InputError("exclude_self: expected as many queries as reference rows");
+    RiskStatus st;
+    {
+      py::gil_scoped_release nogil;
+      st = MIAKIT_DISPATCH(knn, a, stream, a.queries);
     }
     return risk_status(st);
   });

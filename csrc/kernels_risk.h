@@ -35,6 +35,16 @@ struct InfluenceArgs {
   Tensor keep, c, vals, idx;
 };
 
+// Exact k nearest neighbours: queries [Q, D] and reference [R, D] of one floating dtype
+// (float16/bfloat16/float32/float64, any strides); vals [Q, k] float64 squared Euclidean
+// distances, ascending, the lower reference index first on ties; idx [Q, k] int64.
+// exclude_self skips reference row j for query j (Q == R). Inputs that are not finite in
+// float32 are counted (status.nonfinite) and nothing is computed.
+struct KnnArgs {
+  Tensor queries, reference, vals, idx;
+  bool exclude_self = false;
+};
+
 // Linear-softmax head on features x [N, d]: logits z = W x + b, W [C, d], b [C] (absent
 // when has_bias is false). head_norms: out[n] = ||d loss / d (W, b)||_2 for labels [N]
 // int64. head_trace: out[n] = tr(d^2 loss / d x^2) (does not depend on the label).
@@ -77,6 +87,7 @@ RiskStatus probe_quad(const ProbeArgs& a);
 RiskStatus probe_diff(const ProbeArgs& a);
 RiskStatus memorization(const MemorizationArgs& a);
 RiskStatus influence(const InfluenceArgs& a);
+RiskStatus knn(const KnnArgs& a);
 RiskStatus head_norms(const HeadArgs& a);
 RiskStatus head_trace(const HeadArgs& a);
 void rademacher(const RademacherArgs& a);
@@ -89,6 +100,7 @@ RiskStatus probe_quad(const ProbeArgs& a, std::uintptr_t stream);
 RiskStatus probe_diff(const ProbeArgs& a, std::uintptr_t stream);
 RiskStatus memorization(const MemorizationArgs& a, std::uintptr_t stream);
 RiskStatus influence(const InfluenceArgs& a, std::uintptr_t stream);
+RiskStatus knn(const KnnArgs& a, std::uintptr_t stream);
 RiskStatus head_norms(const HeadArgs& a, std::uintptr_t stream);
 RiskStatus head_trace(const HeadArgs& a, std::uintptr_t stream);
 void rademacher(const RademacherArgs& a, std::uintptr_t stream);

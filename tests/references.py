@@ -304,3 +304,54 @@ def rmia_leave_one_out(q, keep, targets=None, offline=False, a=0.3, gamma=1.0,
         score[np.isnan(ratio).any(1)] = np.nan
         rows.append(score)
     return np.stack(rows)
+
+
+def knn_sq(queries, reference, k, exclude_self=False):
+    """Exact k nearest squared Euclidean distances, float64, by a dense matrix: sorted
+    ascending, the lower reference index first on ties."""
+    q = np.asarray(queries, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    d2 = ((q[:, None, :] - r[None, :, :]) ** 2).sum(-1)
+    if exclude_self:
+        np.fill_diagonal(d2, np.inf)
+    order = np.lexsort((np.broadcast_to(np.arange(r.shape[0]), d2.shape), d2), axis=-1)
+    idx = order[:, :k]
+    return np.take_along_axis(d2, idx, axis=1), idx
+
+
+def ranked_roc(scores, members, clusters=None):
+    """The ROC points of one ranking, the running cluster sums behind every point's
+    cluster-robust variance, and the clustered AUC standard error, by numpy sorts and
+    bincounts: (thresholds, tp, fp, var_tpr, var_fpr, auc_se)."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(members, dtype=bool).ravel()
+    c = np.arange(s.size) if clusters is None else np.asarray(clusters).ravel()
+    order = np.argsort(-s, kind="stable")
+    s, y, c = s[order], y[order], c[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]
+    tp = np.r_[0, np.cumsum(y)[last]]
+    fp = np.r_[0, (last + 1) - tp[1:]]
+    thr = np.r_[np.inf, s[last]]
+    n_clusters = int(c.max()) + 1
+    var = []
+    for cls, k in ((True, tp), (False, fp)):
+        sel = y == cls
+        n_c = np.bincount(c[sel], minlength=n_clusters).astype(np.float64)
+        total = n_c.sum()
+        # k_c^2 and k_c n_c summed over clusters after each element, by brute force
+        kc = np.zeros(n_clusters)
+        s2, skn = np.zeros(s.size), np.zeros(s.size)
+        acc2 = acck = 0.0
+        for i in range(s.size):
+            if sel[i]:
+                acc2 += 2 * kc[c[i]] + 1
+                acck += n_c[c[i]]
+                kc[c[i]] += 1
+            s2[i], skn[i] = acc2, acck
+        s2, skn = np.r_[0.0, s2[last]], np.r_[0.0, skn[last]]
+        p = k / total
+        ssq = np.maximum(s2 - 2 * p * skn + p * p * (n_c ** 2).sum(), 0.0)
+        used = int((n_c > 0).sum())
+        var.append(used / (used - 1) * ssq / total ** 2 if used > 1 else np.zeros_like(ssq))
+    se = auc_se_clustered(s, y, c)[1] if np.unique(c).size > 1 else np.nan  # one cluster
+    return thr, tp, fp, var[0], var[1], se

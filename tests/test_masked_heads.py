@@ -171,7 +171,7 @@ def test_generic_kernel_matches_reference():
             np.testing.assert_allclose(gb, rb, rtol=1e-5, atol=1e-7)
         print("ok")
     """
-    env = dict(os.environ, MIAKIT_HEADS_KERNEL="generic",
+    env = dict(os.environ, MIAKIT_CPU_KERNEL="generic",
                PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
                           capture_output=True, text=True, timeout=120)

@@ -165,11 +165,11 @@ def test_influence_matches_loop_exactly(m, n, t, k):
 
 @pytest.mark.parametrize("variant", ["generic", "avx2", "avx512"])
 def test_influence_every_cpu_micro_kernel(variant, monkeypatch):
-    """Each micro-kernel (forced through MIAKIT_INFLUENCE_KERNEL) against the reference,
+    """Each micro-kernel (forced through MIAKIT_CPU_KERNEL) against the reference,
     on sizes that leave partial row and column panels for all three tile shapes."""
     from miakit import _C
 
-    monkeypatch.setenv("MIAKIT_INFLUENCE_KERNEL", variant)
+    monkeypatch.setenv("MIAKIT_CPU_KERNEL", variant)
     rng = np.random.default_rng(11)
     m, n, t, k = 29, 203, 37, 5
     keep = make_keep(rng, m, n)

@@ -24,12 +24,8 @@
 #include "kernels_train.h"
 #include "miakit/softmax_ce.h"
 #include "parallel.h"
+#include "isa.h"
 #include "simd.h"
-
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#define MIAKIT_X86_DISPATCH 1
-#include <immintrin.h>
-#endif
 
 namespace miakit {
 namespace cpu {
@@ -278,19 +274,13 @@ struct Kernels {
   const char* name;
 };
 
-// The AVX-512 kernels where the CPU runs them; MIAKIT_HEADS_KERNEL=generic asks for the
-// portable ones (for tests and comparisons).
+// The AVX-512 kernels where the CPU and MIAKIT_CPU_KERNEL (isa.h) allow them, else the
+// portable ones.
 Kernels pick_kernels() {
-  const char* env = std::getenv("MIAKIT_HEADS_KERNEL");
-  const std::string want = env ? env : "";
-  const Kernels generic{forward_generic, backward_generic, "generic"};
-  if (want == "generic") return generic;
 #if defined(MIAKIT_X86_DISPATCH)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
-    return {forward_avx512, backward_avx512, "avx512"};
+  if (cpu_isa() == Isa::avx512) return {forward_avx512, backward_avx512, "avx512"};
 #endif
-  return generic;
+  return {forward_generic, backward_generic, "generic"};
 }
 
 // Softmax cross-entropy of one chunk, classes laid out z[c * kChunk + j]: the residual

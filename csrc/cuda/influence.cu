@@ -6,11 +6,9 @@
 //      padded float32 matrix Kf [M, Np];
 //   2. col_stats: column sums of correct_test (of the float32 values the product uses),
 //      constant columns, NaN/inf counts, and the padded float32 copy Cf [M, Tp];
-//   3. tiles: a shared-memory tiled SGEMM computes S = Kf^T Cf one 128 x 64 tile at a
-//      time; each tile is screened against its columns' running thresholds and the few
-//      candidates are evaluated in float64 and pushed into per-column lists (global
-//      scratch). A block owns a column tile and a contiguous chunk of row tiles, visited
-//      in increasing order, so each (chunk, column) list has a single writer;
+//   3. the screened product of screened_topk.cuh: S = Kf^T Cf one 128 x 64 tile at a
+//      time, each tile screened against its columns' running thresholds, the few
+//      candidates evaluated in float64 and pushed into per-column lists;
 //   4. finalize: one thread per column merges its chunks' lists, sorts, writes.
 // S itself is never stored beyond one tile in shared memory.
 #include <cuda_runtime.h>
@@ -21,6 +19,7 @@
 #include <type_traits>
 
 #include "cuda/common.cuh"
+#include "cuda/screened_topk.cuh"
 #include "kernels_risk.h"
 #include "miakit/influence.h"
 
@@ -29,7 +28,8 @@ namespace cuda {
 
 namespace {
 
-constexpr int kBI = 128, kBJ = 64, kBK = 16, kTI = 8, kTJ = 4, kThreads = 256;
+using screened::kBI;
+using screened::kBJ;
 
 // Element loads: the float types through the shared Load<>, 0/1 bytes (uint8/bool) too.
 template <class T> struct Val {
@@ -102,146 +102,50 @@ __global__ void col_stats_kernel(const T* __restrict__ c, int64_t s0, int64_t s1
   flush_count(bad, nonfinite);
 }
 
-__device__ __forceinline__ float screen_threshold(const TopK& h, double margin) {
-  if (h.n < h.k) return -INFINITY;
-  return __double2float_rd(h.v[0] - margin);
-}
-
-struct TileArgs {
-  const float* kf;
-  const float* cf;
-  int64_t M, N, T, Np, Tp, k, tiles_per_chunk, n_itiles;
+// The influence screen: infl = S fa - colsum fb (+ pen: -inf for rows that never qualify),
+// with margin 1e-6 |colsum| (max fa + max fb) for the float32 product.
+struct InfluencePolicy {
   const float* fa;
   const float* fb;
   const float* pen;
-  const uint8_t* valid;
+  const uint8_t* valid_row;
   const int64_t* n_in;
   const double* cs;
   const float* cs_f;
   const double* abs_cs;
   const uint8_t* constant;
   const unsigned* ab_max;
-  double* hv;
-  int64_t* hi;
-  int64_t* hn;
-};
+  int64_t M;
 
-__global__ void __launch_bounds__(kThreads) tiles_kernel(TileArgs a) {
-  __shared__ float As[kBK][kBI];
-  __shared__ float Bs[kBK][kBJ];
-  __shared__ float Ss[kBJ][kBI + 1];
-  __shared__ float thr_s[kBJ];
-  __shared__ int64_t hn_s[kBJ];
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int warp = tid / 32, lane = tid % 32;
-  const int64_t j0 = int64_t(blockIdx.x) * kBJ;
-  const int64_t chunk = blockIdx.y;
-  const int64_t it0 = chunk * a.tiles_per_chunk;
-  const int64_t it1 = min(a.n_itiles, it0 + a.tiles_per_chunk);
-  const double ab = static_cast<double>(__uint_as_float(a.ab_max[0])) +
-                    static_cast<double>(__uint_as_float(a.ab_max[1]));
-  if (tid < kBJ) {
-    thr_s[tid] = -INFINITY;
-    hn_s[tid] = 0;
+  __device__ bool skip(int64_t j) const { return constant[j] != 0; }
+  __device__ bool pass(float s, int64_t i, int64_t j, float thr) const {
+    return s * fa[i] - cs_f[j] * fb[i] + pen[i] >= thr;
   }
-  __syncthreads();
-  for (int64_t it = it0; it < it1; ++it) {
-    const int64_t i0 = it * kBI;
-    float acc[kTI][kTJ];
-#pragma unroll
-    for (int r = 0; r < kTI; ++r)
-#pragma unroll
-      for (int c = 0; c < kTJ; ++c) acc[r][c] = 0.0f;
-    for (int64_t m0 = 0; m0 < a.M; m0 += kBK) {
-      for (int e = tid; e < kBK * kBI; e += kThreads) {
-        const int r = e / kBI, c = e % kBI;
-        const int64_t m = m0 + r;
-        As[r][c] = m < a.M ? a.kf[m * a.Np + i0 + c] : 0.0f;
-      }
-      for (int e = tid; e < kBK * kBJ; e += kThreads) {
-        const int r = e / kBJ, c = e % kBJ;
-        const int64_t m = m0 + r;
-        Bs[r][c] = m < a.M ? a.cf[m * a.Tp + j0 + c] : 0.0f;
-      }
-      __syncthreads();
-#pragma unroll
-      for (int kk = 0; kk < kBK; ++kk) {
-        float av[kTI], bv[kTJ];
-#pragma unroll
-        for (int r = 0; r < kTI; ++r) av[r] = As[kk][ty * kTI + r];
-#pragma unroll
-        for (int c = 0; c < kTJ; ++c) bv[c] = Bs[kk][tx * kTJ + c];
-#pragma unroll
-        for (int r = 0; r < kTI; ++r)
-#pragma unroll
-          for (int c = 0; c < kTJ; ++c) acc[r][c] = fmaf(av[r], bv[c], acc[r][c]);
-      }
-      __syncthreads();
-    }
-#pragma unroll
-    for (int r = 0; r < kTI; ++r)
-#pragma unroll
-      for (int c = 0; c < kTJ; ++c) Ss[tx * kTJ + c][ty * kTI + r] = acc[r][c];
-    __syncthreads();
-    // Screening: warp w owns columns 8w .. 8w + 7; rows in increasing order.
-    for (int q = 0; q < kBJ / 8; ++q) {
-      const int jj = warp * (kBJ / 8) + q;
-      const int64_t j = j0 + jj;
-      if (j >= a.T || a.constant[j]) continue;
-      double* hvj = a.hv + (chunk * a.T + j) * a.k;
-      int64_t* hij = a.hi + (chunk * a.T + j) * a.k;
-      const float csf = a.cs_f[j];
-      const double margin = 1e-6 * a.abs_cs[j] * ab;
-      for (int h = 0; h < kBI / 32; ++h) {
-        const int rr = h * 32 + lane;
-        const int64_t i = i0 + rr;
-        const float thr = thr_s[jj];
-        const float s = Ss[jj][rr];
-        const bool pass = s * a.fa[i] - csf * a.fb[i] + a.pen[i] >= thr;
-        unsigned bits = __ballot_sync(kFullMask, pass);
-        if (lane == 0) {
-          while (bits) {
-            const int b = __ffs(bits) - 1;
-            bits &= bits - 1;
-            const int64_t ii = i0 + h * 32 + b;
-            if (!a.valid[ii]) continue;
-            TopK t{hvj, hij, a.k, hn_s[jj]};
-            const double v = influence_value(Ss[jj][h * 32 + b], a.cs[j], a.n_in[ii],
-                                             a.M - a.n_in[ii]);
-            if (t.accepts(v, ii)) {
-              t.push(v, ii);
-              hn_s[jj] = t.n;
-              thr_s[jj] = screen_threshold(t, margin);
-            }
-          }
-        }
-        __syncwarp();
-      }
-    }
-    __syncthreads();
+  __device__ bool valid(int64_t i, int64_t) const { return valid_row[i] != 0; }
+  __device__ double value(float s, int64_t i, int64_t j) const {
+    return influence_value(s, cs[j], n_in[i], M - n_in[i]);
   }
-  if (tid < kBJ && j0 + tid < a.T) a.hn[chunk * a.T + j0 + tid] = hn_s[tid];
-}
+  __device__ double offset(int64_t j) const {
+    const double ab = static_cast<double>(__uint_as_float(ab_max[0])) +
+                      static_cast<double>(__uint_as_float(ab_max[1]));
+    return -1e-6 * abs_cs[j] * ab;
+  }
+};
 
 __global__ void finalize_kernel(int64_t T, int64_t N, int64_t k, int64_t chunks,
                                 const uint8_t* __restrict__ constant,
-                                const uint8_t* __restrict__ valid, double* hv, int64_t* hi,
-                                const int64_t* __restrict__ hn, double* vals, int64_t v0,
-                                int64_t v1, int64_t* idx, int64_t i0s, int64_t i1s) {
+                                const uint8_t* __restrict__ valid, screened::Lists l,
+                                double* vals, int64_t v0, int64_t v1, int64_t* idx,
+                                int64_t i0s, int64_t i1s) {
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < T;
        j += int64_t(gridDim.x) * blockDim.x) {
-    TopK h{hv + j * k, hi + j * k, k, 0};
+    TopK h{l.hv + j * k, l.hi + j * k, k, 0};
     if (constant[j]) {  // infl == 0 for every example: the first k that qualify
       for (int64_t i = 0; i < N && h.n < k; ++i) {
         if (valid[i]) h.push(0.0, i);
       }
     } else {
-      h.n = hn[j];
-      for (int64_t c = 1; c < chunks; ++c) {
-        const double* cv = hv + (c * T + j) * k;
-        const int64_t* ci = hi + (c * T + j) * k;
-        for (int64_t e = 0; e < hn[c * T + j]; ++e) h.push(cv[e], ci[e]);
-      }
+      screened::merge_chunks(h, l, j, T, k, chunks);
     }
     h.sort();
     for (int64_t r = 0; r < k; ++r) {
@@ -353,34 +257,18 @@ RiskStatus influence(const InfluenceArgs& a, std::uintptr_t stream_handle) {
   RiskStatus st{c[0], c[1], 0, "cuda"};
   if (st.nonfinite) return st;
 
-  int device = 0, sms = 1;
-  check(cudaGetDevice(&device), "cudaGetDevice");
-  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
-        "cudaDeviceGetAttribute");
-  const int64_t n_jtiles = Tp / kBJ, n_itiles = Np / kBI;
-  int64_t chunks = std::max<int64_t>(1, (4 * int64_t(sms) + n_jtiles - 1) / n_jtiles);
-  chunks = std::min(chunks, n_itiles);
-  const int64_t list_bytes = T * k * int64_t(sizeof(double) + sizeof(int64_t));
-  chunks = std::max<int64_t>(1, std::min(chunks, (int64_t(1) << 28) / std::max<int64_t>(1, list_bytes)));
-  chunks = std::min<int64_t>(chunks, 65535);
-  const int64_t per_chunk = (n_itiles + chunks - 1) / chunks;
-  chunks = (n_itiles + per_chunk - 1) / per_chunk;
-
-  DeviceBuffer hv(sizeof(double) * chunks * T * k, stream),
-      hi(sizeof(int64_t) * chunks * T * k, stream), hn(sizeof(int64_t) * chunks * T, stream);
-  TileArgs ta{kf.as<float>(), cf.as<float>(), M, N, T, Np, Tp, k, per_chunk, n_itiles,
-              fa.as<float>(), fb.as<float>(), pen.as<float>(), valid.as<uint8_t>(),
-              n_in.as<int64_t>(), cs.as<double>(), cs_f.as<float>(), abs_cs.as<double>(),
-              constant.as<uint8_t>(), ab_max.as<unsigned>(), hv.as<double>(),
-              hi.as<int64_t>(), hn.as<int64_t>()};
-  dim3 grid(static_cast<unsigned>(n_jtiles), static_cast<unsigned>(chunks));
-  tiles_kernel<<<grid, kThreads, 0, stream>>>(ta);
-  check_launch("tiles_kernel");
-  finalize_kernel<<<grid_size(T, 128, 4), 128, 0, stream>>>(
-      T, N, k, chunks, constant.as<uint8_t>(), valid.as<uint8_t>(), hv.as<double>(),
-      hi.as<int64_t>(), hn.as<int64_t>(), a.vals.ptr<double>(), a.vals.strides[0],
-      a.vals.strides[1], a.idx.ptr<int64_t>(), a.idx.strides[0], a.idx.strides[1]);
-  check_launch("finalize_kernel");
+  const InfluencePolicy pol{fa.as<float>(), fb.as<float>(), pen.as<float>(), valid.as<uint8_t>(),
+                            n_in.as<int64_t>(), cs.as<double>(), cs_f.as<float>(),
+                            abs_cs.as<double>(), constant.as<uint8_t>(), ab_max.as<unsigned>(), M};
+  screened::screened_topk(
+      kf.as<float>(), cf.as<float>(), M, N, T, k, pol, stream,
+      [&](const screened::Lists& lists, int64_t chunks) {
+        finalize_kernel<<<grid_size(T, 128, 4), 128, 0, stream>>>(
+            T, N, k, chunks, constant.as<uint8_t>(), valid.as<uint8_t>(), lists,
+            a.vals.ptr<double>(), a.vals.strides[0], a.vals.strides[1], a.idx.ptr<int64_t>(),
+            a.idx.strides[0], a.idx.strides[1]);
+        check_launch("finalize_kernel");
+      });
   // The scratch buffers are freed in stream order; the outputs are final once the
   // caller's stream reaches this point (as with every kernel on the caller's stream).
   return st;

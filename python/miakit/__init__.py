@@ -13,6 +13,7 @@ ks            Kolmogorov-Smirnov tests in batches, source assignment, the leakag
 leakage       the K-S test-set leakage experiment behind ``miakit leakage``
 shadow        shadow-model experiments: keep matrices, batched training, run store
 memorization  Feldman-Zhang memorization and influence (top-k)
+neighbors     exact k nearest distances (distance to closest record)
 gradients     per-example gradient norms (closed form, ghost norms, vmap fallback)
 curvature     input-loss curvature (Hutchinson, finite differences, zero order)
 bounds        DP limits on attacks, DP-SGD accounting (dp-accounting), empirical epsilon
@@ -38,6 +39,7 @@ from miakit import (
     lira,
     memorization,
     metrics,
+    neighbors,
     powerlaw,
     report,
     rmia,
@@ -64,6 +66,7 @@ __all__ = [
     "lira",
     "memorization",
     "metrics",
+    "neighbors",
     "powerlaw",
     "report",
     "rmia",
