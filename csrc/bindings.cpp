@@ -38,4 +38,5 @@ PYBIND11_MODULE(_C, m) {
   register_risk(m);
   register_train(m);
   register_attacks(m);
+  register_metrics(m);
 }

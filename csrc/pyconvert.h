@@ -167,5 +167,6 @@ void register_lira(py::module_& m);
 void register_risk(py::module_& m);
 void register_train(py::module_& m);
 void register_attacks(py::module_& m);
+void register_metrics(py::module_& m);
 
 }  // namespace miakit

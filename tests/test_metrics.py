@@ -399,3 +399,54 @@ def test_clustered_roc_variances_are_those_of_each_threshold(rng):
             p = k.sum() / n.sum()
             want = used.sum() / (used.sum() - 1) * ((k - p * n)[used] ** 2).sum() / n.sum() ** 2
             assert v == pytest.approx(want, rel=1e-9, abs=1e-15) and c == used.sum()
+
+
+# ------------------------------------------------- the compiled ranking (RankedScores)
+@pytest.mark.parametrize("n,levels,n_clusters", [
+    (2, None, None), (3, 2, None), (101, None, 7), (257, 5, 40), (1000, 30, 1),
+    (4097, None, 300), (5000, 3, None),
+])
+def test_ranked_scores_match_the_numpy_ranking(n, levels, n_clusters):
+    rng = np.random.default_rng(n)
+    s = rng.normal(size=n) if levels is None else rng.integers(0, levels, n) - levels / 2
+    s = s.astype(np.float64)
+    y = rng.random(n) < 0.4
+    y[0], y[-1] = True, False
+    c = None if n_clusters is None else rng.integers(0, n_clusters, n)
+    r = mk.metrics.RankedScores(s, y, c)
+    thr, tp, fp, vt, vf, se = ref.ranked_roc(s, y, c)
+    np.testing.assert_array_equal(r.thresholds, thr)
+    np.testing.assert_array_equal(r.tp, tp)
+    np.testing.assert_array_equal(r.fp, fp)
+    gt, gf, _ = r.cluster_variances()
+    np.testing.assert_allclose(gt, vt, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(gf, vf, rtol=1e-12, atol=1e-300)
+    got = r.auc_ci()
+    assert got.auc == ref.auc_pairs(s, y)
+    np.testing.assert_allclose(got.se, se, rtol=1e-9)
+    assert got.n_clusters == (len(np.unique(c)) if c is not None else n)
+
+
+def test_ranked_scores_signed_zero_extremes_and_order():
+    # -0.0 and +0.0 are one score; the extremes of float64 sort correctly; ties keep
+    # their input order (a stable descending sort)
+    s = np.array([0.0, -0.0, 1e308, -1e308, 5e-324, -5e-324, 0.0, 2.0, -2.0, 1e308])
+    y = np.array([1, 0, 1, 0, 0, 1, 1, 0, 1, 0], dtype=bool)
+    r = mk.metrics.RankedScores(s, y)
+    thr, tp, fp, *_ = ref.ranked_roc(s, y)
+    np.testing.assert_array_equal(r.tp, tp)
+    np.testing.assert_array_equal(r.fp, fp)
+    np.testing.assert_array_equal(r.thresholds, thr)  # -0.0 == 0.0 compares equal
+    assert r.thresholds.size == 8  # 0.0 and -0.0 are one group
+
+
+def test_ranked_scores_large_against_sorting():
+    # a size where the radix sort's passes and threads all take part
+    rng = np.random.default_rng(3)
+    s = np.round(rng.normal(size=300_000), 3)
+    y = rng.random(s.size) < 0.5
+    r = mk.metrics.RankedScores(s, y)
+    order = np.argsort(-s, kind="stable")
+    last = np.r_[np.nonzero(np.diff(s[order]))[0], s.size - 1]
+    np.testing.assert_array_equal(r.tp[1:], np.cumsum(y[order])[last])
+    np.testing.assert_array_equal(r.thresholds[1:], s[order][last])

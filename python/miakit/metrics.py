@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from miakit import _C
 from miakit import _arrays as ar
 from miakit._validation import (
     check_choice,
@@ -84,15 +85,26 @@ class RankedScores:
         shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
         s, y = _prepare(scores, members)
         c = check_clusters(clusters, shape)
-        order = np.argsort(-s, kind="stable")
-        self._s, self._y = s[order], y[order]
-        self._c = None if c is None else c[order]
-        last = np.r_[np.nonzero(np.diff(self._s))[0], s.size - 1]
-        self._last = last
-        self.tp = np.r_[0, np.cumsum(self._y)[last]]
-        self.fp = np.r_[0, (last + 1) - self.tp[1:]]
-        self.thresholds = np.r_[np.inf, self._s[last]]
-        self.n_pos, self.n_neg = int(self.tp[-1]), int(self.fp[-1])
+        n = s.size
+        self._clustered = c is not None
+        if c is not None:
+            c = np.ascontiguousarray(c, dtype=np.int64)
+        n_clusters = n if c is None else int(c.max()) + 1
+        # One compiled pass (radix sort + walk, see docs/methods/metrics.md): per ROC point
+        # the threshold, the counts and the running cluster sums; per cluster the counts
+        # and AUC placement sums.
+        thr = np.empty(n + 1)
+        tp, fp = np.empty(n + 1, dtype=np.int64), np.empty(n + 1, dtype=np.int64)
+        sums = [np.empty(n + 1) for _ in range(4)]
+        per_cluster = [np.empty(n_clusters, dtype=np.int64) for _ in range(2)]
+        per_cluster += [np.empty(n_clusters) for _ in range(2)]
+        st = _C.rank_scores(np.ascontiguousarray(s), y.view(np.uint8), c, thr, tp, fp, *sums,
+                            *per_cluster)
+        g = st["points"]
+        self.thresholds, self.tp, self.fp = thr[:g], tp[:g], fp[:g]
+        self._sums = tuple(x[:g] for x in sums)
+        self._per_cluster = per_cluster
+        self.n_pos, self.n_neg = int(st["n_pos"]), int(st["n_neg"])
         self._var: tuple | None = None
 
     # -- the curve ---------------------------------------------------------------------
@@ -114,36 +126,18 @@ class RankedScores:
         return float(wins2 / (2 * self.n_pos * self.n_neg))
 
     # -- clusters ----------------------------------------------------------------------
-    def _cluster_codes(self) -> np.ndarray:
-        return np.arange(self._s.size) if self._c is None else self._c
-
     def cluster_variances(self) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         """Cluster-robust variances of the TPR and the FPR at every point, and the
         clusters holding members and non-members (see :func:`clustered_roc`)."""
         if self._var is None:
-            c = self._cluster_codes()
-            n_clusters = int(c.max()) + 1
+            s2p, knp, s2n, knn = self._sums
+            n_pos_c, n_neg_c = self._per_cluster[:2]
             out = []
-            for cls in (True, False):
-                sel = self._y == cls
-                n_c = np.bincount(c[sel], minlength=n_clusters).astype(np.float64)
+            for k, s2, skn, n_c in ((self.tp, s2p, knp, n_pos_c), (self.fp, s2n, knn, n_neg_c)):
+                # sum_c (k_c - p n_c)^2 = sum_c k_c^2 - 2 p sum_c k_c n_c + p^2 sum_c n_c^2,
+                # with k_c the class's elements of cluster c at or above the point
+                n_c = n_c.astype(np.float64)
                 total = n_c.sum()
-                # running sums over the sorted scores of this class of sum_c k_c^2 (a new
-                # element of cluster c adds 2 k_c + 1) and of sum_c k_c n_c (it adds n_c)
-                idx = np.flatnonzero(sel)
-                grp = c[idx]
-                by = np.argsort(grp, kind="stable")
-                rank = np.empty(idx.size, dtype=np.float64)
-                starts = np.r_[0, np.flatnonzero(np.diff(grp[by])) + 1]
-                counts = np.diff(np.r_[starts, idx.size])
-                rank[by] = np.arange(idx.size) - np.repeat(starts, counts)
-                add_sq = np.zeros(self._s.size)
-                add_sq[idx] = 2.0 * rank + 1.0
-                add_kn = np.zeros(self._s.size)
-                add_kn[idx] = n_c[grp]
-                k = (self.tp if cls else self.fp).astype(np.float64)
-                s2 = np.r_[0.0, np.cumsum(add_sq)[self._last]]
-                skn = np.r_[0.0, np.cumsum(add_kn)[self._last]]
                 p = k / total
                 ssq = np.maximum(s2 - 2.0 * p * skn + p * p * float((n_c ** 2).sum()), 0.0)
                 used = int((n_c > 0).sum())  # clusters with trials of this class
@@ -178,7 +172,7 @@ class RankedScores:
         """As :func:`tpr_at_fpr` (intervals cluster-robust when clusters were given)."""
         i = self.point(fpr)
         tp, fp = int(self.tp[i]), int(self.fp[i])
-        if self._c is None:
+        if not self._clustered:
             ci = clopper_pearson(tp, self.n_pos, level)
             fpr_ci = clopper_pearson(fp, self.n_neg, level)
             deff = (1.0, 1.0)
@@ -191,19 +185,13 @@ class RankedScores:
                         level=float(level), resolvable=bool(1.0 / self.n_neg <= fpr))
 
     def auc_ci(self, level: float = 0.95) -> AucCI:
-        """As :func:`auc_ci`: placements from the tie groups, no second sort."""
-        c = self._cluster_codes()
-        grp = np.repeat(np.arange(self._last.size), np.diff(np.r_[-1, self._last]))
-        tp_end, fp_end = self.tp[1:][grp], self.fp[1:][grp]
-        dtp, dfp = np.diff(self.tp)[grp], np.diff(self.fp)[grp]
-        y = self._y
-        v = (self.n_neg - fp_end + 0.5 * dfp)[y] / self.n_neg
-        w = (tp_end - dtp + 0.5 * dtp)[~y] / self.n_pos
+        """As :func:`auc_ci`: the placements summed per cluster in the ranking pass."""
+        n_pos_c, n_neg_c, sum_v, sum_w = self._per_cluster
         a = self.auc()
-        n_clusters = int(c.max()) + 1
-        contrib = np.bincount(c[y], weights=(v - a) / self.n_pos, minlength=n_clusters)
-        contrib += np.bincount(c[~y], weights=(w - a) / self.n_neg, minlength=n_clusters)
-        used = np.bincount(c, minlength=n_clusters) > 0
+        # cluster c's share of the AUC's influence function:
+        # sum over its members of (v - a) / n_pos plus over its non-members of (w - a) / n_neg
+        contrib = (sum_v - n_pos_c * a) / self.n_pos + (sum_w - n_neg_c * a) / self.n_neg
+        used = (n_pos_c + n_neg_c) > 0
         k = int(used.sum())
         var = k / (k - 1) * float((contrib[used] ** 2).sum()) if k > 1 else float("nan")
         se = float(np.sqrt(var))

@@ -1,0 +1,71 @@
+// Bindings of the ROC metrics kernel: one ranking of an attack's scores.
+#include "kernels_metrics.h"
+#include "pyconvert.h"
+
+namespace miakit {
+
+namespace {
+
+void check_vec(const Tensor& t, const char* name, DType dtype, int64_t n, bool on_cpu = true) {
+  if (on_cpu && t.device != DeviceType::cpu)
+    throw InputError(std::string(name) + ": expected a CPU array");
+  if (t.ndim != 1 || t.dtype != dtype || t.shape[0] != n)
+    throw InputError(std::string(name) + ": expected a 1-D array of " + std::to_string(n) +
+                     " elements of the kernel's dtype");
+}
+
+}  // namespace
+
+void register_metrics(py::module_& m) {
+  m.def("rank_scores", [](py::handle scores, py::handle members, py::handle clusters,
+                          py::handle thr, py::handle tp, py::handle fp, py::handle s2p,
+                          py::handle knp, py::handle s2n, py::handle knn, py::handle n_pos_c,
+                          py::handle n_neg_c, py::handle sum_v, py::handle sum_w) {
+    RankArgs a;
+    a.scores = to_tensor(scores, "scores");
+    const int64_t n = a.scores.ndim == 1 ? a.scores.shape[0] : -1;
+    check_vec(a.scores, "scores", DType::f64, n);
+    if (n >= (int64_t(1) << 31))
+      throw InputError("scores: at most 2,147,483,647 scores can be ranked in one call");
+    a.members = to_tensor(members, "members");
+    check_vec(a.members, "members", DType::u8, n);
+    if (!clusters.is_none()) {
+      a.clusters = to_tensor(clusters, "clusters");
+      check_vec(a.clusters, "clusters", DType::i64, n);
+    }
+    const char* names[] = {"thr", "tp", "fp", "s2p", "knp", "s2n", "knn"};
+    Tensor* outs[] = {&a.thr, &a.tp, &a.fp, &a.s2p, &a.knp, &a.s2n, &a.knn};
+    py::handle objs[] = {thr, tp, fp, s2p, knp, s2n, knn};
+    for (int i = 0; i < 7; ++i) {
+      *outs[i] = to_tensor(objs[i], names[i], true);
+      check_vec(*outs[i], names[i], (i == 1 || i == 2) ? DType::i64 : DType::f64, n + 1);
+    }
+    a.n_pos_c = to_tensor(n_pos_c, "n_pos_c", true);
+    const int64_t nc = a.n_pos_c.ndim == 1 ? a.n_pos_c.shape[0] : -1;
+    if (a.clusters.data == nullptr && nc != n)
+      throw InputError("n_pos_c: expected one entry per score when there are no clusters");
+    check_vec(a.n_pos_c, "n_pos_c", DType::i64, nc);
+    if (nc >= (int64_t(1) << 31))
+      throw InputError("clusters: at most 2,147,483,647 clusters");
+    a.n_neg_c = to_tensor(n_neg_c, "n_neg_c", true);
+    check_vec(a.n_neg_c, "n_neg_c", DType::i64, nc);
+    a.sum_v = to_tensor(sum_v, "sum_v", true);
+    check_vec(a.sum_v, "sum_v", DType::f64, nc);
+    a.sum_w = to_tensor(sum_w, "sum_w", true);
+    check_vec(a.sum_w, "sum_w", DType::f64, nc);
+    RankStatus st;
+    {
+      py::gil_scoped_release nogil;
+      st = cpu::rank_scores(a);
+    }
+    py::dict d;
+    d["nonfinite"] = st.nonfinite;
+    d["bad_cluster"] = st.bad_cluster;
+    d["n_pos"] = st.n_pos;
+    d["n_neg"] = st.n_neg;
+    d["points"] = st.points;
+    return d;
+  });
+}
+
+}  // namespace miakit

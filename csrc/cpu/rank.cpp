@@ -1,0 +1,226 @@
+// CPU kernel ranking one attack's scores for every ROC metric (docs/methods/metrics.md).
+//
+// The audit reports, per attack, the ROC, the AUC with its cluster-robust standard error,
+// TPR at several FPRs with cluster-robust intervals, leakage tests and an empirical
+// epsilon. All of them are functions of one descending order of the scores. This kernel
+// computes that order once, by a parallel LSD radix sort of order-preserving 64-bit keys
+// (each carrying its cluster and membership, so that the walk reads memory in order)
+// (stable: equal scores keep their input order, as numpy's stable argsort of -scores), and
+// then walks it once, writing at the end of every group of equal scores:
+//   thr  the group's score;            tp, fp  members / non-members at or above it;
+//   s2p, knp, s2n, knn  for members (p) and non-members (n): the running sums over the
+//        walk of sum_c k_c^2 (an element of cluster c, the k-th of its class there, adds
+//        2k + 1) and of sum_c k_c n_c (it adds n_c, its cluster's class total): the
+//        cluster-robust variance of every TPR and FPR follows from them in O(1);
+// and per cluster: the members' and non-members' counts and the sums of their AUC
+// placements (a member's: the share of non-members it beats, ties one half; a
+// non-member's: the share of members it beats), from which the clustered AUC standard
+// error follows. Index 0 of the per-group outputs is the point before any score
+// (thr = +inf, counts 0). Everything is integer but the placements, so the counts and
+// the variance sums are exact.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels_metrics.h"
+#include "parallel.h"
+
+namespace miakit {
+namespace cpu {
+
+namespace {
+
+constexpr int kDigitBits = 11;
+constexpr int kBuckets = 1 << kDigitBits;
+constexpr int kPasses = (64 + kDigitBits - 1) / kDigitBits;  // 6
+
+// Larger score -> smaller key; -0.0 and +0.0 share one key (they are equal scores).
+inline uint64_t descending_key(double s) {
+  s += 0.0;  // -0.0 -> +0.0
+  uint64_t b;
+  std::memcpy(&b, &s, sizeof b);
+  const uint64_t ascending = (b >> 63) ? ~b : (b | (uint64_t(1) << 63));
+  return ~ascending;
+}
+
+inline int digit(uint64_t key, int pass) {
+  return static_cast<int>((key >> (pass * kDigitBits)) & (kBuckets - 1));
+}
+
+// The score back from its key.
+inline double score_of(uint64_t key) {
+  const uint64_t ascending = ~key;
+  const uint64_t b = (ascending >> 63) ? (ascending & ~(uint64_t(1) << 63)) : ~ascending;
+  double s;
+  std::memcpy(&s, &b, sizeof s);
+  return s;
+}
+
+// What the walk needs of an element travels with its key: its cluster (its input
+// position when there are no clusters) and whether it is a member (the top bit).
+constexpr uint32_t kMemberBit = uint32_t(1) << 31;
+
+// Stable LSD radix sort of (key, payload) pairs by key; passes whose digit is the same for
+// every key are skipped. Threads own contiguous blocks, so the scatter keeps input order.
+void radix_sort(std::vector<uint64_t>& key, std::vector<uint32_t>& idx) {
+  const int64_t n = static_cast<int64_t>(key.size());
+  std::vector<uint64_t> key2(n);
+  std::vector<uint32_t> idx2(n);
+  // Which passes matter: a digit that differs somewhere.
+  uint64_t any_diff = 0;
+  {
+    const uint64_t first = n ? key[0] : 0;
+#pragma omp parallel for schedule(static) reduction(| : any_diff)
+    for (int64_t i = 0; i < n; ++i) any_diff |= key[i] ^ first;
+  }
+  const int threads = std::max(1, max_threads());
+  std::vector<int64_t> hist(static_cast<size_t>(threads) * kBuckets);
+  for (int pass = 0; pass < kPasses; ++pass) {
+    if (((any_diff >> (pass * kDigitBits)) & (kBuckets - 1)) == 0) continue;
+    std::fill(hist.begin(), hist.end(), 0);
+    const uint64_t* src_k = key.data();
+    const uint32_t* src_i = idx.data();
+    uint64_t* dst_k = key2.data();
+    uint32_t* dst_i = idx2.data();
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = thread_id(), nt = team_size();
+      const int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+      int64_t* h = hist.data() + static_cast<size_t>(t) * kBuckets;
+      for (int64_t i = lo; i < hi; ++i) ++h[digit(src_k[i], pass)];
+#pragma omp barrier
+#pragma omp single
+      {
+        // offsets: bucket-major, thread-minor (stability across blocks)
+        int64_t run = 0;
+        for (int b = 0; b < kBuckets; ++b) {
+          for (int u = 0; u < nt; ++u) {
+            int64_t& c = hist[static_cast<size_t>(u) * kBuckets + b];
+            const int64_t here = c;
+            c = run;
+            run += here;
+          }
+        }
+      }
+      for (int64_t i = lo; i < hi; ++i) {
+        const int64_t to = h[digit(src_k[i], pass)]++;
+        dst_k[to] = src_k[i];
+        dst_i[to] = src_i[i];
+      }
+    }
+    key.swap(key2);
+    idx.swap(idx2);
+  }
+}
+
+}  // namespace
+
+RankStatus rank_scores(const RankArgs& a) {
+  const int64_t n = a.scores.shape[0];
+  const bool clustered = a.clusters.data != nullptr;
+  const int64_t n_clusters = a.n_pos_c.shape[0];
+  RankStatus st;
+  std::vector<uint64_t> key(n);
+  std::vector<uint32_t> pay(n);
+  const double* sp = a.scores.ptr<double>();
+  const uint8_t* y = a.members.ptr<uint8_t>();
+  const int64_t* cl = clustered ? a.clusters.ptr<int64_t>() : nullptr;
+  const int64_t ss = a.scores.strides[0], ys = a.members.strides[0];
+  const int64_t cs = clustered ? a.clusters.strides[0] : 0;
+  int64_t bad = 0, bad_cluster = 0, n_pos = 0;
+#pragma omp parallel for schedule(static) reduction(+ : bad, bad_cluster, n_pos)
+  for (int64_t i = 0; i < n; ++i) {
+    const double s = sp[i * ss];
+    bad += !std::isfinite(s);
+    key[i] = descending_key(s);
+    const int64_t c = clustered ? cl[i * cs] : i;
+    bad_cluster += c < 0 || c >= n_clusters;
+    const bool m = y[i * ys] != 0;
+    n_pos += m;
+    pay[i] = static_cast<uint32_t>(c) | (m ? kMemberBit : 0u);
+  }
+  st.nonfinite = bad;
+  st.bad_cluster = bad_cluster;
+  if (bad || bad_cluster) return st;
+  const int64_t n_neg = n - n_pos;
+  st.n_pos = n_pos;
+  st.n_neg = n_neg;
+
+  int64_t* npc = a.n_pos_c.ptr<int64_t>();
+  int64_t* nnc = a.n_neg_c.ptr<int64_t>();
+  double* sum_v = a.sum_v.ptr<double>();
+  double* sum_w = a.sum_w.ptr<double>();
+  std::fill(npc, npc + n_clusters, 0);
+  std::fill(nnc, nnc + n_clusters, 0);
+  std::fill(sum_v, sum_v + n_clusters, 0.0);
+  std::fill(sum_w, sum_w + n_clusters, 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t p = pay[i];
+    ((p & kMemberBit) ? npc : nnc)[p & ~kMemberBit] += 1;
+  }
+  radix_sort(key, pay);
+
+  double* thr = a.thr.ptr<double>();
+  int64_t* tp = a.tp.ptr<int64_t>();
+  int64_t* fp = a.fp.ptr<int64_t>();
+  double* s2p = a.s2p.ptr<double>();
+  double* knp = a.knp.ptr<double>();
+  double* s2n = a.s2n.ptr<double>();
+  double* knn = a.knn.ptr<double>();
+  thr[0] = std::numeric_limits<double>::infinity();
+  tp[0] = fp[0] = 0;
+  s2p[0] = knp[0] = s2n[0] = knn[0] = 0.0;
+  // running "k-th of its class in its cluster" counters
+  std::vector<int64_t> seen_p(n_clusters, 0), seen_n(n_clusters, 0);
+  int64_t t_run = 0, f_run = 0, sq_p = 0, kn_p = 0, sq_n = 0, kn_n = 0, g = 0;
+  const double inv_pos = n_pos ? 1.0 / static_cast<double>(n_pos) : 0.0;
+  const double inv_neg = n_neg ? 1.0 / static_cast<double>(n_neg) : 0.0;
+  for (int64_t i0 = 0; i0 < n;) {
+    int64_t i1 = i0 + 1;
+    while (i1 < n && key[i1] == key[i0]) ++i1;
+    const int64_t t0 = t_run, f0 = f_run;
+    for (int64_t i = i0; i < i1; ++i) {
+      const uint32_t p = pay[i];
+      const uint32_t c = p & ~kMemberBit;
+      if (p & kMemberBit) {
+        ++t_run;
+        sq_p += 2 * seen_p[c]++ + 1;
+        kn_p += npc[c];
+      } else {
+        ++f_run;
+        sq_n += 2 * seen_n[c]++ + 1;
+        kn_n += nnc[c];
+      }
+    }
+    // placements: a member beats the non-members below its group, ties one half; a
+    // non-member is beaten by the members above it, ties one half
+    const double v =
+        (static_cast<double>(n_neg - f_run) + 0.5 * static_cast<double>(f_run - f0)) * inv_neg;
+    const double w = (static_cast<double>(t0) + 0.5 * static_cast<double>(t_run - t0)) * inv_pos;
+    for (int64_t i = i0; i < i1; ++i) {
+      const uint32_t p = pay[i];
+      if (p & kMemberBit) {
+        sum_v[p & ~kMemberBit] += v;
+      } else {
+        sum_w[p & ~kMemberBit] += w;
+      }
+    }
+    ++g;
+    thr[g] = score_of(key[i0]);
+    tp[g] = t_run;
+    fp[g] = f_run;
+    s2p[g] = static_cast<double>(sq_p);
+    knp[g] = static_cast<double>(kn_p);
+    s2n[g] = static_cast<double>(sq_n);
+    knn[g] = static_cast<double>(kn_n);
+    i0 = i1;
+  }
+  st.points = g + 1;
+  return st;
+}
+
+}  // namespace cpu
+}  // namespace miakit

@@ -1,0 +1,32 @@
+// Kernel entry points of the ROC metrics (docs/methods/metrics.md). CPU only: the metrics
+// run on the host arrays the attacks return.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor.h"
+
+namespace miakit {
+
+struct RankStatus {
+  int64_t nonfinite = 0;    // NaN/inf scores
+  int64_t bad_cluster = 0;  // cluster ids outside [0, n_clusters)
+  int64_t n_pos = 0, n_neg = 0;
+  int64_t points = 0;       // ROC points written (groups of equal scores + 1)
+};
+
+// scores [n] float64, members [n] uint8 (0/1), clusters [n] int64 or absent (data null:
+// every score its own cluster, n_clusters = n). Per-point outputs [n + 1]: thr float64,
+// tp/fp int64, s2p/knp/s2n/knn float64. Per-cluster outputs [n_clusters]: n_pos_c/n_neg_c
+// int64, sum_v/sum_w float64. See cpu/rank.cpp.
+struct RankArgs {
+  Tensor scores, members, clusters;
+  Tensor thr, tp, fp, s2p, knp, s2n, knn;
+  Tensor n_pos_c, n_neg_c, sum_v, sum_w;
+};
+
+namespace cpu {
+RankStatus rank_scores(const RankArgs& a);
+}  // namespace cpu
+
+}  // namespace miakit
