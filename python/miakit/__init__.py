@@ -14,6 +14,9 @@ leakage       the K-S test-set leakage experiment behind ``miakit leakage``
 shadow        shadow-model experiments: keep matrices, batched training, run store
 memorization  Feldman-Zhang memorization and influence (top-k)
 neighbors     exact k nearest distances (distance to closest record)
+generative    membership risk of generative models (MACE): optimal membership advantage,
+              individual risk, DOMIAS; the study behind ``miakit generative`` is in
+              generative_study
 gradients     per-example gradient norms (closed form, ghost norms, vmap fallback)
 curvature     input-loss curvature (Hutchinson, finite differences, zero order)
 bounds        DP limits on attacks, DP-SGD accounting (dp-accounting), empirical epsilon
@@ -33,6 +36,8 @@ from miakit import (
     budget,
     curvature,
     datasets,
+    generative,
+    generative_study,
     gradients,
     ks,
     leakage,
@@ -60,6 +65,8 @@ __all__ = [
     "budget",
     "curvature",
     "datasets",
+    "generative",
+    "generative_study",
     "gradients",
     "ks",
     "leakage",

@@ -184,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the run directory (created, or resumed if it holds this same "
                          "experiment)")
     _add_training_options(ps)
+    ps.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                    help="train on a Ray cluster (pip install 'miakit[ray]'): one task per "
+                         "chunk of heads, each asking for --threads CPUs (default 1) and, "
+                         "with --device cuda, one GPU; this process alone writes the run. "
+                         "ADDRESS: the head node's HOST:PORT, ray://HOST:PORT or 'auto'; "
+                         "without it, RAY_ADDRESS, else a cluster started on this machine, "
+                         "else a local Ray. The run equals a local one trained with as many "
+                         "--threads")
     _add_output_options(ps)
 
     pi = sub.add_parser(
@@ -307,6 +315,55 @@ def build_parser() -> argparse.ArgumentParser:
                          "%(default)s")
     pw.add_argument("--no-plot", action="store_true", help="do not write powerlaw.png")
     pw.add_argument("--quiet", action="store_true", help="no line per cell")
+
+    pg = sub.add_parser(
+        "generative", help="membership risk of generative models and synthetic data (MACE)",
+        description="Fit generative models of growing capacity on half the embedded digits "
+                    "(Gaussian mixtures from one component to as many components as "
+                    "training records, and a small VAE), draw as many synthetic records as "
+                    "training records, and report per model the optimal membership "
+                    "advantage of the distance to the closest synthetic record (K-S "
+                    "statistic with a DKW interval), the TPR at low FPR of the DCR, "
+                    "individual-risk and DOMIAS attacks, and the training records most at "
+                    "risk. With --synthetic, --train and --holdout, audit your own "
+                    "synthetic data instead. Writes generative.json, generative.png and "
+                    "generative_records.png.")
+    pg.add_argument("--out", type=Path, default=Path("miakit-generative"),
+                    help="output directory. Default: ./miakit-generative")
+    pg.add_argument("--synthetic", type=Path, default=None, metavar="S.npy",
+                    help="your synthetic records [S, D] (with --train and --holdout)")
+    pg.add_argument("--train", type=Path, default=None, metavar="T.npy",
+                    help="the records [N, D] the generator was trained on")
+    pg.add_argument("--holdout", type=Path, default=None, metavar="H.npy",
+                    help="records [M, D] of the same population the generator did not see")
+    pg.add_argument("--gmm", nargs="*", default=None, metavar="K[:COV]",
+                    help="Gaussian mixtures to fit: components K (an int, or 'n' for as "
+                         "many as training records) and covariance full, diag, spherical "
+                         "or tied (default full). Default: 1:diag 5:diag 20:diag 80:diag "
+                         "300:diag n:diag")
+    pg.add_argument("--vae-epochs", type=int, default=None, metavar="E",
+                    help="training epochs of the VAE, 0 for none. Default: 60")
+    pg.add_argument("--n-examples", type=int, default=None, metavar="N",
+                    help="a random subset of N of the 1,797 digits (default: all); half "
+                         "train the generators")
+    pg.add_argument("--fpr", type=float, nargs="+", default=[0.01, 0.001],
+                    help="FPRs of the attacks' TPR. Default: 0.01 0.001")
+    pg.add_argument("--level", type=float, default=0.95,
+                    help="confidence level of the intervals. Default: %(default)s")
+    pg.add_argument("--prior", type=float, default=0.5,
+                    help="member prior of the individual risks P(member | DCR). Default: "
+                         "%(default)s")
+    pg.add_argument("--pca", type=int, default=10,
+                    help="principal components before DOMIAS's kernel density estimates "
+                         "(0: none). Default: %(default)s")
+    pg.add_argument("--top", type=int, default=8,
+                    help="training records listed (and drawn) as most at risk per model. "
+                         "Default: %(default)s")
+    pg.add_argument("--seed", type=int, default=0,
+                    help="seed of the split, the models, their samples and the attacks. "
+                         "Default: %(default)s")
+    pg.add_argument("--no-plot", action="store_true", help="do not write the figures")
+    pg.add_argument("--quiet", action="store_true", help="no line per model while running")
     return parser
 
 
@@ -336,6 +393,9 @@ def train_default_run(args: argparse.Namespace, run_dir: Path) -> Any:
     kw: dict[str, Any] = {"head": args.head, "seed": args.seed, "device": args.device,
                           "logits_dtype": args.logits_dtype,
                           "heads_per_chunk": args.heads_per_chunk}
+    if getattr(args, "ray", None) is not None:  # miakit shadow --ray [ADDRESS]
+        kw.update(executor="ray", ray_address=args.ray or None,
+                  ray_resources={"num_cpus": args.threads or 1})
     if args.head == "mlp":
         kw.update(hidden=args.hidden, epochs=args.epochs, lr=args.lr,
                   weight_decay=args.weight_decay, batch_size=args.batch_size)
@@ -555,6 +615,48 @@ def summarize_sweep(report: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_generative(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from miakit.generative_study import (
+        DEFAULT_GMMS,
+        DEFAULT_VAE_EPOCHS,
+        audit_synthetic_data,
+        generative_study,
+        summarize,
+    )
+
+    t0 = time.perf_counter()
+    own = {"--synthetic": args.synthetic, "--train": args.train, "--holdout": args.holdout}
+    if any(v is not None for v in own.values()):
+        missing = [k for k, v in own.items() if v is None]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: needed with "
+                             f"{', '.join(k for k in own if k not in missing)} (give your "
+                             "synthetic, training and hold-out records together)")
+        given = [k for k, v in (("--gmm", args.gmm), ("--vae-epochs", args.vae_epochs),
+                                ("--n-examples", args.n_examples)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: the embedded study's options do not apply "
+                             "to --synthetic data")
+        data = {k: np.load(v, allow_pickle=False) for k, v in own.items()}
+        report = audit_synthetic_data(data["--synthetic"], data["--train"],
+                                      data["--holdout"], args.out, fprs=args.fpr,
+                                      level=args.level, prior=args.prior,
+                                      pca=args.pca or None, top=args.top, seed=args.seed,
+                                      name=str(args.synthetic), plot=not args.no_plot)
+    else:
+        report = generative_study(
+            args.out, gmms=DEFAULT_GMMS if args.gmm is None else args.gmm,
+            vae_epochs=DEFAULT_VAE_EPOCHS if args.vae_epochs is None else args.vae_epochs,
+            n_examples=args.n_examples, fprs=args.fpr, level=args.level, prior=args.prior,
+            pca=args.pca or None, top=args.top, seed=args.seed, plot=not args.no_plot,
+            progress=None if args.quiet else print)
+    print(summarize(report))
+    print(f"total time {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``miakit`` command.
 
@@ -582,7 +684,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         commands = {"audit": cmd_audit, "shadow": cmd_shadow, "sweep": cmd_sweep,
-                    "import": cmd_import, "leakage": cmd_leakage, "budget": cmd_budget}
+                    "import": cmd_import, "leakage": cmd_leakage, "budget": cmd_budget,
+                    "generative": cmd_generative}
         return commands[args.command](args)
     except KeyboardInterrupt:
         print("miakit: interrupted; finished models are saved, run the same command to "

@@ -3,6 +3,8 @@
 - :func:`balanced_keep` draws the membership matrix.
 - :func:`train_heads` trains M linear or MLP heads on fixed features in one batched loop.
 - :func:`train_models` trains any torch model per row of ``keep`` into a run directory.
+- Both train on a Ray cluster with ``executor="ray"``: workers train, this process
+  alone verifies and writes the run (see ``_ray``).
 - :func:`import_logits`, :func:`import_folder`, :func:`import_lira_reference` bring in
   shadow models trained elsewhere.
 - :func:`open_run` / :func:`create_run` read and write run directories (see ``store``);

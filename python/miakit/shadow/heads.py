@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,9 @@ def train_heads(
     progress: bool | None = None,
     return_info: bool = False,
     dp: dict | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    ray_resources: Mapping[str, Any] | None = None,
 ) -> Any:
     """Train M heads on fixed features, one per row of ``keep``, all at once.
 
@@ -148,6 +152,22 @@ def train_heads(
         not apply. The accountant's epsilon at ``delta`` (dp-accounting,
         ``pip install 'miakit[dp]'``) is recorded in the run's config under ``dp``
         (and in ``info["dp"]``).
+    executor : {"local", "ray"}
+        "local" trains here. "ray" (with ``run_dir``; ``pip install 'miakit[ray]'``)
+        trains on a Ray cluster, one task per chunk of ``heads_per_chunk`` heads: each
+        task returns the chunk's logits and parameters with their digest, and this
+        process (the driver) verifies the digest and alone writes the files and the
+        manifest. A task whose worker dies is retried; a killed driver resumes with the
+        same call; the run is the same as a local one (bit for bit on CPUs, with as many
+        torch threads per task as locally). See the user guide's page on clusters.
+    ray_address : str, optional
+        The Ray cluster: "HOST:PORT" of its head node, "ray://HOST:PORT", "auto", or
+        None (``RAY_ADDRESS``, else the latest cluster on this machine, else a new local
+        Ray); see :func:`miakit.shadow.train_models`.
+    ray_resources : dict, optional
+        Ray options of each task: ``num_cpus`` (default 1; also torch's thread count in
+        the task), ``num_gpus`` (default 1 with ``device="cuda"``), ``memory``,
+        ``resources``, ``accelerator_type``, ``max_retries`` (default 3).
     return_info : bool
         Also return a dict of per-head diagnostics of the heads trained by this call
         (``iterations``, ``converged``, ``grad_max``, ``loss``; L-BFGS only for the last
@@ -182,7 +202,17 @@ def train_heads(
     >>> info["params"]["weight"].shape, info["params"]["bias"].shape
     ((4, 3, 5), (4, 3))
     """
+    from miakit.shadow import _ray
+
     torch = require_torch()
+    use_ray = _ray.check_executor(executor) == "ray"
+    if use_ray:
+        if run_dir is None:
+            raise ValueError("executor='ray': pass run_dir, the run directory the driver "
+                             "writes the heads into")
+        _ray.require_ray()
+        options = _ray.task_options(ray_resources, device)
+        _ray.check_address(ray_address)
     x, y, keep_b, n_classes = _check_inputs(features, labels, keep, n_classes)
     m, n = keep_b.shape
     a = x.shape[1]
@@ -190,58 +220,71 @@ def train_heads(
     cfg = _resolve_config(head, hidden, optimizer, epochs, lr, weight_decay, batch_size, tol,
                           warm_start, n_classes, seed, logits_dtype, heads_per_chunk,
                           run_dir is not None, m, dp)
-    dev = resolve_device(device)
+    dev = torch.device("cpu") if use_ray else resolve_device(device)
     chunks = [list(range(s, min(m, s + cfg["heads_per_chunk"])))
               for s in range(0, m, cfg["heads_per_chunk"])]
-    run = None
-    if run_dir is not None:
-        from miakit.shadow.store import create_run
+    with contextlib.ExitStack() as connection:
+        # Ray first: an address that does not answer leaves the run directory untouched.
+        ray = connection.enter_context(_ray.connect(ray_address)) if use_ray else None
+        run = None
+        if run_dir is not None:
+            from miakit.shadow.store import create_run
 
-        run = create_run(run_dir, keep_b, y, n_augmentations=a, n_classes=n_classes,
-                         logits_dtype=logits_dtype, data_digest=_files.digest_arrays(x),
-                         config=cfg, metadata=metadata)
-        done = set(run.completed.tolist())
-        todo = [c for c in chunks if not set(c) <= done]
-    else:
-        done, todo = set(), chunks
-    trainer = _Trainer(x, y, keep_b, cfg, dev, torch)
-    out = None if run is not None else np.empty((m, n, a, n_classes), dtype=logits_dtype)
-    if out is not None and len(chunks) == 1:
-        out = None  # one chunk: its logits are the result, no copy
-    info: dict[str, Any] = {"iterations": np.zeros(m, np.int64), "converged": np.ones(m, bool),
-                            "grad_max": np.full(m, np.nan), "loss": np.full(m, np.nan)}
-    all_params: dict[str, np.ndarray] | None = None
-    bar = progress_bar(progress, total=m, initial=len(done), unit="head",
-                       desc=f"training {head} heads")
-    lock = run.writer() if run is not None else contextlib.nullcontext()
-    try:
-        with lock:
-            if run is not None and not run.has_features:
-                run.write_features(x)  # before any head: a finished head's inputs are there
-            for chunk in todo:
-                logits, chunk_info, params = trainer.train(chunk, bar)
-                logits = logits.astype(logits_dtype, copy=False)
-                for key, val in chunk_info.items():
-                    info[key][chunk] = val
-                if run is None:
-                    if out is not None:
-                        out[chunk[0]:chunk[-1] + 1] = logits
-                    if return_info:
-                        if len(chunks) == 1:
-                            all_params = params
-                            continue
-                        if all_params is None:
-                            all_params = {k: np.empty((m,) + v.shape[1:], v.dtype)
-                                          for k, v in params.items()}
-                        for k, v in params.items():
-                            all_params[k][chunk[0]:chunk[-1] + 1] = v
-                    continue
-                for i, mi in enumerate(chunk):
-                    if mi not in done:
-                        run.write_model(mi, logits[i],
-                                        params={k: v[i] for k, v in params.items()})
-    finally:
-        bar.close()
+            run = create_run(run_dir, keep_b, y, n_augmentations=a, n_classes=n_classes,
+                             logits_dtype=logits_dtype, data_digest=_files.digest_arrays(x),
+                             config=cfg, metadata=metadata)
+            done = set(run.completed.tolist())
+            todo = [c for c in chunks if not set(c) <= done]
+        else:
+            done, todo = set(), chunks
+        out = None if run is not None else np.empty((m, n, a, n_classes), dtype=logits_dtype)
+        if out is not None and len(chunks) == 1:
+            out = None  # one chunk: its logits are the result, no copy
+        info: dict[str, Any] = {"iterations": np.zeros(m, np.int64),
+                                "converged": np.ones(m, bool),
+                                "grad_max": np.full(m, np.nan), "loss": np.full(m, np.nan)}
+        all_params: dict[str, np.ndarray] | None = None
+        bar = progress_bar(progress, total=m, initial=len(done), unit="head",
+                           desc=f"training {head} heads" + (" on Ray" if use_ray else ""))
+        lock = run.writer() if run is not None else contextlib.nullcontext()
+        try:
+            with lock:
+                if run is not None and not run.has_features:
+                    run.write_features(x)  # before any head: a finished head's inputs are there
+                if ray is not None:
+                    shared = {"x": x, "y": y, "keep": keep_b, "cfg": cfg,
+                              "logits_dtype": logits_dtype,
+                              "device": _ray.worker_device(device),
+                              "threads": options["num_cpus"],
+                              "token": _files.digest_json([run.meta["fingerprint"]])}
+                    _train_chunks_on_ray(ray, run, todo, done, shared, options, info, bar)
+                    todo = []
+                else:
+                    trainer = _Trainer(x, y, keep_b, cfg, dev, torch)
+                for chunk in todo:
+                    logits, chunk_info, params = trainer.train(chunk, bar)
+                    logits = logits.astype(logits_dtype, copy=False)
+                    for key, val in chunk_info.items():
+                        info[key][chunk] = val
+                    if run is None:
+                        if out is not None:
+                            out[chunk[0]:chunk[-1] + 1] = logits
+                        if return_info:
+                            if len(chunks) == 1:
+                                all_params = params
+                                continue
+                            if all_params is None:
+                                all_params = {k: np.empty((m,) + v.shape[1:], v.dtype)
+                                              for k, v in params.items()}
+                            for k, v in params.items():
+                                all_params[k][chunk[0]:chunk[-1] + 1] = v
+                        continue
+                    for i, mi in enumerate(chunk):
+                        if mi not in done:
+                            run.write_model(mi, logits[i],
+                                            params={k: v[i] for k, v in params.items()})
+        finally:
+            bar.close()
     if all_params is not None:
         info["params"] = all_params
     if cfg.get("dp"):
@@ -249,6 +292,54 @@ def train_heads(
     result = run.logits() if run is not None else (out if out is not None else logits)
     return (result, info) if return_info else result
 
+
+def _train_chunks_on_ray(ray: Any, run: Any, todo: list[list[int]], done: set[int],
+                         shared: dict, options: dict, info: dict, bar: Any) -> None:
+    """Train the chunks ``todo`` as Ray tasks; commit each one here, verified."""
+    from miakit.shadow import _ray
+
+    def commit(chunk: list[int], result: tuple) -> None:
+        logits, chunk_info, params, digest = result
+        if _ray.payload_digest([logits, *params.values()]) != digest:
+            raise RuntimeError(f"heads {chunk[0]}-{chunk[-1]}: the arrays received from their "
+                               "Ray worker do not match the digest it computed; nothing was "
+                               "written for them (run the same call again to retrain them)")
+        for key, val in chunk_info.items():
+            info[key][chunk] = val
+        for i, mi in enumerate(chunk):
+            if mi not in done:
+                run.write_model(mi, logits[i], params={k: v[i] for k, v in params.items()})
+        bar.update(len(chunk))
+
+    _ray.run_tasks(ray, _ray_train_chunk, shared, todo, options, commit,
+                   lambda c: f"heads {c[0]}-{c[-1]}")
+
+
+_WORKER_TRAINER: dict[str, _Trainer] = {}  # per Ray worker process: the current run's
+
+
+def _ray_train_chunk(shared: dict, chunk: list[int]) -> tuple:
+    """One Ray task: train the heads ``chunk``; (logits, diagnostics, parameters, digest).
+
+    A worker process keeps the trainer of the run it last served, so that its later
+    chunks reuse the data on the device and the L-BFGS warm start, as local training does.
+    """
+    from miakit.shadow import _ray
+    from miakit.shadow._runtime import _Quiet
+
+    torch = require_torch()
+    _ray.apply_threads(shared["threads"])
+    trainer = _WORKER_TRAINER.get(shared["token"])
+    if trainer is None:
+        _WORKER_TRAINER.clear()
+        # Copies: arrays from Ray's object store are read-only views of shared memory.
+        trainer = _Trainer(np.array(shared["x"]), np.array(shared["y"]),
+                           np.array(shared["keep"]), shared["cfg"],
+                           resolve_device(shared["device"]), torch)
+        _WORKER_TRAINER[shared["token"]] = trainer
+    logits, chunk_info, params = trainer.train(chunk, _Quiet())
+    logits = np.ascontiguousarray(logits.astype(shared["logits_dtype"], copy=False))
+    return logits, chunk_info, params, _ray.payload_digest([logits, *params.values()])
 
 def _check_inputs(features: Any, labels: Any, keep: Any, n_classes: int | None):
     from miakit.shadow.store import _check_keep_matrix, _check_run_labels, _features_array

@@ -11,9 +11,10 @@ kernels are not all deterministic, so on a GPU it is identical up to their round
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,9 @@ def train_models(
     config: dict | None = None,
     metadata: dict | None = None,
     progress: bool | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    ray_resources: Mapping[str, Any] | None = None,
 ) -> Run:
     """Train one torch model per row of ``keep`` and store its logits in a run.
 
@@ -144,7 +148,9 @@ def train_models(
     seed : int
         Run seed; model m's randomness comes from ``(seed, m)`` only.
     device : str or torch.device
-        "cpu", "cuda" or "cuda:N" (an error if CUDA is unavailable).
+        "cpu", "cuda" or "cuda:N" (an error if CUDA is unavailable). With
+        ``executor="ray"``: "cpu" or "cuda", where each task uses the GPU Ray gives it
+        (the driver needs no GPU).
     eval_batch_size : int
         Batch size when computing the logits.
     logits_dtype : {"float32", "float16"}
@@ -157,6 +163,28 @@ def train_models(
         Descriptive information stored with the run.
     progress : bool, optional
         Show a progress bar of models; default: only when stderr is a terminal.
+    executor : {"local", "ray"}
+        "local" trains the models one after another in this process. "ray" trains them
+        on a Ray cluster (``pip install 'miakit[ray]'``), one task per model: each task
+        returns the model's logits with their digest, and this process (the driver)
+        verifies the digest and alone writes the files and the manifest. A task whose
+        worker dies is retried; a killed driver resumes with the same call; the run is
+        the same as a local one (bit for bit on CPUs, with as many torch threads per
+        task as locally). ``model_factory``, ``dataset``, ``train_fn`` and the
+        augmentations are sent to the workers, so they must be picklable (functions
+        and lambdas are, by cloudpickle). See the user guide's page on clusters.
+    ray_address : str, optional
+        Where the Ray cluster is (``executor="ray"``): "HOST:PORT" of its head node,
+        "ray://HOST:PORT" (Ray client), "auto" (a cluster started on this machine), or
+        None (``RAY_ADDRESS``, else the latest cluster on this machine, else a new local
+        Ray). An address where nothing answers raises RuntimeError naming it before the
+        run directory is touched. When Ray is already initialised in this process, that
+        connection is used.
+    ray_resources : dict, optional
+        Ray options of each task: ``num_cpus`` (default 1; torch uses ``ceil(num_cpus)``
+        threads in the task), ``num_gpus`` (default 1 with ``device="cuda"``, else 0;
+        fractions share a GPU), ``memory``, ``resources``, ``accelerator_type``, and
+        ``max_retries`` (restarts of a task whose worker process dies; default 3).
 
     Returns
     -------
@@ -177,10 +205,25 @@ def train_models(
     ...                              epochs=1, progress=False)
     >>> run.logits().shape
     (2, 40, 2, 2)
+
+    The same on Ray (a local one here; ``ray_address`` names a cluster's head node):
+
+    >>> run = mk.shadow.train_models(factory, (x, y), keep, tempfile.mkdtemp() + "/run",
+    ...                              epochs=1, progress=False,
+    ...                              executor="ray")  # doctest: +SKIP
     """
+    from miakit.shadow import _ray
+
     torch = require_torch()
     seed = check_seed(seed)
-    dev = resolve_device(device)
+    use_ray = _ray.check_executor(executor) == "ray"
+    if use_ray:
+        _ray.require_ray()
+        options = _ray.task_options(ray_resources, device)
+        _ray.check_address(ray_address)
+        dev = torch.device("cpu")  # on the driver: probing the output width only
+    else:
+        dev = resolve_device(device)
     keep_b = _check_keep_matrix(keep)
     data, labels, digest = _as_dataset(dataset, torch)
     if len(labels) != keep_b.shape[1]:
@@ -199,15 +242,23 @@ def train_models(
            "train_fn": _name(train_fn) if user_train else "default_train",
            "augmentations": aug_names, "seed": seed, "n_classes": int(n_classes),
            **({} if user_train else settings), "user": config or {}}
-    run = create_run(run_dir, keep_b, labels, n_augmentations=len(augs), n_classes=n_classes,
-                     logits_dtype=logits_dtype, data_digest=digest, config=cfg,
-                     metadata=metadata)
-
-    def fit(model: Any, train_set: Any, generator: Any) -> Any:
-        if user_train:
-            return train_fn(model, train_set, device=dev, generator=generator)
-        return default_train(model, train_set, device=dev, generator=generator, **settings)
-
+    create = functools.partial(create_run, run_dir, keep_b, labels,
+                               n_augmentations=len(augs), n_classes=n_classes,
+                               logits_dtype=logits_dtype, data_digest=digest, config=cfg,
+                               metadata=metadata)
+    if use_ray:
+        shared = {"factory": model_factory, "train_fn": train_fn if user_train else None,
+                  "settings": settings, "data": data, "keep": keep_b, "augs": augs,
+                  "seed": seed, "device": _ray.worker_device(device),
+                  "eval_batch_size": eval_batch_size, "n_classes": int(n_classes),
+                  "logits_dtype": logits_dtype, "threads": options["num_cpus"]}
+        with _ray.connect(ray_address) as ray:  # before the run directory is touched
+            run = create()
+            _train_on_ray(ray, run, shared, options, progress)
+        return run
+    run = create()
+    fit = functools.partial(_fit, train_fn=train_fn if user_train else None, device=dev,
+                            settings=settings)
     bar = progress_bar(progress, total=run.n_models, initial=len(run.completed),
                        unit="model", desc="training shadow models")
     try:
@@ -220,6 +271,54 @@ def train_models(
     finally:
         bar.close()
     return run
+
+
+def _fit(model: Any, train_set: Any, generator: Any, *, train_fn: Callable[..., Any] | None,
+         device: Any, settings: dict) -> Any:
+    """Train ``model`` with the user's ``train_fn``, or :func:`default_train`."""
+    if train_fn is not None:
+        return train_fn(model, train_set, device=device, generator=generator)
+    return default_train(model, train_set, device=device, generator=generator, **settings)
+
+
+def _train_on_ray(ray: Any, run: Run, shared: dict, options: dict,
+                  progress: bool | None) -> None:
+    """Train the run's missing models as Ray tasks; commit each one here, verified."""
+    from miakit.shadow import _ray
+
+    def commit(m: int, result: tuple[np.ndarray, str]) -> None:
+        logits, digest = result
+        if _ray.payload_digest([logits]) != digest:
+            raise RuntimeError(f"model {m}: the logits received from its Ray worker do not "
+                               "match the digest it computed; nothing was written for it "
+                               "(run the same call again to retrain it)")
+        run.write_model(m, logits)
+        bar.update(1)
+
+    bar = progress_bar(progress, total=run.n_models, initial=len(run.completed),
+                       unit="model", desc="training shadow models on Ray")
+    try:
+        with run.writer():
+            _ray.run_tasks(ray, _ray_train_model, shared, run.missing.tolist(), options,
+                           commit, lambda m: f"model {m}")
+    finally:
+        bar.close()
+
+
+def _ray_train_model(shared: dict, m: int) -> tuple[np.ndarray, str]:
+    """One Ray task: train model ``m``; its logits in the run's dtype, and their digest."""
+    from miakit.shadow import _ray
+
+    torch = require_torch()
+    _ray.apply_threads(shared["threads"])
+    dev = resolve_device(shared["device"])
+    fit = functools.partial(_fit, train_fn=shared["train_fn"], device=dev,
+                            settings=shared["settings"])
+    logits = _train_one(m, shared["factory"], fit, shared["data"], shared["keep"][m],
+                        shared["augs"], shared["seed"], dev, shared["eval_batch_size"],
+                        shared["n_classes"], torch)
+    logits = np.ascontiguousarray(logits.astype(shared["logits_dtype"], copy=False))
+    return logits, _ray.payload_digest([logits])
 
 
 def _train_one(m: int, factory: Callable[[], Any], fit: Callable[..., Any], data: Any,
