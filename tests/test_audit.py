@@ -454,3 +454,94 @@ def test_curvature_attack_on_a_run_of_heads(tmp_path):
     logits_only = _leaky_run(tmp_path / "leaky", m=8, n=60)
     with pytest.raises(ValueError, match="lira_curvature"):
         audit(logits_only, plot=False, attacks=["lira_curvature"])
+
+
+def _roc_reference(scores, members, n_points=60):
+    """The downsampled ROC by brute force: at each grid FPR g (log grid from 1/n_neg to
+    1), the highest TPR over all thresholds whose false-positive count is at most
+    floor(g * n_neg)."""
+    import references as ref
+
+    points = ref.roc_points(scores, members)
+    n_pos = int(np.sum(members))
+    n_neg = int(np.size(members) - n_pos)
+    grid = np.geomspace(1.0 / n_neg, 1.0, n_points)
+    budget = np.floor(grid * n_neg + 1e-6)
+    return grid, np.array([max(tp for fp, tp, _ in points if fp <= k) / n_pos
+                           for k in budget])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_roc_downsampling_keeps_every_point_within_the_fp_budget(seed):
+    """Each point of the report's ROC is the best TPR at an FP count <= the budget,
+    including the ROC point whose FP count equals the budget exactly (the positives
+    ranked between the k-th and the next negative count)."""
+    rng = np.random.default_rng(seed)
+    keep = mk.shadow.balanced_keep(8, 60, seed=seed)
+    scores = rng.normal(size=keep.shape) + 0.8 * keep
+    if seed == 2:
+        scores = np.round(scores, 1)  # ties between members and non-members
+    res = mk.audit.evaluate({"s": {"scores": scores}}, keep)["s"]
+    grid, want = _roc_reference(scores, keep)
+    np.testing.assert_allclose(res["roc"]["fpr"], grid, rtol=1e-12)
+    np.testing.assert_array_equal(res["roc"]["tpr"], want)
+    assert res["excluded"] == 0
+
+
+def test_roc_downsampling_at_an_exact_budget():
+    """A hand-made ranking: the first non-member is followed by two members before the
+    next non-member, so at FPR 1/4 (FP budget 1) the TPR is 3/4, not 1/4."""
+    members = np.array([[True, False, True, True, False, True, False, False]])
+    scores = -np.arange(8.0)[None, :]  # ranked as written
+    res = mk.audit.evaluate({"s": {"scores": scores}}, members)["s"]
+    fpr, tpr = np.array(res["roc"]["fpr"]), np.array(res["roc"]["tpr"])
+    assert fpr[0] == pytest.approx(0.25) and tpr[0] == 0.75
+    assert tpr[fpr < 0.5 - 1e-9].max() == 0.75  # FP budget 1
+    assert tpr[np.isclose(fpr, 0.5) | (fpr > 0.5)].min() == 1.0  # FP budget >= 2
+    assert np.all(np.diff(tpr) >= 0)
+
+
+def test_nan_scores_are_excluded_and_counted(tmp_path):
+    """Examples without reference models on one side get NaN LiRA/RMIA scores; the report
+    counts them as excluded and computes every metric on the rest."""
+    import references as ref
+
+    rng = np.random.default_rng(0)
+    m, n = 8, 40
+    keep = mk.shadow.balanced_keep(m, n, seed=0)
+    keep[:, 0] = True
+    keep[7, 0] = False  # example 0: OUT in model 7 only
+    keep[:, 1] = False
+    keep[0, 1] = True  # example 1: IN in model 0 only
+    labels = rng.integers(0, 3, n)
+    run = mk.shadow.create_run(tmp_path / "run", keep, labels, n_augmentations=1,
+                               n_classes=3)
+    for k in range(m):
+        z = rng.normal(size=(n, 1, 3)).astype(np.float32)
+        z[np.arange(n), :, labels] += 2.0 * keep[k][:, None]
+        run.write_model(k, z)
+    report = audit(mk.shadow.open_run(tmp_path / "run"), tmp_path / "out", plot=False)
+    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
+    att = on_disk["attacks"]
+    # Offline LiRA needs OUT references: example 0 has one OUT model, which is either the
+    # target or the balanced partner left out with it -> all 8 scores of example 0 are
+    # NaN (7 members, 1 non-member). Online also needs IN references: example 1 too.
+    assert (att["lira_offline"]["excluded"], att["lira_offline"]["n_members"],
+            att["lira_offline"]["n_nonmembers"]) == (8, 160 - 7, 160 - 1)
+    assert (att["lira_online"]["excluded"], att["lira_online"]["n_members"],
+            att["lira_online"]["n_nonmembers"]) == (16, 160 - 8, 160 - 8)
+    for name in ("loss", "rmia_online"):  # need no references on one side
+        assert att[name]["excluded"] == 0 and att[name]["n_members"] == 160
+    assert att["lira_online"]["settings"]["variance"] == "global"  # M < 64
+    scores = run_attacks(mk.shadow.open_run(tmp_path / "run").logits(), keep, labels,
+                         attacks=["lira_online", "lira_offline"], variance="global")
+    for name in ("lira_online", "lira_offline"):
+        s = scores[name]["scores"]
+        ok = np.isfinite(s)
+        assert att[name]["excluded"] == int((~ok).sum()) == report["attacks"][name]["excluded"]
+        assert att[name]["auc"] == pytest.approx(ref.auc_pairs(s[ok], keep[ok]), abs=1e-12)
+        grid, want = _roc_reference(s[ok], keep[ok])
+        np.testing.assert_array_equal(att[name]["roc"]["tpr"], want)
+        for p in att[name]["tpr_at_fpr"]:
+            tpr, *_ = ref.tpr_at_fpr(s[ok], keep[ok], p["target_fpr"])
+            assert p["tpr"] == pytest.approx(tpr, abs=1e-12)

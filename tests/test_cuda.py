@@ -313,6 +313,9 @@ def test_leave_one_out_fused_logits(m, n, a, c, dtype, center, rng):
     scores = ref.signal(t.double().numpy(), labels[:, None], "scaled_confidence")
     g_s, _, _ = _loo_pair(scores, keep, None, torch.float64, center=center)
     assert_close(host(g), host(g_s), rtol=1e-8)
+    sub = sorted({0, m // 2, m - 1})  # the float64 reference refits per target: a few
+    want = ref.lira_leave_one_out(scores, keep, targets=sub, center=center)
+    assert_close(host(g)[sub], want, rtol=1e-7)
 
 
 @pytest.mark.parametrize("signal", ["hinge", "loss", "confidence"])
@@ -320,6 +323,8 @@ def test_leave_one_out_fused_other_signals(signal, rng):
     z, keep, labels = _data(rng, 12, 15, 2, c=5)
     g, c, _ = _loo_pair(z, keep, labels, torch.float64, signal=signal, mode="offline")
     assert_close(host(g), c.numpy())
+    want = ref.lira_leave_one_out(ref.signal(z, labels[:, None], signal), keep, mode="offline")
+    assert_close(host(g), want, rtol=1e-7)
 
 
 def test_leave_one_out_non_contiguous_inputs(rng):
@@ -333,6 +338,8 @@ def test_leave_one_out_non_contiguous_inputs(rng):
     assert not zg.is_contiguous() and not kg.is_contiguous() and not lg.is_contiguous()
     got = mk.lira.leave_one_out(zg, kg, labels=lg, on_empty="nan")
     assert_close(host(got), np.asarray(cpu))
+    want = ref.lira_leave_one_out(ref.signal(z, labels[:, None], "scaled_confidence"), keep)
+    assert_close(host(got), want, rtol=1e-7)
     # every other example of a larger contiguous tensor
     big = rng.normal(size=(m, 2 * n, a, c))
     big[:, ::2] = z
@@ -348,10 +355,14 @@ def test_leave_one_out_unusual_sizes(m, n, a, c, rng):
     # staged at a time, or none.
     data, keep, labels = _data(rng, m, n, a, c=c)
     targets = [0, m - 1, m // 2]
+    data32 = data.astype(np.float32)  # what both kernels read
+    scores = data32 if c is None else ref.signal(data32, labels[:, None], "scaled_confidence")
     for variance in ("per_example", "global"):
         g, cpu, _ = _loo_pair(data, keep, labels, torch.float32, targets=targets,
                               variance=variance)
         assert_close(host(g), cpu.numpy())
+        want = ref.lira_leave_one_out(scores, keep, targets=targets, variance=variance)
+        assert_close(host(g), want, rtol=1e-7)
 
 
 def test_leave_one_out_target_subsets_and_repeats(rng):
@@ -359,6 +370,7 @@ def test_leave_one_out_target_subsets_and_repeats(rng):
     g_all, c_all, _ = _loo_pair(s, keep, None, torch.float64)
     g, c, _ = _loo_pair(s, keep, None, torch.float64, targets=[7, 0, 7])
     assert_close(host(g), c.numpy())
+    assert_close(host(g), ref.lira_leave_one_out(s, keep, targets=[7, 0, 7]), rtol=1e-7)
     assert_close(host(g), host(g_all)[[7, 0, 7]], rtol=1e-12)
 
 
@@ -451,6 +463,32 @@ def test_second_gpu_and_mixed_gpus(rng):
         mk.lira.fit(gpu(s).to("cuda:0"), gpu(keep).to("cuda:1"))
 
 
+def _softmax_ce_reference(z, y, w):
+    """The kernel's outputs in float64 (numpy): residual w (softmax - onehot) [R, C, K],
+    zero on rows whose label is outside [0, C); weighted cross-entropy per head [K]; bias
+    gradient [C * K] (the residual summed over the rows)."""
+    z, w = np.asarray(z, np.float64), np.asarray(w, np.float64)
+    y = np.asarray(y)
+    r, c, _ = z.shape
+    ok = (y >= 0) & (y < c)
+    zmax = z.max(1, keepdims=True)
+    lse = np.log(np.exp(z - zmax).sum(1)) + zmax[:, 0]
+    p = np.exp(z - lse[:, None])
+    rows = np.flatnonzero(ok)
+    p[rows, y[rows]] -= 1.0
+    res = p * w[:, None, :] * ok[:, None, None]
+    ce = lse[rows] - z[rows, y[rows]]
+    return res, (w[rows] * ce).sum(0), res.sum(0).reshape(-1)
+
+
+def _assert_softmax_ce_close(res, loss, gbias, want, r):
+    """float32 kernel outputs against the float64 reference: to float32 rounding (the sums
+    over R rows round like sqrt(R) terms)."""
+    np.testing.assert_allclose(res, want[0], atol=1e-6)
+    np.testing.assert_allclose(loss, want[1], rtol=2e-6, atol=1e-7 * r)
+    np.testing.assert_allclose(gbias, want[2], atol=1e-6 * r ** 0.5 + 1e-7)
+
+
 @pytest.mark.parametrize("shape", [(1, 2, 1), (333, 17, 3), (2000, 10, 300)])
 def test_softmax_ce_kernel_matches_cpu(shape):
     """The fused training kernel (shadow heads) on the device against its CPU twin."""
@@ -478,6 +516,12 @@ def test_softmax_ce_kernel_matches_cpu(shape):
     np.testing.assert_allclose(z_d.numpy(), z_c.numpy(), atol=1e-6)
     np.testing.assert_allclose(l_d.numpy(), l_c.numpy(), rtol=1e-5)
     np.testing.assert_allclose(g_d.numpy(), g_c.numpy(), atol=1e-5 * r ** 0.5)
+    # and both against float64 (the residual is written in place over the logits; the
+    # bad label's row is left out: its logits stay as they were)
+    want = _softmax_ce_reference(z.numpy(), y.numpy(), w.numpy())
+    want[0][0] = z[0].numpy()
+    for zz, loss, gbias in ((z_d, l_d, g_d), (z_c, l_c, g_c)):
+        _assert_softmax_ce_close(zz.numpy(), loss.numpy(), gbias.numpy(), want, r)
 
 
 @pytest.mark.parametrize("shape", [(1, 2, 1), (333, 17, 3), (2000, 10, 300)])
@@ -513,6 +557,21 @@ def test_softmax_ce_kernel_separate_residual_implied_last_matches_cpu(shape):
     assert float(out_c[2][-1].abs().max()) == 0.0
     for a, b in zip(out_d[1:], out_c[1:]):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5 * r ** 0.5)
+    # against float64: the logits the kernel works on are z plus the bias on every class
+    # but the last, which is minus the sum of the others (the implied last class)
+    zb = z.double().numpy() + np.linspace(-1, 1, c * k).reshape(c, k)
+    zb[:, -1] = -zb[:, :-1].sum(1)
+    want = _softmax_ce_reference(zb, y.numpy(), w.numpy())
+    dest = np.arange(k)[::-1].copy()
+    dest[0] = -1
+    for _, zz, res, loss, gbias, out in (out_d, out_c):
+        _assert_softmax_ce_close(res.numpy(), loss.numpy(), gbias.numpy(), want, r)
+        np.testing.assert_allclose(zz.numpy(), zb, rtol=1e-6, atol=1e-5)  # filled in
+        for j, head in enumerate(dest):  # each head's logits in its row of out
+            if head >= 0:
+                np.testing.assert_allclose(out.numpy()[head, 2:2 + r], zb[:, :, j],
+                                           rtol=1e-6, atol=1e-5)
+        assert (out.numpy()[k - 1] == 0).all()  # head 0 was not written (dest -1)
 
 
 # ===================================================================== RMIA
@@ -537,11 +596,14 @@ def test_rmia_leave_one_out_on_the_gpu(offline, aggregate, rng):
     q = np.clip(rng.uniform(0.1, 0.7, size=(8, 200, 2)) + 0.2 * keep[..., None], 0, 1)
     pop = rng.uniform(0.1, 0.7, size=(8, 300, 2))
     for population in (None, pop):
-        kw = dict(offline=offline, aggregate=aggregate)
+        kw = dict(offline=offline, aggregate=aggregate, a=0.3)
         g = mk.rmia.leave_one_out(gpu(q), gpu(keep), **kw,
                                   population=None if population is None else gpu(population))
         c = mk.rmia.leave_one_out(q, keep, **kw, population=population)
         assert_close(host(g), c, rtol=0, scale_atol=1e-12)
+        targets = [0, 3, 7]
+        want = ref.rmia_leave_one_out(q, keep, targets=targets, population=population, **kw)
+        assert_close(host(g)[targets], want, rtol=0, scale_atol=1e-12)
 
 
 # ===================================================================== K-S
@@ -558,3 +620,57 @@ def test_ks_merge_on_the_gpu_equals_scipy(n, m, rng):
             assert got.statistic[i] == want.statistic
             assert got.statistic_location[i] == want.statistic_location
             np.testing.assert_allclose(got.pvalue[i], want.pvalue, rtol=1e-12)
+
+
+# ===================================================================== shadow heads
+def _mlp_float64(x_rows, y_rows, rows, params, epochs, lr, wd):
+    """Full-batch Adam on one ReLU head in float64, from the head's initial parameters:
+    the loop train_heads runs for it (as tests/test_shadow_heads.py's reference)."""
+    d, h = params["w1"].shape
+    c = params["w2"].shape[1]
+    net = torch.nn.Sequential(torch.nn.Linear(d, h), torch.nn.ReLU(),
+                              torch.nn.Linear(h, c)).double()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.as_tensor(params["w1"]).T)
+        net[0].bias.copy_(torch.as_tensor(params["b1"]))
+        net[2].weight.copy_(torch.as_tensor(params["w2"]).T)
+        net[2].bias.copy_(torch.as_tensor(params["b2"]))
+    opt = torch.optim.Adam([{"params": [net[0].weight, net[2].weight], "weight_decay": wd},
+                            {"params": [net[0].bias, net[2].bias], "weight_decay": 0.0}],
+                           lr=lr)
+    xt, yt = torch.from_numpy(x_rows.astype(np.float64)), torch.from_numpy(y_rows)
+    for _ in range(epochs):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xt[rows]), yt[rows]).backward()
+        opt.step()
+    with torch.no_grad():
+        return net(xt).numpy()
+
+
+def test_heads_meet_the_float64_references():
+    """Heads trained on the device against float64 references (not only the CPU twin):
+    the linear head against the optimum found by scipy, the MLP head against the same
+    Adam steps in float64."""
+    from test_shadow_heads import _centred, _data, _reference_logreg
+
+    from miakit.shadow.heads import initial_params
+
+    x, y = _data(n=200, d=8, a=2)
+    n, a, d = x.shape
+    keep = mk.shadow.balanced_keep(8, n, seed=0)
+    x_rows, y_rows = x.reshape(n * a, d), np.repeat(y, a)
+    z, info = mk.shadow.train_heads(x, y, keep, device=DEV, head="linear", weight_decay=1e-2,
+                                    tol=1e-6, return_info=True)
+    assert info["converged"].all() and (info["grad_max"] <= 1e-6).all()
+    for m in (0, 5):
+        rows = np.repeat(keep[m], a)  # every view of the head's examples
+        w, b = _reference_logreg(x_rows, y_rows, rows, 1e-2, 3)
+        np.testing.assert_allclose(_centred(z[m].reshape(n * a, 3)),
+                                   _centred(x_rows @ w + b), atol=5e-4)
+    z = mk.shadow.train_heads(x, y, keep, device=DEV, head="mlp", hidden=16, epochs=30,
+                              lr=1e-2, weight_decay=1e-3, seed=0)
+    for m in (0, 7):
+        want = _mlp_float64(x_rows, y_rows, np.flatnonzero(np.repeat(keep[m], a)),
+                            initial_params("mlp", d, 3, 16, 0, m), epochs=30, lr=1e-2,
+                            wd=1e-3)
+        np.testing.assert_allclose(z[m].reshape(n * a, 3), want, atol=5e-4, rtol=1e-3)

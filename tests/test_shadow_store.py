@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,6 +271,44 @@ def test_read_only_run_is_not_damaged(tmp_path):
     finally:
         os.chmod(tmp_path / "run" / "models", 0o700)
     assert _snapshot(tmp_path / "run") == before
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM, errno.EROFS])
+@pytest.mark.parametrize("where", ["models", "params", "manifest.json"])
+def test_unwritable_run_is_not_damaged_without_privileges(tmp_path, monkeypatch, code, where):
+    """The read-only test above, for any user (root ignores directory permissions): the
+    operating system refuses to create the temporary file of the logits, the parameters
+    or the manifest (permission denied, read-only file system). The error names the
+    problem, and the run is byte for byte as before: files of the model that did land
+    (its parameters, its logits) are removed again."""
+    from miakit.shadow import _files
+
+    run = _new_run(tmp_path / "run")
+    run.write_model(0, _logits(0), params=_params(0))
+    before = _snapshot(tmp_path / "run")
+    real_open = open
+    refused = []
+
+    def guarded_open(file, mode="r", *args, **kwargs):
+        path = Path(file)
+        if "x" in mode and (path.parent.name == where or path.name.startswith(f".{where}")):
+            refused.append(path)
+            raise OSError(code, os.strerror(code), str(path))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(_files, "open", guarded_open, raising=False)
+    with pytest.raises(RunWriteError, match="not writable: choose another one") as info:
+        run.write_model(1, _logits(1), params=_params(1))
+    monkeypatch.undo()
+    assert len(refused) == 1 and info.value.errno == code
+    target = where if where == "manifest.json" else f"{where}/model-00001.npy"
+    assert str(tmp_path / "run" / target) in str(info.value)  # names the file
+    assert _snapshot(tmp_path / "run") == before
+    again = mk.shadow.open_run(tmp_path / "run")
+    assert again.completed.tolist() == [0] and not again.corrupt
+    run.write_model(1, _logits(1), params=_params(1))  # writable again: it goes through
+    np.testing.assert_array_equal(mk.shadow.open_run(tmp_path / "run").model_logits(1),
+                                  _logits(1))
 
 
 def test_disk_full_is_reported_and_run_survives(tmp_path, monkeypatch):

@@ -103,7 +103,27 @@ def digits(n_examples: int | None = None, views: int = 2, subset_seed: int = 0) 
 
 def synthetic(n: int = 2000, dim: int = 32, n_classes: int = 10, separation: float = 1.0,
               seed: int = 0) -> Dataset:
-    """A Gaussian mixture: class c is ``N(mu_c, I)`` with ``mu_c ~ N(0, separation^2 I / dim)``.
+    """A Gaussian mixture: class c is ``N(mu_c, I)`` with
+    ``mu_c ~ N(0, separation^2 * n_classes / dim * I)``.
+
+    The spread of the class means grows with the number of classes: two means are
+    ``separation * sqrt(2 * n_classes)`` noise standard deviations apart on average
+    (``E||mu_a - mu_b||^2 = 2 separation^2 n_classes``), whatever ``dim``. With the
+    defaults (10 classes, 32 features) that is about 4.5, so the classes are well but not
+    perfectly separable, as the default audit and ``miakit leakage`` want.
+
+    Parameters
+    ----------
+    n : int
+        Number of examples (>= 2); labels are drawn uniformly from the classes.
+    dim : int
+        Number of features.
+    n_classes : int
+        Number of classes (>= 2).
+    separation : float
+        Scale of the class means (0: every class is the same standard normal).
+    seed : int
+        Seed of the means, the labels and the noise (one ``numpy.random.default_rng``).
 
     Examples
     --------

@@ -14,6 +14,7 @@ import errno
 import hashlib
 import json
 import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,9 @@ import numpy as np
 
 TMP_MARK = ".tmp-"
 _HASH_BLOCK = 1 << 24  # bytes hashed per update: bounded memory for memory-mapped inputs
+# Test hook: a process whose environment sets MIAKIT_TEST_KILL_AT to the name of a kill
+# point kills itself with SIGKILL there (tests/test_shadow_resume.py); unset, it does nothing.
+KILL_ENV = "MIAKIT_TEST_KILL_AT"
 
 
 class RunWriteError(OSError):
@@ -88,9 +92,27 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], what: str) -> No
         raise write_error(exc, path, what) from exc
 
 
-def write_json(path: Path, obj: Any, what: str) -> None:
+def kill_point(point: str) -> None:
+    """Die here, by SIGKILL, when the environment variable ``MIAKIT_TEST_KILL_AT`` equals
+    ``point``: lets the tests crash a writer at an exact moment. A no-op otherwise."""
+    if os.environ.get(KILL_ENV) == point:
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+def write_json(path: Path, obj: Any, what: str, midway: str = "") -> None:
+    """Write ``obj`` as JSON atomically; ``midway`` names a :func:`kill_point` reached when
+    half of the bytes are in the temporary file (flushed)."""
     data = (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
-    atomic_write(path, lambda f: f.write(data), what)
+
+    def write(f: BinaryIO) -> None:
+        f.write(data[:len(data) // 2])
+        if midway and os.environ.get(KILL_ENV) == midway:
+            f.flush()
+            os.fsync(f.fileno())
+            kill_point(midway)
+        f.write(data[len(data) // 2:])
+
+    atomic_write(path, write, what)
 
 
 def write_report(out_dir: str | os.PathLike, name: str, report: dict,

@@ -593,11 +593,13 @@ class Run:
                                    "layout": layout}
             _files.write_npy(self.path / rel, arr, f"the logits of model {m}")
             written.append(rel)
+            _files.kill_point(f"model-{m}:files")  # test hook: files in place, not listed
             models = dict(self._manifest["models"])
             models[str(m)] = entry
             manifest = {**self._manifest, "models": dict(sorted(models.items(),
                                                                 key=lambda kv: int(kv[0])))}
-            _files.write_json(self.path / "manifest.json", manifest, "the manifest")
+            _files.write_json(self.path / "manifest.json", manifest, "the manifest",
+                              midway=f"model-{m}:manifest")
         except OSError:
             # Files landed but the model is not listed: remove them, so the directory is
             # exactly as before (a listed model is only rewritten when it was corrupt).
