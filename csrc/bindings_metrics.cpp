@@ -18,9 +18,9 @@ void check_vec(const Tensor& t, const char* name, DType dtype, int64_t n, bool o
 
 void register_metrics(py::module_& m) {
   m.def("rank_scores", [](py::handle scores, py::handle members, py::handle clusters,
-                          py::handle thr, py::handle tp, py::handle fp, py::handle s2p,
-                          py::handle knp, py::handle s2n, py::handle knn, py::handle n_pos_c,
-                          py::handle n_neg_c, py::handle sum_v, py::handle sum_w) {
+                          py::handle thr, py::handle tp, py::handle fp, py::handle order,
+                          py::handle n_pos_c, py::handle n_neg_c, py::handle sum_v,
+                          py::handle sum_w) {
     RankArgs a;
     a.scores = to_tensor(scores, "scores");
     const int64_t n = a.scores.ndim == 1 ? a.scores.shape[0] : -1;
@@ -33,20 +33,23 @@ void register_metrics(py::module_& m) {
       a.clusters = to_tensor(clusters, "clusters");
       check_vec(a.clusters, "clusters", DType::i64, n);
     }
-    const char* names[] = {"thr", "tp", "fp", "s2p", "knp", "s2n", "knn"};
-    Tensor* outs[] = {&a.thr, &a.tp, &a.fp, &a.s2p, &a.knp, &a.s2n, &a.knn};
-    py::handle objs[] = {thr, tp, fp, s2p, knp, s2n, knn};
-    for (int i = 0; i < 7; ++i) {
-      *outs[i] = to_tensor(objs[i], names[i], true);
-      check_vec(*outs[i], names[i], (i == 1 || i == 2) ? DType::i64 : DType::f64, n + 1);
-    }
+    a.thr = to_tensor(thr, "thr", true);
+    check_vec(a.thr, "thr", DType::f64, n + 1);
+    a.tp = to_tensor(tp, "tp", true);
+    check_vec(a.tp, "tp", DType::i64, n + 1);
+    a.fp = to_tensor(fp, "fp", true);
+    check_vec(a.fp, "fp", DType::i64, n + 1);
+    a.order = to_tensor(order, "order", true);
+    // payloads are 32-bit words (cluster | member << 31), held by numpy as int32
+    if (a.order.ndim != 1 || a.order.shape[0] != n || a.order.dtype != DType::i32 ||
+        a.order.strides[0] != 1)
+      throw InputError("order: expected a contiguous int32 array of one entry per score");
     a.n_pos_c = to_tensor(n_pos_c, "n_pos_c", true);
     const int64_t nc = a.n_pos_c.ndim == 1 ? a.n_pos_c.shape[0] : -1;
     if (a.clusters.data == nullptr && nc != n)
       throw InputError("n_pos_c: expected one entry per score when there are no clusters");
     check_vec(a.n_pos_c, "n_pos_c", DType::i64, nc);
-    if (nc >= (int64_t(1) << 31))
-      throw InputError("clusters: at most 2,147,483,647 clusters");
+    if (nc >= (int64_t(1) << 31)) throw InputError("clusters: at most 2,147,483,647 clusters");
     a.n_neg_c = to_tensor(n_neg_c, "n_neg_c", true);
     check_vec(a.n_neg_c, "n_neg_c", DType::i64, nc);
     a.sum_v = to_tensor(sum_v, "sum_v", true);
@@ -65,6 +68,36 @@ void register_metrics(py::module_& m) {
     d["n_neg"] = st.n_neg;
     d["points"] = st.points;
     return d;
+  });
+
+  m.def("rank_cluster_sums", [](py::handle order, py::handle positions, py::handle n_pos_c,
+                                py::handle n_neg_c, py::handle out) {
+    ClusterSumArgs a;
+    a.order = to_tensor(order, "order");
+    if (a.order.ndim != 1 || a.order.dtype != DType::i32 || a.order.strides[0] != 1)
+      throw InputError("order: expected the contiguous int32 order of rank_scores");
+    a.positions = to_tensor(positions, "positions");
+    const int64_t P = a.positions.ndim == 1 ? a.positions.shape[0] : -1;
+    check_vec(a.positions, "positions", DType::i64, P);
+    if (a.positions.strides[0] != 1) throw InputError("positions: expected a contiguous array");
+    a.n_pos_c = to_tensor(n_pos_c, "n_pos_c");
+    const int64_t nc = a.n_pos_c.ndim == 1 ? a.n_pos_c.shape[0] : -1;
+    check_vec(a.n_pos_c, "n_pos_c", DType::i64, nc);
+    a.n_neg_c = to_tensor(n_neg_c, "n_neg_c");
+    check_vec(a.n_neg_c, "n_neg_c", DType::i64, nc);
+    a.out = to_tensor(out, "out", true);
+    if (a.out.ndim != 2 || a.out.shape[0] != 4 || a.out.shape[1] != P ||
+        a.out.dtype != DType::f64 || a.out.strides[1] != 1 || a.out.strides[0] != P)
+      throw InputError("out: expected a contiguous float64 array of shape (4, positions)");
+    int64_t r;
+    {
+      py::gil_scoped_release nogil;
+      r = cpu::cluster_sums(a);
+    }
+    if (r > 0)
+      throw InputError("positions: expected ascending element counts in [0, n], entry " +
+                       std::to_string(r - 1) + " is not");
+    if (r < 0) throw InputError("order: a payload names a cluster outside n_pos_c");
   });
 }
 

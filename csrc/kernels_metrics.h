@@ -17,16 +17,26 @@ struct RankStatus {
 
 // scores [n] float64, members [n] uint8 (0/1), clusters [n] int64 or absent (data null:
 // every score its own cluster, n_clusters = n). Per-point outputs [n + 1]: thr float64,
-// tp/fp int64, s2p/knp/s2n/knn float64. Per-cluster outputs [n_clusters]: n_pos_c/n_neg_c
-// int64, sum_v/sum_w float64. See cpu/rank.cpp.
+// tp/fp int64. order [n] uint32: the walk's payloads (cluster | member << 31) in ranked
+// order. Per-cluster outputs [n_clusters]: n_pos_c/n_neg_c int64, sum_v/sum_w float64.
+// See cpu/rank.cpp.
 struct RankArgs {
   Tensor scores, members, clusters;
-  Tensor thr, tp, fp, s2p, knp, s2n, knn;
+  Tensor thr, tp, fp, order;
   Tensor n_pos_c, n_neg_c, sum_v, sum_w;
+};
+
+// order [n] uint32 from rank_scores, positions [P] int64 ascending in [0, n] (elements at
+// or above each point: tp + fp), n_pos_c/n_neg_c [n_clusters] int64; out [4, P] float64.
+struct ClusterSumArgs {
+  Tensor order, positions, n_pos_c, n_neg_c, out;
 };
 
 namespace cpu {
 RankStatus rank_scores(const RankArgs& a);
+// 0 on success; j + 1 when positions[j] is out of range or out of order; -1 when a
+// payload names a cluster outside [0, n_clusters).
+int64_t cluster_sums(const ClusterSumArgs& a);
 }  // namespace cpu
 
 }  // namespace miakit

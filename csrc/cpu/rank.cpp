@@ -1,23 +1,25 @@
-// CPU kernel ranking one attack's scores for every ROC metric (docs/methods/metrics.md).
+// CPU kernels ranking one attack's scores for every ROC metric (docs/methods/metrics.md).
 //
 // The audit reports, per attack, the ROC, the AUC with its cluster-robust standard error,
 // TPR at several FPRs with cluster-robust intervals, leakage tests and an empirical
-// epsilon. All of them are functions of one descending order of the scores. This kernel
-// computes that order once, by a parallel LSD radix sort of order-preserving 64-bit keys
-// (each carrying its cluster and membership, so that the walk reads memory in order)
-// (stable: equal scores keep their input order, as numpy's stable argsort of -scores), and
-// then walks it once, writing at the end of every group of equal scores:
-//   thr  the group's score;            tp, fp  members / non-members at or above it;
-//   s2p, knp, s2n, knn  for members (p) and non-members (n): the running sums over the
-//        walk of sum_c k_c^2 (an element of cluster c, the k-th of its class there, adds
-//        2k + 1) and of sum_c k_c n_c (it adds n_c, its cluster's class total): the
-//        cluster-robust variance of every TPR and FPR follows from them in O(1);
-// and per cluster: the members' and non-members' counts and the sums of their AUC
-// placements (a member's: the share of non-members it beats, ties one half; a
-// non-member's: the share of members it beats), from which the clustered AUC standard
-// error follows. Index 0 of the per-group outputs is the point before any score
-// (thr = +inf, counts 0). Everything is integer but the placements, so the counts and
-// the variance sums are exact.
+// epsilon. All of them are functions of one descending order of the scores.
+//
+// rank_scores computes that order once, by a parallel LSD radix sort of order-preserving
+// 64-bit keys, each carrying its cluster and membership (so that the walk reads memory in
+// order; the order within a group of equal scores does not matter to any output), then
+// walks it once, writing at the end of every group of equal scores its score (thr) and the
+// members / non-members at or above it (tp, fp), and per cluster the class counts and the
+// sums of the AUC placements (a member's: the share of non-members it beats, ties one
+// half; a non-member's: the share of members beating it, ties one half), from which the
+// clustered AUC standard error follows. Index 0 of the per-point outputs is the point
+// before any score (thr = +inf, counts 0). It also returns the walk's payloads in order.
+//
+// cluster_sums walks those payloads again up to the points asked for (given by their
+// element counts tp + fp) and writes there, for members (p) and non-members (n), the
+// running sums of sum_c k_c^2 (an element of cluster c, the k-th of its class there, adds
+// 2k + 1) and of sum_c k_c n_c (it adds n_c, its cluster's class total): the
+// cluster-robust variance of the TPR and FPR at a point follows from them in O(1). Only
+// the few points the metrics use are asked for. Counts and sums are integers, exact.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -166,35 +168,19 @@ RankStatus rank_scores(const RankArgs& a) {
   double* thr = a.thr.ptr<double>();
   int64_t* tp = a.tp.ptr<int64_t>();
   int64_t* fp = a.fp.ptr<int64_t>();
-  double* s2p = a.s2p.ptr<double>();
-  double* knp = a.knp.ptr<double>();
-  double* s2n = a.s2n.ptr<double>();
-  double* knn = a.knn.ptr<double>();
+  uint32_t* order = a.order.ptr<uint32_t>();
   thr[0] = std::numeric_limits<double>::infinity();
   tp[0] = fp[0] = 0;
-  s2p[0] = knp[0] = s2n[0] = knn[0] = 0.0;
-  // running "k-th of its class in its cluster" counters
-  std::vector<int64_t> seen_p(n_clusters, 0), seen_n(n_clusters, 0);
-  int64_t t_run = 0, f_run = 0, sq_p = 0, kn_p = 0, sq_n = 0, kn_n = 0, g = 0;
+  int64_t t_run = 0, f_run = 0, g = 0;
   const double inv_pos = n_pos ? 1.0 / static_cast<double>(n_pos) : 0.0;
   const double inv_neg = n_neg ? 1.0 / static_cast<double>(n_neg) : 0.0;
   for (int64_t i0 = 0; i0 < n;) {
-    int64_t i1 = i0 + 1;
-    while (i1 < n && key[i1] == key[i0]) ++i1;
+    // the group of equal scores and its class counts (sequential reads only)
+    int64_t i1 = i0 + 1, members = pay[i0] >> 31;
+    while (i1 < n && key[i1] == key[i0]) members += pay[i1++] >> 31;
     const int64_t t0 = t_run, f0 = f_run;
-    for (int64_t i = i0; i < i1; ++i) {
-      const uint32_t p = pay[i];
-      const uint32_t c = p & ~kMemberBit;
-      if (p & kMemberBit) {
-        ++t_run;
-        sq_p += 2 * seen_p[c]++ + 1;
-        kn_p += npc[c];
-      } else {
-        ++f_run;
-        sq_n += 2 * seen_n[c]++ + 1;
-        kn_n += nnc[c];
-      }
-    }
+    t_run += members;
+    f_run += (i1 - i0) - members;
     // placements: a member beats the non-members below its group, ties one half; a
     // non-member is beaten by the members above it, ties one half
     const double v =
@@ -202,6 +188,7 @@ RankStatus rank_scores(const RankArgs& a) {
     const double w = (static_cast<double>(t0) + 0.5 * static_cast<double>(t_run - t0)) * inv_pos;
     for (int64_t i = i0; i < i1; ++i) {
       const uint32_t p = pay[i];
+      order[i] = p;
       if (p & kMemberBit) {
         sum_v[p & ~kMemberBit] += v;
       } else {
@@ -212,14 +199,46 @@ RankStatus rank_scores(const RankArgs& a) {
     thr[g] = score_of(key[i0]);
     tp[g] = t_run;
     fp[g] = f_run;
-    s2p[g] = static_cast<double>(sq_p);
-    knp[g] = static_cast<double>(kn_p);
-    s2n[g] = static_cast<double>(sq_n);
-    knn[g] = static_cast<double>(kn_n);
     i0 = i1;
   }
   st.points = g + 1;
   return st;
+}
+
+int64_t cluster_sums(const ClusterSumArgs& a) {
+  const uint32_t* order = a.order.ptr<uint32_t>();
+  const int64_t n = a.order.shape[0], P = a.positions.shape[0];
+  const int64_t n_clusters = a.n_pos_c.shape[0];
+  const int64_t* pos = a.positions.ptr<int64_t>();
+  const int64_t* npc = a.n_pos_c.ptr<int64_t>();
+  const int64_t* nnc = a.n_neg_c.ptr<int64_t>();
+  for (int64_t j = 0; j < P; ++j) {
+    if (pos[j] < 0 || pos[j] > n || (j > 0 && pos[j] < pos[j - 1])) return j + 1;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if ((order[i] & ~kMemberBit) >= n_clusters) return -1;
+  }
+  double* out = a.out.ptr<double>();  // [4, P]: s2p, knp, s2n, knn
+  std::vector<int64_t> seen_p(n_clusters, 0), seen_n(n_clusters, 0);
+  int64_t sq_p = 0, kn_p = 0, sq_n = 0, kn_n = 0, i = 0;
+  for (int64_t j = 0; j < P; ++j) {
+    for (; i < pos[j]; ++i) {
+      const uint32_t p = order[i];
+      const uint32_t c = p & ~kMemberBit;
+      if (p & kMemberBit) {
+        sq_p += 2 * seen_p[c]++ + 1;
+        kn_p += npc[c];
+      } else {
+        sq_n += 2 * seen_n[c]++ + 1;
+        kn_n += nnc[c];
+      }
+    }
+    out[j] = static_cast<double>(sq_p);
+    out[P + j] = static_cast<double>(kn_p);
+    out[2 * P + j] = static_cast<double>(sq_n);
+    out[3 * P + j] = static_cast<double>(kn_n);
+  }
+  return 0;
 }
 
 }  // namespace cpu

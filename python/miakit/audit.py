@@ -45,7 +45,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,7 @@ RMIA_A = 0.3
 DP_DELTA = 1e-5
 """The delta of the empirical epsilon the audit reports when no DP guarantee is given."""
 _ROC_POINTS = 60
+_PLOT_POINTS = 4000  # vertices of each attack's curve in roc.png
 
 
 def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
@@ -122,14 +123,43 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     >>> sorted(run_attacks(z, keep, y, attacks=["lira_online", "rmia_online", "loss"]))
     ['lira_online', 'loss', 'rmia_online']
     """
-    from miakit import attacks as thresholds
-    from miakit import rmia
+    names = _attack_names(attacks)
+    out = dict(iter_attacks(logits, keep, labels, variance=variance, references=references,
+                            attacks=names))
+    return {n: out[n] for n in names}
 
+
+def _attack_names(attacks: Sequence[str] | None) -> list[str]:
     names = [a for a in ATTACKS if a != "lira_curvature"] if attacks is None else list(attacks)
     unknown = [a for a in names if a not in ATTACKS or a == "lira_curvature"]
     if unknown or not names:
         raise ValueError(f"attacks: expected names from {list(ATTACKS)}, got {unknown or names}")
-    out: dict[str, dict[str, Any]] = {}
+    return names
+
+
+def iter_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
+                 variance: str = "per_example", references: str = "balanced",
+                 attacks: Sequence[str] | None = None
+                 ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """:func:`run_attacks` one attack at a time, as ``(name, entry)`` pairs in the order
+    they are computed: a caller that evaluates and drops each attack's ``[M, N]`` scores
+    holds one attack's scores at a time instead of all of them.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> from miakit.audit import iter_attacks
+    >>> rng = np.random.default_rng(0)
+    >>> keep = mk.shadow.balanced_keep(8, 30, seed=0)
+    >>> y = rng.integers(0, 3, 30)
+    >>> z = rng.normal(size=(8, 30, 1, 3)).astype(np.float32)
+    >>> [name for name, _ in iter_attacks(z, keep, y, attacks=["loss", "lira_online"])]
+    ['lira_online', 'loss']
+    """
+    from miakit import attacks as thresholds
+    from miakit import rmia
+
+    names = _attack_names(attacks)
     loo = {"targets": "leave-one-out", "references": references}
     for name, mode in (("lira_online", "online"), ("lira_offline", "offline")):
         if name not in names:
@@ -141,10 +171,11 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
                                         on_empty="nan", references=references)
         clamped = sum(_clamped_count(w.message) for w in caught
                       if issubclass(w.category, lira.ClampedSpreadWarning))
-        out[name] = {"scores": np.asarray(scores, dtype=np.float64), "clamped": clamped,
+        yield name, {"scores": np.asarray(scores, dtype=np.float64), "clamped": clamped,
                      "settings": {"mode": mode, "offline": "one_sided" if mode == "offline"
                                   else None, "center": "median", "variance": variance,
                                   "signal": "scaled_confidence", **loo}}
+        del scores
     rmia_names = [n for n in ("rmia_online", "rmia_offline") if n in names]
     q = None  # true-class probabilities [M, N, A], for RMIA and the confidence attack
     if rmia_names or "confidence" in names:
@@ -154,33 +185,37 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
             offline = name == "rmia_offline"
             scores = rmia.leave_one_out(q, keep, offline=offline, a=RMIA_A, gamma=1.0,
                                         references=references, on_empty="nan")
-            out[name] = {"scores": np.asarray(scores, dtype=np.float64), "clamped": 0,
+            yield name, {"scores": np.asarray(scores, dtype=np.float64), "clamped": 0,
                          "settings": {"offline": offline, "a": RMIA_A if offline else None,
                                       "gamma": 1.0, "aggregate": "mean",
                                       "signal": "true-class probability",
                                       "population": "the target's non-members", **loo}}
+            del scores
     loss = None
     if "calibrated_loss" in names or "loss" in names:
         loss = thresholds.loss(logits, labels)
     if "calibrated_loss" in names:
-        out["calibrated_loss"] = {
+        yield "calibrated_loss", {
             "scores": thresholds.calibrated_leave_one_out(loss, keep, references=references),
             "clamped": 0, "settings": {"score": "-cross_entropy minus its mean over the "
                                                 "OUT references", **loo}}
     per_model = {"targets": "every model, no reference model"}
     if "loss" in names:
-        out["loss"] = {"scores": loss, "clamped": 0,
+        yield "loss", {"scores": loss, "clamped": 0,
                        "settings": {"score": "-cross_entropy, mean over query views",
                                     **per_model}}
+    loss = None
     for name, what in (("confidence", "true-class probability p_y"),
                        ("max_confidence", "max_j p_j"), ("hinge", "z_y - max_{j != y} z_j")):
         if name in names:
             scores = (np.asarray(q, dtype=np.float64).mean(-1) if name == "confidence"
                       else thresholds.SIGNAL_SCORES[name](logits, labels))
-            out[name] = {"scores": scores, "clamped": 0,
+            yield name, {"scores": scores, "clamped": 0,
                          "settings": {"score": what + ", mean over query views",
                                       **per_model}}
-    return {n: out[n] for n in names}
+            del scores
+            if name == "confidence":
+                q = None
 
 
 def curvature_attack(curvature: np.ndarray, keep: np.ndarray, *,
@@ -433,7 +468,8 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
                   fpr: float = 1e-3, features: Any = None,
                   params: Callable[[int], Mapping[str, Any]] | Sequence[Mapping[str, Any]]
                   | None = None, fallback_reason: str = "run has no parameters",
-                  head_values: tuple[np.ndarray, np.ndarray, str] | None = None) -> Any:
+                  head_values: tuple[np.ndarray, np.ndarray, str] | None = None,
+                  lira_point: Mapping[str, Any] | None = None) -> Any:
     """Per-example risk table of a run: LiRA vulnerability, memorization, gradient norm,
     input curvature, Hellinger distance and shadow models needed, with their Spearman
     correlations.
@@ -472,6 +508,10 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
     head_values : tuple, optional
         :func:`head_matrices` of these ``features`` and ``params``, when the caller has
         already computed them (the audit does, for its curvature attack).
+    lira_point : mapping, optional
+        The operating point of ``lira_scores`` at ``fpr`` (an entry of the audit's
+        ``tpr_at_fpr`` table: threshold, tpr, fpr, n_members, n_nonmembers, resolvable),
+        when the caller has already ranked the scores; otherwise they are ranked here.
 
     Returns
     -------
@@ -515,14 +555,15 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
                     grad_norm_definition=GRAD_NORM_DEFINITION[kind],
                     curvature_definition=CURVATURE_DEFINITION[kind], head=kind)
     else:
-        n_classes = first_view.shape[-1]
         grad = np.zeros(keep.shape, dtype=np.float64)
-        onehot = np.eye(n_classes)[labels]
-        for m in range(n_models):  # one model at a time: memory O(N C)
-            z = np.asarray(first_view[m], dtype=np.float64)
-            p = np.exp(z - z.max(axis=1, keepdims=True))
+        rows = np.arange(keep.shape[1])
+        for m in range(n_models):  # one model at a time, in place: memory O(N C)
+            p = np.array(first_view[m], dtype=np.float64)
+            p -= p.max(axis=1, keepdims=True)
+            np.exp(p, out=p)
             p /= p.sum(axis=1, keepdims=True)
-            grad[m] = np.linalg.norm(p - onehot, axis=1)
+            p[rows, labels] -= 1.0  # softmax - onehot
+            grad[m] = np.sqrt(np.einsum("ij,ij->i", p, p))
         meta.update(grad_norm_kind=f"logit-gradient proxy ({fallback_reason})",
                     curvature_kind=f"not computed ({fallback_reason})",
                     grad_norm_definition=GRAD_NORM_DEFINITION["proxy"],
@@ -534,7 +575,8 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
         curv_in, extra["curvature_out"] = _in_out_means(curv, keep)
     table = report.vulnerability_table(lira_scores=lira_scores, membership=keep,
                                        memorization=mem, grad_norms=grad_in,
-                                       curvature=curv_in, fit=fit, fpr=fpr, extra=extra)
+                                       curvature=curv_in, fit=fit, fpr=fpr, extra=extra,
+                                       attack_point=lira_point)
     table.meta.update(meta)
     return table
 
@@ -554,7 +596,6 @@ def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
     ok = np.isfinite(scores)
     examples = np.broadcast_to(np.arange(scores.shape[-1]), scores.shape)
     ranked = metrics.RankedScores(scores[ok], members[ok], examples[ok])
-    fpr, tpr, _ = ranked.roc()
     n_neg = ranked.n_neg
     points = []
     for f in fprs:
@@ -575,12 +616,17 @@ def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
     # compared in exact integer counts as tpr_at_fpr does.
     grid = np.geomspace(1.0 / n_neg, 1.0, _ROC_POINTS)
     idx = np.searchsorted(ranked.fp, np.floor(grid * n_neg + 1e-6), side="right") - 1
-    roc_t = tpr[idx]
+    roc_t = ranked.tp[idx] / ranked.n_pos
+    # the curve the figure draws: its vertices at a dense log grid of false-positive
+    # counts (a few thousand points instead of one per distinct score)
+    counts = np.unique(np.floor(np.geomspace(1.0, n_neg, _PLOT_POINTS)))
+    vert = np.unique(np.r_[0, np.searchsorted(ranked.fp, counts, side="right") - 1])
+    curve = (ranked.fp[vert] / n_neg, ranked.tp[vert] / ranked.n_pos)
     return {"auc": a.auc, "auc_se": a.se, "auc_ci": list(a.ci), "n_members": ranked.n_pos,
             "n_nonmembers": n_neg, "excluded": int((~ok).sum()), "tpr_at_fpr": points,
             "leakage_test": leakage,
             "empirical_epsilon": _empirical_epsilon(ranked, dp_delta, level),
-            "roc": {"fpr": grid.tolist(), "tpr": roc_t.tolist()}, "_curve": (fpr, tpr)}
+            "roc": {"fpr": grid.tolist(), "tpr": roc_t.tolist()}, "_curve": curve}
 
 
 def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
@@ -623,14 +669,18 @@ def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
     """
     keep = np.asarray(keep, dtype=bool)
     n_tests = len(attacks) * len(fprs)
-    results = {}
-    for name, a in attacks.items():
-        res = _evaluate(np.asarray(a["scores"], dtype=np.float64), keep, tuple(fprs), level,
-                        alpha=alpha, n_tests=n_tests, dp_delta=dp_delta)
-        res.update(label=a.get("label", ATTACKS.get(name, name)),
-                   settings=a.get("settings", {}), clamped_std=a.get("clamped", 0))
-        results[name] = res
-    return results
+    return {name: _evaluate_attack(name, a, keep, tuple(fprs), level, alpha, n_tests,
+                                   dp_delta) for name, a in attacks.items()}
+
+
+def _evaluate_attack(name: str, a: Mapping[str, Any], keep: np.ndarray,
+                     fprs: tuple[float, ...], level: float, alpha: float, n_tests: int,
+                     dp_delta: float) -> dict[str, Any]:
+    res = _evaluate(np.asarray(a["scores"], dtype=np.float64), keep, fprs, level,
+                    alpha=alpha, n_tests=n_tests, dp_delta=dp_delta)
+    res.update(label=a.get("label", ATTACKS.get(name, name)),
+               settings=a.get("settings", {}), clamped_std=a.get("clamped", 0))
+    return res
 
 
 def _empirical_epsilon(ranked: Any, delta: float, level: float) -> dict[str, Any]:
@@ -845,23 +895,39 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     want = list(ATTACKS) if attacks is None else list(attacks)
     curvature_wanted = "lira_curvature" in want
     others = [a for a in want if a != "lira_curvature"]
-    scored = (run_attacks(logits, keep, labels, variance=var, references=references,
-                          attacks=others) if others else {})
+    if others:
+        _attack_names(others)  # unknown names fail before any work
     features, params, reason = _stored_heads(run)
     # every head's gradient norms and curvature, once: the curvature attack and the
     # per-example table both use them
     heads = head_matrices(features, labels, params, keep.shape) if params is not None \
         else None
-    if curvature_wanted:
-        if heads is None:
-            if attacks is not None:  # asked for by name: say why it cannot run
-                raise ValueError(f"attacks: lira_curvature needs a run of heads with stored "
-                                 f"parameters and features ({reason})")
-        else:
-            scored["lira_curvature"] = curvature_attack(heads[1], keep, variance=var,
-                                                        references=references)
-    results = evaluate(scored, keep, fprs=tuple(fprs), level=level, alpha=alpha,
-                       dp_delta=dp_delta)
+    if curvature_wanted and heads is None and attacks is not None:
+        # asked for by name: say why it cannot run
+        raise ValueError(f"attacks: lira_curvature needs a run of heads with stored "
+                         f"parameters and features ({reason})")
+    run_curvature = curvature_wanted and heads is not None
+    # Each attack is evaluated as soon as its scores exist and its scores are dropped
+    # then (all but LiRA online's, which the per-example table needs): the audit holds
+    # one attack's [M, N] scores at a time.
+    n_tests = (len(others) + run_curvature) * len(fprs)
+    fprs = tuple(fprs)
+    results: dict[str, dict[str, Any]] = {}
+    lira_scores = None
+    scored = iter_attacks(logits, keep, labels, variance=var, references=references,
+                          attacks=others) if others else iter(())
+    for name, entry in scored:
+        results[name] = _evaluate_attack(name, entry, keep, fprs, level, alpha, n_tests,
+                                         dp_delta)
+        if name == "lira_online":
+            lira_scores = entry["scores"]
+        del entry
+    if run_curvature:
+        entry = curvature_attack(heads[1], keep, variance=var, references=references)
+        results["lira_curvature"] = _evaluate_attack("lira_curvature", entry, keep, fprs,
+                                                     level, alpha, n_tests, dp_delta)
+        del entry
+    results = {name: results[name] for name in want if name in results}
     from miakit import __version__
 
     report = {
@@ -884,12 +950,16 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     }
     report["strongest_attack"] = strongest(results)
     report["privacy"] = privacy_summary(results, dp_epsilon, dp_delta)
-    lira_scores = (scored["lira_online"]["scores"] if "lira_online" in scored else
-                   run_attacks(logits, keep, labels, variance=var, references=references,
-                               attacks=["lira_online"])["lira_online"]["scores"])
+    lira_point = None
+    if lira_scores is None:
+        lira_scores = run_attacks(logits, keep, labels, variance=var, references=references,
+                                  attacks=["lira_online"])["lira_online"]["scores"]
+    else:  # the table's attack threshold is the one the TPR table already found
+        lira_point = next(p for p in results["lira_online"]["tpr_at_fpr"]
+                          if p["target_fpr"] == min(fprs))
     table = vulnerability(logits, keep, labels, lira_scores,
                           variance=var, fpr=min(fprs), features=features, params=params,
-                          fallback_reason=reason, head_values=heads)
+                          fallback_reason=reason, head_values=heads, lira_point=lira_point)
     report["vulnerability"] = table.to_dict(per_example=False)
     report.update(extra or {})
     report.setdefault("timing_s", {})["attacks"] = round(time.perf_counter() - t0, 3)
@@ -992,15 +1062,15 @@ def plot_roc(results: dict[str, dict], path: str | Path, title: str = "",
     >>> res = {"a": {"label": "A", "auc": 0.7, "n_nonmembers": 100, "_curve": (fpr, tpr)}}
     >>> plot_roc(res, tempfile.mkdtemp() + "/roc.png")
     """
-    import matplotlib
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 5.0), dpi=120)
+    # a Figure of its own (no pyplot): the caller's backend and figures are untouched
+    fig = Figure(figsize=(5.5, 5.0), dpi=120)
+    ax = fig.subplots()
     n_neg = max(r["n_nonmembers"] for r in results.values())
     lo = 1.0 / n_neg
-    colors = plt.get_cmap("tab10").colors
+    colors = colormaps["tab10"].colors
     for i, r in enumerate(results.values()):
         fpr, tpr = r["_curve"]
         low = next((p for p in r.get("tpr_at_fpr", []) if p["target_fpr"] == 1e-3), None)
@@ -1030,7 +1100,6 @@ def plot_roc(results: dict[str, dict], path: str | Path, title: str = "",
     ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _pct3(x: float) -> str:

@@ -91,18 +91,18 @@ class RankedScores:
             c = np.ascontiguousarray(c, dtype=np.int64)
         n_clusters = n if c is None else int(c.max()) + 1
         # One compiled pass (radix sort + walk, see docs/methods/metrics.md): per ROC point
-        # the threshold, the counts and the running cluster sums; per cluster the counts
-        # and AUC placement sums.
+        # the threshold and counts; per cluster the counts and AUC placement sums; and the
+        # ranked order, from which the cluster sums behind a point's variance are read
+        # for the few points the metrics use (cluster_variances).
         thr = np.empty(n + 1)
         tp, fp = np.empty(n + 1, dtype=np.int64), np.empty(n + 1, dtype=np.int64)
-        sums = [np.empty(n + 1) for _ in range(4)]
+        self._order = np.empty(n, dtype=np.int32)
         per_cluster = [np.empty(n_clusters, dtype=np.int64) for _ in range(2)]
         per_cluster += [np.empty(n_clusters) for _ in range(2)]
-        st = _C.rank_scores(np.ascontiguousarray(s), y.view(np.uint8), c, thr, tp, fp, *sums,
-                            *per_cluster)
+        st = _C.rank_scores(np.ascontiguousarray(s), y.view(np.uint8), c, thr, tp, fp,
+                            self._order, *per_cluster)
         g = st["points"]
         self.thresholds, self.tp, self.fp = thr[:g], tp[:g], fp[:g]
-        self._sums = tuple(x[:g] for x in sums)
         self._per_cluster = per_cluster
         self.n_pos, self.n_neg = int(st["n_pos"]), int(st["n_neg"])
         self._var: tuple | None = None
@@ -115,9 +115,15 @@ class RankedScores:
     def point(self, fpr: float) -> int:
         """Index of the operating point of :func:`tpr_at_fpr` for the budget ``fpr``."""
         # the rule roc() users apply: FPR = fp / n_neg <= f (``fp <= f * n_neg`` would
-        # reject FPR == f whenever f * n_neg rounds down, e.g. 0.29 * 100 = 28.99999...)
-        ok = np.nonzero(self.fp / self.n_neg <= fpr)[0]
-        return int(ok[np.argmax(self.tp[ok])])
+        # reject FPR == f whenever f * n_neg rounds down, e.g. 0.29 * 100 = 28.99999...);
+        # fp / n_neg is monotone in fp, so the largest admissible count is found around
+        # floor(f * n_neg), then the first point with the most true positives among the
+        # admissible ones (fp and tp never decrease along the curve).
+        k = min(max(int(np.floor(fpr * self.n_neg)) + 1, 0), self.n_neg)
+        while k > 0 and k / self.n_neg > fpr:
+            k -= 1
+        last = int(np.searchsorted(self.fp, k, side="right")) - 1
+        return int(np.searchsorted(self.tp, self.tp[last], side="left"))
 
     def auc(self) -> float:
         """Mann-Whitney AUC (ties one half), exactly: integer counts over tie groups."""
@@ -126,35 +132,50 @@ class RankedScores:
         return float(wins2 / (2 * self.n_pos * self.n_neg))
 
     # -- clusters ----------------------------------------------------------------------
-    def cluster_variances(self) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-        """Cluster-robust variances of the TPR and the FPR at every point, and the
-        clusters holding members and non-members (see :func:`clustered_roc`)."""
-        if self._var is None:
-            s2p, knp, s2n, knn = self._sums
-            n_pos_c, n_neg_c = self._per_cluster[:2]
-            out = []
-            for k, s2, skn, n_c in ((self.tp, s2p, knp, n_pos_c), (self.fp, s2n, knn, n_neg_c)):
-                # sum_c (k_c - p n_c)^2 = sum_c k_c^2 - 2 p sum_c k_c n_c + p^2 sum_c n_c^2,
-                # with k_c the class's elements of cluster c at or above the point
-                n_c = n_c.astype(np.float64)
-                total = n_c.sum()
-                p = k / total
-                ssq = np.maximum(s2 - 2.0 * p * skn + p * p * float((n_c ** 2).sum()), 0.0)
-                used = int((n_c > 0).sum())  # clusters with trials of this class
-                var = (used / (used - 1) * ssq / total ** 2 if used > 1
-                       else np.zeros_like(ssq))
-                out.append((var, used))
-            self._var = (out[0][0], out[1][0], (out[0][1], out[1][1]))
-        return self._var
+    def cluster_variances(self, points: Any = None
+                          ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """Cluster-robust variances of the TPR and the FPR at every point (or at the
+        indices ``points``), and the clusters holding members and non-members (see
+        :func:`clustered_roc`)."""
+        if points is None and self._var is not None:
+            return self._var
+        sel = (np.arange(self.tp.size) if points is None
+               else np.asarray(points, dtype=np.int64).ravel())
+        n_pos_c, n_neg_c = self._per_cluster[:2]
+        # the walk's running sums at the points, in ascending order of position
+        pos = self.tp[sel] + self.fp[sel]
+        by = np.argsort(pos, kind="stable")
+        sums = np.empty((4, sel.size))
+        _C.rank_cluster_sums(self._order, np.ascontiguousarray(pos[by]), n_pos_c, n_neg_c,
+                             sums)
+        s2p, knp, s2n, knn = np.empty_like(sums)
+        for dst, src in zip((s2p, knp, s2n, knn), sums):
+            dst[by] = src
+        out = []
+        for k, s2, skn, n_c in ((self.tp, s2p, knp, n_pos_c), (self.fp, s2n, knn, n_neg_c)):
+            # sum_c (k_c - p n_c)^2 = sum_c k_c^2 - 2 p sum_c k_c n_c + p^2 sum_c n_c^2,
+            # with k_c the class's elements of cluster c at or above the point
+            total = float(n_c.sum())
+            sq = float((n_c.astype(np.float64) ** 2).sum())
+            used = int(np.count_nonzero(n_c))  # clusters with trials of this class
+            p = k[sel] / total
+            ssq = np.maximum(s2 - 2.0 * p * skn + p * p * sq, 0.0)
+            var = (used / (used - 1) * ssq / total ** 2 if used > 1
+                   else np.zeros_like(ssq))
+            out.append((var, used))
+        res = (out[0][0], out[1][0], (out[0][1], out[1][1]))
+        if points is None:
+            self._var = res
+        return res
 
     def _bounds_at(self, i: int, level: float, alternative: str
                    ) -> tuple[ClusteredProportion, ClusteredProportion]:
         """(TPR, FPR) of point i as clustered proportions with their intervals."""
-        var_t, var_f, (c_t, c_f) = self.cluster_variances()
+        var_t, var_f, (c_t, c_f) = self.cluster_variances([i])
         tail = (1.0 - level) / 2 if alternative == "two-sided" else 1.0 - level
         res = []
-        for k, n, var, nc, alt in ((self.tp[i], self.n_pos, var_t[i], c_t, alternative),
-                                   (self.fp[i], self.n_neg, var_f[i], c_f,
+        for k, n, var, nc, alt in ((self.tp[i], self.n_pos, var_t[0], c_t, alternative),
+                                   (self.fp[i], self.n_neg, var_f[0], c_f,
                                     {"greater": "less"}.get(alternative, alternative))):
             lo, hi, deff, n_eff = korn_graubard(np.array([float(k)]), float(n),
                                                 np.array([var]), nc, tail)

@@ -183,7 +183,8 @@ def _column(x: Any, name: str, n: int | None) -> np.ndarray:
     return a
 
 
-def _lira_columns(scores: Any, membership: Any, fpr: float, meta: dict) -> dict[str, np.ndarray]:
+def _lira_columns(scores: Any, membership: Any, fpr: float, meta: dict,
+                  point: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     from miakit import metrics
 
     s = ar.to_numpy(ar.as_array(scores, "lira_scores")).astype(np.float64)
@@ -205,11 +206,16 @@ def _lira_columns(scores: Any, membership: Any, fpr: float, meta: dict) -> dict[
         mem = mem.astype(bool)
     s2, m2 = np.atleast_2d(s), np.atleast_2d(mem)
     finite = np.isfinite(s2)
-    r = metrics.tpr_at_fpr(s2[finite], m2[finite], fpr=fpr)
-    meta.update({"fpr": fpr, "threshold": r.threshold, "achieved_fpr": r.fpr,
-                 "attack_tpr": r.tpr, "attack_n_pos": r.n_pos, "attack_n_neg": r.n_neg,
-                 "resolvable": r.resolvable})
-    hits = (s2 >= r.threshold) & m2 & finite
+    if point is None:
+        r = metrics.tpr_at_fpr(s2[finite], m2[finite], fpr=fpr)
+        point = {"threshold": r.threshold, "fpr": r.fpr, "tpr": r.tpr, "n_members": r.n_pos,
+                 "n_nonmembers": r.n_neg, "resolvable": r.resolvable}
+    threshold = point["threshold"]
+    threshold = math.inf if threshold is None else float(threshold)
+    meta.update({"fpr": fpr, "threshold": threshold, "achieved_fpr": point["fpr"],
+                 "attack_tpr": point["tpr"], "attack_n_pos": point["n_members"],
+                 "attack_n_neg": point["n_nonmembers"], "resolvable": point["resolvable"]})
+    hits = (s2 >= threshold) & m2 & finite
     n_in = (m2 & finite).sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         tpr = np.where(n_in > 0, hits.sum(0) / n_in, np.nan)
@@ -228,6 +234,7 @@ def vulnerability_table(
     error: float = 0.05,
     fpr: float = 1e-3,
     extra: Mapping[str, Any] | None = None,
+    attack_point: Mapping[str, Any] | None = None,
 ) -> VulnerabilityTable:
     """Join per-example risk measures and rank-correlate them.
 
@@ -257,6 +264,10 @@ def vulnerability_table(
         FPR budget of the attack's global threshold for ``tpr_at_fpr``.
     extra : mapping of str to array [N], optional
         More columns (e.g. a loss, an outlier score).
+    attack_point : mapping, optional
+        The attack's operating point at ``fpr`` when the caller has already ranked
+        ``lira_scores`` (keys threshold, tpr, fpr, n_members, n_nonmembers, resolvable,
+        as in the audit's TPR table); otherwise the scores are ranked here.
 
     Returns
     -------
@@ -274,7 +285,7 @@ def vulnerability_table(
     meta: dict[str, Any] = {}
     cols: dict[str, np.ndarray] = {}
     if lira_scores is not None:
-        cols.update(_lira_columns(lira_scores, membership, fpr, meta))
+        cols.update(_lira_columns(lira_scores, membership, fpr, meta, attack_point))
     elif membership is not None:
         raise ValueError("membership: given without lira_scores")
     n = len(next(iter(cols.values()))) if cols else None
