@@ -2,10 +2,12 @@
 
 Workload: a run of M = 256 models x N = 50,000 examples x A = 2 views x C = 10 classes
 (generated logits with a planted membership signal and per-example difficulty), written
-to disk as a run, then ``miakit.audit.audit`` on it without plots. Phases: the attack
-kernels (every attack's leave-one-out scores), the metrics (one ranking per attack), the
-per-example table, and the report; peak resident memory is reported against the logits'
-size. Writes bench/results/audit_cpu_<tag>_<host>.json.
+to disk as a run, then ``miakit.audit.audit`` on it as ``miakit audit --run`` does (every
+attack, report.json, vulnerability.csv and the figures). Phases (the audit's own
+``timing_s``): the attack kernels (every attack's leave-one-out scores), the metrics (one
+ranking per attack), the per-example table, the plots and the writing; peak resident
+memory is reported against the logits' size. ``--baseline FILE`` copies an earlier
+results file into this one's ``baseline``. Writes bench/results/audit_cpu_<tag>_<host>.json.
 
     python bench/bench_audit.py            # M = 256, N = 50,000
     python bench/bench_audit.py --quick    # M = 32, N = 5,000
@@ -14,14 +16,22 @@ size. Writes bench/results/audit_cpu_<tag>_<host>.json.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
-import time
+from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from _common import git_commit, machine, print_table, rss_bytes, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    git_commit,
+    machine,
+    print_table,
+    reset_peak_rss,
+    rss_bytes,
+    write_results,
+)
 
 import miakit as mk  # noqa: E402
 from miakit import audit as au  # noqa: E402
@@ -32,6 +42,7 @@ def main() -> None:
     p.add_argument("--models", type=int, default=256)
     p.add_argument("--examples", type=int, default=50_000)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--baseline", help="an earlier results file to keep beside this one")
     args = p.parse_args()
     if args.quick:
         args.models, args.examples = 32, 5_000
@@ -50,32 +61,30 @@ def main() -> None:
                 z[np.arange(n), :, y] += (difficulty + 1.5 * keep[k])[:, None]
                 run.write_model(k, z)
         run = mk.shadow.open_run(f"{tmp}/run")
-        logits = run.logits()
-        t0 = time.perf_counter()
-        var = "per_example" if m >= 64 else "global"
-        scored = au.run_attacks(logits, keep, y, variance=var)
-        t1 = time.perf_counter()
-        results = au.evaluate(scored, keep)
-        t2 = time.perf_counter()
-        au.vulnerability(logits, keep, y, scored["lira_online"]["scores"], variance=var)
-        t3 = time.perf_counter()
-        au.verdict(results)
-        t4 = time.perf_counter()
+        run.logits()  # the stacked cache is built by the run store, not timed here
+        reset_peak_rss()
+        base = rss_bytes("VmRSS")
+        report = au.audit(run, f"{tmp}/out", plot=True)
         peak = rss_bytes("VmHWM")
-    phases = {"attacks_s": t1 - t0, "metrics_s": t2 - t1, "per_example_table_s": t3 - t2,
-              "verdict_s": t4 - t3, "total_s": t4 - t0}
+    timing = report["timing_s"]
+    phases = {f"{k}_s": timing[k] for k in ("attacks", "metrics", "per_example_table",
+                                             "plots", "writing", "audit")}
+    logits_bytes = m * n * a * c * 4
     rows = [(k, f"{v:.2f}", "") for k, v in phases.items()]
     rows.append(("peak RSS (GiB)", f"{peak / 2**30:.2f}",
-                 f"{peak / (m * n * a * c * 4):.2f}x the logits"))
+                 f"{peak / logits_bytes:.2f}x the logits (at start {base / 2**30:.2f})"))
     print_table(rows, ("phase", "seconds", "note"))
-    print(f"attacks: {len(scored)}; whole audit {phases['total_s'] / phases['attacks_s']:.1f}x "
-          "its attack kernels")
+    ratio = timing["audit"] / timing["attacks"]
+    print(f"attacks: {len(report['attacks'])}; whole audit {ratio:.1f}x its attack kernels")
     payload = {"benchmark": "audit", "workload": {"M": m, "N": n, "A": a, "C": c,
-                                                 "attacks": list(scored)},
+                                                 "attacks": list(report["attacks"])},
                "machine": machine(), "device": "cpu", "commit": git_commit(),
                "backend": mk.backend_info(),
-               "results": {**phases, "peak_rss_bytes": peak,
-                           "logits_bytes": m * n * a * c * 4}}
+               "results": {**phases, "total_s": timing["audit"], "audit_over_attacks": ratio,
+                           "peak_rss_bytes": peak, "rss_at_start_bytes": base,
+                           "logits_bytes": logits_bytes}}
+    if args.baseline:
+        payload["baseline"] = json.loads(Path(args.baseline).read_text())
     tag = "quick" if args.quick else "full"
     print("wrote", write_results(f"audit_cpu_{tag}_{machine()['hostname']}", payload))
 

@@ -914,18 +914,26 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     fprs = tuple(fprs)
     results: dict[str, dict[str, Any]] = {}
     lira_scores = None
+    phase = {"attacks": 0.0, "metrics": 0.0, "per_example_table": 0.0, "plots": 0.0,
+             "writing": 0.0}
     scored = iter_attacks(logits, keep, labels, variance=var, references=references,
                           attacks=others) if others else iter(())
-    for name, entry in scored:
+    while True:
+        t = time.perf_counter()
+        name, entry = next(scored, (None, None))
+        if run_curvature and name is None:
+            name, entry = "lira_curvature", curvature_attack(heads[1], keep, variance=var,
+                                                             references=references)
+            run_curvature = False
+        phase["attacks"] += time.perf_counter() - t
+        if name is None:
+            break
+        t = time.perf_counter()
         results[name] = _evaluate_attack(name, entry, keep, fprs, level, alpha, n_tests,
                                          dp_delta)
+        phase["metrics"] += time.perf_counter() - t
         if name == "lira_online":
             lira_scores = entry["scores"]
-        del entry
-    if run_curvature:
-        entry = curvature_attack(heads[1], keep, variance=var, references=references)
-        results["lira_curvature"] = _evaluate_attack("lira_curvature", entry, keep, fprs,
-                                                     level, alpha, n_tests, dp_delta)
         del entry
     results = {name: results[name] for name in want if name in results}
     from miakit import __version__
@@ -957,12 +965,14 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     else:  # the table's attack threshold is the one the TPR table already found
         lira_point = next(p for p in results["lira_online"]["tpr_at_fpr"]
                           if p["target_fpr"] == min(fprs))
+    t = time.perf_counter()
     table = vulnerability(logits, keep, labels, lira_scores,
                           variance=var, fpr=min(fprs), features=features, params=params,
                           fallback_reason=reason, head_values=heads, lira_point=lira_point)
     report["vulnerability"] = table.to_dict(per_example=False)
+    phase["per_example_table"] = time.perf_counter() - t
     report.update(extra or {})
-    report.setdefault("timing_s", {})["attacks"] = round(time.perf_counter() - t0, 3)
+    timing = report.setdefault("timing_s", {})
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -971,16 +981,26 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         if plot:
             from miakit.report import save_plots
 
+            t = time.perf_counter()
             plot_roc(results, out / "roc.png", title=_title(report),
                      dp=None if dp_epsilon is None else (dp_epsilon, dp_delta))
             files["roc"] = str(out / "roc.png")
             for path in save_plots(table, out,
                                    against=("memorization", "grad_norm", "curvature")):
                 files[path.stem] = str(path)
+            phase["plots"] = time.perf_counter() - t
         report["files"] = files
+    # the time of each phase, the audit's own, and with the training before it (when the
+    # caller timed one) the whole job's
+    timing.update({k: round(v, 3) for k, v in phase.items()})
+    timing["audit"] = round(time.perf_counter() - t0, 3)
+    timing["total"] = round(timing.get("training", 0.0) + timing["audit"], 3)
+    if out_dir is not None:
         from miakit.shadow._files import write_json
 
+        t = time.perf_counter()
         write_json(out / "report.json", report, "the audit report")
+        timing["writing"] = round(time.perf_counter() - t, 3)  # in the returned report
     return report
 
 

@@ -452,10 +452,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
                    dp_epsilon=dp_epsilon, dp_delta=args.dp_delta,
                    plot=not args.no_plot,
                    extra={"timing_s": timing})
-    report["timing_s"]["total"] = round(time.perf_counter() - t0, 3)
-    from miakit.shadow._files import write_json
-
-    write_json(args.out / "report.json", report, "the audit report")
     print(summarize(report))
     print(f"total time {report['timing_s']['total']:.1f} s")
     return 0
