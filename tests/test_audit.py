@@ -545,3 +545,30 @@ def test_nan_scores_are_excluded_and_counted(tmp_path):
         for p in att[name]["tpr_at_fpr"]:
             tpr, *_ = ref.tpr_at_fpr(s[ok], keep[ok], p["target_fpr"])
             assert p["tpr"] == pytest.approx(tpr, abs=1e-12)
+
+
+def test_streamed_audit_equals_the_separate_calls(tmp_path):
+    # audit() evaluates each attack as its scores arrive and reads the baselines and the
+    # per-example table's threshold from the rankings it already has: the results are
+    # those of the separate public calls
+    run = _leaky_run(tmp_path / "run", m=12, n=90)
+    report = audit(run, tmp_path / "out", plot=False)
+    logits, keep, labels = run.logits(), run.keep, run.labels
+    scored = run_attacks(logits, keep, labels, variance="global")
+    ev = mk.audit.evaluate(scored, keep)
+    for name, r in ev.items():
+        got = report["attacks"][name]
+        assert got["auc"] == r["auc"] and got["auc_se"] == r["auc_se"], name
+        assert got["tpr_at_fpr"] == r["tpr_at_fpr"], name
+        assert got["leakage_test"] == r["leakage_test"], name
+        assert got["empirical_epsilon"] == r["empirical_epsilon"], name
+    assert report["baselines"] == mk.audit.baselines(logits, keep, labels)
+    table = mk.audit.vulnerability(logits, keep, labels, scored["lira_online"]["scores"],
+                                   variance="global", fpr=0.001)
+    assert report["vulnerability"] == table.to_dict(per_example=False)
+    t = report["timing_s"]
+    for phase in ("attacks", "metrics", "per_example_table", "plots", "writing", "audit"):
+        assert t[phase] >= 0
+    assert t["audit"] >= t["attacks"] + t["metrics"]
+    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert on_disk["timing_s"]["total"] == t["total"]

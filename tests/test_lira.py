@@ -1107,3 +1107,14 @@ def test_references_option_is_checked(rng):
     keep = random_keep(rng, 4, 3)
     with pytest.raises(ValueError, match="references"):
         mk.lira.leave_one_out(member_scores(rng, keep, 1), keep, references="pairs")
+
+
+def test_global_variance_is_bit_reproducible():
+    # the pooled spread is summed per tile and the tiles added in order: threads take
+    # tiles in any order (dynamic schedule), the result must not change
+    rng = np.random.default_rng(11)
+    keep = mk.shadow.balanced_keep(12, 4000, seed=1)
+    s = rng.normal(size=(12, 4000, 2)) + keep[..., None]
+    runs = [mk.lira.leave_one_out(s, keep, variance="global") for _ in range(6)]
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r, runs[0])

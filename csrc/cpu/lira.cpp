@@ -367,16 +367,19 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
   // left out for k) / (total count - their count). Needs one pass over the data first.
   std::vector<double> gsd_in(K, NAN), gsd_out(K, NAN);
   if (global) {
-    std::vector<std::vector<double>> part(nthreads, std::vector<double>(4 + 4 * K, 0.0));
+    // Sums per tile, added up in tile order afterwards: the result does not depend on
+    // which thread took which tile (the schedule is dynamic) nor on the thread count.
+    const size_t width = static_cast<size_t>(4 + 4 * K);
+    std::vector<double> part(static_cast<size_t>(ntiles) * width, 0.0);
     std::vector<TileCounts> counts(nthreads);
 #pragma omp parallel
     {
       std::vector<double> buf(nb * A * M);
       std::vector<uint8_t> member(M);
       Column col(M);
-      std::vector<double>& acc = part[thread_id()];
 #pragma omp for schedule(dynamic, 1)
       for (int64_t t = 0; t < ntiles; ++t) {
+        double* acc = part.data() + static_cast<size_t>(t) * width;
         const int64_t n0 = t * nb, n1 = std::min(N, n0 + nb);
         fill(a.source, a.opt, n0, n1, buf.data(), counts[thread_id()]);
         for (int64_t j = n0; j < n1; ++j) {
@@ -403,9 +406,9 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
         }
       }
     }
-    std::vector<double> tot(4 + 4 * K, 0.0);
-    for (const auto& p : part)
-      for (size_t i = 0; i < tot.size(); ++i) tot[i] += p[i];
+    std::vector<double> tot(width, 0.0);
+    for (int64_t t = 0; t < ntiles; ++t)
+      for (size_t i = 0; i < width; ++i) tot[i] += part[static_cast<size_t>(t) * width + i];
     for (int64_t k = 0; k < K; ++k) {
       const double ni = tot[1] - tot[4 + 4 * k + 1], no = tot[3] - tot[4 + 4 * k + 3];
       gsd_in[k] = ni > 0 ? std::sqrt(std::max(0.0, tot[0] - tot[4 + 4 * k]) / ni) : NAN;

@@ -281,8 +281,15 @@ def baselines(logits: Any, keep: np.ndarray, labels: np.ndarray) -> dict[str, An
 
     keep = np.asarray(keep, dtype=bool)
     correct = np.asarray(signals.correct(logits[:, :, 0, :], np.asarray(labels)[None, :]))
+    return _baselines(correct, keep,
+                      thresholds.max_accuracy_threshold(-thresholds.loss(logits, labels), keep))
+
+
+def _baselines(correct: np.ndarray, keep: np.ndarray, t: Any) -> dict[str, Any]:
+    """The report's baselines from the first view's correctness and the loss threshold."""
+    from miakit import attacks as thresholds
+
     b = thresholds.bayes_baseline(correct, keep)
-    t = thresholds.max_accuracy_threshold(-thresholds.loss(logits, labels), keep)
     return {"bayes": {"accuracy": b.accuracy, "train_accuracy": b.train_accuracy,
                       "test_accuracy": b.test_accuracy,
                       "rule": "member when the model classifies the example correctly"},
@@ -590,7 +597,7 @@ def _clamped_count(message: Warning) -> int:
 
 def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
               level: float, *, alpha: float = 0.05, n_tests: int | None = None,
-              dp_delta: float = DP_DELTA) -> dict[str, Any]:
+              dp_delta: float = DP_DELTA, max_accuracy: bool = False) -> dict[str, Any]:
     """Metrics of one attack's scores ``[M, N]``, every interval clustered by example,
     all from one ranking of the scores (``metrics.RankedScores``)."""
     ok = np.isfinite(scores)
@@ -626,7 +633,20 @@ def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
             "n_nonmembers": n_neg, "excluded": int((~ok).sum()), "tpr_at_fpr": points,
             "leakage_test": leakage,
             "empirical_epsilon": _empirical_epsilon(ranked, dp_delta, level),
-            "roc": {"fpr": grid.tolist(), "tpr": roc_t.tolist()}, "_curve": curve}
+            "roc": {"fpr": grid.tolist(), "tpr": roc_t.tolist()}, "_curve": curve,
+            **({"_max_accuracy": _max_accuracy(ranked)} if max_accuracy else {})}
+
+
+def _max_accuracy(ranked: Any) -> Any:
+    """:func:`miakit.attacks.max_accuracy_threshold` of the losses whose negatives (the
+    loss attack's scores) ``ranked`` holds, from that ranking: the best balanced accuracy
+    ``1/2 + (TPR - FPR) / 2`` over its points, first best point, threshold in loss units."""
+    from miakit import attacks as thresholds
+
+    gain = ranked.tp / ranked.n_pos - ranked.fp / ranked.n_neg
+    i = int(np.argmax(gain))
+    return thresholds.ThresholdAccuracy(float(0.5 + gain[i] / 2),
+                                        -math.inf if i == 0 else float(-ranked.thresholds[i]))
 
 
 def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
@@ -677,7 +697,8 @@ def _evaluate_attack(name: str, a: Mapping[str, Any], keep: np.ndarray,
                      fprs: tuple[float, ...], level: float, alpha: float, n_tests: int,
                      dp_delta: float) -> dict[str, Any]:
     res = _evaluate(np.asarray(a["scores"], dtype=np.float64), keep, fprs, level,
-                    alpha=alpha, n_tests=n_tests, dp_delta=dp_delta)
+                    alpha=alpha, n_tests=n_tests, dp_delta=dp_delta,
+                    max_accuracy=name == "loss")
     res.update(label=a.get("label", ATTACKS.get(name, name)),
                settings=a.get("settings", {}), clamped_std=a.get("clamped", 0))
     return res
@@ -810,10 +831,15 @@ def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> di
             "alpha": alpha, "method": VERDICT_METHOD}
 
 
-def _model_quality(logits: Any, keep: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    z = logits[:, :, 0, :]  # the first (identity) view
-    correct = np.asarray(signals.correct(z, labels[None, :]))
-    loss = np.asarray(signals.loss(z, labels[None, :]), dtype=np.float64)
+def _first_view(logits: Any, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Correctness and loss ``[M, N]`` of the first (identity) query view."""
+    z = logits[:, :, 0, :]
+    return (np.asarray(signals.correct(z, labels[None, :])),
+            np.asarray(signals.loss(z, labels[None, :]), dtype=np.float64))
+
+
+def _model_quality(correct: np.ndarray, loss: np.ndarray, keep: np.ndarray
+                   ) -> dict[str, float]:
     return {"train_accuracy": float(correct[keep].mean()),
             "test_accuracy": float(correct[~keep].mean()),
             "train_loss": float(loss[keep].mean()), "test_loss": float(loss[~keep].mean())}
@@ -938,6 +964,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     results = {name: results[name] for name in want if name in results}
     from miakit import __version__
 
+    correct, loss = _first_view(logits, labels)
     report = {
         "miakit_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -946,14 +973,15 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
                 "n_classes": run.n_classes, "logits_dtype": str(run.logits_dtype),
                 "config": run.config, "metadata": run.meta.get("metadata", {}),
                 "fingerprint": run.meta.get("fingerprint", {})},
-        "models": _model_quality(logits, keep, labels),
+        "models": _model_quality(correct, loss, keep),
         "evaluation": {"protocol": "each model is the target once, attacked with the "
                                    "statistics of the other models (leave-one-out)",
                        "references": references_info(keep, references),
                        "fprs": list(fprs), "confidence_level": level},
         "attacks": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
                     for k, v in results.items()},
-        "baselines": baselines(logits, keep, labels),
+        "baselines": (_baselines(correct, keep, results["loss"]["_max_accuracy"])
+                      if "loss" in results else baselines(logits, keep, labels)),
         "verdict": verdict(results, alpha),
     }
     report["strongest_attack"] = strongest(results)
