@@ -95,9 +95,9 @@ def test_mlp_head_degenerate_cases_and_blocks(monkeypatch):
     whole_g = mk.gradients.mlp_head_norms(x, y, w1, b1, w2, b2)
     whole_t = mk.curvature.mlp_head_trace(x, w1, b1, w2, b2)
     # Blocks of a few examples give the same numbers.
-    import miakit.gradients as gr
+    import miakit._models as models  # the block size gradients and curvature share
 
-    monkeypatch.setattr(gr, "_MLP_CHUNK_BYTES", 8 * 40 * 7)
+    monkeypatch.setattr(models, "MLP_CHUNK_BYTES", 8 * 40 * 7)
     np.testing.assert_array_equal(mk.gradients.mlp_head_norms(x, y, w1, b1, w2, b2), whole_g)
     np.testing.assert_array_equal(mk.curvature.mlp_head_trace(x, w1, b1, w2, b2), whole_t)
     # All hidden units off: the logits are b2, the input has no influence.

@@ -17,12 +17,26 @@ import numpy as np
 Array = Any  # numpy.ndarray or torch.Tensor
 
 
-def _torch():
+def loaded_torch() -> Any:
+    """The torch module if the process has imported it, else None: a caller holding a
+    tensor has imported torch, so miakit never imports it for numpy-only users."""
     return sys.modules.get("torch")
 
 
+def import_torch() -> Any:
+    """Import torch, for the functions that need it whatever their inputs (autograd)."""
+    import torch
+
+    return torch
+
+
+# The old private name, still read by miakit/ks.py; remove it once ks.py calls
+# loaded_torch().
+_torch = loaded_torch
+
+
 def is_torch(x: Any) -> bool:
-    torch = _torch()
+    torch = loaded_torch()
     return torch is not None and isinstance(x, torch.Tensor)
 
 
@@ -63,7 +77,7 @@ def match_device(x: Array, like: Array, name: str, like_name: str) -> Array:
     """
     same_device(**{like_name: like, name: x})
     if is_torch(like) and not is_torch(x):
-        return _torch().from_numpy(np.ascontiguousarray(x))
+        return loaded_torch().from_numpy(np.ascontiguousarray(x))
     if is_torch(x) and not is_torch(like):
         return x.detach().numpy()
     return x
@@ -72,7 +86,7 @@ def match_device(x: Array, like: Array, name: str, like_name: str) -> Array:
 def kind(x: Array) -> str:
     """numpy-style dtype kind: 'f' float, 'i' signed, 'u' unsigned, 'b' bool, 'c' complex."""
     if is_torch(x):
-        torch = _torch()
+        torch = loaded_torch()
         if x.dtype == torch.bool:
             return "b"
         if x.dtype.is_complex:
@@ -106,21 +120,21 @@ def kernel_arg(x: Array) -> Any:
 
 def _dlpack_stream(x: Array) -> int:
     # DLPack's stream code for the current stream: 1 is the legacy default stream.
-    s = _torch().cuda.current_stream(x.device).cuda_stream
+    s = loaded_torch().cuda.current_stream(x.device).cuda_stream
     return s if s != 0 else 1
 
 
 def stream_of(x: Array) -> int:
     """The caller's current CUDA stream (0 on the CPU)."""
     if is_torch(x) and x.device.type == "cuda":
-        return int(_torch().cuda.current_stream(x.device).cuda_stream)
+        return int(loaded_torch().cuda.current_stream(x.device).cuda_stream)
     return 0
 
 
 def empty_like_device(like: Array, shape: tuple[int, ...], dtype: str) -> Array:
     """An uninitialized output of the caller's array type on the caller's device."""
     if is_torch(like):
-        torch = _torch()
+        torch = loaded_torch()
         return torch.empty(shape, dtype=getattr(torch, dtype), device=like.device)
     return np.empty(shape, dtype=dtype)
 
@@ -133,14 +147,14 @@ def to_numpy(x: Array) -> np.ndarray:
 
 def as_int64(x: Array) -> Array:
     if is_torch(x):
-        return x.to(dtype=_torch().int64)
+        return x.to(dtype=loaded_torch().int64)
     return x.astype(np.int64, copy=False)
 
 
 def as_uint8(x: Array) -> Array:
     """A 0/1 uint8 view (bool inputs are reinterpreted without a copy)."""
     if is_torch(x):
-        torch = _torch()
+        torch = loaded_torch()
         return x.view(torch.uint8) if x.dtype == torch.bool else (x != 0).to(torch.uint8)
     if x.dtype == np.bool_:
         return x.view(np.uint8)
@@ -163,5 +177,5 @@ def minmax(x: Array) -> tuple[float, float]:
 
 def is_all_finite(x: Array) -> bool:
     if is_torch(x):
-        return bool(_torch().isfinite(x).all())
+        return bool(loaded_torch().isfinite(x).all())
     return bool(np.isfinite(x).all())

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from miakit import _arrays as ar
+from miakit._lira_fit import LiraFit
+from miakit._validation import check_choice, check_real
 
 __all__ = ["hellinger", "privacy_score", "shadow_models_needed", "ShadowModelsNeeded",
            "SHADOW_MODELS_FORMULAS"]
@@ -32,14 +34,12 @@ SHADOW_MODELS_FORMULAS = {
 
 
 def _check_fit(fit: Any) -> None:
-    from miakit.lira import LiraFit
-
     if not isinstance(fit, LiraFit):
         raise TypeError(f"fit: expected a LiraFit from miakit.lira.fit, got {type(fit).__name__}")
 
 
 def _xp(x: Any):
-    return ar._torch() if ar.is_torch(x) else np
+    return ar.loaded_torch() if ar.is_torch(x) else np
 
 
 def _log_bc(fit: Any) -> Any:
@@ -193,15 +193,9 @@ def shadow_models_needed(fit: Any, error: float = 0.05,
     True
     """
     _check_fit(fit)
-    try:
-        err = float(error)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"error: expected a float in (0, 0.5), got {error!r}") from exc
-    if not 0.0 < err < 0.5:
-        raise ValueError(f"error: expected a float in (0, 0.5), got {error!r}")
-    if formula not in SHADOW_MODELS_FORMULAS:
-        raise ValueError(f"formula: expected one of {list(SHADOW_MODELS_FORMULAS)}, "
-                         f"got {formula!r}")
+    err = check_real(error, "error", 0.0, 0.5, open_lo=True, open_hi=True,
+                     what="a float in (0, 0.5)")
+    check_choice(formula, "formula", SHADOW_MODELS_FORMULAS)
     xp = _xp(fit.mu_in)
     log_bc = _log_bc(fit)
     h2 = -xp.expm1(log_bc)

@@ -26,7 +26,13 @@ import numpy as np
 
 from miakit import _arrays as ar
 from miakit import signals
-from miakit._validation import check_choice, check_float_array, check_keep, check_targets
+from miakit._validation import (
+    check_bool_array,
+    check_choice,
+    check_float_array,
+    check_keep,
+    check_targets,
+)
 from miakit.lira import balanced_partners
 
 __all__ = ["loss", "confidence", "max_confidence", "hinge", "scaled_confidence",
@@ -233,12 +239,7 @@ def calibrated_leave_one_out(scores: Any, keep: Any, targets: Any = None, *,
 
 
 def _members(members: Any, shape: tuple[int, ...]) -> np.ndarray:
-    y = np.asarray(ar.to_numpy(ar.as_array(members, "members")))
-    if y.shape != shape:
-        raise ValueError(f"members: expected shape {shape}, got {y.shape}")
-    if y.dtype.kind != "b" and not np.isin(y, (0, 1)).all():
-        raise ValueError("members: expected booleans (or 0/1 values)")
-    y = y.astype(bool)
+    y = check_bool_array(members, "members", shape)
     if y.all() or not y.any():
         raise ValueError("members: expected both members and non-members")
     return y
@@ -278,10 +279,7 @@ def bayes_baseline(correct: Any, members: Any) -> BayesBaseline:
     >>> b.accuracy, b.train_accuracy, b.test_accuracy
     (0.75, 1.0, 0.5)
     """
-    c = np.asarray(ar.to_numpy(ar.as_array(correct, "correct")))
-    if c.dtype.kind not in "biuf" or (c.dtype.kind != "b" and not np.isin(c, (0, 1)).all()):
-        raise ValueError("correct: expected booleans (or 0/1 values)")
-    c = c.astype(bool)
+    c = check_bool_array(correct, "correct")
     y = _members(members, c.shape)
     p_train, p_test = float(c[y].mean()), float(c[~y].mean())
     return BayesBaseline(0.5 + (p_train - p_test) / 2, p_train, p_test)

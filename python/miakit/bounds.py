@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from miakit import metrics
-from miakit._validation import check_choice, check_probability
+from miakit._binomial import one_sided
+from miakit._validation import check_choice, check_int, check_probability, check_real
 
 __all__ = ["dp_tpr_bound", "gdp_tpr_bound", "memorization_bound", "dpsgd_epsilon",
            "dpsgd_noise", "empirical_epsilon", "EmpiricalEpsilon", "gdp_mu", "GdpMu",
@@ -31,23 +32,12 @@ __all__ = ["dp_tpr_bound", "gdp_tpr_bound", "memorization_bound", "dpsgd_epsilon
 
 # --------------------------------------------------------------------------- checks
 def _positive(value: Any, name: str, *, allow_inf: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: expected a positive number, got {value!r}") from exc
-    if not (v > 0) or (math.isinf(v) and not allow_inf) or math.isnan(v):
-        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
-    return v
+    return check_real(value, name, 0.0, open_lo=True, allow_inf=allow_inf,
+                      what="a positive number" if allow_inf else "a positive finite number")
 
 
 def _delta(value: Any, name: str = "delta") -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: expected a number in [0, 1), got {value!r}") from exc
-    if not 0.0 <= v < 1.0:
-        raise ValueError(f"{name}: expected a value in [0, 1), got {value!r}")
-    return v
+    return check_real(value, name, 0.0, 1.0, open_hi=True, what="a value in [0, 1)")
 
 
 def _rates(x: Any, name: str) -> np.ndarray:
@@ -119,9 +109,7 @@ def gdp_tpr_bound(fpr: Any, mu: float) -> np.ndarray:
     0.259511
     """
     f = _rates(fpr, "fpr")
-    m = float(mu)
-    if not m >= 0 or math.isinf(m):
-        raise ValueError(f"mu: expected a finite value >= 0, got {mu!r}")
+    m = check_real(mu, "mu", 0.0, what="a finite value >= 0")
     return special.ndtr(special.ndtri(f) + m)
 
 
@@ -156,23 +144,13 @@ def _dpsgd_event(dpa: Any, noise: float, rate: float, steps: int) -> Any:
 
 
 def _check_dpsgd(sample_rate: Any, steps: Any) -> tuple[float, int]:
-    try:
-        q = float(sample_rate)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"sample_rate: expected a number in (0, 1], got {sample_rate!r}") from exc
-    if not 0.0 < q <= 1.0:
-        raise ValueError(f"sample_rate: expected a value in (0, 1], got {sample_rate!r}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps: expected a positive int, got {steps!r}")
-    return q, int(steps)
+    q = check_real(sample_rate, "sample_rate", 0.0, 1.0, open_lo=True, what="a value in (0, 1]")
+    return q, check_int(steps, "steps", 1, what="a positive int")
 
 
 def _accountant(dpa: Any, name: str) -> Any:
-    if name == "pld":
-        return dpa.pld.PLDAccountant()
-    if name == "rdp":
-        return dpa.rdp.RdpAccountant()
-    raise ValueError(f"accountant: expected 'pld' or 'rdp', got {name!r}")
+    check_choice(name, "accountant", ("pld", "rdp"))
+    return dpa.pld.PLDAccountant() if name == "pld" else dpa.rdp.RdpAccountant()
 
 
 def dpsgd_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
@@ -319,14 +297,6 @@ def _grid_points(tp: np.ndarray, fp: np.ndarray, n_pos: int, n_neg: int) -> np.n
     return pick[(pick >= 1) & (pick < tp.size)]
 
 
-def _one_sided(k: np.ndarray, n: int, alpha: float, upper: bool) -> np.ndarray:
-    """Clopper-Pearson one-sided bounds of k / n at error alpha, vectorized."""
-    k = np.asarray(k, dtype=np.float64)
-    if upper:
-        return np.where(k >= n, 1.0, stats.beta.ppf(1.0 - alpha, k + 1.0, n - k))
-    return np.where(k <= 0, 0.0, stats.beta.ppf(alpha, k, n - k + 1.0))
-
-
 def empirical_epsilon(scores: Any, members: Any, delta: float = 0.0, level: float = 0.95,
                       *, thresholds: Any = "grid", clusters: Any = None) -> EmpiricalEpsilon:
     """A lower bound on the epsilon of the mechanism that produced an attack's scores.
@@ -397,11 +367,6 @@ def empirical_epsilon_ranked(ranked: metrics.RankedScores, delta: float = 0.0,
     d = _delta(delta)
     check_probability(level, "level")
     thr, tp, fp = ranked.thresholds, ranked.tp, ranked.fp
-    if clustered:
-        var_t, var_f, n_cl = ranked.cluster_variances()
-    else:
-        var_t = var_f = None
-        n_cl = (0, 0)
     n_pos, n_neg = ranked.n_pos, ranked.n_neg
     if isinstance(thresholds, str) and thresholds == "grid":
         pick = _grid_points(tp, fp, n_pos, n_neg)
@@ -416,16 +381,21 @@ def empirical_epsilon_ranked(ranked: metrics.RankedScores, delta: float = 0.0,
             raise ValueError("thresholds: expected finite thresholds, got none or NaN/inf")
         # the operating point of "score >= t": the last curve point with threshold >= t
         pick = np.searchsorted(-thr, -cand, side="right") - 1
+    if clustered:  # the variances at the candidate points only
+        var_t, var_f, n_cl = ranked.cluster_variances(pick)
+    else:
+        var_t = var_f = None
+        n_cl = (0, 0)
     cand, tp, fp = thr[pick], tp[pick], fp[pick]
     n_thr = int(pick.size)
     alpha = (1.0 - level) / (2 * n_thr)
 
     def bounds(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not clustered:
-            return (_one_sided(tp[idx], n_pos, alpha, upper=False),
-                    _one_sided(fp[idx], n_neg, alpha, upper=True))
-        return (metrics.korn_graubard(tp[idx], n_pos, var_t[pick][idx], n_cl[0], alpha)[0],
-                metrics.korn_graubard(fp[idx], n_neg, var_f[pick][idx], n_cl[1], alpha)[1])
+            return (one_sided(tp[idx], n_pos, alpha, upper=False),
+                    one_sided(fp[idx], n_neg, alpha, upper=True))
+        return (metrics.korn_graubard(tp[idx], n_pos, var_t[idx], n_cl[0], alpha)[0],
+                metrics.korn_graubard(fp[idx], n_neg, var_f[idx], n_cl[1], alpha)[1])
 
     def epsilon(t_lo: np.ndarray, f_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -506,8 +476,8 @@ def gdp_mu(scores: Any, members: Any, level: float = 0.95) -> GdpMu:
     f, t = r.fp[inner] / n_neg, r.tp[inner] / n_pos
     mu = float(max(0.0, np.max(special.ndtri(t) - special.ndtri(f))))
     alpha = (1.0 - level) / (2 * f.size)
-    t_lo = _one_sided(r.tp[inner], n_pos, alpha, upper=False)
-    f_hi = _one_sided(r.fp[inner], n_neg, alpha, upper=True)
+    t_lo = one_sided(r.tp[inner], n_pos, alpha, upper=False)
+    f_hi = one_sided(r.fp[inner], n_neg, alpha, upper=True)
     with np.errstate(divide="ignore"):
         lo = np.max(special.ndtri(t_lo) - special.ndtri(f_hi))
     return GdpMu(mu, float(max(0.0, lo)), float(level))

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_probabilities
+from miakit._plotting import subplots
+from miakit._validation import check_int, check_probabilities
 from miakit.shadow._files import write_report
 
 __all__ = ["shadow_budget", "DEFAULT_BUDGETS", "DEFAULT_QUANTILES"]
@@ -102,8 +103,8 @@ def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | Non
                          f"fewer than 2 targets (largest possible: {m - 2 - (m % 2)})")
     q_list = check_probabilities(quantiles, "quantiles", allow_empty=True)
     f_list = check_probabilities(fprs, "fprs")
-    if isinstance(draws, bool) or draws < 1 or targets < 1:
-        raise ValueError(f"draws, targets: expected positive ints, got {draws}, {targets}")
+    for name, v in (("draws", draws), ("targets", targets)):
+        check_int(v, name, 1, what="a positive int")
     z = np.asarray(logits)
     s = np.asarray(signals.scaled_confidence(z, y[:, None]), dtype=np.float64)  # [M, N, A]
     mem = np.asarray(memorization.feldman_zhang(signals.correct(z[:, :, 0, :], y), k))
@@ -154,13 +155,8 @@ def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | Non
 
 
 def _plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     key = report["needed_tpr"]
-    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=110)
+    fig, ax = subplots(figsize=(5.5, 4.2), dpi=110)
     for name in report["groups"]:
         rows = [r for r in report["rows"] if r["group"] == name]
         b = [r["budget"] for r in rows]
@@ -177,4 +173,3 @@ def _plot(report: dict, path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

@@ -27,7 +27,6 @@ and restored afterwards, as in :func:`miakit.gradients.per_example_norms`.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -35,18 +34,18 @@ import numpy as np
 
 from miakit import _C
 from miakit import _arrays as ar
-from miakit.gradients import (
-    _check_head,
-    _check_mlp_head,
-    _check_model_args,
-    _check_per_example_loss,
-    _eval_mode,
-    _like_features,
-    _mlp_blocks,
-    _mlp_forward,
-    _raise_head_status,
-    _torch,
+from miakit._models import (
+    check_head,
+    check_mlp_head,
+    check_model_args,
+    check_per_example_loss,
+    eval_mode,
+    like_features,
+    mlp_blocks,
+    mlp_forward,
+    raise_head_status,
 )
+from miakit._validation import check_choice, check_int, check_real
 
 __all__ = ["hutchinson_trace", "finite_difference", "zero_order", "head_trace",
            "mlp_head_trace", "probes", "probe_quadratic", "probe_differences"]
@@ -110,11 +109,10 @@ def probes(
                         f"{ar.dtype_name(ids)} and shape {ar.shape_of(ids)}")
     if ar.shape_of(ids)[0] and ar.minmax(ids)[0] < 0:
         raise ValueError("example_ids: expected non-negative indices, got a negative one")
-    n_probes = _check_count(n_probes, "n_probes")
-    first_probe = _check_int(first_probe, "first_probe", 0)
-    seed = _check_int(seed, "seed", 0, 2**64 - 1)
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype: expected one of {list(_DTYPES)}, got {dtype!r}")
+    n_probes = check_int(n_probes, "n_probes", 1)
+    first_probe = check_int(first_probe, "first_probe", 0)
+    seed = check_int(seed, "seed", 0, 2**64 - 1)
+    check_choice(dtype, "dtype", _DTYPES)
     like = ids if like is None else like
     if dtype == "bfloat16" and not ar.is_torch(like):
         raise ValueError("dtype: bfloat16 probes need torch (pass like= a torch tensor)")
@@ -126,33 +124,9 @@ def probes(
     return out.reshape((ar.shape_of(ids)[0], n_probes) + shape)
 
 
-def _check_int(v: Any, name: str, lo: int | None = None, hi: int | None = None) -> int:
-    if isinstance(v, bool) or not hasattr(v, "__index__"):
-        raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-    v = operator.index(v)
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name}: expected an int {rng}, got {v}")
-    return v
-
-
-def _check_count(v: Any, name: str) -> int:
-    return _check_int(v, name, 1)
-
-
-def _check_h(h: Any) -> float:
-    try:
-        hv = float(h)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"h: expected a positive float, got {h!r}") from exc
-    if not (hv > 0 and math.isfinite(hv)):
-        raise ValueError(f"h: expected a positive finite float, got {h!r}")
-    return hv
-
-
 def _prepare(model, loss_fn, x, y, batch_size, example_ids):
-    torch = _torch()
-    n = _check_model_args(model, loss_fn, x, y, batch_size)
+    torch = ar.import_torch()
+    n = check_model_args(model, loss_fn, x, y, batch_size)
     if not isinstance(x, torch.Tensor):
         raise TypeError("x: curvature needs a single floating-point input tensor, got a "
                         f"{type(x).__name__}")
@@ -184,7 +158,7 @@ def _batch_probes(ids, n_probes, x, seed, first_probe=0):
 
 def _losses(model, loss_fn, xb, yb):
     losses = loss_fn(model(xb), yb)
-    _check_per_example_loss(losses, int(xb.shape[0]))
+    check_per_example_loss(losses, int(xb.shape[0]))
     return losses
 
 
@@ -244,8 +218,8 @@ def hutchinson_trace(
     >>> t.tolist(), se.tolist()                       # diagonal H: exact, no spread
     ([6.0, 6.0, 6.0, 6.0], [0.0, 0.0, 0.0, 0.0])
     """
-    n_probes = _check_count(n_probes, "n_probes")
-    seed = _check_int(seed, "seed", 0, 2**64 - 1)
+    n_probes = check_int(n_probes, "n_probes", 1)
+    seed = check_int(seed, "seed", 0, 2**64 - 1)
     torch, n, ids, step = _prepare(model, loss_fn, x, y, batch_size, example_ids)
     use_kernel = _kernel_ok(x)
     if use_kernel:
@@ -253,7 +227,7 @@ def hutchinson_trace(
         stderr = torch.empty(n, dtype=x.dtype, device=x.device)
     else:
         est = torch.empty((n, n_probes), dtype=x.dtype, device=x.device)
-    with _eval_mode(model, "hutchinson_trace", "curvatures"):
+    with eval_mode(model, "hutchinson_trace", "curvatures"):
         for s in range(0, n, step):
             sl = slice(s, min(n, s + step))
             xb = x[sl].detach().clone().requires_grad_(True)
@@ -335,9 +309,9 @@ def finite_difference(
     >>> [round(v, 12) for v in c.tolist()]                  # ||0.1 * 2 v|| = 0.2 * sqrt(4)
     [0.4, 0.4, 0.4]
     """
-    h = _check_h(h)
-    n_probes = _check_count(n_probes, "n_probes")
-    seed = _check_int(seed, "seed", 0, 2**64 - 1)
+    h = check_real(h, "h", 0.0, open_lo=True, what="a positive finite float")
+    n_probes = check_int(n_probes, "n_probes", 1)
+    seed = check_int(seed, "seed", 0, 2**64 - 1)
     torch, n, ids, step = _prepare(model, loss_fn, x, y, batch_size, example_ids)
     out = torch.empty(n, dtype=x.dtype, device=x.device)
 
@@ -348,7 +322,7 @@ def finite_difference(
                                        allow_unused=True)
         return torch.zeros_like(xb) if g is None else g
 
-    with _eval_mode(model, "finite_difference", "curvatures"):
+    with eval_mode(model, "finite_difference", "curvatures"):
         for s in range(0, n, step):
             sl = slice(s, min(n, s + step))
             xb, yb = x[sl].detach(), y[sl]
@@ -402,7 +376,7 @@ def _raise_nonfinite(st: dict, arrays: dict) -> None:
     if not st["nonfinite"]:
         return
     for name, v in arrays.items():
-        ok = _torch().isfinite(v).all() if ar.is_torch(v) else np.isfinite(v).all()
+        ok = ar.import_torch().isfinite(v).all() if ar.is_torch(v) else np.isfinite(v).all()
         if not bool(ok):
             raise ValueError(f"{name}: contains NaN or infinite values")
     raise ValueError(f"{next(iter(arrays))}: the reduction overflowed to a non-finite value")
@@ -518,12 +492,12 @@ def zero_order(
     >>> c.shape, bool((c <= 0.5 * 2).all())                 # h |r_u^T H r_v| <= 2 h
     (torch.Size([2]), True)
     """
-    h = _check_h(h)
-    n_probes = _check_count(n_probes, "n_probes")
-    seed = _check_int(seed, "seed", 0, 2**64 - 1)
+    h = check_real(h, "h", 0.0, open_lo=True, what="a positive finite float")
+    n_probes = check_int(n_probes, "n_probes", 1)
+    seed = check_int(seed, "seed", 0, 2**64 - 1)
     torch, n, ids, step = _prepare(model, loss_fn, x, y, batch_size, example_ids)
     out = torch.empty(n, dtype=x.dtype, device=x.device)
-    with _eval_mode(model, "zero_order", "curvatures"), torch.no_grad():
+    with eval_mode(model, "zero_order", "curvatures"), torch.no_grad():
         for s in range(0, n, step):
             sl = slice(s, min(n, s + step))
             xb, yb = x[sl].detach(), y[sl]
@@ -569,13 +543,13 @@ def head_trace(features: Any, weight: Any, bias: Any = None) -> Any:
     >>> mk.curvature.head_trace(np.zeros((1, 2)), w)     # 1/2 * 1 + 1/2 * 1 - 0
     array([1.])
     """
-    x, w, bias = _check_head(features, weight, bias)
+    x, w, bias = check_head(features, weight, bias)
     n = ar.shape_of(x)[0]
     out = ar.empty_like_device(x, (n,), "float64")
     st = _C.head(ar.kernel_arg(x), None, ar.kernel_arg(w),
                  None if bias is None else ar.kernel_arg(bias), ar.kernel_arg(out), 1,
                  ar.stream_of(x))
-    _raise_head_status(st, ar.shape_of(w)[0])
+    raise_head_status(st, ar.shape_of(w)[0])
     return out
 
 
@@ -620,13 +594,13 @@ def mlp_head_trace(features: Any, weight1: Any, bias1: Any, weight2: Any, bias2:
     >>> bool(np.isclose(t[0], mk.curvature.head_trace(x, w2)[0]))
     True
     """
-    x, w1, b1, w2, b2 = _check_mlp_head(features, weight1, bias1, weight2, bias2)
+    x, w1, b1, w2, b2 = check_mlp_head(features, weight1, bias1, weight2, bias2)
     n, d = ar.shape_of(x)
     c, h = w2.shape
     gram = w1 @ w1.T if d > h else None
     out = np.empty(n, dtype=np.float64)
-    for sl, xb in _mlp_blocks(x, 2 * c * h + c * min(d, h) + 2 * h + d):
-        active, _, p = _mlp_forward(xb, w1, b1, w2, b2)
+    for sl, xb in mlp_blocks(x, 2 * c * h + c * min(d, h) + 2 * h + d):
+        active, _, p = mlp_forward(xb, w1, b1, w2, b2)
         u = w2[None, :, :] * active[:, None, :]  # rows of W2 D: [n, C, H]
         u -= np.where(active, p @ w2, 0.0)[:, None, :]  # minus their p-weighted mean
         flat = u.reshape(-1, h)
@@ -636,4 +610,4 @@ def mlp_head_trace(features: Any, weight1: Any, bias1: Any, weight2: Any, bias2:
         else:
             ug = (flat @ gram).reshape(len(xb), c, h)
             out[sl] = np.maximum(((ug * u).sum(2) * p).sum(1), 0.0)
-    return _like_features(out, x)
+    return like_features(out, x)

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from miakit._validation import check_choice, check_int
+
 __all__ = ["Dataset", "load", "digits", "synthetic", "NAMES"]
 
 NAMES = ("digits", "synthetic")
@@ -76,16 +78,13 @@ def digits(n_examples: int | None = None, views: int = 2, subset_seed: int = 0) 
     except ImportError as exc:  # pragma: no cover - sklearn is in the audit extra
         raise ImportError("the digits dataset comes with scikit-learn: "
                           "pip install 'miakit[audit]'") from exc
-    if views not in (1, 2):
-        raise ValueError(f"views: expected 1 or 2, got {views!r}")
+    check_int(views, "views", 1, 2, what="1 or 2")
     d = load_digits()
     n_all = len(d.target)
     if n_examples is None:
         idx = np.arange(n_all)
-    elif isinstance(n_examples, bool) or not isinstance(n_examples, (int, np.integer)) or \
-            not 2 <= n_examples <= n_all:
-        raise ValueError(f"n_examples: expected an int in [2, {n_all}], got {n_examples!r}")
     else:
+        check_int(n_examples, "n_examples", 2, n_all)
         idx = np.sort(np.random.default_rng(subset_seed).permutation(n_all)[:n_examples])
     images = (d.images[idx] / 16.0).astype(np.float32)[:, None]  # [N, 1, 8, 8] in [0, 1]
     shifted = np.zeros_like(images)
@@ -133,8 +132,7 @@ def synthetic(n: int = 2000, dim: int = 32, n_classes: int = 10, separation: flo
     ((100, 1, 8), 2)
     """
     for name, v, lo in (("n", n, 2), ("dim", dim, 1), ("n_classes", n_classes, 2)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
+        check_int(v, name, lo)
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(n_classes, dim)) * separation * np.sqrt(n_classes / dim)
     y = rng.integers(0, n_classes, n)
@@ -154,8 +152,5 @@ def load(name: str, **kwargs: Any) -> Dataset:
     >>> ds.load("synthetic", n=50, dim=4, n_classes=2).labels.shape
     (50,)
     """
-    if name == "digits":
-        return digits(**kwargs)
-    if name == "synthetic":
-        return synthetic(**kwargs)
-    raise ValueError(f"dataset: expected one of {list(NAMES)}, got {name!r}")
+    check_choice(name, "dataset", NAMES)
+    return digits(**kwargs) if name == "digits" else synthetic(**kwargs)

@@ -36,8 +36,11 @@ from miakit import _arrays as ar
 from miakit._validation import (
     check_choice,
     check_finite,
+    check_int,
     check_probabilities,
     check_probability,
+    check_real,
+    check_records,
 )
 from miakit.neighbors import METRICS, closest_distances
 
@@ -50,17 +53,6 @@ CLASSIFIERS = ("logistic", "boosting")
 
 
 # -- input checks ------------------------------------------------------------------------
-
-def _int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
-    """An int in [lo, hi] (hi None: no upper bound)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    v = int(value)
-    if v < lo or (hi is not None and v > hi):
-        want = f"an int >= {lo}" if hi is None else f"an int in [{lo}, {hi}]"
-        raise ValueError(f"{name}: expected {want}, got {v}")
-    return v
-
 
 def _query(q: Any, name: str, width: int | None = None, width_of: str = "") -> np.ndarray:
     """Query values as float64 [n] (scalar queries) or [n, d] (vector queries), finite."""
@@ -84,22 +76,6 @@ def _query(q: Any, name: str, width: int | None = None, width_of: str = "") -> n
 
 def _width(x: np.ndarray) -> int:
     return 1 if x.ndim == 1 else int(x.shape[1])
-
-
-def _records(x: Any, name: str, width: int | None = None, width_of: str = "") -> np.ndarray:
-    """A finite float64 [n, D] array of records."""
-    a = ar.as_array(x, name)
-    if ar.kind(a) not in ("f", "i", "u", "b"):
-        raise TypeError(f"{name}: expected real-valued records, got dtype {ar.dtype_name(a)}")
-    a = np.asarray(ar.to_numpy(a), dtype=np.float64)
-    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
-        raise ValueError(f"{name}: expected a 2-D array [records, features] with at least "
-                         f"one record, got shape {a.shape}")
-    check_finite(a, name)
-    if width is not None and a.shape[1] != width:
-        raise ValueError(f"{name}: expected {width} features per record (the width of "
-                         f"{width_of}), got shape {a.shape}")
-    return a
 
 
 def min_records(level: float = 0.95) -> int:
@@ -160,9 +136,9 @@ def dcr_query(records: Any, synthetic: Any, k: int = 1, *, metric: str = "euclid
     array([0.1, 2. ])
     """
     check_choice(metric, "metric", METRICS)
-    x = _records(records, "records")
-    s = _records(synthetic, "synthetic", x.shape[1], "records")
-    k = _int(k, "k", 1)
+    x = check_records(records, "records")
+    s = check_records(synthetic, "synthetic", x.shape[1], "records")
+    k = check_int(k, "k", 1)
     if k > s.shape[0]:
         raise ValueError(f"k: expected 1 <= k <= {s.shape[0]} (the synthetic records), "
                          f"got {k}")
@@ -208,7 +184,7 @@ def apply_query(fn: Callable[[Any], Any], records: Any, *, batch_size: int | Non
     n = len(records)
     if n < 1:
         raise ValueError("records: expected at least one record, got none")
-    bs = n if batch_size is None else _int(batch_size, "batch_size", 1)
+    bs = n if batch_size is None else check_int(batch_size, "batch_size", 1)
     parts = []
     for start in range(0, n, bs):
         batch = records[start:start + bs]
@@ -375,7 +351,7 @@ def membership_advantage(q_train: Any, q_holdout: Any, level: float = 0.95, *,
     check_choice(method, "method", ["auto", "ks", "classifier"])
     a = _query(q_train, "q_train")
     b = _query(q_holdout, "q_holdout", _width(a), "q_train")
-    seed = _int(seed, "seed", 0)
+    seed = check_int(seed, "seed", 0)
     _check_counts(a.shape[0], b.shape[0], level)
     if method == "auto":
         method = "ks" if a.ndim == 1 else "classifier"
@@ -384,7 +360,7 @@ def membership_advantage(q_train: Any, q_holdout: Any, level: float = 0.95, *,
             raise ValueError(f"method: 'ks' needs scalar queries, got q_train of shape "
                              f"{a.shape}; use method='classifier'")
         return _advantage_ks(a, b, level)
-    return _advantage_classifier(a, b, level, classifier, _int(folds, "folds", 2), seed)
+    return _advantage_classifier(a, b, level, classifier, check_int(folds, "folds", 2), seed)
 
 
 def _advantage_ks(a: np.ndarray, b: np.ndarray, level: float) -> MembershipAdvantage:
@@ -507,14 +483,8 @@ def _log_ratio(q: np.ndarray, a: np.ndarray, b: np.ndarray, method: str, bandwid
 def _check_bandwidth(bandwidth: Any) -> Any:
     if isinstance(bandwidth, str):
         return check_choice(bandwidth, "bandwidth", ["scott", "silverman"])
-    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float, np.floating,
-                                                                 np.integer)):
-        raise TypeError(f"bandwidth: expected 'scott', 'silverman' or a positive number, "
-                        f"got {type(bandwidth).__name__}")
-    if not (math.isfinite(float(bandwidth)) and float(bandwidth) > 0):
-        raise ValueError(f"bandwidth: expected 'scott', 'silverman' or a positive number, "
-                         f"got {bandwidth!r}")
-    return float(bandwidth)
+    return check_real(bandwidth, "bandwidth", 0.0, open_lo=True,
+                      what="'scott', 'silverman' or a positive number")
 
 
 def individual_risk(q: Any, q_train: Any, q_holdout: Any, prior: float = 0.5, *,
@@ -575,7 +545,7 @@ def individual_risk(q: Any, q_train: Any, q_holdout: Any, prior: float = 0.5, *,
     a = _query(q_train, "q_train")
     b = _query(q_holdout, "q_holdout", _width(a), "q_train")
     x = _query(q, "q", _width(a), "q_train")
-    seed = _int(seed, "seed", 0)
+    seed = check_int(seed, "seed", 0)
     for name, s in (("q_train", a), ("q_holdout", b)):
         if s.shape[0] < 2:
             raise ValueError(f"{name}: expected at least 2 records to estimate a density, "
@@ -738,8 +708,8 @@ def risk_attack(q_train: Any, q_holdout: Any, prior: float = 0.5, *, method: str
     check_choice(method, "method", ["kde", "classifier"])
     a = _query(q_train, "q_train")
     b = _query(q_holdout, "q_holdout", _width(a), "q_train")
-    folds = _int(folds, "folds", 2)
-    seed = _int(seed, "seed", 0)
+    folds = check_int(folds, "folds", 2)
+    seed = check_int(seed, "seed", 0)
     for name, s in (("q_train", a), ("q_holdout", b)):
         if s.shape[0] < 2 * folds:
             raise ValueError(f"{name}: expected at least {2 * folds} records (2 per fold, "
@@ -805,12 +775,12 @@ def domias_scores(records: Any, synthetic: Any, reference: Any, *,
     True
     """
     bandwidth = _check_bandwidth(bandwidth)
-    x = _records(records, "records")
-    s = _records(synthetic, "synthetic", x.shape[1], "records")
-    r = _records(reference, "reference", x.shape[1], "records")
-    seed = _int(seed, "seed", 0)
+    x = check_records(records, "records")
+    s = check_records(synthetic, "synthetic", x.shape[1], "records")
+    r = check_records(reference, "reference", x.shape[1], "records")
+    seed = check_int(seed, "seed", 0)
     if n_components is not None:
-        k = _int(n_components, "n_components", 1, x.shape[1])
+        k = check_int(n_components, "n_components", 1, x.shape[1])
         from sklearn.decomposition import PCA
 
         pca = PCA(n_components=k, random_state=seed).fit(np.concatenate([s, r]))

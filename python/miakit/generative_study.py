@@ -33,7 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_probabilities, check_probability
+from miakit._plotting import subplots
+from miakit._validation import (
+    check_int,
+    check_probabilities,
+    check_probability,
+    check_records,
+)
 from miakit.shadow._files import write_report
 
 __all__ = ["generative_study", "audit_synthetic", "audit_synthetic_data", "parse_gmm",
@@ -210,11 +216,11 @@ def audit_synthetic(synthetic: Any, train: Any, holdout: Any, *,
     f_list = check_probabilities(fprs, "fprs")
     level = check_probability(level, "level")
     prior = check_probability(prior, "prior")
-    top = gen._int(top, "top", 0)
-    seed = gen._int(seed, "seed", 0)
-    tr = gen._records(train, "train")
-    ho = gen._records(holdout, "holdout", tr.shape[1], "train")
-    syn = gen._records(synthetic, "synthetic", tr.shape[1], "train")
+    top = check_int(top, "top", 0)
+    seed = check_int(seed, "seed", 0)
+    tr = check_records(train, "train")
+    ho = check_records(holdout, "holdout", tr.shape[1], "train")
+    syn = check_records(synthetic, "synthetic", tr.shape[1], "train")
     dcr_tr, idx_tr = gen.closest_distances(tr, syn, 1)
     dcr_ho, _ = gen.closest_distances(ho, syn, 1)
     dcr_tr, dcr_ho, idx_tr = dcr_tr[:, 0], dcr_ho[:, 0], idx_tr[:, 0]
@@ -305,9 +311,7 @@ def generative_study(out_dir: str | Path | None = None, *,
     check_probabilities(fprs, "fprs")
     check_probability(level, "level")
     check_probability(prior, "prior")
-    if isinstance(vae_epochs, bool) or not isinstance(vae_epochs, (int, np.integer)) or \
-            vae_epochs < 0:
-        raise ValueError(f"vae_epochs: expected an int >= 0, got {vae_epochs!r}")
+    check_int(vae_epochs, "vae_epochs", 0)
     d = datasets.digits(n_examples=n_examples, views=1)
     x = d.features[:, 0, :].astype(np.float64)
     perm = np.random.default_rng([seed, 1]).permutation(len(x))
@@ -382,10 +386,8 @@ def audit_synthetic_data(synthetic: Any, train: Any, holdout: Any,
     ('synthetic data', True)
     """
     t0 = time.perf_counter()
-    from miakit import generative as gen
-
-    tr = gen._records(train, "train")
-    syn = gen._records(synthetic, "synthetic", tr.shape[1], "train")
+    tr = check_records(train, "train")
+    syn = check_records(synthetic, "synthetic", tr.shape[1], "train")
     entry: dict[str, Any] = {"name": name, "kind": "user", "n_parameters": None}
     entry.update(audit_synthetic(syn, tr, holdout, fprs=fprs, level=level, prior=prior,
                                  pca=pca, top=top, seed=seed))
@@ -460,14 +462,9 @@ def _plotter(train: np.ndarray, samples: dict[str, np.ndarray], side: int | None
 def plot_generative(report: dict, path: str | Path) -> None:
     """Advantage (with its interval) and TPR at the lowest FPRs against capacity (number
     of parameters); for a single model without capacity, its attacks' TPRs as bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     models = report["models"]
     f_keys = [f"{f:g}" for f in report["fprs"]]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    fig, (ax, ax2) = subplots(1, 2, figsize=(11, 4.2), dpi=110)
     with_cap = [m for m in models if m.get("n_parameters")]
     attacks = (("dcr", "DCR threshold", "o"), ("risk", "risk (KDE posterior)", "s"),
                ("domias", "DOMIAS", "^"))
@@ -520,23 +517,17 @@ def plot_generative(report: dict, path: str | Path) -> None:
     fig.suptitle(f"{report['dataset']}: membership leakage of synthetic data", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def plot_records(report: dict, train: np.ndarray, samples: dict[str, np.ndarray],
                  side: int, path: str | Path) -> None:
     """Per model, the training records most at risk (top row of each pair) above their
     closest synthetic record, as side x side images, with risk and DCR."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     models = report["models"]
     cols = max(1, max(len(m["at_risk"]) for m in models))
-    fig, axes = plt.subplots(2 * len(models), cols, figsize=(1.1 * cols + 1.2,
-                                                             2.3 * len(models)),
-                             dpi=100, squeeze=False)
+    fig, axes = subplots(2 * len(models), cols,
+                         figsize=(1.1 * cols + 1.2, 2.3 * len(models)), dpi=100,
+                         squeeze=False)
     for r, m in enumerate(models):
         syn = samples[m["name"]]
         for c in range(cols):
@@ -558,4 +549,3 @@ def plot_records(report: dict, train: np.ndarray, samples: dict[str, np.ndarray]
                  "record (below)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

@@ -41,8 +41,6 @@ would make them random. BatchNorm layers without running statistics
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,37 +49,24 @@ import numpy as np
 
 from miakit import _C
 from miakit import _arrays as ar
-from miakit._validation import check_finite, check_float_array, check_labels
+from miakit._models import (
+    check_head,
+    check_mlp_head,
+    check_model_args,
+    check_per_example_loss,
+    eval_mode,
+    like_features,
+    mlp_blocks,
+    mlp_forward,
+    raise_head_status,
+)
+from miakit._validation import check_labels
 
 __all__ = ["head_norms", "mlp_head_norms", "ghost_norms", "per_example_norms", "GradNorms",
            "RULES"]
 
 
 # ----------------------------------------------------------------------------- head
-
-
-def _check_head(features: Any, weight: Any, bias: Any) -> tuple[Any, Any, Any]:
-    """Validate a linear head ``features [N, d]``, ``weight [C, d]``, ``bias [C]``."""
-    x = check_float_array(features, "features", ndim=2)
-    w = check_float_array(weight, "weight", ndim=2)
-    n, d = ar.shape_of(x)
-    c, dw = ar.shape_of(w)
-    if dw != d:
-        raise ValueError(f"weight: expected shape (C, {d}) to match features {(n, d)}, got "
-                         f"{(c, dw)}")
-    if c < 1:
-        raise ValueError(f"weight: expected at least one class (row), got shape {(c, dw)}")
-    w = ar.match_device(w, x, "weight", "features")
-    check_finite(x, "features")
-    check_finite(w, "weight")
-    if bias is not None:
-        bias = check_float_array(bias, "bias", ndim=1)
-        if ar.shape_of(bias) != (c,):
-            raise ValueError(f"bias: expected shape ({c},) to match weight {(c, dw)}, got "
-                             f"{ar.shape_of(bias)}")
-        bias = ar.match_device(bias, x, "bias", "features")
-        check_finite(bias, "bias")
-    return x, w, bias
 
 
 def head_norms(features: Any, labels: Any, weight: Any, bias: Any = None) -> Any:
@@ -117,7 +102,7 @@ def head_norms(features: Any, labels: Any, weight: Any, bias: Any = None) -> Any
     >>> bool(np.isclose(g[0] ** 2, (4 / 9 + 2 / 9) * (5 + 1)))
     True
     """
-    x, w, bias = _check_head(features, weight, bias)
+    x, w, bias = check_head(features, weight, bias)
     n = ar.shape_of(x)[0]
     c = ar.shape_of(w)[0]
     lab = ar.as_array(labels, "labels")
@@ -129,95 +114,11 @@ def head_norms(features: Any, labels: Any, weight: Any, bias: Any = None) -> Any
     st = _C.head(ar.kernel_arg(x), ar.kernel_arg(lab), ar.kernel_arg(w),
                  None if bias is None else ar.kernel_arg(bias), ar.kernel_arg(out), 0,
                  ar.stream_of(x))
-    _raise_head_status(st, c)
+    raise_head_status(st, c)
     return out
-
-
-def _raise_head_status(st: dict, c: int) -> None:
-    if st["nonfinite"]:
-        raise ValueError(f"features/weight/bias: expected finite values, got {st['nonfinite']} "
-                         "NaN or inf")
-    if st["bad_label"]:
-        raise ValueError(f"labels: expected class indices in [0, {c}), got {st['bad_label']} "
-                         "outside")
 
 
 # ------------------------------------------------------------------------- MLP head
-
-_MLP_CHUNK_BYTES = 1 << 25  # float64 temporaries of one block of examples (32 MiB)
-
-
-def _check_mlp_head(features: Any, weight1: Any, bias1: Any, weight2: Any,
-                    bias2: Any) -> tuple[np.ndarray, ...]:
-    """Validate ``features [N, D]``, ``weight1 [H, D]``, ``bias1 [H]``, ``weight2 [C, H]``,
-    ``bias2 [C]`` (biases optional); returns numpy float64 weights and the features as
-    given (converted block by block)."""
-    x = check_float_array(features, "features", ndim=2)
-    n, d = ar.shape_of(x)
-    w1 = check_float_array(weight1, "weight1", ndim=2)
-    w2 = check_float_array(weight2, "weight2", ndim=2)
-    h, d1 = ar.shape_of(w1)
-    c, h2 = ar.shape_of(w2)
-    if d1 != d:
-        raise ValueError(f"weight1: expected shape (H, {d}) to match features {(n, d)}, got "
-                         f"{(h, d1)}")
-    if h2 != h:
-        raise ValueError(f"weight2: expected shape (C, {h}) to match weight1 {(h, d1)}, got "
-                         f"{(c, h2)}")
-    if h < 1 or c < 1:
-        raise ValueError(f"weight1, weight2: expected at least one hidden unit and one "
-                         f"class, got shapes {(h, d1)} and {(c, h2)}")
-    out = [x]
-    for name, v, size in (("weight1", w1, None), ("bias1", bias1, h), ("weight2", w2, None),
-                          ("bias2", bias2, c)):
-        if v is None:
-            out.append(None)
-            continue
-        if size is not None:
-            v = check_float_array(v, name, ndim=1)
-            if ar.shape_of(v) != (size,):
-                raise ValueError(f"{name}: expected shape ({size},), got {ar.shape_of(v)}")
-        a = ar.to_numpy(v).astype(np.float64)
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name}: expected finite values, got NaN or inf")
-        out.append(a)
-    return tuple(out)
-
-
-def _mlp_blocks(x: Any, width: int):
-    """Slices of examples whose float64 temporaries of ``width`` values each fit a block,
-    with the features of each as float64 numpy."""
-    n = ar.shape_of(x)[0]
-    step = max(1, _MLP_CHUNK_BYTES // (8 * max(1, width)))
-    for s in range(0, n, step):
-        sl = slice(s, min(n, s + step))
-        xb = ar.to_numpy(x[sl]).astype(np.float64)
-        if not np.isfinite(xb).all():
-            raise ValueError("features: expected finite values, got NaN or inf")
-        yield sl, xb
-
-
-def _mlp_forward(xb: np.ndarray, w1: np.ndarray, b1: np.ndarray | None, w2: np.ndarray,
-                 b2: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(active ``a > 0`` [n, H] bool, hidden ``h = relu(a)`` [n, H], softmax p [n, C])."""
-    a = xb @ w1.T
-    if b1 is not None:
-        a += b1
-    active = a > 0
-    hid = np.where(active, a, 0.0)
-    z = hid @ w2.T
-    if b2 is not None:
-        z += b2
-    z -= z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    return active, hid, p
-
-
-def _like_features(out: np.ndarray, x: Any) -> Any:
-    if ar.is_torch(x):
-        return _torch().from_numpy(out).to(x.device)
-    return out
 
 
 def mlp_head_norms(features: Any, labels: Any, weight1: Any, bias1: Any, weight2: Any,
@@ -260,7 +161,7 @@ def mlp_head_norms(features: Any, labels: Any, weight1: Any, bias1: Any, weight2
     >>> bool(np.isclose(g[0] ** 2, (4 / 9 + 2 / 9) * (h2 + 1)))
     True
     """
-    x, w1, b1, w2, b2 = _check_mlp_head(features, weight1, bias1, weight2, bias2)
+    x, w1, b1, w2, b2 = check_mlp_head(features, weight1, bias1, weight2, bias2)
     n = ar.shape_of(x)[0]
     c, h = w2.shape
     lab = ar.to_numpy(check_labels(ar.as_array(labels, "labels"), c))
@@ -269,8 +170,8 @@ def mlp_head_norms(features: Any, labels: Any, weight1: Any, bias1: Any, weight2
                          f"{lab.shape}")
     lab = lab.astype(np.int64)
     out = np.empty(n, dtype=np.float64)
-    for sl, xb in _mlp_blocks(x, 2 * h + c + ar.shape_of(x)[1]):
-        active, hid, p = _mlp_forward(xb, w1, b1, w2, b2)
+    for sl, xb in mlp_blocks(x, 2 * h + c + ar.shape_of(x)[1]):
+        active, hid, p = mlp_forward(xb, w1, b1, w2, b2)
         rows = np.arange(len(xb))
         y = lab[sl]
         g = p
@@ -280,7 +181,7 @@ def mlp_head_norms(features: Any, labels: Any, weight1: Any, bias1: Any, weight2
         sq = (g * g).sum(1) * ((hid * hid).sum(1) + (b2 is not None))
         sq += (delta * delta).sum(1) * ((xb * xb).sum(1) + (b1 is not None))
         out[sl] = np.sqrt(sq)
-    return _like_features(out, x)
+    return like_features(out, x)
 
 
 # ---------------------------------------------------------------- any torch model
@@ -324,12 +225,6 @@ class GradNorms:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.norms.shape)
-
-
-def _torch():
-    import torch
-
-    return torch
 
 
 class _Rule:
@@ -420,14 +315,14 @@ def ghost_norms(activations: Any, grads: Any, weight: bool = True, bias: bool = 
 
 def _all_finite(v):
     if ar.is_torch(v):
-        return _torch().isfinite(v).all()
+        return ar.import_torch().isfinite(v).all()
     return np.isfinite(v).all()
 
 
 def _outer_sq_norms_torch(a, g, want_w: bool, want_b: bool):
     """torch fallback of _outer_sq_norms for CUDA tensors when the build has no CUDA
     kernels."""
-    torch = _torch()
+    torch = ar.import_torch()
     bsz, t, d = a.shape
     p = g.shape[2]
     out = torch.zeros(bsz, dtype=g.dtype, device=g.device)
@@ -457,7 +352,7 @@ def _outer_sq_norms_torch(a, g, want_w: bool, want_b: bool):
 
 def _cat_calls(calls, fn):
     """Concatenate each call's (A, G) along the sequence axis."""
-    torch = _torch()
+    torch = ar.import_torch()
     pairs = [fn(inp, g) for inp, g in calls]
     if len(pairs) == 1:
         return pairs[0]
@@ -483,7 +378,7 @@ class _Conv2d(_Rule):
         return module.weight.dim() == 4
 
     def sq_norms(self, module, calls, chosen):
-        torch = _torch()
+        torch = ar.import_torch()
         f = torch.nn.functional
         groups = module.groups
 
@@ -517,7 +412,7 @@ class _Embedding(_Rule):
         return module.max_norm is None and not module.scale_grad_by_freq
 
     def sq_norms(self, module, calls, chosen):
-        torch = _torch()
+        torch = ar.import_torch()
         idx = torch.cat([inp.reshape(inp.shape[0], -1) for inp, _ in calls], 1)
         g = torch.cat([g_.reshape(g_.shape[0], -1, g_.shape[-1]) for _, g_ in calls], 1)
         bsz, t = idx.shape
@@ -547,7 +442,7 @@ class _Elementwise(_Rule):
         raise NotImplementedError
 
     def sq_norms(self, module, calls, chosen):
-        torch = _torch()
+        torch = ar.import_torch()
         gw = gb = None
         for inp, g in calls:
             if "weight" in chosen:
@@ -573,7 +468,8 @@ class _LayerNorm(_Elementwise):
         return bool(module.elementwise_affine)
 
     def xhat(self, module, inp):
-        return _torch().nn.functional.layer_norm(inp, module.normalized_shape, eps=module.eps)
+        return ar.import_torch().nn.functional.layer_norm(inp, module.normalized_shape,
+                                                          eps=module.eps)
 
     def channel_view(self, module, t):
         k = int(np.prod(module.normalized_shape))
@@ -587,7 +483,7 @@ class _GroupNorm(_Elementwise):
         return bool(module.affine)
 
     def xhat(self, module, inp):
-        return _torch().nn.functional.group_norm(inp, module.num_groups, eps=module.eps)
+        return ar.import_torch().nn.functional.group_norm(inp, module.num_groups, eps=module.eps)
 
     def channel_view(self, module, t):
         return t.reshape(t.shape[0], t.shape[1], -1).transpose(1, 2)
@@ -603,14 +499,14 @@ class _BatchNormEval(_Elementwise):
         shape = (1, -1) + (1,) * (inp.dim() - 2)
         mean = module.running_mean.to(inp.dtype).view(shape)
         var = module.running_var.to(inp.dtype).view(shape)
-        return (inp - mean) / _torch().sqrt(var + module.eps)
+        return (inp - mean) / ar.import_torch().sqrt(var + module.eps)
 
     def channel_view(self, module, t):
         return t.reshape(t.shape[0], t.shape[1], -1).transpose(1, 2)
 
 
 def _rule_table() -> list[tuple[type, _Rule]]:
-    nn = _torch().nn
+    nn = ar.import_torch().nn
     return [
         (nn.Linear, _Linear()),
         (nn.Conv2d, _Conv2d()),
@@ -635,7 +531,7 @@ def _find_rule(module):
 
 def _choose_params(model, params) -> dict[int, Any]:
     """id -> parameter of the chosen parameters (all trainable ones by default)."""
-    torch = _torch()
+    torch = ar.import_torch()
     if params is None:
         chosen = [p for p in model.parameters() if p.requires_grad]
     else:
@@ -659,52 +555,6 @@ def _choose_params(model, params) -> dict[int, Any]:
     return {id(p): p for p in chosen}
 
 
-def _batch_dependent_layers(model) -> tuple[list[str], list[str]]:
-    """(layers that make training mode batch-dependent or random, BatchNorm layers that
-    use batch statistics even in eval mode)."""
-    nn = _torch().nn
-    noisy, no_stats = [], []
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-            if mod.training:
-                noisy.append(name or type(mod).__name__)
-            if mod.running_mean is None:
-                no_stats.append(name or type(mod).__name__)
-        elif isinstance(mod, (nn.modules.dropout._DropoutNd, nn.AlphaDropout,
-                              nn.FeatureAlphaDropout)) and mod.training and mod.p > 0:
-            noisy.append(name or type(mod).__name__)
-    return noisy, no_stats
-
-
-def _check_per_example_loss(losses, bsz: int):
-    torch = _torch()
-    if not isinstance(losses, torch.Tensor):
-        raise TypeError(f"loss_fn: expected a tensor of per-example losses, got "
-                        f"{type(losses).__name__}")
-    if losses.dim() == 0:
-        raise ValueError(
-            "loss_fn: returned a scalar, but per-example gradient norms need one loss per "
-            "example: a batch-mean (or sum) loss mixes the examples' gradients. Use "
-            "reduction='none', e.g. torch.nn.CrossEntropyLoss(reduction='none')")
-    if tuple(losses.shape) != (bsz,):
-        raise ValueError(f"loss_fn: expected per-example losses of shape ({bsz},), got "
-                         f"{tuple(losses.shape)}; reduce any per-token axes inside loss_fn")
-
-
-def _batch_len(x) -> int:
-    torch = _torch()
-    xs = x if isinstance(x, (tuple, list)) else (x,)
-    for t in xs:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"x: expected a torch.Tensor (or a tuple of them), got "
-                            f"{type(t).__name__}")
-    n = int(xs[0].shape[0]) if xs[0].dim() > 0 else -1
-    if n < 1 or any(t.dim() == 0 or int(t.shape[0]) != n for t in xs):
-        raise ValueError(f"x: expected tensors with a common, non-empty batch axis 0, got "
-                         f"shapes {[tuple(t.shape) for t in xs]}")
-    return n
-
-
 def _slice(x, s: slice):
     return tuple(t[s] for t in x) if isinstance(x, (tuple, list)) else x[s]
 
@@ -724,7 +574,7 @@ def _capture_fn():
     keeps the record exact when a later layer modifies the output in place."""
     global _CAPTURE_FN
     if _CAPTURE_FN is None:
-        torch = _torch()
+        torch = ar.import_torch()
 
         class CaptureFn(torch.autograd.Function):
             @staticmethod
@@ -779,56 +629,6 @@ class _Capture:
         """(input, output gradient) of each call whose output reached the loss."""
         return [(inp, slot["g"]) for inp, slot in zip(self.inputs[name], self.slots[name])
                 if "g" in slot]
-
-
-def _check_model_args(model: Any, loss_fn: Any, x: Any, y: Any, batch_size: Any) -> int:
-    """Validate (model, loss_fn, x, y, batch_size); return the number of examples."""
-    torch = _torch()
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn: expected a callable, got {type(loss_fn).__name__}")
-    n = _batch_len(x)
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"y: expected a torch.Tensor, got {type(y).__name__}")
-    if y.dim() == 0 or int(y.shape[0]) != n:
-        raise ValueError(f"y: expected a batch axis of length {n} (as x), got shape "
-                         f"{tuple(y.shape)}")
-    if batch_size is not None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise TypeError(f"batch_size: expected an int, got {type(batch_size).__name__}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
-    return n
-
-
-@contextlib.contextmanager
-def _eval_mode(model: Any, who: str, what: str):
-    """Evaluate ``model`` per example: a model in training mode with BatchNorm or dropout is
-    switched to eval mode (with a warning) and restored on exit; BatchNorm without running
-    statistics is rejected. Yields a one-element list holding whether it switched."""
-    noisy, no_stats = _batch_dependent_layers(model)
-    if no_stats:
-        raise ValueError(
-            f"model: BatchNorm layers {no_stats} have no running statistics "
-            "(track_running_stats=False), so they normalize with batch statistics even in "
-            f"eval mode and the examples interact; per-example {what} are undefined for such "
-            "a model")
-    modes = {m: m.training for m in model.modules()}
-    switched = [False]
-    if noisy:
-        warnings.warn(
-            f"{who}: the model is in training mode with batch-dependent or random layers "
-            f"{noisy}; computing in eval mode (running BatchNorm statistics, no dropout) and "
-            "restoring training mode afterwards", UserWarning, stacklevel=4)
-        model.eval()
-        switched[0] = True
-    try:
-        yield switched
-    finally:
-        if switched[0]:
-            for m, mode in modes.items():
-                m.train(mode)
 
 
 def per_example_norms(
@@ -886,10 +686,10 @@ def per_example_norms(
     >>> res.norms.shape, res.fallback_layers
     (torch.Size([5]), [])
     """
-    torch = _torch()
-    n = _check_model_args(model, loss_fn, x, y, batch_size)
+    torch = ar.import_torch()
+    n = check_model_args(model, loss_fn, x, y, batch_size)
     chosen = _choose_params(model, params)
-    with _eval_mode(model, "per_example_norms", "gradients") as switched:
+    with eval_mode(model, "per_example_norms", "gradients") as switched:
         plan = _plan(model, chosen)
         parts = []
         step = n if batch_size is None else int(batch_size)
@@ -939,7 +739,7 @@ def _plan(model, chosen: dict[int, Any]) -> dict[str, Any]:
 
 
 def _norms_sq(model, loss_fn, x, y, plan) -> Any:
-    torch = _torch()
+    torch = ar.import_torch()
     bsz = int(y.shape[0])
     total = None
     hooked = plan["hooked"]
@@ -949,7 +749,7 @@ def _norms_sq(model, loss_fn, x, y, plan) -> Any:
         with torch.enable_grad(), _Capture({n: v[0] for n, v in hooked.items()}, anchor) as cap:
             out = _call(model, x)
             losses = loss_fn(out, y)
-            _check_per_example_loss(losses, bsz)
+            check_per_example_loss(losses, bsz)
             if losses.requires_grad:
                 torch.autograd.grad(losses.sum(), anchor, allow_unused=True)
         for name, (mod, rule, names) in hooked.items():
@@ -965,7 +765,7 @@ def _norms_sq(model, loss_fn, x, y, plan) -> Any:
         with torch.no_grad():
             out = _call(model, x)
             losses = loss_fn(out, y)
-        _check_per_example_loss(losses, bsz)
+        check_per_example_loss(losses, bsz)
         dtype = out.dtype if out.is_floating_point() else torch.get_default_dtype()
         total = torch.zeros(bsz, dtype=dtype, device=losses.device)
     return total.detach()
@@ -973,7 +773,7 @@ def _norms_sq(model, loss_fn, x, y, plan) -> Any:
 
 def _vmap_sq(model, loss_fn, x, y, fb_params: dict[str, Any], check_loss: bool) -> Any:
     """Squared per-example gradient norms of the fallback parameters by vmap(grad)."""
-    torch = _torch()
+    torch = ar.import_torch()
     from torch.func import functional_call, grad, vmap
 
     bsz = int(y.shape[0])
@@ -990,7 +790,7 @@ def _vmap_sq(model, loss_fn, x, y, fb_params: dict[str, Any], check_loss: bool) 
 
     if check_loss:  # on the batch first: a clear message beats a vmap traceback
         with torch.no_grad():
-            _check_per_example_loss(loss_fn(_call(model, x), y), bsz)
+            check_per_example_loss(loss_fn(_call(model, x), y), bsz)
     xs = tuple(x) if isinstance(x, (tuple, list)) else x
     grads = vmap(grad(one), in_dims=(None, 0, 0))(leaves, xs, y)
     return sum(g.reshape(bsz, -1).pow(2).sum(1) for g in grads.values())

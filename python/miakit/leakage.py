@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_choice, check_probability
+from miakit._plotting import subplots
+from miakit._validation import check_choice, check_int, check_probability
 from miakit.shadow._files import write_report
 
 __all__ = ["leakage_experiment", "DEFAULT_SHOTS"]
@@ -101,16 +102,14 @@ def leakage_experiment(features: Any, labels: Any, out_dir: str | Path | None = 
         raise ValueError(f"features, labels: expected [N, D] features and N integer labels, "
                          f"got shapes {np.shape(features)} and {np.shape(labels)}")
     check_probability(alpha, "alpha")
-    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
-        raise ValueError(f"seeds: expected a positive int, got {seeds!r}")
+    check_int(seeds, "seeds", 1, what="a positive int")
     check_choice(signal, "signal", ["confidence", "max_confidence"])
     s_list = sorted({int(s) for s in shots})
     train, val, test = _split(y, seed)
     classes = np.unique(y)
     per_class_test = min(int((y[test] == c).sum()) for c in classes)
-    if isinstance(train_size, bool) or not 1 <= int(train_size) <= len(train):
-        raise ValueError(f"train_size: expected 1 to {len(train)} examples (the train part), "
-                         f"got {train_size!r}")
+    check_int(train_size, "train_size", 1, len(train),
+              what=f"1 to {len(train)} examples (the train part)")
     if not s_list or s_list[0] < 0 or s_list[-1] > per_class_test:
         raise ValueError(f"shots: expected values in [0, {per_class_test}] (test examples "
                          f"of the smallest class), got {list(shots)}")
@@ -179,12 +178,8 @@ def leakage_experiment(features: Any, labels: Any, out_dir: str | Path | None = 
 def plot_leakage(report: dict, path: str | Path) -> None:
     """P-values against s (log scale) with the detection rates, and the source-assignment
     accuracy against the number of values."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    fig, (ax, ax2) = subplots(1, 2, figsize=(10, 4), dpi=110)
     rows = report["rows"]
     xs = np.arange(len(rows))
     for i, row in enumerate(rows):
@@ -211,4 +206,3 @@ def plot_leakage(report: dict, path: str | Path) -> None:
                  f"({report['seeds']} models per point)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

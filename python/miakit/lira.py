@@ -14,15 +14,21 @@ inside the kernel and never stores the ``[M, N, A]`` scores.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from miakit import _C
 from miakit import _arrays as ar
+from miakit._lira_fit import LiraFit
 from miakit._lira_risk import ShadowModelsNeeded, hellinger, privacy_score, shadow_models_needed
-from miakit._validation import check_choice, check_float_array, check_keep, check_targets
+from miakit._validation import (
+    check_choice,
+    check_float_array,
+    check_keep,
+    check_real,
+    check_targets,
+)
 from miakit.signals import SIGNAL_CODES, prepare_logits_labels, raise_signal_status
 
 __all__ = [
@@ -48,39 +54,6 @@ _LIRA_SIGNALS = ("scaled_confidence", "hinge", "loss", "confidence")
 
 class ClampedSpreadWarning(UserWarning):
     """Some standard deviations were below ``min_std`` and were clamped to it."""
-
-
-@dataclass(frozen=True)
-class LiraFit:
-    """Per-example Gaussians fitted to shadow-model observations.
-
-    Attributes
-    ----------
-    mu_in, mu_out : array [N, A] float64
-        Centre (median or mean) of the IN and OUT observations; NaN where a side is empty.
-    sigma_in, sigma_out : array [N, A] float64
-        Spread, already clamped to ``min_std``; with ``variance="global"`` every entry
-        holds the one pooled value of its side.
-    n_in, n_out : array [N] int64
-        Number of IN and OUT models per example.
-    center, variance : str
-        The options the fit was made with.
-    min_std : float
-        The floor applied to the spreads.
-    n_clamped : int
-        How many spread entries were below ``min_std`` (sides with at least one model).
-    """
-
-    mu_in: Any
-    mu_out: Any
-    sigma_in: Any
-    sigma_out: Any
-    n_in: Any
-    n_out: Any
-    center: str
-    variance: str
-    min_std: float
-    n_clamped: int
 
 
 def _prepare_source(data: Any, keep: Any, labels: Any, signal: str):
@@ -169,7 +142,7 @@ def fit(
     """
     center = check_choice(center, "center", list(_CENTERS))
     variance = check_choice(variance, "variance", list(_VARIANCES))
-    min_std = _check_min_std(min_std)
+    min_std = check_real(min_std, "min_std", 0.0, open_lo=True, what="a positive finite float")
     data, labels_k, keep_u8, m, n, a = _prepare_source(shadow_scores, keep, labels, signal)
     mu_in, mu_out, sd_in, sd_out = (ar.empty_like_device(data, (n, a), "float64") for _ in range(4))
     n_in, n_out = (ar.empty_like_device(data, (n,), "int64") for _ in range(2))
@@ -195,7 +168,7 @@ def fit(
 
 def _where(mask, value, x):
     if ar.is_torch(x):
-        return ar._torch().where(mask, ar._torch().full_like(x, value), x)
+        return ar.loaded_torch().where(mask, ar.loaded_torch().full_like(x, value), x)
     return np.where(mask, value, x)
 
 
@@ -207,17 +180,7 @@ def _pooled(sd: Any, counts: Any) -> Any:
     total = cnt[valid].sum()
     value = np.sqrt((sd_np[valid] ** 2 * cnt[valid]).sum() / total) if total > 0 else np.nan
     out = np.full(sd_np.shape, value)
-    return ar._torch().full_like(sd, float(value)) if ar.is_torch(sd) else out
-
-
-def _check_min_std(min_std: float) -> float:
-    try:
-        v = float(min_std)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"min_std: expected a positive float, got {min_std!r}") from exc
-    if not v > 0 or not np.isfinite(v):
-        raise ValueError(f"min_std: expected a positive finite float, got {min_std!r}")
-    return v
+    return ar.loaded_torch().full_like(sd, float(value)) if ar.is_torch(sd) else out
 
 
 def score(
@@ -392,14 +355,14 @@ def leave_one_out(
     variance = check_choice(variance, "variance", list(_VARIANCES))
     on_empty = check_choice(on_empty, "on_empty", _ON_EMPTY)
     references = check_choice(references, "references", list(_REFERENCES))
-    min_std = _check_min_std(min_std)
+    min_std = check_real(min_std, "min_std", 0.0, open_lo=True, what="a positive finite float")
     data, labels_k, keep_u8, m, n, a = _prepare_source(shadow_scores, keep, labels, signal)
     tg = check_targets(targets, m)
     if on_empty == "raise":
         _check_empty_loo(keep_u8, tg, mode, references)
     # targets are host indices chosen by the caller; they follow the data to its device
     if ar.is_torch(data):
-        tg_dev = ar._torch().as_tensor(tg, device=data.device)
+        tg_dev = ar.loaded_torch().as_tensor(tg, device=data.device)
     else:
         tg_dev = tg
     out = ar.empty_like_device(data, (len(tg), n), "float64")

@@ -17,12 +17,11 @@ model on a random 70% subset; LiRA's balanced 50% split works too.
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 from miakit import _C
 from miakit import _arrays as ar
-from miakit._validation import check_choice, check_keep
+from miakit._validation import check_choice, check_int, check_keep
 
 __all__ = ["feldman_zhang", "influence"]
 
@@ -228,12 +227,8 @@ def influence(
         raise ValueError(f"keep/correct_test: expected at least one model, training example "
                          f"and test example, got keep {ks} and correct_test {(m, t)}")
     keep_u8 = ar.match_device(check_keep(keep_a, (m, n)), c, "keep", "correct_test")
-    if isinstance(top_k, bool) or not hasattr(top_k, "__index__"):
-        raise TypeError(f"top_k: expected an int, got {type(top_k).__name__}")
-    top_k = operator.index(top_k)
-    if not 1 <= top_k <= n:
-        raise ValueError(f"top_k: expected 1 <= top_k <= {n} (the number of training "
-                         f"examples), got {top_k}")
+    top_k = check_int(top_k, "top_k", 1, n,
+                      what=f"1 <= top_k <= {n} (the number of training examples)")
     if on_empty == "raise":
         no_in, no_out = _counts(keep_u8)
         if no_in or no_out:

@@ -13,14 +13,13 @@ towards the lower reference index.
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
 
 from miakit import _C
 from miakit import _arrays as ar
-from miakit._validation import check_choice
+from miakit._validation import check_choice, check_int
 
 __all__ = ["closest_distances", "METRICS"]
 
@@ -35,7 +34,7 @@ def _check_rows(x: Any, name: str) -> ar.Array:
         raise ValueError(f"{name}: expected a 2-D array [records, features], got shape {shape}")
     kind = ar.kind(x)
     if kind in ("b", "i", "u"):
-        x = x.to(dtype=ar._torch().float64) if ar.is_torch(x) else x.astype(np.float64)
+        x = x.to(dtype=ar.loaded_torch().float64) if ar.is_torch(x) else x.astype(np.float64)
     elif kind != "f":
         raise TypeError(f"{name}: expected a floating-point, integer or boolean array, got "
                         f"dtype {ar.dtype_name(x)}")
@@ -51,7 +50,7 @@ def _common_dtype(q: ar.Array, r: ar.Array) -> tuple[ar.Array, ar.Array]:
     if q.dtype == r.dtype:
         return q, r
     if ar.is_torch(q):
-        dt = ar._torch().promote_types(q.dtype, r.dtype)
+        dt = ar.loaded_torch().promote_types(q.dtype, r.dtype)
         return q.to(dtype=dt), r.to(dtype=dt)
     dt = np.result_type(q.dtype, r.dtype)
     return q.astype(dt), r.astype(dt)
@@ -60,7 +59,7 @@ def _common_dtype(q: ar.Array, r: ar.Array) -> tuple[ar.Array, ar.Array]:
 def _unit_rows(x: ar.Array, name: str) -> ar.Array:
     """Rows scaled to unit Euclidean norm in float64 (cosine distance); zero rows refused."""
     if ar.is_torch(x):
-        torch = ar._torch()
+        torch = ar.loaded_torch()
         x64 = x.to(dtype=torch.float64)
         norms = torch.linalg.vector_norm(x64, dim=1, keepdim=True)
         bad = int((norms[:, 0] == 0).sum())
@@ -131,13 +130,9 @@ def closest_distances(
     if exclude_self and nq != nr:
         raise ValueError(f"exclude_self: queries and reference must be the same records, got "
                          f"{nq} queries and {nr} reference rows")
-    if isinstance(k, bool) or not hasattr(k, "__index__"):
-        raise TypeError(f"k: expected an int, got {type(k).__name__}")
-    k = operator.index(k)
     k_max = nr - 1 if exclude_self else nr
-    if not 1 <= k <= k_max:
-        raise ValueError(f"k: expected 1 <= k <= {k_max} (the reference rows"
-                         f"{' other than the query itself' if exclude_self else ''}), got {k}")
+    k = check_int(k, "k", 1, k_max, what=f"1 <= k <= {k_max} (the reference rows"
+                  f"{' other than the query itself' if exclude_self else ''})")
     q, r = _common_dtype(q, r)
     if metric == "cosine":
         for x, name in ((q, "queries"), (r, "reference")):

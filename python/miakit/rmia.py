@@ -27,7 +27,13 @@ import numpy as np
 
 from miakit import _C
 from miakit import _arrays as ar
-from miakit._validation import check_choice, check_float_array, check_keep, check_targets
+from miakit._validation import (
+    check_choice,
+    check_float_array,
+    check_keep,
+    check_real,
+    check_targets,
+)
 from miakit.lira import balanced_partners
 from miakit.signals import confidence
 
@@ -42,11 +48,11 @@ _CHUNK_ELEMENTS = 1 << 18
 
 # --------------------------------------------------------------------------- inputs
 def _xp(x: Any) -> Any:
-    return ar._torch() if ar.is_torch(x) else np
+    return ar.loaded_torch() if ar.is_torch(x) else np
 
 
 def _f64(x: Any) -> Any:
-    return x.to(ar._torch().float64) if ar.is_torch(x) else np.asarray(x, dtype=np.float64)
+    return x.to(ar.loaded_torch().float64) if ar.is_torch(x) else np.asarray(x, dtype=np.float64)
 
 
 def _probabilities(data: Any, labels: Any, name: str, lead: int) -> Any:
@@ -76,25 +82,13 @@ def _probabilities(data: Any, labels: Any, name: str, lead: int) -> Any:
     return confidence(z, ar.reshape(lab, (n, 1)))
 
 
-def _check_float(value: Any, name: str, lo: float, hi: float, *, open_lo: bool) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: expected a float, got {value!r}") from exc
-    ok = (v > lo if open_lo else v >= lo) and v <= hi and np.isfinite(v)
-    if not ok:
-        interval = f"({lo}, {hi}]" if open_lo else f"[{lo}, {hi}]"
-        raise ValueError(f"{name}: expected a value in {interval}, got {value!r}")
-    return v
-
-
 def _aggregate(q: Any, aggregate: str) -> Any:
     """``[..., N, A]`` -> float64 ``[..., N, R]``: R = 1 (mean over views) or A (vote).
 
     The mean accumulates in float64 straight from the caller's precision, without a
     float64 copy of every view."""
     if aggregate == "mean":
-        f64 = ar._torch().float64 if ar.is_torch(q) else np.float64
+        f64 = ar.loaded_torch().float64 if ar.is_torch(q) else np.float64
         return q.mean(-1, dtype=f64)[..., None]
     return _f64(q)
 
@@ -171,7 +165,7 @@ def ratios(target_q: Any, ref_q: Any, ref_keep: Any, *, offline: bool = False,
     [1.5, 0.5]
     """
     aggregate = check_choice(aggregate, "aggregate", list(_AGGREGATES))
-    a = _check_float(a, "a", 0.0, 1.0, open_lo=False)
+    a = check_real(a, "a", 0.0, 1.0)
     qt, qr, keep = _target_and_references(target_q, ref_q, ref_keep, labels, aggregate)
     r = _ratio(qt, qr, keep, offline, a)
     return r[:, 0] if aggregate == "mean" else r
@@ -249,10 +243,10 @@ def score(target_q: Any, ref_q: Any, ref_keep: Any, population: Any, *,
     >>> bool(s[member].mean() > s[~member].mean())
     True
     """
-    gamma = _check_float(gamma, "gamma", 0.0, np.inf, open_lo=True)
+    gamma = check_real(gamma, "gamma", 0.0, open_lo=True)
     on_empty = check_choice(on_empty, "on_empty", list(_ON_EMPTY))
     aggregate = check_choice(aggregate, "aggregate", list(_AGGREGATES))
-    a = _check_float(a, "a", 0.0, 1.0, open_lo=False)
+    a = check_real(a, "a", 0.0, 1.0)
     qt, qr, keep = _target_and_references(target_q, ref_q, ref_keep, labels, aggregate)
     r = _ratio(qt, qr, keep, offline, a)
     n = ar.shape_of(r)[0]
@@ -287,8 +281,9 @@ def score(target_q: Any, ref_q: Any, ref_keep: Any, population: Any, *,
                              f"population examples, got shape {ar.shape_of(pt)}")
         # population examples are non-members of every reference model: all are OUT
         pop2 = _ratio(pt, pq, xp.zeros(ar.shape_of(pq)[:2], dtype=bool) if not ar.is_torch(pq)
-                      else ar._torch().zeros(ar.shape_of(pq)[:2], dtype=ar._torch().bool,
-                                             device=pq.device), offline, a)
+                      else ar.loaded_torch().zeros(ar.shape_of(pq)[:2],
+                                                   dtype=ar.loaded_torch().bool,
+                                                   device=pq.device), offline, a)
         out = _count(x_rows, _rows(pop2[None]), None, gamma)
     else:
         idx = np.asarray(ar.to_numpy(population) if ar.is_torch(population) else population)
@@ -304,7 +299,7 @@ def score(target_q: Any, ref_q: Any, ref_keep: Any, population: Any, *,
             raise ValueError("population: expected distinct example indices, got repeats")
         in_pop = np.zeros(n, dtype=bool)
         in_pop[idx] = True
-        mask = in_pop if not ar.is_torch(r2) else ar._torch().as_tensor(in_pop,
+        mask = in_pop if not ar.is_torch(r2) else ar.loaded_torch().as_tensor(in_pop,
                                                                          device=r2.device)
         pop2 = xp.where(mask[:, None], r2, float("nan"))
         self_rows = _rows(xp.broadcast_to(mask[:, None], ar.shape_of(r2))[None]
@@ -367,8 +362,8 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
     aggregate = check_choice(aggregate, "aggregate", list(_AGGREGATES))
     references = check_choice(references, "references", list(_REFERENCES))
     on_empty = check_choice(on_empty, "on_empty", list(_ON_EMPTY))
-    a = _check_float(a, "a", 0.0, 1.0, open_lo=False)
-    gamma = _check_float(gamma, "gamma", 0.0, np.inf, open_lo=True)
+    a = check_real(a, "a", 0.0, 1.0)
+    gamma = check_real(gamma, "gamma", 0.0, open_lo=True)
     qa = _aggregate(_probabilities(q, labels, "q", 1), aggregate)  # [M, N, R]
     m, n, nr = ar.shape_of(qa)
     if m < 2:
@@ -380,7 +375,7 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
     torch_dev = qa.device if ar.is_torch(qa) else None
 
     def dev(x: np.ndarray) -> Any:
-        return x if torch_dev is None else ar._torch().as_tensor(x, device=torch_dev)
+        return x if torch_dev is None else ar.loaded_torch().as_tensor(x, device=torch_dev)
 
     total = qa.sum(0)  # [N, R]
     # OUT sums one model at a time: working memory O(N), not another [M, N] array
@@ -483,8 +478,8 @@ def _resum_cancelled(s_ref: Any, whole: Any, qa: Any, keep: Any, tk: Any,
     b, n, r = bad.nonzero(as_tuple=True) if ar.is_torch(bad) else np.nonzero(bad)
     vals = qa[:, n, r]  # [M, nb]
     if ar.is_torch(vals):
-        cols = ar._torch().arange(len(n), device=vals.device)
-        use = ar._torch().ones(vals.shape, dtype=ar._torch().bool, device=vals.device)
+        cols = ar.loaded_torch().arange(len(n), device=vals.device)
+        use = ar.loaded_torch().ones(vals.shape, dtype=ar.loaded_torch().bool, device=vals.device)
     else:
         cols, use = np.arange(len(n)), np.ones(vals.shape, dtype=bool)
     if keep is not None:  # offline: OUT models only
@@ -554,7 +549,7 @@ def tune_a(q: Any, keep: Any, *, target: int = 0, grid: Any = None, gamma: float
     if g.ndim != 1 or g.size == 0:
         raise ValueError(f"grid: expected a non-empty 1-D sequence of a values, got {grid!r}")
     for v in g:
-        _check_float(v, "grid", 0.0, 1.0, open_lo=False)
+        check_real(v, "grid", 0.0, 1.0)
     t = int(check_targets([target], ar.shape_of(ar.as_array(keep, "keep"))[0])[0])
     kt = ar.to_numpy(ar.as_array(keep, "keep")).astype(bool)[t]
     aucs = []

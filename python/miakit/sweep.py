@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_choice, check_probabilities
+from miakit._plotting import colormap, subplots
+from miakit._validation import check_choice, check_features, check_int, check_probabilities
 from miakit.shadow._files import atomic_write, write_json
 
 __all__ = ["sweep", "cell_examples", "DEFAULT_SHOTS", "DEFAULT_CLASSES", "DEFAULT_FPRS"]
@@ -151,9 +152,7 @@ def sweep(features: Any, labels: Any, out_dir: str | Path, *,
     (6, ['0.1'])
     """
     from miakit import powerlaw
-    from miakit.shadow.store import _features_array
-
-    x = _features_array(features)
+    x = check_features(features)
     y = np.asarray(labels)
     if y.ndim != 1 or y.dtype.kind not in "iu":
         raise ValueError(f"labels: expected 1-D integer labels, got shape {y.shape} "
@@ -172,7 +171,7 @@ def sweep(features: Any, labels: Any, out_dir: str | Path, *,
     if len(grid_s) * len(grid_c) < 2:
         raise ValueError("shots, classes: expected a grid of at least 2 cells, got 1")
     f_list = check_probabilities(fprs, "fprs")
-    if isinstance(n_models, bool) or n_models < 4 or n_models % 2:
+    if check_int(n_models, "n_models", 4, what="an even number >= 4") % 2:
         raise ValueError(f"n_models: expected an even number >= 4, got {n_models}")
     check_choice(head, "head", ["linear", "mlp"])
     for s_ in grid_s:  # every cell's data exists, before any training
@@ -283,15 +282,10 @@ def plot_powerlaw(report: dict, path: str | Path) -> None:
 
     One panel per FPR that has a fit.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fits = {k: v for k, v in report["fits"].items() if "error" not in v}
     n = max(1, len(fits))
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.2), dpi=110, squeeze=False)
-    colors = plt.get_cmap("viridis")
+    fig, axes = subplots(1, n, figsize=(4.6 * n, 4.2), dpi=110, squeeze=False)
+    colors = colormap("viridis")
     grid_c = report["grid"]["classes"]
     for ax, fit in zip(axes[0], fits.values()):
         f = fit["fpr"]
@@ -321,4 +315,3 @@ def plot_powerlaw(report: dict, path: str | Path) -> None:
                  f"({report['config']['n_models']} heads per cell)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

@@ -42,6 +42,9 @@ output factor refreshed per head each iteration (:class:`KroneckerPreconditioner
 
 Every per-head quantity is computed from that head's own column, so a head's result
 does not depend on the other heads beyond the rounding of the shared GEMMs.
+
+docs/methods/linear-heads.md explains the solver, when each path runs, and the reason
+for every tuned constant below and in the compiled kernels.
 """
 
 from __future__ import annotations
@@ -53,9 +56,17 @@ from typing import Any
 from miakit import _C
 from miakit import _arrays as ar
 
-_ROW_BLOCK_BYTES = 8 << 20  # logits of one block of rows in an evaluation: cache-sized
-_NARROW = 128  # gradient columns below which the product runs as R^T X
-SUB_ROWS = 1024  # rows used to estimate the output curvature factor (a preconditioner)
+# The float32 logits of one block of rows: written by one product, read by the softmax
+# kernel and the gradient product; 8 MiB stays in a server CPU's last-level cache, so
+# those two passes read cache, not memory.
+_ROW_BLOCK_BYTES = 8 << 20
+# Gradient columns ((C - 1) K) below which the product runs as R^T X: about twice as fast
+# as X^T R for narrow products on a many-core machine, equal on a 2-core one.
+_NARROW = 128
+# Rows that estimate the C x C output curvature factor E[diag(p) - p p^T] (no warm
+# start): its entries are then within ~1/sqrt(1024) = 3%, ample for a preconditioner,
+# which changes the iteration count, never the solution.
+SUB_ROWS = 1024
 
 
 @dataclass
@@ -131,6 +142,7 @@ class SoftmaxObjective:
     def _rows_per_block(self, width: int) -> int:
         # Blocks of rows small enough that a block's logits stay in cache between the
         # product that makes them and the steps that consume them.
+        # At least 64 rows: below that a GEMM runs far from its peak.
         return max(64, min(self.r, _ROW_BLOCK_BYTES // (4 * width)))
 
     def _weights(self, heads: Any) -> Any:
@@ -157,7 +169,8 @@ class SoftmaxObjective:
         self.evaluations += 1
         theta = centre_classes(theta)
         # The masked kernel computes the logits of a head's own rows only; a head whose
-        # logits are written needs them on every row, where one dense product is faster.
+        # logits are written needs them on every row, which takes back part of what the
+        # masked kernel saves: past a quarter of the heads, one dense product is used.
         if self._rows is not None and (out is None or
                                        4 * int((out_heads >= 0).sum()) <= out_heads.numel()):
             return self._masked(theta, heads, out, out_heads)
@@ -201,7 +214,7 @@ class SoftmaxObjective:
         torch = _torch()
         d, c, k = theta.shape
         dx, cm = d - 1, c - 1
-        dp = (dx + 15) // 16 * 16
+        dp = (dx + 15) // 16 * 16  # one AVX-512 vector holds 16 floats
         # Weights laid out [K, C - 1, D] (features padded to whole vectors), as the
         # kernel's dot products read them; the last class is minus the others.
         wt = torch.zeros(k, cm, dp, dtype=theta.dtype)
@@ -306,8 +319,9 @@ class KroneckerPreconditioner:
         ev, self.u = torch.linalg.eigh(a)
         self.ev_a = ev.clamp_min(0.0)
         self.u = self.u.to(x.dtype)
-        # Damping: the mean penalty, floored so that directions without curvature (the
-        # softmax's shift invariance, constant features) stay finite.
+        # Damping: the mean penalty, floored (1e-6 of the mean input eigenvalue, far below
+        # any real curvature) so that directions without curvature (the softmax's shift
+        # invariance, constant features) stay finite when weight_decay is 0.
         mean_lam = float(lam.mean()) if lam.numel() else 0.0
         self.damp = max(mean_lam, 1e-6 * float(self.ev_a.mean()))
         self.ev_b: Any = None
@@ -391,7 +405,8 @@ class SubspacePreconditioner:
         self.kron.set_output_factor(b[None])
         # Directions the logits read: span of theta_ref's centred columns and the
         # constant input, found in whitened coordinates (A^(1/2)), where rank decisions
-        # are scale-free; directions without input variance are left out.
+        # are scale-free; directions without input variance (eigenvalues below 1e-10 of
+        # the largest: float32 products leave ~1e-7 relative noise, squared) are left out.
         keep_a = ev_a > 1e-10 * float(ev_a.max())
         sq = torch.where(keep_a, ev_a.clamp_min(0).sqrt(), torch.zeros_like(ev_a))
         isq = torch.where(keep_a, 1.0 / sq.clamp_min(1e-300), torch.zeros_like(ev_a))
@@ -405,6 +420,8 @@ class SubspacePreconditioner:
         t = u_a.T @ torch.cat([t, ones], 1)  # [D, C + 1] in A's eigenbasis
         sv_u, sv, _ = torch.linalg.svd(sq[:, None] * t, full_matrices=False)
         top = float(sv.max()) if sv.numel() else 0.0
+        # Singular values below 1e-4 of the largest are float32 rounding of the centring,
+        # not directions the logits read.
         r = int((sv > 1e-4 * top).sum()) if top > 0 else 0
         self.r, self.c = r, c
         if r == 0:  # nothing to correct
@@ -447,6 +464,8 @@ class SubspacePreconditioner:
 
 # Row-weight density up to which evaluating every head on its own rows beats one dense
 # product over all rows (measured at 1/2: ~33 ms against ~46 ms for 64 heads, 20,000 x 256).
+# The masked cost grows with the density and the dense one does not, so they break even
+# near 0.7; 0.75 rounds that up (keep matrices are 1/2 dense, far from it).
 _MASKED_DENSITY = 0.75
 
 
@@ -525,7 +544,9 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
     A head stops when ``max |grad_scale * gradient| <= tol`` (``grad_scale`` [D] maps the
     gradient back to the caller's coordinates when the features were standardised).
     ``pre`` is a :class:`KroneckerPreconditioner` of ``obj.xw`` (built here if None);
-    ``tick(n_done)`` is called whenever heads finish (for progress bars).
+    ``tick(n_done)`` is called whenever heads finish (for progress bars). ``history``:
+    curvature pairs kept per head (10, within the 3 to 20 that L-BFGS usually keeps; the
+    preconditioner, not the history, carries most of the curvature here).
     ``shared_start``: every column of ``theta0`` is the same point, so the first
     evaluation can share its forward product (:meth:`SoftmaxObjective.at_shared_point`).
     ``rel_tol``: also stop a head once its largest gradient entry has fallen by this
@@ -610,6 +631,7 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
         if logits_out is not None:
             # Predict which heads this step finishes: the gradient falls by about the
             # same ratio each iteration (L-BFGS with a fixed model converges linearly).
+            # The clamp keeps one erratic step from predicting a finish (or none).
             ratio = 0.5 if gmax_prev is None else (gmax / gmax_prev).clamp(0.05, 1.0)
             fresh = gmax * ratio <= _WRITE_MARGIN * gtol
             dest = torch.where(fresh, ids, torch.full_like(ids, -1))
@@ -621,7 +643,8 @@ def lbfgs_heads(obj: SoftmaxObjective, theta0: Any, *, tol: float, max_iter: int
         s, y = new_theta - theta, new_grad - grad
         sy = _dot(s, y)
         ok = (sy > 1e-12 * _dot(y, y).sqrt() * _dot(s, s).sqrt()).to(s.dtype)
-        # Heads without positive curvature along s keep an inert pair (rho = 0).
+        # Heads without positive curvature along s keep an inert pair (rho = 0): such a
+        # pair would make the L-BFGS model indefinite.
         hist_s.append(s * ok)
         hist_y.append(y * ok)
         hist_rho.append(torch.where(ok > 0, 1.0 / sy.clamp_min(1e-300), torch.zeros_like(sy)))
@@ -652,9 +675,12 @@ def _line_search(obj: SoftmaxObjective, ids: Any, theta: Any, loss: Any, directi
     ones left in ``logits_out``.
 
     Heads whose trial fails are re-evaluated alone, with a step from the minimiser of the
-    quadratic through f(0), f'(0) and f(step), kept within [0.1, 0.5] of the last step.
-    The sufficient-decrease test allows a few float32 ulps of |f(0)|: near the optimum,
-    rounding in the loss would otherwise reject every step the gradient still justifies.
+    quadratic through f(0), f'(0) and f(step), kept within [0.1, 0.5] of the last step;
+    ``max_tries`` = 30 such cuts reach 1e-9 of the unit step, below which float32 shows
+    no decrease. ``c1`` = 1e-4 is the usual Armijo constant (Nocedal and Wright).
+    The sufficient-decrease test allows a few float32 ulps of |f(0)| (8 x 1.2e-7 of it):
+    near the optimum, rounding in the loss would otherwise reject every step the gradient
+    still justifies.
     """
     torch = _torch()
     k = ids.numel()

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from miakit._validation import check_choice, check_int, check_real
 from miakit.shadow import _files
 
 EXECUTORS = ("local", "ray")
@@ -57,9 +58,7 @@ def require_ray() -> Any:
 
 def check_executor(executor: Any) -> str:
     """``executor`` validated: "local" or "ray"."""
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor: expected one of {list(EXECUTORS)}, got {executor!r}")
-    return str(executor)
+    return str(check_choice(executor, "executor", EXECUTORS))
 
 
 def task_options(resources: Mapping[str, Any] | None, device: Any) -> dict:
@@ -92,15 +91,9 @@ def task_options(resources: Mapping[str, Any] | None, device: Any) -> dict:
                if k in resources},
             "max_retries": resources.get("max_retries", _DEFAULT_RETRIES)}
     for key in ("num_cpus", "num_gpus"):
-        v = opts[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(v) or v < 0:
-            raise ValueError(f"ray_resources[{key!r}]: expected a non-negative number, "
-                             f"got {v!r}")
-    r = opts["max_retries"]
-    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < -1:
-        raise ValueError(f"ray_resources['max_retries']: expected an int >= 0 (or -1: "
-                         f"without limit), got {r!r}")
+        check_real(opts[key], f"ray_resources[{key!r}]", 0.0, what="a non-negative number")
+    check_int(opts["max_retries"], "ray_resources['max_retries']", -1,
+              what="an int >= 0 (or -1: without limit)")
     if dev == "cuda" and opts["num_gpus"] <= 0:
         raise ValueError("ray_resources['num_gpus']: device='cuda' needs a GPU share > 0 "
                          "per task")

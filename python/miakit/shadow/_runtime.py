@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from miakit._validation import check_int
+
 
 def require_torch() -> Any:
     """torch, or an ImportError that says how to install it."""
@@ -64,9 +66,8 @@ def model_seed(seed: int, model: int, stream: int = 0) -> int:
 
 
 def check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
-    return int(seed)
+    """A training seed: an int >= 0."""
+    return check_int(seed, "seed", 0, what="a non-negative int")
 
 
 class _Quiet:

@@ -30,6 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from miakit._validation import (
+    check_choice,
+    check_features,
+    check_int,
+    check_keep_matrix,
+    check_real,
+    check_run_labels,
+)
 from miakit.shadow import _files
 from miakit.shadow._firstorder import (
     batch_rows,
@@ -325,7 +333,6 @@ def _ray_train_chunk(shared: dict, chunk: list[int]) -> tuple:
     chunks reuse the data on the device and the L-BFGS warm start, as local training does.
     """
     from miakit.shadow import _ray
-    from miakit.shadow._runtime import _Quiet
 
     torch = require_torch()
     _ray.apply_threads(shared["threads"])
@@ -337,32 +344,29 @@ def _ray_train_chunk(shared: dict, chunk: list[int]) -> tuple:
                            np.array(shared["keep"]), shared["cfg"],
                            resolve_device(shared["device"]), torch)
         _WORKER_TRAINER[shared["token"]] = trainer
-    logits, chunk_info, params = trainer.train(chunk, _Quiet())
+    logits, chunk_info, params = trainer.train(chunk, progress_bar(False))
     logits = np.ascontiguousarray(logits.astype(shared["logits_dtype"], copy=False))
     return logits, chunk_info, params, _ray.payload_digest([logits, *params.values()])
 
 def _check_inputs(features: Any, labels: Any, keep: Any, n_classes: int | None):
-    from miakit.shadow.store import _check_keep_matrix, _check_run_labels, _features_array
-
-    x = _features_array(features)  # the form the run stores and digests
+    x = check_features(features)  # the form the run stores and digests
     bad = ~np.isfinite(x)
     if bad.any():
         rows = np.unique(np.nonzero(bad)[0])
         raise ValueError(f"features: expected finite values, got NaN or inf in {len(rows)} "
                          f"examples (first: example {int(rows[0])})")
-    keep_b = _check_keep_matrix(keep)
+    keep_b = check_keep_matrix(keep)
     if keep_b.shape[1] != x.shape[0]:
         raise ValueError(f"keep: expected {x.shape[0]} columns (one per example in features), "
                          f"got shape {keep_b.shape}")
     lab = np.asarray(labels.detach().cpu().numpy() if hasattr(labels, "detach") else labels)
     if n_classes is None:
         if lab.dtype.kind not in "iu" or lab.size == 0:
-            _check_run_labels(lab, x.shape[0], 2)  # raises the integer/shape message
+            check_run_labels(lab, x.shape[0], 2)  # raises the integer/shape message
         n_classes = max(2, int(lab.max()) + 1)
-    elif isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or \
-            n_classes < 2:
-        raise ValueError(f"n_classes: expected an int >= 2, got {n_classes!r}")
-    y = _check_run_labels(lab, x.shape[0], int(n_classes))
+    else:
+        check_int(n_classes, "n_classes", 2)
+    y = check_run_labels(lab, x.shape[0], int(n_classes))
     empty = np.flatnonzero(keep_b.sum(1) == 0)
     if len(empty):
         raise ValueError(f"keep: heads {empty.tolist()[:10]} have no training example")
@@ -385,10 +389,7 @@ def _resolve_dp(dp: Any) -> dict | None:
     from miakit import bounds
 
     for key in ("noise_multiplier", "clip"):
-        v = dp[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(v) or v <= 0:
-            raise ValueError(f"dp[{key!r}]: expected a positive finite number, got {v!r}")
+        check_real(dp[key], f"dp[{key!r}]", 0.0, open_lo=True, what="a positive finite number")
     out = {"noise_multiplier": float(dp["noise_multiplier"]), "clip": float(dp["clip"]),
            "sample_rate": dp["sample_rate"], "steps": dp["steps"],
            "delta": dp.get("delta", 1e-5), "accountant": dp.get("accountant", "pld")}
@@ -406,10 +407,8 @@ def _resolve_dp(dp: Any) -> dict | None:
 def _resolve_config(head, hidden, optimizer, epochs, lr, weight_decay, batch_size, tol,
                     warm_start, n_classes, seed, logits_dtype, heads_per_chunk, to_run, m,
                     dp=None):
-    if head not in _HEADS:
-        raise ValueError(f"head: expected one of {list(_HEADS)}, got {head!r}")
-    if optimizer not in _OPTIMIZERS:
-        raise ValueError(f"optimizer: expected one of {list(_OPTIMIZERS)}, got {optimizer!r}")
+    check_choice(head, "head", _HEADS)
+    check_choice(optimizer, "optimizer", _OPTIMIZERS)
     dp_cfg = _resolve_dp(dp)
     if dp_cfg is not None:
         if optimizer == "lbfgs" or batch_size is not None:
@@ -422,29 +421,21 @@ def _resolve_config(head, hidden, optimizer, epochs, lr, weight_decay, batch_siz
     if optimizer == "lbfgs" and (head != "linear" or batch_size is not None):
         raise ValueError("optimizer='lbfgs' trains linear heads on full batches only; use "
                          "optimizer='adam' for MLP heads or minibatches")
-    if batch_size is not None and (isinstance(batch_size, bool) or
-                                   not isinstance(batch_size, (int, np.integer)) or
-                                   batch_size < 1):
-        raise ValueError(f"batch_size: expected a positive int or None, got {batch_size!r}")
+    if batch_size is not None:
+        check_int(batch_size, "batch_size", 1, what="a positive int or None")
     if epochs is None:
         epochs = 500 if optimizer == "lbfgs" else 100
     if lr is None:
         lr = {"adam": 1e-3, "sgd": 0.1}.get(optimizer, 1.0)
-    for name, v, lo in (("epochs", epochs, 1), ("hidden", hidden, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
+    for name, v in (("epochs", epochs), ("hidden", hidden)):
+        check_int(v, name, 1)
     for name, v in (("lr", lr), ("weight_decay", weight_decay), ("tol", tol)):
-        if not isinstance(v, (int, float, np.floating)) or not np.isfinite(v) or v < 0:
-            raise ValueError(f"{name}: expected a finite non-negative number, got {v!r}")
-    if lr <= 0:
-        raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
-    if logits_dtype not in ("float32", "float16"):
-        raise ValueError(f"logits_dtype: expected 'float32' or 'float16', got {logits_dtype!r}")
+        check_real(v, name, 0.0, what="a finite non-negative number")
+    check_real(lr, "lr", 0.0, open_lo=True, what="a positive learning rate")
+    check_choice(logits_dtype, "logits_dtype", ("float32", "float16"))
     if heads_per_chunk is None:
         heads_per_chunk = min(m, _AUTO_CHUNK_RUN) if to_run else m
-    if isinstance(heads_per_chunk, bool) or not isinstance(heads_per_chunk, (int, np.integer)) \
-            or heads_per_chunk < 1:
-        raise ValueError(f"heads_per_chunk: expected a positive int, got {heads_per_chunk!r}")
+    check_int(heads_per_chunk, "heads_per_chunk", 1, what="a positive int")
     return {"trainer": "train_heads", "head": head, "hidden": int(hidden) if head == "mlp"
             else None, "optimizer": optimizer, "epochs": int(epochs),
             "lr": None if optimizer == "lbfgs" else float(lr),
@@ -517,7 +508,9 @@ class _Trainer:
         spread = max(rms ** 2 - float(mu.square().mean()), 0.0) ** 0.5
         if float(mu.abs().max()) <= 0.25 * spread and 0.5 <= spread <= 2.0:
             # Already centred and of unit scale (standardised features): the solver's
-            # coordinates are the caller's, and no copy of the rows is needed.
+            # coordinates are the caller's, and no copy of the rows is needed. Within
+            # these bounds the offset costs no float32 accuracy worth a copy of the rows
+            # (docs/methods/linear-heads.md).
             mu, s, xw = torch.zeros_like(mu), 1.0, x
         else:
             xw = x - mu

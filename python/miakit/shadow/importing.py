@@ -26,15 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_choice
+from miakit._validation import check_choice, check_keep_matrix, check_run_labels
 from miakit.shadow import _files
-from miakit.shadow.store import (
-    LOGITS_DTYPES,
-    Run,
-    _check_keep_matrix,
-    _check_run_labels,
-    create_run,
-)
+from miakit.shadow.store import LOGITS_DTYPES, Run, create_run
 
 __all__ = ["import_logits", "import_folder", "import_lira_reference"]
 
@@ -138,7 +132,7 @@ def import_logits(out: str | os.PathLike, logits: Any, keep: Any, labels: Any, *
         z = z[:, :, None, :]
     if z.ndim != 4:
         raise ValueError(f"logits: expected [M, N, A, C] or [M, N, C], got shape {z.shape}")
-    k = _check_keep_matrix(_load(keep, "keep"), even=False)
+    k = check_keep_matrix(_load(keep, "keep"), even=False)
     m, n, a, c = z.shape
     if k.shape != (m, n):
         raise ValueError(f"keep: expected shape ({m}, {n}) to match the logits' models and "
@@ -146,7 +140,7 @@ def import_logits(out: str | os.PathLike, logits: Any, keep: Any, labels: Any, *
     c = int(n_classes or c)
     if z.shape[3] != c:
         raise ValueError(f"n_classes: the logits have {z.shape[3]} classes, not {c}")
-    y = _check_run_labels(_load(labels, "labels"), n, c)
+    y = check_run_labels(_load(labels, "labels"), n, c)
     shape = (n, a, c)
     src = {"layout": "arrays", "logits": _describe(logits), "keep": _describe(keep),
            "labels": _describe(labels)}
@@ -199,14 +193,14 @@ def import_folder(out: str | os.PathLike, folder: str | os.PathLike, labels: Any
     if any(r.ndim != 1 or r.shape != rows[0].shape for r in rows):
         raise ValueError(f"folder: expected one keep row [N] per model, all of one length; "
                          f"got shapes {sorted({r.shape for r in rows})}")
-    k = _check_keep_matrix(np.stack(rows), even=False)
+    k = check_keep_matrix(np.stack(rows), even=False)
     first = _load(files[0], files[0].name)
     n = k.shape[1]
     shape = (n, 1 if first.ndim == 2 else first.shape[1], first.shape[-1])
     c = int(n_classes or shape[2])
     if shape[2] != c:
         raise ValueError(f"n_classes: the logits have {shape[2]} classes, not {c}")
-    y = _check_run_labels(_load(labels, "labels"), n, c)
+    y = check_run_labels(_load(labels, "labels"), n, c)
     src = {"layout": "folder", "folder": str(root.resolve()),
            "files": [p.name for p in files]}
     return _write(out, [lambda p=p: _model_logits(_load(p, p.name), 0, shape, str(p))
@@ -266,9 +260,9 @@ def import_lira_reference(out: str | os.PathLike, logdir: str | os.PathLike, *,
     if any(r.ndim != 1 or r.shape[0] < n for r in rows):
         raise ValueError(f"logdir: expected keep rows of at least {n} entries (one per "
                          "scored example) in every experiment")
-    k = _check_keep_matrix(np.stack([r[:n] for r in rows]), even=False)
+    k = check_keep_matrix(np.stack([r[:n] for r in rows]), even=False)
     c = first.shape[3]
-    y = _check_run_labels(y_all[:n], n, c)
+    y = check_run_labels(y_all[:n], n, c)
     shape = (n, first.shape[2], c)
 
     def model(p: Path) -> np.ndarray:

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from miakit._validation import check_int
+
 
 def balanced_keep(n_models: int, n_examples: int, seed: int = 0, *,
                   paired: bool = True, strata: Any = None) -> np.ndarray:
@@ -54,14 +56,12 @@ def balanced_keep(n_models: int, n_examples: int, seed: int = 0, *,
     [2, 2, 2, 2]
     """
     for name, v in (("n_models", n_models), ("n_examples", n_examples), ("seed", seed)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+        check_int(v, name)
     if not isinstance(paired, (bool, np.bool_)):
         raise TypeError(f"paired: expected a bool, got {type(paired).__name__}")
-    if n_models < 2 or n_models % 2:
+    if check_int(n_models, "n_models", 2, what="an even number of models >= 2") % 2:
         raise ValueError(f"n_models: expected an even number of models >= 2, got {n_models}")
-    if n_examples < 1:
-        raise ValueError(f"n_examples: expected at least 1 example, got {n_examples}")
+    check_int(n_examples, "n_examples", 1, what="at least 1 example")
     rng = np.random.default_rng(seed)
     if strata is not None:
         g = np.asarray(strata)

@@ -69,7 +69,13 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_choice
+from miakit._validation import (
+    check_choice,
+    check_features,
+    check_int,
+    check_keep_matrix,
+    check_run_labels,
+)
 from miakit.shadow import _files
 from miakit.shadow._files import RunWriteError
 
@@ -556,9 +562,7 @@ class Run:
         >>> run.completed.tolist()
         [1]
         """
-        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or \
-                not 0 <= m < self.n_models:
-            raise ValueError(f"m: expected a model index in [0, {self.n_models}), got {m!r}")
+        check_int(m, "m", 0, self.n_models - 1, what=f"a model index in [0, {self.n_models})")
         if hasattr(logits, "detach"):
             logits = logits.detach().cpu().numpy()
         arr = np.asarray(logits)
@@ -641,7 +645,7 @@ class Run:
         >>> run.has_features
         True
         """
-        x = _features_array(features)
+        x = check_features(features)
         want = (self.n_examples, self.n_augmentations)
         if x.shape[:2] != want:
             raise ValueError(f"features: expected shape [{want[0]}, {want[1]}, D] (examples, "
@@ -861,21 +865,6 @@ def _map_features(path: Path, meta: dict) -> tuple[np.ndarray | None, str]:
     return arr, ""
 
 
-def _features_array(features: Any) -> np.ndarray:
-    """Features as train_heads stores and digests them: C-contiguous float32 [N, A, D]."""
-    if hasattr(features, "detach"):
-        features = features.detach().cpu().numpy()
-    x = np.asarray(features)
-    if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
-        raise TypeError(f"features: expected a real-valued array, got dtype {x.dtype}")
-    if x.ndim == 2:
-        x = x[:, None, :]
-    if x.ndim != 3 or 0 in x.shape:
-        raise ValueError(f"features: expected a non-empty [N, D] or [N, A, D] array, got shape "
-                         f"{np.shape(features)}")
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
 def features_digest(features: Any) -> str:
     """The data digest :func:`miakit.shadow.train_heads` records for its features.
 
@@ -890,7 +879,7 @@ def features_digest(features: Any) -> str:
     >>> mk.shadow.features_digest(x) == mk.shadow.features_digest(x[:, None, :])
     True
     """
-    return _files.digest_arrays(_features_array(features))
+    return _files.digest_arrays(check_features(features))
 
 
 def _flatten_params(params: Mapping[str, Any], m: int) -> tuple[np.ndarray, list]:
@@ -991,12 +980,11 @@ def create_run(
     (4, [0, 1, 2, 3])
     """
     path = Path(path)
-    keep = _check_keep_matrix(keep, even=even_models)
+    keep = check_keep_matrix(keep, even=even_models)
     m, n = keep.shape
-    labels = _check_run_labels(labels, n, n_classes)
+    labels = check_run_labels(labels, n, n_classes)
     for name, v in (("n_augmentations", n_augmentations), ("n_classes", n_classes)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        check_int(v, name, 1, what="a positive int")
     if n_classes < 2:
         raise ValueError(f"n_classes: expected at least 2 classes, got {n_classes}")
     check_choice(logits_dtype, "logits_dtype", LOGITS_DTYPES)
@@ -1056,41 +1044,3 @@ def _check_same(run: Run, meta: dict) -> None:
             f"{run.path}: this directory holds a different experiment ({'; '.join(diffs)}). "
             "It was left untouched; use another directory for the new run, or the settings "
             "it was created with to resume it.")
-
-
-def _check_keep_matrix(keep: Any, even: bool = True) -> np.ndarray:
-    if hasattr(keep, "detach"):
-        keep = keep.detach().cpu().numpy()
-    keep = np.asarray(keep)
-    if keep.ndim != 2:
-        raise ValueError(f"keep: expected a 2-D [models, examples] array, got shape {keep.shape}")
-    if keep.dtype != np.bool_:
-        if keep.dtype.kind not in "iuf" or not np.isin(keep, (0, 1)).all():
-            raise ValueError(f"keep: expected booleans (or 0/1 values), got dtype {keep.dtype}")
-        keep = keep.astype(bool)
-    m, n = keep.shape
-    if m < 2 or (even and m % 2):
-        raise ValueError(f"keep: expected an even number of models >= 2 (rows), got {m}; "
-                         "LiRA needs each example IN and OUT for as many models")
-    if n < 1:
-        raise ValueError("keep: expected at least one example (column)")
-    return np.ascontiguousarray(keep)
-
-
-def _check_run_labels(labels: Any, n: int, n_classes: int) -> np.ndarray:
-    if hasattr(labels, "detach"):
-        labels = labels.detach().cpu().numpy()
-    labels = np.asarray(labels)
-    if labels.dtype.kind not in "iu":
-        if labels.dtype.kind == "f" and labels.size and np.all(np.isfinite(labels)) and \
-                np.all(labels == np.round(labels)):
-            hint = " (they are whole numbers: pass labels.astype(int))"
-        else:
-            hint = ""
-        raise TypeError(f"labels: expected integer class indices, got dtype {labels.dtype}{hint}")
-    if labels.shape != (n,):
-        raise ValueError(f"labels: expected shape ({n},) to match keep, got {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        bad = labels.min() if labels.min() < 0 else labels.max()
-        raise ValueError(f"labels: expected class indices in [0, {n_classes}), got {int(bad)}")
-    return labels.astype(np.int64)

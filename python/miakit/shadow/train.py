@@ -19,6 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from miakit._validation import (
+    check_choice,
+    check_int,
+    check_keep_matrix,
+    check_real,
+    check_run_labels,
+)
 from miakit.shadow import _files
 from miakit.shadow._runtime import (
     check_seed,
@@ -27,7 +34,9 @@ from miakit.shadow._runtime import (
     require_torch,
     resolve_device,
 )
-from miakit.shadow.store import Run, _check_keep_matrix, _check_run_labels, create_run
+from miakit.shadow.store import Run, create_run
+
+_OPTIMIZERS = ("adam", "sgd")
 
 __all__ = ["train_models", "default_train", "AUGMENTATIONS"]
 
@@ -83,7 +92,7 @@ def default_train(model: Any, train_set: Any, *, device: Any, generator: Any, ep
         opt = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay,
                               momentum=0.9, nesterov=True)
     else:
-        raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {optimizer!r}")
+        check_choice(optimizer, "optimizer", _OPTIMIZERS)
     model.train()
     for _ in range(epochs):
         for xb, yb in loader:
@@ -224,7 +233,7 @@ def train_models(
         dev = torch.device("cpu")  # on the driver: probing the output width only
     else:
         dev = resolve_device(device)
-    keep_b = _check_keep_matrix(keep)
+    keep_b = check_keep_matrix(keep)
     data, labels, digest = _as_dataset(dataset, torch)
     if len(labels) != keep_b.shape[1]:
         raise ValueError(f"keep: expected {len(labels)} columns (one per example of dataset), "
@@ -237,7 +246,7 @@ def train_models(
         _check_settings(settings)
     n_classes = n_classes if n_classes is not None else _probe_classes(
         model_factory, data, seed, dev, torch)
-    labels = _check_run_labels(labels, len(labels), int(n_classes))
+    labels = check_run_labels(labels, len(labels), int(n_classes))
     cfg = {"trainer": "train_models", "model_factory": _name(model_factory),
            "train_fn": _name(train_fn) if user_train else "default_train",
            "augmentations": aug_names, "seed": seed, "n_classes": int(n_classes),
@@ -380,7 +389,7 @@ def _as_dataset(dataset: Any, torch: Any) -> tuple[Any, np.ndarray, str]:
         y_np = np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y)
         if len(y_np) != len(x):
             raise ValueError(f"dataset: {len(x)} inputs but {len(y_np)} labels")
-        _check_run_labels(y_np, len(y_np), np.iinfo(np.int64).max)
+        check_run_labels(y_np, len(y_np), np.iinfo(np.int64).max)
         data = torch.utils.data.TensorDataset(x.detach().cpu(), torch.from_numpy(
             y_np.astype(np.int64)))
         return data, y_np, _files.digest_arrays(x, y_np)
@@ -419,15 +428,10 @@ def _resolve_augmentations(augs: Sequence[str | Callable[[Any], Any]]):
 
 def _check_settings(s: dict) -> None:
     for name in ("epochs", "batch_size"):
-        v = s[name]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name}: expected a positive int, got {v!r}")
-    if not s["lr"] > 0:
-        raise ValueError(f"lr: expected a positive learning rate, got {s['lr']!r}")
-    if not s["weight_decay"] >= 0:
-        raise ValueError(f"weight_decay: expected >= 0, got {s['weight_decay']!r}")
-    if s["optimizer"] not in ("adam", "sgd"):
-        raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {s['optimizer']!r}")
+        check_int(s[name], name, 1, what="a positive int")
+    check_real(s["lr"], "lr", 0.0, open_lo=True, what="a positive learning rate")
+    check_real(s["weight_decay"], "weight_decay", 0.0)
+    check_choice(s["optimizer"], "optimizer", _OPTIMIZERS)
 
 
 def _name(fn: Any) -> str:
