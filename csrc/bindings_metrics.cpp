@@ -18,6 +18,7 @@ void check_vec(const Tensor& t, const char* name, DType dtype, int64_t n, bool o
 
 void register_metrics(py::module_& m) {
   m.def("rank_scores", [](py::handle scores, py::handle members, py::handle clusters,
+                          int64_t period, bool skip_nonfinite,
                           py::handle thr, py::handle tp, py::handle fp, py::handle order,
                           py::handle n_pos_c, py::handle n_neg_c, py::handle sum_v,
                           py::handle sum_w) {
@@ -32,7 +33,12 @@ void register_metrics(py::module_& m) {
     if (!clusters.is_none()) {
       a.clusters = to_tensor(clusters, "clusters");
       check_vec(a.clusters, "clusters", DType::i64, n);
+      if (period != 0) throw InputError("period: expected 0 when clusters are given");
     }
+    if (period < 0 || (period > 0 && n % period != 0))
+      throw InputError("period: expected 0 or a positive divisor of the number of scores");
+    a.period = period;
+    a.skip_nonfinite = skip_nonfinite;
     a.thr = to_tensor(thr, "thr", true);
     check_vec(a.thr, "thr", DType::f64, n + 1);
     a.tp = to_tensor(tp, "tp", true);
@@ -46,8 +52,9 @@ void register_metrics(py::module_& m) {
       throw InputError("order: expected a contiguous int32 array of one entry per score");
     a.n_pos_c = to_tensor(n_pos_c, "n_pos_c", true);
     const int64_t nc = a.n_pos_c.ndim == 1 ? a.n_pos_c.shape[0] : -1;
-    if (a.clusters.data == nullptr && nc != n)
-      throw InputError("n_pos_c: expected one entry per score when there are no clusters");
+    if (a.clusters.data == nullptr && nc != (period > 0 ? period : n))
+      throw InputError("n_pos_c: expected one entry per cluster (per score without clusters, "
+                       "per column with a period)");
     check_vec(a.n_pos_c, "n_pos_c", DType::i64, nc);
     if (nc >= (int64_t(1) << 31)) throw InputError("clusters: at most 2,147,483,647 clusters");
     a.n_neg_c = to_tensor(n_neg_c, "n_neg_c", true);
@@ -67,6 +74,7 @@ void register_metrics(py::module_& m) {
     d["n_pos"] = st.n_pos;
     d["n_neg"] = st.n_neg;
     d["points"] = st.points;
+    d["skipped"] = st.skipped;
     return d;
   });
 

@@ -13,15 +13,20 @@ struct RankStatus {
   int64_t bad_cluster = 0;  // cluster ids outside [0, n_clusters)
   int64_t n_pos = 0, n_neg = 0;
   int64_t points = 0;       // ROC points written (groups of equal scores + 1)
+  int64_t skipped = 0;      // non-finite scores left out (skip_nonfinite)
 };
 
 // scores [n] float64, members [n] uint8 (0/1), clusters [n] int64 or absent (data null:
-// every score its own cluster, n_clusters = n). Per-point outputs [n + 1]: thr float64,
+// every score its own cluster, n_clusters = n; or, with period > 0, score i in cluster
+// i % period, n_clusters = period: the columns of a C-ordered [rows, period] matrix).
+// skip_nonfinite: NaN/inf scores are left out (counted in skipped) instead of refused. Per-point outputs [n + 1]: thr float64,
 // tp/fp int64. order [n] uint32: the walk's payloads (cluster | member << 31) in ranked
 // order. Per-cluster outputs [n_clusters]: n_pos_c/n_neg_c int64, sum_v/sum_w float64.
 // See cpu/rank.cpp.
 struct RankArgs {
   Tensor scores, members, clusters;
+  int64_t period = 0;
+  bool skip_nonfinite = false;
   Tensor thr, tp, fp, order;
   Tensor n_pos_c, n_neg_c, sum_v, sum_w;
 };

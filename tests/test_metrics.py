@@ -450,3 +450,31 @@ def test_ranked_scores_large_against_sorting():
     last = np.r_[np.nonzero(np.diff(s[order]))[0], s.size - 1]
     np.testing.assert_array_equal(r.tp[1:], np.cumsum(y[order])[last])
     np.testing.assert_array_equal(r.thresholds[1:], s[order][last])
+
+
+@pytest.mark.parametrize("m,n", [(1, 5), (3, 1), (7, 33), (16, 500)])
+def test_ranking_by_columns_equals_masked_ranking_with_example_clusters(m, n):
+    rng = np.random.default_rng(m * n)
+    s = np.round(rng.normal(size=(m, n)), 1)
+    s[rng.random((m, n)) < 0.1] = np.nan
+    s[0, 0] = np.inf
+    keep = rng.random((m, n)) < 0.5
+    keep[0, -1], keep[-1, -1] = True, False
+    s[0, -1], s[-1, -1] = 0.5, -0.5
+    ok = np.isfinite(s)
+    cols = np.broadcast_to(np.arange(n), (m, n))
+    want = mk.metrics.RankedScores(s[ok], keep[ok], cols[ok])
+    got = mk.metrics.RankedScores.by_columns(s, keep)
+    assert got.excluded == int((~ok).sum())
+    np.testing.assert_array_equal(got.thresholds, want.thresholds)
+    np.testing.assert_array_equal(got.tp, want.tp)
+    np.testing.assert_array_equal(got.fp, want.fp)
+    for a, b in zip(got.cluster_variances(), want.cluster_variances()):
+        np.testing.assert_array_equal(a, b)
+    ga, wa = got.auc_ci(), want.auc_ci()
+    assert ga.auc == wa.auc and ga.n_clusters == wa.n_clusters
+    np.testing.assert_array_equal([ga.se, *ga.ci], [wa.se, *wa.ci])  # NaN with one cluster
+    with pytest.raises(ValueError, match="members: expected both"):
+        mk.metrics.RankedScores.by_columns(np.where(keep, np.nan, s), keep)
+    with pytest.raises(ValueError, match="scores: expected a non-empty 2-D"):
+        mk.metrics.RankedScores.by_columns(s.ravel(), keep.ravel())

@@ -125,29 +125,54 @@ RankStatus rank_scores(const RankArgs& a) {
   const bool clustered = a.clusters.data != nullptr;
   const int64_t n_clusters = a.n_pos_c.shape[0];
   RankStatus st;
-  std::vector<uint64_t> key(n);
-  std::vector<uint32_t> pay(n);
   const double* sp = a.scores.ptr<double>();
   const uint8_t* y = a.members.ptr<uint8_t>();
   const int64_t* cl = clustered ? a.clusters.ptr<int64_t>() : nullptr;
   const int64_t ss = a.scores.strides[0], ys = a.members.strides[0];
   const int64_t cs = clustered ? a.clusters.strides[0] : 0;
+  const int64_t period = a.period;
+  // Kept scores go to positions in input order: each thread owns a block, counts what it
+  // keeps, then writes from its offset.
+  const int threads = std::max(1, max_threads());
+  std::vector<int64_t> kept(static_cast<size_t>(threads) + 1, 0);
   int64_t bad = 0, bad_cluster = 0, n_pos = 0;
-#pragma omp parallel for schedule(static) reduction(+ : bad, bad_cluster, n_pos)
-  for (int64_t i = 0; i < n; ++i) {
-    const double s = sp[i * ss];
-    bad += !std::isfinite(s);
-    key[i] = descending_key(s);
-    const int64_t c = clustered ? cl[i * cs] : i;
-    bad_cluster += c < 0 || c >= n_clusters;
-    const bool m = y[i * ys] != 0;
-    n_pos += m;
-    pay[i] = static_cast<uint32_t>(c) | (m ? kMemberBit : 0u);
+  std::vector<uint64_t> key;
+  std::vector<uint32_t> pay;
+#pragma omp parallel num_threads(threads) reduction(+ : bad, bad_cluster, n_pos)
+  {
+    const int t = thread_id(), nt = team_size();
+    const int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+    int64_t mine = 0;
+    for (int64_t i = lo; i < hi; ++i) mine += std::isfinite(sp[i * ss]) || !a.skip_nonfinite;
+    kept[t + 1] = mine;
+#pragma omp barrier
+#pragma omp single
+    {
+      for (int u = 0; u < nt; ++u) kept[u + 1] += kept[u];
+      key.resize(kept[nt]);
+      pay.resize(kept[nt]);
+    }
+    int64_t at = kept[t];
+    for (int64_t i = lo; i < hi; ++i) {
+      const double s = sp[i * ss];
+      const bool finite = std::isfinite(s);
+      if (!finite && a.skip_nonfinite) continue;
+      bad += !finite;
+      const int64_t c = clustered ? cl[i * cs] : period > 0 ? i % period : i;
+      bad_cluster += c < 0 || c >= n_clusters;
+      const bool m = y[i * ys] != 0;
+      n_pos += m;
+      key[at] = descending_key(s);
+      pay[at] = static_cast<uint32_t>(c) | (m ? kMemberBit : 0u);
+      ++at;
+    }
   }
+  const int64_t n_kept = static_cast<int64_t>(key.size());
+  st.skipped = n - n_kept;
   st.nonfinite = bad;
   st.bad_cluster = bad_cluster;
   if (bad || bad_cluster) return st;
-  const int64_t n_neg = n - n_pos;
+  const int64_t n_neg = n_kept - n_pos;
   st.n_pos = n_pos;
   st.n_neg = n_neg;
 
@@ -159,7 +184,7 @@ RankStatus rank_scores(const RankArgs& a) {
   std::fill(nnc, nnc + n_clusters, 0);
   std::fill(sum_v, sum_v + n_clusters, 0.0);
   std::fill(sum_w, sum_w + n_clusters, 0.0);
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < n_kept; ++i) {
     const uint32_t p = pay[i];
     ((p & kMemberBit) ? npc : nnc)[p & ~kMemberBit] += 1;
   }
@@ -174,10 +199,10 @@ RankStatus rank_scores(const RankArgs& a) {
   int64_t t_run = 0, f_run = 0, g = 0;
   const double inv_pos = n_pos ? 1.0 / static_cast<double>(n_pos) : 0.0;
   const double inv_neg = n_neg ? 1.0 / static_cast<double>(n_neg) : 0.0;
-  for (int64_t i0 = 0; i0 < n;) {
+  for (int64_t i0 = 0; i0 < n_kept;) {
     // the group of equal scores and its class counts (sequential reads only)
     int64_t i1 = i0 + 1, members = pay[i0] >> 31;
-    while (i1 < n && key[i1] == key[i0]) members += pay[i1++] >> 31;
+    while (i1 < n_kept && key[i1] == key[i0]) members += pay[i1++] >> 31;
     const int64_t t0 = t_run, f0 = f_run;
     t_run += members;
     f_run += (i1 - i0) - members;

@@ -600,9 +600,7 @@ def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
               dp_delta: float = DP_DELTA, max_accuracy: bool = False) -> dict[str, Any]:
     """Metrics of one attack's scores ``[M, N]``, every interval clustered by example,
     all from one ranking of the scores (``metrics.RankedScores``)."""
-    ok = np.isfinite(scores)
-    examples = np.broadcast_to(np.arange(scores.shape[-1]), scores.shape)
-    ranked = metrics.RankedScores(scores[ok], members[ok], examples[ok])
+    ranked = metrics.RankedScores.by_columns(scores, members)  # NaN scores left out
     n_neg = ranked.n_neg
     points = []
     for f in fprs:
@@ -630,7 +628,7 @@ def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
     vert = np.unique(np.r_[0, np.searchsorted(ranked.fp, counts, side="right") - 1])
     curve = (ranked.fp[vert] / n_neg, ranked.tp[vert] / ranked.n_pos)
     return {"auc": a.auc, "auc_se": a.se, "auc_ci": list(a.ci), "n_members": ranked.n_pos,
-            "n_nonmembers": n_neg, "excluded": int((~ok).sum()), "tpr_at_fpr": points,
+            "n_nonmembers": n_neg, "excluded": ranked.excluded, "tpr_at_fpr": points,
             "leakage_test": leakage,
             "empirical_epsilon": _empirical_epsilon(ranked, dp_delta, level),
             "roc": {"fpr": grid.tolist(), "tpr": roc_t.tolist()}, "_curve": curve,

@@ -16,6 +16,7 @@ from scipy import stats
 from miakit import _C
 from miakit import _arrays as ar
 from miakit._validation import (
+    check_bool_array,
     check_choice,
     check_clusters,
     check_probabilities,
@@ -85,23 +86,59 @@ class RankedScores:
         shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
         s, y = _prepare(scores, members)
         c = check_clusters(clusters, shape)
-        n = s.size
-        self._clustered = c is not None
         if c is not None:
             c = np.ascontiguousarray(c, dtype=np.int64)
-        n_clusters = n if c is None else int(c.max()) + 1
+        self._rank(s, y, c, 0, False, s.size if c is None else int(c.max()) + 1)
+
+    @classmethod
+    def by_columns(cls, scores: Any, members: Any) -> RankedScores:
+        """A ranking of a ``[rows, columns]`` score matrix (an attack's ``[M, N]``
+        leave-one-out scores) clustered by column (example), NaN and inf scores left out
+        (``excluded`` counts them): the audit's ranking, without a masked copy of the
+        scores or a matrix of cluster ids.
+
+        Examples
+        --------
+        >>> import numpy as np, miakit as mk
+        >>> s = np.array([[0.9, np.nan, 0.2], [0.4, 0.8, 0.1]])
+        >>> r = mk.metrics.RankedScores.by_columns(s, [[1, 0, 0], [0, 1, 0]])
+        >>> r.excluded, r.n_pos, r.auc()
+        (1, 2, 1.0)
+        """
+        s = np.ascontiguousarray(ar.to_numpy(ar.as_array(scores, "scores")), dtype=np.float64)
+        if s.ndim != 2 or 0 in s.shape:
+            raise ValueError(f"scores: expected a non-empty 2-D [rows, columns] matrix, got "
+                             f"shape {s.shape}")
+        y = check_bool_array(members, "members", s.shape)
+        self = cls.__new__(cls)
+        self._rank(s.ravel(), np.ascontiguousarray(y).ravel(), None, s.shape[1], True,
+                   s.shape[1])
+        if self.n_pos == 0 or self.n_neg == 0:
+            what = "no members" if self.n_pos == 0 else "no non-members"
+            raise ValueError(f"members: expected both members and non-members among the "
+                             f"finite scores, got {what}")
+        return self
+
+    def _rank(self, s: np.ndarray, y: np.ndarray, c: np.ndarray | None, period: int,
+              skip_nonfinite: bool, n_clusters: int) -> None:
+        n = s.size
+        self._clustered = c is not None or period > 0
         # One compiled pass (radix sort + walk, see docs/methods/metrics.md): per ROC point
         # the threshold and counts; per cluster the counts and AUC placement sums; and the
         # ranked order, from which the cluster sums behind a point's variance are read
         # for the few points the metrics use (cluster_variances).
         thr = np.empty(n + 1)
         tp, fp = np.empty(n + 1, dtype=np.int64), np.empty(n + 1, dtype=np.int64)
-        self._order = np.empty(n, dtype=np.int32)
+        order = np.empty(n, dtype=np.int32)
         per_cluster = [np.empty(n_clusters, dtype=np.int64) for _ in range(2)]
         per_cluster += [np.empty(n_clusters) for _ in range(2)]
-        st = _C.rank_scores(np.ascontiguousarray(s), y.view(np.uint8), c, thr, tp, fp,
-                            self._order, *per_cluster)
+        st = _C.rank_scores(np.ascontiguousarray(s), y.view(np.uint8), c, period,
+                            skip_nonfinite, thr, tp, fp, order, *per_cluster)
+        if st["nonfinite"]:
+            raise ValueError(f"scores: expected finite values, got {st['nonfinite']} NaN or inf")
         g = st["points"]
+        self.excluded = int(st["skipped"])
+        self._order = order[: n - self.excluded]
         self.thresholds, self.tp, self.fp = thr[:g], tp[:g], fp[:g]
         self._per_cluster = per_cluster
         self.n_pos, self.n_neg = int(st["n_pos"]), int(st["n_neg"])
