@@ -65,28 +65,28 @@ inline double score_of(uint64_t key) {
 // position when there are no clusters) and whether it is a member (the top bit).
 constexpr uint32_t kMemberBit = uint32_t(1) << 31;
 
-// Stable LSD radix sort of (key, payload) pairs by key; passes whose digit is the same for
-// every key are skipped. Threads own contiguous blocks, so the scatter keeps input order.
-void radix_sort(std::vector<uint64_t>& key, std::vector<uint32_t>& idx) {
-  const int64_t n = static_cast<int64_t>(key.size());
-  std::vector<uint64_t> key2(n);
-  std::vector<uint32_t> idx2(n);
+// Stable LSD radix sort of n (key, payload) pairs by key, between the caller's buffers
+// (k, p) and (k2, p2); returns true when the sorted pairs end in (k2, p2). Passes whose
+// digit is the same for every key are skipped. Threads own contiguous blocks, so the
+// scatter keeps input order.
+bool radix_sort(uint64_t* k, uint32_t* p, uint64_t* k2, uint32_t* p2, int64_t n) {
   // Which passes matter: a digit that differs somewhere.
   uint64_t any_diff = 0;
   {
-    const uint64_t first = n ? key[0] : 0;
+    const uint64_t first = n ? k[0] : 0;
 #pragma omp parallel for schedule(static) reduction(| : any_diff)
-    for (int64_t i = 0; i < n; ++i) any_diff |= key[i] ^ first;
+    for (int64_t i = 0; i < n; ++i) any_diff |= k[i] ^ first;
   }
   const int threads = std::max(1, max_threads());
   std::vector<int64_t> hist(static_cast<size_t>(threads) * kBuckets);
+  bool swapped = false;
   for (int pass = 0; pass < kPasses; ++pass) {
     if (((any_diff >> (pass * kDigitBits)) & (kBuckets - 1)) == 0) continue;
     std::fill(hist.begin(), hist.end(), 0);
-    const uint64_t* src_k = key.data();
-    const uint32_t* src_i = idx.data();
-    uint64_t* dst_k = key2.data();
-    uint32_t* dst_i = idx2.data();
+    const uint64_t* src_k = swapped ? k2 : k;
+    const uint32_t* src_i = swapped ? p2 : p;
+    uint64_t* dst_k = swapped ? k : k2;
+    uint32_t* dst_i = swapped ? p : p2;
 #pragma omp parallel num_threads(threads)
     {
       const int t = thread_id(), nt = team_size();
@@ -113,9 +113,9 @@ void radix_sort(std::vector<uint64_t>& key, std::vector<uint32_t>& idx) {
         dst_i[to] = src_i[i];
       }
     }
-    key.swap(key2);
-    idx.swap(idx2);
+    swapped = !swapped;
   }
+  return swapped;
 }
 
 }  // namespace
@@ -135,9 +135,13 @@ RankStatus rank_scores(const RankArgs& a) {
   // keeps, then writes from its offset.
   const int threads = std::max(1, max_threads());
   std::vector<int64_t> kept(static_cast<size_t>(threads) + 1, 0);
-  int64_t bad = 0, bad_cluster = 0, n_pos = 0;
-  std::vector<uint64_t> key;
-  std::vector<uint32_t> pay;
+  int64_t bad = 0, bad_cluster = 0, n_pos = 0, n_kept = 0;
+  // The pairs to sort live in the caller's buffers (a workspace reused across calls, so
+  // its pages are touched once): keys in key / key2, payloads in order / pay2.
+  uint64_t* key = reinterpret_cast<uint64_t*>(a.key.ptr<int64_t>());
+  uint64_t* key2 = reinterpret_cast<uint64_t*>(a.key2.ptr<int64_t>());
+  uint32_t* pay = reinterpret_cast<uint32_t*>(a.order.ptr<int32_t>());
+  uint32_t* pay2 = reinterpret_cast<uint32_t*>(a.pay2.ptr<int32_t>());
 #pragma omp parallel num_threads(threads) reduction(+ : bad, bad_cluster, n_pos)
   {
     const int t = thread_id(), nt = team_size();
@@ -149,8 +153,7 @@ RankStatus rank_scores(const RankArgs& a) {
 #pragma omp single
     {
       for (int u = 0; u < nt; ++u) kept[u + 1] += kept[u];
-      key.resize(kept[nt]);
-      pay.resize(kept[nt]);
+      n_kept = kept[nt];
     }
     int64_t at = kept[t];
     for (int64_t i = lo; i < hi; ++i) {
@@ -167,7 +170,6 @@ RankStatus rank_scores(const RankArgs& a) {
       ++at;
     }
   }
-  const int64_t n_kept = static_cast<int64_t>(key.size());
   st.skipped = n - n_kept;
   st.nonfinite = bad;
   st.bad_cluster = bad_cluster;
@@ -188,12 +190,15 @@ RankStatus rank_scores(const RankArgs& a) {
     const uint32_t p = pay[i];
     ((p & kMemberBit) ? npc : nnc)[p & ~kMemberBit] += 1;
   }
-  radix_sort(key, pay);
+  if (radix_sort(key, pay, key2, pay2, n_kept)) {
+    std::swap(key, key2);
+    std::swap(pay, pay2);
+  }
 
   double* thr = a.thr.ptr<double>();
   int64_t* tp = a.tp.ptr<int64_t>();
   int64_t* fp = a.fp.ptr<int64_t>();
-  uint32_t* order = a.order.ptr<uint32_t>();
+  uint32_t* order = reinterpret_cast<uint32_t*>(a.order.ptr<int32_t>());
   thr[0] = std::numeric_limits<double>::infinity();
   tp[0] = fp[0] = 0;
   int64_t t_run = 0, f_run = 0, g = 0;

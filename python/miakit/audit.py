@@ -597,10 +597,12 @@ def _clamped_count(message: Warning) -> int:
 
 def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
               level: float, *, alpha: float = 0.05, n_tests: int | None = None,
-              dp_delta: float = DP_DELTA, max_accuracy: bool = False) -> dict[str, Any]:
+              dp_delta: float = DP_DELTA, max_accuracy: bool = False,
+              workspace: Any = None) -> dict[str, Any]:
     """Metrics of one attack's scores ``[M, N]``, every interval clustered by example,
     all from one ranking of the scores (``metrics.RankedScores``)."""
-    ranked = metrics.RankedScores.by_columns(scores, members)  # NaN scores left out
+    # NaN scores left out; the workspace's buffers are reused from attack to attack
+    ranked = metrics.RankedScores.by_columns(scores, members, workspace)
     n_neg = ranked.n_neg
     points = []
     for f in fprs:
@@ -687,16 +689,17 @@ def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
     """
     keep = np.asarray(keep, dtype=bool)
     n_tests = len(attacks) * len(fprs)
+    ws = metrics.RankWorkspace()
     return {name: _evaluate_attack(name, a, keep, tuple(fprs), level, alpha, n_tests,
-                                   dp_delta) for name, a in attacks.items()}
+                                   dp_delta, ws) for name, a in attacks.items()}
 
 
 def _evaluate_attack(name: str, a: Mapping[str, Any], keep: np.ndarray,
                      fprs: tuple[float, ...], level: float, alpha: float, n_tests: int,
-                     dp_delta: float) -> dict[str, Any]:
+                     dp_delta: float, workspace: Any = None) -> dict[str, Any]:
     res = _evaluate(np.asarray(a["scores"], dtype=np.float64), keep, fprs, level,
                     alpha=alpha, n_tests=n_tests, dp_delta=dp_delta,
-                    max_accuracy=name == "loss")
+                    max_accuracy=name == "loss", workspace=workspace)
     res.update(label=a.get("label", ATTACKS.get(name, name)),
                settings=a.get("settings", {}), clamped_std=a.get("clamped", 0))
     return res
@@ -938,6 +941,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     fprs = tuple(fprs)
     results: dict[str, dict[str, Any]] = {}
     lira_scores = None
+    workspace = metrics.RankWorkspace()  # one set of ranking buffers for every attack
     phase = {"attacks": 0.0, "metrics": 0.0, "per_example_table": 0.0, "plots": 0.0,
              "writing": 0.0}
     scored = iter_attacks(logits, keep, labels, variance=var, references=references,
@@ -954,7 +958,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
             break
         t = time.perf_counter()
         results[name] = _evaluate_attack(name, entry, keep, fprs, level, alpha, n_tests,
-                                         dp_delta)
+                                         dp_delta, workspace)
         phase["metrics"] += time.perf_counter() - t
         if name == "lira_online":
             lira_scores = entry["scores"]
