@@ -20,8 +20,8 @@ void register_metrics(py::module_& m) {
   m.def("rank_scores", [](py::handle scores, py::handle members, py::handle clusters,
                           int64_t period, bool skip_nonfinite,
                           py::handle thr, py::handle tp, py::handle fp, py::handle order,
-                          py::handle key, py::handle key2, py::handle pay2, py::handle n_pos_c,
-                          py::handle n_neg_c, py::handle sum_v, py::handle sum_w) {
+                          py::handle n_pos_c, py::handle n_neg_c, py::handle sum_v,
+                          py::handle sum_w) {
     RankArgs a;
     a.scores = to_tensor(scores, "scores");
     const int64_t n = a.scores.ndim == 1 ? a.scores.shape[0] : -1;
@@ -50,14 +50,8 @@ void register_metrics(py::module_& m) {
     if (a.order.ndim != 1 || a.order.shape[0] != n || a.order.dtype != DType::i32 ||
         a.order.strides[0] != 1)
       throw InputError("order: expected a contiguous int32 array of one entry per score");
-    a.key = to_tensor(key, "key", true);
-    a.key2 = to_tensor(key2, "key2", true);
-    a.pay2 = to_tensor(pay2, "pay2", true);
-    for (const Tensor* t : {&a.key, &a.key2, &a.pay2}) {
-      const DType want = t == &a.pay2 ? DType::i32 : DType::i64;
-      if (t->ndim != 1 || t->shape[0] != n || t->dtype != want || t->strides[0] != 1)
-        throw InputError("key/key2/pay2: expected contiguous scratch of one entry per score");
-    }
+    for (const Tensor* t : {&a.thr, &a.tp, &a.fp})  // the sort runs inside them
+      if (t->strides[0] != 1) throw InputError("thr/tp/fp: expected contiguous arrays");
     a.n_pos_c = to_tensor(n_pos_c, "n_pos_c", true);
     const int64_t nc = a.n_pos_c.ndim == 1 ? a.n_pos_c.shape[0] : -1;
     if (a.clusters.data == nullptr && nc != (period > 0 ? period : n))

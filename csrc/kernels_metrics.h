@@ -23,13 +23,12 @@ struct RankStatus {
 // tp/fp int64. order [n] uint32: the walk's payloads (cluster | member << 31) in ranked
 // order. Per-cluster outputs [n_clusters]: n_pos_c/n_neg_c int64, sum_v/sum_w float64.
 // See cpu/rank.cpp.
-// key, key2 [n] int64 and pay2 [n] int32 are the sort's scratch (with order), the
-// caller's so that a workspace can be reused across rankings.
+// The sort runs inside these output buffers (cpu/rank.cpp): no other memory per score.
 struct RankArgs {
   Tensor scores, members, clusters;
   int64_t period = 0;
   bool skip_nonfinite = false;
-  Tensor thr, tp, fp, order, key, key2, pay2;
+  Tensor thr, tp, fp, order;
   Tensor n_pos_c, n_neg_c, sum_v, sum_w;
 };
 

@@ -136,12 +136,19 @@ RankStatus rank_scores(const RankArgs& a) {
   const int threads = std::max(1, max_threads());
   std::vector<int64_t> kept(static_cast<size_t>(threads) + 1, 0);
   int64_t bad = 0, bad_cluster = 0, n_pos = 0, n_kept = 0;
-  // The pairs to sort live in the caller's buffers (a workspace reused across calls, so
-  // its pages are touched once): keys in key / key2, payloads in order / pay2.
-  uint64_t* key = reinterpret_cast<uint64_t*>(a.key.ptr<int64_t>());
-  uint64_t* key2 = reinterpret_cast<uint64_t*>(a.key2.ptr<int64_t>());
-  uint32_t* pay = reinterpret_cast<uint32_t*>(a.order.ptr<int32_t>());
-  uint32_t* pay2 = reinterpret_cast<uint32_t*>(a.pay2.ptr<int32_t>());
+  // The sort needs no memory of its own: it runs in the output buffers, which the walk
+  // fills only afterwards. Keys in tp[1..n] and thr[1..n] (as bits), payloads in order
+  // and in the first half of fp[1..]. The walk writes point g (g <= the elements read so
+  // far) to thr[g], tp[g], fp[g]; with the keys one slot ahead, it only overwrites keys
+  // already read; the payloads are moved to order before it starts.
+  double* thr = a.thr.ptr<double>();
+  int64_t* tp = a.tp.ptr<int64_t>();
+  int64_t* fp = a.fp.ptr<int64_t>();
+  uint32_t* order = reinterpret_cast<uint32_t*>(a.order.ptr<int32_t>());
+  uint64_t* key = reinterpret_cast<uint64_t*>(tp + 1);
+  uint64_t* key2 = reinterpret_cast<uint64_t*>(thr + 1);
+  uint32_t* pay = order;
+  uint32_t* pay2 = reinterpret_cast<uint32_t*>(fp + 1);
 #pragma omp parallel num_threads(threads) reduction(+ : bad, bad_cluster, n_pos)
   {
     const int t = thread_id(), nt = team_size();
@@ -190,15 +197,10 @@ RankStatus rank_scores(const RankArgs& a) {
     const uint32_t p = pay[i];
     ((p & kMemberBit) ? npc : nnc)[p & ~kMemberBit] += 1;
   }
-  if (radix_sort(key, pay, key2, pay2, n_kept)) {
-    std::swap(key, key2);
-    std::swap(pay, pay2);
+  if (radix_sort(key, pay, key2, pay2, n_kept)) {  // sorted pairs in (key2, pay2)
+    key = key2;
+    std::memcpy(order, pay2, static_cast<size_t>(n_kept) * sizeof(uint32_t));
   }
-
-  double* thr = a.thr.ptr<double>();
-  int64_t* tp = a.tp.ptr<int64_t>();
-  int64_t* fp = a.fp.ptr<int64_t>();
-  uint32_t* order = reinterpret_cast<uint32_t*>(a.order.ptr<int32_t>());
   thr[0] = std::numeric_limits<double>::infinity();
   tp[0] = fp[0] = 0;
   int64_t t_run = 0, f_run = 0, g = 0;
@@ -218,7 +220,6 @@ RankStatus rank_scores(const RankArgs& a) {
     const double w = (static_cast<double>(t0) + 0.5 * static_cast<double>(t_run - t0)) * inv_pos;
     for (int64_t i = i0; i < i1; ++i) {
       const uint32_t p = pay[i];
-      order[i] = p;
       if (p & kMemberBit) {
         sum_v[p & ~kMemberBit] += v;
       } else {

@@ -63,12 +63,12 @@ def _prepare(scores: Any, members: Any) -> tuple[np.ndarray, np.ndarray]:
 class RankWorkspace:
     """Buffers that a series of rankings (:class:`RankedScores`) can share.
 
-    A ranking of n scores needs about 48 bytes per score: the sort's keys and payloads
-    (twice) and each ROC point's threshold and counts. Fresh memory costs a page fault per
-    page on first touch, which for an attack's M x N scores costs about as much as the
-    ranking itself; the audit ranks one attack after another in one workspace, so the
-    pages are touched once. A ranking made in a workspace reads its buffers: it is valid
-    until the next ranking made in the same workspace.
+    A ranking of n scores needs 28 bytes per score: each ROC point's threshold and counts
+    and the ranked payloads (the sort itself runs inside these buffers). Fresh memory
+    costs a page fault per page on first touch, which for millions of scores is a good
+    part of the ranking's time; rankings made one after another in one workspace touch
+    the pages once. A ranking made in a workspace reads its buffers: it is valid until the
+    next ranking made in the same workspace.
 
     Examples
     --------
@@ -80,8 +80,7 @@ class RankWorkspace:
     """
 
     _LAYOUT = (("thr", np.float64, 1), ("tp", np.int64, 1), ("fp", np.int64, 1),
-               ("order", np.int32, 0), ("key", np.int64, 0), ("key2", np.int64, 0),
-               ("pay2", np.int32, 0))
+               ("order", np.int32, 0))
 
     def __init__(self) -> None:
         self._store: dict[str, np.ndarray] = {}
@@ -173,8 +172,7 @@ class RankedScores:
         per_cluster = [np.empty(n_clusters, dtype=np.int64) for _ in range(2)]
         per_cluster += [np.empty(n_clusters) for _ in range(2)]
         st = _C.rank_scores(np.ascontiguousarray(s), y.view(np.uint8), c, period,
-                            skip_nonfinite, thr, tp, fp, order, w["key"], w["key2"],
-                            w["pay2"], *per_cluster)
+                            skip_nonfinite, thr, tp, fp, order, *per_cluster)
         if st["nonfinite"]:
             raise ValueError(f"scores: expected finite values, got {st['nonfinite']} NaN or inf")
         g = st["points"]
