@@ -36,11 +36,19 @@ inline cudaStream_t as_stream(std::uintptr_t stream) {
   return reinterpret_cast<cudaStream_t>(stream);
 }
 
+// Throws std::runtime_error naming the GPU's architecture and this build's when the build
+// holds neither machine code nor PTX that `device` can run (device.cu). The environment
+// variable MIAKIT_TEST_CUDA_CAPABILITY ("7.5") stands in for the device's, for tests.
+void require_arch(int device);
+
 // Makes `device` current for the lifetime of the guard and restores the caller's device,
 // so that a call on cuda:1 leaves a torch program that works on cuda:0 undisturbed.
+// Every kernel entry point makes one before any launch, so it also checks the device's
+// architecture: a GPU this build does not cover fails here with a clear message.
 class DeviceGuard {
  public:
   explicit DeviceGuard(int device) {
+    require_arch(device);
     check(cudaGetDevice(&prev_), "cudaGetDevice");
     if (prev_ != device) {
       check(cudaSetDevice(device), "cudaSetDevice");
