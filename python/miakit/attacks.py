@@ -221,21 +221,28 @@ def calibrated_leave_one_out(scores: Any, keep: Any, targets: Any = None, *,
     k = ar.to_numpy(check_keep(keep, (m, n))).astype(bool)
     tg = check_targets(targets, m)
     out = ~k
-    total, cnt = (s * out).sum(0), out.sum(0).astype(np.float64)
+    total = np.where(out, s, 0.0).sum(0)
+    cnt = out.sum(0).astype(np.float64)
     cols = np.arange(n)
-    if references == "balanced":
-        part = balanced_partners(k, tg)
-        has = part >= 0
-        pi = np.where(has, part, 0)
-        p_out = has & out[pi, cols]
-    else:
-        pi, p_out = np.zeros((len(tg), n), np.int64), np.zeros((len(tg), n), bool)
-    t_out = out[tg]
-    c = cnt - t_out - p_out
-    sub = total - s[tg] * t_out - s[pi, cols] * p_out
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_out = np.where(c > 0, sub / c, np.nan)
-    return s[tg] - mean_out
+    res = np.empty((len(tg), n))
+    # targets in blocks: the temporaries are a few [block, N] arrays, not [K, N] ones
+    step = max(1, (1 << 22) // max(n, 1))
+    for b0 in range(0, len(tg), step):
+        tb = tg[b0:b0 + step]
+        if references == "balanced":
+            part = balanced_partners(k, tb)
+            has = part >= 0
+            pi = np.where(has, part, 0)
+            p_out = has & out[pi, cols]
+        else:
+            pi, p_out = np.zeros((len(tb), n), np.int64), np.zeros((len(tb), n), bool)
+        t_out = out[tb]
+        c = cnt - t_out - p_out
+        st = s[tb]
+        sub = total - st * t_out - s[pi, cols] * p_out
+        with np.errstate(invalid="ignore", divide="ignore"):
+            res[b0:b0 + len(tb)] = st - np.where(c > 0, sub / c, np.nan)
+    return res
 
 
 def _members(members: Any, shape: tuple[int, ...]) -> np.ndarray:

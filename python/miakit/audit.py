@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -129,6 +130,18 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     return {n: out[n] for n in names}
 
 
+def _release_pages(logits: Any) -> None:
+    """Drop a memory-mapped run's logits from this process's resident memory (they stay in
+    the page cache and come back on the next read): the audit reads them once per attack,
+    and between the reads holds only scores. A no-op for arrays in memory."""
+    mm = getattr(logits, "_mmap", None)  # numpy.memmap's mapping (views share it)
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mm.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):  # a closed or unusual mapping: nothing to release
+            pass
+
+
 def _attack_names(attacks: Sequence[str] | None) -> list[str]:
     names = [a for a in ATTACKS if a != "lira_curvature"] if attacks is None else list(attacks)
     unknown = [a for a in names if a not in ATTACKS or a == "lira_curvature"]
@@ -191,6 +204,12 @@ def iter_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
                                       "signal": "true-class probability",
                                       "population": "the target's non-members", **loo}}
             del scores
+    per_model = {"targets": "every model, no reference model"}
+    if "confidence" in names:  # the last use of q: it is dropped before the loss attacks
+        yield "confidence", {"scores": np.asarray(q, dtype=np.float64).mean(-1), "clamped": 0,
+                             "settings": {"score": "true-class probability p_y, mean over "
+                                                   "query views", **per_model}}
+    q = None
     loss = None
     if "calibrated_loss" in names or "loss" in names:
         loss = thresholds.loss(logits, labels)
@@ -199,23 +218,16 @@ def iter_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
             "scores": thresholds.calibrated_leave_one_out(loss, keep, references=references),
             "clamped": 0, "settings": {"score": "-cross_entropy minus its mean over the "
                                                 "OUT references", **loo}}
-    per_model = {"targets": "every model, no reference model"}
     if "loss" in names:
         yield "loss", {"scores": loss, "clamped": 0,
                        "settings": {"score": "-cross_entropy, mean over query views",
                                     **per_model}}
     loss = None
-    for name, what in (("confidence", "true-class probability p_y"),
-                       ("max_confidence", "max_j p_j"), ("hinge", "z_y - max_{j != y} z_j")):
+    for name, what in (("max_confidence", "max_j p_j"), ("hinge", "z_y - max_{j != y} z_j")):
         if name in names:
-            scores = (np.asarray(q, dtype=np.float64).mean(-1) if name == "confidence"
-                      else thresholds.SIGNAL_SCORES[name](logits, labels))
-            yield name, {"scores": scores, "clamped": 0,
+            yield name, {"scores": thresholds.SIGNAL_SCORES[name](logits, labels), "clamped": 0,
                          "settings": {"score": what + ", mean over query views",
                                       **per_model}}
-            del scores
-            if name == "confidence":
-                q = None
 
 
 def curvature_attack(curvature: np.ndarray, keep: np.ndarray, *,
@@ -948,6 +960,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     while True:
         t = time.perf_counter()
         name, entry = next(scored, (None, None))
+        _release_pages(logits)
         if run_curvature and name is None:
             name, entry = "lira_curvature", curvature_attack(heads[1], keep, variance=var,
                                                              references=references)
@@ -968,6 +981,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     from miakit import __version__
 
     correct, loss = _first_view(logits, labels)
+    _release_pages(logits)
     report = {
         "miakit_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
