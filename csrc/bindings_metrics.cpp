@@ -77,6 +77,7 @@ void register_metrics(py::module_& m) {
     d["n_neg"] = st.n_neg;
     d["points"] = st.points;
     d["skipped"] = st.skipped;
+    d["wins2"] = st.wins2;
     return d;
   });
 

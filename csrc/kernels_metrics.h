@@ -14,6 +14,8 @@ struct RankStatus {
   int64_t n_pos = 0, n_neg = 0;
   int64_t points = 0;       // ROC points written (groups of equal scores + 1)
   int64_t skipped = 0;      // non-finite scores left out (skip_nonfinite)
+  int64_t wins2 = 0;        // 2 x (member-above-non-member pairs + ties / 2): the AUC
+                            // is wins2 / (2 n_pos n_neg); below 2^63 for n < 2^31
 };
 
 // scores [n] float64, members [n] uint8 (0/1), clusters [n] int64 or absent (data null:

@@ -181,6 +181,7 @@ class RankedScores:
         self.thresholds, self.tp, self.fp = thr[:g], tp[:g], fp[:g]
         self._per_cluster = per_cluster
         self.n_pos, self.n_neg = int(st["n_pos"]), int(st["n_neg"])
+        self._wins2 = int(st["wins2"])  # the Mann-Whitney count, doubled, from the walk
         self._var: tuple | None = None
 
     # -- the curve ---------------------------------------------------------------------
@@ -202,10 +203,9 @@ class RankedScores:
         return int(np.searchsorted(self.tp, self.tp[last], side="left"))
 
     def auc(self) -> float:
-        """Mann-Whitney AUC (ties one half), exactly: integer counts over tie groups."""
-        dtp, dfp = np.diff(self.tp), np.diff(self.fp)
-        wins2 = int(np.sum(dtp * (2 * (self.n_neg - self.fp[1:]) + dfp)))
-        return float(wins2 / (2 * self.n_pos * self.n_neg))
+        """Mann-Whitney AUC (ties one half), exactly: integer counts over tie groups,
+        summed in the ranking's walk."""
+        return float(self._wins2 / (2 * self.n_pos * self.n_neg))
 
     # -- clusters ----------------------------------------------------------------------
     def cluster_variances(self, points: Any = None
