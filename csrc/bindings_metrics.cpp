@@ -78,6 +78,7 @@ void register_metrics(py::module_& m) {
     d["points"] = st.points;
     d["skipped"] = st.skipped;
     d["wins2"] = st.wins2;
+    d["youden_point"] = st.youden_point;
     return d;
   });
 

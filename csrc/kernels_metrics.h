@@ -16,6 +16,7 @@ struct RankStatus {
   int64_t skipped = 0;      // non-finite scores left out (skip_nonfinite)
   int64_t wins2 = 0;        // 2 x (member-above-non-member pairs + ties / 2): the AUC
                             // is wins2 / (2 n_pos n_neg); below 2^63 for n < 2^31
+  int64_t youden_point = 0; // first point of the largest TPR - FPR (0: none above 0)
 };
 
 // scores [n] float64, members [n] uint8 (0/1), clusters [n] int64 or absent (data null:

@@ -423,6 +423,7 @@ def test_ranked_scores_match_the_numpy_ranking(n, levels, n_clusters):
     np.testing.assert_allclose(gf, vf, rtol=1e-12, atol=1e-300)
     got = r.auc_ci()
     assert got.auc == ref.auc_pairs(s, y)
+    assert r.youden_point == int(np.argmax(tp / tp[-1] - fp / fp[-1]))
     np.testing.assert_allclose(got.se, se, rtol=1e-9)
     assert got.n_clusters == (len(np.unique(c)) if c is not None else n)
 

@@ -227,7 +227,8 @@ RankStatus rank_scores(const RankArgs& a) {
   }
   thr[0] = std::numeric_limits<double>::infinity();
   tp[0] = fp[0] = 0;
-  int64_t t_run = 0, f_run = 0, g = 0, wins2 = 0;
+  int64_t t_run = 0, f_run = 0, g = 0, wins2 = 0, best_point = 0;
+  double best_gain = 0.0;
   const double inv_pos = n_pos ? 1.0 / static_cast<double>(n_pos) : 0.0;
   const double inv_neg = n_neg ? 1.0 / static_cast<double>(n_neg) : 0.0;
   for (int64_t i0 = 0; i0 < n_kept;) {
@@ -240,6 +241,10 @@ RankStatus rank_scores(const RankArgs& a) {
     // twice the Mann-Whitney count: each member of the group beats the non-members below
     // it (two halves each) and ties with the group's non-members (one half each)
     wins2 += members * (2 * (n_neg - f_run) + (f_run - f0));
+    // Youden's point: the first point of the largest TPR - FPR (as numpy's argmax of
+    // tp / n_pos - fp / n_neg over the points, point 0 giving 0)
+    const double gain = static_cast<double>(t_run) / static_cast<double>(n_pos) -
+                        static_cast<double>(f_run) / static_cast<double>(n_neg);
     // placements: a member beats the non-members below its group, ties one half; a
     // non-member is beaten by the members above it, ties one half
     const double v =
@@ -254,6 +259,10 @@ RankStatus rank_scores(const RankArgs& a) {
       }
     }
     ++g;
+    if (gain > best_gain) {
+      best_gain = gain;
+      best_point = g;
+    }
     thr[g] = score_of(key[i0]);
     tp[g] = t_run;
     fp[g] = f_run;
@@ -261,6 +270,7 @@ RankStatus rank_scores(const RankArgs& a) {
   }
   st.points = g + 1;
   st.wins2 = wins2;
+  st.youden_point = best_point;
   return st;
 }
 

@@ -634,11 +634,13 @@ def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
     # TPR at FPR <= g on a log grid: the last ROC point whose false-positive count fits,
     # compared in exact integer counts as tpr_at_fpr does.
     grid = np.geomspace(1.0 / n_neg, 1.0, _ROC_POINTS)
-    idx = np.searchsorted(ranked.fp, np.floor(grid * n_neg + 1e-6), side="right") - 1
+    # (integer queries: a float query would make numpy convert the whole count array)
+    idx = np.searchsorted(ranked.fp, np.floor(grid * n_neg + 1e-6).astype(np.int64),
+                          side="right") - 1
     roc_t = ranked.tp[idx] / ranked.n_pos
     # the curve the figure draws: its vertices at a dense log grid of false-positive
     # counts (a few thousand points instead of one per distinct score)
-    counts = np.unique(np.floor(np.geomspace(1.0, n_neg, _PLOT_POINTS)))
+    counts = np.unique(np.floor(np.geomspace(1.0, n_neg, _PLOT_POINTS))).astype(np.int64)
     vert = np.unique(np.r_[0, np.searchsorted(ranked.fp, counts, side="right") - 1])
     curve = (ranked.fp[vert] / n_neg, ranked.tp[vert] / ranked.n_pos)
     return {"auc": a.auc, "auc_se": a.se, "auc_ci": list(a.ci), "n_members": ranked.n_pos,
@@ -655,9 +657,9 @@ def _max_accuracy(ranked: Any) -> Any:
     ``1/2 + (TPR - FPR) / 2`` over its points, first best point, threshold in loss units."""
     from miakit import attacks as thresholds
 
-    gain = ranked.tp / ranked.n_pos - ranked.fp / ranked.n_neg
-    i = int(np.argmax(gain))
-    return thresholds.ThresholdAccuracy(float(0.5 + gain[i] / 2),
+    i = ranked.youden_point  # the first point of the largest TPR - FPR, from the walk
+    gain = ranked.tp[i] / ranked.n_pos - ranked.fp[i] / ranked.n_neg
+    return thresholds.ThresholdAccuracy(float(0.5 + gain / 2),
                                         -math.inf if i == 0 else float(-ranked.thresholds[i]))
 
 

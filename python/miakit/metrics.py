@@ -111,6 +111,18 @@ class RankedScores:
     clusters : array_like of int, optional
         Cluster id of every score (broadcast to the scores' shape).
 
+    Attributes
+    ----------
+    thresholds, tp, fp : numpy.ndarray
+        The ROC's points: point i calls ``scores >= thresholds[i]`` members, with ``tp[i]``
+        members and ``fp[i]`` non-members among them (point 0: none).
+    n_pos, n_neg : int
+        Members and non-members ranked.
+    youden_point : int
+        The first point of the largest ``TPR - FPR`` (Youden's J; 0 when none is above 0).
+    excluded : int
+        Scores left out as NaN or inf (:meth:`by_columns`; 0 otherwise).
+
     Examples
     --------
     >>> import miakit as mk
@@ -182,6 +194,7 @@ class RankedScores:
         self._per_cluster = per_cluster
         self.n_pos, self.n_neg = int(st["n_pos"]), int(st["n_neg"])
         self._wins2 = int(st["wins2"])  # the Mann-Whitney count, doubled, from the walk
+        self.youden_point = int(st["youden_point"])  # first point of the largest TPR - FPR
         self._var: tuple | None = None
 
     # -- the curve ---------------------------------------------------------------------
