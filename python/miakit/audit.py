@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -130,16 +129,14 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     return {n: out[n] for n in names}
 
 
-def _release_pages(logits: Any) -> None:
-    """Drop a memory-mapped run's logits from this process's resident memory (they stay in
-    the page cache and come back on the next read): the audit reads them once per attack,
-    and between the reads holds only scores. A no-op for arrays in memory."""
-    mm = getattr(logits, "_mmap", None)  # numpy.memmap's mapping (views share it)
-    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-        try:
-            mm.madvise(mmap.MADV_DONTNEED)
-        except (OSError, ValueError):  # a closed or unusual mapping: nothing to release
-            pass
+def _signal_source(logits: Any, labels: Any) -> Any:
+    """The audit's signals: an :class:`~miakit._audit_signals.ArraySignals` of a logits
+    array, or the :class:`~miakit._audit_signals.RunSignals` the audit streamed."""
+    from miakit import _audit_signals as sig
+
+    if isinstance(logits, (sig.ArraySignals, sig.RunSignals)):
+        return logits
+    return sig.ArraySignals(logits, labels)
 
 
 def _attack_names(attacks: Sequence[str] | None) -> list[str]:
@@ -173,14 +170,16 @@ def iter_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     from miakit import rmia
 
     names = _attack_names(attacks)
+    src = _signal_source(logits, labels)
     loo = {"targets": "leave-one-out", "references": references}
     for name, mode in (("lira_online", "online"), ("lira_offline", "offline")):
         if name not in names:
             continue
+        x, lab = src.lira_source()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", lira.ClampedSpreadWarning)
-            scores = lira.leave_one_out(logits, keep, mode=mode, offline="one_sided",
-                                        center="median", variance=variance, labels=labels,
+            scores = lira.leave_one_out(x, keep, mode=mode, offline="one_sided",
+                                        center="median", variance=variance, labels=lab,
                                         on_empty="nan", references=references)
         clamped = sum(_clamped_count(w.message) for w in caught
                       if issubclass(w.category, lira.ClampedSpreadWarning))
@@ -192,7 +191,7 @@ def iter_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     rmia_names = [n for n in ("rmia_online", "rmia_offline") if n in names]
     q = None  # true-class probabilities [M, N, A], for RMIA and the confidence attack
     if rmia_names or "confidence" in names:
-        q = signals.confidence(logits, np.asarray(labels)[:, None])
+        q = src.confidence()
     if rmia_names:
         for name in rmia_names:
             offline = name == "rmia_offline"
@@ -210,9 +209,10 @@ def iter_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
                              "settings": {"score": "true-class probability p_y, mean over "
                                                    "query views", **per_model}}
     q = None
+    src.drop("confidence")
     loss = None
     if "calibrated_loss" in names or "loss" in names:
-        loss = thresholds.loss(logits, labels)
+        loss = src.score("loss")
     if "calibrated_loss" in names:
         yield "calibrated_loss", {
             "scores": thresholds.calibrated_leave_one_out(loss, keep, references=references),
@@ -223,11 +223,13 @@ def iter_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
                        "settings": {"score": "-cross_entropy, mean over query views",
                                     **per_model}}
     loss = None
+    src.drop("loss")
     for name, what in (("max_confidence", "max_j p_j"), ("hinge", "z_y - max_{j != y} z_j")):
         if name in names:
-            yield name, {"scores": thresholds.SIGNAL_SCORES[name](logits, labels), "clamped": 0,
+            yield name, {"scores": src.score(name), "clamped": 0,
                          "settings": {"score": what + ", mean over query views",
                                       **per_model}}
+            src.drop(name)
 
 
 def curvature_attack(curvature: np.ndarray, keep: np.ndarray, *,
@@ -558,10 +560,10 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
 
     labels = np.asarray(labels)
     keep = np.asarray(keep, dtype=bool)
-    first_view = logits[:, :, 0, :]
-    mem = memorization.feldman_zhang(signals.correct(first_view, labels), keep)
-    fit = lira.fit(logits, keep, labels=labels, variance=variance)
-    n_models = keep.shape[0]
+    src = _signal_source(logits, labels)
+    mem = memorization.feldman_zhang(src.first_view()[0], keep)
+    x, lab = src.lira_source()
+    fit = lira.fit(x, keep, labels=lab, variance=variance)
     if (features is None) != (params is None):
         raise ValueError("features, params: give both (the heads' inputs and parameters) or "
                          "neither")
@@ -574,15 +576,7 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
                     grad_norm_definition=GRAD_NORM_DEFINITION[kind],
                     curvature_definition=CURVATURE_DEFINITION[kind], head=kind)
     else:
-        grad = np.zeros(keep.shape, dtype=np.float64)
-        rows = np.arange(keep.shape[1])
-        for m in range(n_models):  # one model at a time, in place: memory O(N C)
-            p = np.array(first_view[m], dtype=np.float64)
-            p -= p.max(axis=1, keepdims=True)
-            np.exp(p, out=p)
-            p /= p.sum(axis=1, keepdims=True)
-            p[rows, labels] -= 1.0  # softmax - onehot
-            grad[m] = np.sqrt(np.einsum("ij,ij->i", p, p))
+        grad = src.grad_proxy()  # one model at a time: memory O(N C) beyond the result
         meta.update(grad_norm_kind=f"logit-gradient proxy ({fallback_reason})",
                     curvature_kind=f"not computed ({fallback_reason})",
                     grad_norm_definition=GRAD_NORM_DEFINITION["proxy"],
@@ -846,13 +840,6 @@ def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> di
             "alpha": alpha, "method": VERDICT_METHOD}
 
 
-def _first_view(logits: Any, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Correctness and loss ``[M, N]`` of the first (identity) query view."""
-    z = logits[:, :, 0, :]
-    return (np.asarray(signals.correct(z, labels[None, :])),
-            np.asarray(signals.loss(z, labels[None, :]), dtype=np.float64))
-
-
 def _model_quality(correct: np.ndarray, loss: np.ndarray, keep: np.ndarray
                    ) -> dict[str, float]:
     return {"train_accuracy": float(correct[keep].mean()),
@@ -924,7 +911,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     if run.n_models < 4:
         raise ValueError(f"run {run.path}: leave-one-out LiRA needs at least 4 shadow models, "
                          f"the run has {run.n_models}")
-    logits = run.logits()
+    run.require_finished()  # every model, or an error listing the missing ones
     keep, labels = run.keep, run.labels
     var = ("global" if run.n_models < 64 else "per_example") if variance == "auto" else variance
     check_choice(references, "references", ["balanced", "all"])
@@ -955,14 +942,29 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     fprs = tuple(fprs)
     results: dict[str, dict[str, Any]] = {}
     lira_scores = None
-    phase = {"attacks": 0.0, "metrics": 0.0, "per_example_table": 0.0, "plots": 0.0,
-             "writing": 0.0}
-    scored = iter_attacks(logits, keep, labels, variance=var, references=references,
+    phase = {"signals": 0.0, "attacks": 0.0, "metrics": 0.0, "per_example_table": 0.0,
+             "plots": 0.0, "writing": 0.0}
+    # Every signal the attacks and the report read, from one pass over the model files:
+    # one model's logits in memory at a time, and no stacked copy of them on disk.
+    from miakit._audit_signals import RunSignals
+
+    t = time.perf_counter()
+    src = RunSignals(lambda m: run.model_logits(m, verify=False), run.n_models, labels,
+                        confidence=any(a in others for a in ("rmia_online", "rmia_offline",
+                                                              "confidence")),
+                        scores=("loss",) + tuple(a for a in ("max_confidence", "hinge")
+                                                 if a in others))
+    mat = None  # the loss threshold baseline: from the loss attack's ranking if it runs
+    if "loss" not in others:
+        from miakit import attacks as thresholds
+
+        mat = thresholds.max_accuracy_threshold(-src.score("loss"), keep)
+    phase["signals"] = time.perf_counter() - t
+    scored = iter_attacks(src, keep, labels, variance=var, references=references,
                           attacks=others) if others else iter(())
     while True:
         t = time.perf_counter()
         name, entry = next(scored, (None, None))
-        _release_pages(logits)
         if run_curvature and name is None:
             name, entry = "lira_curvature", curvature_attack(heads[1], keep, variance=var,
                                                              references=references)
@@ -982,8 +984,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     results = {name: results[name] for name in want if name in results}
     from miakit import __version__
 
-    correct, loss = _first_view(logits, labels)
-    _release_pages(logits)
+    correct, loss = src.first_view()
     report = {
         "miakit_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -1000,20 +1001,20 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         "attacks": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
                     for k, v in results.items()},
         "baselines": (_baselines(correct, keep, results["loss"]["_max_accuracy"])
-                      if "loss" in results else baselines(logits, keep, labels)),
+                      if "loss" in results else _baselines(correct, keep, mat)),
         "verdict": verdict(results, alpha),
     }
     report["strongest_attack"] = strongest(results)
     report["privacy"] = privacy_summary(results, dp_epsilon, dp_delta)
     lira_point = None
     if lira_scores is None:
-        lira_scores = run_attacks(logits, keep, labels, variance=var, references=references,
+        lira_scores = run_attacks(src, keep, labels, variance=var, references=references,
                                   attacks=["lira_online"])["lira_online"]["scores"]
     else:  # the table's attack threshold is the one the TPR table already found
         lira_point = next(p for p in results["lira_online"]["tpr_at_fpr"]
                           if p["target_fpr"] == min(fprs))
     t = time.perf_counter()
-    table = vulnerability(logits, keep, labels, lira_scores,
+    table = vulnerability(src, keep, labels, lira_scores,
                           variance=var, fpr=min(fprs), features=features, params=params,
                           fallback_reason=reason, head_values=heads, lira_point=lira_point)
     report["vulnerability"] = table.to_dict(per_example=False)

@@ -451,6 +451,26 @@ class Run:
                 return arr
         return self._build_cache(target, sel, entries, shape)
 
+    def require_finished(self, models: Sequence[int] | None = None) -> list[int]:
+        """The requested models (default: all), each checked to be finished.
+
+        Raises
+        ------
+        IncompleteRunError
+            Listing the requested models that are not finished (or corrupt on disk).
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, miakit as mk
+        >>> keep = mk.shadow.balanced_keep(2, 3, seed=0)
+        >>> run = mk.shadow.create_run(tempfile.mkdtemp() + "/r", keep, np.zeros(3, int),
+        ...                            n_augmentations=1, n_classes=2)
+        >>> run.write_model(0, np.ones((3, 1, 2), np.float32))
+        >>> run.require_finished([0])
+        [0]
+        """
+        return self._select(models)
+
     def _select(self, models: Sequence[int] | None) -> list[int]:
         if models is None:
             sel = list(range(self.n_models))

@@ -1,0 +1,173 @@
+"""Where the audit's signals come from: a logits array, or a run's model files streamed.
+
+Every attack and every column of the audit reads a few per-model signals of the logits
+(LiRA's scaled confidence, the true-class probability, the loss, the hinge, the maximum
+confidence, the first view's correctness, loss and logit-gradient norm). For an array of
+logits in memory they are computed from it when asked (:class:`ArraySignals`). For a run
+on disk, :class:`RunSignals` computes all of them in one pass over the per-model files,
+one model at a time, so the audit reads each file once, holds one model's logits at a
+time and needs no stacked copy of the logits on disk (docs/guide/report.md). Both give
+the same values: the signals are computed per model by the same kernels, and LiRA on
+float64 scaled confidences equals LiRA fused on the logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from miakit import _C, signals
+from miakit import _arrays as ar
+from miakit.signals import SIGNAL_CODES, prepare_logits_labels, raise_signal_status
+
+
+def scaled_confidence64(logits: Any, labels: Any) -> np.ndarray:
+    """LiRA's scaled confidence in float64 whatever the logits' dtype (the precision the
+    fused LiRA kernels compute it in)."""
+    z, lab = prepare_logits_labels(logits, labels)
+    out = np.empty(ar.shape_of(z)[:-1])
+    nonfinite, bad = _C.signal(ar.kernel_arg(z), ar.kernel_arg(lab), out,
+                               SIGNAL_CODES["scaled_confidence"], ar.stream_of(z))
+    raise_signal_status(nonfinite, bad, ar.shape_of(z)[-1])
+    return out
+
+
+def grad_proxy(first_view: Any, labels: np.ndarray) -> np.ndarray:
+    """``||softmax(z) - e_y||_2`` of one model's first-view logits ``[N, C]`` (float64)."""
+    p = np.array(first_view, dtype=np.float64)
+    p -= p.max(axis=1, keepdims=True)
+    np.exp(p, out=p)
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(p.shape[0]), labels] -= 1.0  # softmax - onehot
+    return np.sqrt(np.einsum("ij,ij->i", p, p))
+
+
+class ArraySignals:
+    """The signals of a logits array ``[M, N, A, C]``, computed when asked."""
+
+    def __init__(self, logits: Any, labels: Any):
+        self.logits = logits
+        self.labels = np.asarray(labels)
+
+    def lira_source(self) -> tuple[Any, Any]:
+        """What LiRA reads: the logits with their labels (the fused kernels)."""
+        return self.logits, self.labels
+
+    def confidence(self) -> Any:
+        return signals.confidence(self.logits, self.labels[:, None])
+
+    def score(self, name: str) -> np.ndarray:
+        """A threshold attack's scores ``[M, N]`` (mean over query views)."""
+        from miakit import attacks
+
+        return attacks.SIGNAL_SCORES[name](self.logits, self.labels)
+
+    def first_view(self) -> tuple[np.ndarray, np.ndarray]:
+        """Correctness and loss (float64) ``[M, N]`` of the first query view."""
+        z = self.logits[:, :, 0, :]
+        return (np.asarray(signals.correct(z, self.labels[None, :])),
+                np.asarray(signals.loss(z, self.labels[None, :]), dtype=np.float64))
+
+    def grad_proxy(self) -> np.ndarray:
+        """The logit-gradient norm ``[M, N]`` of the first view, one model at a time."""
+        z = self.logits[:, :, 0, :]
+        return np.stack([grad_proxy(z[m], self.labels) for m in range(z.shape[0])]) \
+            if z.shape[0] else np.zeros((0, z.shape[1]))
+
+    def drop(self, name: str) -> None:
+        """Nothing is kept: signals are computed when asked."""
+
+    def release(self) -> None:
+        """Drop a memory-mapped array's pages from resident memory (see audit)."""
+        import mmap
+
+        mm = getattr(self.logits, "_mmap", None)  # numpy.memmap's mapping (views share it)
+        if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            try:
+                mm.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):  # a closed or unusual mapping: nothing to release
+                pass
+
+
+class RunSignals:
+    """Every signal of a run, from one pass over its model files.
+
+    Parameters
+    ----------
+    model : callable
+        ``model(m)`` -> model m's logits ``[N, A, C]`` (``run.model_logits``).
+    n_models : int
+    labels : array [N] int
+    confidence, scores : what to keep besides the LiRA, first-view and gradient signals:
+        the true-class probabilities, and the threshold attacks' scores by name.
+    """
+
+    def __init__(self, model: Callable[[int], Any], n_models: int, labels: Any, *,
+                 confidence: bool = True, scores: tuple[str, ...] = (),
+                 block_bytes: int = 64 << 20):
+        from miakit import attacks
+
+        self.labels = np.asarray(labels)
+        lab = self.labels[:, None]
+        first = np.asarray(model(0))
+        n, a, c = first.shape
+        q_dtype = "float64" if first.dtype == np.float64 else "float32"
+        self._sc = np.empty((n_models, n, a))
+        self._q = np.empty((n_models, n, a), dtype=q_dtype) if confidence else None
+        self._scores = {s: np.empty((n_models, n)) for s in scores}
+        self._loss0 = np.empty((n_models, n))
+        self._grad = np.empty((n_models, n))
+        self._correct = None
+        # Models in blocks of about block_bytes of logits: one kernel call per signal and
+        # block (a call per model would pay a parallel region's start-up for every model).
+        step = max(1, min(n_models, block_bytes // max(first.nbytes, 1)))
+        buf = np.empty((step, n, a, c), dtype=first.dtype)
+        del first
+        for m0 in range(0, n_models, step):
+            m1 = min(n_models, m0 + step)
+            z = buf[: m1 - m0]
+            for k in range(m0, m1):
+                z[k - m0] = model(k)
+            self._sc[m0:m1] = scaled_confidence64(z, lab)
+            if self._q is not None:
+                self._q[m0:m1] = signals.confidence(z, lab)
+            for s, out in self._scores.items():
+                out[m0:m1] = attacks.SIGNAL_SCORES[s](z, self.labels)
+            z0 = z[:, :, 0, :]
+            c0 = np.asarray(signals.correct(z0, self.labels[None, :]))
+            if self._correct is None:
+                self._correct = np.empty((n_models, n), dtype=c0.dtype)
+            self._correct[m0:m1] = c0
+            self._loss0[m0:m1] = np.asarray(signals.loss(z0, self.labels[None, :]),
+                                            dtype=np.float64)
+            for k in range(m1 - m0):
+                self._grad[m0 + k] = grad_proxy(z0[k], self.labels)
+
+    def lira_source(self) -> tuple[np.ndarray, None]:
+        return self._sc, None
+
+    def confidence(self) -> np.ndarray:
+        if self._q is None:
+            raise ValueError("confidence: not computed for this audit")
+        return self._q
+
+    def score(self, name: str) -> np.ndarray:
+        return self._scores[name]
+
+    def drop(self, name: str) -> None:
+        """Forget a signal no attack reads any more (``"confidence"`` or a score)."""
+        if name == "confidence":
+            self._q = None
+        else:
+            self._scores.pop(name, None)
+
+    def first_view(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._correct, self._loss0
+
+    def grad_proxy(self) -> np.ndarray:
+        return self._grad
+
+    def release(self) -> None:
+        """Nothing is mapped: each model file was read once and let go."""
