@@ -167,3 +167,60 @@ def test_load_by_name():
     assert mk.datasets.NAMES == ("digits", "synthetic")
     with pytest.raises(ValueError, match="dataset: expected one of"):
         load("cifar10")
+
+
+# ------------------------------------------------------------------- planted records
+def test_planted_relabel_changes_only_the_planted_labels():
+    clean = digits(n_examples=600)
+    d = digits(n_examples=600, planted=0.02, planted_seed=3)
+    assert d.planted.dtype == bool and int(d.planted.sum()) == 12
+    assert (d.labels[d.planted] != clean.labels[d.planted]).all()
+    np.testing.assert_array_equal(d.labels[~d.planted], clean.labels[~d.planted])
+    np.testing.assert_array_equal(d.features, clean.features)  # relabelled, same images
+    assert d.info["planted"] == {"fraction": 0.02, "kind": "relabel", "seed": 3,
+                                 "indices": np.flatnonzero(d.planted).tolist()}
+    assert clean.planted is None and "planted" not in clean.info
+    again = digits(n_examples=600, planted=0.02, planted_seed=3)
+    np.testing.assert_array_equal(again.labels, d.labels)
+    other = digits(n_examples=600, planted=0.02, planted_seed=4)
+    assert not np.array_equal(other.planted, d.planted)
+    assert int(digits(n_examples=100, planted=0.001).planted.sum()) == 1  # at least one
+
+
+def test_planted_ood_records_are_noise_images_with_both_views():
+    clean = digits(n_examples=300)
+    d = digits(n_examples=300, planted=0.1, planted_kind="ood")
+    p = d.planted
+    assert int(p.sum()) == 30 and "30 planted records (ood)" in d.description
+    np.testing.assert_array_equal(d.features[~p], clean.features[~p])
+    noise = d.images[p, 0]
+    assert noise.min() >= 0 and noise.max() <= 1
+    assert noise.std() > 0.25  # uniform noise (std 0.289), not a digit's sparse strokes
+    np.testing.assert_array_equal(d.features[p, 0], noise.reshape(30, -1))
+    shifted = np.zeros_like(noise)
+    shifted[..., 1:] = noise[..., :-1]
+    np.testing.assert_array_equal(d.features[p, 1], shifted.reshape(30, -1))
+    assert (d.labels >= 0).all() and (d.labels < 10).all()
+
+
+def test_planted_synthetic_keeps_the_unplanted_records():
+    clean = synthetic(n=200, dim=4)
+    for kind in ("relabel", "ood"):
+        d = synthetic(n=200, dim=4, planted=0.05, planted_kind=kind)
+        assert int(d.planted.sum()) == 10
+        np.testing.assert_array_equal(d.features[~d.planted], clean.features[~d.planted])
+        np.testing.assert_array_equal(d.labels[~d.planted], clean.labels[~d.planted])
+    d = load("synthetic", n=200, dim=4, planted=0.05, planted_kind="ood")
+    assert np.abs(d.features[d.planted]).max() <= np.abs(clean.features).max()
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(planted=1.0), "planted"), (dict(planted=-0.1), "planted"),
+    (dict(planted=0.1, planted_kind="noise"), "planted_kind"),
+    (dict(planted=0.1, planted_seed=1.5), "planted_seed"),
+])
+def test_planted_bad_input(kw, match):
+    with pytest.raises(ValueError, match=match):
+        digits(n_examples=50, **kw)
+    with pytest.raises(ValueError, match=match):
+        synthetic(n=50, **kw)

@@ -22,7 +22,9 @@ curvature     input-loss curvature (Hutchinson, finite differences, zero order)
 bounds        DP limits on attacks, DP-SGD accounting (dp-accounting), empirical epsilon
 powerlaw      the shots/classes power law: OLS fit (statsmodels) and prediction
 sweep         the shots/classes study behind ``miakit sweep``
-budget        attack power against the number of shadow models, by memorization
+budget        attack power against the number of shadow models, by memorization, Hellinger
+              distance and planted records
+dp_curvature  memorization and input curvature of DP-SGD heads against epsilon
 report        per-example vulnerability tables and plots
 audit         the audit job: attacks on a shadow run, report.json, ROC plot, summary
 datasets      small embedded datasets (scikit-learn digits, Gaussian mixtures)
@@ -36,6 +38,7 @@ from miakit import (
     budget,
     curvature,
     datasets,
+    dp_curvature,
     generative,
     generative_study,
     gradients,
@@ -65,6 +68,7 @@ __all__ = [
     "budget",
     "curvature",
     "datasets",
+    "dp_curvature",
     "generative",
     "generative_study",
     "gradients",

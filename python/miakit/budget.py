@@ -4,9 +4,11 @@ docs/methods/vulnerability.md).
 From one run of M shadow models, :func:`shadow_budget` attacks held-out target models with
 LiRA online fitted on b reference models, for budgets b = 2, 4, 8, ... (repeated random
 draws of complementary pairs), and reports the attack's power against b, for all examples
-and for groups ranked by their label memorization (measured on the whole run): examples
-that a model only gets right when it trained on them separate IN from OUT far more
-strongly, so an attack focused on them needs far fewer shadow models.
+and for groups: the examples ranked highest by label memorization or by the Hellinger
+distance between their IN and OUT distributions (both measured on the whole run), and
+planted records (``miakit.datasets.digits(planted=...)``) against the rest. Examples that a
+model only gets right when it trained on them separate IN from OUT far more strongly, so an
+attack focused on them needs far fewer shadow models; the report says how many.
 """
 
 from __future__ import annotations
@@ -19,98 +21,163 @@ from typing import Any
 import numpy as np
 
 from miakit._plotting import subplots
-from miakit._validation import check_int, check_probabilities
+from miakit._validation import check_choice, check_int, check_probabilities, check_probability
 from miakit.shadow._files import write_report
 
-__all__ = ["shadow_budget", "DEFAULT_BUDGETS", "DEFAULT_QUANTILES"]
+__all__ = ["shadow_budget", "summarize", "planted_mask", "DEFAULT_BUDGETS",
+           "DEFAULT_QUANTILES", "RANKINGS"]
 
 DEFAULT_BUDGETS = (2, 4, 8, 16, 32, 64)
 DEFAULT_QUANTILES = (0.5, 0.9)
+RANKINGS = ("memorization", "hellinger")
+_RANK_NAMES = {"memorization": "memorization", "hellinger": "Hellinger distance"}
+PLANTED, REST = "planted", "the rest"
 
 
-def _groups(mem: np.ndarray, quantiles: Sequence[float]) -> dict[str, np.ndarray]:
-    """All examples, and for each quantile q the top (1 - q) share by memorization
-    (ranked, ties to the lower index: many examples share a memorization of 0)."""
-    out = {"all examples": np.ones(mem.size, bool)}
-    finite = np.flatnonzero(np.isfinite(mem))
-    order = finite[np.argsort(-mem[finite], kind="stable")]
-    for q in quantiles:
-        top = np.zeros(mem.size, bool)
-        top[order[: max(1, int(round((1.0 - q) * finite.size)))]] = True
-        out[f"top {100 * (1 - q):g}% by memorization"] = top
-    return out
-
-
-def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | None = None, *,
-                  budgets: Sequence[int] = DEFAULT_BUDGETS, draws: int = 5,
-                  targets: int = 8, fprs: Sequence[float] = (0.01, 0.001),
-                  quantiles: Sequence[float] = DEFAULT_QUANTILES, seed: int = 0,
-                  plot: bool = True) -> dict[str, Any]:
-    """Attack power against the number of shadow models, overall and by memorization.
+def planted_mask(planted: Any, n: int) -> np.ndarray:
+    """The planted records as a bool mask [n]: from a mask, or from indices.
 
     Parameters
     ----------
-    logits : array [M, N, A, C]
-        A run's logits (``run.logits()``); keep should be drawn in complementary pairs.
-    keep : array [M, N] bool
-    labels : array [N] int
-    out_dir : path, optional
-        Where to write ``budget.json`` and ``budget.png``.
-    budgets : sequence of int
-        Reference models per attack (even, at most M - 2: the pairs left are targets).
-    draws : int
-        Random draws of the references (and targets) per budget.
-    targets : int
-        Target models attacked per draw (from the pairs not used as references).
-    fprs : sequence of float
-        FPRs of the TPR table.
-    quantiles : sequence of float
-        Memorization groups: the examples at or above each quantile, in (0, 1).
-    seed : int
-    plot : bool
+    planted : array [n] bool, or sequence of int
+        ``Dataset.planted``, or the indices of a run's ``dataset_info["planted"]``.
+    n : int
+        Number of examples.
 
     Returns
     -------
-    dict
-        ``rows``: per budget and group, the mean and range over draws of AUC and TPR at
-        each FPR; ``groups`` with their sizes; ``needed``: per group, the smallest budget
-        whose mean TPR at the lowest FPR reaches half the group's best.
+    numpy.ndarray [n] bool
 
     Examples
     --------
-    >>> import numpy as np, miakit as mk
-    >>> from miakit.budget import shadow_budget
-    >>> rng = np.random.default_rng(0)
-    >>> keep = mk.shadow.balanced_keep(12, 200, seed=0)
-    >>> y = rng.integers(0, 3, 200)
-    >>> z = rng.normal(size=(12, 200, 1, 3)).astype(np.float32)
-    >>> z[np.arange(12)[:, None], np.arange(200), 0, y] += 2.0 * keep
-    >>> r = shadow_budget(z, keep, y, budgets=[2, 8], draws=2, targets=2, plot=False)
-    >>> sorted({row["budget"] for row in r["rows"]})
-    [2, 8]
+    >>> from miakit.budget import planted_mask
+    >>> planted_mask([1, 3], 5).tolist()
+    [False, True, False, True, False]
     """
-    from miakit import lira, memorization, metrics, signals
+    a = np.asarray(planted)
+    if a.dtype == bool:
+        if a.shape != (n,):
+            raise ValueError(f"planted: expected a mask of shape ({n},), got {a.shape}")
+        mask = a.copy()
+    else:
+        if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+            raise ValueError(f"planted: expected a bool mask [{n}] or integer indices, got "
+                             f"dtype {a.dtype} and shape {a.shape}")
+        if a.size and (a.min() < 0 or a.max() >= n):
+            raise ValueError(f"planted: indices must lie in [0, {n}), got "
+                             f"[{a.min()}, {a.max()}]")
+        mask = np.zeros(n, bool)
+        mask[a.astype(np.int64)] = True
+    if not mask.any() or mask.all():
+        raise ValueError(f"planted: expected some but not all of the {n} examples, got "
+                         f"{int(mask.sum())}")
+    return mask
 
-    k = np.asarray(keep, dtype=bool)
-    y = np.asarray(labels)
-    m, n = k.shape
-    b_list = sorted({int(b) for b in budgets})
+
+def _top(values: np.ndarray, q: float) -> np.ndarray:
+    """The top (1 - q) share of the finite values (ranked, ties to the lower index: many
+    examples share a memorization of 0)."""
+    finite = np.flatnonzero(np.isfinite(values))
+    order = finite[np.argsort(-values[finite], kind="stable")]
+    top = np.zeros(values.size, bool)
+    top[order[: max(1, int(round((1.0 - q) * finite.size)))]] = True
+    return top
+
+
+def _groups(ranks: dict[str, np.ndarray], quantiles: Sequence[float],
+            planted: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """All examples; the planted records and the rest; for each ranking and quantile q
+    the top (1 - q) share by that ranking."""
+    n = next(iter(ranks.values())).size if ranks else planted.size  # type: ignore[union-attr]
+    out = {"all examples": np.ones(n, bool)}
+    if planted is not None:
+        out[PLANTED] = planted
+        out[REST] = ~planted
+    for key, values in ranks.items():
+        for q in quantiles:
+            out[f"top {100 * (1 - q):g}% by {_RANK_NAMES[key]}"] = _top(values, q)
+    return out
+
+
+def _first_budget(series: list[tuple[int, float]], target: float) -> int | None:
+    return next((b for b, t in series if t >= target), None)
+
+
+def _needed(rows: list[dict], groups: Sequence[str], key: str,
+            target: float) -> dict[str, dict[str, Any]]:
+    """Per group, the smallest budget whose mean TPR reaches ``target``, and the interval
+    over draws: [smallest budget where the best draw reaches it, smallest budget where
+    the worst draw does] (None: not reached within the budgets)."""
+    out = {}
+    for g in groups:
+        rs = [r for r in rows if r["group"] == g]
+        out[g] = {"budget": _first_budget([(r["budget"], r[key]["mean"]) for r in rs], target),
+                  "interval": [_first_budget([(r["budget"], r[key]["max"]) for r in rs], target),
+                               _first_budget([(r["budget"], r[key]["min"]) for r in rs],
+                                             target)]}
+    return out
+
+
+def _check_budgets(budgets: Sequence[int], m: int, name: str = "budgets") -> list[int]:
+    b_list = sorted({check_int(b, name) for b in budgets})
     if not b_list or b_list[0] < 2 or any(b % 2 for b in b_list):
-        raise ValueError(f"budgets: expected even numbers of reference models >= 2, got "
+        raise ValueError(f"{name}: expected even numbers of reference models >= 2, got "
                          f"{list(budgets)}")
     if b_list[-1] > m - 2:
-        raise ValueError(f"budgets: the run has {m} models; a budget of {b_list[-1]} leaves "
+        raise ValueError(f"{name}: the run has {m} models; a budget of {b_list[-1]} leaves "
                          f"fewer than 2 targets (largest possible: {m - 2 - (m % 2)})")
-    q_list = check_probabilities(quantiles, "quantiles", allow_empty=True)
-    f_list = check_probabilities(fprs, "fprs")
-    for name, v in (("draws", draws), ("targets", targets)):
-        check_int(v, name, 1, what="a positive int")
+    return b_list
+
+
+def _check_keep(k: np.ndarray) -> None:
+    m = k.shape[0]
+    n_in = k.sum(axis=0)
+    if m % 2 or not (k[0::2] ^ k[1::2]).all():
+        raise ValueError("keep: expected complementary pairs of models (rows 2i and 2i + 1, "
+                         "as mk.shadow.balanced_keep draws them)")
+    if n_in.min() < 2 or (m - n_in).min() < 2:
+        raise ValueError(f"keep: expected at least 2 models per side (IN and OUT) of every "
+                         f"example, got {int(min(n_in.min(), (m - n_in).min()))}")
+
+
+def _signals(logits: Any, keep: np.ndarray, labels: np.ndarray,
+             rank_by: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Scaled confidence [M, N, A] and, per ranking, its per-example values on the whole
+    run: label memorization, or the Hellinger distance of the fitted IN/OUT Gaussians
+    (mean over the query views)."""
+    from miakit import lira, memorization, signals
+
     z = np.asarray(logits)
-    s = np.asarray(signals.scaled_confidence(z, y[:, None]), dtype=np.float64)  # [M, N, A]
-    mem = np.asarray(memorization.feldman_zhang(signals.correct(z[:, :, 0, :], y), k))
-    groups = _groups(mem, q_list)
-    pairs = np.arange(m // 2)
-    rng = np.random.default_rng(seed)
+    s = np.asarray(signals.scaled_confidence(z, labels[:, None]), dtype=np.float64)
+    ranks: dict[str, np.ndarray] = {}
+    for key in rank_by:
+        if key == "memorization":
+            ranks[key] = np.asarray(memorization.feldman_zhang(
+                signals.correct(z[:, :, 0, :], labels), keep), dtype=np.float64)
+        else:
+            with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+                warnings.simplefilter("ignore")
+                fit = lira.fit(s, keep, variance="global" if keep.shape[0] < 64
+                               else "per_example")
+                ranks[key] = np.nanmean(np.asarray(lira.hellinger(fit)), axis=1)
+    return s, ranks
+
+
+def _attack_draws(s: np.ndarray, k: np.ndarray, groups: dict[str, np.ndarray],
+                  b_list: list[int], draws: int, targets: int, f_list: list[float],
+                  rng: np.random.Generator, columns: np.ndarray | None = None,
+                  exclude: np.ndarray | None = None) -> list[dict]:
+    """LiRA online fitted on b reference models (random complementary pairs, never one of
+    ``exclude``'s pairs), scoring up to ``targets`` held-out models; per budget and group
+    the mean, spread and range over draws of the AUC and the TPR at each FPR, and the mean
+    count of member (``n_pos``) and non-member (``n_neg``) scores per draw. ``columns``
+    restricts the attack to those examples (the groups are then masks over them)."""
+    from miakit import lira, metrics
+
+    m = k.shape[0]
+    pairs = np.setdiff1d(np.arange(m // 2), [] if exclude is None else exclude)
+    if columns is not None:
+        s, k = s[:, columns], k[:, columns]
     raw: dict[tuple[int, str], list[dict]] = {}
     for b in b_list:
         for _ in range(draws):
@@ -128,27 +195,139 @@ def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | Non
                 ranked = metrics.RankedScores(sc[ok], k[tg][ok])
                 raw.setdefault((b, name), []).append(
                     {"auc": ranked.auc(),
-                     **{f"tpr@{f:g}": ranked.tpr_at_fpr(f).tpr for f in f_list}})
+                     **{f"tpr@{f:g}": ranked.tpr_at_fpr(f).tpr for f in f_list},
+                     "n_pos": int(k[tg][ok].sum()), "n_neg": int((~k[tg][ok]).sum())})
     rows = []
     for (b, name), vals in raw.items():
         row: dict[str, Any] = {"budget": b, "group": name, "draws": len(vals)}
         for key in vals[0]:
-            v = np.array([x[key] for x in vals])
-            row[key] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+            v = np.array([x[key] for x in vals], dtype=np.float64)
+            if key.startswith("n_"):
+                row[key] = float(v.mean())
+            else:
+                row[key] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1
+                            else 0.0, "min": float(v.min()), "max": float(v.max())}
         rows.append(row)
+    return rows
+
+
+def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | None = None, *,
+                  budgets: Sequence[int] = DEFAULT_BUDGETS, draws: int = 5,
+                  targets: int = 8, fprs: Sequence[float] = (0.01, 0.001),
+                  quantiles: Sequence[float] = DEFAULT_QUANTILES,
+                  rank_by: Sequence[str] = RANKINGS, planted: Any = None,
+                  target_tpr: float | None = None, seed: int = 0,
+                  plot: bool = True) -> dict[str, Any]:
+    """Attack power against the number of shadow models, overall and by group.
+
+    Parameters
+    ----------
+    logits : array [M, N, A, C]
+        A run's logits (``run.logits()``).
+    keep : array [M, N] bool
+        In complementary pairs (rows 2i and 2i + 1, as :func:`miakit.shadow.balanced_keep`
+        draws them), with at least 2 models on each side of every example.
+    labels : array [N] int
+    out_dir : path, optional
+        Where to write ``budget.json`` and ``budget.png``.
+    budgets : sequence of int
+        Reference models per attack (even, at most M - 2: the pairs left are targets).
+    draws : int
+        Random draws of the references (and targets) per budget.
+    targets : int
+        Target models attacked per draw (from the pairs not used as references).
+    fprs : sequence of float
+        FPRs of the TPR table, in (0, 1).
+    quantiles : sequence of float
+        Ranked groups: the examples at or above each quantile of each ranking, in (0, 1).
+    rank_by : sequence of {"memorization", "hellinger"}
+        Rankings of the groups, measured on the whole run: label memorization
+        (Feldman-Zhang), and the Hellinger distance between the fitted IN and OUT
+        Gaussians of the scaled confidence (docs/methods/vulnerability.md).
+    planted : array [N] bool or sequence of int, optional
+        Planted records (``Dataset.planted``, or a run's
+        ``meta["metadata"]["dataset_info"]["planted"]["indices"]``): adds the groups
+        "planted" and "the rest".
+    target_tpr : float, optional
+        The TPR (at the lowest FPR) of the ``needed`` table. Default: the mean TPR that
+        "the rest" (without ``planted``: all examples) reaches with the largest budget,
+        so that the table says how many shadow models each group needs to match it.
+    seed : int
+    plot : bool
+
+    Returns
+    -------
+    dict
+        ``rows``: per budget and group, the mean, standard deviation and range over
+        draws of the AUC and of the TPR at each FPR, with the mean number of member and
+        non-member scores per draw (``n_pos``, ``n_neg``); ``groups`` with their sizes;
+        ``needed``: ``target_tpr``, its source, and per group the smallest budget whose
+        mean TPR at the lowest FPR reaches it, with its interval over draws (the best
+        draw's and the worst draw's smallest budget; None: not within the budgets);
+        ``needed_for_half_the_best_tpr``: per group, the smallest budget whose mean TPR
+        reaches half the group's best.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> from miakit.budget import shadow_budget
+    >>> rng = np.random.default_rng(0)
+    >>> keep = mk.shadow.balanced_keep(12, 200, seed=0)
+    >>> y = rng.integers(0, 3, 200)
+    >>> z = rng.normal(size=(12, 200, 1, 3)).astype(np.float32)
+    >>> z[np.arange(12)[:, None], np.arange(200), 0, y] += 2.0 * keep
+    >>> z[np.arange(12)[:, None], np.arange(10), 0, y[:10]] += 4.0 * keep[:, :10] - 2.0
+    >>> r = shadow_budget(z, keep, y, budgets=[2, 8], draws=2, targets=2, plot=False,
+    ...                   planted=np.arange(10), quantiles=[0.9])
+    >>> sorted({row["budget"] for row in r["rows"]})
+    [2, 8]
+    >>> r["groups"]["planted"], r["needed"]["groups"]["planted"]["budget"]
+    (10, 2)
+    """
+    k = np.asarray(keep, dtype=bool)
+    y = np.asarray(labels)
+    if k.ndim != 2:
+        raise ValueError(f"keep: expected a 2-d array [M, N], got shape {k.shape}")
+    m, n = k.shape
+    b_list = _check_budgets(budgets, m)
+    _check_keep(k)
+    q_list = check_probabilities(quantiles, "quantiles", allow_empty=True)
+    f_list = check_probabilities(fprs, "fprs")
+    for name, v in (("draws", draws), ("targets", targets)):
+        check_int(v, name, 1, what="a positive int")
+    r_list = [check_choice(r, "rank_by", RANKINGS) for r in dict.fromkeys(rank_by)]
+    mask = None if planted is None else planted_mask(planted, n)
+    if target_tpr is not None:
+        target_tpr = check_probability(target_tpr, "target_tpr")
+    s, ranks = _signals(logits, k, y, r_list)
+    groups = _groups(ranks, q_list, mask) if (ranks or mask is not None) else {
+        "all examples": np.ones(n, bool)}
+    rng = np.random.default_rng(seed)
+    rows = _attack_draws(s, k, groups, b_list, draws, targets, f_list, rng)
     low = f"tpr@{min(f_list):g}"
-    needed = {}
+    half = {}
     for name in groups:
         series = [(r["budget"], r[low]["mean"]) for r in rows if r["group"] == name]
         best = max(t for _, t in series)
-        needed[name] = next((b for b, t in series if best > 0 and t >= best / 2), None)
+        half[name] = _first_budget(series, best / 2) if best > 0 else None
+    ref = REST if mask is not None else "all examples"
+    if target_tpr is None:
+        target, source = next(r[low]["mean"] for r in rows if r["group"] == ref
+                              and r["budget"] == b_list[-1]), \
+            f"mean TPR of {ref!r} with {b_list[-1]} reference models"
+    else:
+        target, source = target_tpr, "given"
     report = {"n_models": m, "n_examples": n, "budgets": b_list, "draws": draws,
-              "targets_per_draw": targets, "fprs": f_list,
+              "targets_per_draw": targets, "fprs": f_list, "rank_by": r_list,
               "groups": {g: int(sel.sum()) for g, sel in groups.items()},
               "attack": "LiRA online on the scaled confidence, fitted on the budget's "
                         "reference models (complementary pairs), scoring held-out targets",
-              "rows": rows, "needed_for_half_the_best_tpr": needed,
+              "rows": rows, "needed_for_half_the_best_tpr": half,
+              "needed": {"tpr": low, "target_tpr": float(target), "source": source,
+                         "groups": _needed(rows, list(groups), low, target)},
               "needed_tpr": low}
+    if mask is not None:
+        report["planted"] = np.flatnonzero(mask).tolist()
     if out_dir is not None:
         write_report(out_dir, "budget", report, _plot if plot else None)
     return report
@@ -156,20 +335,70 @@ def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | Non
 
 def _plot(report: dict, path: Path) -> None:
     key = report["needed_tpr"]
-    fig, ax = subplots(figsize=(5.5, 4.2), dpi=110)
+    fig, ax = subplots(figsize=(6, 4.4), dpi=110)
     for name in report["groups"]:
         rows = [r for r in report["rows"] if r["group"] == name]
         b = [r["budget"] for r in rows]
         mean = [r[key]["mean"] for r in rows]
         lo = [r[key]["min"] for r in rows]
         hi = [r[key]["max"] for r in rows]
-        ax.plot(b, mean, "o-", label=f"{name} ({report['groups'][name]})")
+        style = dict(lw=2.2) if name == PLANTED else dict(lw=1.2)
+        ax.plot(b, mean, "o-", label=f"{name} ({report['groups'][name]})", **style)
         ax.fill_between(b, lo, hi, alpha=0.15)
+    need = report.get("needed")
+    if need is not None and need["target_tpr"] > 0:
+        ax.axhline(need["target_tpr"], color="0.4", ls="--", lw=0.9,
+                   label=f"target TPR {100 * need['target_tpr']:.1f}%")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("shadow (reference) models")
     ax.set_ylabel(f"TPR at FPR {key.split('@')[1]}")
-    ax.set_title("attack power against the shadow budget", fontsize=9)
+    ax.set_title("attack power against the shadow budget (range over draws)", fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
+
+
+def summarize(report: dict) -> str:
+    """What ``miakit budget`` prints: TPR against the budget per group, and the budget
+    each group needs for the target TPR.
+
+    Examples
+    --------
+    >>> from miakit.budget import summarize
+    >>> r = {"n_models": 8, "draws": 1, "targets_per_draw": 2, "needed_tpr": "tpr@0.01",
+    ...      "groups": {"all examples": 5},
+    ...      "rows": [{"budget": 2, "group": "all examples", "n_pos": 5, "n_neg": 5,
+    ...                "tpr@0.01": {"mean": 0.5, "min": 0.5, "max": 0.5}}],
+    ...      "needed": {"target_tpr": 0.5, "source": "given",
+    ...                 "groups": {"all examples": {"budget": 2, "interval": [2, 2]}}}}
+    >>> print(summarize(r).splitlines()[-1])
+      all examples: 2 [2, 2]
+    """
+    key = report["needed_tpr"]
+    fpr = key.split("@")[1]
+    lines = [f"{report['n_models']} models, LiRA online on b reference models, "
+             f"{report['draws']} draws x {report['targets_per_draw']} targets per budget; "
+             f"TPR at FPR {fpr}, mean [min, max] over draws:"]
+    for g, size in report["groups"].items():
+        rows = [row for row in report["rows"] if row["group"] == g]
+        cells = [f"b={row['budget']}: {100 * row[key]['mean']:.1f}% "
+                 f"[{100 * row[key]['min']:.1f}, {100 * row[key]['max']:.1f}]" for row in rows]
+        neg = rows[0]["n_neg"] if rows else 0
+        note = (f"; only ~{neg:.0f} non-member scores per draw: FPR {fpr} is below one "
+                "false positive" if neg * float(fpr) < 1 else "")
+        lines.append(f"  {g} ({size} examples{note}): " + ", ".join(cells))
+    need = report["needed"]
+
+    def fmt(b: int | None) -> str:
+        return "-" if b is None else str(b)
+
+    lines.append(f"shadow models needed for TPR {100 * need['target_tpr']:.1f}% at FPR {fpr} "
+                 f"({need['source']}), mean [best draw, worst draw] ('-': not within the "
+                 "budgets):")
+    for g, v in need["groups"].items():
+        lo, hi = v["interval"]
+        lines.append(f"  {g}: {fmt(v['budget'])} [{fmt(lo)}, {fmt(hi)}]")
+    if report.get("files"):
+        lines.append("wrote " + ", ".join(report["files"].values()))
+    return "\n".join(lines)

@@ -76,6 +76,13 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                         f"{DEFAULTS['digits_examples']} of 1797; each model trains on half), "
                         f"or the size of the synthetic set (default "
                         f"{DEFAULTS['synthetic_examples']})")
+    g.add_argument("--planted", type=float, default=0.0, metavar="FRACTION",
+                   help="plant this fraction of records that a model can only fit by "
+                        "memorizing them (--planted-kind); the run records which, and "
+                        "'miakit budget' reports them as a group. Default: %(default)s")
+    g.add_argument("--planted-kind", choices=["relabel", "ood"], default="relabel",
+                   help="planted records: 'relabel' (another class) or 'ood' (uniform noise "
+                        "with a random class). Default: %(default)s")
     g.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice, usually all cores)")
     g.add_argument("--heads-per-chunk", type=int, default=None,
@@ -242,9 +249,59 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--fpr", type=float, nargs="+", default=[0.01, 0.001],
                     help="FPRs of the TPR. Default: 0.01 0.001")
     pb.add_argument("--quantiles", type=float, nargs="+", default=[0.5, 0.9],
-                    help="memorization groups (examples at or above each quantile). "
-                         "Default: 0.5 0.9")
+                    help="ranked groups (examples at or above each quantile of each "
+                         "--rank-by). Default: 0.5 0.9")
+    pb.add_argument("--rank-by", nargs="+", choices=["memorization", "hellinger"],
+                    default=["memorization", "hellinger"],
+                    help="rankings of the groups, measured on the whole run: label "
+                         "memorization, Hellinger distance of the IN/OUT Gaussians. "
+                         "Runs trained with --planted add the groups 'planted' and 'the "
+                         "rest'. Default: memorization hellinger")
+    pb.add_argument("--target-tpr", type=float, default=None,
+                    help="the TPR at the lowest --fpr whose budget each group needs "
+                         "(default: what 'the rest', else all examples, reach with the "
+                         "largest budget)")
+    pb.add_argument("--seed", type=int, default=0,
+                    help="seed of the draws. Default: %(default)s")
     pb.add_argument("--no-plot", action="store_true", help="do not write budget.png")
+
+    pd = sub.add_parser(
+        "dp-curvature", help="memorization and input curvature of DP-SGD heads against epsilon",
+        description="Train shadow heads on the embedded digits with DP-SGD at each "
+                    "--epsilon and once without DP (the same SGD, batches and steps, "
+                    "unclipped and without noise), and report per epsilon the mean and "
+                    "upper quantiles of label memorization and of the exact input-loss "
+                    "curvature (averaged over the heads that trained on each example) "
+                    "against the bound 1 - e^-eps, and the Spearman correlation of "
+                    "curvature with memorization. Writes dp_curvature.json and "
+                    "dp_curvature.png.")
+    pd.add_argument("--out", type=Path, default=Path("miakit-dp-curvature"),
+                    help="output directory. Default: ./miakit-dp-curvature")
+    pd.add_argument("--epsilon", type=float, nargs="+", default=[1.0, 4.0, 16.0],
+                    metavar="EPS", help="privacy budgets. Default: 1 4 16")
+    pd.add_argument("--models", type=int, default=32, metavar="M",
+                    help="heads per epsilon (even). Default: %(default)s")
+    pd.add_argument("--n-examples", type=int, default=400, metavar="N",
+                    help="digits used (a fixed random subset). Default: %(default)s")
+    pd.add_argument("--head", choices=["linear", "mlp"], default="linear",
+                    help="the heads. Default: %(default)s")
+    pd.add_argument("--steps", type=int, default=100,
+                    help="DP-SGD steps. Default: %(default)s")
+    pd.add_argument("--sample-rate", type=float, default=0.5,
+                    help="DP-SGD Poisson sampling rate. Default: %(default)s")
+    pd.add_argument("--clip", type=float, default=1.0,
+                    help="DP-SGD clipping norm. Default: %(default)s")
+    pd.add_argument("--lr", type=float, default=0.2,
+                    help="SGD learning rate (momentum 0.9). Default: %(default)s")
+    pd.add_argument("--delta", type=float, default=1e-5,
+                    help="delta of the guarantee. Default: %(default)s")
+    pd.add_argument("--quantiles", type=float, nargs="+", default=[0.9, 0.99],
+                    help="upper quantiles reported. Default: 0.9 0.99")
+    pd.add_argument("--seed", type=int, default=0, help="seed. Default: %(default)s")
+    pd.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for torch (default: torch's choice)")
+    pd.add_argument("--no-plot", action="store_true", help="do not write dp_curvature.png")
+    pd.add_argument("--quiet", action="store_true", help="no line per epsilon while running")
 
     pl = sub.add_parser(
         "leakage", help="did the test set leak into training? the K-S experiment",
@@ -386,9 +443,11 @@ def train_default_run(args: argparse.Namespace, run_dir: Path) -> Any:
         torch.set_num_threads(args.threads)
     if args.dataset == "digits":
         data = datasets.digits(n_examples=args.n_examples or DEFAULTS["digits_examples"],
-                               views=DEFAULTS["views"])
+                               views=DEFAULTS["views"], planted=args.planted,
+                               planted_kind=args.planted_kind)
     else:
-        data = datasets.synthetic(n=args.n_examples or DEFAULTS["synthetic_examples"])
+        data = datasets.synthetic(n=args.n_examples or DEFAULTS["synthetic_examples"],
+                                  planted=args.planted, planted_kind=args.planted_kind)
     keep = mk.shadow.balanced_keep(args.models, len(data.labels), seed=args.seed)
     kw: dict[str, Any] = {"head": args.head, "seed": args.seed, "device": args.device,
                           "logits_dtype": args.logits_dtype,
@@ -485,23 +544,37 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_budget(args: argparse.Namespace) -> int:
     import miakit as mk
-    from miakit.budget import shadow_budget
+    from miakit.budget import shadow_budget, summarize
 
     run = mk.shadow.open_run(args.run)
+    planted = run.meta.get("metadata", {}).get("dataset_info", {}).get("planted")
     r = shadow_budget(run.logits(), run.keep, run.labels, args.out, budgets=args.budgets,
                       draws=args.draws, targets=args.targets, fprs=args.fpr,
-                      quantiles=args.quantiles, plot=not args.no_plot)
-    key = r["needed_tpr"]
-    print(f"miakit budget: {run.path}, {r['n_models']} models, LiRA online on b reference "
-          f"models, {args.draws} draws x {args.targets} targets per budget")
-    for g, size in r["groups"].items():
-        cells = [f"b={row['budget']}: {100 * row[key]['mean']:.1f}%" for row in r["rows"]
-                 if row["group"] == g]
-        print(f"  {g} ({size} examples), TPR at FPR {key.split('@')[1]}: " + ", ".join(cells))
-    print("budget for half the best TPR: " + ", ".join(
-        f"{g} {b}" for g, b in r["needed_for_half_the_best_tpr"].items()))
-    if r.get("files"):
-        print("wrote " + ", ".join(r["files"].values()))
+                      quantiles=args.quantiles, rank_by=args.rank_by,
+                      planted=planted["indices"] if planted else None,
+                      target_tpr=args.target_tpr, seed=args.seed, plot=not args.no_plot)
+    print(f"miakit budget: {run.path}")
+    print(summarize(r))
+    return 0
+
+
+def cmd_dp_curvature(args: argparse.Namespace) -> int:
+    from miakit.dp_curvature import dp_curvature, summarize
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads: expected a positive int, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    r = dp_curvature(args.out, epsilons=args.epsilon, models=args.models,
+                     n_examples=args.n_examples, head=args.head, steps=args.steps,
+                     sample_rate=args.sample_rate, clip=args.clip, lr=args.lr,
+                     delta=args.delta, quantiles=args.quantiles, seed=args.seed,
+                     plot=not args.no_plot, progress=None if args.quiet else print)
+    print(summarize(r))
+    print(f"total time {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -681,6 +754,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         commands = {"audit": cmd_audit, "shadow": cmd_shadow, "sweep": cmd_sweep,
                     "import": cmd_import, "leakage": cmd_leakage, "budget": cmd_budget,
+                    "dp-curvature": cmd_dp_curvature,
                     "generative": cmd_generative}
         return commands[args.command](args)
     except KeyboardInterrupt:
