@@ -1,7 +1,9 @@
 // Bindings of the attack kernels beyond LiRA: RMIA's counting.
 #include <cmath>
+#include <string>
 
 #include "kernels_attack.h"
+#include "miakit/ks.h"
 #include "pyconvert.h"
 
 namespace miakit {
@@ -99,6 +101,118 @@ void register_attacks(py::module_& m) {
       MIAKIT_DISPATCH(ks_merge, a, stream, a.a_values);
     }
   });
+
+  // Two-sample K-S extremes of B pairs of unsorted samples (CPU): pair r's samples are
+  // a_values[a_begin[r]:a_end[r]] and b_values[b_begin[r]:b_end[r]]; sides as KsSides.
+  m.def("ks_unsorted", [](py::handle a_values, py::handle a_begin, py::handle a_end,
+                          py::handle b_values, py::handle b_begin, py::handle b_end,
+                          py::handle d_max, py::handle d_min, py::handle loc_max,
+                          py::handle loc_min, int sides) {
+    KsUnsortedArgs a;
+    if (sides < kKsBoth || sides > kKsLarger)
+      throw InputError("sides: expected 0 (both), 1 (max), 2 (min) or 3 (larger)");
+    a.sides = sides;
+    a.a_values = to_tensor(a_values, "a_values");
+    a.a_begin = to_tensor(a_begin, "a_begin");
+    a.a_end = to_tensor(a_end, "a_end");
+    a.b_values = to_tensor(b_values, "b_values");
+    a.b_begin = to_tensor(b_begin, "b_begin");
+    a.b_end = to_tensor(b_end, "b_end");
+    a.d_max = to_tensor(d_max, "d_max", true);
+    a.d_min = to_tensor(d_min, "d_min", true);
+    a.loc_max = to_tensor(loc_max, "loc_max", true);
+    a.loc_min = to_tensor(loc_min, "loc_min", true);
+    const Tensor* all[] = {&a.a_values, &a.a_begin, &a.a_end, &a.b_values, &a.b_begin,
+                           &a.b_end, &a.d_max, &a.d_min, &a.loc_max, &a.loc_min};
+    for (const Tensor* t : all) {
+      if (t->device != DeviceType::cpu)
+        throw InputError("ks_unsorted: expected CPU arrays (sort CUDA samples and use ks_merge)");
+    }
+    for (const Tensor* t : {&a.a_values, &a.b_values}) {
+      if (t->ndim != 1 || t->dtype != DType::f64 || (t->shape[0] > 1 && t->strides[0] != 1))
+        throw InputError("samples: expected contiguous 1-D float64 values");
+    }
+    const int64_t B = a.d_max.ndim == 1 ? a.d_max.shape[0] : -1;
+    for (const Tensor* t : {&a.a_begin, &a.a_end, &a.b_begin, &a.b_end}) {
+      if (t->ndim != 1 || t->dtype != DType::i64 || t->shape[0] != B ||
+          (t->shape[0] > 1 && t->strides[0] != 1))
+        throw InputError("begin, end: expected contiguous 1-D int64 bounds, one per pair");
+    }
+    for (const Tensor* t : {&a.d_max, &a.d_min, &a.loc_max, &a.loc_min}) {
+      if (t->ndim != 1 || t->shape[0] != B || t->dtype != DType::f64)
+        throw InputError("outputs: expected float64 arrays of one entry per pair");
+    }
+    const auto in_range = [B](const Tensor& begin, const Tensor& end, int64_t size) {
+      const int64_t* lo = begin.ptr<int64_t>();
+      const int64_t* hi = end.ptr<int64_t>();
+      for (int64_t r = 0; r < B; ++r) {
+        if (lo[r] < 0 || hi[r] <= lo[r] || hi[r] > size)
+          throw InputError("begin, end: expected non-empty samples within the values");
+      }
+    };
+    in_range(a.a_begin, a.a_end, a.a_values.shape[0]);
+    in_range(a.b_begin, a.b_end, a.b_values.shape[0]);
+    {
+      py::gil_scoped_release nogil;
+      cpu::ks_unsorted(a);
+    }
+  });
+
+  // Exact two-sided K-S p-values of equal sizes (include/miakit/ks.h): out[r] =
+  // P(D_{n[r],n[r]} >= h[r] / n[r]), as scipy computes it.
+  m.def("ks_prob_outside_square", [](py::handle n, py::handle h, py::handle out) {
+    const Tensor tn = to_tensor(n, "n"), th = to_tensor(h, "h"), to = to_tensor(out, "out", true);
+    const int64_t R = th.ndim == 1 ? th.shape[0] : -1;
+    for (const Tensor* t : {&tn, &th, &to}) {
+      if (t->device != DeviceType::cpu || t->ndim != 1 || t->shape[0] != R ||
+          (R > 1 && t->strides[0] != 1))
+        throw InputError("n, h, out: expected contiguous 1-D CPU arrays of one length");
+    }
+    if (tn.dtype != DType::i64 || th.dtype != DType::i64 || to.dtype != DType::f64)
+      throw InputError("n, h: expected int64; out: float64");
+    const int64_t* pn = tn.ptr<int64_t>();
+    const int64_t* ph = th.ptr<int64_t>();
+    for (int64_t r = 0; r < R; ++r) {
+      if (ph[r] < 1 || ph[r] > pn[r])
+        throw InputError("h: expected 1 <= h <= n");
+    }
+    double* po = to.ptr<double>();
+    py::gil_scoped_release nogil;
+    for (int64_t r = 0; r < R; ++r) po[r] = ks_prob_outside_square(pn[r], ph[r]);
+  });
+
+  // Pieces of scipy.stats.kstwo.sf (cpu/ks.cpp): kind "smirnov" -> out = smirnov(n, x);
+  // kind "durbin" -> out = P(D_n <= x) by Durbin's matrix. "smirnov_max_n": the largest n
+  // the first supports (0 where this build's long double is too short).
+  m.def("ks_kstwo_piece", [](const std::string& kind, py::handle n, py::handle x,
+                             py::handle out) {
+    const Tensor tn = to_tensor(n, "n"), tx = to_tensor(x, "x"), to = to_tensor(out, "out", true);
+    const int64_t R = tx.ndim == 1 ? tx.shape[0] : -1;
+    for (const Tensor* t : {&tn, &tx, &to}) {
+      if (t->device != DeviceType::cpu || t->ndim != 1 || t->shape[0] != R ||
+          (R > 1 && t->strides[0] != 1))
+        throw InputError("n, x, out: expected contiguous 1-D CPU arrays of one length");
+    }
+    if (tn.dtype != DType::i64 || tx.dtype != DType::f64 || to.dtype != DType::f64)
+      throw InputError("n: expected int64; x, out: float64");
+    const int64_t* pn = tn.ptr<int64_t>();
+    const double* px = tx.ptr<double>();
+    for (int64_t r = 0; r < R; ++r) {
+      if (!(px[r] > 0.0 && px[r] < 1.0) || pn[r] < 1)
+        throw InputError("n, x: expected n >= 1 and 0 < x < 1");
+      if (kind == "smirnov" && !cpu::ks_smirnov_supported(pn[r]))
+        throw InputError("n: outside the sizes smirnov is computed for here");
+    }
+    if (kind != "smirnov" && kind != "durbin")
+      throw InputError("kind: expected 'smirnov' or 'durbin'");
+    py::gil_scoped_release nogil;
+    if (kind == "smirnov") {
+      cpu::ks_smirnov_sf(pn, px, to.ptr<double>(), R);
+    } else {
+      cpu::ks_kolmogorov_dmtw(pn, px, to.ptr<double>(), R);
+    }
+  });
+  m.attr("ks_smirnov_max_n") = cpu::ks_smirnov_supported(cpu::kKsSmirnovMaxN) ? cpu::kKsSmirnovMaxN : 0;
 }
 
 }  // namespace miakit

@@ -34,9 +34,33 @@ struct KsMergeArgs {
   Tensor d_max, d_min, loc_max, loc_min;            // float64 [B]
 };
 
+// The same extremes from unsorted samples (CPU only): pair r's sample a is
+// a_values[a_begin[r] .. a_end[r]), in any order and non-empty, likewise b (pairs may
+// share a sample); a pair with a NaN or infinite value gets NaN results. sides says
+// which extremes must be exact: both, the max (alternative 'greater'), the min ('less'),
+// or the one of larger magnitude (two-sided; both when they tie); an extreme not asked
+// for holds some difference attained (d_max no larger than the true maximum, d_min no
+// smaller than the true minimum).
+enum KsSides : int { kKsBoth = 0, kKsMax = 1, kKsMin = 2, kKsLarger = 3 };
+
+struct KsUnsortedArgs {
+  Tensor a_values, a_begin, a_end, b_values, b_begin, b_end;  // float64 [Ta], int64 [B], ...
+  Tensor d_max, d_min, loc_max, loc_min;                      // float64 [B]
+  int sides = kKsBoth;
+};
+
 namespace cpu {
 RmiaStatus rmia_count(const RmiaCountArgs& a);
 void ks_merge(const KsMergeArgs& a);
+void ks_unsorted(const KsUnsortedArgs& a);
+
+// Pieces of scipy.stats.kstwo.sf computed here (cpu/ks.cpp), count entries each:
+// out = smirnov(n, x) (one-sided sf; only where ks_smirnov_supported(n)), and
+// out = P(D_n <= x) by Durbin's matrix.
+constexpr int64_t kKsSmirnovMaxN = 100000;
+bool ks_smirnov_supported(int64_t n);
+void ks_smirnov_sf(const int64_t* n, const double* x, double* out, int64_t count);
+void ks_kolmogorov_dmtw(const int64_t* n, const double* x, double* out, int64_t count);
 }  // namespace cpu
 
 #if defined(MIAKIT_WITH_CUDA)

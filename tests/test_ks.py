@@ -135,3 +135,144 @@ def test_leakage_command(tmp_path, capsys):
                  "--out", str(tmp_path), "--no-plot"]) == 0
     out = capsys.readouterr().out
     assert "detected" in out and "source assignment" in out
+
+
+# --- the compiled unsorted kernel and the compiled p-values -------------------------
+
+def _samples(kind, rng, shape):
+    """Awkward value distributions for the bucketed kernel."""
+    if kind == "normal":
+        return rng.normal(size=shape)
+    if kind == "ties":
+        return np.round(rng.normal(size=shape), 1)
+    if kind == "few":  # three distinct values
+        return rng.integers(0, 3, size=shape).astype(float)
+    if kind == "cauchy":
+        return rng.standard_cauchy(size=shape)
+    if kind == "confidences":  # near 1, as max-softmax confidences
+        return 1.0 - rng.exponential(1e-9, size=shape)
+    if kind == "extreme":  # a range wider than the largest double, zeros of both signs
+        v = rng.normal(size=shape) * 1e307
+        v.flat[::7] = 0.0
+        v.flat[3::7] = -0.0
+        return v
+    if kind == "subnormal":
+        return rng.integers(-40, 40, size=shape) * 5e-324
+    raise AssertionError(kind)
+
+
+KINDS = ("normal", "ties", "few", "cauchy", "confidences", "extreme", "subnormal")
+
+
+def _sorted_merge(a, b):
+    """The sorted-merge kernel (the CUDA path's) on the CPU: the reference of the
+    unsorted kernel."""
+    from miakit.ks import _merge
+
+    rows, n = a.shape
+    m = b.shape[1]
+    return _merge(np.sort(a, axis=1).ravel(), np.arange(rows + 1, dtype=np.int64) * n,
+                  np.sort(b, axis=1).ravel(), np.arange(rows + 1, dtype=np.int64) * m)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n,m", [(1, 3), (33, 31), (700, 1000), (2001, 257)])
+def test_unsorted_kernel_equals_the_sorted_merge(kind, n, m, rng):
+    from miakit.ks import _unsorted
+
+    a = _samples(kind, rng, (12, n))
+    b = _samples(kind, rng, (12, m)) + (0.0 if kind in ("few", "extreme") else 0.01)
+    want = _sorted_merge(a, b)
+    got = _unsorted(a.ravel(), np.arange(12) * n, n, b.ravel(), np.arange(12) * m, m, "both")
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    # one extreme asked for: that one exact, the other no farther than the true one
+    for sides in ("greater", "less", "two-sided"):
+        d_max, d_min, l_max, l_min = _unsorted(a.ravel(), np.arange(12) * n, n, b.ravel(),
+                                               np.arange(12) * m, m, sides)
+        assert (d_max <= want[0]).all() and (d_min >= want[1]).all()
+        if sides == "greater":
+            np.testing.assert_array_equal((d_max, l_max), (want[0], want[2]))
+        elif sides == "less":
+            np.testing.assert_array_equal((d_min, l_min), (want[1], want[3]))
+        else:
+            bigger = np.where(np.clip(-want[1], 0, 1) > want[0], -want[1], want[0])
+            np.testing.assert_array_equal(np.where(np.clip(-d_min, 0, 1) > d_max, -d_min,
+                                                   d_max), bigger)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("alternative", ALTS)
+def test_large_awkward_batches_equal_scipy(kind, alternative, rng):
+    a = _samples(kind, rng, (3, 1500))
+    b = _samples(kind, rng, (3, 999)) * (1.0 if kind in ("few", "extreme") else 1.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for method in METHODS:
+            got = mk.ks.ks_2samp(a, b, alternative=alternative, method=method)
+            for i in range(3):
+                want = _scipy(a[i], b[i], alternative, method)
+                assert got.statistic[i] == want.statistic
+                np.testing.assert_allclose(got.pvalue[i], want.pvalue, rtol=1e-12, atol=0)
+                assert got.statistic_sign[i] == want.statistic_sign
+                if kind != "extreme":  # (which zero is reported among -0.0 and 0.0 may differ)
+                    assert got.statistic_location[i] == want.statistic_location
+
+
+def test_many_pairs_share_one_sample_and_nonfinite_values_are_named(rng):
+    a = rng.normal(size=(40, 300))
+    b = rng.normal(0.2, size=450)
+    got = mk.ks.ks_2samp(a, b)
+    for i in (0, 17, 39):
+        assert got.statistic[i] == stats.ks_2samp(a[i], b).statistic
+    a[17, 5] = np.inf
+    with pytest.raises(ValueError, match="a:"):
+        mk.ks.ks_2samp(a, b)
+    with pytest.raises(ValueError, match="b:"):
+        mk.ks.ks_2samp(b, np.r_[b[:-1], np.nan])
+
+
+def test_exact_square_pvalue_is_scipys_bit_for_bit():
+    from scipy.stats._stats_py import _compute_prob_outside_square
+
+    from miakit import _C
+
+    for n in (1, 2, 7, 100, 1000):
+        h = np.arange(1, n + 1, dtype=np.int64)
+        out = np.empty(n)
+        _C.ks_prob_outside_square(np.full(n, n, np.int64), h, out)
+        want = np.array([_compute_prob_outside_square(n, int(k)) for k in h])
+        np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("n", [5.0, 141.0, 500.0, 2000.0, 50000.0, 150000.0])
+def test_asymptotic_two_sided_pvalue_equals_kstwo(n, rng):
+    from miakit.ks import _kstwo_sf
+
+    x = np.r_[rng.uniform(0.3 / n, 0.6, 200), np.sqrt(2.2 / n), np.sqrt(370 / n),
+              (1.4 / n) ** (2 / 3), 0.5 / n, 1.0 / n, 0.5, 1.0, 0.0]
+    with np.errstate(all="ignore"):
+        want = stats.kstwo.sf(x, n)
+    got = _kstwo_sf(x, np.full(x.size, n))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+def test_smirnov_and_durbin_pieces_against_scipy(rng):
+    from scipy import special
+    from scipy.stats import _ksstats
+
+    from miakit import _C
+
+    for n in (141, 1000, 4999, 100000):
+        x = rng.uniform(np.sqrt(2.2 / n), min(np.sqrt(300 / n), 0.49), 25)  # normal doubles
+        out = np.empty(x.size)
+        _C.ks_kstwo_piece("smirnov", np.full(x.size, n, np.int64), x, out)
+        np.testing.assert_allclose(out, special.smirnov(n, x), rtol=1e-12, atol=0)
+    for n in (141, 1000, 20000):
+        x = rng.uniform(1.0 / n, (1.4 / n) ** (2 / 3), 10)
+        out = np.empty(x.size)
+        _C.ks_kstwo_piece("durbin", np.full(x.size, n, np.int64), x, out)
+        want = np.array([_ksstats._kolmogn_DMTW(n, v, cdf=True) for v in x])
+        np.testing.assert_allclose(1.0 - out, 1.0 - want, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="kind"):
+        _C.ks_kstwo_piece("other", np.ones(1, np.int64), np.full(1, 0.5), np.empty(1))

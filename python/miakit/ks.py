@@ -2,11 +2,14 @@
 leakage test of Sablayrolles et al. ("Deja Vu", 2018; docs/methods/ks.md).
 
 - :func:`ks_2samp` computes the two-sample statistic of many pairs in one call (a batch
-  axis, or ragged samples given as values and group ids with :func:`ks_2samp_groups`),
-  by a compiled merge of the sorted samples. The statistic, where it is attained, and the
-  p-value equal ``scipy.stats.ks_2samp``'s for every ``alternative`` and ``method``: the
-  p-value depends only on the two sizes and the statistic, so scipy computes it once for
-  every distinct (sizes, statistic) of the batch.
+  axis, or ragged samples given as values and group ids with :func:`ks_2samp_groups`).
+  On the CPU a compiled kernel works on the unsorted samples: values dealt into buckets
+  of value, exact CDF differences at the bucket ends, and only the buckets that can hold
+  the extreme sorted out and merged; CUDA tensors are sorted and merged on their device.
+  The statistic, where it is attained, and the p-value equal ``scipy.stats.ks_2samp``'s
+  for every ``alternative`` and ``method``: the p-value depends only on the two sizes and
+  the statistic, so it is computed once for every distinct (sizes, statistic) of the
+  batch, compiled or vectorized where scipy's formula allows (_pvalues).
 - :func:`smirnov_threshold` is the critical distance at level alpha.
 - :func:`assign_source` and :func:`source_accuracy`: which of two reference samples a set
   of values comes from, by the smaller K-S distance, and how often that is right.
@@ -78,33 +81,32 @@ def _merge(a_vals: Any, a_off: Any, b_vals: Any, b_off: Any) -> tuple[np.ndarray
     return tuple(ar.to_numpy(o) for o in out)
 
 
-def _sorted(x: np.ndarray) -> np.ndarray:
-    """Rows sorted along the last axis, blocks of rows on the CPU threads (numpy's sort
-    releases the GIL)."""
-    rows = x.reshape(-1, x.shape[-1])
-    threads = min(_C.backend_info()["openmp_threads"], max(1, rows.shape[0] // 256))
-    if threads <= 1:
-        return np.sort(x, axis=-1)
-    from concurrent.futures import ThreadPoolExecutor
+_SIDES = {"both": 0, "greater": 1, "less": 2, "two-sided": 3}
 
-    out = np.empty(rows.shape)
-    bounds = np.linspace(0, rows.shape[0], threads + 1).astype(int)
 
-    def work(t: int) -> None:
-        lo, hi = bounds[t], bounds[t + 1]
-        out[lo:hi] = np.sort(rows[lo:hi], axis=-1)
-
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(work, range(threads)))
-    return out.reshape(x.shape)
+def _unsorted(a_vals: np.ndarray, a_begin: np.ndarray, a_len: Any, b_vals: np.ndarray,
+              b_begin: np.ndarray, b_len: Any, sides: str = "both"
+              ) -> tuple[np.ndarray, ...]:
+    """The compiled K-S extremes of unsorted CPU samples: pair r compares
+    ``a_vals[a_begin[r]:a_begin[r] + a_len[r]]`` with the like slice of b (lengths scalar
+    or per pair). ``sides`` names the extremes that must be exact: "both", those an
+    alternative uses ("greater": the max, "less": the min), or "two-sided" (the one of
+    larger magnitude; the other is then some difference attained, not beyond it)."""
+    a_begin = np.ascontiguousarray(a_begin, dtype=np.int64)
+    b_begin = np.ascontiguousarray(b_begin, dtype=np.int64)
+    out = [np.empty(a_begin.size) for _ in range(4)]
+    _C.ks_unsorted(np.ascontiguousarray(a_vals, dtype=np.float64), a_begin,
+                   np.ascontiguousarray(a_begin + a_len, dtype=np.int64),
+                   np.ascontiguousarray(b_vals, dtype=np.float64), b_begin,
+                   np.ascontiguousarray(b_begin + b_len, dtype=np.int64), *out, _SIDES[sides])
+    return tuple(out)
 
 
 def _finish(d_max: np.ndarray, d_min: np.ndarray, loc_max: np.ndarray, loc_min: np.ndarray,
-            n: np.ndarray, m: np.ndarray, alternative: str, method: str,
-            representatives: Any) -> KS2Result:
-    """Statistic per scipy's rules, then the p-value of each distinct (n, m, statistic)."""
-    from scipy import stats
-
+            n: Any, m: Any, alternative: str, method: str, representatives: Any
+            ) -> KS2Result:
+    """Statistic per scipy's rules, then the p-value of each distinct (n, m, statistic).
+    n and m are the sizes per pair, or one size each for the whole batch."""
     min_s = np.clip(-d_min, 0.0, 1.0)
     if alternative == "less":
         use_min = np.ones(d_max.shape, bool)
@@ -115,56 +117,185 @@ def _finish(d_max: np.ndarray, d_min: np.ndarray, loc_max: np.ndarray, loc_min: 
     d = np.where(use_min, min_s, d_max)
     loc = np.where(use_min, loc_min, loc_max)
     sign = np.where(use_min, -1, 1).astype(np.int8)
-    keys = np.stack([n.astype(np.float64), m.astype(np.float64), d], axis=1)
-    uniq, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    if np.ndim(n) == 0 and np.ndim(m) == 0:  # one pair of sizes: distinct statistics only
+        u_d, first, inverse = np.unique(d, return_index=True, return_inverse=True)
+        u_n, u_m = np.full(u_d.size, int(n), np.int64), np.full(u_d.size, int(m), np.int64)
+    else:
+        keys = np.stack([np.asarray(n, np.float64), np.asarray(m, np.float64), d], axis=1)
+        uniq, first, inverse = np.unique(keys, axis=0, return_index=True,
+                                         return_inverse=True)
+        u_n, u_m, u_d = uniq[:, 0].astype(np.int64), uniq[:, 1].astype(np.int64), uniq[:, 2]
+    u_stat, u_p = _pvalues(u_n, u_m, u_d, alternative, method,
+                           lambda k: representatives(int(first[k])))
     inverse = inverse.ravel()
-    u_stat, u_p = np.empty(len(uniq)), np.empty(len(uniq))
-    mode = np.array([_mode(int(a), int(b), method) for a, b, _ in uniq])
-    asymp = mode == "asymp"
-    if asymp.any():
-        u_stat[asymp] = uniq[asymp, 2]
-        u_p[asymp] = _asymp_pvalue(uniq[asymp, 0], uniq[asymp, 1], uniq[asymp, 2],
-                                   alternative)
-    for k in np.flatnonzero(~asymp):
-        n1, n2, dk = int(uniq[k, 0]), int(uniq[k, 1]), float(uniq[k, 2])
-        exact = _exact_pvalue(n1, n2, dk, alternative)
-        if exact is None:  # scipy's own call: its fallback and warning
-            a, b = representatives(int(first[k]))
-            r = stats.ks_2samp(a, b, alternative=alternative, method=method)
-            u_stat[k], u_p[k] = r.statistic, r.pvalue
-        else:
-            u_stat[k], u_p[k] = exact
     return KS2Result(u_stat[inverse], u_p[inverse], loc, sign)
+
+
+def _pvalues(n1: np.ndarray, n2: np.ndarray, d: np.ndarray, alternative: str, method: str,
+             representative: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(statistic, p-value) as scipy's ks_2samp reports them, for distinct (n1, n2, d).
+
+    Vectorized where scipy's formula is closed or compiled here operation for operation
+    (the asymptotic p-values; the exact two-sided p-value of equal sizes); otherwise
+    scipy's exact routine per entry, and where that fails (scipy then warns and falls
+    back), scipy's own call on the entry's representative pair of samples."""
+    from scipy import stats
+
+    stat, p = d.astype(np.float64).copy(), np.empty(d.size)
+    g = np.gcd(n1, n2)
+    if method == "auto":
+        asymp = np.maximum(n1, n2) > _MAX_AUTO_N
+    elif method == "exact":  # lcm too large for the exact computation
+        asymp = (n1 // g) >= np.iinfo(np.int32).max / (n2 // g)
+    else:
+        asymp = np.ones(d.size, bool)
+    fallback = np.zeros(d.size, bool)
+    exact = np.flatnonzero(~asymp)
+    if exact.size:
+        lcm = (n1[exact] // g[exact]) * n2[exact]
+        h = np.round(d[exact] * lcm).astype(np.int64)
+        stat[exact] = h * 1.0 / lcm
+        p[exact[h == 0]] = 1.0
+        square = (n1[exact] == n2[exact]) & (h > 0) & (alternative == "two-sided")
+        if square.any():
+            sq = exact[square]
+            ps = np.empty(sq.size)
+            _C.ks_prob_outside_square(np.ascontiguousarray(n1[sq]),
+                                      np.ascontiguousarray(h[square]), ps)
+            ok = (ps >= 0) & (ps <= 1)  # scipy: otherwise the exact computation failed
+            p[sq[ok]] = ps[ok]
+            fallback[sq[~ok]] = True
+        for k in exact[~square & (h > 0)]:
+            r = _exact_pvalue(int(n1[k]), int(n2[k]), float(d[k]), alternative)
+            if r is None:
+                fallback[k] = True
+            else:
+                stat[k], p[k] = r
+    if asymp.any():
+        p[asymp] = _asymp_pvalue(n1[asymp], n2[asymp], d[asymp], alternative)
+    for k in np.flatnonzero(fallback):  # scipy's own call: its fallback and warning
+        a, b = representative(int(k))
+        r = stats.ks_2samp(a, b, alternative=alternative, method=method)
+        stat[k], p[k] = r.statistic, r.pvalue
+    return stat, np.clip(p, 0, 1)
 
 
 _MAX_AUTO_N = 10000  # scipy: 'auto' is exact when both sizes are at most this
 
 
-def _mode(n1: int, n2: int, method: str) -> str:
-    """The method scipy applies for these sizes (before any fallback of the exact one)."""
-    g = math.gcd(n1, n2)
-    if method == "auto":
-        return "exact" if max(n1, n2) <= _MAX_AUTO_N else "asymp"
-    if method == "exact" and (n1 // g) >= np.iinfo(np.int32).max / (n2 // g):
-        return "asymp"  # lcm too large for the exact computation
-    return method
-
-
 def _asymp_pvalue(n1: np.ndarray, n2: np.ndarray, d: np.ndarray, alternative: str
                   ) -> np.ndarray:
     """Smirnov's asymptotic p-values, elementwise as scipy computes them."""
-    from scipy import stats
-
+    n1, n2 = np.asarray(n1, np.float64), np.asarray(n2, np.float64)
     big, small = np.maximum(n1, n2), np.minimum(n1, n2)
     en = big * small / (big + small)
     if alternative == "two-sided":
-        p = stats.kstwo.sf(d, np.round(en))
+        p = _kstwo_sf(d, np.round(en))
     else:
         z = np.sqrt(en) * d
         # Hodges' approximation (eq. 5.3), with big the larger sample
         expt = -2 * z ** 2 - 2 * z * (big + 2 * small) / np.sqrt(big * small * (big + small)) / 3.0
         p = np.exp(expt)
     return np.clip(p, 0, 1)
+
+
+def _kstwo_sf(x: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``scipy.stats.kstwo.sf(x, n)``, vectorized where scipy evaluates it elementwise in
+    Python (scipy.stats._ksstats._kolmogn, Simard and L'Ecuyer's choice of method).
+
+    For n > 140 scipy's value is 0 for n x^2 >= 370; 2 smirnov(n, x) for
+    2.2 <= n x^2 < 370 (compiled here, _C.ks_kstwo_piece: the same sum of positive terms,
+    each from a logarithm arranged to lose at most ~ n x 2^-53, in extended precision
+    beyond n x = 1000; within 1e-12 of scipy's double-double sum); for n x^2 < 2.2,
+    1 minus Durbin's matrix (compiled here) where n <= 100,000 and n x^1.5 <= 1.4, else
+    1 minus the Pelz-Good series (ported, _pelz_good_cdf). Every other entry (n <= 140,
+    the Ruben-Gambino ends, x >= 1/2, sizes beyond those supported here, p-values near
+    the subnormal doubles) is scipy's own evaluation."""
+    from scipy import special, stats
+
+    x = np.asarray(x, np.float64)
+    n = np.asarray(n, np.float64)
+    out = np.full(x.shape, np.nan)
+    inside = (n >= 1) & (n == np.round(n)) & (x > 0.5 / np.maximum(n, 1)) & (x < 1.0)
+    t = n * x
+    nx2 = t * x
+    big = inside & (n > 140) & (t > 1.0) & (t < n - 1) & (x < 0.5)
+    zero = big & (nx2 >= 370.0)
+    smir = big & (nx2 >= 2.2) & ~zero & (n <= _C.ks_smirnov_max_n)
+    durbin = big & (nx2 < 2.2) & (n <= 100000) & (n * x ** 1.5 <= 1.4)
+    pelz = big & (nx2 < 2.2) & ~((n <= 100000) & (n * x ** 1.5 <= 1.4))
+    with np.errstate(divide="ignore", invalid="ignore"):  # scipy: P = 0 below z ~ 0.0417
+        pelz &= -_PI_SQUARED / 8 / (np.sqrt(n) * x) ** 2 >= -708
+    out[zero] = 0.0
+    for mask, kind in ((smir, "smirnov"), (durbin, "durbin")):
+        if mask.any():
+            nk, xk = n[mask].astype(np.int64), x[mask]
+            piece = np.empty(nk.size)
+            _C.ks_kstwo_piece(kind, np.ascontiguousarray(nk), np.ascontiguousarray(xk), piece)
+            if kind == "smirnov":
+                tiny = piece < 1e-280  # near and below the subnormal doubles: scipy's
+                if tiny.any():
+                    piece[tiny] = special.smirnov(nk[tiny], xk[tiny])
+            out[mask] = np.clip(2 * piece if kind == "smirnov" else 1.0 - piece, 0.0, 1.0)
+    if pelz.any():
+        out[pelz] = np.clip(1.0 - _pelz_good_cdf(n[pelz], x[pelz]), 0.0, 1.0)
+    rest = ~(zero | smir | durbin | pelz)
+    if rest.any():
+        out[rest] = stats.kstwo.sf(x[rest], n[rest])
+    return out
+
+
+_PI_SQUARED, _PI_FOUR, _PI_SIX = np.pi ** 2, np.pi ** 4, np.pi ** 6
+_SQRT2PI = np.sqrt(2 * np.pi)
+_SQRT3 = np.sqrt(3)
+
+
+def _pelz_good_cdf(n: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The Pelz-Good approximation of P(D_n <= x) (Pelz and Good 1976), operation for
+    operation as scipy.stats._ksstats._kolmogn_PelzGood, vectorized (0 < x < 1 and
+    n x^2 >= pi^2 / (8 * 708), which the callers' range ensures)."""
+    z = np.sqrt(n) * x
+    zsquared, zthree, zfour, zsix = z ** 2, z ** 3, z ** 4, z ** 6
+    q = np.exp(-_PI_SQUARED / 8 / zsquared)
+    k1a = -zsquared
+    k1b = _PI_SQUARED / 4
+    k2a = 6 * zsix + 2 * zfour
+    k2b = (2 * zfour - 5 * zsquared) * _PI_SQUARED / 4
+    k2c = _PI_FOUR * (1 - 2 * zsquared) / 16
+    k3d = _PI_SIX * (5 - 30 * zsquared) / 64
+    k3c = _PI_FOUR * (-60 * zsquared + 212 * zfour) / 16
+    k3b = _PI_SQUARED * (135 * zfour - 96 * zsix) / 4
+    k3a = -30 * zsix - 90 * z ** 8
+    maxk = np.ceil(16 * z / np.pi).astype(np.int64)
+    kk = np.zeros((4, z.size))
+    for k in range(int(maxk.max()), 0, -1):  # Horner over the odd integers m = 2k - 1
+        on = k <= maxk
+        m = 2 * k - 1
+        msquared, mfour, msix = m ** 2, m ** 4, m ** 6
+        qpower = np.power(q[on], 8 * k)
+        coeffs = np.stack([np.ones(int(on.sum())),
+                           k1a[on] + k1b * msquared,
+                           k2a[on] + k2b[on] * msquared + k2c[on] * mfour,
+                           k3a[on] + k3b[on] * msquared + k3c[on] * mfour + k3d[on] * msix])
+        kk[:, on] = kk[:, on] * qpower + coeffs
+    kk *= q
+    kk *= _SQRT2PI
+    kk /= np.stack([z, 6 * zfour, 72 * z ** 7, 6480 * z ** 10])
+    q = np.exp(-_PI_SQUARED / 2 / zsquared)
+    sqrt3z = _SQRT3 * z
+    k2extra = np.zeros(z.size)
+    k3extra = np.zeros(z.size)
+    for k in range(int(maxk.max()), 0, -1):
+        on = k <= maxk
+        ksquared = k ** 2
+        kspi = np.pi * k
+        qpwers = q[on] ** ksquared
+        k2extra[on] += ksquared * qpwers
+        k3extra[on] += (sqrt3z[on] + kspi) * (sqrt3z[on] - kspi) * ksquared * qpwers
+    kk[2] += k2extra * (_PI_SQUARED * _SQRT2PI / (-36 * zthree))
+    kk[3] += k3extra * (_PI_SQUARED * _SQRT2PI / (216 * zsix))
+    kk /= np.power(n * 1.0, np.arange(4)[:, None] / 2.0)
+    return kk[0] + kk[1] + kk[2] + kk[3]
 
 
 def _exact_pvalue(n1: int, n2: int, d: float, alternative: str) -> tuple[float, float] | None:
@@ -226,22 +357,23 @@ def ks_2samp(a: Any, b: Any, alternative: str = "two-sided", method: str = "auto
     if x.ndim == 0 or y.ndim == 0 or x.shape[-1] == 0 or y.shape[-1] == 0:
         raise ValueError(f"a, b: expected non-empty samples along axis {axis}, got shapes "
                          f"{np.shape(a)} and {np.shape(b)}")
-    _finite(x, "a")
-    _finite(y, "b")
     try:
         batch = np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
     except ValueError as exc:
         raise ValueError(f"a, b: batch shapes {x.shape[:-1]} and {y.shape[:-1]} do not "
                          "broadcast") from exc
     n, m = x.shape[-1], y.shape[-1]
-    xs = np.ascontiguousarray(np.broadcast_to(_sorted(x), batch + (n,))).reshape(-1, n)
-    ys = np.ascontiguousarray(np.broadcast_to(_sorted(y), batch + (m,))).reshape(-1, m)
-    rows = xs.shape[0]
-    a_off = np.arange(rows + 1, dtype=np.int64) * n
-    b_off = np.arange(rows + 1, dtype=np.int64) * m
-    d_max, d_min, l_max, l_min = _merge(xs.ravel(), a_off, ys.ravel(), b_off)
-    res = _finish(d_max, d_min, l_max, l_min, np.full(rows, n), np.full(rows, m),
-                  alternative, method, lambda i: (xs[i], ys[i]))
+    xr = np.ascontiguousarray(x.reshape(-1, n))
+    yr = np.ascontiguousarray(y.reshape(-1, m))
+    ia = np.broadcast_to(np.arange(xr.shape[0]).reshape(x.shape[:-1]), batch).ravel()
+    ib = np.broadcast_to(np.arange(yr.shape[0]).reshape(y.shape[:-1]), batch).ravel()
+    d_max, d_min, l_max, l_min = _unsorted(xr.ravel(), ia * n, n, yr.ravel(), ib * m, m,
+                                           alternative)
+    if np.isnan(d_max).any():  # the kernel's mark of a NaN or infinite value
+        _finite(x, "a")
+        _finite(y, "b")
+    res = _finish(d_max, d_min, l_max, l_min, n, m, alternative, method,
+                  lambda i: (xr[ia[i]], yr[ib[i]]))
     return KS2Result(*(v.reshape(batch) for v in (res.statistic, res.pvalue,
                                                   res.statistic_location,
                                                   res.statistic_sign)))
@@ -273,8 +405,7 @@ def _ks_2samp_torch(a: Any, b: Any, alternative: str, method: str, axis: int) ->
     a_off = torch.arange(rows + 1, dtype=torch.int64, device=x.device) * n
     b_off = torch.arange(rows + 1, dtype=torch.int64, device=x.device) * m
     d_max, d_min, l_max, l_min = _merge(xs.reshape(-1), a_off, ys.reshape(-1), b_off)
-    res = _finish(d_max, d_min, l_max, l_min, np.full(rows, n), np.full(rows, m),
-                  alternative, method,
+    res = _finish(d_max, d_min, l_max, l_min, n, m, alternative, method,
                   lambda i: (xs[i].cpu().numpy(), ys[i].cpu().numpy()))
     return KS2Result(*(v.reshape(batch) for v in (res.statistic, res.pvalue,
                                                   res.statistic_location,
@@ -322,13 +453,14 @@ def ks_2samp_groups(a: Any, groups_a: Any, b: Any, groups_b: Any,
     def packed(v: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keep = np.isin(g, ids)
         v, g = v[keep], g[keep]
-        order = np.lexsort((v, g))  # by group, then value
+        order = np.argsort(g, kind="stable")  # by group (the kernel needs no value order)
         counts = np.bincount(np.searchsorted(ids, g), minlength=ids.size)
         return np.ascontiguousarray(v[order]), np.r_[0, np.cumsum(counts)].astype(np.int64)
 
     sa, oa = packed(va, ga)
     sb, ob = packed(vb, gb)
-    d_max, d_min, l_max, l_min = _merge(sa, oa, sb, ob)
+    d_max, d_min, l_max, l_min = _unsorted(sa, oa[:-1], np.diff(oa), sb, ob[:-1], np.diff(ob),
+                                           alternative)
     res = _finish(d_max, d_min, l_max, l_min, np.diff(oa), np.diff(ob), alternative, method,
                   lambda i: (sa[oa[i]:oa[i + 1]], sb[ob[i]:ob[i + 1]]))
     return ids, res
@@ -356,11 +488,10 @@ def smirnov_threshold(alpha: float, n: int, m: int) -> float:
 def _statistics(samples: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Two-sided K-S statistics (no p-values) of every row against one reference."""
     rows, k = samples.shape
-    xs = np.ascontiguousarray(np.sort(samples, axis=1))
-    ref = np.sort(reference)
-    b_vals = np.tile(ref, rows)
-    d_max, d_min, _, _ = _merge(xs.ravel(), np.arange(rows + 1, dtype=np.int64) * k, b_vals,
-                                np.arange(rows + 1, dtype=np.int64) * ref.size)
+    xs = np.ascontiguousarray(samples)
+    d_max, d_min, _, _ = _unsorted(xs.ravel(), np.arange(rows, dtype=np.int64) * k, k,
+                                   np.ascontiguousarray(reference),
+                                   np.zeros(rows, np.int64), reference.size, "two-sided")
     return np.maximum(d_max, np.clip(-d_min, 0.0, 1.0))
 
 
