@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import miakit as mk
-from miakit.budget import shadow_budget
+from miakit.budget import memorization_aware, shadow_budget
 from miakit.cli import main
 
 
@@ -138,3 +138,69 @@ def test_budget_command_reads_the_planted_records_of_a_run(tmp_path, capsys):
     assert rep["planted"] == info["indices"]
     assert main(["shadow", "--out", str(tmp_path / "x"), "--planted", "1.0", "--quiet"]) == 1
     assert "planted" in capsys.readouterr().err
+
+
+def test_memorization_aware_attack_beats_all_examples_per_model_spent(rng):
+    z, keep, y, planted = _planted_run(rng, m=16, n=200, n_planted=10)
+    kw = dict(pilot=4, budgets=[2, 4], candidates=0.05, draws=2, targets=2, fprs=[0.05],
+              planted=planted, seed=3)
+    r = memorization_aware(z, keep, y, **kw)
+    assert r["candidates"] == 10 and r["pilot"] == 4 and r["budgets"] == [2, 4]
+    tpr = {(row["group"], row["budget"]): row["tpr@0.05"]["mean"] for row in r["rows"]}
+    for b in (2, 4):
+        assert tpr[("memorization-aware", b)] > 0.6
+        assert tpr[("memorization-aware", b)] > tpr[("all examples", b)] + 0.5
+        assert tpr[("memorization-aware", b)] > tpr[("random selection", b)] + 0.5
+    for row in r["rows"]:
+        extra = 4 if row["group"] == "memorization-aware" else 0
+        assert row["models_spent"] == row["budget"] + extra
+        # every draw scores 2 targets x the selection (half members)
+        size = 200 if row["group"] == "all examples" else 10
+        assert row["n_pos"] + row["n_neg"] == 2 * size
+    # a pilot of 4 models finds most planted records, and agrees with the whole run
+    assert r["planted_recovered"]["mean"] >= 0.7
+    assert r["agreement"]["overlap_with_full_run_top"]["mean"] >= 0.6
+    assert all(len(p) == 10 for p in r["picks"])
+    # all examples do not reach the aware attack's TPR within the budgets
+    assert [x["all_examples_need"] for x in r["models_for_the_same_tpr"]] == [None, None]
+    # the Hellinger ranking, and determinism for a seed
+    h = memorization_aware(z, keep, y, **{**kw, "score": "hellinger", "candidates": 10})
+    assert h["score"] == "hellinger" and h["planted_recovered"]["mean"] >= 0.7
+    assert memorization_aware(z, keep, y, **kw) == r
+
+
+def test_memorization_aware_bad_input(rng):
+    z, keep, y, _ = _run(rng, m=12, n=50)
+    for kw, match in ((dict(pilot=3), "pilot"), (dict(pilot=0), "pilot"),
+                      (dict(pilot=10), "pilot: the run has 12 models"),
+                      (dict(candidates=0.0), "candidates"), (dict(candidates=1.5), "candidates"),
+                      (dict(candidates=0), "candidates"), (dict(candidates=51), "candidates"),
+                      (dict(candidates=True), "candidates"),
+                      (dict(budgets=[8]), "budgets: the run has 12 models, 4 of them the pilot"),
+                      (dict(budgets=[3]), "budgets"), (dict(score="loss"), "score"),
+                      (dict(fprs=[1.0]), "fprs"), (dict(draws=0), "draws"),
+                      (dict(targets=0), "targets"), (dict(planted=[50]), "planted")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            memorization_aware(z, keep, y, **{"budgets": [2, 4], **kw})
+    for aware, match in (({"pilots": 4}, "aware"), ({"pilot": 8}, "budgets"),
+                         ({"candidates": 2.0}, "candidates")):
+        with pytest.raises(ValueError, match=match):
+            shadow_budget(z, keep, y, budgets=[2, 4], plot=False, aware=aware)
+
+
+def test_budget_command_aware(rng, tmp_path, capsys):
+    z, keep, y, planted = _planted_run(rng, m=12, n=120, n_planted=6)
+    run = mk.shadow.import_logits(tmp_path / "run", z, keep, y)
+    assert main(["budget", "--run", str(run.path), "--out", str(tmp_path / "o"), "--budgets",
+                 "2", "4", "--draws", "2", "--targets", "2", "--fpr", "0.05", "--quantiles",
+                 "0.9", "--rank-by", "memorization", "--aware", "--pilot", "4",
+                 "--candidates", "6"]) == 0
+    text = capsys.readouterr().out
+    assert "memorization-aware attack: 6 candidates" in text
+    assert "b=2: aware with 6 models" in text and "pilot's pick" in text
+    rep = json.loads((tmp_path / "o" / "budget.json").read_text())
+    assert rep["aware"]["pilot"] == 4 and rep["aware"]["candidates"] == 6
+    assert (tmp_path / "o" / "budget.png").stat().st_size > 0
+    assert main(["budget", "--run", str(run.path), "--out", str(tmp_path / "p"), "--budgets",
+                 "2", "--aware", "--candidates", "1.5", "--no-plot"]) == 1
+    assert "candidates" in capsys.readouterr().err

@@ -9,23 +9,32 @@ distance between their IN and OUT distributions (both measured on the whole run)
 planted records (``miakit.datasets.digits(planted=...)``) against the rest. Examples that a
 model only gets right when it trained on them separate IN from OUT far more strongly, so an
 attack focused on them needs far fewer shadow models; the report says how many.
+:func:`memorization_aware` ranks the examples with a few pilot models instead, attacks the
+top candidates, and reports the power per shadow model spent (pilot + references) against
+a random selection and all examples.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from miakit._plotting import subplots
-from miakit._validation import check_choice, check_int, check_probabilities, check_probability
+from miakit._validation import (
+    check_choice,
+    check_int,
+    check_probabilities,
+    check_probability,
+    check_real,
+)
 from miakit.shadow._files import write_report
 
-__all__ = ["shadow_budget", "summarize", "planted_mask", "DEFAULT_BUDGETS",
-           "DEFAULT_QUANTILES", "RANKINGS"]
+__all__ = ["shadow_budget", "memorization_aware", "summarize", "planted_mask",
+           "DEFAULT_BUDGETS", "DEFAULT_QUANTILES", "RANKINGS"]
 
 DEFAULT_BUDGETS = (2, 4, 8, 16, 32, 64)
 DEFAULT_QUANTILES = (0.5, 0.9)
@@ -118,14 +127,18 @@ def _needed(rows: list[dict], groups: Sequence[str], key: str,
     return out
 
 
-def _check_budgets(budgets: Sequence[int], m: int, name: str = "budgets") -> list[int]:
+def _check_budgets(budgets: Sequence[int], m: int, name: str = "budgets",
+                   pilot: int = 0) -> list[int]:
     b_list = sorted({check_int(b, name) for b in budgets})
     if not b_list or b_list[0] < 2 or any(b % 2 for b in b_list):
         raise ValueError(f"{name}: expected even numbers of reference models >= 2, got "
                          f"{list(budgets)}")
-    if b_list[-1] > m - 2:
-        raise ValueError(f"{name}: the run has {m} models; a budget of {b_list[-1]} leaves "
-                         f"fewer than 2 targets (largest possible: {m - 2 - (m % 2)})")
+    left = m - pilot
+    if b_list[-1] > left - 2:
+        of = f", {pilot} of them the pilot" if pilot else ""
+        raise ValueError(f"{name}: the run has {m} models{of}; a budget of {b_list[-1]} "
+                         f"leaves fewer than 2 targets (largest possible: "
+                         f"{left - 2 - (left % 2)})")
     return b_list
 
 
@@ -140,38 +153,39 @@ def _check_keep(k: np.ndarray) -> None:
                          f"example, got {int(min(n_in.min(), (m - n_in).min()))}")
 
 
+def _ranking(key: str, correct: np.ndarray, s: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Per-example values of a ranking on the given models: label memorization from
+    ``correct`` [M, N], or the Hellinger distance of the IN/OUT Gaussians fitted to the
+    scaled confidence ``s`` [M, N, A] (mean over the query views)."""
+    from miakit import lira, memorization
+
+    if key == "memorization":
+        return np.asarray(memorization.feldman_zhang(correct, keep), dtype=np.float64)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore")
+        fit = lira.fit(s, keep, variance="global" if keep.shape[0] < 64 else "per_example")
+        return np.nanmean(np.asarray(lira.hellinger(fit)), axis=1)
+
+
 def _signals(logits: Any, keep: np.ndarray, labels: np.ndarray,
              rank_by: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Scaled confidence [M, N, A] and, per ranking, its per-example values on the whole
     run: label memorization, or the Hellinger distance of the fitted IN/OUT Gaussians
     (mean over the query views)."""
-    from miakit import lira, memorization, signals
+    from miakit import signals
 
     z = np.asarray(logits)
     s = np.asarray(signals.scaled_confidence(z, labels[:, None]), dtype=np.float64)
-    ranks: dict[str, np.ndarray] = {}
-    for key in rank_by:
-        if key == "memorization":
-            ranks[key] = np.asarray(memorization.feldman_zhang(
-                signals.correct(z[:, :, 0, :], labels), keep), dtype=np.float64)
-        else:
-            with warnings.catch_warnings(), np.errstate(invalid="ignore"):
-                warnings.simplefilter("ignore")
-                fit = lira.fit(s, keep, variance="global" if keep.shape[0] < 64
-                               else "per_example")
-                ranks[key] = np.nanmean(np.asarray(lira.hellinger(fit)), axis=1)
+    correct = np.asarray(signals.correct(z[:, :, 0, :], labels)) if rank_by else None
+    ranks = {key: _ranking(key, correct, s, keep) for key in rank_by}
     return s, ranks
 
 
-def _attack_draws(s: np.ndarray, k: np.ndarray, groups: dict[str, np.ndarray],
-                  b_list: list[int], draws: int, targets: int, f_list: list[float],
-                  rng: np.random.Generator, columns: np.ndarray | None = None,
-                  exclude: np.ndarray | None = None) -> list[dict]:
-    """LiRA online fitted on b reference models (random complementary pairs, never one of
-    ``exclude``'s pairs), scoring up to ``targets`` held-out models; per budget and group
-    the mean, spread and range over draws of the AUC and the TPR at each FPR, and the mean
-    count of member (``n_pos``) and non-member (``n_neg``) scores per draw. ``columns``
-    restricts the attack to those examples (the groups are then masks over them)."""
+def _attack_raw(s: np.ndarray, k: np.ndarray, groups: dict[str, np.ndarray],
+                b_list: list[int], draws: int, targets: int, f_list: list[float],
+                rng: np.random.Generator, columns: np.ndarray | None = None,
+                exclude: np.ndarray | None = None) -> dict[tuple[int, str], list[dict]]:
+    """The measures of every draw of :func:`_attack_draws`, per (budget, group)."""
     from miakit import lira, metrics
 
     m = k.shape[0]
@@ -197,6 +211,25 @@ def _attack_draws(s: np.ndarray, k: np.ndarray, groups: dict[str, np.ndarray],
                     {"auc": ranked.auc(),
                      **{f"tpr@{f:g}": ranked.tpr_at_fpr(f).tpr for f in f_list},
                      "n_pos": int(k[tg][ok].sum()), "n_neg": int((~k[tg][ok]).sum())})
+    return raw
+
+
+def _attack_draws(s: np.ndarray, k: np.ndarray, groups: dict[str, np.ndarray],
+                  b_list: list[int], draws: int, targets: int, f_list: list[float],
+                  rng: np.random.Generator, columns: np.ndarray | None = None,
+                  exclude: np.ndarray | None = None) -> list[dict]:
+    """LiRA online fitted on b reference models (random complementary pairs, never one of
+    ``exclude``'s pairs), scoring up to ``targets`` held-out models; per budget and group
+    the mean, spread and range over draws of the AUC and the TPR at each FPR, and the mean
+    count of member (``n_pos``) and non-member (``n_neg``) scores per draw. ``columns``
+    restricts the attack to those examples (the groups are then masks over them)."""
+    return _rows(_attack_raw(s, k, groups, b_list, draws, targets, f_list, rng, columns,
+                             exclude))
+
+
+def _rows(raw: dict[tuple[int, str], list[dict]]) -> list[dict]:
+    """Per (budget, group): the mean, spread and range over draws of each measure, and
+    the mean of the counts."""
     rows = []
     for (b, name), vals in raw.items():
         row: dict[str, Any] = {"budget": b, "group": name, "draws": len(vals)}
@@ -217,7 +250,8 @@ def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | Non
                   quantiles: Sequence[float] = DEFAULT_QUANTILES,
                   rank_by: Sequence[str] = RANKINGS, planted: Any = None,
                   target_tpr: float | None = None, seed: int = 0,
-                  plot: bool = True) -> dict[str, Any]:
+                  plot: bool = True, aware: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any]:
     """Attack power against the number of shadow models, overall and by group.
 
     Parameters
@@ -254,6 +288,11 @@ def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | Non
         so that the table says how many shadow models each group needs to match it.
     seed : int
     plot : bool
+    aware : mapping, optional
+        Also run the memorization-aware attack (:func:`memorization_aware`, with the same
+        budgets, draws, targets, FPRs, planted records and seed) with these options
+        (``pilot``, ``candidates``, ``score``; ``{}``: the defaults): its report goes
+        under ``"aware"``, and the plot gets a panel of TPR per model spent.
 
     Returns
     -------
@@ -299,6 +338,15 @@ def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | Non
     mask = None if planted is None else planted_mask(planted, n)
     if target_tpr is not None:
         target_tpr = check_probability(target_tpr, "target_tpr")
+    if aware is not None:
+        unknown = sorted(set(aware) - set(AWARE_OPTIONS))
+        if unknown:
+            raise ValueError(f"aware: expected options among {list(AWARE_OPTIONS)}, got "
+                             f"{unknown}")
+        a_pilot = _check_pilot(aware.get("pilot", 4), m)
+        _check_budgets(b_list, m, pilot=a_pilot)
+        a_count = _check_candidates(aware.get("candidates", 0.1), n)
+        a_score = check_choice(aware.get("score", "memorization"), "score", RANKINGS)
     s, ranks = _signals(logits, k, y, r_list)
     groups = _groups(ranks, q_list, mask) if (ranks or mask is not None) else {
         "all examples": np.ones(n, bool)}
@@ -328,14 +376,250 @@ def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | Non
               "needed_tpr": low}
     if mask is not None:
         report["planted"] = np.flatnonzero(mask).tolist()
+    if aware is not None:
+        from miakit import signals
+
+        z = np.asarray(logits)
+        report["aware"] = _aware(
+            s, np.asarray(signals.correct(z[:, :, 0, :], y)), k, pilot=a_pilot,
+            count=a_count, score=a_score, b_list=b_list, draws=draws, targets=targets,
+            f_list=f_list, planted=mask, seed=seed, full=ranks.get(a_score))
     if out_dir is not None:
         write_report(out_dir, "budget", report, _plot if plot else None)
     return report
 
 
+AWARE, RANDOM, ALL = "memorization-aware", "random selection", "all examples"
+AWARE_OPTIONS = ("pilot", "candidates", "score")
+
+
+def _check_pilot(pilot: int, m: int) -> int:
+    p = check_int(pilot, "pilot", 2, what="an even number of models >= 2")
+    if p % 2:
+        raise ValueError(f"pilot: expected an even number of models (complementary pairs), "
+                         f"got {p}")
+    if p > m - 4:
+        raise ValueError(f"pilot: the run has {m} models; a pilot of {p} leaves fewer than "
+                         f"4 (a pair of reference models and a pair of targets; largest "
+                         f"possible: {m - 4 - (m % 2)})")
+    return p
+
+
+def _check_candidates(candidates: Any, n: int) -> int:
+    """The number of candidates: an int is a count in [1, n], a float a share in (0, 1]."""
+    what = f"a count in [1, {n}] (an int) or a share in (0, 1] (a float)"
+    if isinstance(candidates, (int, np.integer)) and not isinstance(candidates, bool):
+        return check_int(candidates, "candidates", 1, n, what=what)
+    share = check_real(candidates, "candidates", 0.0, 1.0, open_lo=True, what=what)
+    return max(1, int(round(share * n)))
+
+
+def _pick(values: np.ndarray, count: int, rng: np.random.Generator,
+          then: np.ndarray | None = None) -> np.ndarray:
+    """The indices of the ``count`` largest finite values, sorted; ties (a memorization
+    measured on a few models takes few distinct values) broken by the larger ``then``,
+    and at random after that."""
+    finite = rng.permutation(np.flatnonzero(np.isfinite(values)))
+    second = np.zeros(finite.size) if then is None else np.nan_to_num(
+        then[finite], nan=-np.inf)
+    order = finite[np.lexsort((-second, -values[finite]))]
+    return np.sort(order[:count])
+
+
+def _gap(s: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Mean scaled confidence of the IN models minus that of the OUT models, per example
+    (mean over the query views): memorization's tie-break on a few models."""
+    sm = s.mean(axis=2)
+    n_in, n_out = keep.sum(axis=0), (~keep).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.where(keep, sm, 0.0).sum(axis=0) / n_in
+                - np.where(keep, 0.0, sm).sum(axis=0) / n_out)
+
+
+def _spread(v: list[float]) -> dict[str, float]:
+    a = np.asarray(v, dtype=np.float64)
+    return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else 0.0,
+            "min": float(a.min()), "max": float(a.max())}
+
+
+def _aware(s: np.ndarray, correct: np.ndarray, k: np.ndarray, *, pilot: int, count: int,
+           score: str, b_list: list[int], draws: int, targets: int, f_list: list[float],
+           planted: np.ndarray | None, seed: int,
+           full: np.ndarray | None = None) -> dict[str, Any]:
+    """The memorization-aware attack on checked arrays (see :func:`memorization_aware`)."""
+    m, n = k.shape
+    if full is None:
+        full = _ranking(score, correct, s, k)
+    finite = np.flatnonzero(np.isfinite(full))
+    full_top = finite[np.argsort(-full[finite], kind="stable")][:count]
+    rng = np.random.default_rng(seed)
+    raw: dict[tuple[int, str], list[dict]] = {}
+    overlap, recall, precision, picks = [], [], [], []
+    for _ in range(draws):
+        pairs = rng.choice(m // 2, size=pilot // 2, replace=False)
+        rows = np.concatenate([[2 * p, 2 * p + 1] for p in pairs])
+        pick = _pick(_ranking(score, correct[rows], s[rows], k[rows]), count, rng,
+                     _gap(s[rows], k[rows]) if score == "memorization" else None)
+        rand = np.sort(rng.choice(n, size=pick.size, replace=False))
+        picks.append(pick.tolist())
+        overlap.append(float(np.isin(pick, full_top).mean()))
+        if planted is not None:
+            recall.append(float(planted[pick].sum() / planted.sum()))
+            precision.append(float(planted[pick].mean()))
+        # the three selections are attacked with the same references and targets
+        attack_seed = int(rng.integers(2 ** 63))
+        for name, cols in ((AWARE, pick), (RANDOM, rand), (ALL, None)):
+            size = n if cols is None else cols.size
+            got = _attack_raw(s, k, {name: np.ones(size, bool)}, b_list, 1, targets, f_list,
+                              np.random.default_rng(attack_seed), columns=cols, exclude=pairs)
+            for key, vals in got.items():
+                raw.setdefault(key, []).extend(vals)
+    rows_out = _rows(raw)
+    for row in rows_out:
+        row["models_spent"] = row["budget"] + (pilot if row["group"] == AWARE else 0)
+    low = f"tpr@{min(f_list):g}"
+    all_series = [(r["models_spent"], r[low]["mean"]) for r in rows_out if r["group"] == ALL]
+    per_budget = []
+    for r in rows_out:
+        if r["group"] == AWARE:
+            per_budget.append({"budget": r["budget"], "models_spent": r["models_spent"],
+                               "all_examples_need": _first_budget(all_series,
+                                                                  r[low]["mean"])})
+    report: dict[str, Any] = {
+        "pilot": pilot, "score": score, "candidates": count,
+        "candidate_share": count / n, "budgets": b_list, "draws": draws,
+        "targets_per_draw": targets, "fprs": f_list, "tpr": low,
+        "attack": "per draw: a pilot of complementary pairs ranks every example by "
+                  f"{_RANK_NAMES[score]} measured on the pilot alone; LiRA online on b "
+                  "further reference models (never a pilot model), fitted and scored on the "
+                  "top candidates only, on a random selection of as many examples, and on "
+                  "all examples, with the same references and held-out targets",
+        "rows": rows_out,
+        "models_for_the_same_tpr": per_budget,
+        "agreement": {"overlap_with_full_run_top": _spread(overlap),
+                      "full_run_top": full_top.tolist(),
+                      "meaning": f"share of the pilot's {count} candidates among the top "
+                                 f"{count} by {_RANK_NAMES[score]} measured on all {m} "
+                                 "models"},
+        "picks": picks}
+    if planted is not None:
+        report["planted_recovered"] = _spread(recall)
+        report["planted_precision"] = _spread(precision)
+    return report
+
+
+def memorization_aware(logits: Any, keep: Any, labels: Any, *, pilot: int = 4,
+                       budgets: Sequence[int] = (2, 4, 8, 16, 32),
+                       candidates: float | int = 0.1, score: str = "memorization",
+                       draws: int = 5, targets: int = 8,
+                       fprs: Sequence[float] = (0.01, 0.001), planted: Any = None,
+                       seed: int = 0) -> dict[str, Any]:
+    """A memorization-aware attack: rank the examples with a few pilot models, attack the
+    top candidates, and report the attack's power per shadow model spent.
+
+    Per draw: ``pilot`` models (random complementary pairs) alone estimate every
+    example's label memorization (or the Hellinger distance of its IN/OUT Gaussians); the
+    top ``candidates`` examples by that estimate are attacked with LiRA online fitted
+    on b further reference models (never a pilot model) and scored on held-out target
+    models, for each budget b (ties of a memorization measured on a few models are
+    broken by the gap between the IN and OUT models' mean scaled confidence). The same
+    references and targets also attack a random selection of as many examples, and all
+    examples, so that the power of the selection shows against not selecting: the aware
+    attack spends ``pilot + b`` models, the others b (Choi et al., "Why Train More?";
+    docs/methods/vulnerability.md).
+
+    Parameters
+    ----------
+    logits : array [M, N, A, C]
+        A run's logits (``run.logits()``).
+    keep : array [M, N] bool
+        In complementary pairs (rows 2i and 2i + 1), at least 2 models per side of every
+        example.
+    labels : array [N] int
+    pilot : int
+        Models (even: complementary pairs) that estimate the ranking; at most M - 4.
+    budgets : sequence of int
+        Reference models per attack (even, at most M - pilot - 2).
+    candidates : float or int
+        The candidates attacked: a share of the examples in (0, 1] (a float), or a count
+        in [1, N] (an int).
+    score : {"memorization", "hellinger"}
+        The pilot's ranking: label memorization (Feldman-Zhang), or the Hellinger
+        distance between the IN and OUT Gaussians of the scaled confidence.
+    draws : int
+        Random draws of the pilot, references and targets per budget.
+    targets : int
+        Target models per draw.
+    fprs : sequence of float
+        FPRs of the TPR table, in (0, 1).
+    planted : array [N] bool or sequence of int, optional
+        Planted records: the report says how many of them the pilot picks.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``rows``: per budget and group ("memorization-aware", "random selection", "all
+        examples") the mean, standard deviation and range over draws of the AUC and of
+        the TPR at each FPR, the mean member and non-member counts per draw (``n_pos``,
+        ``n_neg``) and the models spent (``models_spent``: pilot + b for the aware
+        attack, b for the others); ``models_for_the_same_tpr``: per budget, the smallest
+        budget with which all examples reach the aware attack's mean TPR at the lowest
+        FPR (None: not within the budgets); ``agreement``: the share of the pilot's
+        candidates among the top as many by the same score on the whole run (mean and
+        range over draws); ``picks``: each draw's candidates; with ``planted``,
+        ``planted_recovered`` (share of the planted records picked) and
+        ``planted_precision`` (share of the picks that are planted).
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> from miakit.budget import memorization_aware
+    >>> rng = np.random.default_rng(0)
+    >>> keep = mk.shadow.balanced_keep(16, 200, seed=0)
+    >>> y = rng.integers(0, 3, 200)
+    >>> z = rng.normal(size=(16, 200, 1, 3)).astype(np.float32)
+    >>> z[np.arange(16)[:, None], np.arange(200), 0, y] += 0.3 * keep
+    >>> z[np.arange(16)[:, None], np.arange(20), 0, y[:20]] += 5.0 * keep[:, :20] - 2.5
+    >>> r = memorization_aware(z, keep, y, pilot=4, budgets=[2, 4], candidates=20,
+    ...                        draws=2, targets=2, fprs=[0.05], planted=np.arange(20))
+    >>> sorted({(row["group"], row["models_spent"]) for row in r["rows"]})[:2]
+    [('all examples', 2), ('all examples', 4)]
+    >>> r["planted_recovered"]["mean"] > 0.8
+    True
+    """
+    k = np.asarray(keep, dtype=bool)
+    y = np.asarray(labels)
+    if k.ndim != 2:
+        raise ValueError(f"keep: expected a 2-d array [M, N], got shape {k.shape}")
+    m, n = k.shape
+    p = _check_pilot(pilot, m)
+    b_list = _check_budgets(budgets, m, pilot=p)
+    _check_keep(k)
+    count = _check_candidates(candidates, n)
+    score = check_choice(score, "score", RANKINGS)
+    f_list = check_probabilities(fprs, "fprs")
+    for name, v in (("draws", draws), ("targets", targets)):
+        check_int(v, name, 1, what="a positive int")
+    mask = None if planted is None else planted_mask(planted, n)
+    from miakit import signals
+
+    z = np.asarray(logits)
+    s = np.asarray(signals.scaled_confidence(z, y[:, None]), dtype=np.float64)
+    correct = np.asarray(signals.correct(z[:, :, 0, :], y))
+    out = _aware(s, correct, k, pilot=p, count=count, score=score, b_list=b_list,
+                 draws=draws, targets=targets, f_list=f_list, planted=mask, seed=seed)
+    return {"n_models": m, "n_examples": n, **out}
+
+
 def _plot(report: dict, path: Path) -> None:
     key = report["needed_tpr"]
-    fig, ax = subplots(figsize=(6, 4.4), dpi=110)
+    aware = report.get("aware")
+    if aware is None:
+        fig, ax = subplots(figsize=(6, 4.4), dpi=110)
+    else:
+        fig, (ax, ax2) = subplots(1, 2, figsize=(11.5, 4.4), dpi=110)
+        _plot_aware(aware, ax2)
     for name in report["groups"]:
         rows = [r for r in report["rows"] if r["group"] == name]
         b = [r["budget"] for r in rows]
@@ -357,6 +641,27 @@ def _plot(report: dict, path: Path) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
+
+
+def _plot_aware(aware: dict, ax: Any) -> None:
+    """TPR at the lowest FPR against the models spent: the memorization-aware attack
+    (pilot + b), a random selection of as many examples and all examples (b)."""
+    key = aware["tpr"]
+    for name, style in ((AWARE, dict(lw=2.2, ls="-")), (RANDOM, dict(lw=1.2, ls="--")),
+                        (ALL, dict(lw=1.2, ls="-"))):
+        rows = [r for r in aware["rows"] if r["group"] == name]
+        x = [r["models_spent"] for r in rows]
+        ax.plot(x, [r[key]["mean"] for r in rows], marker="o", label=name, **style)
+        ax.fill_between(x, [r[key]["min"] for r in rows], [r[key]["max"] for r in rows],
+                        alpha=0.15)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("shadow models spent (aware: pilot + reference models)")
+    ax.set_ylabel(f"TPR at FPR {key.split('@')[1]}")
+    ax.set_title(f"memorization-aware: {aware['candidates']} candidates by "
+                 f"{_RANK_NAMES[aware['score']]} from a pilot of {aware['pilot']} models",
+                 fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
 
 
 def summarize(report: dict) -> str:
@@ -399,6 +704,44 @@ def summarize(report: dict) -> str:
     for g, v in need["groups"].items():
         lo, hi = v["interval"]
         lines.append(f"  {g}: {fmt(v['budget'])} [{fmt(lo)}, {fmt(hi)}]")
+    if report.get("aware"):
+        lines += _summarize_aware(report["aware"])
     if report.get("files"):
         lines.append("wrote " + ", ".join(report["files"].values()))
     return "\n".join(lines)
+
+
+def _summarize_aware(aware: dict) -> list[str]:
+    """A line per budget: the aware attack's TPR with pilot + b models against a random
+    selection and all examples with b; then how well the pilot picked."""
+    key = aware["tpr"]
+    fpr = key.split("@")[1]
+
+    def cell(row: dict) -> str:
+        v = row[key]
+        return (f"{100 * v['mean']:.1f}% [{100 * v['min']:.1f}, {100 * v['max']:.1f}] "
+                f"(~{row['n_neg']:.0f} non-members)")
+
+    lines = [f"memorization-aware attack: {aware['candidates']} candidates "
+             f"({100 * aware['candidate_share']:.3g}%) by {_RANK_NAMES[aware['score']]} "
+             f"from a pilot of {aware['pilot']} models; TPR at FPR {fpr}, mean [min, max] "
+             "over draws:"]
+    rows = {(r["group"], r["budget"]): r for r in aware["rows"]}
+    need = {x["budget"]: x["all_examples_need"] for x in aware["models_for_the_same_tpr"]}
+    for b in aware["budgets"]:
+        a = rows[(AWARE, b)]
+        same = need.get(b)
+        lines.append(f"  b={b}: aware with {a['models_spent']} models {cell(a)}; with {b}: "
+                     f"random {cell(rows[(RANDOM, b)])}, all {cell(rows[(ALL, b)])}; "
+                     + ("all examples do not reach it within the budgets" if same is None
+                        else f"all examples reach it with {same} models"))
+    ov = aware["agreement"]["overlap_with_full_run_top"]
+    line = (f"  pilot's pick: {100 * ov['mean']:.0f}% [{100 * ov['min']:.0f}, "
+            f"{100 * ov['max']:.0f}] of the top {aware['candidates']} by "
+            f"{_RANK_NAMES[aware['score']]} on the whole run")
+    if "planted_recovered" in aware:
+        rec, pre = aware["planted_recovered"], aware["planted_precision"]
+        line += (f"; {100 * rec['mean']:.0f}% of the planted records picked "
+                 f"({100 * pre['mean']:.0f}% of the picks planted)")
+    lines.append(line)
+    return lines

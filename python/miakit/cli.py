@@ -264,6 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--seed", type=int, default=0,
                     help="seed of the draws. Default: %(default)s")
     pb.add_argument("--no-plot", action="store_true", help="do not write budget.png")
+    pb.add_argument("--aware", action="store_true",
+                    help="also run the memorization-aware attack: a pilot of a few models "
+                         "ranks the examples, LiRA on b further reference models attacks "
+                         "the top candidates; reported per model spent (pilot + b) against "
+                         "a random selection and all examples")
+    pb.add_argument("--pilot", type=int, default=4,
+                    help="--aware: models of the pilot (even). Default: %(default)s")
+    pb.add_argument("--candidates", type=_count_or_share,
+                    default=0.1, metavar="F",
+                    help="--aware: the candidates, a share in (0, 1] (0.1) or a count (60). "
+                         "Default: %(default)s")
+    pb.add_argument("--aware-score", choices=["memorization", "hellinger"],
+                    default="memorization",
+                    help="--aware: the pilot's ranking. Default: %(default)s")
 
     pd = sub.add_parser(
         "dp-curvature", help="memorization and input curvature of DP-SGD heads against epsilon",
@@ -480,6 +494,15 @@ def train_default_run(args: argparse.Namespace, run_dir: Path) -> Any:
     return mk.shadow.open_run(run_dir, verify=False)
 
 
+def _count_or_share(value: str) -> int | float:
+    """``--candidates``: a count ("60") or a share ("0.1")."""
+    try:
+        return int(value) if value.isdigit() else float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a count (60) or a share in (0, 1] (0.1), got {value!r}") from None
+
+
 def cmd_shadow(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     run = train_default_run(args, args.out)
@@ -552,7 +575,9 @@ def cmd_budget(args: argparse.Namespace) -> int:
                       draws=args.draws, targets=args.targets, fprs=args.fpr,
                       quantiles=args.quantiles, rank_by=args.rank_by,
                       planted=planted["indices"] if planted else None,
-                      target_tpr=args.target_tpr, seed=args.seed, plot=not args.no_plot)
+                      target_tpr=args.target_tpr, seed=args.seed, plot=not args.no_plot,
+                      aware=dict(pilot=args.pilot, candidates=args.candidates,
+                                 score=args.aware_score) if args.aware else None)
     print(f"miakit budget: {run.path}")
     print(summarize(r))
     return 0
