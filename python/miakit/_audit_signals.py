@@ -35,13 +35,19 @@ def scaled_confidence64(logits: Any, labels: Any) -> np.ndarray:
 
 
 def grad_proxy(first_view: Any, labels: np.ndarray) -> np.ndarray:
-    """``||softmax(z) - e_y||_2`` of one model's first-view logits ``[N, C]`` (float64)."""
-    p = np.array(first_view, dtype=np.float64)
-    p -= p.max(axis=1, keepdims=True)
+    """``||softmax(z) - e_y||_2`` of first-view logits ``[..., N, C]`` (float64, ``[..., N]``).
+
+    Computed class plane by class plane (a ``[C, ..., N]`` copy), so every step runs over
+    whole planes instead of reducing C-long rows one at a time."""
+    z = np.asarray(first_view)
+    p = np.ascontiguousarray(np.moveaxis(z, -1, 0), dtype=np.float64)  # [C, ..., N]
+    p -= p.max(axis=0)
     np.exp(p, out=p)
-    p /= p.sum(axis=1, keepdims=True)
-    p[np.arange(p.shape[0]), labels] -= 1.0  # softmax - onehot
-    return np.sqrt(np.einsum("ij,ij->i", p, p))
+    p /= p.sum(axis=0)
+    for c in range(p.shape[0]):  # softmax - onehot
+        p[c][..., labels == c] -= 1.0
+    np.multiply(p, p, out=p)
+    return np.sqrt(p.sum(axis=0))
 
 
 class ArraySignals:
@@ -71,10 +77,13 @@ class ArraySignals:
                 np.asarray(signals.loss(z, self.labels[None, :]), dtype=np.float64))
 
     def grad_proxy(self) -> np.ndarray:
-        """The logit-gradient norm ``[M, N]`` of the first view, one model at a time."""
+        """The logit-gradient norm ``[M, N]`` of the first view, a few models at a time."""
         z = self.logits[:, :, 0, :]
-        return np.stack([grad_proxy(z[m], self.labels) for m in range(z.shape[0])]) \
-            if z.shape[0] else np.zeros((0, z.shape[1]))
+        out = np.empty(z.shape[:2])
+        step = max(1, (32 << 20) // max(1, z.shape[1] * z.shape[2] * 8))
+        for m0 in range(0, z.shape[0], step):
+            out[m0:m0 + step] = grad_proxy(z[m0:m0 + step], self.labels)
+        return out
 
     def drop(self, name: str) -> None:
         """Nothing is kept: signals are computed when asked."""
@@ -142,8 +151,7 @@ class RunSignals:
             self._correct[m0:m1] = c0
             self._loss0[m0:m1] = np.asarray(signals.loss(z0, self.labels[None, :]),
                                             dtype=np.float64)
-            for k in range(m1 - m0):
-                self._grad[m0 + k] = grad_proxy(z0[k], self.labels)
+            self._grad[m0:m1] = grad_proxy(z0, self.labels)
 
     def lira_source(self) -> tuple[np.ndarray, None]:
         return self._sc, None
