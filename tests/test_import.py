@@ -134,3 +134,73 @@ def test_import_command(tmp_path, capsys):
                  str(tmp_path / "run3")]) == 1
     assert "--keep" in capsys.readouterr().err
     assert main(["import", "--out", str(tmp_path / "run3")]) == 1
+
+
+# ------------------------------------------------------------- runs of one signal each
+def _signal_data(m=12, n=200, a=2, c=4, seed=0):
+    rng = np.random.default_rng(seed)
+    keep = mk.shadow.balanced_keep(m, n, seed=seed)
+    y = rng.integers(0, c, n)
+    z = rng.normal(size=(m, n, a, c)).astype(np.float32)
+    for k in range(m):
+        z[k, np.arange(n), :, y] += (1.0 + 2.0 * keep[k])[:, None]
+    return z, keep, y
+
+
+def test_signal_runs_are_audited_with_what_they_allow(tmp_path):
+    z, keep, y = _signal_data()
+    loss = np.asarray(mk.signals.loss(z, y[:, None]))  # float32, as a pipeline would keep
+    logits_run = mk.shadow.import_logits(tmp_path / "logits", z, keep, y)
+    ref = mk.audit.audit(logits_run, plot=False)["attacks"]
+    for kind, x in (("loss", loss), ("confidence", np.exp(-loss.astype(np.float64))),
+                    ("score", -loss)):
+        run = mk.shadow.import_signals(tmp_path / kind, x, keep, kind=kind)
+        assert run.signal == kind and run.model_shape == (200, 2, 1)
+        rep = mk.audit.audit(run, tmp_path / f"out_{kind}")
+        want = (["lira_online", "lira_offline"] if kind == "score" else
+                ["lira_online", "lira_offline", "rmia_online", "rmia_offline",
+                 "calibrated_loss", "loss", "confidence"])
+        assert list(rep["attacks"]) == want
+        if kind != "score":
+            # LiRA on log p - log(1 - p) is LiRA on the scaled confidence: the same attack
+            for name in want:
+                assert rep["attacks"][name]["auc"] == pytest.approx(ref[name]["auc"],
+                                                                    abs=2e-3), name
+            assert rep["models"]["train_accuracy"] is None
+            assert rep["models"]["train_loss"] < rep["models"]["test_loss"]
+            assert "bayes" not in rep["baselines"]
+            assert rep["baselines"]["max_accuracy_threshold"]["accuracy"] > 0.5
+            assert rep["vulnerability"]["meta"]["grad_norm_kind"].startswith("not computed")
+        else:
+            assert rep["baselines"] == {} and rep["models"]["train_loss"] is None
+    loss_rep = mk.audit.audit(mk.shadow.open_run(tmp_path / "loss"), plot=False)["attacks"]
+    assert loss_rep["loss"]["auc"] == ref["loss"]["auc"]  # the same float32 losses
+    with pytest.raises(ValueError, match=r"attacks: \['hinge'\] need the logits"):
+        mk.audit.audit(mk.shadow.open_run(tmp_path / "loss"), attacks=["hinge"], plot=False)
+
+
+@pytest.mark.parametrize("x,kind,match", [
+    (-np.ones((4, 6)), "loss", "losses >= 0"),
+    (2 * np.ones((4, 6)), "confidence", r"probabilities in \[0, 1\]"),
+    (np.full((4, 6), np.nan), "score", "expected finite values"),
+    (np.ones((4, 5)), "score", r"keep: expected shape \(4, 5\)"),
+    (np.ones(6), "score", "expected \\[M, N, A\\] or \\[M, N\\]"),
+    (np.ones((4, 6)), "logits", "kind"),
+])
+def test_import_signals_bad_input(tmp_path, x, kind, match):
+    with pytest.raises(ValueError, match=match):
+        mk.shadow.import_signals(tmp_path / "run", x, mk.shadow.balanced_keep(4, 6), kind=kind)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_imports_signals(tmp_path):
+    z, keep, y = _signal_data(m=8, n=60)
+    np.save(tmp_path / "s.npy", np.asarray(mk.signals.loss(z, y[:, None])))
+    np.save(tmp_path / "k.npy", keep)
+    from miakit.cli import main
+
+    assert main(["import", "--signals", str(tmp_path / "s.npy"), "--kind", "loss",
+                 "--keep", str(tmp_path / "k.npy"), "--out", str(tmp_path / "run")]) == 0
+    assert mk.shadow.open_run(tmp_path / "run").signal == "loss"
+    assert main(["import", "--signals", str(tmp_path / "s.npy"),
+                 "--out", str(tmp_path / "run2")]) == 1  # no --kind: a clear error

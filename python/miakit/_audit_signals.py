@@ -76,6 +76,10 @@ class ArraySignals:
         return (np.asarray(signals.correct(z, self.labels[None, :])),
                 np.asarray(signals.loss(z, self.labels[None, :]), dtype=np.float64))
 
+    def memorization_input(self) -> tuple[Any, str]:
+        """Memorization's input: the first view's 0/1 correctness."""
+        return self.first_view()[0], "correct"
+
     def grad_proxy(self) -> np.ndarray:
         """The logit-gradient norm ``[M, N]`` of the first view, a few models at a time."""
         z = self.logits[:, :, 0, :]
@@ -174,8 +178,85 @@ class RunSignals:
     def first_view(self) -> tuple[np.ndarray, np.ndarray]:
         return self._correct, self._loss0
 
+    def memorization_input(self) -> tuple[np.ndarray, str]:
+        return self._correct, "correct"
+
     def grad_proxy(self) -> np.ndarray:
         return self._grad
 
     def release(self) -> None:
         """Nothing is mapped: each model file was read once and let go."""
+
+
+LOGIT_ATTACKS = ("lira_online", "lira_offline", "rmia_online", "rmia_offline",
+                 "calibrated_loss", "loss", "confidence", "max_confidence", "hinge")
+"""The attacks a run of logits supports (besides lira_curvature, which needs heads)."""
+
+
+class StoredSignals:
+    """The signals of a run that kept one signal per example (``run.signal``).
+
+    From a loss ``l`` or a probability ``p = exp(-l)`` of the true class everything the
+    attacks read follows: LiRA's scaled confidence ``log p - log(1 - p)`` (computed as
+    ``-l - log(-expm1(-l))``; ``p`` is kept away from 0 and 1 by the smallest float64
+    steps, so a loss of exactly 0 gives a large finite score), the probability for RMIA
+    and the confidence attack, and the loss. A score (larger = more member-like) is only
+    LiRA's signal. What needs all the logits (hinge, maximum confidence, correctness, the
+    logit-gradient norm) is not available.
+    """
+
+    ATTACKS = {"loss": LOGIT_ATTACKS[:7], "confidence": LOGIT_ATTACKS[:7],
+               "score": ("lira_online", "lira_offline")}
+
+    def __init__(self, model: Callable[[int], Any], n_models: int, kind: str):
+        first = np.asarray(model(0))
+        n, a = first.shape[:2]
+        x = np.empty((n_models, n, a))
+        for m in range(n_models):
+            x[m] = np.asarray(model(m))[..., 0]
+        self.kind = kind
+        self.available = self.ATTACKS[kind]
+        self._q = self._loss = None
+        if kind == "score":
+            self._sc = x
+            return
+        tiny = np.finfo(np.float64).tiny
+        if kind == "loss":
+            loss = np.maximum(x, tiny)  # p < 1
+            self._q = np.exp(-loss)
+        else:
+            self._q = np.clip(x, tiny, 1.0 - np.finfo(np.float64).epsneg)
+            loss = -np.log(self._q)
+        self._sc = -loss - np.log(-np.expm1(-loss))
+        self._loss = loss
+
+    def lira_source(self) -> tuple[np.ndarray, None]:
+        return self._sc, None
+
+    def confidence(self) -> np.ndarray:
+        if self._q is None:
+            raise ValueError("confidence: a run of scores holds no probabilities")
+        return self._q
+
+    def score(self, name: str) -> np.ndarray:
+        if name != "loss" or self._loss is None:
+            raise ValueError(f"attacks: {name!r} needs the logits; this run holds only "
+                             f"{self.kind} values")
+        return -self._loss.mean(-1)  # the loss attack's score, mean over query views
+
+    def drop(self, name: str) -> None:
+        """Nothing to forget: the stored values are small next to logits."""
+
+    def first_view(self) -> tuple[None, np.ndarray | None]:
+        """No correctness without logits; the first view's loss when there is one."""
+        return None, None if self._loss is None else self._loss[:, :, 0]
+
+    def memorization_input(self) -> tuple[np.ndarray, str] | None:
+        """Memorization of the true class's probability (first view), when known."""
+        return None if self._q is None else (self._q[:, :, 0], "prob")
+
+    def grad_proxy(self) -> None:
+        return None
+
+    def release(self) -> None:
+        """Nothing is mapped."""

@@ -134,7 +134,7 @@ def _signal_source(logits: Any, labels: Any) -> Any:
     array, or the :class:`~miakit._audit_signals.RunSignals` the audit streamed."""
     from miakit import _audit_signals as sig
 
-    if isinstance(logits, (sig.ArraySignals, sig.RunSignals)):
+    if isinstance(logits, (sig.ArraySignals, sig.RunSignals, sig.StoredSignals)):
         return logits
     return sig.ArraySignals(logits, labels)
 
@@ -299,18 +299,23 @@ def baselines(logits: Any, keep: np.ndarray, labels: np.ndarray) -> dict[str, An
                       thresholds.max_accuracy_threshold(-thresholds.loss(logits, labels), keep))
 
 
-def _baselines(correct: np.ndarray, keep: np.ndarray, t: Any) -> dict[str, Any]:
-    """The report's baselines from the first view's correctness and the loss threshold."""
+def _baselines(correct: np.ndarray | None, keep: np.ndarray, t: Any) -> dict[str, Any]:
+    """The report's baselines from the first view's correctness and the loss threshold
+    (each left out when the run cannot give it)."""
     from miakit import attacks as thresholds
 
-    b = thresholds.bayes_baseline(correct, keep)
-    return {"bayes": {"accuracy": b.accuracy, "train_accuracy": b.train_accuracy,
-                      "test_accuracy": b.test_accuracy,
-                      "rule": "member when the model classifies the example correctly"},
-            "max_accuracy_threshold": {"accuracy": t.accuracy, "loss_threshold": t.threshold
-                                       if math.isfinite(t.threshold) else None,
-                                       "rule": "member when the loss is at most the "
-                                               "threshold that maximises accuracy"}}
+    out: dict[str, Any] = {}
+    if correct is not None:  # (a run of signals has no correctness)
+        b = thresholds.bayes_baseline(correct, keep)
+        out["bayes"] = {"accuracy": b.accuracy, "train_accuracy": b.train_accuracy,
+                        "test_accuracy": b.test_accuracy,
+                        "rule": "member when the model classifies the example correctly"}
+    if t is not None:  # (nor a run of scores a loss)
+        out["max_accuracy_threshold"] = {
+            "accuracy": t.accuracy,
+            "loss_threshold": t.threshold if math.isfinite(t.threshold) else None,
+            "rule": "member when the loss is at most the threshold that maximises accuracy"}
+    return out
 
 
 _AVERAGING = ("first query view; grad_norm / curvature: mean over the models that trained "
@@ -561,7 +566,9 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
     labels = np.asarray(labels)
     keep = np.asarray(keep, dtype=bool)
     src = _signal_source(logits, labels)
-    mem = memorization.feldman_zhang(src.first_view()[0], keep)
+    mem_input = src.memorization_input()  # None: a run of scores, nothing to measure on
+    mem = (None if mem_input is None else
+           memorization.feldman_zhang(mem_input[0], keep, signal=mem_input[1]))
     x, lab = src.lira_source()
     fit = lira.fit(x, keep, labels=lab, variance=variance)
     if (features is None) != (params is None):
@@ -575,14 +582,21 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
         meta.update(grad_norm_kind=_KIND[kind][0], curvature_kind=_KIND[kind][1],
                     grad_norm_definition=GRAD_NORM_DEFINITION[kind],
                     curvature_definition=CURVATURE_DEFINITION[kind], head=kind)
-    else:
-        grad = src.grad_proxy()  # one model at a time: memory O(N C) beyond the result
+    elif (grad := src.grad_proxy()) is None:  # a run of signals: no logits to take it from
+        meta.update(grad_norm_kind="not computed (the run holds one signal per example, "
+                                   "no logits)",
+                    curvature_kind=f"not computed ({fallback_reason})",
+                    memorization_kind=("true-class probability, IN mean minus OUT mean"
+                                       if mem is not None else "not computed (scores only)"))
+    else:  # one model at a time: memory O(N C) beyond the result
         meta.update(grad_norm_kind=f"logit-gradient proxy ({fallback_reason})",
                     curvature_kind=f"not computed ({fallback_reason})",
                     grad_norm_definition=GRAD_NORM_DEFINITION["proxy"],
                     curvature_definition=CURVATURE_DEFINITION["proxy"])
-    grad_in, grad_out = _in_out_means(grad, keep)
-    extra = {"grad_norm_out": grad_out}
+    extra = {}
+    grad_in = None
+    if grad is not None:
+        grad_in, extra["grad_norm_out"] = _in_out_means(grad, keep)
     curv_in = None
     if curv is not None:
         curv_in, extra["curvature_out"] = _in_out_means(curv, keep)
@@ -840,11 +854,16 @@ def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> di
             "alpha": alpha, "method": VERDICT_METHOD}
 
 
-def _model_quality(correct: np.ndarray, loss: np.ndarray, keep: np.ndarray
-                   ) -> dict[str, float]:
-    return {"train_accuracy": float(correct[keep].mean()),
-            "test_accuracy": float(correct[~keep].mean()),
-            "train_loss": float(loss[keep].mean()), "test_loss": float(loss[~keep].mean())}
+def _model_quality(correct: np.ndarray | None, loss: np.ndarray | None, keep: np.ndarray
+                   ) -> dict[str, float | None]:
+    """Accuracy and loss of the models on members and non-members (None where the run
+    holds no logits to give them)."""
+    def means(x: np.ndarray | None) -> tuple[float | None, float | None]:
+        return (None, None) if x is None else (float(x[keep].mean()), float(x[~keep].mean()))
+
+    (tr_acc, te_acc), (tr_loss, te_loss) = means(correct), means(loss)
+    return {"train_accuracy": tr_acc, "test_accuracy": te_acc, "train_loss": tr_loss,
+            "test_loss": te_loss}
 
 
 def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...] = DEFAULT_FPRS,
@@ -925,6 +944,16 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     others = [a for a in want if a != "lira_curvature"]
     if others:
         _attack_names(others)  # unknown names fail before any work
+    from miakit import _audit_signals as sig
+
+    if run.signal is not None:  # a run that kept one signal per example, not logits
+        available = sig.StoredSignals.ATTACKS[run.signal]
+        missing = [a for a in others if a not in available]
+        if missing and attacks is not None:
+            raise ValueError(f"attacks: {missing} need the logits; run {run.path} holds only "
+                             f"{run.signal} values (available: {list(available)})")
+        others = [a for a in others if a in available]
+        want = [a for a in want if a in available or a == "lira_curvature"]
     features, params, reason = _stored_heads(run)
     # every head's gradient norms and curvature, once: the curvature attack and the
     # per-example table both use them
@@ -946,16 +975,18 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
              "plots": 0.0, "writing": 0.0}
     # Every signal the attacks and the report read, from one pass over the model files:
     # one model's logits in memory at a time, and no stacked copy of them on disk.
-    from miakit._audit_signals import RunSignals
-
     t = time.perf_counter()
-    src = RunSignals(lambda m: run.model_logits(m, verify=False), run.n_models, labels,
-                        confidence=any(a in others for a in ("rmia_online", "rmia_offline",
-                                                              "confidence")),
-                        scores=("loss",) + tuple(a for a in ("max_confidence", "hinge")
-                                                 if a in others))
+    if run.signal is not None:
+        src = sig.StoredSignals(lambda m: run.model_logits(m, verify=False), run.n_models,
+                                run.signal)
+    else:
+        src = sig.RunSignals(lambda m: run.model_logits(m, verify=False), run.n_models,
+                             labels, confidence=any(a in others for a in (
+                                 "rmia_online", "rmia_offline", "confidence")),
+                             scores=("loss",) + tuple(a for a in ("max_confidence", "hinge")
+                                                      if a in others))
     mat = None  # the loss threshold baseline: from the loss attack's ranking if it runs
-    if "loss" not in others:
+    if "loss" not in others and run.signal != "score":
         from miakit import attacks as thresholds
 
         mat = thresholds.max_accuracy_threshold(-src.score("loss"), keep)
@@ -1000,8 +1031,8 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
                        "fprs": list(fprs), "confidence_level": level},
         "attacks": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
                     for k, v in results.items()},
-        "baselines": (_baselines(correct, keep, results["loss"]["_max_accuracy"])
-                      if "loss" in results else _baselines(correct, keep, mat)),
+        "baselines": _baselines(correct, keep, results["loss"]["_max_accuracy"]
+                                if "loss" in results else mat),
         "verdict": verdict(results, alpha),
     }
     report["strongest_attack"] = strongest(results)
@@ -1198,9 +1229,13 @@ def summarize(report: dict) -> str:
     lines = [f"miakit audit: {name}, {r['n_models']} shadow models ({model}), "
              f"{r['n_examples']} examples x {r['n_augmentations']} query "
              f"view{'s' if r['n_augmentations'] != 1 else ''}, "
-             f"{r['n_classes']} classes",
-             f"shadow models: train accuracy {_pct(q['train_accuracy'])}, test accuracy "
-             f"{_pct(q['test_accuracy'])} (mean over models; members vs non-members)"]
+             + (f"{r['n_classes']} classes" if not r["config"].get("signal") else
+                f"one {r['config']['signal']} value each"),
+             (f"shadow models: train accuracy {_pct(q['train_accuracy'])}, test accuracy "
+              f"{_pct(q['test_accuracy'])} (mean over models; members vs non-members)"
+              if q.get("train_accuracy") is not None else
+              f"shadow models: imported {r['config'].get('signal')} values, no logits "
+              "(no accuracy)")]
     attacks = report["attacks"]
     if attacks:
         first = next(iter(attacks.values()))
@@ -1238,11 +1273,12 @@ def summarize(report: dict) -> str:
         if best and best.get("tpr") is not None:
             lines.append(f"strongest attack: {best['label']} (TPR {_pct(best['tpr'])} at FPR "
                          f"{100 * best['target_fpr']:g}%, AUC {best['auc']:.3f})")
-        base = report.get("baselines")
-        if base:
-            lines.append(f"baselines (balanced accuracy): correct means member "
-                         f"{_pct(base['bayes']['accuracy'])}, best loss threshold "
-                         f"{_pct(base['max_accuracy_threshold']['accuracy'])}")
+        base = report.get("baselines") or {}
+        parts = [f"{what} {_pct(base[key]['accuracy'])}" for key, what in (
+            ("bayes", "correct means member"), ("max_accuracy_threshold", "best loss threshold"))
+            if key in base]
+        if parts:
+            lines.append("baselines (balanced accuracy): " + ", ".join(parts))
         lines.extend(_verdict_lines(report.get("verdict"), level))
         lines.extend(_privacy_lines(report.get("privacy"), attacks, level))
     vul = report.get("vulnerability")

@@ -206,8 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Import shadow models' logits into a run directory that 'miakit audit "
                     "--run RUN' audits: arrays (--logits, --keep, --labels), a folder of "
                     "per-model NAME.npy logits with NAME.keep.npy rows (--folder, "
-                    "--labels), or the LiRA authors' reference experiments "
-                    "(--lira-reference LOGDIR). Everything is checked before anything is "
+                    "--labels), the LiRA authors' reference experiments "
+                    "(--lira-reference LOGDIR), or one signal per example without logits "
+                    "(--signals S.npy --kind loss|confidence|score --keep K.npy: audited "
+                    "with every attack that needs nothing more). Everything is checked "
+                    "before anything is "
                     "written; importing the same data again resumes, different data into "
                     "an existing run is refused and the run left as it was.")
     pi.add_argument("--out", type=Path, required=True, metavar="RUN",
@@ -224,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--lira-reference", type=Path, default=None, metavar="LOGDIR",
                     help="the log directory of the LiRA reference code (y_train.npy, "
                          "experiment-*/keep.npy, experiment-*/logits/*.npy)")
+    pi.add_argument("--signals", type=Path, default=None, metavar="S.npy",
+                    help="one signal per model and example [M, N, A] (or [M, N]) instead of "
+                         "logits; needs --kind and --keep")
+    pi.add_argument("--kind", choices=["loss", "confidence", "score"], default=None,
+                    help="with --signals: the true class's cross-entropy loss, its "
+                         "probability, or a score (larger = more member-like)")
     pi.add_argument("--logits-dtype", choices=["float32", "float16"], default="float32",
                     help="storage precision in the run. Default: %(default)s")
     pi.add_argument("--name", default=None,
@@ -543,12 +552,22 @@ def cmd_import(args: argparse.Namespace) -> int:
     import miakit as mk
 
     given = [n for n, v in (("--logits", args.logits), ("--folder", args.folder),
-                            ("--lira-reference", args.lira_reference)) if v is not None]
+                            ("--lira-reference", args.lira_reference),
+                            ("--signals", args.signals)) if v is not None]
     if len(given) != 1:
         raise ValueError("import: expected exactly one of --logits, --folder, "
-                         f"--lira-reference, got {given or 'none'}")
+                         f"--lira-reference, --signals, got {given or 'none'}")
     meta = {"dataset": args.name} if args.name else None
     kw = {"logits_dtype": args.logits_dtype, "metadata": meta}
+    if args.signals is not None:
+        if args.kind is None or args.keep is None:
+            raise ValueError("--signals: needs --kind and --keep")
+        run = mk.shadow.import_signals(args.out, args.signals, args.keep, kind=args.kind,
+                                       dtype=args.logits_dtype, metadata=meta)
+        print(f"imported {run.n_models} models x {run.n_examples} examples x "
+              f"{run.n_augmentations} views of {run.signal} values into {run.path}; audit "
+              f"it with: miakit audit --run {run.path}")
+        return 0
     if args.logits is not None:
         if args.keep is None or args.labels is None:
             raise ValueError("--logits: needs --keep and --labels")

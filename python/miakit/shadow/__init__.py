@@ -5,14 +5,20 @@
 - :func:`train_models` trains any torch model per row of ``keep`` into a run directory.
 - Both train on a Ray cluster with ``executor="ray"``: workers train, this process
   alone verifies and writes the run (see ``_ray``).
-- :func:`import_logits`, :func:`import_folder`, :func:`import_lira_reference` bring in
+- :func:`import_logits`, :func:`import_folder`, :func:`import_lira_reference` (and
+  :func:`import_signals` for runs that kept one signal per example) bring in
   shadow models trained elsewhere.
 - :func:`open_run` / :func:`create_run` read and write run directories (see ``store``);
   :func:`features_digest` is the data digest under which a run stores its features.
 """
 
 from miakit.shadow.heads import train_heads
-from miakit.shadow.importing import import_folder, import_lira_reference, import_logits
+from miakit.shadow.importing import (
+    import_folder,
+    import_lira_reference,
+    import_logits,
+    import_signals,
+)
 from miakit.shadow.keep import balanced_keep, is_paired
 from miakit.shadow.store import (
     CorruptModelError,
@@ -33,6 +39,7 @@ __all__ = [
     "is_paired",
     "train_heads",
     "import_logits",
+    "import_signals",
     "import_folder",
     "import_lira_reference",
     "train_models",

@@ -30,7 +30,12 @@ from miakit._validation import check_choice, check_keep_matrix, check_run_labels
 from miakit.shadow import _files
 from miakit.shadow.store import LOGITS_DTYPES, Run, create_run
 
-__all__ = ["import_logits", "import_folder", "import_lira_reference"]
+__all__ = ["import_logits", "import_folder", "import_lira_reference", "import_signals",
+           "SIGNAL_KINDS"]
+
+SIGNAL_KINDS = ("loss", "confidence", "score")
+"""What a signal-only run may hold per (model, example, view): the cross-entropy loss of the
+true class, its probability ``p_y``, or any score (larger = more member-like)."""
 
 
 def _load(x: Any, name: str) -> np.ndarray:
@@ -69,7 +74,7 @@ def _model_logits(z: np.ndarray, m: int, shape: tuple[int, int, int], where: str
 
 def _write(out: Any, models: Sequence[Any], keep: np.ndarray, labels: np.ndarray,
            n_classes: int, n_views: int, logits_dtype: str, source: dict,
-           metadata: dict | None) -> Run:
+           metadata: dict | None, extra_config: dict | None = None) -> Run:
     """Check every model, then create (or resume) the run and write the models not yet
     in it. The run's fingerprint holds a digest of all the logits (not where they came
     from), so the same data imported again resumes and different data is refused."""
@@ -80,7 +85,8 @@ def _write(out: Any, models: Sequence[Any], keep: np.ndarray, labels: np.ndarray
         h.update(_files.sha256_array(np.ascontiguousarray(get())).encode())
     run = create_run(out, keep, labels, n_augmentations=n_views, n_classes=n_classes,
                      logits_dtype=logits_dtype, data_digest=h.hexdigest(),
-                     config={"trainer": "import", "layout": source["layout"]},
+                     config={"trainer": "import", "layout": source["layout"],
+                             **(extra_config or {})},
                      metadata={"imported_from": source, **(metadata or {})},
                      even_models=False)
     done = set(run.completed.tolist())
@@ -146,6 +152,83 @@ def import_logits(out: str | os.PathLike, logits: Any, keep: Any, labels: Any, *
            "labels": _describe(labels)}
     return _write(out, [lambda i=i: _model_logits(z[i], i, shape, f"logits of model {i}")
                         for i in range(m)], k, y, c, a, logits_dtype, src, metadata)
+
+
+def import_signals(out: str | os.PathLike, signals: Any, keep: Any, *, kind: str,
+                   dtype: str = "float32", metadata: dict | None = None) -> Run:
+    """Import shadow models that left one signal per example, not logits, into a run.
+
+    Pipelines often keep only the per-example loss (or the true class's probability, or
+    some score) of every shadow model. Such a run is audited with every attack that needs
+    nothing more (docs/guide/import.md): from a loss or a probability, LiRA (on
+    ``log p - log(1 - p)``, exactly the scaled confidence), RMIA, the calibrated and the
+    loss and confidence threshold attacks; from a score, LiRA on the score.
+
+    Parameters
+    ----------
+    out : path
+        The run directory to create (or resume, with the same data).
+    signals : array or path, [M, N, A] or [M, N] float
+        Every model's signal on every example (and query view).
+    keep : array or path, [M, N] bool (or 0/1)
+    kind : {"loss", "confidence", "score"}
+        What ``signals`` holds: the cross-entropy loss (>= 0), the true class's
+        probability (in [0, 1]), or a score (larger = more member-like).
+    dtype : {"float32", "float16"}
+        Storage precision in the run.
+    metadata : dict, optional
+
+    Returns
+    -------
+    Run
+        One file per model ``[N, A, 1]``; ``run.signal`` says the kind.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, miakit as mk
+    >>> rng = np.random.default_rng(0)
+    >>> loss = rng.exponential(size=(4, 10, 2)).astype(np.float32)
+    >>> run = mk.shadow.import_signals(tempfile.mkdtemp() + "/run", loss,
+    ...                                mk.shadow.balanced_keep(4, 10), kind="loss")
+    >>> run.signal, run.n_models, run.model_shape
+    ('loss', 4, (10, 2, 1))
+    """
+    check_choice(kind, "kind", SIGNAL_KINDS)
+    check_choice(dtype, "dtype", LOGITS_DTYPES)  # before reading any file
+    x = _load(signals, "signals")
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.ndim != 3:
+        raise ValueError(f"signals: expected [M, N, A] or [M, N], got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"signals: expected a floating-point array, got dtype {x.dtype}")
+    k = check_keep_matrix(_load(keep, "keep"), even=False)
+    m, n, a = x.shape
+    if k.shape != (m, n):
+        raise ValueError(f"keep: expected shape ({m}, {n}) to match the signals' models and "
+                         f"examples, got {k.shape}")
+
+    def model(i: int) -> np.ndarray:
+        v = np.asarray(x[i])
+        where = f"signals of model {i}"
+        bad = ~np.isfinite(v)
+        if bad.any():
+            rows = np.unique(np.nonzero(bad)[0])
+            raise ValueError(f"{where}: expected finite values, got NaN or inf for "
+                             f"{len(rows)} examples (first: example {int(rows[0])})")
+        if kind == "loss" and (v < 0).any():
+            raise ValueError(f"{where}: kind='loss' expects losses >= 0, got a minimum of "
+                             f"{float(v.min()):g}")
+        if kind == "confidence" and ((v < 0) | (v > 1)).any():
+            raise ValueError(f"{where}: kind='confidence' expects probabilities in [0, 1], "
+                             f"got values in [{float(v.min()):g}, {float(v.max()):g}]")
+        return v[:, :, None]
+
+    src = {"layout": "signals", "signal": kind, "signals": _describe(signals),
+           "keep": _describe(keep)}
+    return _write(out, [lambda i=i: model(i) for i in range(m)], k,
+                  np.zeros(n, dtype=np.int64), 1, a, dtype, src, metadata,
+                  extra_config={"signal": kind})
 
 
 def _describe(x: Any) -> str:

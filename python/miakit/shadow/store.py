@@ -203,6 +203,13 @@ class Run:
         """The training settings the run was created with."""
         return self.meta.get("config", {})
 
+    @property
+    def signal(self) -> str | None:
+        """What a signal-only run holds per example ("loss", "confidence" or "score", as
+        :func:`miakit.shadow.import_signals` wrote it; its model files are ``[N, A, 1]``),
+        or None for a run of logits."""
+        return self.config.get("signal")
+
     # -- progress ------------------------------------------------------------------------
     @property
     def completed(self) -> np.ndarray:
@@ -1005,7 +1012,7 @@ def create_run(
     labels = check_run_labels(labels, n, n_classes)
     for name, v in (("n_augmentations", n_augmentations), ("n_classes", n_classes)):
         check_int(v, name, 1, what="a positive int")
-    if n_classes < 2:
+    if n_classes < 2 and not (config or {}).get("signal"):  # (a run of signals stores one)
         raise ValueError(f"n_classes: expected at least 2 classes, got {n_classes}")
     check_choice(logits_dtype, "logits_dtype", LOGITS_DTYPES)
     config = json.loads(json.dumps(config or {}))  # JSON round trip: what will be stored
