@@ -35,19 +35,16 @@ def scaled_confidence64(logits: Any, labels: Any) -> np.ndarray:
 
 
 def grad_proxy(first_view: Any, labels: np.ndarray) -> np.ndarray:
-    """``||softmax(z) - e_y||_2`` of first-view logits ``[..., N, C]`` (float64, ``[..., N]``).
-
-    Computed class plane by class plane (a ``[C, ..., N]`` copy), so every step runs over
-    whole planes instead of reducing C-long rows one at a time."""
-    z = np.asarray(first_view)
-    p = np.ascontiguousarray(np.moveaxis(z, -1, 0), dtype=np.float64)  # [C, ..., N]
-    p -= p.max(axis=0)
+    """``||softmax(z) - e_y||_2`` of first-view logits ``[..., N, C]`` (float64, ``[..., N]``)."""
+    p = np.array(first_view, dtype=np.float64)  # a contiguous copy, rows of C classes
+    p -= p.max(axis=-1, keepdims=True)
     np.exp(p, out=p)
-    p /= p.sum(axis=0)
-    for c in range(p.shape[0]):  # softmax - onehot
-        p[c][..., labels == c] -= 1.0
-    np.multiply(p, p, out=p)
-    return np.sqrt(p.sum(axis=0))
+    p /= p.sum(axis=-1, keepdims=True)
+    np.put_along_axis(p, np.broadcast_to(labels[:, None], p.shape[:-1] + (1,)),
+                      np.take_along_axis(p, np.broadcast_to(labels[:, None],
+                                                            p.shape[:-1] + (1,)), -1) - 1.0,
+                      -1)  # softmax - onehot
+    return np.sqrt(np.einsum("...c,...c->...", p, p))
 
 
 class ArraySignals:
