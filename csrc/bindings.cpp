@@ -73,6 +73,7 @@ PYBIND11_MODULE(_C, m) {
 #endif
   }, py::arg("major"), py::arg("minor"));
 
+  register_options(m);
   register_lira(m);
   register_risk(m);
   register_train(m);

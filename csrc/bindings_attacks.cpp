@@ -8,19 +8,6 @@
 
 namespace miakit {
 
-namespace {
-
-void check_rows(const Tensor& t, const char* name, int64_t rows, int64_t cols, DType dtype) {
-  if (t.ndim != 2 || t.shape[0] != rows || (cols >= 0 && t.shape[1] != cols) ||
-      t.dtype != dtype)
-    throw InputError(std::string(name) + ": expected a 2-D " +
-                     (dtype == DType::f64 ? "float64" : "uint8") + " array with " +
-                     std::to_string(rows) + " rows" +
-                     (cols >= 0 ? " and " + std::to_string(cols) + " columns" : ""));
-}
-
-}  // namespace
-
 void register_attacks(py::module_& m) {
   // RMIA: out[r, i] = share of row r's population (pop_ratio, NaN = not in it) that
   // x_ratio[r, i] beats (x / z > gamma); self (or None) marks x's own population entry.
@@ -107,10 +94,8 @@ void register_attacks(py::module_& m) {
   m.def("ks_unsorted", [](py::handle a_values, py::handle a_begin, py::handle a_end,
                           py::handle b_values, py::handle b_begin, py::handle b_end,
                           py::handle d_max, py::handle d_min, py::handle loc_max,
-                          py::handle loc_min, int sides) {
+                          py::handle loc_min, KsSides sides) {
     KsUnsortedArgs a;
-    if (sides < kKsBoth || sides > kKsLarger)
-      throw InputError("sides: expected 0 (both), 1 (max), 2 (min) or 3 (larger)");
     a.sides = sides;
     a.a_values = to_tensor(a_values, "a_values");
     a.a_begin = to_tensor(a_begin, "a_begin");
@@ -156,7 +141,9 @@ void register_attacks(py::module_& m) {
       py::gil_scoped_release nogil;
       cpu::ks_unsorted(a);
     }
-  });
+  }, py::arg("a_values"), py::arg("a_begin"), py::arg("a_end"), py::arg("b_values"),
+     py::arg("b_begin"), py::arg("b_end"), py::arg("d_max"), py::arg("d_min"),
+     py::arg("loc_max"), py::arg("loc_min"), py::arg("sides"));
 
   // Exact two-sided K-S p-values of equal sizes (include/miakit/ks.h): out[r] =
   // P(D_{n[r],n[r]} >= h[r] / n[r]), as scipy computes it.
@@ -181,11 +168,10 @@ void register_attacks(py::module_& m) {
     for (int64_t r = 0; r < R; ++r) po[r] = ks_prob_outside_square(pn[r], ph[r]);
   });
 
-  // Pieces of scipy.stats.kstwo.sf (cpu/ks.cpp): kind "smirnov" -> out = smirnov(n, x);
-  // kind "durbin" -> out = P(D_n <= x) by Durbin's matrix. "smirnov_max_n": the largest n
-  // the first supports (0 where this build's long double is too short).
-  m.def("ks_kstwo_piece", [](const std::string& kind, py::handle n, py::handle x,
-                             py::handle out) {
+  // Pieces of scipy.stats.kstwo.sf (cpu/ks.cpp): KsPiece.smirnov -> out = smirnov(n, x);
+  // KsPiece.durbin -> out = P(D_n <= x) by Durbin's matrix. "ks_smirnov_max_n": the
+  // largest n the first supports (0 where this build's long double is too short).
+  m.def("ks_kstwo_piece", [](KsPiece kind, py::handle n, py::handle x, py::handle out) {
     const Tensor tn = to_tensor(n, "n"), tx = to_tensor(x, "x"), to = to_tensor(out, "out", true);
     const int64_t R = tx.ndim == 1 ? tx.shape[0] : -1;
     for (const Tensor* t : {&tn, &tx, &to}) {
@@ -200,18 +186,16 @@ void register_attacks(py::module_& m) {
     for (int64_t r = 0; r < R; ++r) {
       if (!(px[r] > 0.0 && px[r] < 1.0) || pn[r] < 1)
         throw InputError("n, x: expected n >= 1 and 0 < x < 1");
-      if (kind == "smirnov" && !cpu::ks_smirnov_supported(pn[r]))
+      if (kind == KsPiece::smirnov && !cpu::ks_smirnov_supported(pn[r]))
         throw InputError("n: outside the sizes smirnov is computed for here");
     }
-    if (kind != "smirnov" && kind != "durbin")
-      throw InputError("kind: expected 'smirnov' or 'durbin'");
     py::gil_scoped_release nogil;
-    if (kind == "smirnov") {
+    if (kind == KsPiece::smirnov) {
       cpu::ks_smirnov_sf(pn, px, to.ptr<double>(), R);
     } else {
       cpu::ks_kolmogorov_dmtw(pn, px, to.ptr<double>(), R);
     }
-  });
+  }, py::arg("kind"), py::arg("n"), py::arg("x"), py::arg("out"));
   m.attr("ks_smirnov_max_n") = cpu::ks_smirnov_supported(cpu::kKsSmirnovMaxN) ? cpu::kKsSmirnovMaxN : 0;
 }
 

@@ -3,26 +3,83 @@
 
 namespace miakit {
 
+namespace {
+
+// logits [R..., C] of a floating dtype; labels int64 and out float32/float64 of the
+// leading shape [R...] (the caller broadcasts the labels, strides may be 0).
+void check_signal(const SignalArgs& a) {
+  const Tensor& lg = a.logits;
+  if (lg.ndim < 1) throw InputError("logits: expected at least one dimension (the classes)");
+  if (!is_float(lg.dtype))
+    throw InputError(std::string("logits: expected a floating-point array, got ") +
+                     dtype_name(lg.dtype));
+  check_dtype(a.labels, "labels", {DType::i64}, "int64");
+  check_dtype(a.out, "out", {DType::f32, DType::f64}, "float32 or float64");
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"labels", &a.labels},
+                                {"out", &a.out}}) {
+    bool ok = t->ndim == lg.ndim - 1;
+    for (int d = 0; ok && d < lg.ndim - 1; ++d) ok = t->shape[d] == lg.shape[d];
+    if (!ok)
+      throw InputError(std::string(name) + ": expected the leading shape of logits " + dims(lg) +
+                       ", got " + dims(*t));
+  }
+}
+
+// Shadow data: scores [M, N, A], or logits [M, N, A, C] with labels int64 [N]; keep
+// uint8/bool [M, N]. Sets M, N, A.
+void check_source(const LiraSource& src, const Tensor& keep, int64_t* M, int64_t* N,
+                  int64_t* A) {
+  const Tensor& d = source_tensor(src);
+  const char* name = src.from_logits ? "logits" : "scores";
+  if (d.ndim != (src.from_logits ? 4 : 3))
+    throw InputError(std::string(name) + ": expected " +
+                     (src.from_logits ? "[M, N, A, C]" : "[M, N, A]") + ", got " + dims(d));
+  if (!is_float(d.dtype))
+    throw InputError(std::string(name) + ": expected a floating-point array, got " +
+                     dtype_name(d.dtype));
+  *M = d.shape[0];
+  *N = d.shape[1];
+  *A = d.shape[2];
+  if (src.from_logits) {
+    check_dtype(src.labels, "labels", {DType::i64}, "int64");
+    check_shape(src.labels, "labels", {*N}, "one per example of the logits");
+  }
+  check_dtype(keep, "keep", {DType::u8, DType::b8}, "uint8 or bool");
+  check_shape(keep, "keep", {*M, *N}, "models x examples of the shadow data");
+}
+
+// The fitted Gaussians' arrays: float64 [N, A].
+void check_fit_stats(std::initializer_list<std::pair<const char*, const Tensor*>> ts,
+                     int64_t N, int64_t A) {
+  for (const auto& [name, t] : ts) {
+    check_dtype(*t, name, {DType::f64}, "float64");
+    check_shape(*t, name, {N, A}, "examples x augmentations");
+  }
+}
+
+}  // namespace
+
 void register_lira(py::module_& m) {
-  m.def("signal", [](py::handle logits, py::handle labels, py::handle out, int kind,
+  m.def("signal", [](py::handle logits, py::handle labels, py::handle out, Signal kind,
                      std::uintptr_t stream) {
     SignalArgs a;
     a.logits = to_tensor(logits, "logits");
     a.labels = to_tensor(labels, "labels");
     a.out = to_tensor(out, "out", true);
-    a.kind = static_cast<Signal>(kind);
+    a.kind = kind;
     same_device({{"logits", &a.logits}, {"labels", &a.labels}, {"out", &a.out}});
+    check_signal(a);
     SignalStatus st;
     {
       py::gil_scoped_release nogil;
       st = MIAKIT_DISPATCH(signal, a, stream, a.logits);
     }
     return py::make_tuple(st.nonfinite, st.bad_label);
-  });
+  }, py::arg("logits"), py::arg("labels"), py::arg("out"), py::arg("kind"), py::arg("stream"));
 
   m.def("lira_fit", [](py::handle data, py::handle labels, py::handle keep, py::handle mu_in,
                        py::handle mu_out, py::handle sd_in, py::handle sd_out, py::handle n_in,
-                       py::handle n_out, int center, int signal, std::uintptr_t stream) {
+                       py::handle n_out, Center center, Signal signal, std::uintptr_t stream) {
     LiraFitArgs a;
     a.source = make_source(data, labels);
     a.keep = to_tensor(keep, "keep");
@@ -32,22 +89,35 @@ void register_lira(py::module_& m) {
     a.sd_out = to_tensor(sd_out, "sd_out", true);
     a.n_in = to_tensor(n_in, "n_in", true);
     a.n_out = to_tensor(n_out, "n_out", true);
-    a.opt.center = static_cast<Center>(center);
-    a.opt.signal = static_cast<Signal>(signal);
+    a.opt.center = center;
+    a.opt.signal = signal;
     const Tensor& src = source_tensor(a.source);
     same_device({{"shadow data", &src}, {"labels", a.source.from_logits ? &a.source.labels : &src},
-                 {"keep", &a.keep}, {"mu_in", &a.mu_in}, {"n_in", &a.n_in}});
+                 {"keep", &a.keep}, {"mu_in", &a.mu_in}, {"mu_out", &a.mu_out},
+                 {"sd_in", &a.sd_in}, {"sd_out", &a.sd_out}, {"n_in", &a.n_in},
+                 {"n_out", &a.n_out}});
+    int64_t M, N, A;
+    check_source(a.source, a.keep, &M, &N, &A);
+    check_fit_stats({{"mu_in", &a.mu_in}, {"mu_out", &a.mu_out}, {"sd_in", &a.sd_in},
+                     {"sd_out", &a.sd_out}}, N, A);
+    for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"n_in", &a.n_in},
+                                  {"n_out", &a.n_out}}) {
+      check_dtype(*t, name, {DType::i64}, "int64");
+      check_shape(*t, name, {N}, "one count per example");
+    }
     LiraStatus st;
     {
       py::gil_scoped_release nogil;
       st = MIAKIT_DISPATCH(lira_fit, a, stream, src);
     }
     return status_dict(st);
-  });
+  }, py::arg("data"), py::arg("labels"), py::arg("keep"), py::arg("mu_in"), py::arg("mu_out"),
+     py::arg("sd_in"), py::arg("sd_out"), py::arg("n_in"), py::arg("n_out"), py::arg("center"),
+     py::arg("signal"), py::arg("stream"));
 
   m.def("lira_score", [](py::handle target, py::handle mu_in, py::handle mu_out,
-                         py::handle sd_in, py::handle sd_out, py::handle out, int mode,
-                         int offline, std::uintptr_t stream) {
+                         py::handle sd_in, py::handle sd_out, py::handle out, Mode mode,
+                         Offline offline, std::uintptr_t stream) {
     LiraScoreArgs a;
     a.target = to_tensor(target, "target_scores");
     a.mu_in = to_tensor(mu_in, "mu_in");
@@ -55,42 +125,60 @@ void register_lira(py::module_& m) {
     a.sd_in = to_tensor(sd_in, "sd_in");
     a.sd_out = to_tensor(sd_out, "sd_out");
     a.out = to_tensor(out, "out", true);
-    a.opt.mode = static_cast<Mode>(mode);
-    a.opt.offline = static_cast<Offline>(offline);
-    same_device({{"target_scores", &a.target}, {"fit", &a.mu_in}, {"out", &a.out}});
+    a.opt.mode = mode;
+    a.opt.offline = offline;
+    same_device({{"target_scores", &a.target}, {"mu_in", &a.mu_in}, {"mu_out", &a.mu_out},
+                 {"sd_in", &a.sd_in}, {"sd_out", &a.sd_out}, {"out", &a.out}});
+    if (a.target.ndim != 2)
+      throw InputError("target_scores: expected [N, A], got " + dims(a.target));
+    const int64_t N = a.target.shape[0], A = a.target.shape[1];
+    check_fit_stats({{"mu_in", &a.mu_in}, {"mu_out", &a.mu_out}, {"sd_in", &a.sd_in},
+                     {"sd_out", &a.sd_out}}, N, A);
+    check_dtype(a.out, "out", {DType::f64}, "float64");
+    check_shape(a.out, "out", {N}, "one score per example");
     LiraStatus st;
     {
       py::gil_scoped_release nogil;
       st = MIAKIT_DISPATCH(lira_score, a, stream, a.target);
     }
     return status_dict(st);
-  });
+  }, py::arg("target"), py::arg("mu_in"), py::arg("mu_out"), py::arg("sd_in"), py::arg("sd_out"),
+     py::arg("out"), py::arg("mode"), py::arg("offline"), py::arg("stream"));
 
   m.def("lira_loo", [](py::handle data, py::handle labels, py::handle keep, py::handle targets,
-                       py::handle out, int center, int variance, int mode, int offline,
-                       int references, double min_std, int signal, std::uintptr_t stream) {
+                       py::handle out, Center center, Variance variance, Mode mode,
+                       Offline offline, References references, double min_std, Signal signal,
+                       std::uintptr_t stream) {
     LiraLooArgs a;
     a.source = make_source(data, labels);
     a.keep = to_tensor(keep, "keep");
     a.targets = to_tensor(targets, "targets");
     a.out = to_tensor(out, "out", true);
-    a.opt.center = static_cast<Center>(center);
-    a.opt.variance = static_cast<Variance>(variance);
-    a.opt.mode = static_cast<Mode>(mode);
-    a.opt.offline = static_cast<Offline>(offline);
-    a.opt.references = static_cast<References>(references);
+    a.opt.center = center;
+    a.opt.variance = variance;
+    a.opt.mode = mode;
+    a.opt.offline = offline;
+    a.opt.references = references;
     a.opt.min_std = min_std;
-    a.opt.signal = static_cast<Signal>(signal);
+    a.opt.signal = signal;
     const Tensor& src = source_tensor(a.source);
     same_device({{"shadow data", &src}, {"labels", a.source.from_logits ? &a.source.labels : &src},
                  {"keep", &a.keep}, {"targets", &a.targets}, {"out", &a.out}});
+    int64_t M, N, A;
+    check_source(a.source, a.keep, &M, &N, &A);
+    check_dtype(a.targets, "targets", {DType::i64}, "int64");
+    if (a.targets.ndim != 1) throw InputError("targets: expected [K], got " + dims(a.targets));
+    check_dtype(a.out, "out", {DType::f64}, "float64");
+    check_shape(a.out, "out", {a.targets.shape[0], N}, "targets x examples");
     LiraStatus st;
     {
       py::gil_scoped_release nogil;
       st = MIAKIT_DISPATCH(lira_loo, a, stream, src);
     }
     return status_dict(st);
-  });
+  }, py::arg("data"), py::arg("labels"), py::arg("keep"), py::arg("targets"), py::arg("out"),
+     py::arg("center"), py::arg("variance"), py::arg("mode"), py::arg("offline"),
+     py::arg("references"), py::arg("min_std"), py::arg("signal"), py::arg("stream"));
 }
 
 }  // namespace miakit

@@ -4,18 +4,6 @@
 
 namespace miakit {
 
-namespace {
-
-void check_vec(const Tensor& t, const char* name, DType dtype, int64_t n, bool on_cpu = true) {
-  if (on_cpu && t.device != DeviceType::cpu)
-    throw InputError(std::string(name) + ": expected a CPU array");
-  if (t.ndim != 1 || t.dtype != dtype || t.shape[0] != n)
-    throw InputError(std::string(name) + ": expected a 1-D array of " + std::to_string(n) +
-                     " elements of the kernel's dtype");
-}
-
-}  // namespace
-
 void register_metrics(py::module_& m) {
   m.def("rank_scores", [](py::handle scores, py::handle members, py::handle clusters,
                           int64_t period, bool skip_nonfinite,

@@ -16,28 +16,6 @@ py::dict risk_status(const RiskStatus& s) {
   return d;
 }
 
-void check_float(const Tensor& t, const char* name, int ndim) {
-  if (t.ndim != ndim)
-    throw InputError(std::string(name) + ": expected " + std::to_string(ndim) +
-                     " dimensions, got " + std::to_string(t.ndim));
-  if (t.dtype != DType::f16 && t.dtype != DType::bf16 && t.dtype != DType::f32 &&
-      t.dtype != DType::f64)
-    throw InputError(std::string(name) + ": expected a floating-point array");
-}
-
-void check_out(const Tensor& t, const char* name, int64_t n) {
-  if (t.ndim != 1 || t.shape[0] != n || t.dtype != DType::f64)
-    throw InputError(std::string(name) + ": expected a float64 array of shape (" +
-                     std::to_string(n) + ",)");
-}
-
-void check_dim(const Tensor& t, const char* name, int axis, int64_t want, const char* other) {
-  if (t.shape[axis] != want)
-    throw InputError(std::string(name) + ": shape mismatch with " + other + " on axis " +
-                     std::to_string(axis) + " (" + std::to_string(t.shape[axis]) + " vs " +
-                     std::to_string(want) + ")");
-}
-
 }  // namespace
 
 void register_risk(py::module_& m) {
@@ -107,26 +85,28 @@ void register_risk(py::module_& m) {
     return risk_status(st);
   });
 
-  // Linear-softmax head: which = 0 gradient norms (labels used), 1 Hessian traces.
+  // Linear-softmax head: per-example gradient norms (labels used) or input-Hessian traces.
   m.def("head", [](py::handle x, py::handle labels, py::handle w, py::handle b, py::handle out,
-                   int which, std::uintptr_t stream) {
+                   HeadQuantity which, std::uintptr_t stream) {
+    const bool norms = which == HeadQuantity::grad_norm;
     HeadArgs a;
     a.x = to_tensor(x, "features");
     a.w = to_tensor(w, "weight");
     a.out = to_tensor(out, "out", true);
     a.has_bias = !b.is_none();
     if (a.has_bias) a.b = to_tensor(b, "bias");
-    if (which == 0) a.labels = to_tensor(labels, "labels");
+    if (norms) a.labels = to_tensor(labels, "labels");
     same_device({{"features", &a.x}, {"weight", &a.w}, {"out", &a.out},
-                 {"bias", a.has_bias ? &a.b : &a.x}, {"labels", which == 0 ? &a.labels : &a.x}});
+                 {"bias", a.has_bias ? &a.b : &a.x}, {"labels", norms ? &a.labels : &a.x}});
     RiskStatus st;
     {
       py::gil_scoped_release nogil;
-      st = which == 0 ? MIAKIT_DISPATCH(head_norms, a, stream, a.x)
-                      : MIAKIT_DISPATCH(head_trace, a, stream, a.x);
+      st = norms ? MIAKIT_DISPATCH(head_norms, a, stream, a.x)
+                 : MIAKIT_DISPATCH(head_trace, a, stream, a.x);
     }
     return risk_status(st);
-  });
+  }, py::arg("features"), py::arg("labels"), py::arg("weight"), py::arg("bias"), py::arg("out"),
+     py::arg("which"), py::arg("stream"));
 
   // Linear-layer per-example squared norms (ghost / direct form, include/miakit/ghost.h).
   m.def("ghost_norms", [](py::handle act, py::handle grad, py::handle out, bool want_w,
@@ -151,21 +131,23 @@ void register_risk(py::module_& m) {
     return risk_status(st);
   });
 
-  // Curvature probe reductions: which = 0 mean/stderr of x.y over probes (Hutchinson),
-  // 1 mean over probes of ||x - y||_2 (squared when `squared`; finite differences).
+  // Curvature probe reductions: quadratic = mean/stderr of x.y over probes (Hutchinson),
+  // difference = mean over probes of ||x - y||_2 (squared when `squared`; finite
+  // differences).
   m.def("probe_reduce", [](py::handle x, py::handle y, py::handle mean, py::handle se,
-                           int which, bool squared, std::uintptr_t stream) {
+                           ProbeReduction which, bool squared, std::uintptr_t stream) {
     ProbeArgs a;
-    const char* xn = which == 0 ? "probes" : "grads";
-    const char* yn = which == 0 ? "hvp" : "grad0";
+    const bool quad = which == ProbeReduction::quadratic;
+    const char* xn = quad ? "probes" : "grads";
+    const char* yn = quad ? "hvp" : "grad0";
     a.x = to_tensor(x, xn);
     a.y = to_tensor(y, yn);
     a.mean = to_tensor(mean, "mean", true);
     a.squared = squared;
     check_float(a.x, xn, 3);
-    check_float(a.y, yn, which == 0 ? 3 : 2);
+    check_float(a.y, yn, quad ? 3 : 2);
     check_dim(a.y, yn, 0, a.x.shape[0], xn);
-    if (which == 0) {
+    if (quad) {
       check_dim(a.y, yn, 1, a.x.shape[1], xn);
       check_dim(a.y, yn, 2, a.x.shape[2], xn);
       a.se = to_tensor(se, "stderr", true);
@@ -175,15 +157,16 @@ void register_risk(py::module_& m) {
     }
     check_out(a.mean, "mean", a.x.shape[0]);
     if (a.x.shape[1] == 0) throw InputError(std::string(xn) + ": needs at least one probe");
-    same_device({{xn, &a.x}, {yn, &a.y}, {"mean", &a.mean}, {"stderr", which == 0 ? &a.se : &a.x}});
+    same_device({{xn, &a.x}, {yn, &a.y}, {"mean", &a.mean}, {"stderr", quad ? &a.se : &a.x}});
     RiskStatus st;
     {
       py::gil_scoped_release nogil;
-      st = which == 0 ? MIAKIT_DISPATCH(probe_quad, a, stream, a.x)
-                      : MIAKIT_DISPATCH(probe_diff, a, stream, a.x);
+      st = quad ? MIAKIT_DISPATCH(probe_quad, a, stream, a.x)
+                : MIAKIT_DISPATCH(probe_diff, a, stream, a.x);
     }
     return risk_status(st);
-  });
+  }, py::arg("x"), py::arg("y"), py::arg("mean"), py::arg("stderr"), py::arg("which"),
+     py::arg("squared"), py::arg("stream"));
 
   m.def("rademacher", [](py::handle examples, py::handle out, uint64_t seed, int64_t probe0,
                          std::uintptr_t stream) {

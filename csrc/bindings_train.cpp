@@ -8,17 +8,6 @@ namespace miakit {
 
 namespace {
 
-void require(const Tensor& t, const char* name, DType dtype, int ndim, const char* what) {
-  if (t.ndim != ndim || t.dtype != dtype)
-    throw InputError(std::string(name) + ": expected " + what);
-  int64_t stride = 1;  // C-contiguous
-  for (int i = ndim - 1; i >= 0; --i) {
-    if (t.shape[i] > 1 && t.strides[i] != stride)
-      throw InputError(std::string(name) + ": expected a C-contiguous array");
-    stride *= t.shape[i];
-  }
-}
-
 // Rows of a matrix contiguous (the row stride may be larger): [R, D] float32.
 void require_rows(const Tensor& t, const char* name) {
   if (t.ndim != 2 || t.dtype != DType::f32 || (t.shape[1] > 1 && t.strides[1] != 1) ||
@@ -26,28 +15,14 @@ void require_rows(const Tensor& t, const char* name) {
     throw InputError(std::string(name) + ": expected float32 rows [R, D] with contiguous rows");
 }
 
-std::string dims(const Tensor& t) {
-  std::string s = "[";
-  for (int i = 0; i < t.ndim; ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
-  return s + "]";
-}
-
-// Every array on the CPU, for the kernels that only run there.
-void require_cpu(const std::vector<std::pair<const char*, const Tensor*>>& ts,
-                 const std::string& fn) {
-  for (const auto& [name, t] : ts)
-    if (t->device != DeviceType::cpu)
-      throw InputError(fn + ": runs on the CPU; " + name + " is on " + device_str(*t));
-}
-
 // The row lists of the heads (ptr, idx, val) and the heads asked for: the kernels read
 // them without bounds checks, so they are checked here.
 void check_head_rows(const Tensor& ptr, const Tensor& idx, const Tensor& val,
                      const Tensor& heads, int64_t R, const std::string& fn) {
-  require(ptr, "ptr", DType::i64, 1, "int64 row offsets [M + 1]");
-  require(idx, "idx", DType::i32, 1, "int32 rows [nnz]");
-  require(val, "val", DType::f32, 1, "float32 row weights [nnz]");
-  require(heads, "heads", DType::i64, 1, "int64 heads [K]");
+  check_contiguous(ptr, "ptr", DType::i64, 1, "int64 row offsets [M + 1]");
+  check_contiguous(idx, "idx", DType::i32, 1, "int32 rows [nnz]");
+  check_contiguous(val, "val", DType::f32, 1, "float32 row weights [nnz]");
+  check_contiguous(heads, "heads", DType::i64, 1, "int64 heads [K]");
   const int64_t M = ptr.shape[0] - 1, nnz = idx.shape[0], K = heads.shape[0];
   const int64_t* p = ptr.ptr<int64_t>();
   if (M < 0 || val.shape[0] != nnz || p[0] != 0 || p[M] != nnz)
@@ -87,20 +62,20 @@ MaskedHeadsArgs masked_args(py::handle x, py::handle wt, py::handle bias, py::ha
       {"x", &a.x}, {"wt", &a.wt}, {"bias", &a.bias}, {"ptr", &a.ptr}, {"idx", &a.idx},
       {"val", &a.val}, {"heads", &a.heads}, {"y", &a.y}, {"loss", &a.loss}, {"gw", &a.gw},
       {"gbias", &a.gbias}};
-  require_cpu(all, "masked_heads_ce");
+  check_cpu(all, "masked_heads_ce");
   require_rows(a.x, "x");
-  require(a.wt, "wt", DType::f32, 3, "float32 weights [K, C - 1, Dp]");
+  check_contiguous(a.wt, "wt", DType::f32, 3, "float32 weights [K, C - 1, Dp]");
   const int64_t R = a.x.shape[0], dx = a.x.shape[1];
   const int64_t K = a.wt.shape[0], cm = a.wt.shape[1], dp = a.wt.shape[2], C = cm + 1;
   if (cm < 1 || dp != (dx + 15) / 16 * 16)
     throw InputError("masked_heads_ce: wt must be [K, C - 1 >= 1, " +
                      std::to_string((dx + 15) / 16 * 16) + "] for " + std::to_string(dx) +
                      " features, got " + dims(a.wt));
-  require(a.bias, "bias", DType::f32, 2, "float32 bias [K, C - 1]");
-  require(a.y, "y", DType::i64, 1, "int64 labels [R]");
-  require(a.loss, "loss", DType::f64, 1, "float64 losses [K]");
-  require(a.gw, "gw", DType::f32, 3, "float32 gradient [K, C - 1, Dp]");
-  require(a.gbias, "gbias", DType::f32, 2, "float32 bias gradient [K, C]");
+  check_contiguous(a.bias, "bias", DType::f32, 2, "float32 bias [K, C - 1]");
+  check_contiguous(a.y, "y", DType::i64, 1, "int64 labels [R]");
+  check_contiguous(a.loss, "loss", DType::f64, 1, "float64 losses [K]");
+  check_contiguous(a.gw, "gw", DType::f32, 3, "float32 gradient [K, C - 1, Dp]");
+  check_contiguous(a.gbias, "gbias", DType::f32, 2, "float32 bias gradient [K, C]");
   if (a.bias.shape[0] != K || a.bias.shape[1] != cm || a.heads.shape[0] != K ||
       a.y.shape[0] != R || a.loss.shape[0] != K || a.gw.shape[0] != K ||
       a.gw.shape[1] != cm || a.gw.shape[2] != dp || a.gbias.shape[0] != K ||
@@ -115,8 +90,8 @@ MaskedHeadsArgs masked_args(py::handle x, py::handle wt, py::handle bias, py::ha
   if (!out.is_none()) {
     a.out = to_tensor(out, "out", true);
     a.out_heads = to_tensor(out_heads, "out_heads");
-    require(a.out, "out", DType::f32, 3, "float32 logits [M, R, C]");
-    require(a.out_heads, "out_heads", DType::i64, 1, "int64 heads [K]");
+    check_contiguous(a.out, "out", DType::f32, 3, "float32 logits [M, R, C]");
+    check_contiguous(a.out_heads, "out_heads", DType::i64, 1, "int64 heads [K]");
     if (a.out.device != DeviceType::cpu || a.out_heads.device != DeviceType::cpu)
       throw InputError("masked_heads_ce: out and out_heads must be on the CPU");
     if (a.out.shape[1] != R || a.out.shape[2] != C || a.out_heads.shape[0] != K)
@@ -148,12 +123,12 @@ void register_train(py::module_& m) {
     a.w = to_tensor(w, "w");
     a.loss = to_tensor(loss, "loss", true);
     a.gbias = to_tensor(gbias, "gbias", true);
-    require(a.z, "z", DType::f32, 3, "float32 logits [R, C, K]");
+    check_contiguous(a.z, "z", DType::f32, 3, "float32 logits [R, C, K]");
     const int64_t R = a.z.shape[0], C = a.z.shape[1], K = a.z.shape[2];
-    require(a.y, "y", DType::i64, 1, "int64 labels [R]");
-    require(a.w, "w", DType::f32, 2, "float32 row weights [R, K]");
-    require(a.loss, "loss", DType::f64, 1, "float64 losses [K]");
-    require(a.gbias, "gbias", DType::f32, 1, "float32 bias gradient [C * K]");
+    check_contiguous(a.y, "y", DType::i64, 1, "int64 labels [R]");
+    check_contiguous(a.w, "w", DType::f32, 2, "float32 row weights [R, K]");
+    check_contiguous(a.loss, "loss", DType::f64, 1, "float64 losses [K]");
+    check_contiguous(a.gbias, "gbias", DType::f32, 1, "float32 bias gradient [C * K]");
     if (a.y.shape[0] != R || a.w.shape[0] != R || a.w.shape[1] != K || a.loss.shape[0] != K ||
         a.gbias.shape[0] != C * K)
       throw InputError("softmax_ce: shapes of y, w, loss, gbias do not match z [" +
@@ -162,7 +137,7 @@ void register_train(py::module_& m) {
     if (implied_last && C < 2) throw InputError("softmax_ce: implied_last needs C >= 2");
     if (!res.is_none()) {
       a.res = to_tensor(res, "res", true);
-      require(a.res, "res", DType::f32, 3, "float32 residuals [R, C, K]");
+      check_contiguous(a.res, "res", DType::f32, 3, "float32 residuals [R, C, K]");
       if (a.res.shape[0] != R || a.res.shape[1] != C || a.res.shape[2] != K)
         throw InputError("softmax_ce: res must have the shape of z");
       if (a.res.data == a.z.data) a.res = Tensor();  // the same array: in place
@@ -170,7 +145,7 @@ void register_train(py::module_& m) {
     }
     if (!bias.is_none()) {
       a.bias = to_tensor(bias, "bias");
-      require(a.bias, "bias", DType::f32, 1, "float32 bias [C * K]");
+      check_contiguous(a.bias, "bias", DType::f32, 1, "float32 bias [C * K]");
       if (a.bias.shape[0] != C * K)
         throw InputError("softmax_ce: bias must have C * K = " + std::to_string(C * K) +
                          " entries, got " + std::to_string(a.bias.shape[0]));
@@ -181,8 +156,8 @@ void register_train(py::module_& m) {
     if (!out.is_none()) {
       a.out = to_tensor(out, "out", true);
       a.out_heads = to_tensor(out_heads, "out_heads");
-      require(a.out, "out", DType::f32, 3, "float32 logits [M, N, C]");
-      require(a.out_heads, "out_heads", DType::i64, 1, "int64 heads [K]");
+      check_contiguous(a.out, "out", DType::f32, 3, "float32 logits [M, N, C]");
+      check_contiguous(a.out_heads, "out_heads", DType::i64, 1, "int64 heads [K]");
       if (a.out.shape[2] != C || a.out_heads.shape[0] != K)
         throw InputError("softmax_ce: out must be [M, N, " + std::to_string(C) +
                          "] and out_heads [" + std::to_string(K) + "]");
@@ -237,10 +212,10 @@ void register_train(py::module_& m) {
     const std::vector<std::pair<const char*, const Tensor*>> all = {
         {"x", &a.x}, {"res", &a.res}, {"ptr", &a.ptr}, {"idx", &a.idx}, {"val", &a.val},
         {"heads", &a.heads}, {"gw", &a.gw}};
-    require_cpu(all, "masked_heads_grad");
+    check_cpu(all, "masked_heads_grad");
     require_rows(a.x, "x");
-    require(a.gw, "gw", DType::f32, 3, "float32 gradient [K, C - 1, Dp]");
-    require(a.res, "res", DType::f32, 2, "float32 residuals [R, C - 1]");
+    check_contiguous(a.gw, "gw", DType::f32, 3, "float32 gradient [K, C - 1, Dp]");
+    check_contiguous(a.res, "res", DType::f32, 2, "float32 residuals [R, C - 1]");
     const int64_t R = a.x.shape[0], dx = a.x.shape[1];
     if (a.gw.shape[2] != (dx + 15) / 16 * 16 || a.gw.shape[1] < 1 || a.res.shape[0] != R ||
         a.res.shape[1] != a.gw.shape[1] || a.heads.shape[0] != a.gw.shape[0])

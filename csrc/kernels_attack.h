@@ -41,12 +41,12 @@ struct KsMergeArgs {
 // or the one of larger magnitude (two-sided; both when they tie); an extreme not asked
 // for holds some difference attained (d_max no larger than the true maximum, d_min no
 // smaller than the true minimum).
-enum KsSides : int { kKsBoth = 0, kKsMax = 1, kKsMin = 2, kKsLarger = 3 };
+enum class KsSides : int { both = 0, max = 1, min = 2, larger = 3 };
 
 struct KsUnsortedArgs {
   Tensor a_values, a_begin, a_end, b_values, b_begin, b_end;  // float64 [Ta], int64 [B], ...
   Tensor d_max, d_min, loc_max, loc_min;                      // float64 [B]
-  int sides = kKsBoth;
+  KsSides sides = KsSides::both;
 };
 
 namespace cpu {

@@ -10,15 +10,12 @@
 #include <utility>
 #include <vector>
 
+#include "checks.h"
 #include "dlpack_abi.h"
 #include "kernels.h"
 
 namespace miakit {
 namespace py = pybind11;
-
-inline std::string device_str(const Tensor& t) {
-  return t.device == DeviceType::cpu ? "cpu" : "cuda:" + std::to_string(t.device_id);
-}
 
 inline DType dtype_from_dlpack(const dlpack::DataType& d, const char* name) {
   if (d.lanes != 1) throw InputError(std::string(name) + ": vector dtypes are not supported");
@@ -162,7 +159,15 @@ inline const Tensor& source_tensor(const LiraSource& s) { return s.from_logits ?
 #endif
 
 
-// Registration functions, one per kernel family (bindings_NAME.cpp).
+// Switches that choose between the kernels of one binding (bound with the kernels' own
+// enums in bindings_options.cpp; no kernel takes them).
+enum class HeadQuantity : int { grad_norm = 0, input_trace = 1 };    // head_norms, head_trace
+enum class ProbeReduction : int { quadratic = 0, difference = 1 };  // probe_quad, probe_diff
+enum class KsPiece : int { smirnov = 0, durbin = 1 };               // cpu/ks.cpp's two pieces
+
+// Registration functions, one per kernel family (bindings_NAME.cpp); register_options
+// binds the enums above and the kernels' option enums, and runs first.
+void register_options(py::module_& m);
 void register_lira(py::module_& m);
 void register_risk(py::module_& m);
 void register_train(py::module_& m);

@@ -266,13 +266,13 @@ def test_smirnov_and_durbin_pieces_against_scipy(rng):
     for n in (141, 1000, 4999, 100000):
         x = rng.uniform(np.sqrt(2.2 / n), min(np.sqrt(300 / n), 0.49), 25)  # normal doubles
         out = np.empty(x.size)
-        _C.ks_kstwo_piece("smirnov", np.full(x.size, n, np.int64), x, out)
+        _C.ks_kstwo_piece(_C.KsPiece.smirnov, np.full(x.size, n, np.int64), x, out)
         np.testing.assert_allclose(out, special.smirnov(n, x), rtol=1e-12, atol=0)
     for n in (141, 1000, 20000):
         x = rng.uniform(1.0 / n, (1.4 / n) ** (2 / 3), 10)
         out = np.empty(x.size)
-        _C.ks_kstwo_piece("durbin", np.full(x.size, n, np.int64), x, out)
+        _C.ks_kstwo_piece(_C.KsPiece.durbin, np.full(x.size, n, np.int64), x, out)
         want = np.array([_ksstats._kolmogn_DMTW(n, v, cdf=True) for v in x])
         np.testing.assert_allclose(1.0 - out, 1.0 - want, rtol=1e-12, atol=0)
-    with pytest.raises(ValueError, match="kind"):
-        _C.ks_kstwo_piece("other", np.ones(1, np.int64), np.full(1, 0.5), np.empty(1))
+    with pytest.raises(TypeError, match="kind: miakit._C.KsPiece"):  # a member, not a name
+        _C.ks_kstwo_piece("smirnov", np.ones(1, np.int64), np.full(1, 0.5), np.empty(1))

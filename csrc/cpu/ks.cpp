@@ -68,7 +68,7 @@ struct KsScratch {
 
 struct KsPair {
   int64_t n, m;        // full sample sizes
-  int sides;           // KsSides: which extremes must be exact
+  KsSides sides;       // which extremes must be exact
   // largest and smallest i m - j n attained so far (bounds of the extremes), as doubles:
   // every i m - j n here is an integer below 2^53 in magnitude, so exact
   double best_max, best_min;
@@ -78,9 +78,9 @@ struct KsPair {
 // Can a run whose i m - j n lies within [lower, upper] hold a wanted extreme?
 bool wanted(const KsPair& p, double upper, double lower) {
   switch (p.sides) {
-    case kKsMax: return upper >= p.best_max;
-    case kKsMin: return lower <= p.best_min;
-    case kKsLarger: return std::max(upper, -lower) >= std::max(p.best_max, -p.best_min);
+    case KsSides::max: return upper >= p.best_max;
+    case KsSides::min: return lower <= p.best_min;
+    case KsSides::larger: return std::max(upper, -lower) >= std::max(p.best_max, -p.best_min);
     default: return upper >= p.best_max || lower <= p.best_min;
   }
 }
@@ -193,7 +193,7 @@ MIAKIT_CPU_CLONES void bucket_ids(const double* x, int64_t len, double lo, doubl
 // i m - j n lies within [base + ca[k] m - cb[k+1] n, base + ca[k+1] m - cb[k] n]. keep[k]:
 // the bucket is not empty and that interval reaches a wanted extreme (as wanted()).
 MIAKIT_CPU_CLONES void bucket_bounds(const int32_t* ca, const int32_t* cb, int buckets,
-                                     double base, double dm, double dn, int sides,
+                                     double base, double dm, double dn, KsSides sides,
                                      double& best_max, double& best_min, uint8_t* keep) {
   double hi[8], lo[8];
   for (int u = 0; u < 8; ++u) {
@@ -225,9 +225,9 @@ MIAKIT_CPU_CLONES void bucket_bounds(const int32_t* ca, const int32_t* cb, int b
     const bool up = upper >= best_max, down = lower <= best_min;
     bool want;
     switch (sides) {
-      case kKsMax: want = up; break;
-      case kKsMin: want = down; break;
-      case kKsLarger: want = std::max(upper, -lower) >= big; break;
+      case KsSides::max: want = up; break;
+      case KsSides::min: want = down; break;
+      case KsSides::larger: want = std::max(upper, -lower) >= big; break;
       default: want = up || down;
     }
     keep[k] = filled && want;
@@ -323,8 +323,8 @@ void solve(const double* a, int64_t na, const double* b, int64_t nb, int64_t i0,
   const auto lower = [&](int k) { return base + ca[k] * dm - cb[k + 1] * dn; };
   const auto promise = [&](int k) {
     switch (p.sides) {
-      case kKsMax: return upper(k);
-      case kKsMin: return -lower(k);
+      case KsSides::max: return upper(k);
+      case KsSides::min: return -lower(k);
       default: return std::max(upper(k), -lower(k));
     }
   };
@@ -362,11 +362,11 @@ void solve(const double* a, int64_t na, const double* b, int64_t nb, int64_t i0,
 // loses the final comparison in both merges, provided doubles of different k are ordered
 // like k: |i / n - j / m - k / (n m)| <= 3 * 2^-54 in floating point, so this holds when
 // 1 / (n m) > 6 * 2^-54, i.e. n m < 2^53 / 3 (we take 10^15); larger pairs are sorted
-// and merged whole. With sides = kKsLarger only the extreme of larger magnitude is kept
+// and merged whole. With sides = KsSides::larger only the extreme of larger magnitude is kept
 // exact (both when they tie): every value attaining it lies in a run whose bound reaches
 // the best magnitude seen.
-KsExtremes ks_unsorted_pair(const double* a, int64_t n, const double* b, int64_t m, int sides,
-                            KsScratch& s) {
+KsExtremes ks_unsorted_pair(const double* a, int64_t n, const double* b, int64_t m,
+                            KsSides sides, KsScratch& s) {
   if (!all_finite(a, n, b, m)) {  // NaN or inf: the caller reports it
     const double nan = std::numeric_limits<double>::quiet_NaN();
     return KsExtremes{nan, nan, nan, nan};

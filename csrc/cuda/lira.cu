@@ -629,10 +629,9 @@ __global__ void __launch_bounds__(kThreads) lira_score_kernel(const ScoreParams 
 
 int64_t align16(int64_t x) { return (x + 15) & ~int64_t(15); }
 
+// Ranks, shapes and dtypes of every array were checked by the binding (bindings_lira.cpp).
 void source_dims(const LiraSource& src, int64_t* M, int64_t* N, int64_t* A) {
   const Tensor& t = src.from_logits ? src.logits : src.scores;
-  if (t.ndim != (src.from_logits ? 4 : 3))
-    throw InputError(src.from_logits ? "logits: expected [M, N, A, C]" : "scores: expected [M, N, A]");
   *M = t.shape[0];
   *N = t.shape[1];
   *A = t.shape[2];
@@ -671,12 +670,6 @@ void plan_tiles(TileParams& p, const LiraSource& src, const Tensor& keep, Phase 
   const int64_t C = src.from_logits ? d.shape[3] : 1;
   if (M > (int64_t(1) << 24) || A > (int64_t(1) << 16) || C > (int64_t(1) << 30))
     throw InputError("shadow data: too many models, augmentations or classes for the CUDA kernels");
-  // The Python layer checks shapes; a mismatch here would read out of bounds on the GPU.
-  if (keep.ndim != 2 || keep.shape[0] != M || keep.shape[1] != N)
-    throw InputError("keep: expected [M, N] matching the shadow data");
-  if (src.from_logits && (src.labels.ndim != 1 || src.labels.shape[0] != N ||
-                          src.labels.dtype != DType::i64))
-    throw InputError("labels: expected int64 [N] matching the logits");
   p.data = d.data;
   p.ds0 = d.strides[0];
   p.ds1 = d.strides[1];
@@ -835,26 +828,8 @@ void set_options(TileParams& p, const LiraOptions& o) {
   p.min_std = o.min_std;
 }
 
-void check_keep(const Tensor& keep) {
-  if (keep.dtype != DType::u8 && keep.dtype != DType::b8)
-    throw InputError("keep: expected uint8 or bool on the device");
-  if (keep.ndim != 2) throw InputError("keep: expected [M, N]");
-}
-
-// t is [d0] (d1 < 0) or [d0, d1].
-void require_shape(const Tensor& t, int64_t d0, int64_t d1, const char* name) {
-  const bool ok = d1 < 0 ? (t.ndim == 1 && t.shape[0] == d0)
-                         : (t.ndim == 2 && t.shape[0] == d0 && t.shape[1] == d1);
-  if (!ok) throw InputError(std::string(name) + ": shape does not match the other arrays");
-}
-
-void check_f64(const Tensor& t, const char* name) {
-  if (t.dtype != DType::f64) throw InputError(std::string(name) + ": expected float64");
-}
-
 // The target indices, read back to validate them as the CPU kernel does.
 std::vector<int64_t> host_targets(const Tensor& tg, cudaStream_t s) {
-  if (tg.dtype != DType::i64 || tg.ndim != 1) throw InputError("targets: expected int64 [K]");
   const int64_t K = tg.shape[0];
   std::vector<int64_t> out(K);
   if (K == 0) return out;
@@ -891,21 +866,11 @@ void bind_fit_stats(Params& p, const Tensor& mu_in, const Tensor& mu_out, const 
 
 LiraStatus lira_fit(const LiraFitArgs& a, std::uintptr_t stream) {
   const Tensor& src = a.source.from_logits ? a.source.logits : a.source.scores;
-  check_keep(a.keep);
-  for (const Tensor* t : {&a.mu_in, &a.mu_out, &a.sd_in, &a.sd_out}) check_f64(*t, "fit outputs");
-  if (a.n_in.dtype != DType::i64 || a.n_out.dtype != DType::i64)
-    throw InputError("n_in/n_out: expected int64");
   DeviceGuard guard(src.device_id);
   const cudaStream_t s = as_stream(stream);
   TileParams p{};
   set_options(p, a.opt);
   plan_tiles(p, a.source, a.keep, Phase::fit, a.opt.center);
-  require_shape(a.mu_in, p.N, p.A, "mu_in");
-  require_shape(a.mu_out, p.N, p.A, "mu_out");
-  require_shape(a.sd_in, p.N, p.A, "sd_in");
-  require_shape(a.sd_out, p.N, p.A, "sd_out");
-  require_shape(a.n_in, p.N, -1, "n_in");
-  require_shape(a.n_out, p.N, -1, "n_out");
   bind_fit_stats(p, a.mu_in, a.mu_out, a.sd_in, a.sd_out);
   p.n_in = a.n_in.ptr<int64_t>();
   p.n_out = a.n_out.ptr<int64_t>();
@@ -926,12 +891,6 @@ LiraStatus lira_fit(const LiraFitArgs& a, std::uintptr_t stream) {
 }
 
 LiraStatus lira_score(const LiraScoreArgs& a, std::uintptr_t stream) {
-  for (const Tensor* t : {&a.mu_in, &a.mu_out, &a.sd_in, &a.sd_out, &a.out})
-    check_f64(*t, "fit statistics");
-  if (a.target.ndim != 2) throw InputError("target_scores: expected [N, A]");
-  const int64_t N = a.target.shape[0], A = a.target.shape[1];
-  for (const Tensor* t : {&a.mu_in, &a.mu_out, &a.sd_in, &a.sd_out}) require_shape(*t, N, A, "fit");
-  require_shape(a.out, N, -1, "out");
   DeviceGuard guard(a.target.device_id);
   const cudaStream_t s = as_stream(stream);
   ScoreParams p{};
@@ -962,11 +921,8 @@ LiraStatus lira_score(const LiraScoreArgs& a, std::uintptr_t stream) {
 
 LiraStatus lira_loo(const LiraLooArgs& a, std::uintptr_t stream) {
   const Tensor& src = a.source.from_logits ? a.source.logits : a.source.scores;
-  check_keep(a.keep);
-  check_f64(a.out, "out");
   int64_t M, N, A;
   source_dims(a.source, &M, &N, &A);
-  require_shape(a.out, a.targets.shape[0], N, "out");
   DeviceGuard guard(src.device_id);
   const cudaStream_t s = as_stream(stream);
   const std::vector<int64_t> targets = host_targets(a.targets, s);

@@ -250,7 +250,7 @@ def hutchinson_trace(
                         est[sl, k] = (vk * hv).reshape(len(vk), -1).sum(1).detach()
             if use_kernel:
                 b = len(xb)
-                m, se, _ = _probe_call(0, v.reshape(b, n_probes, -1),
+                m, se, _ = _probe_call(_C.ProbeReduction.quadratic, v.reshape(b, n_probes, -1),
                                        hvs.reshape(b, n_probes, -1), False)
                 trace[sl], stderr[sl] = m, se
     if use_kernel:
@@ -333,7 +333,8 @@ def finite_difference(
                 g1 = torch.empty_like(v)
                 for k in range(n_probes):
                     g1[:, k] = input_grad(xb + h * v[:, k], yb)
-                out[sl] = _probe_call(1, g1.reshape(b, n_probes, -1), g0.reshape(b, -1),
+                out[sl] = _probe_call(_C.ProbeReduction.difference,
+                                      g1.reshape(b, n_probes, -1), g0.reshape(b, -1),
                                       squared)[0]
                 continue
             acc = torch.zeros(b, dtype=x.dtype, device=x.device)
@@ -350,12 +351,14 @@ def _kernel_ok(x) -> bool:
     return x.device.type != "cuda" or bool(_C.backend_info()["cuda_built"])
 
 
-def _probe_call(which: int, a, b, squared: bool):
-    """Run the probe-reduction kernel: which 0 -> (mean, stderr) of a.b over probes,
-    1 -> mean over probes of ||a - b||_2 (squared); float64 outputs and the status."""
+def _probe_call(which: _C.ProbeReduction, a, b, squared: bool):
+    """Run the probe-reduction kernel: ``quadratic`` -> (mean, stderr) of a.b over probes,
+    ``difference`` -> mean over probes of ||a - b||_2 (squared); float64 outputs and the
+    status."""
     n = int(a.shape[0])
     mean = ar.empty_like_device(a, (n,), "float64")
-    se = ar.empty_like_device(a, (n,), "float64") if which == 0 else None
+    se = (ar.empty_like_device(a, (n,), "float64")
+          if which is _C.ProbeReduction.quadratic else None)
     st = _C.probe_reduce(ar.kernel_arg(a), ar.kernel_arg(b), ar.kernel_arg(mean),
                          None if se is None else ar.kernel_arg(se), which, bool(squared),
                          ar.stream_of(a))
@@ -409,7 +412,7 @@ def probe_quadratic(probes: Any, hvp: Any) -> tuple[Any, Any]:
     ([4.0], [0.0])
     """
     v, hv = _probe_inputs(probes, hvp, "probes", "hvp")
-    mean, se, st = _probe_call(0, v, hv, False)
+    mean, se, st = _probe_call(_C.ProbeReduction.quadratic, v, hv, False)
     _raise_nonfinite(st, {"probes": v, "hvp": hv})
     return mean, se
 
@@ -440,7 +443,7 @@ def probe_differences(grads: Any, grad0: Any, squared: bool = False) -> Any:
     [2.5]
     """
     g1, g0 = _probe_inputs(grads, grad0, "grads", "grad0")
-    mean, _, st = _probe_call(1, g1, g0, squared)
+    mean, _, st = _probe_call(_C.ProbeReduction.difference, g1, g0, squared)
     _raise_nonfinite(st, {"grads": g1, "grad0": g0})
     return mean
 
@@ -547,8 +550,8 @@ def head_trace(features: Any, weight: Any, bias: Any = None) -> Any:
     n = ar.shape_of(x)[0]
     out = ar.empty_like_device(x, (n,), "float64")
     st = _C.head(ar.kernel_arg(x), None, ar.kernel_arg(w),
-                 None if bias is None else ar.kernel_arg(bias), ar.kernel_arg(out), 1,
-                 ar.stream_of(x))
+                 None if bias is None else ar.kernel_arg(bias), ar.kernel_arg(out),
+                 _C.HeadQuantity.input_trace, ar.stream_of(x))
     raise_head_status(st, ar.shape_of(w)[0])
     return out
 

@@ -112,8 +112,8 @@ def head_norms(features: Any, labels: Any, weight: Any, bias: Any = None) -> Any
     lab = ar.as_int64(ar.match_device(check_labels(lab, c), x, "labels", "features"))
     out = ar.empty_like_device(x, (n,), "float64")
     st = _C.head(ar.kernel_arg(x), ar.kernel_arg(lab), ar.kernel_arg(w),
-                 None if bias is None else ar.kernel_arg(bias), ar.kernel_arg(out), 0,
-                 ar.stream_of(x))
+                 None if bias is None else ar.kernel_arg(bias), ar.kernel_arg(out),
+                 _C.HeadQuantity.grad_norm, ar.stream_of(x))
     raise_head_status(st, c)
     return out
 

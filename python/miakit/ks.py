@@ -27,6 +27,7 @@ import numpy as np
 
 from miakit import _C
 from miakit import _arrays as ar
+from miakit._options import KS_SIDES, kernel_option
 from miakit._validation import check_probability
 
 __all__ = ["ks_2samp", "ks_2samp_groups", "KS2Result", "smirnov_threshold",
@@ -81,9 +82,6 @@ def _merge(a_vals: Any, a_off: Any, b_vals: Any, b_off: Any) -> tuple[np.ndarray
     return tuple(ar.to_numpy(o) for o in out)
 
 
-_SIDES = {"both": 0, "greater": 1, "less": 2, "two-sided": 3}
-
-
 def _unsorted(a_vals: np.ndarray, a_begin: np.ndarray, a_len: Any, b_vals: np.ndarray,
               b_begin: np.ndarray, b_len: Any, sides: str = "both"
               ) -> tuple[np.ndarray, ...]:
@@ -98,7 +96,8 @@ def _unsorted(a_vals: np.ndarray, a_begin: np.ndarray, a_len: Any, b_vals: np.nd
     _C.ks_unsorted(np.ascontiguousarray(a_vals, dtype=np.float64), a_begin,
                    np.ascontiguousarray(a_begin + a_len, dtype=np.int64),
                    np.ascontiguousarray(b_vals, dtype=np.float64), b_begin,
-                   np.ascontiguousarray(b_begin + b_len, dtype=np.int64), *out, _SIDES[sides])
+                   np.ascontiguousarray(b_begin + b_len, dtype=np.int64), *out,
+                   kernel_option(sides, "sides", KS_SIDES))
     return tuple(out)
 
 
@@ -227,16 +226,17 @@ def _kstwo_sf(x: np.ndarray, n: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):  # scipy: P = 0 below z ~ 0.0417
         pelz &= -_PI_SQUARED / 8 / (np.sqrt(n) * x) ** 2 >= -708
     out[zero] = 0.0
-    for mask, kind in ((smir, "smirnov"), (durbin, "durbin")):
+    for mask, kind in ((smir, _C.KsPiece.smirnov), (durbin, _C.KsPiece.durbin)):
         if mask.any():
             nk, xk = n[mask].astype(np.int64), x[mask]
             piece = np.empty(nk.size)
             _C.ks_kstwo_piece(kind, np.ascontiguousarray(nk), np.ascontiguousarray(xk), piece)
-            if kind == "smirnov":
+            if kind is _C.KsPiece.smirnov:
                 tiny = piece < 1e-280  # near and below the subnormal doubles: scipy's
                 if tiny.any():
                     piece[tiny] = special.smirnov(nk[tiny], xk[tiny])
-            out[mask] = np.clip(2 * piece if kind == "smirnov" else 1.0 - piece, 0.0, 1.0)
+            out[mask] = np.clip(2 * piece if kind is _C.KsPiece.smirnov else 1.0 - piece,
+                                0.0, 1.0)
     if pelz.any():
         out[pelz] = np.clip(1.0 - _pelz_good_cdf(n[pelz], x[pelz]), 0.0, 1.0)
     rest = ~(zero | smir | durbin | pelz)

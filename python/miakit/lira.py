@@ -22,6 +22,14 @@ from miakit import _C
 from miakit import _arrays as ar
 from miakit._lira_fit import LiraFit
 from miakit._lira_risk import ShadowModelsNeeded, hellinger, privacy_score, shadow_models_needed
+from miakit._options import (
+    CENTERS,
+    MODES,
+    OFFLINE,
+    REFERENCES,
+    SIGNALS,
+    VARIANCES,
+)
 from miakit._validation import (
     check_choice,
     check_float_array,
@@ -29,7 +37,7 @@ from miakit._validation import (
     check_real,
     check_targets,
 )
-from miakit.signals import SIGNAL_CODES, prepare_logits_labels, raise_signal_status
+from miakit.signals import prepare_logits_labels, raise_signal_status
 
 __all__ = [
     "LiraFit",
@@ -43,11 +51,6 @@ __all__ = [
     "ShadowModelsNeeded",
 ]
 
-_CENTERS = {"median": 0, "mean": 1}
-_VARIANCES = {"per_example": 0, "global": 1}
-_MODES = {"online": 0, "offline": 1}
-_OFFLINE = {"one_sided": 0, "two_sided": 1}
-_REFERENCES = {"balanced": 0, "all": 1}
 _ON_EMPTY = ("raise", "nan")
 _LIRA_SIGNALS = ("scaled_confidence", "hinge", "loss", "confidence")
 
@@ -140,8 +143,8 @@ def fit(
     >>> f.mu_in.shape, f.n_in.tolist()
     ((5, 2), [4, 4, 4, 4, 4])
     """
-    center = check_choice(center, "center", list(_CENTERS))
-    variance = check_choice(variance, "variance", list(_VARIANCES))
+    center = check_choice(center, "center", list(CENTERS))
+    variance = check_choice(variance, "variance", list(VARIANCES))
     min_std = check_real(min_std, "min_std", 0.0, open_lo=True, what="a positive finite float")
     data, labels_k, keep_u8, m, n, a = _prepare_source(shadow_scores, keep, labels, signal)
     mu_in, mu_out, sd_in, sd_out = (ar.empty_like_device(data, (n, a), "float64") for _ in range(4))
@@ -149,8 +152,8 @@ def fit(
     st = _C.lira_fit(
         ar.kernel_arg(data), None if labels_k is None else ar.kernel_arg(labels_k),
         ar.kernel_arg(keep_u8), *(ar.kernel_arg(t) for t in (mu_in, mu_out, sd_in, sd_out)),
-        ar.kernel_arg(n_in), ar.kernel_arg(n_out), _CENTERS[center],
-        SIGNAL_CODES[signal], ar.stream_of(data),
+        ar.kernel_arg(n_in), ar.kernel_arg(n_out), CENTERS[center],
+        SIGNALS[signal], ar.stream_of(data),
     )
     _raise_status(st, ar.shape_of(data)[-1] if labels_k is not None else None)
     if variance == "global":
@@ -225,8 +228,8 @@ def score(
     >>> bool(sc[keep[0]].mean() > sc[~keep[0]].mean())
     True
     """
-    mode = check_choice(mode, "mode", list(_MODES))
-    offline = check_choice(offline, "offline", list(_OFFLINE))
+    mode = check_choice(mode, "mode", list(MODES))
+    offline = check_choice(offline, "offline", list(OFFLINE))
     on_empty = check_choice(on_empty, "on_empty", _ON_EMPTY)
     if not isinstance(fit, LiraFit):
         raise TypeError(f"fit: expected a LiraFit from miakit.lira.fit, got {type(fit).__name__}")
@@ -242,7 +245,7 @@ def score(
     out = ar.empty_like_device(fit.mu_in, (n,), "float64")
     st = _C.lira_score(ar.kernel_arg(t), *(ar.kernel_arg(x) for x in (
         fit.mu_in, fit.mu_out, fit.sigma_in, fit.sigma_out)), ar.kernel_arg(out),
-        _MODES[mode], _OFFLINE[offline], ar.stream_of(t))
+        MODES[mode], OFFLINE[offline], ar.stream_of(t))
     if st["nonfinite_scores"]:
         raise ValueError(
             f"target_scores: expected finite values, got {st['nonfinite_scores']} NaN or inf"
@@ -349,12 +352,12 @@ def leave_one_out(
     >>> loo.shape, mk.metrics.auc(loo, keep) > 0.9
     ((16, 40), True)
     """
-    mode = check_choice(mode, "mode", list(_MODES))
-    offline = check_choice(offline, "offline", list(_OFFLINE))
-    center = check_choice(center, "center", list(_CENTERS))
-    variance = check_choice(variance, "variance", list(_VARIANCES))
+    mode = check_choice(mode, "mode", list(MODES))
+    offline = check_choice(offline, "offline", list(OFFLINE))
+    center = check_choice(center, "center", list(CENTERS))
+    variance = check_choice(variance, "variance", list(VARIANCES))
     on_empty = check_choice(on_empty, "on_empty", _ON_EMPTY)
-    references = check_choice(references, "references", list(_REFERENCES))
+    references = check_choice(references, "references", list(REFERENCES))
     min_std = check_real(min_std, "min_std", 0.0, open_lo=True, what="a positive finite float")
     data, labels_k, keep_u8, m, n, a = _prepare_source(shadow_scores, keep, labels, signal)
     tg = check_targets(targets, m)
@@ -369,9 +372,9 @@ def leave_one_out(
     st = _C.lira_loo(
         ar.kernel_arg(data), None if labels_k is None else ar.kernel_arg(labels_k),
         ar.kernel_arg(keep_u8), ar.kernel_arg(tg_dev), ar.kernel_arg(out),
-        _CENTERS[center], _VARIANCES[variance], _MODES[mode], _OFFLINE[offline],
-        _REFERENCES[references], min_std,
-        SIGNAL_CODES[signal], ar.stream_of(data),
+        CENTERS[center], VARIANCES[variance], MODES[mode], OFFLINE[offline],
+        REFERENCES[references], min_std,
+        SIGNALS[signal], ar.stream_of(data),
     )
     _raise_status(st, ar.shape_of(data)[-1] if labels_k is not None else None)
     n_clamped = int(sum(st["clamped"]))

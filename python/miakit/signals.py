@@ -14,19 +14,14 @@ from typing import Any
 from miakit import _C
 from miakit import _arrays as ar
 from miakit._arrays import match_device
+from miakit._options import SIGNALS
 from miakit._validation import check_float_array, check_labels
 
 __all__ = ["scaled_confidence", "hinge", "loss", "confidence", "max_confidence", "correct"]
 
-# Codes of the compiled kernel's Signal enum (csrc/include/miakit/signals.h).
-SIGNAL_CODES = {
-    "scaled_confidence": 0,
-    "hinge": 1,
-    "loss": 2,
-    "confidence": 3,
-    "max_confidence": 4,
-    "correct": 5,
-}
+# Signal names -> members of the compiled kernel's Signal enum (miakit._options, the one
+# table; csrc/include/miakit/signals.h).
+SIGNAL_CODES = SIGNALS
 
 
 def prepare_logits_labels(logits: Any, labels: Any, lead_shape=None):
