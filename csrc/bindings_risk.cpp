@@ -18,6 +18,25 @@ py::dict risk_status(const RiskStatus& s) {
 
 }  // namespace
 
+namespace {
+
+// A [models, examples] matrix of 0/1 correctness or probabilities: float or uint8/bool.
+void check_signal_matrix(const Tensor& t, const char* name) {
+  if (t.ndim != 2)
+    throw InputError(std::string(name) + ": expected a 2-D [models, examples] array, " + got(t));
+  if (!is_float(t.dtype) && t.dtype != DType::u8 && t.dtype != DType::b8)
+    throw InputError(std::string(name) + ": expected a floating-point, uint8 or bool array, "
+                     "got " + dtype_name(t.dtype));
+}
+
+// keep [models, examples] of 0/1 bytes.
+void check_keep(const Tensor& t, int64_t m, int64_t n) {
+  check_shape(t, "keep", {m, n}, "models, examples");
+  check_dtype(t, "keep", {DType::u8, DType::b8}, "uint8 or bool");
+}
+
+}  // namespace
+
 void register_risk(py::module_& m) {
   m.def("memorization", [](py::handle signal, py::handle keep, py::handle out, py::handle n_in,
                            std::uintptr_t stream) {
@@ -27,6 +46,10 @@ void register_risk(py::module_& m) {
     a.out = to_tensor(out, "out", true);
     a.n_in = to_tensor(n_in, "n_in", true);
     same_device({{"correct", &a.signal}, {"keep", &a.keep}, {"out", &a.out}, {"n_in", &a.n_in}});
+    check_signal_matrix(a.signal, "correct");
+    check_keep(a.keep, a.signal.shape[0], a.signal.shape[1]);
+    check_out(a.out, "out", a.signal.shape[1]);
+    check_vec(a.n_in, "n_in", DType::i64, a.signal.shape[1], false);
     RiskStatus st;
     {
       py::gil_scoped_release nogil;
@@ -43,6 +66,17 @@ void register_risk(py::module_& m) {
     a.vals = to_tensor(vals, "vals", true);
     a.idx = to_tensor(idx, "idx", true);
     same_device({{"keep", &a.keep}, {"correct_test", &a.c}, {"vals", &a.vals}, {"idx", &a.idx}});
+    check_signal_matrix(a.c, "correct_test");
+    const int64_t M = a.c.shape[0], T = a.c.shape[1];
+    if (a.keep.ndim != 2 || a.keep.shape[0] != M)
+      throw InputError("keep: expected [models, training examples] with " + std::to_string(M) +
+                       " rows (as correct_test), " + got(a.keep));
+    check_keep(a.keep, M, a.keep.shape[1]);
+    if (a.vals.ndim != 2 || a.vals.shape[0] != T || a.vals.dtype != DType::f64 ||
+        a.vals.shape[1] < 1 || a.vals.shape[1] > a.keep.shape[1])
+      throw InputError("vals: expected float64 [test examples, k] with 1 <= k <= the training "
+                       "examples, " + got(a.vals));
+    check_rows(a.idx, "idx", T, a.vals.shape[1], DType::i64);
     RiskStatus st;
     {
       py::gil_scoped_release nogil;
@@ -98,6 +132,15 @@ void register_risk(py::module_& m) {
     if (norms) a.labels = to_tensor(labels, "labels");
     same_device({{"features", &a.x}, {"weight", &a.w}, {"out", &a.out},
                  {"bias", a.has_bias ? &a.b : &a.x}, {"labels", norms ? &a.labels : &a.x}});
+    check_float(a.x, "features", 2);
+    check_float(a.w, "weight", 2);
+    check_dim(a.w, "weight", 1, a.x.shape[1], "features");
+    if (a.has_bias) {
+      check_float(a.b, "bias", 1);
+      check_dim(a.b, "bias", 0, a.w.shape[0], "weight");
+    }
+    if (norms) check_vec(a.labels, "labels", DType::i64, a.x.shape[0], false);
+    check_out(a.out, "out", a.x.shape[0]);
     RiskStatus st;
     {
       py::gil_scoped_release nogil;
@@ -176,6 +219,12 @@ void register_risk(py::module_& m) {
     a.seed = seed;
     a.probe0 = probe0;
     same_device({{"examples", &a.examples}, {"out", &a.out}});
+    check_vec(a.examples, "examples", DType::i64, a.examples.ndim == 1 ? a.examples.shape[0] : -1,
+              false);
+    if (a.out.ndim != 3 || a.out.shape[0] != a.examples.shape[0] || !is_float(a.out.dtype))
+      throw InputError("out: expected a floating-point array [examples, probes, elements], " +
+                       got(a.out));
+    check_contiguous(a.out, "out", a.out.dtype, 3, "a contiguous [examples, probes, elements]");
     py::gil_scoped_release nogil;
 #if defined(MIAKIT_WITH_CUDA)
     if (on_cuda(a.out)) {

@@ -309,3 +309,38 @@ def test_influence_cuda_matches_cpu():
     f_gpu = mk.memorization.feldman_zhang(torch.from_numpy(prob).cuda(),
                                           torch.from_numpy(keep).cuda(), "prob")
     np.testing.assert_allclose(f_gpu.cpu().numpy(), f_cpu, atol=1e-12)
+
+
+def test_bindings_check_every_array_before_the_kernels():
+    # direct calls of the compiled functions: a wrong shape or dtype is a ValueError naming
+    # the argument, raised before any kernel reads memory
+    from miakit import _C
+
+    c = np.ones((3, 5), np.float32)
+    keep = np.ones((3, 4), np.uint8)
+    with pytest.raises(ValueError, match="vals: expected float64"):
+        _C.influence(keep, c, np.empty((5, 9)), np.empty((5, 9), np.int64), 0)  # k > N
+    with pytest.raises(ValueError, match="idx: expected a 2-D int64"):
+        _C.influence(keep, c, np.empty((5, 2)), np.empty((5, 2), np.int32), 0)
+    with pytest.raises(ValueError, match="keep: expected"):
+        _C.influence(np.ones((2, 4), np.uint8), c, np.empty((5, 2)),
+                     np.empty((5, 2), np.int64), 0)
+    with pytest.raises(ValueError, match="keep: expected shape"):
+        _C.memorization(c, np.ones((2, 5), np.uint8), np.empty(5), np.empty(5, np.int64), 0)
+    with pytest.raises(ValueError, match="n_in: expected a 1-D int64"):
+        _C.memorization(c, np.ones((3, 5), np.uint8), np.empty(5), np.empty(5, np.int32), 0)
+    with pytest.raises(ValueError, match="correct: expected a floating-point, uint8 or bool"):
+        _C.memorization(c.astype(np.int32), np.ones((3, 5), np.uint8), np.empty(5),
+                        np.empty(5, np.int64), 0)
+    x, w = np.ones((4, 3)), np.ones((2, 3))
+    with pytest.raises(ValueError, match="weight: shape mismatch with features"):
+        _C.head(x, np.zeros(4, np.int64), np.ones((2, 5)), None, np.empty(4),
+                _C.HeadQuantity.grad_norm, 0)
+    with pytest.raises(ValueError, match="labels: expected a 1-D int64"):
+        _C.head(x, np.zeros(3, np.int64), w, None, np.empty(4), _C.HeadQuantity.grad_norm, 0)
+    with pytest.raises(ValueError, match="out: expected a float64 array of shape"):
+        _C.head(x, None, w, None, np.empty(3), _C.HeadQuantity.input_trace, 0)
+    with pytest.raises(ValueError, match="out: expected a floating-point array"):
+        _C.rademacher(np.arange(2, dtype=np.int64), np.empty((2, 3, 4), np.int32), 0, 0, 0)
+    with pytest.raises(ValueError, match="examples: expected a 1-D int64"):
+        _C.rademacher(np.arange(2, dtype=np.int32), np.empty((2, 3, 4)), 0, 0, 0)
