@@ -1058,10 +1058,11 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         files = {"report": str(out / "report.json"),
                  "vulnerability": str(table.to_csv(out / "vulnerability.csv"))}
         if plot:
+            from miakit.report import plot_roc as roc_figure
             from miakit.report import save_plots
 
             t = time.perf_counter()
-            plot_roc(results, out / "roc.png", title=_title(report),
+            roc_figure(results, out / "roc.png", title=_title(report),
                      dp=None if dp_epsilon is None else (dp_epsilon, dp_delta))
             files["roc"] = str(out / "roc.png")
             for path in save_plots(table, out,
@@ -1151,7 +1152,8 @@ def _title(report: dict) -> str:
 
 def plot_roc(results: dict[str, dict], path: str | Path, title: str = "",
              dp: tuple[float, float] | None = None) -> None:
-    """A log-log ROC plot of every attack, down to FPR = 1 / (number of non-members).
+    """The audit's ROC figure: :func:`miakit.report.plot_roc` (kept here for callers of
+    the audit module).
 
     Examples
     --------
@@ -1161,44 +1163,9 @@ def plot_roc(results: dict[str, dict], path: str | Path, title: str = "",
     >>> res = {"a": {"label": "A", "auc": 0.7, "n_nonmembers": 100, "_curve": (fpr, tpr)}}
     >>> plot_roc(res, tempfile.mkdtemp() + "/roc.png")
     """
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
+    from miakit import report
 
-    # a Figure of its own (no pyplot): the caller's backend and figures are untouched
-    fig = Figure(figsize=(5.5, 5.0), dpi=120)
-    ax = fig.subplots()
-    n_neg = max(r["n_nonmembers"] for r in results.values())
-    lo = 1.0 / n_neg
-    colors = colormaps["tab10"].colors
-    for i, r in enumerate(results.values()):
-        fpr, tpr = r["_curve"]
-        low = next((p for p in r.get("tpr_at_fpr", []) if p["target_fpr"] == 1e-3), None)
-        extra = f", TPR {100 * low['tpr']:.1f}% @ 0.1%" if low else ""
-        # attacks with reference models solid, threshold attacks dashed
-        uses_refs = r.get("settings", {}).get("targets") == "leave-one-out"
-        ax.step(np.maximum(fpr, lo), np.maximum(tpr, lo), where="post",
-                color=colors[i % len(colors)], ls="-" if uses_refs else "--",
-                lw=1.4 if uses_refs else 1.1,
-                label=f"{r['label']} (AUC {r['auc']:.3f}{extra})")
-    ax.plot([lo, 1], [lo, 1], ls=":", color="black", lw=1, label="chance")
-    if dp is not None:
-        from miakit.bounds import dp_tpr_bound
-
-        grid = np.geomspace(lo, 1.0, 200)
-        ax.plot(grid, np.maximum(dp_tpr_bound(grid, dp[0], dp[1]), lo), color="crimson",
-                lw=1.6, ls="-.", label=f"({dp[0]:g}, {dp[1]:g})-DP limit")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(lo, 1)
-    ax.set_ylim(lo, 1)
-    ax.set_xlabel("false-positive rate")
-    ax.set_ylabel("true-positive rate")
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right", fontsize=7 if len(results) > 4 else 8)
-    ax.grid(True, which="major", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
+    report.plot_roc(results, path, title=title, dp=dp)
 
 
 def _pct3(x: float) -> str:

@@ -43,7 +43,8 @@ from scipy import stats
 
 from miakit import _arrays as ar
 
-__all__ = ["VulnerabilityTable", "vulnerability_table", "plot_vulnerability", "save_plots"]
+__all__ = ["VulnerabilityTable", "vulnerability_table", "plot_vulnerability", "save_plots",
+           "plot_roc"]
 
 COLUMNS = ("lira_score", "tpr_at_fpr", "memorization", "grad_norm", "curvature", "hellinger",
            "privacy_score", "shadow_models_needed")
@@ -440,3 +441,53 @@ def save_plots(table: VulnerabilityTable, outdir: str | Path,
         plot_vulnerability(table, against=col, path=path)
         written.append(path)
     return written
+
+
+def plot_roc(results: dict[str, dict], path: str | Path, title: str = "",
+             dp: tuple[float, float] | None = None) -> None:
+    """A log-log ROC plot of every attack of an audit, down to FPR = 1 / (number of
+    non-members), with the TPR a DP guarantee allows when ``dp = (epsilon, delta)``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from miakit.report import plot_roc
+    >>> fpr = np.array([0.0, 0.01, 0.1, 1.0]); tpr = np.array([0.0, 0.05, 0.3, 1.0])
+    >>> res = {"a": {"label": "A", "auc": 0.7, "n_nonmembers": 100, "_curve": (fpr, tpr)}}
+    >>> plot_roc(res, tempfile.mkdtemp() + "/roc.png")
+    """
+    from miakit._plotting import colormap, subplots
+
+    fig, ax = subplots(figsize=(5.5, 5.0), dpi=120)  # its own canvas: no pyplot state
+    n_neg = max(r["n_nonmembers"] for r in results.values())
+    lo = 1.0 / n_neg
+    colors = colormap("tab10").colors
+    for i, r in enumerate(results.values()):
+        fpr, tpr = r["_curve"]
+        low = next((p for p in r.get("tpr_at_fpr", []) if p["target_fpr"] == 1e-3), None)
+        extra = f", TPR {100 * low['tpr']:.1f}% @ 0.1%" if low else ""
+        # attacks with reference models solid, threshold attacks dashed
+        uses_refs = r.get("settings", {}).get("targets") == "leave-one-out"
+        ax.step(np.maximum(fpr, lo), np.maximum(tpr, lo), where="post",
+                color=colors[i % len(colors)], ls="-" if uses_refs else "--",
+                lw=1.4 if uses_refs else 1.1,
+                label=f"{r['label']} (AUC {r['auc']:.3f}{extra})")
+    ax.plot([lo, 1], [lo, 1], ls=":", color="black", lw=1, label="chance")
+    if dp is not None:
+        from miakit.bounds import dp_tpr_bound
+
+        grid = np.geomspace(lo, 1.0, 200)
+        ax.plot(grid, np.maximum(dp_tpr_bound(grid, dp[0], dp[1]), lo), color="crimson",
+                lw=1.6, ls="-.", label=f"({dp[0]:g}, {dp[1]:g})-DP limit")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, 1)
+    ax.set_ylim(lo, 1)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right", fontsize=7 if len(results) > 4 else 8)
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
