@@ -176,19 +176,7 @@ RiskStatus influence(const InfluenceArgs& args) {
                    thr.data(), pack_rows, pack_cols, skip_col, on_candidate);
 
   // Sorted lists to the outputs; NaN / -1 where fewer than k examples qualify.
-  const Tensor& V = args.vals;
-  const Tensor& I = args.idx;
-#pragma omp parallel for schedule(static)
-  for (int64_t j = 0; j < T; ++j) {
-    TopK h{&hv[j * k], &hi[j * k], k, hn[j]};
-    h.sort();
-    double* vo = V.ptr<double>() + j * V.strides[0];
-    int64_t* io = I.ptr<int64_t>() + j * I.strides[0];
-    for (int64_t r = 0; r < k; ++r) {
-      vo[r * V.strides[1]] = r < h.n ? h.v[r] : NAN;
-      io[r * I.strides[1]] = r < h.n ? h.i[r] : -1;
-    }
-  }
+  write_sorted_lists(hv, hi, hn, k, args.vals, args.idx, 1.0);
   return st;
 }
 

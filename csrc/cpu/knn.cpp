@@ -116,19 +116,8 @@ RiskStatus knn_typed(const KnnArgs& a) {
   screened_product(micro, R, Q, D, fa.data(), fb.data(), pen.data(), cs_f.data(), thr.data(),
                    pack_rows, pack_cols, skip_col, on_candidate);
 
-  const Tensor& V = a.vals;
-  const Tensor& I = a.idx;
-#pragma omp parallel for schedule(static)
-  for (int64_t j = 0; j < Q; ++j) {
-    TopK h{&hv[j * k], &hi[j * k], k, hn[j]};
-    h.sort();
-    double* vo = V.ptr<double>() + j * V.strides[0];
-    int64_t* io = I.ptr<int64_t>() + j * I.strides[0];
-    for (int64_t r = 0; r < k; ++r) {
-      vo[r * V.strides[1]] = r < h.n ? -h.v[r] : NAN;
-      io[r * I.strides[1]] = r < h.n ? h.i[r] : -1;
-    }
-  }
+  // -d^2 back to d^2
+  write_sorted_lists(hv, hi, hn, k, a.vals, a.idx, -1.0);
   return st;
 }
 

@@ -27,10 +27,6 @@
 #include <limits>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "kernels_metrics.h"
 #include "parallel.h"
 
@@ -122,22 +118,6 @@ bool radix_sort(uint64_t* k, uint32_t* p, uint64_t* k2, uint32_t* p2, int64_t n)
   return swapped;
 }
 
-// Fresh output buffers of millions of elements cost one page fault per 4 KiB page on first
-// touch, about as much time as the ranking itself: ask for transparent huge pages on their
-// interior (2 MiB aligned) before writing. Advice only; nothing changes where the kernel
-// declines.
-void advise_huge_pages(void* p, size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
-  const uintptr_t lo = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
-  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
-#else
-  (void)p;
-  (void)bytes;
-#endif
-}
-
 }  // namespace
 
 RankStatus rank_scores(const RankArgs& a) {
@@ -165,10 +145,6 @@ RankStatus rank_scores(const RankArgs& a) {
   int64_t* tp = a.tp.ptr<int64_t>();
   int64_t* fp = a.fp.ptr<int64_t>();
   uint32_t* order = reinterpret_cast<uint32_t*>(a.order.ptr<int32_t>());
-  advise_huge_pages(thr, static_cast<size_t>(n + 1) * sizeof(double));
-  advise_huge_pages(tp, static_cast<size_t>(n + 1) * sizeof(int64_t));
-  advise_huge_pages(fp, static_cast<size_t>(n + 1) * sizeof(int64_t));
-  advise_huge_pages(order, static_cast<size_t>(n) * sizeof(uint32_t));
   uint64_t* key = reinterpret_cast<uint64_t*>(tp + 1);
   uint64_t* key2 = reinterpret_cast<uint64_t*>(thr + 1);
   uint32_t* pay = order;

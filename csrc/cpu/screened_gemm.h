@@ -24,6 +24,7 @@
 #include "isa.h"
 #include "miakit/influence.h"
 #include "parallel.h"
+#include "tensor.h"
 
 namespace miakit {
 namespace cpu {
@@ -188,6 +189,26 @@ inline float screen_threshold(const TopK& h, double offset) {
   float f = static_cast<float>(t);
   if (static_cast<double>(f) > t) f = std::nextafter(f, -kScreenInf);
   return f;
+}
+
+// The running lists (k entries per column in hv/hi, hn[j] held) to the outputs
+// vals [cols, k] float64 and idx [cols, k] int64, each sorted best first, values times
+// `sign` (k-NN keeps -d^2 so that larger is better); NaN / -1 where a list is short.
+inline void write_sorted_lists(std::vector<double>& hv, std::vector<int64_t>& hi,
+                               const std::vector<int64_t>& hn, int64_t k, const Tensor& V,
+                               const Tensor& I, double sign) {
+  const int64_t cols = static_cast<int64_t>(hn.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < cols; ++j) {
+    TopK h{&hv[j * k], &hi[j * k], k, hn[j]};
+    h.sort();
+    double* vo = V.ptr<double>() + j * V.strides[0];
+    int64_t* io = I.ptr<int64_t>() + j * I.strides[0];
+    for (int64_t r = 0; r < k; ++r) {
+      vo[r * V.strides[1]] = r < h.n ? sign * h.v[r] : NAN;
+      io[r * I.strides[1]] = r < h.n ? h.i[r] : -1;
+    }
+  }
 }
 
 // Runs the screened product. fa, fb, pen are padded to a multiple of micro.mr rows (padding
