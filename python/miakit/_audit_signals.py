@@ -40,10 +40,7 @@ def grad_proxy(first_view: Any, labels: np.ndarray) -> np.ndarray:
     p -= p.max(axis=-1, keepdims=True)
     np.exp(p, out=p)
     p /= p.sum(axis=-1, keepdims=True)
-    np.put_along_axis(p, np.broadcast_to(labels[:, None], p.shape[:-1] + (1,)),
-                      np.take_along_axis(p, np.broadcast_to(labels[:, None],
-                                                            p.shape[:-1] + (1,)), -1) - 1.0,
-                      -1)  # softmax - onehot
+    p[..., np.arange(p.shape[-2]), labels] -= 1.0  # softmax - onehot
     return np.sqrt(np.einsum("...c,...c->...", p, p))
 
 
@@ -88,17 +85,6 @@ class ArraySignals:
 
     def drop(self, name: str) -> None:
         """Nothing is kept: signals are computed when asked."""
-
-    def release(self) -> None:
-        """Drop a memory-mapped array's pages from resident memory (see audit)."""
-        import mmap
-
-        mm = getattr(self.logits, "_mmap", None)  # numpy.memmap's mapping (views share it)
-        if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-            try:
-                mm.madvise(mmap.MADV_DONTNEED)
-            except (OSError, ValueError):  # a closed or unusual mapping: nothing to release
-                pass
 
 
 class RunSignals:
@@ -181,9 +167,6 @@ class RunSignals:
     def grad_proxy(self) -> np.ndarray:
         return self._grad
 
-    def release(self) -> None:
-        """Nothing is mapped: each model file was read once and let go."""
-
 
 LOGIT_ATTACKS = ("lira_online", "lira_offline", "rmia_online", "rmia_offline",
                  "calibrated_loss", "loss", "confidence", "max_confidence", "hinge")
@@ -254,6 +237,3 @@ class StoredSignals:
 
     def grad_proxy(self) -> None:
         return None
-
-    def release(self) -> None:
-        """Nothing is mapped."""

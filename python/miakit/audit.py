@@ -1004,7 +1004,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         if name is None:
             break
         t = time.perf_counter()
-        # (no shared RankWorkspace: it would hold ~48 bytes per score between attacks,
+        # (no shared RankWorkspace: it would hold 28 bytes per score between attacks,
         # more memory than the page faults it saves are worth time here)
         results[name] = _evaluate_attack(name, entry, keep, fprs, level, alpha, n_tests,
                                          dp_delta)
