@@ -25,7 +25,6 @@
 #include "miakit/softmax_ce.h"
 #include "parallel.h"
 #include "isa.h"
-#include "simd.h"
 
 namespace miakit {
 namespace cpu {
@@ -47,8 +46,8 @@ struct Chunk {
 // ---- portable kernels ---------------------------------------------------------------
 
 // z[c * kChunk + j] = x_j . w_c for j < n, c < cm; the weights in panels (see Panels).
-MIAKIT_CPU_CLONES void forward_generic(const Chunk& ch, const float* wp, int64_t cm,
-                                       int64_t dp, int64_t dx, float* z) {
+MIAKIT_ISA_BODY void forward_generic_body(const Chunk& ch, const float* wp, int64_t cm,
+                                          int64_t dp, int64_t dx, float* z) {
   (void)dp;
   for (int64_t j = 0; j < ch.n; ++j) {
     const float* xj = ch.x[j];
@@ -64,10 +63,14 @@ MIAKIT_CPU_CLONES void forward_generic(const Chunk& ch, const float* wp, int64_t
     }
   }
 }
+MIAKIT_ISA_DISPATCH(void, forward_generic,
+                    (const Chunk& ch, const float* wp, int64_t cm, int64_t dp, int64_t dx,
+                     float* z),
+                    (ch, wp, cm, dp, dx, z))
 
 // g[c][i] += sum_j r[c * kChunk + j] x_j[i] for c < cm.
-MIAKIT_CPU_CLONES void backward_generic(const Chunk& ch, const float* r, int64_t cm,
-                                        int64_t dp, int64_t dx, float* g) {
+MIAKIT_ISA_BODY void backward_generic_body(const Chunk& ch, const float* r, int64_t cm,
+                                           int64_t dp, int64_t dx, float* g) {
   for (int64_t c = 0; c < cm; ++c) {
     float* gc = g + c * dp;
     for (int64_t j = 0; j < ch.n; ++j) {
@@ -78,6 +81,9 @@ MIAKIT_CPU_CLONES void backward_generic(const Chunk& ch, const float* r, int64_t
     }
   }
 }
+MIAKIT_ISA_DISPATCH(void, backward_generic,
+                    (const Chunk& ch, const float* r, int64_t cm, int64_t dp, int64_t dx, float* g),
+                    (ch, r, cm, dp, dx, g))
 
 #if defined(MIAKIT_X86_DISPATCH)
 // ---- AVX-512 kernels ----------------------------------------------------------------
@@ -272,23 +278,28 @@ struct Kernels {
   ForwardFn forward;
   BackwardFn backward;
   const char* name;
+  Isa isa;  // for the compiler-vectorized loops around the products
 };
 
-// The AVX-512 kernels where the CPU and MIAKIT_CPU_KERNEL (isa.h) allow them, else the
-// portable ones.
+// The hand-written AVX-512 products where the CPU and MIAKIT_CPU_KERNEL (isa.h) allow
+// them, else the portable loops compiled for the instruction set they allow.
 Kernels pick_kernels() {
+  const Isa isa = cpu_isa();
+  switch (isa) {
 #if defined(MIAKIT_X86_DISPATCH)
-  if (cpu_isa() == Isa::avx512) return {forward_avx512, backward_avx512, "avx512"};
+    case Isa::avx512: return {forward_avx512, backward_avx512, "avx512", isa};
+    case Isa::avx2: return {forward_generic_avx2, backward_generic_avx2, "avx2", isa};
 #endif
-  return {forward_generic, backward_generic, "generic"};
+    default: return {forward_generic_portable, backward_generic_portable, "generic", isa};
+  }
 }
 
 // Softmax cross-entropy of one chunk, classes laid out z[c * kChunk + j]: the residual
 // w (softmax - onehot) replaces the logits; adds the loss to *loss and the residual's
 // class sums to gb [C]. Rows with a label outside [0, C) get residual 0 and are counted.
 // Every loop but two short ones runs across the chunk's rows, 16 at a time.
-MIAKIT_CPU_CLONES int64_t softmax_chunk(const Chunk& ch, int64_t C, float* z, double* loss,
-                                        double* gb) {
+MIAKIT_ISA_BODY int64_t softmax_chunk_body(const Chunk& ch, int64_t C, float* z, double* loss,
+                                           double* gb) {
   float mx[kChunk], sum[kChunk], zy[kChunk], wt[kChunk], yf[kChunk], li[kChunk];
   const int64_t n = ch.n;
   int64_t bad = 0;
@@ -345,10 +356,13 @@ MIAKIT_CPU_CLONES int64_t softmax_chunk(const Chunk& ch, int64_t C, float* z, do
   }
   return bad;
 }
+MIAKIT_ISA_DISPATCH(int64_t, softmax_chunk,
+                    (const Chunk& ch, int64_t C, float* z, double* loss, double* gb),
+                    (ch, C, z, loss, gb))
 
 // Adds the bias to the first cm classes of a chunk's logits and fills in the last class
 // as minus their sum (all kChunk rows: padding rows are ignored later).
-MIAKIT_CPU_CLONES void add_bias_and_last(float* z, const float* bias, int64_t cm) {
+MIAKIT_ISA_BODY void add_bias_and_last_body(float* z, const float* bias, int64_t cm) {
   float* zl = z + cm * kChunk;
 #pragma omp simd
   for (int64_t j = 0; j < kChunk; ++j) zl[j] = 0.0f;
@@ -362,13 +376,17 @@ MIAKIT_CPU_CLONES void add_bias_and_last(float* z, const float* bias, int64_t cm
     }
   }
 }
+MIAKIT_ISA_DISPATCH(void, add_bias_and_last, (float* z, const float* bias, int64_t cm),
+                    (z, bias, cm))
 
 // A chunk's logits, z[c * kChunk + j], into n consecutive rows of [*, C] at o.
-MIAKIT_CPU_CLONES void write_rows(const float* z, int64_t n, int64_t C, float* o) {
+MIAKIT_ISA_BODY void write_rows_body(const float* z, int64_t n, int64_t C, float* o) {
   for (int64_t j = 0; j < n; ++j)
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) o[j * C + c] = z[c * kChunk + j];
 }
+MIAKIT_ISA_DISPATCH(void, write_rows, (const float* z, int64_t n, int64_t C, float* o),
+                    (z, n, C, o))
 
 // Everything one head's chunks need: its weights, gradient, outputs and running sums.
 // Each thread keeps the heads it owns in its own array: a head's cursor and sums change
@@ -415,7 +433,7 @@ std::vector<int64_t> my_heads(const std::vector<std::vector<int64_t>>& owned) {
 }  // namespace
 
 void masked_heads_grad(const MaskedHeadsGradArgs& a) {
-  static const Kernels kern = pick_kernels();
+  const Kernels kern = pick_kernels();
   const int64_t R = a.x.shape[0], dx = a.x.shape[1], ldx = a.x.strides[0];
   const int64_t K = a.gw.shape[0], cm = a.gw.shape[1], dp = a.gw.shape[2];
   const float* x = a.x.ptr<float>();
@@ -465,7 +483,7 @@ void masked_heads_grad(const MaskedHeadsGradArgs& a) {
 const char* masked_heads_ce_kernel() { return pick_kernels().name; }
 
 int64_t masked_heads_ce(const MaskedHeadsArgs& a) {
-  static const Kernels kern = pick_kernels();
+  const Kernels kern = pick_kernels();
   const int64_t R = a.x.shape[0], dx = a.x.shape[1], ldx = a.x.strides[0];
   const int64_t K = a.wt.shape[0], cm = a.wt.shape[1], dp = a.wt.shape[2], C = cm + 1;
   const float* x = a.x.ptr<float>();
@@ -522,14 +540,14 @@ int64_t masked_heads_ce(const MaskedHeadsArgs& a) {
     // C - 1 are the product's (the last one is minus their sum).
     auto finish = [&](Head& h) {
       if (ch.n == 0) return;
-      bad += softmax_chunk(ch, C, z, &h.loss, h.gb);
+      bad += softmax_chunk(kern.isa, ch, C, z, &h.loss, h.gb);
       kern.backward(ch, z, cm, dp, dx, h.gw);
       ch.n = 0;
     };
     // Logits of a chunk: the product, the bias, and the last class as minus the others.
     auto logits = [&](const Chunk& rows, const Head& h, float* zz) {
       kern.forward(rows, h.wt, cm, dp, dx, zz);
-      add_bias_and_last(zz, h.bias, cm);
+      add_bias_and_last(kern.isa, zz, h.bias, cm);
     };
     // For heads whose logits are written: chunks of consecutive rows, their logits.
     Chunk all;
@@ -563,7 +581,7 @@ int64_t masked_heads_ce(const MaskedHeadsArgs& a) {
           all.n = std::min(b1, c0 + kChunk) - c0;
           for (int64_t j = 0; j < all.n; ++j) all.x[j] = x + (c0 + j) * ldx;
           logits(all, h, za);
-          write_rows(za, all.n, C, h.out + c0 * C);
+          write_rows(kern.isa, za, all.n, C, h.out + c0 * C);
           for (int64_t j = 0; j < all.n; ++j) {
             const int64_t r = c0 + j;
             if (h.pos < h.end && idx[h.pos] == r) {

@@ -1,9 +1,12 @@
-// The one switch for the hand-vectorized CPU kernels (influence and nearest-neighbour
-// micro-kernels, batched linear heads): the widest instruction set this CPU runs, capped
-// by the environment variable MIAKIT_CPU_KERNEL=avx2 or =generic (tests and comparisons
-// force the narrower paths with it; a request the CPU cannot honour is ignored). Loops
-// marked MIAKIT_CPU_CLONES (simd.h) are compiler clones resolved when the module loads
-// and are not affected.
+// The one switch for the instruction set of every vectorized CPU kernel: the widest this
+// CPU runs, capped by the environment variable MIAKIT_CPU_KERNEL=avx2 or =generic (tests
+// and comparisons force the narrower paths with it; a request the CPU cannot honour is
+// ignored). A kernel reads cpu_isa() once when it starts and passes the answer down; two
+// kinds of code obey it:
+// - hand-written micro-kernels (influence and nearest-neighbour products, batched linear
+//   heads), one function per instruction set, chosen by a switch on the answer;
+// - plain loops left to the compiler's vectorizer, written once as an always-inline body
+//   and compiled once per instruction set by MIAKIT_ISA_DISPATCH below.
 #pragma once
 
 #include <cstdlib>
@@ -32,6 +35,46 @@ inline Isa cpu_isa() {
 #endif
   return static_cast<int>(have) < static_cast<int>(cap) ? have : cap;
 }
+
+#define MIAKIT_STRIP_PARENS(...) __VA_ARGS__
+
+// MIAKIT_ISA_DISPATCH(ret, name, (params), (args)) compiles name##_body(args) once per
+// instruction set, as name##_avx512, name##_avx2 and name##_portable (for callers that
+// keep a function pointer), and defines `ret name(Isa isa, params)`, which runs the copy
+// `isa` names. name##_body must be declared MIAKIT_ISA_BODY: always inlined, so that each
+// copy is vectorized for its own instruction set. The targets are those of the
+// compiler's -mavx512f and -mavx2 (the instruction sets cpu_isa() names). AVX-512F has
+// fused multiply-adds, so its copy may contract a * b + c where the others round twice:
+// the copies agree to rounding, not always bit for bit.
+#if defined(MIAKIT_X86_DISPATCH)
+#define MIAKIT_ISA_BODY inline __attribute__((always_inline))
+#define MIAKIT_ISA_DISPATCH(ret, name, params, args)                                   \
+  [[maybe_unused]] __attribute__((target("avx512f"), noinline)) static ret             \
+      name##_avx512 params {                                                           \
+    return name##_body args;                                                           \
+  }                                                                                    \
+  [[maybe_unused]] __attribute__((target("avx2"), noinline)) static ret                \
+      name##_avx2 params {                                                             \
+    return name##_body args;                                                           \
+  }                                                                                    \
+  [[maybe_unused]] __attribute__((noinline)) static ret name##_portable params {       \
+    return name##_body args;                                                           \
+  }                                                                                    \
+  [[maybe_unused]] ret name(::miakit::cpu::Isa isa, MIAKIT_STRIP_PARENS params) {      \
+    switch (isa) {                                                                     \
+      case ::miakit::cpu::Isa::avx512: return name##_avx512 args;                      \
+      case ::miakit::cpu::Isa::avx2: return name##_avx2 args;                          \
+      default: return name##_portable args;                                            \
+    }                                                                                  \
+  }
+#else
+#define MIAKIT_ISA_BODY inline
+#define MIAKIT_ISA_DISPATCH(ret, name, params, args)                                   \
+  [[maybe_unused]] static ret name##_portable params { return name##_body args; }      \
+  [[maybe_unused]] ret name(::miakit::cpu::Isa, MIAKIT_STRIP_PARENS params) {          \
+    return name##_portable args;                                                       \
+  }
+#endif
 
 }  // namespace cpu
 }  // namespace miakit

@@ -20,7 +20,7 @@
 #include "kernels_attack.h"
 #include "miakit/ks.h"
 #include "parallel.h"
-#include "simd.h"
+#include "isa.h"
 
 namespace miakit {
 namespace cpu {
@@ -53,6 +53,7 @@ constexpr int64_t kLeaf = 32;     // runs this small are merged by counting
 
 // Scratch of one thread: per level, the dealt values (both samples) and their bucket ids.
 struct KsScratch {
+  Isa isa = Isa::generic;  // instruction set of the vectorized loops (isa.h)
   std::vector<double> values;
   std::vector<BucketId> ids;
   int64_t stride = 0;  // entries per level
@@ -99,8 +100,8 @@ void sorted_leaf(const double* a, int64_t na, const double* b, int64_t nb, int64
 // the run's values it does not exceed, 8 lanes at a time), each value then offered to
 // its sample's side out of order (ks_update_* decide by (k, double, value), not by
 // arrival).
-MIAKIT_CPU_CLONES void counted_leaf(const double* a, int64_t na, const double* b, int64_t nb,
-                                    int64_t i0, int64_t j0, KsPair& p) {
+MIAKIT_ISA_BODY void counted_leaf_body(const double* a, int64_t na, const double* b, int64_t nb,
+                                       int64_t i0, int64_t j0, KsPair& p) {
   constexpr int64_t kCap = kLeaf + 8;
   alignas(64) double v[kCap];
   alignas(64) int64_t ci[kCap], cj[kCap];
@@ -129,10 +130,14 @@ MIAKIT_CPU_CLONES void counted_leaf(const double* a, int64_t na, const double* b
     p.best_min = std::min(p.best_min, static_cast<double>(k));
   }
 }
+MIAKIT_ISA_DISPATCH(void, counted_leaf,
+                    (const double* a, int64_t na, const double* b, int64_t nb, int64_t i0,
+                     int64_t j0, KsPair& p),
+                    (a, na, b, nb, i0, j0, p))
 
 // Are all values finite? (x * 0 is 0 for a finite x, NaN otherwise; 8 lanes apart.)
 // A pass of its own: fused into value_range it measured slower.
-MIAKIT_CPU_CLONES bool all_finite(const double* a, int64_t na, const double* b, int64_t nb) {
+MIAKIT_ISA_BODY bool all_finite_body(const double* a, int64_t na, const double* b, int64_t nb) {
   double z[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   for (int side = 0; side < 2; ++side) {
     const double* x = side == 0 ? a : b;
@@ -147,10 +152,12 @@ MIAKIT_CPU_CLONES bool all_finite(const double* a, int64_t na, const double* b, 
   for (int u = 0; u < 8; ++u) all += z[u];
   return all == 0.0;
 }
+MIAKIT_ISA_DISPATCH(bool, all_finite, (const double* a, int64_t na, const double* b, int64_t nb),
+                    (a, na, b, nb))
 
 // Smallest and largest value of the run (finite values: the comparisons are minpd/maxpd).
-MIAKIT_CPU_CLONES void value_range(const double* a, int64_t na, const double* b, int64_t nb,
-                                   double& lo_out, double& hi_out) {
+MIAKIT_ISA_BODY void value_range_body(const double* a, int64_t na, const double* b, int64_t nb,
+                                      double& lo_out, double& hi_out) {
   double l[8], h[8];
   for (int u = 0; u < 8; ++u) l[u] = h[u] = na > 0 ? a[0] : b[0];
   for (int side = 0; side < 2; ++side) {
@@ -176,25 +183,32 @@ MIAKIT_CPU_CLONES void value_range(const double* a, int64_t na, const double* b,
   lo_out = lo;
   hi_out = hi;
 }
+MIAKIT_ISA_DISPATCH(void, value_range,
+                    (const double* a, int64_t na, const double* b, int64_t nb, double& lo_out,
+                     double& hi_out),
+                    (a, na, b, nb, lo_out, hi_out))
 
 // Bucket ids: floor((v - lo) * scale), capped at top; non-decreasing in v (every step
 // rounds monotonically), so a bucket is an interval of values and equal values share it.
-MIAKIT_CPU_CLONES void bucket_ids(const double* x, int64_t len, double lo, double scale, int top,
-                                  BucketId* ids) {
+MIAKIT_ISA_BODY void bucket_ids_body(const double* x, int64_t len, double lo, double scale,
+                                     int top, BucketId* ids) {
   for (int64_t t = 0; t < len; ++t) {
     const int k = static_cast<int>((x[t] - lo) * scale);
     ids[t] = static_cast<BucketId>(k < top ? k : top);
   }
 }
+MIAKIT_ISA_DISPATCH(void, bucket_ids,
+                    (const double* x, int64_t len, double lo, double scale, int top, BucketId* ids),
+                    (x, len, lo, scale, top, ids))
 
 // Bucket k holds the values of a ca[k] .. ca[k+1] and of b cb[k] .. cb[k+1] (running
 // counts of this run, offsets i0 m - j0 n = base): its last value has i m - j n =
 // base + ca[k+1] m - cb[k+1] n exactly, which updates the best values; inside it
 // i m - j n lies within [base + ca[k] m - cb[k+1] n, base + ca[k+1] m - cb[k] n]. keep[k]:
 // the bucket is not empty and that interval reaches a wanted extreme (as wanted()).
-MIAKIT_CPU_CLONES void bucket_bounds(const int32_t* ca, const int32_t* cb, int buckets,
-                                     double base, double dm, double dn, KsSides sides,
-                                     double& best_max, double& best_min, uint8_t* keep) {
+MIAKIT_ISA_BODY void bucket_bounds_body(const int32_t* ca, const int32_t* cb, int buckets,
+                                        double base, double dm, double dn, KsSides sides,
+                                        double& best_max, double& best_min, uint8_t* keep) {
   double hi[8], lo[8];
   for (int u = 0; u < 8; ++u) {
     hi[u] = best_max;
@@ -233,6 +247,10 @@ MIAKIT_CPU_CLONES void bucket_bounds(const int32_t* ca, const int32_t* cb, int b
     keep[k] = filled && want;
   }
 }
+MIAKIT_ISA_DISPATCH(void, bucket_bounds,
+                    (const int32_t* ca, const int32_t* cb, int buckets, double base, double dm,
+                     double dn, KsSides sides, double& best_max, double& best_min, uint8_t* keep),
+                    (ca, cb, buckets, base, dm, dn, sides, best_max, best_min, keep))
 
 // The run of values a[0..na), b[0..nb) (unsorted; all values of the two samples in one
 // interval, i0 and j0 values of a and b below it).
@@ -241,7 +259,7 @@ void solve(const double* a, int64_t na, const double* b, int64_t nb, int64_t i0,
   double* out = s.level_values(depth);
   const int64_t len = na + nb;
   if (len <= kLeaf) {
-    counted_leaf(a, na, b, nb, i0, j0, p);
+    counted_leaf(s.isa, a, na, b, nb, i0, j0, p);
     return;
   }
   if (depth >= kMaxDepth) {
@@ -249,7 +267,7 @@ void solve(const double* a, int64_t na, const double* b, int64_t nb, int64_t i0,
     return;
   }
   double lo, hi;
-  value_range(a, na, b, nb, lo, hi);
+  value_range(s.isa, a, na, b, nb, lo, hi);
   const int buckets =
       static_cast<int>(std::min<int64_t>(kMaxBuckets, std::max<int64_t>(2, len / kPerBucket)));
   const double width = hi - lo;
@@ -260,8 +278,8 @@ void solve(const double* a, int64_t na, const double* b, int64_t nb, int64_t i0,
   }
   BucketId* ia = s.level_ids(depth);
   BucketId* ib = ia + na;
-  bucket_ids(a, na, lo, scale, buckets - 1, ia);
-  bucket_ids(b, nb, lo, scale, buckets - 1, ib);
+  bucket_ids(s.isa, a, na, lo, scale, buckets - 1, ia);
+  bucket_ids(s.isa, b, nb, lo, scale, buckets - 1, ib);
   // counts per bucket (the two samples interleaved: two independent chains of updates),
   // then in place their running sums: ca[k] = values of a before bucket k
   int32_t ca[kMaxBuckets + 1], cb[kMaxBuckets + 1];
@@ -282,7 +300,7 @@ void solve(const double* a, int64_t na, const double* b, int64_t nb, int64_t i0,
   const double base = static_cast<double>(i0) * static_cast<double>(p.m) -
                       static_cast<double>(j0) * static_cast<double>(p.n);
   uint8_t keep[kMaxBuckets];
-  bucket_bounds(ca, cb, buckets, base, static_cast<double>(p.m), static_cast<double>(p.n),
+  bucket_bounds(s.isa, ca, cb, buckets, base, static_cast<double>(p.m), static_cast<double>(p.n),
                 p.sides, p.best_max, p.best_min, keep);
   // deal the values of the kept buckets; the others go to a dump slot
   int32_t pos_a[kMaxBuckets], pos_b[kMaxBuckets];
@@ -367,7 +385,7 @@ void solve(const double* a, int64_t na, const double* b, int64_t nb, int64_t i0,
 // the best magnitude seen.
 KsExtremes ks_unsorted_pair(const double* a, int64_t n, const double* b, int64_t m,
                             KsSides sides, KsScratch& s) {
-  if (!all_finite(a, n, b, m)) {  // NaN or inf: the caller reports it
+  if (!all_finite(s.isa, a, n, b, m)) {  // NaN or inf: the caller reports it
     const double nan = std::numeric_limits<double>::quiet_NaN();
     return KsExtremes{nan, nan, nan, nan};
   }
@@ -394,9 +412,11 @@ void ks_unsorted(const KsUnsortedArgs& a) {
   const int64_t* be = a.b_end.ptr<int64_t>();
   int64_t longest = 0;
   for (int64_t r = 0; r < B; ++r) longest = std::max(longest, (ae[r] - ab[r]) + (be[r] - bb[r]));
+  const Isa isa = cpu_isa();
 #pragma omp parallel
   {
     KsScratch s;
+    s.isa = isa;
     s.reserve(longest);
 #pragma omp for schedule(dynamic, 16)
     for (int64_t r = 0; r < B; ++r) {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "parallel.h"
-#include "simd.h"
+#include "isa.h"
 #include "kernels_train.h"
 #include "miakit/softmax_ce.h"
 
@@ -15,14 +15,16 @@ namespace cpu {
 namespace {
 
 // Adds the bias [C][K] to one row's logits, the first `classes` of them.
-MIAKIT_CPU_CLONES void add_bias(float* zr, const float* bias, int64_t classes, int64_t K) {
+MIAKIT_ISA_BODY void add_bias_body(float* zr, const float* bias, int64_t classes, int64_t K) {
   for (int64_t c = 0; c < classes; ++c)
 #pragma omp simd
     for (int64_t k = 0; k < K; ++k) zr[c * K + k] += bias[c * K + k];
 }
+MIAKIT_ISA_DISPATCH(void, add_bias, (float* zr, const float* bias, int64_t classes, int64_t K),
+                    (zr, bias, classes, K))
 
 // The last class of one row, [C][K], as minus the sum of the others (implied_last).
-MIAKIT_CPU_CLONES void fill_last_class(float* zr, int64_t C, int64_t K) {
+MIAKIT_ISA_BODY void fill_last_class_body(float* zr, int64_t C, int64_t K) {
   float* zl = zr + (C - 1) * K;
 #pragma omp simd
   for (int64_t k = 0; k < K; ++k) zl[k] = 0.0f;
@@ -30,13 +32,14 @@ MIAKIT_CPU_CLONES void fill_last_class(float* zr, int64_t C, int64_t K) {
 #pragma omp simd
     for (int64_t k = 0; k < K; ++k) zl[k] -= zr[c * K + k];
 }
+MIAKIT_ISA_DISPATCH(void, fill_last_class, (float* zr, int64_t C, int64_t K), (zr, C, K))
 
 // One row: logits of K heads over C classes (zr, [C][K]) -> weighted residuals in rr
 // (which may be zr); adds the row's weighted loss to ls [K] and its residuals to
 // gb [C][K] (float: the caller moves it into double every few rows).
-MIAKIT_CPU_CLONES void residual_row(const float* zr, float* rr, const float* wr, int64_t yr,
-                                    int64_t C, int64_t K, float* mx, float* sum, float* zy,
-                                    float* scale, double* ls, float* gb) {
+MIAKIT_ISA_BODY void residual_row_body(const float* zr, float* rr, const float* wr, int64_t yr,
+                                       int64_t C, int64_t K, float* mx, float* sum, float* zy,
+                                       float* scale, double* ls, float* gb) {
   for (int64_t k = 0; k < K; ++k) {
     mx[k] = zr[k];
     zy[k] = zr[yr * K + k];
@@ -77,15 +80,20 @@ MIAKIT_CPU_CLONES void residual_row(const float* zr, float* rr, const float* wr,
     }
   }
 }
+MIAKIT_ISA_DISPATCH(void, residual_row,
+                    (const float* zr, float* rr, const float* wr, int64_t yr, int64_t C, int64_t K,
+                     float* mx, float* sum, float* zy, float* scale, double* ls, float* gb),
+                    (zr, rr, wr, yr, C, K, mx, sum, zy, scale, ls, gb))
 
 // Adds a float partial sum into its double total and clears it.
-MIAKIT_CPU_CLONES void flush_partial(float* f, double* d, int64_t n) {
+MIAKIT_ISA_BODY void flush_partial_body(float* f, double* d, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     d[i] += static_cast<double>(f[i]);
     f[i] = 0.0f;
   }
 }
+MIAKIT_ISA_DISPATCH(void, flush_partial, (float* f, double* d, int64_t n), (f, d, n))
 
 // Rows summed in float before their bias-gradient sum moves into double: a float sum of
 // a few dozen residuals in [-1, 1] loses nothing the gradient needs, and a double add
@@ -117,6 +125,7 @@ int64_t softmax_ce(const SoftmaxCEArgs& a) {
   double* loss = a.loss.ptr<double>();
   float* gbias = a.gbias.ptr<float>();
   const int64_t CK = C * K;
+  const Isa isa = cpu_isa();
   // Per-thread partial sums, added in thread order afterwards: with the static schedule
   // the result is the same bits on every run with the same number of threads.
   const int threads = max_threads();
@@ -133,8 +142,8 @@ int64_t softmax_ce(const SoftmaxCEArgs& a) {
     int64_t in_float = 0;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; ++r) {
-      if (bias != nullptr) add_bias(z + r * CK, bias, a.implied_last ? C - 1 : C, K);
-      if (a.implied_last) fill_last_class(z + r * CK, C, K);
+      if (bias != nullptr) add_bias(isa, z + r * CK, bias, a.implied_last ? C - 1 : C, K);
+      if (a.implied_last) fill_last_class(isa, z + r * CK, C, K);
       if (out != nullptr)  // before an in-place residual replaces the logits
         copy_row_out(z + r * CK, C, K, dest, out + (a.row0 + r) * C, head_stride);
       const int64_t yr = y[r];
@@ -143,14 +152,14 @@ int64_t softmax_ce(const SoftmaxCEArgs& a) {
         if (res != z) std::fill(res + r * CK, res + (r + 1) * CK, 0.0f);
         continue;
       }
-      residual_row(z + r * CK, res + r * CK, w + r * K, yr, C, K, mx.data(), sum.data(),
+      residual_row(isa, z + r * CK, res + r * CK, w + r * K, yr, C, K, mx.data(), sum.data(),
                    zy.data(), scale.data(), ls, gbf.data());
       if (++in_float == kFloatRows) {
-        flush_partial(gbf.data(), gb, CK);
+        flush_partial(isa, gbf.data(), gb, CK);
         in_float = 0;
       }
     }
-    flush_partial(gbf.data(), gb, CK);
+    flush_partial(isa, gbf.data(), gb, CK);
   }
   for (int t = 0; t < threads; ++t) {
     const double* ls = part.data() + static_cast<size_t>(t) * stride;
