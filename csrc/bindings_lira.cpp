@@ -5,7 +5,7 @@ namespace miakit {
 
 namespace {
 
-// logits [R..., C] of a floating dtype; labels int64 and out float32/float64 of the
+// logits [R..., C] of a floating dtype; labels int64 and every out float32/float64 of the
 // leading shape [R...] (the caller broadcasts the labels, strides may be 0).
 void check_signal(const SignalArgs& a) {
   const Tensor& lg = a.logits;
@@ -14,15 +14,29 @@ void check_signal(const SignalArgs& a) {
     throw InputError(std::string("logits: expected a floating-point array, got ") +
                      dtype_name(lg.dtype));
   check_dtype(a.labels, "labels", {DType::i64}, "int64");
-  check_dtype(a.out, "out", {DType::f32, DType::f64}, "float32 or float64");
-  for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"labels", &a.labels},
-                                {"out", &a.out}}) {
-    bool ok = t->ndim == lg.ndim - 1;
-    for (int d = 0; ok && d < lg.ndim - 1; ++d) ok = t->shape[d] == lg.shape[d];
+  auto leading = [&](const Tensor& t, const std::string& name) {
+    bool ok = t.ndim == lg.ndim - 1;
+    for (int d = 0; ok && d < lg.ndim - 1; ++d) ok = t.shape[d] == lg.shape[d];
     if (!ok)
-      throw InputError(std::string(name) + ": expected the leading shape of logits " + dims(lg) +
-                       ", got " + dims(*t));
+      throw InputError(name + ": expected the leading shape of logits " + dims(lg) + ", got " +
+                       dims(t));
+  };
+  leading(a.labels, "labels");
+  for (int s = 0; s < a.n_out; ++s) {
+    const std::string name = a.n_out == 1 ? "out" : "outs[" + std::to_string(s) + "]";
+    check_dtype(a.outs[s], name.c_str(), {DType::f32, DType::f64}, "float32 or float64");
+    leading(a.outs[s], name);
   }
+}
+
+SignalStatus run_signal(SignalArgs& a, std::uintptr_t stream) {
+  std::vector<std::pair<const char*, const Tensor*>> ts = {{"logits", &a.logits},
+                                                           {"labels", &a.labels}};
+  for (int s = 0; s < a.n_out; ++s) ts.push_back({"outs", &a.outs[s]});
+  same_device(ts);
+  check_signal(a);
+  py::gil_scoped_release nogil;
+  return MIAKIT_DISPATCH(signal, a, stream, a.logits);
 }
 
 // Shadow data: scores [M, N, A], or logits [M, N, A, C] with labels int64 [N]; keep
@@ -65,17 +79,34 @@ void register_lira(py::module_& m) {
     SignalArgs a;
     a.logits = to_tensor(logits, "logits");
     a.labels = to_tensor(labels, "labels");
-    a.out = to_tensor(out, "out", true);
-    a.kind = kind;
-    same_device({{"logits", &a.logits}, {"labels", &a.labels}, {"out", &a.out}});
-    check_signal(a);
-    SignalStatus st;
-    {
-      py::gil_scoped_release nogil;
-      st = MIAKIT_DISPATCH(signal, a, stream, a.logits);
-    }
+    a.n_out = 1;
+    a.kinds[0] = kind;
+    a.outs[0] = to_tensor(out, "out", true);
+    const SignalStatus st = run_signal(a, stream);
     return py::make_tuple(st.nonfinite, st.bad_label);
   }, py::arg("logits"), py::arg("labels"), py::arg("out"), py::arg("kind"), py::arg("stream"));
+
+  // Several signals of the same rows in one pass: kinds[s] into outs[s].
+  m.def("signals", [](py::handle logits, py::handle labels, const std::vector<Signal>& kinds,
+                      const std::vector<py::handle>& outs, std::uintptr_t stream) {
+    if (kinds.size() != outs.size())
+      throw InputError("outs: expected one output per kind (" + std::to_string(kinds.size()) +
+                       "), got " + std::to_string(outs.size()));
+    if (kinds.empty() || kinds.size() > static_cast<size_t>(kMaxSignalOuts))
+      throw InputError("kinds: expected 1 to " + std::to_string(kMaxSignalOuts) +
+                       " signals, got " + std::to_string(kinds.size()));
+    SignalArgs a;
+    a.logits = to_tensor(logits, "logits");
+    a.labels = to_tensor(labels, "labels");
+    a.n_out = static_cast<int>(kinds.size());
+    for (int s = 0; s < a.n_out; ++s) {
+      a.kinds[s] = kinds[s];
+      a.outs[s] = to_tensor(outs[s], "outs", true);
+    }
+    const SignalStatus st = run_signal(a, stream);
+    return py::make_tuple(st.nonfinite, st.bad_label);
+  }, py::arg("logits"), py::arg("labels"), py::arg("kinds"), py::arg("outs"),
+     py::arg("stream"));
 
   m.def("lira_fit", [](py::handle data, py::handle labels, py::handle keep, py::handle mu_in,
                        py::handle mu_out, py::handle sd_in, py::handle sd_out, py::handle n_in,

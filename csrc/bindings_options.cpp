@@ -20,6 +20,7 @@ void register_options(py::module_& m) {
       .value("confidence", Signal::confidence)
       .value("max_confidence", Signal::max_confidence)
       .value("correct", Signal::correct)
+      .value("grad_norm", Signal::grad_norm)
       .finalize();
   py::native_enum<Center>(m, "Center", "enum.Enum", "LiRA: centre of each side's Gaussian.")
       .value("median", Center::median)

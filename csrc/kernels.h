@@ -19,10 +19,13 @@ struct SignalStatus {
 };
 
 // logits [R..., C] (any strides), labels broadcast to the same leading shape (strides may
-// be 0), out [R...] float32 or float64.
+// be 0); n_out signals computed in one pass, kinds[s] into outs[s] [R...] float32 or
+// float64 (any strides). The status counts each bad row once.
 struct SignalArgs {
-  Tensor logits, labels, out;
-  Signal kind;
+  Tensor logits, labels;
+  int n_out = 0;
+  Signal kinds[kMaxSignalOuts];
+  Tensor outs[kMaxSignalOuts];
 };
 
 struct LiraOptions {

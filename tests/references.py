@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special, stats
 
-SIGNALS = ("scaled_confidence", "hinge", "loss", "confidence", "max_confidence", "correct")
+SIGNALS = ("scaled_confidence", "hinge", "loss", "confidence", "max_confidence", "correct",
+           "grad_norm")
 
 
 # --------------------------------------------------------------------------- signals
@@ -38,6 +39,11 @@ def signal(logits, labels, kind: str) -> np.ndarray:
         return np.exp(z.max(axis=-1) - lse)
     if kind == "correct":
         return np.argmax(z, axis=-1) == y
+    if kind == "grad_norm":
+        # ||p - e_y||: 1 - p_y as the others' total probability (no cancellation)
+        p_others = np.exp(others - lse[..., None])
+        one_minus_py = np.exp(special.logsumexp(others, axis=-1) - lse)
+        return np.hypot(one_minus_py, np.sqrt((p_others**2).sum(axis=-1)))
     raise KeyError(kind)
 
 

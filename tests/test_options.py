@@ -22,7 +22,7 @@ from miakit import _C, _options
 # (include/miakit/signals.h, lira_math.h; kernels_attack.h; pyconvert.h).
 ENUMS = {
     "Signal": {"scaled_confidence": 0, "hinge": 1, "loss": 2, "confidence": 3,
-               "max_confidence": 4, "correct": 5},
+               "max_confidence": 4, "correct": 5, "grad_norm": 6},
     "Center": {"median": 0, "mean": 1},
     "Variance": {"per_example": 0, "global_": 1},
     "Mode": {"online": 0, "offline": 1},

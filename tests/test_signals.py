@@ -383,3 +383,108 @@ def test_every_finite_bfloat16_value_is_read_exactly():
     got = mk.signals.hinge(z, 0)
     assert got.dtype == torch.float32
     assert torch.equal(got.view(torch.int32), v.float().view(torch.int32))
+
+
+# ---------------------------------------------------------- several signals, one pass
+def _same_bits(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+@pytest.mark.parametrize("shape", [(1, 2), (7, 3), (2, 65, 2, 10), (3, 129, 5)])
+def test_compute_equals_the_single_signals_bit_for_bit(dtype, shape, rng):
+    z = rng.normal(scale=4.0, size=shape).astype(dtype)
+    if len(shape) == 4:  # [M, N, A, C] with one label per example
+        lab = rng.integers(0, shape[-1], size=shape[1])[:, None]
+    else:
+        lab = rng.integers(0, shape[-1], size=shape[:-1])
+    got = mk.signals.compute(z, lab, SIGNALS)
+    assert list(got) == list(SIGNALS)
+    for kind in SIGNALS:
+        _same_bits(got[kind], call(kind, z, lab))
+
+
+def test_compute_any_subset_and_order_and_strided_outputs(rng):
+    z = rng.normal(size=(4, 50, 2, 10))[:, ::2, :, ::-1]  # non-contiguous logits
+    labels = rng.integers(0, 10, 25)
+    for names in (["grad_norm"], ["correct", "loss"], ["hinge", "scaled_confidence",
+                                                      "max_confidence", "confidence"]):
+        got = mk.signals.compute(z, labels[:, None], names)
+        for kind in names:
+            _same_bits(got[kind], call(kind, z, labels[:, None]))
+
+
+def test_compute_dtype_and_torch(rng):
+    z = rng.normal(size=(6, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, 6)
+    got = mk.signals.compute(z, labels, ["loss", "confidence"], dtype="float64")
+    assert got["loss"].dtype == np.float64
+    np.testing.assert_allclose(got["loss"], ref.signal(z.astype(np.float64), labels, "loss"),
+                               rtol=1e-12)
+    t = mk.signals.compute(torch.from_numpy(z), torch.from_numpy(labels), ["hinge", "correct"])
+    assert t["hinge"].dtype == torch.float32 and t["correct"].dtype == torch.bool
+    _same_bits(t["hinge"].numpy(), call("hinge", z, labels))
+
+
+def test_compute_counts_each_bad_row_once(rng):
+    z = rng.normal(size=(9, 4))
+    z[[1, 5], 2] = np.nan
+    with pytest.raises(ValueError, match="in 2 rows"):
+        mk.signals.compute(z, np.zeros(9, int), ["loss", "hinge", "grad_norm"])
+    # the kernel's own count of labels out of range (Python checks them first)
+    kinds = [mk.signals.SIGNAL_CODES[k] for k in ("loss", "correct", "grad_norm")]
+    lab = np.array([0, 1, 4, 0, 7, 0, 0, -1, 0], np.int64)
+    outs = [np.empty(9) for _ in kinds]
+    assert mk._C.signals(rng.normal(size=(9, 4)), lab, kinds, outs, 0) == (0, 3)
+    assert all(np.isnan(o[[2, 4, 7]]).all() for o in outs)
+
+
+@pytest.mark.parametrize("names, match", [
+    ([], "at least one"), (["loss", "loss"], "each signal once"), (["lose"], "names"),
+    ("loss", "sequence"), (list(SIGNALS) + ["loss", "hinge"], "each signal once"),
+])
+def test_compute_rejects_bad_names(names, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        mk.signals.compute(np.zeros((2, 3)), [0, 1], names)
+
+
+def test_compute_rejects_a_bad_dtype():
+    with pytest.raises(ValueError, match="dtype"):
+        mk.signals.compute(np.zeros((2, 3)), [0, 1], ["loss"], dtype="float16")
+
+
+def test_binding_checks_every_output():
+    z, lab = np.zeros((3, 4)), np.zeros(3, np.int64)
+    kinds = [mk.signals.SIGNAL_CODES["loss"], mk.signals.SIGNAL_CODES["hinge"]]
+    with pytest.raises(ValueError, match=r"outs\[1\]: expected the leading shape"):
+        mk._C.signals(z, lab, kinds, [np.empty(3), np.empty(4)], 0)
+    with pytest.raises(ValueError, match=r"outs\[0\]: expected float32 or float64"):
+        mk._C.signals(z, lab, kinds, [np.empty(3, np.int64), np.empty(3)], 0)
+    with pytest.raises(ValueError, match="one output per kind"):
+        mk._C.signals(z, lab, kinds, [np.empty(3)], 0)
+    with pytest.raises(ValueError, match="1 to 8"):
+        mk._C.signals(z, lab, kinds * 5, [np.empty(3)] * 10, 0)
+
+
+@pytest.mark.parametrize("variant", ["generic", "avx2", "avx512"])
+def test_every_instruction_set_gives_the_same_bits(variant, monkeypatch, rng):
+    """MIAKIT_CPU_KERNEL governs the compiler-vectorized loops too (isa.h): each forced
+    path meets the reference (AVX-512's copy may fuse multiply-adds: equal to rounding)."""
+    z = rng.normal(scale=5.0, size=(3, 101, 2, 10))
+    labels = rng.integers(0, 10, 101)[:, None]
+    monkeypatch.setenv("MIAKIT_CPU_KERNEL", variant)
+    got = mk.signals.compute(z, labels, SIGNALS)
+    for kind in SIGNALS:
+        check(kind, got[kind], z, labels, **TOL[np.float64])
+
+
+def test_grad_norm_keeps_precision_when_confident():
+    """1 - p_y is formed without cancellation: for z = (t, 0), ||p - e_0|| = sqrt(2) p_1."""
+    t = np.array([5.0, 20.0, 40.0, 300.0, 700.0])
+    z = np.stack([t, np.zeros_like(t)], axis=1)
+    want = np.sqrt(2.0) * np.exp(-t) / (1.0 + np.exp(-t))
+    np.testing.assert_allclose(mk.signals.grad_norm(z, 0), want, rtol=1e-14)
+    # and at the other end, a confident wrong prediction: sqrt(2)
+    np.testing.assert_allclose(mk.signals.grad_norm(z, 1)[2:], np.sqrt(2.0), rtol=1e-15)

@@ -27,11 +27,12 @@ struct TileCounts {
 };
 
 // buf[((j - n0) * A + a) * M + m] = observation of model m on example j, augmentation a.
-using FillFn = void (*)(const LiraSource&, const LiraOptions&, int64_t, int64_t, double*,
+// (isa: the instruction set of the signal block, isa.h)
+using FillFn = void (*)(const LiraSource&, const LiraOptions&, Isa, int64_t, int64_t, double*,
                         TileCounts&);
 
 template <class T>
-void fill_from_scores(const LiraSource& src, const LiraOptions&, int64_t n0, int64_t n1,
+void fill_from_scores(const LiraSource& src, const LiraOptions&, Isa, int64_t n0, int64_t n1,
                       double* buf, TileCounts& cnt) {
   const Tensor& s = src.scores;
   const int64_t M = s.shape[0], A = s.shape[2];
@@ -50,8 +51,8 @@ void fill_from_scores(const LiraSource& src, const LiraOptions&, int64_t n0, int
 }
 
 template <class T>
-void fill_from_logits(const LiraSource& src, const LiraOptions& opt, int64_t n0, int64_t n1,
-                      double* buf, TileCounts& cnt) {
+void fill_from_logits(const LiraSource& src, const LiraOptions& opt, Isa isa, int64_t n0,
+                      int64_t n1, double* buf, TileCounts& cnt) {
   const Tensor& z = src.logits;
   const int64_t M = z.shape[0], A = z.shape[2];
   const int C = static_cast<int>(z.shape[3]);
@@ -59,6 +60,7 @@ void fill_from_logits(const LiraSource& src, const LiraOptions& opt, int64_t n0,
   const int64_t* lab = src.labels.ptr<int64_t>();
   const int64_t rows = (n1 - n0) * A;  // the tile's (example, augmentation) pairs
   SignalBlock blk(C);
+  const SignalSet set(opt.signal);
   const T* ptrs[kRowBlock];
   int64_t ys[kRowBlock];
   for (int64_t m = 0; m < M; ++m) {
@@ -70,11 +72,11 @@ void fill_from_logits(const LiraSource& src, const LiraOptions& opt, int64_t n0,
         ys[i] = lab[j * src.labels.strides[0]];
       }
       blk.load(ptrs, ys, nb, C, z.strides[3]);
-      evaluate_block(opt.signal, blk, C);
+      evaluate_block(isa, set, blk, C);
       for (int i = 0; i < nb; ++i) {
         cnt.nonfinite_logits += blk.status[i] == 1;
         cnt.bad_label += blk.status[i] == 2;
-        buf[(r0 + i) * M + m] = blk.out[i];  // row (j, q) sits at column (j - n0) * A + q
+        buf[(r0 + i) * M + m] = blk.out[0][i];  // row (j, q) sits at column (j - n0) * A + q
       }
     }
   }
@@ -281,6 +283,7 @@ LiraStatus lira_fit(const LiraFitArgs& a) {
   int64_t M, N, A;
   source_dims(a.source, &M, &N, &A);
   const FillFn fill = pick_fill(a.source);
+  const Isa isa = cpu_isa();
   const int64_t nb = tile_size(M, N, A);
   const int64_t ntiles = (N + nb - 1) / nb;
   const MedianBy by = median_by(a.opt, 0);
@@ -297,7 +300,7 @@ LiraStatus lira_fit(const LiraFitArgs& a) {
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < ntiles; ++t) {
       const int64_t n0 = t * nb, n1 = std::min(N, n0 + nb);
-      fill(a.source, a.opt, n0, n1, buf.data(), cnt);
+      fill(a.source, a.opt, isa, n0, n1, buf.data(), cnt);
       for (int64_t j = n0; j < n1; ++j) {
         load_membership(a.keep, j, M, member.data());
         for (int64_t q = 0; q < A; ++q) {
@@ -356,6 +359,7 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
   }
   auto target = [&](int64_t k) { return static_cast<int>(targets[k * a.targets.strides[0]]); };
   const FillFn fill = pick_fill(a.source);
+  const Isa isa = cpu_isa();
   const int64_t nb = tile_size(M, N, A);
   const int64_t ntiles = (N + nb - 1) / nb;
   const MedianBy by = median_by(a.opt, K);
@@ -381,7 +385,7 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
       for (int64_t t = 0; t < ntiles; ++t) {
         double* acc = part.data() + static_cast<size_t>(t) * width;
         const int64_t n0 = t * nb, n1 = std::min(N, n0 + nb);
-        fill(a.source, a.opt, n0, n1, buf.data(), counts[thread_id()]);
+        fill(a.source, a.opt, isa, n0, n1, buf.data(), counts[thread_id()]);
         for (int64_t j = n0; j < n1; ++j) {
           load_membership(a.keep, j, M, member.data());
           for (int64_t q = 0; q < A; ++q) {
@@ -436,7 +440,7 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < ntiles; ++t) {
       const int64_t n0 = t * nb, n1 = std::min(N, n0 + nb);
-      fill(a.source, a.opt, n0, n1, buf.data(), counts[tid]);
+      fill(a.source, a.opt, isa, n0, n1, buf.data(), counts[tid]);
       for (int64_t j = n0; j < n1; ++j) {
         load_membership(a.keep, j, M, member.data());
         std::fill(acc.begin(), acc.end(), 0.0);

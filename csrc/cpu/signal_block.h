@@ -11,18 +11,28 @@
 #include <vector>
 
 #include "miakit/signals.h"
-#include "simd.h"
+#include "isa.h"
 
 namespace miakit {
 namespace cpu {
 
 constexpr int kRowBlock = 64;
 
+// The signals one pass evaluates on every row (the reductions they share are computed
+// once).
+struct SignalSet {
+  Signal kinds[kMaxSignalOuts];
+  int n = 0;
+
+  SignalSet() = default;
+  explicit SignalSet(Signal kind) : n(1) { kinds[0] = kind; }
+};
+
 // Scratch of one thread: the transposed block and the per-row reductions.
 struct SignalBlock {
   std::vector<double> zt;  // [C][kRowBlock]
   int64_t y[kRowBlock];
-  double out[kRowBlock];
+  double out[kMaxSignalOuts][kRowBlock];  // out[s][i]: signal s of the set, row i
   int status[kRowBlock];
 
   explicit SignalBlock(int C) : zt(static_cast<size_t>(C) * kRowBlock) {}
@@ -42,9 +52,9 @@ struct SignalBlock {
   }
 };
 
-// Evaluate `kind` on the loaded block; fills b.out and b.status for every lane.
-// (Compiled once per instruction set in signal_block.cpp; callers see one function.)
-void evaluate_block(Signal kind, SignalBlock& b, int C);
+// Evaluate the set on the loaded block; fills b.out[s] for s < set.n and b.status for
+// every lane, with the code compiled for `isa` (isa.h; signal_block.cpp).
+void evaluate_block(Isa isa, const SignalSet& set, SignalBlock& b, int C);
 
 }  // namespace cpu
 }  // namespace miakit

@@ -1,5 +1,8 @@
 // CUDA kernel: logit rows -> one signal value per row (docs/methods/signals.md). Twin of
-// cpu/signals.cpp: every row goes through the shared compute_signal, in double.
+// cpu/signals.cpp: every row goes through the shared compute_signal, in double. A call
+// for several signals launches the kernel once per signal (a row's logits are read again
+// from L2 rather than held in registers for every signal); the first launch counts the
+// bad rows.
 #include "cuda/common.cuh"
 
 namespace miakit {
@@ -64,7 +67,7 @@ signal_kernel(const T* __restrict__ z, const int64_t* __restrict__ labels, Out* 
 }
 
 // Shapes and dtypes were checked by the binding (bindings_lira.cpp, check_signal).
-RowGeometry geometry(const SignalArgs& a) {
+RowGeometry geometry(const SignalArgs& a, const Tensor& out) {
   const Tensor& lg = a.logits;
   RowGeometry g;
   g.lead = lg.ndim - 1;
@@ -75,7 +78,7 @@ RowGeometry geometry(const SignalArgs& a) {
     g.shape[d] = lg.shape[d];
     g.z[d] = lg.strides[d];
     g.lab[d] = a.labels.strides[d];
-    g.out[d] = a.out.strides[d];
+    g.out[d] = out.strides[d];
     g.rows *= lg.shape[d];
   }
   g.small = g.rows < (int64_t(1) << 31);
@@ -83,34 +86,38 @@ RowGeometry geometry(const SignalArgs& a) {
 }
 
 template <class T, class Out>
-void launch(const SignalArgs& a, const RowGeometry& g, cudaStream_t s, unsigned long long* c) {
+void launch(const SignalArgs& a, int k, const RowGeometry& g, cudaStream_t s,
+            unsigned long long* c) {
   const int grid = grid_size(g.rows, kThreads, 8);
   signal_kernel<T, Out><<<grid, kThreads, 0, s>>>(a.logits.ptr<const T>(),
                                                   a.labels.ptr<const int64_t>(),
-                                                  a.out.ptr<Out>(), g, a.kind, c);
+                                                  a.outs[k].ptr<Out>(), g, a.kinds[k], c);
   check_launch("signal_kernel");
 }
 
 template <class T>
-void dispatch_out(const SignalArgs& a, const RowGeometry& g, cudaStream_t s,
+void dispatch_out(const SignalArgs& a, int k, const RowGeometry& g, cudaStream_t s,
                   unsigned long long* c) {
-  if (a.out.dtype == DType::f64) return launch<T, double>(a, g, s, c);
-  return launch<T, float>(a, g, s, c);
+  if (a.outs[k].dtype == DType::f64) return launch<T, double>(a, k, g, s, c);
+  return launch<T, float>(a, k, g, s, c);
 }
 
 }  // namespace
 
 SignalStatus signal(const SignalArgs& a, std::uintptr_t stream) {
-  const RowGeometry g = geometry(a);
   DeviceGuard guard(a.logits.device_id);
   const cudaStream_t s = as_stream(stream);
-  Counters counts(2, s);
-  if (g.rows > 0) {
+  // Two counters per launch; every launch sees the same bad rows, the first one's count.
+  Counters counts(static_cast<size_t>(2 * std::max(a.n_out, 1)), s);
+  for (int k = 0; k < a.n_out; ++k) {
+    const RowGeometry g = geometry(a, a.outs[k]);
+    if (g.rows == 0) break;
+    unsigned long long* c = counts.data() + 2 * k;
     switch (a.logits.dtype) {
-      case DType::f16: dispatch_out<Half>(a, g, s, counts.data()); break;
-      case DType::bf16: dispatch_out<BFloat16>(a, g, s, counts.data()); break;
-      case DType::f32: dispatch_out<float>(a, g, s, counts.data()); break;
-      case DType::f64: dispatch_out<double>(a, g, s, counts.data()); break;
+      case DType::f16: dispatch_out<Half>(a, k, g, s, c); break;
+      case DType::bf16: dispatch_out<BFloat16>(a, k, g, s, c); break;
+      case DType::f32: dispatch_out<float>(a, k, g, s, c); break;
+      case DType::f64: dispatch_out<double>(a, k, g, s, c); break;
       default: throw InputError("logits: unsupported dtype");
     }
   }

@@ -179,3 +179,20 @@ def is_all_finite(x: Array) -> bool:
     if is_torch(x):
         return bool(loaded_torch().isfinite(x).all())
     return bool(np.isfinite(x).all())
+
+
+def views_mean(values: Any) -> np.ndarray:
+    """Signal ``[..., N, A]`` -> ``[..., N]`` float64 numpy (mean over query views).
+
+    Summed view by view over whole ``[..., N]`` planes, in the order numpy's ``mean(-1)``
+    adds a short axis, then divided by A: the same values, without a reduction whose inner
+    loop is A elements long."""
+    v = np.asarray(to_numpy(values))
+    a = v.shape[-1]
+    if a == 0 or a > 8:  # (numpy sums longer axes pairwise)
+        return np.asarray(v, dtype=np.float64).mean(-1)
+    out = np.zeros(v.shape[:-1])
+    for q in range(a):
+        out += v[..., q]
+    out /= a
+    return out

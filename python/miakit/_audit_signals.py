@@ -18,30 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from miakit import _C, signals
 from miakit import _arrays as ar
-from miakit.signals import SIGNAL_CODES, prepare_logits_labels, raise_signal_status
+from miakit import signals
+
+# The threshold attacks' scores RunSignals keeps: the sign that makes each signal, averaged
+# over the query views, larger for members (as miakit.attacks.SIGNAL_SCORES).
+_SCORE_SIGNS = {"loss": -1.0, "confidence": 1.0, "max_confidence": 1.0, "hinge": 1.0}
 
 
-def scaled_confidence64(logits: Any, labels: Any) -> np.ndarray:
-    """LiRA's scaled confidence in float64 whatever the logits' dtype (the precision the
-    fused LiRA kernels compute it in)."""
-    z, lab = prepare_logits_labels(logits, labels)
-    out = np.empty(ar.shape_of(z)[:-1])
-    nonfinite, bad = _C.signal(ar.kernel_arg(z), ar.kernel_arg(lab), out,
-                               SIGNAL_CODES["scaled_confidence"], ar.stream_of(z))
-    raise_signal_status(nonfinite, bad, ar.shape_of(z)[-1])
-    return out
-
-
-def grad_proxy(first_view: Any, labels: np.ndarray) -> np.ndarray:
+def first_view_grad_norm(first_view: Any, labels: np.ndarray) -> np.ndarray:
     """``||softmax(z) - e_y||_2`` of first-view logits ``[..., N, C]`` (float64, ``[..., N]``)."""
-    p = np.array(first_view, dtype=np.float64)  # a contiguous copy, rows of C classes
-    p -= p.max(axis=-1, keepdims=True)
-    np.exp(p, out=p)
-    p /= p.sum(axis=-1, keepdims=True)
-    p[..., np.arange(p.shape[-2]), labels] -= 1.0  # softmax - onehot
-    return np.sqrt(np.einsum("...c,...c->...", p, p))
+    return signals.compute(first_view, labels, ["grad_norm"], dtype="float64")["grad_norm"]
 
 
 class ArraySignals:
@@ -75,13 +62,8 @@ class ArraySignals:
         return self.first_view()[0], "correct"
 
     def grad_proxy(self) -> np.ndarray:
-        """The logit-gradient norm ``[M, N]`` of the first view, a few models at a time."""
-        z = self.logits[:, :, 0, :]
-        out = np.empty(z.shape[:2])
-        step = max(1, (32 << 20) // max(1, z.shape[1] * z.shape[2] * 8))
-        for m0 in range(0, z.shape[0], step):
-            out[m0:m0 + step] = grad_proxy(z[m0:m0 + step], self.labels)
-        return out
+        """The logit-gradient norm ``[M, N]`` of the first view."""
+        return np.asarray(first_view_grad_norm(self.logits[:, :, 0, :], self.labels[None, :]))
 
     def drop(self, name: str) -> None:
         """Nothing is kept: signals are computed when asked."""
@@ -103,42 +85,47 @@ class RunSignals:
     def __init__(self, model: Callable[[int], Any], n_models: int, labels: Any, *,
                  confidence: bool = True, scores: tuple[str, ...] = (),
                  block_bytes: int = 64 << 20):
-        from miakit import attacks
-
+        for s in scores:
+            if s not in _SCORE_SIGNS:
+                raise ValueError(f"scores: expected names among {list(_SCORE_SIGNS)}, got {s!r}")
         self.labels = np.asarray(labels)
         lab = self.labels[:, None]
         first = np.asarray(model(0))
         n, a, c = first.shape
-        q_dtype = "float64" if first.dtype == np.float64 else "float32"
+        # The dtypes of the separate calls (ArraySignals): float64 for LiRA's signal and
+        # the gradient norm, else float32 unless the logits are float64.
+        own = "float64" if first.dtype == np.float64 else "float32"
         self._sc = np.empty((n_models, n, a))
-        self._q = np.empty((n_models, n, a), dtype=q_dtype) if confidence else None
+        self._q = np.empty((n_models, n, a), dtype=own) if confidence else None
         self._scores = {s: np.empty((n_models, n)) for s in scores}
         self._loss0 = np.empty((n_models, n))
         self._grad = np.empty((n_models, n))
-        self._correct = None
-        # Models in blocks of about block_bytes of logits: one kernel call per signal and
-        # block (a call per model would pay a parallel region's start-up for every model).
+        self._correct = np.empty((n_models, n), dtype=bool)
+        # Every signal of a block in one kernel pass; LiRA's and the true-class
+        # probabilities go straight into their arrays, the others (per view) into
+        # block-sized buffers whose view means and first views are kept.
+        names = ["scaled_confidence", "confidence", "loss", "correct", "grad_norm"]
+        names += [s for s in ("max_confidence", "hinge") if s in scores]
+        dtypes = {"scaled_confidence": "float64", "grad_norm": "float64"}
+        # Models in blocks of about block_bytes of logits: one kernel call per block (a
+        # call per model would pay a parallel region's start-up for every model).
         step = max(1, min(n_models, block_bytes // max(first.nbytes, 1)))
         buf = np.empty((step, n, a, c), dtype=first.dtype)
         del first
+        q_block = None if confidence else np.empty((step, n, a), dtype=own)
         for m0 in range(0, n_models, step):
             m1 = min(n_models, m0 + step)
             z = buf[: m1 - m0]
             for k in range(m0, m1):
                 z[k - m0] = model(k)
-            self._sc[m0:m1] = scaled_confidence64(z, lab)
-            if self._q is not None:
-                self._q[m0:m1] = signals.confidence(z, lab)
-            for s, out in self._scores.items():
-                out[m0:m1] = attacks.SIGNAL_SCORES[s](z, self.labels)
-            z0 = z[:, :, 0, :]
-            c0 = np.asarray(signals.correct(z0, self.labels[None, :]))
-            if self._correct is None:
-                self._correct = np.empty((n_models, n), dtype=c0.dtype)
-            self._correct[m0:m1] = c0
-            self._loss0[m0:m1] = np.asarray(signals.loss(z0, self.labels[None, :]),
-                                            dtype=np.float64)
-            self._grad[m0:m1] = grad_proxy(z0, self.labels)
+            out = {"scaled_confidence": self._sc[m0:m1],
+                   "confidence": self._q[m0:m1] if confidence else q_block[: m1 - m0]}
+            got = signals.compute(z, lab, names, dtype=dtypes, out=out)
+            for s, res in self._scores.items():
+                res[m0:m1] = _SCORE_SIGNS[s] * ar.views_mean(got[s])
+            self._correct[m0:m1] = got["correct"][:, :, 0]
+            self._loss0[m0:m1] = got["loss"][:, :, 0]
+            self._grad[m0:m1] = got["grad_norm"][:, :, 0]
 
     def lira_source(self) -> tuple[np.ndarray, None]:
         return self._sc, None

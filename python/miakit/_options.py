@@ -39,6 +39,7 @@ SIGNALS: Mapping[str, enum.Enum] = {
     "confidence": _C.Signal.confidence,
     "max_confidence": _C.Signal.max_confidence,
     "correct": _C.Signal.correct,
+    "grad_norm": _C.Signal.grad_norm,
 }
 
 # LiRA (csrc/include/miakit/lira_math.h; docs/methods/lira.md).

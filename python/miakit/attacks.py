@@ -40,23 +40,6 @@ __all__ = ["loss", "confidence", "max_confidence", "hinge", "scaled_confidence",
            "max_accuracy_threshold", "ThresholdAccuracy", "SIGNAL_SCORES"]
 
 
-def _views_mean(values: Any) -> np.ndarray:
-    """Signal ``[..., N, A]`` -> ``[..., N]`` float64 numpy (mean over query views).
-
-    Summed view by view over whole ``[..., N]`` planes, in the order numpy's ``mean(-1)``
-    adds a short axis, then divided by A: the same values, without a reduction whose inner
-    loop is A elements long."""
-    v = np.asarray(ar.to_numpy(values))
-    a = v.shape[-1]
-    if a == 0 or a > 8:  # (numpy sums longer axes pairwise)
-        return np.asarray(v, dtype=np.float64).mean(-1)
-    out = np.zeros(v.shape[:-1])
-    for q in range(a):
-        out += v[..., q]
-    out /= a
-    return out
-
-
 def _logits_labels(logits: Any, labels: Any) -> tuple[Any, Any]:
     z = check_float_array(logits, "logits", ndim=(2, 3, 4))
     shape = ar.shape_of(z)
@@ -75,7 +58,7 @@ def _logits_labels(logits: Any, labels: Any) -> tuple[Any, Any]:
 def _signal_score(kind: str, sign: float, logits: Any, labels: Any) -> np.ndarray:
     squeeze = len(ar.shape_of(ar.as_array(logits, "logits"))) == 2
     z, lab = _logits_labels(logits, labels)
-    s = sign * _views_mean(getattr(signals, kind)(z, lab))
+    s = sign * ar.views_mean(getattr(signals, kind)(z, lab))
     return s[0] if squeeze else s
 
 

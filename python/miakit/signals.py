@@ -9,15 +9,17 @@ give float64 (all arithmetic is done in float64 either way).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from miakit import _C
 from miakit import _arrays as ar
 from miakit._arrays import match_device
 from miakit._options import SIGNALS
-from miakit._validation import check_float_array, check_labels
+from miakit._validation import check_choice, check_float_array, check_labels
 
-__all__ = ["scaled_confidence", "hinge", "loss", "confidence", "max_confidence", "correct"]
+__all__ = ["scaled_confidence", "hinge", "loss", "confidence", "max_confidence", "correct",
+           "grad_norm", "compute"]
 
 # Signal names -> members of the compiled kernel's Signal enum (miakit._options, the one
 # table; csrc/include/miakit/signals.h).
@@ -155,3 +157,107 @@ def correct(logits: Any, labels: Any) -> Any:
     out = _signal(logits, labels, "correct")
     # astype keeps a 0-d result an array (``out != 0`` would give a numpy scalar)
     return out != 0 if ar.is_torch(out) else out.astype(bool)
+
+
+def grad_norm(logits: Any, labels: Any) -> Any:
+    """Norm of the loss's gradient in the logits, ``||softmax(z) - e_y||_2`` (see
+    :func:`scaled_confidence` for the arguments).
+
+    The per-example gradient norm of the cross-entropy with respect to the logits: 0 for
+    a confident correct prediction, up to ``sqrt(2)`` for a confident wrong one. The
+    true class's term ``1 - p_y`` is formed as the other classes' total probability, so a
+    confident model keeps full precision.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> mk.signals.grad_norm(np.array([[0.0, 0.0]]), np.array([0]))  # |(-0.5, 0.5)|
+    array([0.70710678])
+    """
+    return _signal(logits, labels, "grad_norm")
+
+
+def compute(logits: Any, labels: Any, names: Sequence[str], *,
+            dtype: str | Mapping[str, str] | None = None,
+            out: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Several signals of the same logits in one pass over them.
+
+    The reductions the signals share (maxima, sums of exponentials) are computed once
+    per row, so asking for all of them costs little more than the dearest one. The
+    values are those of the single-signal functions, bit for bit.
+
+    Parameters
+    ----------
+    logits, labels
+        As for :func:`scaled_confidence`.
+    names : sequence of str
+        Signals among ``scaled_confidence``, ``hinge``, ``loss``, ``confidence``,
+        ``max_confidence``, ``correct`` and ``grad_norm`` (at most 8, each once).
+    dtype : {"float32", "float64"} or dict, optional
+        The results' dtype, for all of them or by name (default: as the single-signal
+        functions, float64 for float64 logits and float32 otherwise). ``correct`` is
+        returned as booleans unless it is written into ``out``.
+    out : dict, optional
+        Arrays to write some of the results into, by name: of shape
+        ``logits.shape[:-1]``, float32 or float64 (any strides), on the logits' device.
+        Their dtype takes the place of ``dtype``.
+
+    Returns
+    -------
+    dict
+        name -> array of shape ``logits.shape[:-1]`` on the caller's device (the given
+        array for the names in ``out``).
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> s = mk.signals.compute(np.array([[2.0, 0.0]]), np.array([0]), ["loss", "correct"])
+    >>> s["loss"].round(4), s["correct"]
+    (array([0.1269]), array([ True]))
+    """
+    if isinstance(names, str):
+        raise TypeError(f"names: expected a sequence of signal names, got the string {names!r}")
+    names = list(names)
+    for name in names:
+        check_choice(name, "names", tuple(SIGNALS))
+    if not names:
+        raise ValueError("names: expected at least one signal, got none")
+    if len(set(names)) != len(names):
+        raise ValueError(f"names: expected each signal once, got {names}")
+    if len(names) > 8:
+        raise ValueError(f"names: expected at most 8 signals, got {len(names)}")
+    out = dict(out or {})
+    for name in out:
+        if name not in names:
+            raise ValueError(f"out: {name!r} is not among the names asked for ({names})")
+    dtypes = dict(dtype) if isinstance(dtype, Mapping) else {}
+    for name in dtypes:
+        check_choice(name, "dtype", names)
+    logits, labels = prepare_logits_labels(logits, labels)
+    default = "float64" if ar.dtype_name(logits) == "float64" else "float32"
+    if dtype is not None and not isinstance(dtype, Mapping):
+        default = check_choice(dtype, "dtype", ("float32", "float64"))
+    lead = ar.shape_of(logits)[:-1]
+    arrays = []
+    for name in names:
+        if name in out:
+            a = check_float_array(out[name], f"out[{name!r}]")
+            if ar.shape_of(a) != lead or ar.dtype_name(a) not in ("float32", "float64"):
+                raise ValueError(f"out[{name!r}]: expected a float32 or float64 array of "
+                                 f"shape {lead} (the logits' leading shape), got "
+                                 f"{ar.dtype_name(a)} {ar.shape_of(a)}")
+            ar.same_device(**{"logits": logits, f"out[{name!r}]": a})
+            arrays.append(a)  # written in place, whatever its array type
+        else:
+            want = check_choice(dtypes.get(name, default), f"dtype[{name!r}]",
+                                ("float32", "float64"))
+            arrays.append(ar.empty_like_device(logits, lead, want))
+    nonfinite, bad_label = _C.signals(
+        ar.kernel_arg(logits), ar.kernel_arg(labels), [SIGNAL_CODES[n] for n in names],
+        [ar.kernel_arg(a) for a in arrays], ar.stream_of(logits))
+    raise_signal_status(nonfinite, bad_label, ar.shape_of(logits)[-1])
+    result = dict(zip(names, arrays))
+    if "correct" in result and "correct" not in out:
+        c = result["correct"]
+        result["correct"] = c != 0 if ar.is_torch(c) else c.astype(bool)
+    return result

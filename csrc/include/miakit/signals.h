@@ -18,7 +18,11 @@ enum class Signal : int {
   confidence = 3,         // p_y
   max_confidence = 4,     // max_j p_j
   correct = 5,            // argmax z == y (first maximum wins, as numpy.argmax)
+  grad_norm = 6,          // ||p - e_y||_2, the norm of the loss's gradient in the logits
 };
+constexpr int kSignalKinds = 7;
+// The most signals one kernel call computes together (SignalArgs).
+constexpr int kMaxSignalOuts = 8;
 
 // Result of evaluating a signal on a row. status: 0 ok, 1 a NaN/inf logit, 2 label
 // outside [0, C). Callers count the failures and raise; they never use the value then.
@@ -27,29 +31,60 @@ struct SignalValue {
   int status;
 };
 
-// Whether the anchored sum of exponentials runs over the other classes (anchored at
-// their maximum) rather than over all classes (anchored at the overall maximum).
-MIAKIT_HD bool sum_over_others(Signal kind) { return kind == Signal::scaled_confidence; }
-MIAKIT_HD bool needs_sum(Signal kind) {
-  return kind != Signal::hinge && kind != Signal::correct;
+// The anchored sums of exponentials a row's signals read (each at least 1 where used):
+// - all: sum_j exp(z_j - max_all) (loss, confidence, max_confidence, grad_norm);
+// - others: sum_{j != y} f_j with f_j = exp(z_j - max_other) (scaled_confidence,
+//   grad_norm), and others_squares: sum_{j != y} f_j^2 (grad_norm).
+struct SignalSums {
+  double all = 0.0, others = 0.0, others_squares = 0.0;
+};
+
+MIAKIT_HD bool needs_sum_all(Signal kind) {
+  return kind == Signal::loss || kind == Signal::confidence || kind == Signal::max_confidence ||
+         kind == Signal::grad_norm;
+}
+MIAKIT_HD bool needs_sum_others(Signal kind) {
+  return kind == Signal::scaled_confidence || kind == Signal::grad_norm;
+}
+MIAKIT_HD bool needs_squares(Signal kind) { return kind == Signal::grad_norm; }
+
+// acc + f * f, the product rounded on its own (no fused multiply-add on a GPU either), so
+// that the devices agree.
+MIAKIT_HD double add_square(double acc, double f) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(acc, __dmul_rn(f, f));
+#else
+  return acc + f * f;
+#endif
 }
 
-// The signal from the row's reductions. `sum` is sum_{j != y} exp(z_j - max_other) when
-// sum_over_others(kind), else sum_j exp(z_j - max_all); it is at least 1.
+// ||p - e_y||_2. With p_j = e_j / S (e_j = exp(z_j - max_all), S = all) the class y
+// contributes (1 - p_y)^2 = (sum_{j != y} e_j)^2 / S^2 and every other class e_j^2 / S^2.
+// The others' terms are taken relative to their largest, e_j = m f_j with
+// m = exp(max_other - max_all): ||p - e_y|| = m sqrt(others^2 + others_squares) / S. That
+// never forms 1 - p_y by cancellation, and both sums lie in [1, C], so nothing underflows
+// however confident the model (m itself is as exact as exp_nonpos).
+MIAKIT_HD double grad_norm_of(double max_all, double max_other, const SignalSums& s) {
+  return exp_nonpos(max_other - max_all) * sqrt(add_square(s.others_squares, s.others)) / s.all;
+}
+
+// The signal from the row's reductions.
 MIAKIT_HD double finish_signal(Signal kind, double zy, double max_all, double max_other,
-                               bool argmax_is_y, double sum) {
+                               bool argmax_is_y, const SignalSums& s) {
   switch (kind) {
-    case Signal::scaled_confidence: return zy - (max_other + log(sum));
+    case Signal::scaled_confidence: return zy - (max_other + log(s.others));
     case Signal::hinge: return zy - max_other;
     case Signal::correct: return argmax_is_y ? 1.0 : 0.0;
-    case Signal::loss: return (max_all + log(sum)) - zy;
-    case Signal::confidence: return exp(zy - (max_all + log(sum)));
-    default: return 1.0 / sum;  // max_confidence: exp(max - lse) = 1 / sum
+    case Signal::loss: return (max_all + log(s.all)) - zy;
+    case Signal::confidence: return exp(zy - (max_all + log(s.all)));
+    case Signal::grad_norm: return grad_norm_of(max_all, max_other, s);
+    default: return 1.0 / s.all;  // max_confidence: exp(max - lse) = 1 / sum
   }
 }
 
 // One row, one thread: the CUDA kernels' form (the CPU evaluates blocks of rows with the
-// same reductions, in csrc/cpu/signal_block.h).
+// same reductions, in csrc/cpu/signal_block.h). The sums run over the classes in order,
+// as the CPU's do.
 template <class T>
 MIAKIT_HD SignalValue compute_signal(Signal kind, const T* z, int64_t stride, int C, int64_t y) {
   if (y < 0 || y >= C) return {NAN, 2};
@@ -64,15 +99,20 @@ MIAKIT_HD SignalValue compute_signal(Signal kind, const T* z, int64_t stride, in
     if (j != y && v > max_other) max_other = v;
   }
   if (!finite) return {NAN, 1};
-  double sum = 0.0;
-  if (needs_sum(kind)) {
-    const bool others = sum_over_others(kind);
-    const double anchor = others ? max_other : max_all;
+  SignalSums s;
+  if (needs_sum_all(kind)) {
+    for (int j = 0; j < C; ++j) s.all += exp_nonpos(Load<T>::get(z + j * stride) - max_all);
+  }
+  if (needs_sum_others(kind)) {
+    const bool squares = needs_squares(kind);
     for (int j = 0; j < C; ++j) {
-      if (!(others && j == y)) sum += exp_nonpos(Load<T>::get(z + j * stride) - anchor);
+      if (j == y) continue;
+      const double f = exp_nonpos(Load<T>::get(z + j * stride) - max_other);
+      s.others += f;
+      if (squares) s.others_squares = add_square(s.others_squares, f);
     }
   }
-  return {finish_signal(kind, zy, max_all, max_other, argmax == y, sum), 0};
+  return {finish_signal(kind, zy, max_all, max_other, argmax == y, s), 0};
 }
 
 }  // namespace miakit
