@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.stats
 import references as ref
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -451,6 +452,49 @@ def test_ranked_scores_large_against_sorting():
     last = np.r_[np.nonzero(np.diff(s[order]))[0], s.size - 1]
     np.testing.assert_array_equal(r.tp[1:], np.cumsum(y[order])[last])
     np.testing.assert_array_equal(r.thresholds[1:], s[order][last])
+
+
+def _large_scores(kind, rng, n):
+    if kind == "exponents":  # bunched by exponent, both signs
+        return rng.normal(size=n) * 10.0 ** rng.integers(-3, 4, n)
+    if kind == "one_big_bucket":  # most keys share their top bits
+        s = np.ones(n)
+        s[: n // 10] = rng.normal(size=n // 10)
+        return rng.permutation(s + (rng.random(n) < 0.5) * 2.0**-40)
+    if kind == "low_bits":  # keys that differ only in their last few bits
+        return 1.0 + rng.integers(0, 5000, n) * np.finfo(np.float64).eps
+    if kind == "extremes":  # huge range, signed zeros, subnormals, infinities excluded
+        s = np.exp(rng.uniform(-700, 700, n)) * rng.choice([-1.0, 1.0], n)
+        s[rng.random(n) < 0.01] = 0.0
+        s[rng.random(n) < 0.01] = -0.0
+        s[rng.random(n) < 0.01] = 5e-324
+        return s
+    if kind == "two_values":
+        return rng.choice([-1.5, 2.5], n)
+    return np.full(n, 0.25)  # all equal
+
+
+@pytest.mark.parametrize("kind", ["exponents", "one_big_bucket", "low_bits", "extremes",
+                                  "two_values", "all_equal"])
+@pytest.mark.parametrize("n", [40_000, 250_001])
+def test_ranked_scores_large_distributions(kind, n):
+    """Sizes and key distributions that take the sort through its dealing into buckets,
+    buckets sorted in the cache, buckets dealt again, and single buckets."""
+    rng = np.random.default_rng(n + len(kind))
+    s = _large_scores(kind, rng, n)
+    y = rng.random(n) < 0.3
+    c = rng.integers(0, 997, n)
+    r = mk.metrics.RankedScores(s, y, c)
+    order = np.argsort(-(s + 0.0), kind="stable")
+    ss = s[order]
+    last = np.r_[np.nonzero(ss[1:] != ss[:-1])[0], n - 1]
+    np.testing.assert_array_equal(r.thresholds[1:], ss[last])
+    np.testing.assert_array_equal(r.tp[1:], np.cumsum(y[order])[last])
+    np.testing.assert_array_equal(r.fp[1:], np.cumsum(~y[order])[last])
+    ranks = scipy.stats.rankdata(s)  # ties share their mean rank: exact halves
+    n_pos = int(y.sum())
+    want = (ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * (n - n_pos))
+    assert r.auc() == pytest.approx(want, rel=1e-13)
 
 
 @pytest.mark.parametrize("m,n", [(1, 5), (3, 1), (7, 33), (16, 500)])

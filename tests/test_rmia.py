@@ -27,7 +27,7 @@ def probs(rng, keep, a, shift=0.25, decimals=None):
 
 
 # ===================================================================== the count kernel
-@pytest.mark.parametrize("n,z", [(1, 1), (7, 2), (100, 33), (64, 257)])
+@pytest.mark.parametrize("n,z", [(1, 1), (7, 2), (100, 33), (64, 257), (3000, 2049)])
 @pytest.mark.parametrize("gamma", GAMMAS)
 def test_count_equals_the_dense_formula_bit_for_bit(n, z, gamma, rng):
     rows = 3
@@ -55,6 +55,24 @@ def test_count_excludes_each_example_from_its_own_population(rng):
             where = {j: i for i, j in enumerate(idx)}
             want = ref.rmia_dense_share(x[r], x[r, idx], [where.get(j, -1) for j in range(n)],
                                         gamma)
+            np.testing.assert_array_equal(got[r], want)
+
+
+def test_count_walk_with_nan_scores_and_continuous_values(rng):
+    """The sorted walk (CPU) leaves NaN ratios at 0 and places continuous values, zeros
+    and ties like the dense count, with and without self-exclusion."""
+    n, z = 5000, 3001
+    x = rng.lognormal(0.0, 1.0, size=(2, n))
+    x[:, ::97] = np.nan
+    x[:, 1::89] = 0.0
+    x[:, 2::50] = 1.0
+    pop = rng.lognormal(0.0, 1.0, size=(2, z))
+    pop[:, ::7] = 1.0
+    pop[:, 3::101] = 0.0
+    for gamma in (1.0, 0.3, 2.5):
+        got = _count(x, pop, None, gamma)
+        for r in range(2):
+            want = ref.rmia_dense_share(x[r], pop[r], [-1] * n, gamma)
             np.testing.assert_array_equal(got[r], want)
 
 

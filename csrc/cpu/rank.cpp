@@ -4,8 +4,9 @@
 // TPR at several FPRs with cluster-robust intervals, leakage tests and an empirical
 // epsilon. All of them are functions of one descending order of the scores.
 //
-// rank_scores computes that order once, by a parallel LSD radix sort of order-preserving
-// 64-bit keys, each carrying its cluster and membership (so that the walk reads memory in
+// rank_scores computes that order once, by a parallel radix sort of order-preserving
+// 64-bit keys (radix_sort: most significant digit first, then within the cache), each
+// carrying its cluster and membership (so that the walk reads memory in
 // order; the order within a group of equal scores does not matter to any output), then
 // walks it once, writing at the end of every group of equal scores its score (thr) and the
 // members / non-members at or above it (tp, fp), and per cluster the class counts and the
@@ -29,94 +30,26 @@
 
 #include "kernels_metrics.h"
 #include "parallel.h"
+#include "radix_sort.h"
 
 namespace miakit {
 namespace cpu {
 
 namespace {
 
-constexpr int kDigitBits = 11;
-constexpr int kBuckets = 1 << kDigitBits;
-constexpr int kPasses = (64 + kDigitBits - 1) / kDigitBits;  // 6
+using radix::ascending_key;
+using radix::radix_sort;
+using radix::value_of;
 
 // Larger score -> smaller key; -0.0 and +0.0 share one key (they are equal scores).
-inline uint64_t descending_key(double s) {
-  s += 0.0;  // -0.0 -> +0.0
-  uint64_t b;
-  std::memcpy(&b, &s, sizeof b);
-  const uint64_t ascending = (b >> 63) ? ~b : (b | (uint64_t(1) << 63));
-  return ~ascending;
-}
-
-inline int digit(uint64_t key, int pass) {
-  return static_cast<int>((key >> (pass * kDigitBits)) & (kBuckets - 1));
-}
+inline uint64_t descending_key(double s) { return ~ascending_key(s); }
 
 // The score back from its key.
-inline double score_of(uint64_t key) {
-  const uint64_t ascending = ~key;
-  const uint64_t b = (ascending >> 63) ? (ascending & ~(uint64_t(1) << 63)) : ~ascending;
-  double s;
-  std::memcpy(&s, &b, sizeof s);
-  return s;
-}
+inline double score_of(uint64_t key) { return value_of(~key); }
 
 // What the walk needs of an element travels with its key: its cluster (its input
 // position when there are no clusters) and whether it is a member (the top bit).
 constexpr uint32_t kMemberBit = uint32_t(1) << 31;
-
-// Stable LSD radix sort of n (key, payload) pairs by key, between the caller's buffers
-// (k, p) and (k2, p2); returns true when the sorted pairs end in (k2, p2). Passes whose
-// digit is the same for every key are skipped. Threads own contiguous blocks, so the
-// scatter keeps input order.
-bool radix_sort(uint64_t* k, uint32_t* p, uint64_t* k2, uint32_t* p2, int64_t n) {
-  // Which passes matter: a digit that differs somewhere.
-  uint64_t any_diff = 0;
-  {
-    const uint64_t first = n ? k[0] : 0;
-#pragma omp parallel for schedule(static) reduction(| : any_diff)
-    for (int64_t i = 0; i < n; ++i) any_diff |= k[i] ^ first;
-  }
-  const int threads = std::max(1, max_threads());
-  std::vector<int64_t> hist(static_cast<size_t>(threads) * kBuckets);
-  bool swapped = false;
-  for (int pass = 0; pass < kPasses; ++pass) {
-    if (((any_diff >> (pass * kDigitBits)) & (kBuckets - 1)) == 0) continue;
-    std::fill(hist.begin(), hist.end(), 0);
-    const uint64_t* src_k = swapped ? k2 : k;
-    const uint32_t* src_i = swapped ? p2 : p;
-    uint64_t* dst_k = swapped ? k : k2;
-    uint32_t* dst_i = swapped ? p : p2;
-#pragma omp parallel num_threads(threads)
-    {
-      const int t = thread_id(), nt = team_size();
-      const int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
-      int64_t* h = hist.data() + static_cast<size_t>(t) * kBuckets;
-      for (int64_t i = lo; i < hi; ++i) ++h[digit(src_k[i], pass)];
-#pragma omp barrier
-#pragma omp single
-      {
-        // offsets: bucket-major, thread-minor (stability across blocks)
-        int64_t run = 0;
-        for (int b = 0; b < kBuckets; ++b) {
-          for (int u = 0; u < nt; ++u) {
-            int64_t& c = hist[static_cast<size_t>(u) * kBuckets + b];
-            const int64_t here = c;
-            c = run;
-            run += here;
-          }
-        }
-      }
-      for (int64_t i = lo; i < hi; ++i) {
-        const int64_t to = h[digit(src_k[i], pass)]++;
-        dst_k[to] = src_k[i];
-        dst_i[to] = src_i[i];
-      }
-    }
-    swapped = !swapped;
-  }
-  return swapped;
-}
 
 }  // namespace
 

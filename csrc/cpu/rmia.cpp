@@ -1,14 +1,20 @@
-// CPU kernel for RMIA's counting (docs/methods/rmia.md): each row's population ratios are
-// sorted once, then every scored ratio is placed by binary search with the pairwise test
-// itself (include/miakit/rmia.h), so the result equals the dense N x Z count exactly, in
-// O((N + Z) log Z) time and O(Z) memory per row.
+// CPU kernel for RMIA's counting (docs/methods/rmia.md). Per row, the population ratios
+// (NaN entries left out) and the scored ratios are each sorted once, by radix sort
+// (radix_sort.h), and one walk up both places every scored ratio: the count of
+// population entries x beats is non-decreasing in x (include/miakit/rmia.h: the test is
+// monotone in both ratios for ratios >= 0), so the walk's pointer only moves forward and
+// stops, for each x, at the first entry the test fails, which is the binary search's
+// answer (the CUDA kernel's) with the very same test. The result equals the dense N x Z
+// count exactly, in O(N + Z) time per row and O(N + Z) memory per thread.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "kernels_attack.h"
 #include "miakit/rmia.h"
 #include "parallel.h"
+#include "radix_sort.h"
 
 namespace miakit {
 namespace cpu {
@@ -17,31 +23,59 @@ RmiaStatus rmia_count(const RmiaCountArgs& a) {
   const int64_t R = a.x_ratio.shape[0], N = a.x_ratio.shape[1], Z = a.pop_ratio.shape[1];
   const Tensor &xr = a.x_ratio, &pr = a.pop_ratio, &so = a.sorted, &out = a.out;
   const bool has_self = a.self.data != nullptr;
-  std::vector<int64_t> n_valid(R, 0);
-  // 1. Each row's population, NaN entries left out, sorted ascending.
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t r = 0; r < R; ++r) {
-    const double* src = pr.ptr<double>() + r * pr.strides[0];
-    double* dst = so.ptr<double>() + r * so.strides[0];
-    int64_t n = 0;
-    for (int64_t z = 0; z < Z; ++z) {
-      const double v = src[z * pr.strides[1]];
-      if (!std::isnan(v)) dst[n++] = v;
-    }
-    std::sort(dst, dst + n);
-    n_valid[r] = n;
-  }
-  // 2. Every scored ratio by binary search; (row, example) pairs share the threads, so
-  // one row alone (one target) still uses all of them.
   const double gamma = a.gamma;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < R * N; ++i) {
-    const int64_t r = i / N, j = i - r * N;
-    const double x = xr.ptr<double>()[r * xr.strides[0] + j * xr.strides[1]];
-    const bool self =
-        has_self && a.self.ptr<uint8_t>()[r * a.self.strides[0] + j * a.self.strides[1]] != 0;
-    out.ptr<double>()[r * out.strides[0] + j * out.strides[1]] =
-        rmia_share(so.ptr<double>() + r * so.strides[0], n_valid[r], x, self, gamma);
+  const int64_t longest = std::max(N, Z);
+  if (longest > int64_t(UINT32_MAX))  // positions travel as 32-bit payloads
+    throw InputError("x_ratio, pop_ratio: expected rows of at most 2^32 - 1 ratios");
+  std::vector<int64_t> n_valid(R, 0);
+#pragma omp parallel
+  {
+    std::vector<uint64_t> k(longest), k2(longest);
+    std::vector<uint32_t> p(longest), p2(longest);
+    std::vector<uint32_t> hist(static_cast<size_t>(radix::kPasses) * radix::kBuckets);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t r = 0; r < R; ++r) {
+      // 1. The row's population, NaN entries left out, sorted ascending into `sorted`.
+      const double* src = pr.ptr<double>() + r * pr.strides[0];
+      double* sorted = so.ptr<double>() + r * so.strides[0];
+      int64_t n = 0;
+      for (int64_t z = 0; z < Z; ++z) {
+        const double v = src[z * pr.strides[1]];
+        if (!std::isnan(v)) {
+          k[n] = radix::ascending_key(v);
+          p[n++] = static_cast<uint32_t>(z);
+        }
+      }
+      const uint32_t* zs =
+          radix::sort_segment(k.data(), p.data(), k2.data(), p2.data(), n, 64, hist.data())
+              ? p2.data()
+              : p.data();
+      for (int64_t i = 0; i < n; ++i) sorted[i] = src[zs[i] * pr.strides[1]];  // the values
+      n_valid[r] = n;
+      // 2. The scored ratios ascending (with their positions), and one walk.
+      const double* x = xr.ptr<double>() + r * xr.strides[0];
+      for (int64_t j = 0; j < N; ++j) {
+        k[j] = radix::ascending_key(x[j * xr.strides[1]]);
+        p[j] = static_cast<uint32_t>(j);
+      }
+      const bool in2 =
+          radix::sort_segment(k.data(), p.data(), k2.data(), p2.data(), N, 64, hist.data());
+      const uint32_t* ps = in2 ? p2.data() : p.data();
+      const uint8_t* self = has_self ? a.self.ptr<uint8_t>() + r * a.self.strides[0] : nullptr;
+      double* o = out.ptr<double>() + r * out.strides[0];
+      int64_t c = 0;
+      for (int64_t i = 0; i < N; ++i) {
+        const int64_t j = ps[i];
+        const double xj = x[j * xr.strides[1]];
+        int64_t count = 0;  // a NaN ratio beats nothing (and leaves the walk where it is)
+        if (!std::isnan(xj)) {
+          while (c < n && rmia_beats(xj, sorted[c], gamma)) ++c;
+          count = c;
+        }
+        const bool own = self != nullptr && self[j * a.self.strides[1]] != 0;
+        o[j * out.strides[1]] = rmia_share_of(count, n, xj, own, gamma);
+      }
+    }
   }
   RmiaStatus st;
   for (int64_t r = 0; r < R; ++r) st.empty_rows += n_valid[r] == 0;

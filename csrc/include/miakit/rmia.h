@@ -24,18 +24,24 @@ MIAKIT_HD int64_t rmia_count_beaten(const double* sorted, int64_t n, double x, d
   return lo;
 }
 
-// Score of x: the share of its population it beats, leaving out its own entry when x is
-// a member of that population (`self`): its own comparison x / x > gamma is removed from
-// the count and it leaves the denominator. NaN for an empty population.
-MIAKIT_HD double rmia_share(const double* sorted, int64_t n_valid, double x, bool self,
-                            double gamma) {
-  int64_t count = rmia_count_beaten(sorted, n_valid, x, gamma);
+// Score of x from the count of the n_valid population entries it beats: the share of its
+// population it beats, leaving out its own entry when x is a member of that population
+// (`self`): its own comparison x / x > gamma is removed from the count and it leaves the
+// denominator. NaN for an empty population.
+MIAKIT_HD double rmia_share_of(int64_t count, int64_t n_valid, double x, bool self,
+                               double gamma) {
   int64_t denom = n_valid;
   if (self) {
     count -= rmia_beats(x, x, gamma) ? 1 : 0;
     denom -= 1;
   }
   return denom > 0 ? static_cast<double>(count) / static_cast<double>(denom) : NAN;
+}
+
+// The same from the sorted population, by binary search.
+MIAKIT_HD double rmia_share(const double* sorted, int64_t n_valid, double x, bool self,
+                            double gamma) {
+  return rmia_share_of(rmia_count_beaten(sorted, n_valid, x, gamma), n_valid, x, self, gamma);
 }
 
 }  // namespace miakit
