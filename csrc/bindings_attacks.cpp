@@ -8,6 +8,24 @@
 
 namespace miakit {
 
+namespace {
+
+// A pair's sample values: contiguous 1-D float64.
+void check_samples(const Tensor& t, const char* name) {
+  check_contiguous(t, name, DType::f64, 1, "contiguous 1-D float64 values");
+}
+
+// The four K-S outputs: float64, one entry per pair (on the CPU when on_cpu).
+void check_pair_outputs(const Tensor& d_max, const Tensor& d_min, const Tensor& loc_max,
+                        const Tensor& loc_min, int64_t B, bool on_cpu) {
+  check_vec(d_max, "d_max", DType::f64, B, on_cpu);
+  check_vec(d_min, "d_min", DType::f64, B, on_cpu);
+  check_vec(loc_max, "loc_max", DType::f64, B, on_cpu);
+  check_vec(loc_min, "loc_min", DType::f64, B, on_cpu);
+}
+
+}  // namespace
+
 void register_attacks(py::module_& m) {
   // RMIA: out[r, i] = share of row r's population (pop_ratio, NaN = not in it) that
   // x_ratio[r, i] beats (x / z > gamma); self (or None) marks x's own population entry.
@@ -64,21 +82,14 @@ void register_attacks(py::module_& m) {
     a.d_min = to_tensor(d_min, "d_min", true);
     a.loc_max = to_tensor(loc_max, "loc_max", true);
     a.loc_min = to_tensor(loc_min, "loc_min", true);
-    for (const Tensor* t : {&a.a_values, &a.b_values}) {
-      if (t->ndim != 1 || t->dtype != DType::f64 || (t->shape[0] > 1 && t->strides[0] != 1))
-        throw InputError("samples: expected contiguous 1-D float64 values");
-    }
-    for (const Tensor* t : {&a.a_offsets, &a.b_offsets}) {
-      if (t->ndim != 1 || t->dtype != DType::i64 || (t->shape[0] > 1 && t->strides[0] != 1))
-        throw InputError("offsets: expected contiguous 1-D int64 offsets");
-    }
+    check_samples(a.a_values, "a_values");
+    check_samples(a.b_values, "b_values");
+    check_contiguous(a.a_offsets, "a_offsets", DType::i64, 1, "contiguous 1-D int64 offsets");
     const int64_t B = a.a_offsets.shape[0] - 1;
-    if (B < 0 || a.b_offsets.shape[0] != B + 1)
-      throw InputError("offsets: expected B + 1 offsets for each sample");
-    for (const Tensor* t : {&a.d_max, &a.d_min, &a.loc_max, &a.loc_min}) {
-      if (t->ndim != 1 || t->shape[0] != B || t->dtype != DType::f64)
-        throw InputError("outputs: expected float64 arrays of one entry per pair");
-    }
+    if (B < 0) throw InputError("a_offsets: expected B + 1 offsets for B pairs, got none");
+    check_contiguous(a.b_offsets, "b_offsets", DType::i64, 1, "contiguous 1-D int64 offsets");
+    check_shape(a.b_offsets, "b_offsets", {B + 1}, "B + 1 offsets, as a_offsets");
+    check_pair_outputs(a.d_max, a.d_min, a.loc_max, a.loc_min, B, false);
     same_device({{"a_values", &a.a_values}, {"a_offsets", &a.a_offsets},
                  {"b_values", &a.b_values}, {"b_offsets", &a.b_offsets},
                  {"d_max", &a.d_max}, {"d_min", &a.d_min}, {"loc_max", &a.loc_max},
@@ -107,36 +118,35 @@ void register_attacks(py::module_& m) {
     a.d_min = to_tensor(d_min, "d_min", true);
     a.loc_max = to_tensor(loc_max, "loc_max", true);
     a.loc_min = to_tensor(loc_min, "loc_min", true);
-    const Tensor* all[] = {&a.a_values, &a.a_begin, &a.a_end, &a.b_values, &a.b_begin,
-                           &a.b_end, &a.d_max, &a.d_min, &a.loc_max, &a.loc_min};
-    for (const Tensor* t : all) {
-      if (t->device != DeviceType::cpu)
-        throw InputError("ks_unsorted: expected CPU arrays (sort CUDA samples and use ks_merge)");
-    }
-    for (const Tensor* t : {&a.a_values, &a.b_values}) {
-      if (t->ndim != 1 || t->dtype != DType::f64 || (t->shape[0] > 1 && t->strides[0] != 1))
-        throw InputError("samples: expected contiguous 1-D float64 values");
-    }
-    const int64_t B = a.d_max.ndim == 1 ? a.d_max.shape[0] : -1;
-    for (const Tensor* t : {&a.a_begin, &a.a_end, &a.b_begin, &a.b_end}) {
-      if (t->ndim != 1 || t->dtype != DType::i64 || t->shape[0] != B ||
-          (t->shape[0] > 1 && t->strides[0] != 1))
-        throw InputError("begin, end: expected contiguous 1-D int64 bounds, one per pair");
-    }
-    for (const Tensor* t : {&a.d_max, &a.d_min, &a.loc_max, &a.loc_min}) {
-      if (t->ndim != 1 || t->shape[0] != B || t->dtype != DType::f64)
-        throw InputError("outputs: expected float64 arrays of one entry per pair");
-    }
-    const auto in_range = [B](const Tensor& begin, const Tensor& end, int64_t size) {
+    check_cpu({{"a_values", &a.a_values}, {"a_begin", &a.a_begin}, {"a_end", &a.a_end},
+               {"b_values", &a.b_values}, {"b_begin", &a.b_begin}, {"b_end", &a.b_end},
+               {"d_max", &a.d_max}, {"d_min", &a.d_min}, {"loc_max", &a.loc_max},
+               {"loc_min", &a.loc_min}},
+              "ks_unsorted (sort CUDA samples and use ks_merge)");
+    check_samples(a.a_values, "a_values");
+    check_samples(a.b_values, "b_values");
+    check_contiguous(a.d_max, "d_max", DType::f64, 1, "a 1-D float64 array, one entry per pair");
+    const int64_t B = a.d_max.shape[0];
+    check_pair_outputs(a.d_max, a.d_min, a.loc_max, a.loc_min, B, true);
+    // Each pair's samples: values[begin[r]:end[r]], not empty, within the values.
+    const auto bounds = [B](const Tensor& begin, const char* bname, const Tensor& end,
+                            const char* ename, int64_t size, const char* values) {
+      check_contiguous(begin, bname, DType::i64, 1, "contiguous 1-D int64 bounds");
+      check_shape(begin, bname, {B}, "one per pair");
+      check_contiguous(end, ename, DType::i64, 1, "contiguous 1-D int64 bounds");
+      check_shape(end, ename, {B}, "one per pair");
       const int64_t* lo = begin.ptr<int64_t>();
       const int64_t* hi = end.ptr<int64_t>();
       for (int64_t r = 0; r < B; ++r) {
         if (lo[r] < 0 || hi[r] <= lo[r] || hi[r] > size)
-          throw InputError("begin, end: expected non-empty samples within the values");
+          throw InputError(std::string(bname) + ", " + ename + ": expected non-empty samples "
+                           "within " + values + " (" + std::to_string(size) + " values), got [" +
+                           std::to_string(lo[r]) + ", " + std::to_string(hi[r]) +
+                           ") for pair " + std::to_string(r));
       }
     };
-    in_range(a.a_begin, a.a_end, a.a_values.shape[0]);
-    in_range(a.b_begin, a.b_end, a.b_values.shape[0]);
+    bounds(a.a_begin, "a_begin", a.a_end, "a_end", a.a_values.shape[0], "a_values");
+    bounds(a.b_begin, "b_begin", a.b_end, "b_end", a.b_values.shape[0], "b_values");
     {
       py::gil_scoped_release nogil;
       cpu::ks_unsorted(a);
@@ -149,14 +159,13 @@ void register_attacks(py::module_& m) {
   // P(D_{n[r],n[r]} >= h[r] / n[r]), as scipy computes it.
   m.def("ks_prob_outside_square", [](py::handle n, py::handle h, py::handle out) {
     const Tensor tn = to_tensor(n, "n"), th = to_tensor(h, "h"), to = to_tensor(out, "out", true);
-    const int64_t R = th.ndim == 1 ? th.shape[0] : -1;
-    for (const Tensor* t : {&tn, &th, &to}) {
-      if (t->device != DeviceType::cpu || t->ndim != 1 || t->shape[0] != R ||
-          (R > 1 && t->strides[0] != 1))
-        throw InputError("n, h, out: expected contiguous 1-D CPU arrays of one length");
-    }
-    if (tn.dtype != DType::i64 || th.dtype != DType::i64 || to.dtype != DType::f64)
-      throw InputError("n, h: expected int64; out: float64");
+    check_cpu({{"n", &tn}, {"h", &th}, {"out", &to}}, "ks_prob_outside_square");
+    check_contiguous(th, "h", DType::i64, 1, "contiguous 1-D int64 values");
+    const int64_t R = th.shape[0];
+    check_contiguous(tn, "n", DType::i64, 1, "contiguous 1-D int64 values");
+    check_shape(tn, "n", {R}, "one per entry of h");
+    check_contiguous(to, "out", DType::f64, 1, "a contiguous 1-D float64 array");
+    check_shape(to, "out", {R}, "one per entry of h");
     const int64_t* pn = tn.ptr<int64_t>();
     const int64_t* ph = th.ptr<int64_t>();
     for (int64_t r = 0; r < R; ++r) {
@@ -173,14 +182,13 @@ void register_attacks(py::module_& m) {
   // largest n the first supports (0 where this build's long double is too short).
   m.def("ks_kstwo_piece", [](KsPiece kind, py::handle n, py::handle x, py::handle out) {
     const Tensor tn = to_tensor(n, "n"), tx = to_tensor(x, "x"), to = to_tensor(out, "out", true);
-    const int64_t R = tx.ndim == 1 ? tx.shape[0] : -1;
-    for (const Tensor* t : {&tn, &tx, &to}) {
-      if (t->device != DeviceType::cpu || t->ndim != 1 || t->shape[0] != R ||
-          (R > 1 && t->strides[0] != 1))
-        throw InputError("n, x, out: expected contiguous 1-D CPU arrays of one length");
-    }
-    if (tn.dtype != DType::i64 || tx.dtype != DType::f64 || to.dtype != DType::f64)
-      throw InputError("n: expected int64; x, out: float64");
+    check_cpu({{"n", &tn}, {"x", &tx}, {"out", &to}}, "ks_kstwo_piece");
+    check_contiguous(tx, "x", DType::f64, 1, "contiguous 1-D float64 values");
+    const int64_t R = tx.shape[0];
+    check_contiguous(tn, "n", DType::i64, 1, "contiguous 1-D int64 values");
+    check_shape(tn, "n", {R}, "one per entry of x");
+    check_contiguous(to, "out", DType::f64, 1, "a contiguous 1-D float64 array");
+    check_shape(to, "out", {R}, "one per entry of x");
     const int64_t* pn = tn.ptr<int64_t>();
     const double* px = tx.ptr<double>();
     for (int64_t r = 0; r < R; ++r) {

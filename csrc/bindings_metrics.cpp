@@ -27,19 +27,20 @@ void register_metrics(py::module_& m) {
       throw InputError("period: expected 0 or a positive divisor of the number of scores");
     a.period = period;
     a.skip_nonfinite = skip_nonfinite;
+    // the sort runs inside thr, tp and fp: contiguous, one entry more than the scores
     a.thr = to_tensor(thr, "thr", true);
     check_vec(a.thr, "thr", DType::f64, n + 1);
+    check_contiguous(a.thr, "thr", DType::f64, 1, "a contiguous 1-D float64 array");
     a.tp = to_tensor(tp, "tp", true);
     check_vec(a.tp, "tp", DType::i64, n + 1);
+    check_contiguous(a.tp, "tp", DType::i64, 1, "a contiguous 1-D int64 array");
     a.fp = to_tensor(fp, "fp", true);
     check_vec(a.fp, "fp", DType::i64, n + 1);
+    check_contiguous(a.fp, "fp", DType::i64, 1, "a contiguous 1-D int64 array");
     a.order = to_tensor(order, "order", true);
     // payloads are 32-bit words (cluster | member << 31), held by numpy as int32
-    if (a.order.ndim != 1 || a.order.shape[0] != n || a.order.dtype != DType::i32 ||
-        a.order.strides[0] != 1)
-      throw InputError("order: expected a contiguous int32 array of one entry per score");
-    for (const Tensor* t : {&a.thr, &a.tp, &a.fp})  // the sort runs inside them
-      if (t->strides[0] != 1) throw InputError("thr/tp/fp: expected contiguous arrays");
+    check_contiguous(a.order, "order", DType::i32, 1, "a contiguous 1-D int32 array");
+    check_shape(a.order, "order", {n}, "one entry per score");
     a.n_pos_c = to_tensor(n_pos_c, "n_pos_c", true);
     const int64_t nc = a.n_pos_c.ndim == 1 ? a.n_pos_c.shape[0] : -1;
     if (a.clusters.data == nullptr && nc != (period > 0 ? period : n))
@@ -74,8 +75,7 @@ void register_metrics(py::module_& m) {
                                 py::handle n_neg_c, py::handle out) {
     ClusterSumArgs a;
     a.order = to_tensor(order, "order");
-    if (a.order.ndim != 1 || a.order.dtype != DType::i32 || a.order.strides[0] != 1)
-      throw InputError("order: expected the contiguous int32 order of rank_scores");
+    check_contiguous(a.order, "order", DType::i32, 1, "the contiguous int32 order of rank_scores");
     a.positions = to_tensor(positions, "positions");
     const int64_t P = a.positions.ndim == 1 ? a.positions.shape[0] : -1;
     check_vec(a.positions, "positions", DType::i64, P);

@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 import miakit as mk
+from miakit import _C
 
 ALTS = ("two-sided", "less", "greater")
 METHODS = ("auto", "exact", "asymp")
@@ -276,3 +277,52 @@ def test_smirnov_and_durbin_pieces_against_scipy(rng):
         np.testing.assert_allclose(1.0 - out, 1.0 - want, rtol=1e-12, atol=0)
     with pytest.raises(TypeError, match="kind: miakit._C.KsPiece"):  # a member, not a name
         _C.ks_kstwo_piece("smirnov", np.ones(1, np.int64), np.full(1, 0.5), np.empty(1))
+
+
+# ------------------------------------------------------------ the bindings' checks
+def _ks_unsorted_args():
+    one = np.zeros(1, np.int64)
+    return dict(a_values=np.zeros(3), a_begin=one, a_end=one + 3, b_values=np.ones(2),
+                b_begin=one, b_end=one + 2, d_max=np.empty(1), d_min=np.empty(1),
+                loc_max=np.empty(1), loc_min=np.empty(1), sides=_C.KsSides.both)
+
+
+@pytest.mark.parametrize("name, value, match", [
+    ("a_values", np.zeros(3, np.float32), "a_values: expected contiguous 1-D float64"),
+    ("b_values", np.ones((2, 1)), "b_values: expected contiguous 1-D float64"),
+    ("a_begin", np.zeros(2, np.int64), r"a_begin: expected shape \[1\]"),
+    ("b_end", np.full(1, 5, np.int64), r"b_begin, b_end: expected non-empty samples within "
+                                       r"b_values \(2 values\), got \[0, 5\) for pair 0"),
+    ("a_end", np.zeros(1, np.int32), "a_end: expected contiguous 1-D int64"),
+    ("loc_min", np.empty(2), "loc_min: expected a 1-D float64 array of 1 elements"),
+    ("d_min", np.empty(1, np.float32), "d_min: expected a 1-D float64"),
+])
+def test_ks_unsorted_binding_names_the_bad_argument(name, value, match):
+    args = _ks_unsorted_args()
+    _C.ks_unsorted(**args)  # the valid call runs
+    args[name] = value
+    with pytest.raises(ValueError, match=match):
+        _C.ks_unsorted(**args)
+
+
+def test_ks_merge_and_pvalue_bindings_name_the_bad_argument():
+    off = np.array([0, 2], np.int64)
+    good = [np.zeros(2), off, np.ones(2), off] + [np.empty(1) for _ in range(4)]
+    _C.ks_merge(*good, 0)
+    for i, value, match in [
+        (0, np.zeros(2, np.float32), "a_values: expected contiguous 1-D float64"),
+        (1, np.array([0], np.int64)[:0], "a_offsets: expected B \\+ 1 offsets"),
+        (3, np.array([0, 1, 2], np.int64), r"b_offsets: expected shape \[2\]"),
+        (6, np.empty(3), "loc_max: expected a 1-D float64 array of 1 elements"),
+    ]:
+        args = list(good)
+        args[i] = value
+        with pytest.raises(ValueError, match=match):
+            _C.ks_merge(*args, 0)
+    n = np.array([4], np.int64)
+    with pytest.raises(ValueError, match=r"n: expected shape \[2\]"):
+        _C.ks_prob_outside_square(n, np.array([1, 2], np.int64), np.empty(2))
+    with pytest.raises(ValueError, match="h: expected contiguous 1-D int64"):
+        _C.ks_prob_outside_square(n, np.array([1.0]), np.empty(1))
+    with pytest.raises(ValueError, match="out: expected a contiguous 1-D float64"):
+        _C.ks_kstwo_piece(_C.KsPiece.durbin, n, np.array([0.5]), np.empty(1, np.float32))

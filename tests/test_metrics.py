@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.stats
 import references as ref
+import scipy.stats
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 

@@ -1,0 +1,102 @@
+"""Membership signals: all seven in one pass (``mk.signals.compute``) against one call per
+signal and against numpy in float64.
+
+Workload: logits of M = 64 models x N = 50,000 examples x A = 2 views x C = 10 classes
+(float32, 0.24 GiB), the shape ``miakit audit --run`` reads a block of models in. Three
+ways to get every signal (scaled confidence, hinge, loss, confidence, maximum confidence,
+correctness, gradient norm), each timed as the best of ``--repeat`` runs:
+
+- miakit, one pass: ``mk.signals.compute(z, y, all seven)``;
+- miakit, one call per signal (seven passes over the logits);
+- numpy, float64 (softmax, log-sum-exp; timed on one model and scaled to M).
+
+The one-pass values are checked to equal the per-signal ones bit for bit, and both to
+meet the float64 numpy values. Writes bench/results/signals_cpu_<tag>_<host>.json.
+
+    python bench/bench_signals.py
+    python bench/bench_signals.py --quick     # M = 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+from scipy import special
+
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+from _common import best_time, git_commit, machine, print_table, write_results  # noqa: E402
+
+import miakit as mk  # noqa: E402
+
+NAMES = ("scaled_confidence", "hinge", "loss", "confidence", "max_confidence", "correct",
+         "grad_norm")
+
+
+def numpy_signals(z: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Every signal in float64 numpy, as written in docs/methods/signals.md."""
+    z = z.astype(np.float64)
+    yy = np.broadcast_to(y, z.shape[:-1])
+    true = np.arange(z.shape[-1]) == yy[..., None]
+    zy = np.take_along_axis(z, yy[..., None], -1)[..., 0]
+    others = np.where(true, -np.inf, z)
+    lse = special.logsumexp(z, axis=-1)
+    lse_o = special.logsumexp(others, axis=-1)
+    p = np.exp(z - lse[..., None])
+    p_o = np.where(true, 0.0, p)
+    return {"scaled_confidence": zy - lse_o, "hinge": zy - others.max(-1), "loss": lse - zy,
+            "confidence": np.exp(zy - lse), "max_confidence": p.max(-1),
+            "correct": z.argmax(-1) == yy,
+            "grad_norm": np.hypot(np.exp(lse_o - lse), np.sqrt((p_o**2).sum(-1)))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--models", type=int, default=64)
+    p.add_argument("--examples", type=int, default=50_000)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args()
+    if args.quick:
+        args.models = 8
+    m, n, a, c = args.models, args.examples, 2, 10
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, c, n)
+    z = rng.normal(size=(m, n, a, c)).astype(np.float32)
+    z[:, np.arange(n), :, y] += 2.0
+    lab = y[:, None]
+    print(f"signals benchmark: M={m} N={n} A={a} C={c} float32 "
+          f"({z.nbytes / 2**30:.2f} GiB), {mk.backend_info()['openmp_threads']} CPU threads")
+
+    t_one, fused = best_time(lambda: mk.signals.compute(z, lab, NAMES), args.repeat)
+    t_sep, separate = best_time(lambda: {k: getattr(mk.signals, k)(z, lab) for k in NAMES},
+                                args.repeat)
+    t_np1, ref = best_time(lambda: numpy_signals(z[:1], lab), 1)
+    t_np = t_np1 * m
+    for k in NAMES:
+        assert np.array_equal(fused[k], separate[k]), k
+        if k == "correct":
+            assert np.array_equal(fused[k][:1], ref[k]), k
+        else:
+            np.testing.assert_allclose(fused[k][:1].astype(np.float64), ref[k], rtol=2e-6,
+                                       atol=1e-12, err_msg=k)
+    rows = [("miakit, one pass (compute)", f"{t_one:.3f}", "1.0x"),
+            ("miakit, one call per signal", f"{t_sep:.3f}", f"{t_sep / t_one:.1f}x"),
+            ("numpy float64 (scaled from 1 model)", f"{t_np:.3f}", f"{t_np / t_one:.1f}x")]
+    print_table(rows, ("all seven signals", "seconds", "vs one pass"))
+    payload = {"benchmark": "signals", "workload": {"M": m, "N": n, "A": a, "C": c,
+                                                   "dtype": "float32", "signals": list(NAMES)},
+               "machine": machine(), "device": "cpu", "commit": git_commit(),
+               "backend": mk.backend_info(),
+               "results": {"compute_one_pass_s": t_one, "one_call_per_signal_s": t_sep,
+                           "numpy_float64_scaled_s": t_np,
+                           "one_pass_speedup_vs_separate": t_sep / t_one,
+                           "one_pass_speedup_vs_numpy": t_np / t_one,
+                           "bit_identical_to_separate": True}}
+    tag = "quick" if args.quick else "full"
+    print("wrote", write_results(f"signals_cpu_{tag}_{machine()['hostname']}", payload))
+
+
+if __name__ == "__main__":
+    main()
