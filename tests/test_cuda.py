@@ -140,6 +140,38 @@ def test_signal_non_contiguous_views(kind, dtype, view, label_shape, rng):
     _compare_signal(kind, got, z_cpu, labels)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compute_several_signals_on_the_gpu(dtype, rng):
+    """One call for several signals (one launch per signal on a GPU): each equal to its
+    single call, written into a strided slice given as out, and bad rows counted once."""
+    base = torch.from_numpy(rng.normal(scale=3.0, size=(3, 40, 2, 10))).to(dtype)
+    z = base.to(DEV)[:, ::2]
+    labels = torch.from_numpy(rng.integers(0, 10, size=20))[:, None].to(DEV)
+    names = list(SIGNALS)
+    dst = torch.empty((3, 20, 2, 2), dtype=torch.float64, device=DEV)
+    got = mk.signals.compute(z, labels, names, out={"grad_norm": dst[..., 1]},
+                             dtype={"loss": "float64"})
+    assert got["grad_norm"].data_ptr() == dst[..., 1].data_ptr()
+    for kind in names:
+        single = getattr(mk.signals, kind)(z, labels)
+        g = got[kind]
+        assert g.device.type == DEV
+        if kind in ("grad_norm", "loss"):  # float64 asked for: the float64 reference
+            assert g.dtype == torch.float64
+            np.testing.assert_allclose(host(g), host(single).astype(np.float64), rtol=2.5e-7)
+            want = ref.signal(base[:, ::2].double().numpy(), labels.cpu().numpy(), kind)
+            np.testing.assert_allclose(host(g), want, rtol=1e-12, atol=1e-12)
+        else:
+            assert torch.equal(g, single)
+            _compare_signal(kind, g, base[:, ::2], labels.cpu())
+    bad = base.clone()
+    bad[0, 2, 1, 3] = float("nan")
+    bad[2, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="in 2 rows"):
+        mk.signals.compute(bad.to(DEV), labels.repeat_interleave(2, 0)[:40] * 0,
+                           ["loss", "hinge", "grad_norm"])
+
+
 def test_signal_rejects_nan_on_the_gpu(rng):
     z = rng.normal(size=(4, 3, 5))
     z[1, 2, 3] = np.nan
