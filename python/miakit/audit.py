@@ -333,11 +333,12 @@ GRAD_NORM_DEFINITION = {
            "(miakit.gradients.mlp_head_norms), from the stored head parameters and "
            "features; " + _AVERAGING,
     "proxy": "logit-gradient proxy: norm of the per-example loss gradient with respect to "
-             "the logits, ||softmax(z) - e_y||_2, from the stored logits; it is the "
-             "output-layer factor of every parameter gradient (for a linear head the full "
-             "norm is this times sqrt(||x||^2 + 1)). The run stores no model parameters "
-             "(runs of miakit.shadow.train_models, runs written before parameters were "
-             "stored), so it cannot give parameter gradient norms or curvature; for a model "
+             "the logits, ||softmax(z) - e_y||_2 (miakit.signals.grad_norm), from the stored "
+             "logits; it is the output-layer factor of every parameter gradient (for a "
+             "linear head the full norm is this times sqrt(||x||^2 + 1)). The run stores "
+             "no model parameters (runs of miakit.shadow.train_models, runs written before "
+             "parameters were stored), so it cannot give parameter gradient norms or "
+             "curvature; for a model "
              "at hand use miakit.gradients.per_example_norms and "
              "miakit.curvature.hutchinson_trace. " + _AVERAGING,
 }
