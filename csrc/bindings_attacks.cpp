@@ -24,6 +24,23 @@ void check_pair_outputs(const Tensor& d_max, const Tensor& d_min, const Tensor& 
   check_vec(loc_min, "loc_min", DType::f64, B, on_cpu);
 }
 
+// The p-value pieces' arguments: sample sizes n (int64), values v of `vdtype` and out
+// (float64), contiguous 1-D CPU arrays of one length, which it returns.
+int64_t check_sizes_values_out(const Tensor& n, const Tensor& v, const char* vname,
+                               DType vdtype, const Tensor& out, const char* fn) {
+  check_cpu({{"n", &n}, {vname, &v}, {"out", &out}}, fn);
+  const std::string one_per = std::string("one per entry of ") + vname;
+  check_contiguous(v, vname, vdtype, 1,
+                   vdtype == DType::i64 ? "contiguous 1-D int64 values"
+                                        : "contiguous 1-D float64 values");
+  const int64_t R = v.shape[0];
+  check_contiguous(n, "n", DType::i64, 1, "contiguous 1-D int64 values");
+  check_shape(n, "n", {R}, one_per.c_str());
+  check_contiguous(out, "out", DType::f64, 1, "a contiguous 1-D float64 array");
+  check_shape(out, "out", {R}, one_per.c_str());
+  return R;
+}
+
 }  // namespace
 
 void register_attacks(py::module_& m) {
@@ -159,13 +176,8 @@ void register_attacks(py::module_& m) {
   // P(D_{n[r],n[r]} >= h[r] / n[r]), as scipy computes it.
   m.def("ks_prob_outside_square", [](py::handle n, py::handle h, py::handle out) {
     const Tensor tn = to_tensor(n, "n"), th = to_tensor(h, "h"), to = to_tensor(out, "out", true);
-    check_cpu({{"n", &tn}, {"h", &th}, {"out", &to}}, "ks_prob_outside_square");
-    check_contiguous(th, "h", DType::i64, 1, "contiguous 1-D int64 values");
-    const int64_t R = th.shape[0];
-    check_contiguous(tn, "n", DType::i64, 1, "contiguous 1-D int64 values");
-    check_shape(tn, "n", {R}, "one per entry of h");
-    check_contiguous(to, "out", DType::f64, 1, "a contiguous 1-D float64 array");
-    check_shape(to, "out", {R}, "one per entry of h");
+    const int64_t R = check_sizes_values_out(tn, th, "h", DType::i64, to,
+                                             "ks_prob_outside_square");
     const int64_t* pn = tn.ptr<int64_t>();
     const int64_t* ph = th.ptr<int64_t>();
     for (int64_t r = 0; r < R; ++r) {
@@ -182,13 +194,7 @@ void register_attacks(py::module_& m) {
   // largest n the first supports (0 where this build's long double is too short).
   m.def("ks_kstwo_piece", [](KsPiece kind, py::handle n, py::handle x, py::handle out) {
     const Tensor tn = to_tensor(n, "n"), tx = to_tensor(x, "x"), to = to_tensor(out, "out", true);
-    check_cpu({{"n", &tn}, {"x", &tx}, {"out", &to}}, "ks_kstwo_piece");
-    check_contiguous(tx, "x", DType::f64, 1, "contiguous 1-D float64 values");
-    const int64_t R = tx.shape[0];
-    check_contiguous(tn, "n", DType::i64, 1, "contiguous 1-D int64 values");
-    check_shape(tn, "n", {R}, "one per entry of x");
-    check_contiguous(to, "out", DType::f64, 1, "a contiguous 1-D float64 array");
-    check_shape(to, "out", {R}, "one per entry of x");
+    const int64_t R = check_sizes_values_out(tn, tx, "x", DType::f64, to, "ks_kstwo_piece");
     const int64_t* pn = tn.ptr<int64_t>();
     const double* px = tx.ptr<double>();
     for (int64_t r = 0; r < R; ++r) {

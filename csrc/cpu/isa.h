@@ -43,9 +43,10 @@ inline Isa cpu_isa() {
 // keep a function pointer), and defines `ret name(Isa isa, params)`, which runs the copy
 // `isa` names. name##_body must be declared MIAKIT_ISA_BODY: always inlined, so that each
 // copy is vectorized for its own instruction set. The targets are those of the
-// compiler's -mavx512f and -mavx2 (the instruction sets cpu_isa() names). AVX-512F has
-// fused multiply-adds, so its copy may contract a * b + c where the others round twice:
-// the copies agree to rounding, not always bit for bit.
+// compiler's -mavx512f and -mavx2 (the instruction sets cpu_isa() names). The build turns
+// off the contraction of a * b + c into fused multiply-adds (-ffp-contract=off, which
+// AVX-512F would otherwise allow), so every copy rounds each step the same way and gives
+// the same bits; only the hand-written micro-kernels fuse, where they say so.
 #if defined(MIAKIT_X86_DISPATCH)
 #define MIAKIT_ISA_BODY inline __attribute__((always_inline))
 #define MIAKIT_ISA_DISPATCH(ret, name, params, args)                                   \
