@@ -441,3 +441,15 @@ def test_ghost_kernel_cuda_matches_cpu(n, t, d, p, dtype):
     bad[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="activations"):
         mk.gradients.ghost_norms(bad, g.cuda())
+
+
+def test_head_norms_keep_precision_for_a_very_confident_head():
+    """||p - e_y|| from the logits (the grad_norm signal): with a logit gap t the norm is
+    sqrt(2) e^-t / (1 + e^-t) times sqrt(||x||^2 + 1), even where e^-2t underflows."""
+    t = np.array([10.0, 200.0, 400.0, 700.0])
+    x = np.ones((t.size, 1))
+    w = np.array([[1.0], [0.0]])
+    got = np.stack([mk.gradients.head_norms(x[i:i + 1], [0], w * t[i], np.zeros(2))[0]
+                    for i in range(t.size)])
+    want = np.sqrt(2.0) * np.exp(-t) / (1.0 + np.exp(-t)) * np.sqrt(2.0)
+    np.testing.assert_allclose(got, want, rtol=1e-14)

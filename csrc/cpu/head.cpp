@@ -55,7 +55,6 @@ RiskStatus head_run(const HeadArgs& a, HeadOut what) {
       }
       const double xsq = head_logits(x.data(), W.data(), a.has_bias ? b.data() : nullptr, C, d,
                                      z.data());
-      softmax_inplace(z.data(), C);
       if (what == HeadOut::norm) {
         const int64_t y = a.labels.ptr<int64_t>()[n * a.labels.strides[0]];
         if (y < 0 || y >= C) {
@@ -63,8 +62,9 @@ RiskStatus head_run(const HeadArgs& a, HeadOut what) {
           o = NAN;
           continue;
         }
-        o = std::sqrt(head_grad_norm_sq(z.data(), C, y, xsq, a.has_bias));
+        o = head_grad_norm(z.data(), C, y, xsq, a.has_bias);
       } else {
+        softmax_inplace(z.data(), C);
         o = head_hessian_trace(z.data(), W.data(), C, d, wbar.data());
       }
     }

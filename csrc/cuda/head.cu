@@ -57,8 +57,8 @@ __global__ void head_kernel(const void* x, DType xt, int64_t x0, int64_t x1, int
       continue;
     }
     const double xsq = head_logits(xb, W, b, C, d, z);
-    softmax_inplace(z, C);
     if (trace) {
+      softmax_inplace(z, C);
       out[n * o0] = head_hessian_trace(z, W, C, d, wbar);
     } else {
       const int64_t y = labels[n * l0];
@@ -67,7 +67,7 @@ __global__ void head_kernel(const void* x, DType xt, int64_t x0, int64_t x1, int
         out[n * o0] = NAN;
         continue;
       }
-      out[n * o0] = sqrt(head_grad_norm_sq(z, C, y, xsq, b != nullptr));
+      out[n * o0] = head_grad_norm(z, C, y, xsq, b != nullptr);
     }
   }
   flush_count(nonfinite, counts);

@@ -75,8 +75,9 @@ def head_norms(features: Any, labels: Any, weight: Any, bias: Any = None) -> Any
     For logits ``z = W x + b`` and the cross-entropy loss of label y, the gradient with
     respect to ``(W, b)`` is ``(p - e_y) (x, 1)^T``, so
     ``||g||^2 = ||p - e_y||^2 (||x||^2 + 1)`` (the ``+ 1`` only with a bias). Computed in
-    float64 by a compiled kernel (CPU or CUDA), one pass per example; ``1 - p_y`` is
-    summed from the other classes, so confident examples keep full relative accuracy.
+    float64 by a compiled kernel (CPU or CUDA), one pass per example; ``||p - e_y||`` is
+    the :func:`miakit.signals.grad_norm` of the head's logits, so confident examples keep
+    full relative accuracy.
 
     Parameters
     ----------

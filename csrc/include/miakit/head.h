@@ -1,10 +1,11 @@
-// Linear-softmax head on features x (docs/methods/gradients.md and curvature.md), shared by the CPU and
-// CUDA kernels: logits z = W x + b, softmax p, the per-example gradient norm of the
-// cross-entropy loss with respect to (W, b), and the exact trace of its Hessian with
-// respect to x. Everything is double precision; W is a contiguous [C, d] array.
+// Linear-softmax head on features x (docs/methods/gradients.md and curvature.md), shared
+// by the CPU and CUDA kernels: logits z = W x + b, softmax p, the per-example gradient
+// norm of the cross-entropy loss with respect to (W, b), and the exact trace of its
+// Hessian with respect to x. Everything is double precision; W is a contiguous [C, d] array.
 #pragma once
 
 #include "miakit/common.h"
+#include "miakit/signals.h"
 
 namespace miakit {
 
@@ -43,18 +44,14 @@ MIAKIT_HD void softmax_inplace(double* z, int64_t C) {
   for (int64_t c = 0; c < C; ++c) z[c] *= inv;
 }
 
-// ||d loss / d (W, b)||^2 for the cross-entropy loss of label y:
-// g = (p - e_y) (x, 1)^T, so ||g||^2 = ||p - e_y||^2 (||x||^2 + [bias]). 1 - p_y is
-// computed as the sum of the other probabilities (no cancellation when p_y ~ 1).
-MIAKIT_HD double head_grad_norm_sq(const double* p, int64_t C, int64_t y, double xsq,
-                                   bool has_bias) {
-  double other = 0.0, other_sq = 0.0;
-  for (int64_t c = 0; c < C; ++c) {
-    if (c == y) continue;
-    other += p[c];
-    other_sq += p[c] * p[c];
-  }
-  return (other_sq + other * other) * (xsq + (has_bias ? 1.0 : 0.0));
+// ||d loss / d (W, b)|| for the cross-entropy loss of label y (in [0, C)), from the
+// logits z: g = (p - e_y) (x, 1)^T, so ||g|| = ||p - e_y|| sqrt(||x||^2 + [bias]), the
+// first factor the grad_norm signal (signals.h: no cancellation when p_y ~ 1, no
+// underflow however confident the head). NaN when a logit is not finite.
+MIAKIT_HD double head_grad_norm(const double* z, int64_t C, int64_t y, double xsq,
+                                bool has_bias) {
+  const SignalValue g = compute_signal<double>(Signal::grad_norm, z, 1, static_cast<int>(C), y);
+  return g.value * sqrt(xsq + (has_bias ? 1.0 : 0.0));
 }
 
 // tr(d^2 loss / dx^2) = tr(W^T (diag p - p p^T) W) = sum_k p_k ||w_k||^2 - ||sum_k p_k w_k||^2,
