@@ -547,6 +547,21 @@ def test_nan_scores_are_excluded_and_counted(tmp_path):
             assert p["tpr"] == pytest.approx(tpr, abs=1e-12)
 
 
+@pytest.mark.parametrize("attacks", [["lira_offline", "max_confidence"], ["loss", "hinge"]])
+def test_streamed_subset_equals_the_separate_calls(attacks, tmp_path):
+    # without RMIA or the confidence attack the streamed pass keeps no probabilities
+    run = _leaky_run(tmp_path / "run", m=10, n=70)
+    report = audit(run, plot=False, attacks=attacks)
+    scored = run_attacks(run.logits(), run.keep, run.labels, variance="global",
+                         attacks=attacks)
+    ev = mk.audit.evaluate(scored, run.keep)
+    assert sorted(report["attacks"]) == sorted(attacks)
+    for name, r in ev.items():
+        assert report["attacks"][name]["auc"] == r["auc"], name
+        assert report["attacks"][name]["tpr_at_fpr"] == r["tpr_at_fpr"], name
+    assert report["vulnerability"]["meta"]["grad_norm_kind"].startswith("logit-gradient")
+
+
 def test_streamed_audit_equals_the_separate_calls(tmp_path):
     # audit() evaluates each attack as its scores arrive and reads the baselines and the
     # per-example table's threshold from the rankings it already has: the results are
