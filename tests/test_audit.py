@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -590,3 +591,22 @@ def test_streamed_audit_equals_the_separate_calls(tmp_path):
     assert t["audit"] >= t["signals"] + t["attacks"] + t["metrics"]
     on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
     assert on_disk["timing_s"]["total"] == t["total"]
+
+
+def test_audit_writes_the_html_report_with_its_parts(tmp_path):
+    run = _leaky_run(tmp_path / "run")
+    rep = audit(run, tmp_path / "out")
+    path = tmp_path / "out" / "report.html"
+    assert rep["files"]["html"] == str(path)
+    page = path.read_text()
+    sec = mk.audit.summary_sections(rep)
+    head, rows = sec["table"]
+    assert page.count("<tr>") >= len(rows) + 1 + len(rep["vulnerability"]["top"])
+    for row in rows:  # every cell of the summary's attack table is in the page
+        assert all(html.escape(c) in page for c in row)
+    leak = rep["verdict"]["leakage"]
+    assert ('class="verdict leak"' in page) == leak
+    assert page.count("<img") == sum(str(v).endswith(".png") for v in rep["files"].values())
+    # the printed summary is built from the same parts
+    text = mk.audit.summarize(rep)
+    assert all(line in text for line in sec["run"] + sec["notes"] + sec["verdict"])

@@ -278,3 +278,28 @@ def test_table_fit_length_and_plot_column_checked():
         mk.report.plot_vulnerability({"a": 1})
     with pytest.raises(ValueError, match=r"by: expected one of"):
         table.top(2, by="nope")
+
+
+# ------------------------------------------------------------------ report.html
+def _small_report(**extra):
+    rep = {"run": {"n_models": 4, "n_examples": 10, "n_augmentations": 1, "n_classes": 2,
+                   "config": {"head": "linear"}, "metadata": {"dataset": "<b>x</b> & y"}},
+           "models": {"train_accuracy": 1.0, "test_accuracy": 0.9},
+           "evaluation": {"confidence_level": 0.95}, "attacks": {}}
+    rep.update(extra)
+    return rep
+
+
+def test_html_escapes_text_and_embeds_listed_figures(tmp_path):
+    import base64
+
+    png = tmp_path / "roc.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    rep = _small_report(files={"roc": str(png), "missing": str(tmp_path / "gone.png"),
+                               "report": str(tmp_path / "report.json")})
+    page = mk.report.to_html(rep)
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt; &amp; y" in page
+    assert "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode() in page
+    assert page.count("<img") == 1  # a listed file that does not exist is left out
+    assert "<img" not in mk.report.to_html(rep, embed_figures=False)

@@ -57,7 +57,7 @@ from miakit._validation import check_choice, check_probability
 __all__ = ["audit", "run_attacks", "curvature_attack", "head_matrices", "baselines",
            "strongest", "privacy_summary",
            "vulnerability", "head_quantities",
-           "summarize", "plot_roc",
+           "summarize", "summary_sections", "plot_roc",
            "load_report", "references_info", "evaluate", "verdict", "ATTACKS",
            "DEFAULT_FPRS",
            "GRAD_NORM_DEFINITION",
@@ -872,14 +872,16 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
           alpha: float = 0.05, attacks: Sequence[str] | None = None,
           dp_epsilon: float | None = None, dp_delta: float = DP_DELTA, plot: bool = True,
           extra: dict | None = None) -> dict[str, Any]:
-    """Attack every model of a finished run; optionally write report.json and roc.png.
+    """Attack every model of a finished run; optionally write the report and figures.
 
     Parameters
     ----------
     run : miakit.shadow.Run
         A complete run (see :func:`miakit.shadow.open_run`).
     out_dir : path, optional
-        Where to write ``report.json`` and ``roc.png`` (created if needed).
+        Where to write (created if needed) ``report.json``, the same as one self-contained
+        page ``report.html`` (:func:`miakit.report.to_html`), ``vulnerability.csv`` and,
+        with ``plot``, the figures ``roc.png`` and ``vulnerability_vs_*.png``.
     fprs : tuple of float
         False-positive budgets of the TPR table.
     variance : {"auto", "per_example", "global"}
@@ -1056,7 +1058,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        files = {"report": str(out / "report.json"),
+        files = {"report": str(out / "report.json"), "html": str(out / "report.html"),
                  "vulnerability": str(table.to_csv(out / "vulnerability.csv"))}
         if plot:
             from miakit.report import plot_roc as roc_figure
@@ -1077,10 +1079,12 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     timing["audit"] = round(time.perf_counter() - t0, 3)
     timing["total"] = round(timing.get("training", 0.0) + timing["audit"], 3)
     if out_dir is not None:
+        from miakit.report import write_html
         from miakit.shadow._files import write_json
 
         t = time.perf_counter()
         write_json(out / "report.json", report, "the audit report")
+        write_html(report, out / "report.html")  # the same, as a page with the figures
         timing["writing"] = round(time.perf_counter() - t, 3)  # in the returned report
     return report
 
@@ -1178,6 +1182,114 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%" if x >= 0.001 else f"{100 * x:.2f}%"
 
 
+def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of an audit report's summary, for :func:`summarize` and other renderers
+    (:func:`miakit.report.to_html`).
+
+    Returns
+    -------
+    dict
+        ``run`` (lines describing the run and its models), ``pairs`` (the line counting
+        the attacked pairs, or None), ``table`` (``(header, rows)`` of the attack table,
+        cells as text, or None), ``notes`` (how to read the table, the references, the
+        strongest attack, the baselines), ``verdict``, ``privacy``, ``risk`` (the
+        per-example correlations) and ``files``: lists of lines.
+
+    Examples
+    --------
+    >>> from miakit.audit import summary_sections
+    >>> rep = {"run": {"n_models": 4, "n_examples": 10, "n_augmentations": 1,
+    ...                "n_classes": 2, "config": {"head": "linear"}, "metadata": {}},
+    ...        "models": {"train_accuracy": 1.0, "test_accuracy": 0.9},
+    ...        "evaluation": {"confidence_level": 0.95}, "attacks": {}}
+    >>> summary_sections(rep)["run"][0]
+    'miakit audit: run, 4 shadow models (linear head), 10 examples x 1 query view, 2 classes'
+    """
+    r, q = report["run"], report["models"]
+    name = r["metadata"].get("dataset", "run")
+    model = _model_name(r["config"])
+    out: dict[str, Any] = {
+        "run": [f"miakit audit: {name}, {r['n_models']} shadow models ({model}), "
+                f"{r['n_examples']} examples x {r['n_augmentations']} query "
+                f"view{'s' if r['n_augmentations'] != 1 else ''}, "
+                + (f"{r['n_classes']} classes" if not r["config"].get("signal") else
+                   f"one {r['config']['signal']} value each"),
+                (f"shadow models: train accuracy {_pct(q['train_accuracy'])}, test accuracy "
+                 f"{_pct(q['test_accuracy'])} (mean over models; members vs non-members)"
+                 if q.get("train_accuracy") is not None else
+                 f"shadow models: imported {r['config'].get('signal')} values, no logits "
+                 "(no accuracy)")],
+        "pairs": None, "table": None, "notes": [], "verdict": [], "privacy": [], "risk": [],
+        "files": []}
+    attacks = report["attacks"]
+    if attacks:
+        first = next(iter(attacks.values()))
+        out["pairs"] = (f"each model attacked with the other {r['n_models'] - 1}: "
+                        f"{first['n_members']:,} member and {first['n_nonmembers']:,} "
+                        "non-member pairs per attack")
+        fprs = [p["target_fpr"] for p in first["tpr_at_fpr"]]
+        head = ["attack", "AUC"] + [f"TPR @ FPR {100 * f:g}%" for f in fprs]
+        rows = []
+        for a in attacks.values():
+            cells = [a["label"], f"{a['auc']:.3f}"]
+            for p in a["tpr_at_fpr"]:
+                lo, hi = p["tpr_ci"]
+                mark = "" if p["resolvable"] else "*"
+                cells.append(f"{_pct(p['tpr'])} [{_pct(lo)}, {_pct(hi)}]{mark}")
+            rows.append(cells)
+        out["table"] = (head, rows)
+        level = report["evaluation"]["confidence_level"]
+        notes = out["notes"]
+        notes.append(f"TPR: share of members caught at the largest threshold whose FPR is at "
+                     f"most the target; [{100 * level:.0f}% Clopper-Pearson interval, "
+                     "cluster-robust over examples].")
+        if any(not p["resolvable"] for a in attacks.values() for p in a["tpr_at_fpr"]):
+            notes.append("*: fewer non-members than 1/FPR; the point only means zero false "
+                         "positives.")
+        refs = report["evaluation"].get("references")
+        if refs:
+            notes.append(f"leave-one-out references: {refs['rule']}"
+                         + (f" (left out beside the target: {refs['partner']})"
+                            if refs.get("partner") else " (target only; biased)"))
+        best = report.get("strongest_attack")
+        if best and best.get("tpr") is not None:
+            notes.append(f"strongest attack: {best['label']} (TPR {_pct(best['tpr'])} at FPR "
+                         f"{100 * best['target_fpr']:g}%, AUC {best['auc']:.3f})")
+        base = report.get("baselines") or {}
+        parts = [f"{what} {_pct(base[key]['accuracy'])}" for key, what in (
+            ("bayes", "correct means member"), ("max_accuracy_threshold", "best loss threshold"))
+            if key in base]
+        if parts:
+            notes.append("baselines (balanced accuracy): " + ", ".join(parts))
+        out["verdict"] = _verdict_lines(report.get("verdict"), level)
+        out["privacy"] = _privacy_lines(report.get("privacy"), attacks, level)
+    vul = report.get("vulnerability")
+    if vul and vul.get("spearman"):
+        col = "tpr_at_fpr" if "tpr_at_fpr" in vul["spearman"] else vul["columns"][0]
+        rho = vul["spearman"][col]
+        parts = [f"{c} {rho[c]:+.2f}" for c in ("memorization", "grad_norm", "curvature",
+                                                 "hellinger") if rho.get(c) is not None]
+        if parts:
+            out["risk"].append(f"per-example risk: Spearman correlation of LiRA's per-example "
+                               f"{col} with " + ", ".join(parts))
+            others = [f"{c} {rho[c]:+.2f}" for c in ("grad_norm_out", "curvature_out")
+                      if rho.get(c) is not None]
+            meta = vul.get("meta", {})
+            if meta.get("grad_norm_kind"):
+                how = (f"grad_norm: {meta['grad_norm_kind']}, curvature: "
+                       f"{meta.get('curvature_kind')}")
+                if meta.get("head"):
+                    how += f" ({'MLP' if meta['head'] == 'mlp' else 'linear'} head, exact)"
+                out["risk"].append(f"  {how}; first query view, mean over the models that "
+                                   "trained on the example" + (
+                                       f"; over the others: {', '.join(others)}"
+                                       if others else ""))
+    files = report.get("files")
+    if files:
+        out["files"].append("wrote " + ", ".join(str(v) for v in files.values()))
+    return out
+
+
 def summarize(report: dict) -> str:
     """A human-readable summary of an audit report (what ``miakit audit`` prints).
 
@@ -1191,87 +1303,18 @@ def summarize(report: dict) -> str:
     >>> "shadow models" in summarize(rep)
     True
     """
-    r, q = report["run"], report["models"]
-    name = r["metadata"].get("dataset", "run")
-    model = _model_name(r["config"])
-    lines = [f"miakit audit: {name}, {r['n_models']} shadow models ({model}), "
-             f"{r['n_examples']} examples x {r['n_augmentations']} query "
-             f"view{'s' if r['n_augmentations'] != 1 else ''}, "
-             + (f"{r['n_classes']} classes" if not r["config"].get("signal") else
-                f"one {r['config']['signal']} value each"),
-             (f"shadow models: train accuracy {_pct(q['train_accuracy'])}, test accuracy "
-              f"{_pct(q['test_accuracy'])} (mean over models; members vs non-members)"
-              if q.get("train_accuracy") is not None else
-              f"shadow models: imported {r['config'].get('signal')} values, no logits "
-              "(no accuracy)")]
-    attacks = report["attacks"]
-    if attacks:
-        first = next(iter(attacks.values()))
-        lines.append(f"each model attacked with the other {r['n_models'] - 1}: "
-                     f"{first['n_members']:,} member and {first['n_nonmembers']:,} non-member "
-                     "pairs per attack")
-        fprs = [p["target_fpr"] for p in first["tpr_at_fpr"]]
-        head = ["attack", "AUC"] + [f"TPR @ FPR {100 * f:g}%" for f in fprs]
-        rows = []
-        for a in attacks.values():
-            cells = [a["label"], f"{a['auc']:.3f}"]
-            for p in a["tpr_at_fpr"]:
-                lo, hi = p["tpr_ci"]
-                mark = "" if p["resolvable"] else "*"
-                cells.append(f"{_pct(p['tpr'])} [{_pct(lo)}, {_pct(hi)}]{mark}")
-            rows.append(cells)
+    sec = summary_sections(report)
+    lines = list(sec["run"])
+    if sec["table"] is not None:
+        lines.append(sec["pairs"])
+        head, rows = sec["table"]
         widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
         lines.append("")
         for row in [head, *rows]:
             lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-        level = report["evaluation"]["confidence_level"]
         lines.append("")
-        lines.append(f"TPR: share of members caught at the largest threshold whose FPR is at "
-                     f"most the target; [{100 * level:.0f}% Clopper-Pearson interval, "
-                     "cluster-robust over examples].")
-        if any(not p["resolvable"] for a in attacks.values() for p in a["tpr_at_fpr"]):
-            lines.append("*: fewer non-members than 1/FPR; the point only means zero false "
-                         "positives.")
-        refs = report["evaluation"].get("references")
-        if refs:
-            lines.append(f"leave-one-out references: {refs['rule']}"
-                         + (f" (left out beside the target: {refs['partner']})"
-                            if refs.get("partner") else " (target only; biased)"))
-        best = report.get("strongest_attack")
-        if best and best.get("tpr") is not None:
-            lines.append(f"strongest attack: {best['label']} (TPR {_pct(best['tpr'])} at FPR "
-                         f"{100 * best['target_fpr']:g}%, AUC {best['auc']:.3f})")
-        base = report.get("baselines") or {}
-        parts = [f"{what} {_pct(base[key]['accuracy'])}" for key, what in (
-            ("bayes", "correct means member"), ("max_accuracy_threshold", "best loss threshold"))
-            if key in base]
-        if parts:
-            lines.append("baselines (balanced accuracy): " + ", ".join(parts))
-        lines.extend(_verdict_lines(report.get("verdict"), level))
-        lines.extend(_privacy_lines(report.get("privacy"), attacks, level))
-    vul = report.get("vulnerability")
-    if vul and vul.get("spearman"):
-        col = "tpr_at_fpr" if "tpr_at_fpr" in vul["spearman"] else vul["columns"][0]
-        rho = vul["spearman"][col]
-        parts = [f"{c} {rho[c]:+.2f}" for c in ("memorization", "grad_norm", "curvature",
-                                                 "hellinger") if rho.get(c) is not None]
-        if parts:
-            lines.append(f"per-example risk: Spearman correlation of LiRA's per-example "
-                         f"{col} with " + ", ".join(parts))
-            out = [f"{c} {rho[c]:+.2f}" for c in ("grad_norm_out", "curvature_out")
-                   if rho.get(c) is not None]
-            meta = vul.get("meta", {})
-            if meta.get("grad_norm_kind"):
-                how = (f"grad_norm: {meta['grad_norm_kind']}, curvature: "
-                       f"{meta.get('curvature_kind')}")
-                if meta.get("head"):
-                    how += f" ({'MLP' if meta['head'] == 'mlp' else 'linear'} head, exact)"
-                lines.append(f"  {how}; first query view, mean over the models that "
-                             "trained on the example" + (
-                                 f"; over the others: {', '.join(out)}" if out else ""))
-    files = report.get("files")
-    if files:
-        lines.append("wrote " + ", ".join(str(v) for v in files.values()))
+        lines += sec["notes"] + sec["verdict"] + sec["privacy"]
+    lines += sec["risk"] + sec["files"]
     return "\n".join(lines)
 
 

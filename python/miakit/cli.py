@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "and offline), the calibrated loss attack and the threshold attacks "
                     "(loss, confidence, max confidence, hinge), state a verdict that is a "
                     "statistical test, and write report.json (AUC, TPR at "
-                    "FPR 10%, 1%, 0.1% with confidence intervals), a log-log ROC "
+                    "FPR 10%, 1%, 0.1% with confidence intervals), the same as one "
+                    "self-contained page report.html, a log-log ROC "
                     "plot roc.png and the per-example vulnerability table "
                     "vulnerability.csv (memorization, gradient norm, input curvature, "
                     "Hellinger distance; exact gradient norms and curvature for runs of "
@@ -152,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--run", type=Path, default=None,
                     help="audit this existing run directory instead of training one")
     pa.add_argument("--out", type=Path, default=Path("miakit-report"),
-                    help="output directory for report.json, roc.png (and the run, without "
-                         "--run). Default: ./miakit-report")
+                    help="output directory for report.json, report.html, roc.png (and the "
+                         "run, without --run). Default: ./miakit-report")
     pa.add_argument("--fpr", type=float, nargs="+", default=[1e-1, 1e-2, 1e-3],
                     help="false-positive budgets of the TPR table. Default: 0.1 0.01 0.001")
     pa.add_argument("--variance", choices=["auto", "per_example", "global"], default="auto",
