@@ -124,6 +124,37 @@ def test_signals(data, kind, lead, n_classes, dtype, bad_label):
                else 1e-12)
 
 
+@FAST
+@given(data=st.data(), names=st.lists(st.sampled_from(ref.SIGNALS), min_size=1, max_size=7,
+                                      unique=True),
+       lead=st.lists(st.integers(0, 4), min_size=0, max_size=2),
+       n_classes=st.integers(0, 5), dtype=st.sampled_from(FLOATS + (np.int64,)),
+       bad_label=st.booleans(), out_dtype=st.sampled_from([None, "float32", "float64"]))
+def test_signals_in_one_pass(data, names, lead, n_classes, dtype, bad_label, out_dtype):
+    """mk.signals.compute: any subset, dtype and layout gives each single function's value
+    (bit for bit at the same dtype), or raises; never crashes."""
+    z, poisoned = data.draw(values(tuple(lead) + (n_classes,), dtype, lo=-15, hi=15))
+    labels = data.draw(values(tuple(lead), np.float64, lo=0, hi=max(n_classes - 1e-9, 0),
+                              poison=False))[0].astype(np.int64)
+    if bad_label and labels.size:
+        labels.flat[0] = data.draw(st.sampled_from([-1, n_classes, n_classes + 7]))
+    got, exc = _call(mk.signals.compute, z, labels, names, dtype=out_dtype)
+    floating = np.dtype(dtype).kind == "f"
+    empty = int(np.prod(lead)) == 0
+    if n_classes < 2 or not floating or (not empty and (poisoned or bad_label)):
+        assert exc is not None, "invalid input accepted"
+        return
+    assert exc is None, exc
+    assert list(got) == names
+    for kind in names:
+        single = getattr(mk.signals, kind)(z, labels)
+        assert np.shape(got[kind]) == tuple(lead)
+        if kind == "correct" or out_dtype is None or np.dtype(out_dtype) == single.dtype:
+            np.testing.assert_array_equal(np.asarray(got[kind]), np.asarray(single))
+        else:
+            _close(got[kind], single, rtol=_rtol(np.float32), atol=1e-30)
+
+
 # -------------------------------------------------------------------------------- LiRA
 @st.composite
 def lira_inputs(draw, min_models=1):
