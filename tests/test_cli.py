@@ -18,7 +18,7 @@ SMALL = ["--dataset", "synthetic", "--n-examples", "240", "--models", "8", "--hi
 
 def test_help_documents_every_option(capsys):
     parser = build_parser()
-    for command in ("audit", "shadow", "sweep", "import", "leakage", "budget"):
+    for command in ("audit", "shadow", "sweep", "import", "leakage", "budget", "report"):
         with pytest.raises(SystemExit) as info:
             parser.parse_args([command, "--help"])
         assert info.value.code == 0
@@ -124,3 +124,39 @@ def test_bad_fpr_is_refused_before_training(tmp_path, capsys):
     assert main(["audit", "--out", str(out), "--fpr", "0.01", "1.5", *SMALL]) == 1
     assert "--fpr: expected values in (0, 1), got [0.01, 1.5]" in capsys.readouterr().err
     assert not (out / "run").exists()  # nothing was trained
+
+
+def test_report_renders_a_moved_report_again(tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    assert main(["shadow", "--out", str(run), *SMALL]) == 0
+    out = tmp_path / "o"
+    assert main(["audit", "--run", str(run), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    moved = shutil.move(str(out), str(tmp_path / "moved"))
+    (tmp_path / "moved" / "report.html").unlink()
+    assert main(["report", str(tmp_path / "moved" / "report.json")]) == 0
+    text = capsys.readouterr().out
+    assert text.split("\nwrote ")[0] in printed  # the same summary as the audit printed
+    page = (tmp_path / "moved" / "report.html").read_text()
+    report = json.loads((tmp_path / "moved" / "report.json").read_text())
+    figures = [v for v in report["files"].values() if v.endswith(".png")]
+    assert figures and page.count("<img") == len(figures)  # found beside the report
+    assert main(["report", str(tmp_path / "moved" / "report.json"), "--html",
+                 str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").read_text() == page
+    assert moved
+
+
+def test_report_refuses_what_is_not_an_audit_report(tmp_path, capsys):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"models": 3}))
+    assert main(["report", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("miakit: error: REPORT.json: expected the report.json of 'miakit "
+                          "audit'") and "run, evaluation, attacks" in err
+    assert main(["report", str(tmp_path / "missing.json")]) == 1
+    assert "missing.json" in capsys.readouterr().err
+    assert not (tmp_path / "report.html").exists()
+

@@ -1221,7 +1221,10 @@ def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
                  "(no accuracy)")],
         "pairs": None, "table": None, "notes": [], "verdict": [], "privacy": [], "risk": [],
         "files": []}
-    attacks = report["attacks"]
+    # the attacks in the audit's order (report.json stores its keys sorted)
+    known = list(ATTACKS)
+    attacks = {k: report["attacks"][k] for k in sorted(
+        report["attacks"], key=lambda k: (known.index(k) if k in known else len(known), k))}
     if attacks:
         first = next(iter(attacks.values()))
         out["pairs"] = (f"each model attacked with the other {r['n_models'] - 1}: "

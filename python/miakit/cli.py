@@ -397,6 +397,18 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--no-plot", action="store_true", help="do not write powerlaw.png")
     pw.add_argument("--quiet", action="store_true", help="no line per cell")
 
+    pr = sub.add_parser(
+        "report", help="print an audit's report.json again and write it as report.html",
+        description="Read a report.json written by 'miakit audit', print its summary and "
+                    "write it as one self-contained page (the verdict, the attack table, "
+                    "the empirical epsilon, the figures embedded, the most exposed "
+                    "examples). Figures no longer at their recorded path are looked for "
+                    "beside the report.")
+    pr.add_argument("report", type=Path, metavar="REPORT.json",
+                    help="the report.json of an audit")
+    pr.add_argument("--html", type=Path, default=None, metavar="OUT.html",
+                    help="where to write the page. Default: report.html beside the report")
+
     pg = sub.add_parser(
         "generative", help="membership risk of generative models and synthetic data (MACE)",
         description="Fit generative models of growing capacity on half the embedded digits "
@@ -546,6 +558,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
                    extra={"timing_s": timing})
     print(summarize(report))
     print(f"total time {report['timing_s']['total']:.1f} s")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from miakit.audit import load_report, summarize
+    from miakit.report import write_html
+
+    report = load_report(args.report)
+    missing = [k for k in ("run", "models", "evaluation", "attacks")
+               if not isinstance(report, dict) or k not in report]
+    if missing:
+        raise ValueError(f"REPORT.json: expected the report.json of 'miakit audit', "
+                         f"{args.report} has no {', '.join(missing)}")
+    out = args.html or args.report.with_name("report.html")
+    print(summarize(report))
+    print(f"wrote {write_html(report, out, figures_dir=args.report.parent)}")
     return 0
 
 
@@ -800,7 +828,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands = {"audit": cmd_audit, "shadow": cmd_shadow, "sweep": cmd_sweep,
                     "import": cmd_import, "leakage": cmd_leakage, "budget": cmd_budget,
                     "dp-curvature": cmd_dp_curvature,
-                    "generative": cmd_generative}
+                    "generative": cmd_generative, "report": cmd_report}
         return commands[args.command](args)
     except KeyboardInterrupt:
         print("miakit: interrupted; finished models are saved, run the same command to "

@@ -558,7 +558,8 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def to_html(report: Mapping[str, Any], embed_figures: bool = True) -> str:
+def to_html(report: Mapping[str, Any], embed_figures: bool = True,
+            figures_dir: str | Path | None = None) -> str:
     """An audit report (``report.json``, :func:`miakit.audit.audit`) as one self-contained
     HTML page: the verdict, the attack table, the empirical epsilon, the baselines, the
     figures (embedded) and the most exposed examples.
@@ -573,6 +574,9 @@ def to_html(report: Mapping[str, Any], embed_figures: bool = True) -> str:
     embed_figures : bool
         Embed the PNG figures the report lists under ``files`` (those that exist) as
         data URIs, so that the page needs no other file.
+    figures_dir : path, optional
+        Where to look for a figure whose recorded path no longer exists (a report folder
+        that was moved or copied): the file of the same name in this folder.
 
     Returns
     -------
@@ -615,8 +619,14 @@ def to_html(report: Mapping[str, Any], embed_figures: bool = True) -> str:
         parts += ["<h2>Privacy</h2>", _lines_html(sec["privacy"])]
     files = report.get("files") or {}
     if embed_figures:
-        figures = [(k, Path(v)) for k, v in files.items()
-                   if str(v).endswith(".png") and Path(v).is_file()]
+        def found(v: Any) -> Path | None:
+            for p in (Path(v), Path(figures_dir) / Path(v).name if figures_dir else None):
+                if p is not None and p.is_file():
+                    return p
+            return None
+
+        figures = [(k, found(v)) for k, v in files.items() if str(v).endswith(".png")]
+        figures = [(k, p) for k, p in figures if p is not None]
         if figures:
             parts.append("<h2>Figures</h2>")
             parts += [_figure_html(p, _CAPTIONS.get(k, k.replace("_", " ")))
@@ -641,7 +651,8 @@ def to_html(report: Mapping[str, Any], embed_figures: bool = True) -> str:
             + "\n".join(parts) + "</body></html>\n")
 
 
-def write_html(report: Mapping[str, Any], path: str | Path) -> Path:
+def write_html(report: Mapping[str, Any], path: str | Path,
+               figures_dir: str | Path | None = None) -> Path:
     """Write :func:`to_html` of ``report`` to ``path`` (atomically); returns the path.
 
     Examples
@@ -658,6 +669,6 @@ def write_html(report: Mapping[str, Any], path: str | Path) -> Path:
     from miakit.shadow._files import atomic_write
 
     path = Path(path)
-    data = to_html(report).encode("utf-8")
+    data = to_html(report, figures_dir=figures_dir).encode("utf-8")
     atomic_write(path, lambda f: f.write(data), "the HTML report")
     return path
