@@ -11,10 +11,13 @@ correctness, gradient norm), each timed as the best of ``--repeat`` runs:
 - numpy, float64 (softmax, log-sum-exp; timed on one model and scaled to M).
 
 The one-pass values are checked to equal the per-signal ones bit for bit, and both to
-meet the float64 numpy values. Writes bench/results/signals_cpu_<tag>_<host>.json.
+meet the float64 numpy values. With ``--device cuda`` the logits are a torch CUDA tensor
+(one kernel launch per signal there). Writes
+bench/results/signals_<device>_<tag>_<host>.json.
 
     python bench/bench_signals.py
-    python bench/bench_signals.py --quick     # M = 8
+    python bench/bench_signals.py --quick          # M = 8
+    python bench/bench_signals.py --device cuda    # GPU build
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def main() -> None:
     p.add_argument("--examples", type=int, default=50_000)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = p.parse_args()
     if args.quick:
         args.models = 8
@@ -67,11 +71,24 @@ def main() -> None:
     z[:, np.arange(n), :, y] += 2.0
     lab = y[:, None]
     print(f"signals benchmark: M={m} N={n} A={a} C={c} float32 "
-          f"({z.nbytes / 2**30:.2f} GiB), {mk.backend_info()['openmp_threads']} CPU threads")
+          f"({z.nbytes / 2**30:.2f} GiB), device {args.device}, "
+          f"{mk.backend_info()['openmp_threads']} CPU threads")
+    xz, xlab, sync = z, lab, None
+    if args.device == "cuda":
+        import torch
 
-    t_one, fused = best_time(lambda: mk.signals.compute(z, lab, NAMES), args.repeat)
-    t_sep, separate = best_time(lambda: {k: getattr(mk.signals, k)(z, lab) for k in NAMES},
-                                args.repeat)
+        if not mk.backend_info()["cuda_available"]:
+            raise SystemExit("--device cuda: this miakit build has no usable CUDA device")
+        xz, xlab = torch.from_numpy(z).cuda(), torch.from_numpy(lab).cuda()
+        sync = torch.cuda.synchronize
+
+    def host(d):
+        return {k: np.asarray(v.cpu() if hasattr(v, "cpu") else v) for k, v in d.items()}
+
+    t_one, fused = best_time(lambda: mk.signals.compute(xz, xlab, NAMES), args.repeat, sync)
+    t_sep, separate = best_time(lambda: {k: getattr(mk.signals, k)(xz, xlab) for k in NAMES},
+                                args.repeat, sync)
+    fused, separate = host(fused), host(separate)
     t_np1, ref = best_time(lambda: numpy_signals(z[:1], lab), 1)
     t_np = t_np1 * m
     for k in NAMES:
@@ -87,7 +104,7 @@ def main() -> None:
     print_table(rows, ("all seven signals", "seconds", "vs one pass"))
     payload = {"benchmark": "signals", "workload": {"M": m, "N": n, "A": a, "C": c,
                                                    "dtype": "float32", "signals": list(NAMES)},
-               "machine": machine(), "device": "cpu", "commit": git_commit(),
+               "machine": machine(), "device": args.device, "commit": git_commit(),
                "backend": mk.backend_info(),
                "results": {"compute_one_pass_s": t_one, "one_call_per_signal_s": t_sep,
                            "numpy_float64_scaled_s": t_np,
@@ -95,7 +112,8 @@ def main() -> None:
                            "one_pass_speedup_vs_numpy": t_np / t_one,
                            "bit_identical_to_separate": True}}
     tag = "quick" if args.quick else "full"
-    print("wrote", write_results(f"signals_cpu_{tag}_{machine()['hostname']}", payload))
+    print("wrote", write_results(f"signals_{args.device}_{tag}_{machine()['hostname']}",
+                                 payload))
 
 
 if __name__ == "__main__":
