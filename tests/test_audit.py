@@ -610,3 +610,33 @@ def test_audit_writes_the_html_report_with_its_parts(tmp_path):
     # the printed summary is built from the same parts
     text = mk.audit.summarize(rep)
     assert all(line in text for line in sec["run"] + sec["notes"] + sec["verdict"])
+
+
+@pytest.mark.parametrize("confidence", [False, True])
+def test_run_signals_equal_the_single_calls(confidence, tmp_path):
+    from miakit import _audit_signals as sig
+
+    run = _leaky_run(tmp_path / "run", m=6, n=33)
+    logits, labels = run.logits(), run.labels
+    # blocks of four models: a last block shorter than the others
+    src = sig.RunSignals(run.model_logits, run.n_models, labels, confidence=confidence,
+                         scores=("loss", "confidence", "max_confidence", "hinge"),
+                         block_bytes=4 * logits[0].nbytes)
+    for name in ("loss", "confidence", "max_confidence", "hinge"):
+        np.testing.assert_array_equal(src.score(name),
+                                      mk.attacks.SIGNAL_SCORES[name](logits, labels))
+    arr = sig.ArraySignals(logits, labels)
+    for got, want in zip(src.first_view(), arr.first_view()):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(src.grad_proxy(), arr.grad_proxy())
+    np.testing.assert_array_equal(src.lira_source()[0],
+                                  mk.signals.compute(logits, labels[:, None],
+                                                     ["scaled_confidence"],
+                                                     dtype="float64")["scaled_confidence"])
+    if confidence:
+        np.testing.assert_array_equal(src.confidence(), arr.confidence())
+    else:
+        with pytest.raises(ValueError, match="confidence"):
+            src.confidence()
+    with pytest.raises(ValueError, match="scores"):
+        sig.RunSignals(run.model_logits, run.n_models, labels, scores=("correct",))

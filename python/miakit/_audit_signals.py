@@ -104,22 +104,25 @@ class RunSignals:
         # Every signal of a block in one kernel pass; LiRA's and the true-class
         # probabilities go straight into their arrays, the others (per view) into
         # block-sized buffers whose view means and first views are kept.
-        names = ["scaled_confidence", "confidence", "loss", "correct", "grad_norm"]
-        names += [s for s in ("max_confidence", "hinge") if s in scores]
+        want_q = confidence or "confidence" in scores
+        names = ["scaled_confidence", "loss", "correct", "grad_norm"]
+        names += [s for s in ("confidence", "max_confidence", "hinge")
+                  if s in scores or (s == "confidence" and want_q)]
         dtypes = {"scaled_confidence": "float64", "grad_norm": "float64"}
         # Models in blocks of about block_bytes of logits: one kernel call per block (a
         # call per model would pay a parallel region's start-up for every model).
         step = max(1, min(n_models, block_bytes // max(first.nbytes, 1)))
         buf = np.empty((step, n, a, c), dtype=first.dtype)
         del first
-        q_block = None if confidence else np.empty((step, n, a), dtype=own)
+        q_block = np.empty((step, n, a), dtype=own) if want_q and not confidence else None
         for m0 in range(0, n_models, step):
             m1 = min(n_models, m0 + step)
             z = buf[: m1 - m0]
             for k in range(m0, m1):
                 z[k - m0] = model(k)
-            out = {"scaled_confidence": self._sc[m0:m1],
-                   "confidence": self._q[m0:m1] if confidence else q_block[: m1 - m0]}
+            out = {"scaled_confidence": self._sc[m0:m1]}
+            if want_q:
+                out["confidence"] = self._q[m0:m1] if confidence else q_block[: m1 - m0]
             got = signals.compute(z, lab, names, dtype=dtypes, out=out)
             for s, res in self._scores.items():
                 res[m0:m1] = _SCORE_SIGNS[s] * ar.views_mean(got[s])
