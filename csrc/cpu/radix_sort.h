@@ -117,8 +117,10 @@ inline void copy_pairs(const uint64_t* k2, const uint32_t* p2, uint64_t* k, uint
 // digit. Scores bunch by exponent, which is why a large bucket is dealt again rather than
 // sorted from its lowest digit.
 inline bool radix_sort(uint64_t* k, uint32_t* p, uint64_t* k2, uint32_t* p2, int64_t n) {
-  std::vector<uint32_t> hist0(static_cast<size_t>(kPasses) * kBuckets);
-  if (n <= kInCache) return sort_segment(k, p, k2, p2, n, 64, hist0.data());
+  if (n <= kInCache) {
+    std::vector<uint32_t> hist(static_cast<size_t>(kPasses) * kBuckets);
+    return sort_segment(k, p, k2, p2, n, 64, hist.data());
+  }
   uint64_t any_diff = 0;
   {
     const uint64_t first = k[0];

@@ -20,10 +20,11 @@ import numpy as np
 
 from miakit import _arrays as ar
 from miakit import signals
+from miakit.attacks import SIGNAL_SIGNS
 
-# The threshold attacks' scores RunSignals keeps: the sign that makes each signal, averaged
-# over the query views, larger for members (as miakit.attacks.SIGNAL_SCORES).
-_SCORE_SIGNS = {"loss": -1.0, "confidence": 1.0, "max_confidence": 1.0, "hinge": 1.0}
+# The threshold attacks' scores RunSignals can keep (each its signal's view mean, signed
+# as the attack signs it).
+_SCORES = ("loss", "confidence", "max_confidence", "hinge")
 
 
 def first_view_grad_norm(first_view: Any, labels: np.ndarray) -> np.ndarray:
@@ -86,8 +87,8 @@ class RunSignals:
                  confidence: bool = True, scores: tuple[str, ...] = (),
                  block_bytes: int = 64 << 20):
         for s in scores:
-            if s not in _SCORE_SIGNS:
-                raise ValueError(f"scores: expected names among {list(_SCORE_SIGNS)}, got {s!r}")
+            if s not in _SCORES:
+                raise ValueError(f"scores: expected names among {list(_SCORES)}, got {s!r}")
         self.labels = np.asarray(labels)
         lab = self.labels[:, None]
         first = np.asarray(model(0))
@@ -125,7 +126,7 @@ class RunSignals:
                 out["confidence"] = self._q[m0:m1] if confidence else q_block[: m1 - m0]
             got = signals.compute(z, lab, names, dtype=dtypes, out=out)
             for s, res in self._scores.items():
-                res[m0:m1] = _SCORE_SIGNS[s] * ar.views_mean(got[s])
+                res[m0:m1] = SIGNAL_SIGNS[s] * ar.views_mean(got[s])
             self._correct[m0:m1] = got["correct"][:, :, 0]
             self._loss0[m0:m1] = got["loss"][:, :, 0]
             self._grad[m0:m1] = got["grad_norm"][:, :, 0]

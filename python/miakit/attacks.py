@@ -37,7 +37,7 @@ from miakit.lira import balanced_partners
 
 __all__ = ["loss", "confidence", "max_confidence", "hinge", "scaled_confidence",
            "calibrated", "calibrated_leave_one_out", "bayes_baseline", "BayesBaseline",
-           "max_accuracy_threshold", "ThresholdAccuracy", "SIGNAL_SCORES"]
+           "max_accuracy_threshold", "ThresholdAccuracy", "SIGNAL_SCORES", "SIGNAL_SIGNS"]
 
 
 def _logits_labels(logits: Any, labels: Any) -> tuple[Any, Any]:
@@ -55,7 +55,14 @@ def _logits_labels(logits: Any, labels: Any) -> tuple[Any, Any]:
     return z, ar.reshape(lab, (n, 1))
 
 
-def _signal_score(kind: str, sign: float, logits: Any, labels: Any) -> np.ndarray:
+SIGNAL_SIGNS = {"loss": -1.0, "confidence": 1.0, "max_confidence": 1.0, "hinge": 1.0,
+                "scaled_confidence": 1.0}
+"""The sign that turns each signal, averaged over query views, into a threshold attack's
+score (larger = more member-like): the loss is negated, the others kept."""
+
+
+def _signal_score(kind: str, logits: Any, labels: Any) -> np.ndarray:
+    sign = SIGNAL_SIGNS[kind]
     squeeze = len(ar.shape_of(ar.as_array(logits, "logits"))) == 2
     z, lab = _logits_labels(logits, labels)
     s = sign * ar.views_mean(getattr(signals, kind)(z, lab))
@@ -80,7 +87,7 @@ def loss(logits: Any, labels: Any) -> np.ndarray:
     >>> mk.attacks.loss(np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([0, 0])).round(3).tolist()
     [-0.127, -2.127]
     """
-    return _signal_score("loss", -1.0, logits, labels)
+    return _signal_score("loss", logits, labels)
 
 
 def confidence(logits: Any, labels: Any) -> np.ndarray:
@@ -92,7 +99,7 @@ def confidence(logits: Any, labels: Any) -> np.ndarray:
     >>> mk.attacks.confidence(np.array([[0.0, 0.0]]), np.array([1])).tolist()
     [0.5]
     """
-    return _signal_score("confidence", 1.0, logits, labels)
+    return _signal_score("confidence", logits, labels)
 
 
 def max_confidence(logits: Any, labels: Any = None) -> np.ndarray:
@@ -106,7 +113,7 @@ def max_confidence(logits: Any, labels: Any = None) -> np.ndarray:
     """
     shape = ar.shape_of(ar.as_array(logits, "logits"))
     n = shape[0] if len(shape) == 2 else shape[1]
-    return _signal_score("max_confidence", 1.0, logits,
+    return _signal_score("max_confidence", logits,
                          np.zeros(n, np.int64) if labels is None else labels)
 
 
@@ -119,7 +126,7 @@ def hinge(logits: Any, labels: Any) -> np.ndarray:
     >>> mk.attacks.hinge(np.array([[3.0, 1.0, 2.0]]), np.array([0])).tolist()
     [1.0]
     """
-    return _signal_score("hinge", 1.0, logits, labels)
+    return _signal_score("hinge", logits, labels)
 
 
 def scaled_confidence(logits: Any, labels: Any) -> np.ndarray:
@@ -131,7 +138,7 @@ def scaled_confidence(logits: Any, labels: Any) -> np.ndarray:
     >>> mk.attacks.scaled_confidence(np.array([[1.0, 0.0]]), np.array([0])).tolist()
     [1.0]
     """
-    return _signal_score("scaled_confidence", 1.0, logits, labels)
+    return _signal_score("scaled_confidence", logits, labels)
 
 
 SIGNAL_SCORES = {"loss": loss, "confidence": confidence, "max_confidence": max_confidence,

@@ -33,6 +33,8 @@ vulnerability against memorization, the gradient norm and the curvature.
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import math
 import warnings
@@ -527,14 +529,10 @@ _CAPTIONS = {
 
 
 def _lines_html(lines: list[str], cls: str = "note") -> str:
-    import html
-
     return "".join(f'<p class="{cls}">{html.escape(t.strip())}</p>' for t in lines if t)
 
 
 def _table_html(head: list[str], rows: list[list[Any]]) -> str:
-    import html
-
     th = "".join(f"<th>{html.escape(str(h))}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
                    for row in rows)
@@ -542,9 +540,6 @@ def _table_html(head: list[str], rows: list[list[Any]]) -> str:
 
 
 def _figure_html(path: Path, caption: str) -> str:
-    import base64
-    import html
-
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption class=\"note\">{html.escape(caption)}</figcaption></figure>")
@@ -594,8 +589,6 @@ def to_html(report: Mapping[str, Any], embed_figures: bool = True,
     >>> page.startswith("<!DOCTYPE html>") and "4 shadow models" in page
     True
     """
-    import html
-
     from miakit.audit import summary_sections
 
     sec = summary_sections(report)

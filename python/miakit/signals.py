@@ -154,7 +154,11 @@ def correct(logits: Any, labels: Any) -> Any:
     >>> mk.signals.correct(np.array([[1.0, 3.0], [2.0, 2.0]]), np.array([1, 1]))
     array([ True, False])
     """
-    out = _signal(logits, labels, "correct")
+    return _as_bool(_signal(logits, labels, "correct"))
+
+
+def _as_bool(out: Any) -> Any:
+    """The kernel's 0/1 correctness as booleans, same array type and device."""
     # astype keeps a 0-d result an array (``out != 0`` would give a numpy scalar)
     return out != 0 if ar.is_torch(out) else out.astype(bool)
 
@@ -258,6 +262,5 @@ def compute(logits: Any, labels: Any, names: Sequence[str], *,
     raise_signal_status(nonfinite, bad_label, ar.shape_of(logits)[-1])
     result = dict(zip(names, arrays))
     if "correct" in result and "correct" not in out:
-        c = result["correct"]
-        result["correct"] = c != 0 if ar.is_torch(c) else c.astype(bool)
+        result["correct"] = _as_bool(result["correct"])
     return result
