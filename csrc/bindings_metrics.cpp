@@ -86,9 +86,9 @@ void register_metrics(py::module_& m) {
     a.n_neg_c = to_tensor(n_neg_c, "n_neg_c");
     check_vec(a.n_neg_c, "n_neg_c", DType::i64, nc);
     a.out = to_tensor(out, "out", true);
-    if (a.out.ndim != 2 || a.out.shape[0] != 4 || a.out.shape[1] != P ||
+    if (a.out.ndim != 2 || a.out.shape[0] != 12 || a.out.shape[1] != P ||
         a.out.dtype != DType::f64 || a.out.strides[1] != 1 || a.out.strides[0] != P)
-      throw InputError("out: expected a contiguous float64 array of shape (4, positions)");
+      throw InputError("out: expected a contiguous float64 array of shape (12, positions)");
     int64_t r;
     {
       py::gil_scoped_release nogil;

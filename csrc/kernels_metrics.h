@@ -36,7 +36,8 @@ struct RankArgs {
 };
 
 // order [n] uint32 from rank_scores, positions [P] int64 ascending in [0, n] (elements at
-// or above each point: tp + fp), n_pos_c/n_neg_c [n_clusters] int64; out [4, P] float64.
+// or above each point: tp + fp), n_pos_c/n_neg_c [n_clusters] int64; out [12, P] float64:
+// per class (members, then non-members) sum k^2, sum k n, sum k^4, k^3 n, k^2 n^2, k n^3.
 struct ClusterSumArgs {
   Tensor order, positions, n_pos_c, n_neg_c, out;
 };

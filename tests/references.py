@@ -219,24 +219,41 @@ def auc_se_clustered(scores, members, clusters):
 
 
 def korn_graubard(k, n, level=0.95, alternative="two-sided"):
-    """Korn-Graubard interval of sum(k) / sum(n) from per-cluster counts, written out."""
+    """Korn-Graubard interval of sum(k) / sum(n) from per-cluster counts, written out, with
+    the t quantile's degrees of freedom from the effective number of clusters carrying
+    the residuals (Satterthwaite: nu = (sum r^2)^2 / sum r^4, df = nu - 1 in [1, C - 1])."""
     k = np.asarray(k, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     keep = n > 0
     k, n = k[keep], n[keep]
     c = k.size
     p = k.sum() / n.sum()
+    r = k - p * n
+    nu = np.sum(r**2) ** 2 / np.sum(r**4) if np.any(r != 0) else c
+    df = min(max(nu - 1, 1), max(c - 1, 1))
     tail = (1 - level) / 2 if alternative == "two-sided" else 1 - level
     deff = 1.0
     if c > 1 and 0 < p < 1:
         var = c / (c - 1) * np.sum((k - p * n) ** 2) / n.sum() ** 2
         deff = max(1.0, var * n.sum() / (p * (1 - p)))
     n_eff = n.sum() / deff
+    n_lo = n_hi = n_eff
     if c > 1 and deff > 1:
-        n_eff *= (stats.norm.isf(tail) / stats.t.isf(tail, c - 1)) ** 2
-    x = p * n_eff
-    lo = 0.0 if x == 0 else stats.beta.ppf(tail, x, n_eff - x + 1)
-    hi = 1.0 if x >= n_eff else stats.beta.isf(tail, x + 1, n_eff - x)
+        # the bound towards 1/2 with the effective degrees of freedom, the other with c - 1
+        n_few = n_eff * (stats.norm.isf(tail) / stats.t.isf(tail, df)) ** 2
+        n_all = n_eff * (stats.norm.isf(tail) / stats.t.isf(tail, c - 1)) ** 2
+        n_lo, n_hi = (n_few, n_all) if p > 0.5 else (n_all, n_few)
+    x = p * n_lo
+    lo = 0.0 if x == 0 else stats.beta.ppf(tail, x, n_lo - x + 1)
+    x = p * n_hi
+    hi = 1.0 if x >= n_hi else stats.beta.isf(tail, x + 1, n_hi - x)
+    # a share u of the examples that c clusters miss with probability tail could be
+    # called at every score: the bound towards 1/2 is at least that far from p
+    u = 1 - tail ** (1 / c)
+    if p <= 0.5:
+        hi = max(hi, min(1.0, p + u))
+    else:
+        lo = min(lo, max(0.0, p - u))
     if alternative == "greater":
         hi = 1.0
     if alternative == "less":
@@ -290,11 +307,14 @@ def rmia_leave_one_out(q, keep, targets=None, offline=False, a=0.3, gamma=1.0,
                 pr = 0.5 * ((1 + a) * qa[refs, n].mean(0) + (1 - a))
             else:
                 pr = qa[refs, n].mean(0)
-            ratio[n] = qa[t, n] / pr
+            # every reference at probability 0 (underflow): +inf where the target is
+            # not, 1 where it is too
+            ratio[n] = np.where(pr == 0, np.where(qa[t, n] > 0, np.inf, 1.0),
+                                qa[t, n] / np.where(pr == 0, 1.0, pr))
         score = np.zeros(n_ex)
         for r in range(qa.shape[2]):
             if pq is None:
-                pop_idx = np.flatnonzero(~k[t] & np.isfinite(ratio[:, r]))
+                pop_idx = np.flatnonzero(~k[t] & ~np.isnan(ratio[:, r]))
                 pop = ratio[pop_idx, r]
                 where = {z: i for i, z in enumerate(pop_idx)}
                 self_index = [where.get(n, -1) for n in range(n_ex)]
@@ -303,7 +323,8 @@ def rmia_leave_one_out(q, keep, targets=None, offline=False, a=0.3, gamma=1.0,
                 ppr = pq[others, :, r].mean(0)
                 if offline:
                     ppr = 0.5 * ((1 + a) * ppr + (1 - a))
-                pop = pq[t, :, r] / ppr
+                pop = np.where(ppr == 0, np.where(pq[t, :, r] > 0, np.inf, 1.0),
+                               pq[t, :, r] / np.where(ppr == 0, 1.0, ppr))
                 self_index = [-1] * n_ex
             score += rmia_dense_share(ratio[:, r], pop, self_index, gamma)
         score /= qa.shape[2]

@@ -19,8 +19,11 @@
 // element counts tp + fp) and writes there, for members (p) and non-members (n), the
 // running sums of sum_c k_c^2 (an element of cluster c, the k-th of its class there, adds
 // 2k + 1) and of sum_c k_c n_c (it adds n_c, its cluster's class total): the
-// cluster-robust variance of the TPR and FPR at a point follows from them in O(1). Only
-// the few points the metrics use are asked for. Counts and sums are integers, exact.
+// cluster-robust variance of the TPR and FPR at a point follows from them in O(1). It
+// also sums the fourth-moment terms k_c^4, k_c^3 n_c, k_c^2 n_c^2 and k_c n_c^3, from which
+// sum_c (k_c - p n_c)^4 follows, and with it the effective number of clusters behind that
+// variance (its Satterthwaite degrees of freedom). Only the few points the metrics use
+// are asked for. The counts and second-moment sums are integers, exact.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -196,25 +199,39 @@ int64_t cluster_sums(const ClusterSumArgs& a) {
   for (int64_t i = 0; i < n; ++i) {
     if ((order[i] & ~kMemberBit) >= n_clusters) return -1;
   }
-  double* out = a.out.ptr<double>();  // [4, P]: s2p, knp, s2n, knn
+  // [12, P]: per class (members first, then non-members) sum_c k_c^2 and sum_c k_c n_c
+  // (integers, exact), then sum_c k_c^4, k_c^3 n_c, k_c^2 n_c^2, k_c n_c^3 (doubles: they
+  // only set the degrees of freedom of the interval, and k_c^4 can pass 2^63)
+  double* out = a.out.ptr<double>();
   std::vector<int64_t> seen_p(n_clusters, 0), seen_n(n_clusters, 0);
-  int64_t sq_p = 0, kn_p = 0, sq_n = 0, kn_n = 0, i = 0;
+  int64_t sq[2] = {0, 0}, kn[2] = {0, 0};
+  double k4[2] = {0, 0}, k3n[2] = {0, 0}, k2n2[2] = {0, 0}, kn3[2] = {0, 0};
+  int64_t i = 0;
   for (int64_t j = 0; j < P; ++j) {
     for (; i < pos[j]; ++i) {
       const uint32_t p = order[i];
       const uint32_t c = p & ~kMemberBit;
-      if (p & kMemberBit) {
-        sq_p += 2 * seen_p[c]++ + 1;
-        kn_p += npc[c];
-      } else {
-        sq_n += 2 * seen_n[c]++ + 1;
-        kn_n += nnc[c];
-      }
+      const int side = (p & kMemberBit) ? 0 : 1;
+      int64_t& seen = side == 0 ? seen_p[c] : seen_n[c];
+      const int64_t k = seen++;  // k_c goes from k to k + 1
+      const double nc = static_cast<double>(side == 0 ? npc[c] : nnc[c]);
+      const double kd = static_cast<double>(k);
+      sq[side] += 2 * k + 1;
+      kn[side] += side == 0 ? npc[c] : nnc[c];
+      k4[side] += ((4.0 * kd + 6.0) * kd + 4.0) * kd + 1.0;
+      k3n[side] += nc * ((3.0 * kd + 3.0) * kd + 1.0);
+      k2n2[side] += nc * nc * (2.0 * kd + 1.0);
+      kn3[side] += nc * nc * nc;
     }
-    out[j] = static_cast<double>(sq_p);
-    out[P + j] = static_cast<double>(kn_p);
-    out[2 * P + j] = static_cast<double>(sq_n);
-    out[3 * P + j] = static_cast<double>(kn_n);
+    for (int side = 0; side < 2; ++side) {
+      double* o = out + 6 * side * P + j;
+      o[0] = static_cast<double>(sq[side]);
+      o[P] = static_cast<double>(kn[side]);
+      o[2 * P] = k4[side];
+      o[3 * P] = k3n[side];
+      o[4 * P] = k2n2[side];
+      o[5 * P] = kn3[side];
+    }
   }
   return 0;
 }

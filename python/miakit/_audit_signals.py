@@ -44,7 +44,9 @@ class ArraySignals:
         return self.logits, self.labels
 
     def confidence(self) -> Any:
-        return signals.confidence(self.logits, self.labels[:, None])
+        # float64: RMIA's references' mean probability must not underflow (RunSignals)
+        return signals.compute(self.logits, self.labels[:, None], ["confidence"],
+                               dtype="float64")["confidence"]
 
     def score(self, name: str) -> np.ndarray:
         """A threshold attack's scores ``[M, N]`` (mean over query views)."""
@@ -56,7 +58,8 @@ class ArraySignals:
         """Correctness and loss (float64) ``[M, N]`` of the first query view."""
         z = self.logits[:, :, 0, :]
         return (np.asarray(signals.correct(z, self.labels[None, :])),
-                np.asarray(signals.loss(z, self.labels[None, :]), dtype=np.float64))
+                np.asarray(signals.compute(z, self.labels[None, :], ["loss"],
+                                           dtype="float64")["loss"]))
 
     def memorization_input(self) -> tuple[Any, str]:
         """Memorization's input: the first view's 0/1 correctness."""
@@ -93,11 +96,11 @@ class RunSignals:
         lab = self.labels[:, None]
         first = np.asarray(model(0))
         n, a, c = first.shape
-        # The dtypes of the separate calls (ArraySignals): float64 for LiRA's signal and
-        # the gradient norm, else float32 unless the logits are float64.
-        own = "float64" if first.dtype == np.float64 else "float32"
+        # float64 signals: RMIA divides by the references' mean true-class probability,
+        # which float32 rounds to 0 for logit gaps beyond about 104 (float64: 745; rmia
+        # handles exact zeros), and a float32 score ties where float64 still orders
         self._sc = np.empty((n_models, n, a))
-        self._q = np.empty((n_models, n, a), dtype=own) if confidence else None
+        self._q = np.empty((n_models, n, a)) if confidence else None
         self._scores = {s: np.empty((n_models, n)) for s in scores}
         self._loss0 = np.empty((n_models, n))
         self._grad = np.empty((n_models, n))
@@ -109,13 +112,14 @@ class RunSignals:
         names = ["scaled_confidence", "loss", "correct", "grad_norm"]
         names += [s for s in ("confidence", "max_confidence", "hinge")
                   if s in scores or (s == "confidence" and want_q)]
-        dtypes = {"scaled_confidence": "float64", "grad_norm": "float64"}
+        # every score in float64, as the single calls (attacks.SIGNAL_SCORES) compute them
+        dtypes = {s: "float64" for s in names if s != "correct"}
         # Models in blocks of about block_bytes of logits: one kernel call per block (a
         # call per model would pay a parallel region's start-up for every model).
         step = max(1, min(n_models, block_bytes // max(first.nbytes, 1)))
         buf = np.empty((step, n, a, c), dtype=first.dtype)
         del first
-        q_block = np.empty((step, n, a), dtype=own) if want_q and not confidence else None
+        q_block = np.empty((step, n, a)) if want_q and not confidence else None
         for m0 in range(0, n_models, step):
             m1 = min(n_models, m0 + step)
             z = buf[: m1 - m0]

@@ -65,7 +65,9 @@ def _signal_score(kind: str, logits: Any, labels: Any) -> np.ndarray:
     sign = SIGNAL_SIGNS[kind]
     squeeze = len(ar.shape_of(ar.as_array(logits, "logits"))) == 2
     z, lab = _logits_labels(logits, labels)
-    s = sign * ar.views_mean(getattr(signals, kind)(z, lab))
+    # float64, as the audit's streamed signals: a float32 probability rounds to 0 (and
+    # ties) where float64 still orders the scores
+    s = sign * ar.views_mean(signals.compute(z, lab, [kind], dtype="float64")[kind])
     return s[0] if squeeze else s
 
 

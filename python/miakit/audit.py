@@ -632,13 +632,16 @@ def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
                        "n_members": r.n_pos, "n_nonmembers": r.n_neg, "tpr_ci": list(r.ci),
                        "fpr_ci": list(r.fpr_ci), "design_effect": list(r.design_effect),
                        "threshold": r.threshold if math.isfinite(r.threshold) else None,
-                       "resolvable": r.resolvable})
+                       "resolvable": r.resolvable,
+                       "unresolvable_reason": r.unresolvable_reason})
     tests = ranked.leakage_test(fprs, alpha, n_tests or len(fprs))
     leakage = [{"target_fpr": t.target_fpr, "tpr": t.tpr, "fpr": t.fpr,
                 "tpr_lower": t.tpr_lower, "fpr_upper": t.fpr_upper, "leak": t.leak,
                 "min_detectable_tpr": None if math.isnan(t.min_detectable_tpr)
                 else t.min_detectable_tpr, "alpha_each": t.alpha_each,
-                "resolvable": t.resolvable} for t in tests]
+                "resolvable": t.resolvable, "p_value": t.p_value, "test": t.test,
+                "threshold": t.threshold if math.isfinite(t.threshold) else None}
+               for t in tests]
     a = ranked.auc_ci(level)
     # TPR at FPR <= g on a log grid: the last ROC point whose false-positive count fits,
     # compared in exact integer counts as tpr_at_fpr does.
@@ -742,13 +745,15 @@ def _empirical_epsilon(ranked: Any, delta: float, level: float) -> dict[str, Any
 
 
 VERDICT_METHOD = (
-    "for every attack and FPR budget, the threshold of the TPR-at-FPR table; leakage is "
-    "declared when the TPR's one-sided lower confidence bound exceeds the FPR's one-sided "
-    "upper bound at that threshold (members cross it more often than non-members), each "
-    "bound at alpha / (2 x number of tests) (Bonferroni over attacks x FPRs, so the "
-    "family-wise error is at most alpha); bounds are Clopper-Pearson made cluster-robust "
-    "(Korn-Graubard effective sample size, clusters = examples), because leave-one-out "
-    "pools every target's view of the same example")
+    "for every attack and FPR budget f, the threshold that calls a share f of all scores "
+    "members (chosen without looking at membership); were membership without effect, "
+    "which of the called scores are members' would be chance alone: of a complementary "
+    "model pair with one called score of an example, the member's with probability 1/2 "
+    "(paired sign test, exact), otherwise hypergeometric within each example "
+    "(Mantel-Haenszel); leakage is declared when the p-value of the members called is at "
+    "most alpha / number of tests (Bonferroni over attacks x FPRs, so the family-wise "
+    "error is at most alpha). Conditioning on each example's called scores removes its "
+    "difficulty from the test, so a leak carried by a few examples is found")
 
 
 def privacy_summary(results: Mapping[str, Mapping[str, Any]], dp_epsilon: float | None,
@@ -1237,8 +1242,10 @@ def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
             cells = [a["label"], f"{a['auc']:.3f}"]
             for p in a["tpr_at_fpr"]:
                 lo, hi = p["tpr_ci"]
-                mark = "" if p["resolvable"] else "*"
-                cells.append(f"{_pct(p['tpr'])} [{_pct(lo)}, {_pct(hi)}]{mark}")
+                if p["resolvable"]:
+                    cells.append(f"{_pct(p['tpr'])} [{_pct(lo)}, {_pct(hi)}]")
+                else:  # not a measurement: no number (the reason is in the notes)
+                    cells.append("not resolvable*")
             rows.append(cells)
         out["table"] = (head, rows)
         level = report["evaluation"]["confidence_level"]
@@ -1246,9 +1253,16 @@ def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
         notes.append(f"TPR: share of members caught at the largest threshold whose FPR is at "
                      f"most the target; [{100 * level:.0f}% Clopper-Pearson interval, "
                      "cluster-robust over examples].")
-        if any(not p["resolvable"] for a in attacks.values() for p in a["tpr_at_fpr"]):
-            notes.append("*: fewer non-members than 1/FPR; the point only means zero false "
-                         "positives.")
+        why = {}
+        for a in attacks.values():
+            for p in a["tpr_at_fpr"]:
+                if not p["resolvable"]:
+                    reason = p.get("unresolvable_reason") or (
+                        "fewer non-members than 1/FPR: not one false positive fits the budget")
+                    why.setdefault(reason, []).append(
+                        f"{a['label']} at FPR {100 * p['target_fpr']:g}%")
+        for reason, where in why.items():
+            notes.append(f"*: not resolvable ({', '.join(where)}): {reason}.")
         refs = report["evaluation"].get("references")
         if refs:
             notes.append(f"leave-one-out references: {refs['rule']}"
@@ -1324,15 +1338,17 @@ def summarize(report: dict) -> str:
 def _verdict_lines(v: dict | None, level: float) -> list[str]:
     if not v:
         return []
-    family = (f"one-sided bounds, family-wise {100 * (1 - v['alpha']):.0f}% over "
-              f"{v['n_tests']} tests (attacks x FPRs), intervals clustered by example")
+    family = (f"family-wise {100 * (1 - v['alpha']):.0f}% over {v['n_tests']} tests "
+              "(attacks x FPRs), members against non-members within each example")
     if v["leakage"]:
         e = v["strongest"]
+        p = e.get("p_value")
         return [f"verdict: membership leakage detected. {e['label']} identifies "
                 f"{_pct(e['tpr'])} of members at FPR {_pct(e['fpr'])} (budget "
-                f"{100 * e['target_fpr']:g}%): TPR lower bound {_pct3(e['tpr_lower'])} > "
-                f"FPR upper bound {_pct3(e['fpr_upper'])} ({family}; "
-                f"{len(v['evidence'])} of {v['n_tests']} points declare it)."]
+                f"{100 * e['target_fpr']:g}%; TPR at least {_pct3(e['tpr_lower'])}, FPR at "
+                f"most {_pct3(e['fpr_upper'])}"
+                + (f", p = {p:.2g} by the {e.get('test', 'test')}" if p is not None else "")
+                + f"; {family}; {len(v['evidence'])} of {v['n_tests']} points declare it)."]
     limits = ", ".join(f"+{100 * d['min_excess']:.2f} points at FPR {100 * d['target_fpr']:g}%"
                        for d in v["detectable"] if d["min_excess"] is not None)
     return [f"verdict: no membership leakage detected ({family}).",

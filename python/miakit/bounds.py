@@ -298,7 +298,7 @@ def _grid_points(tp: np.ndarray, fp: np.ndarray, n_pos: int, n_neg: int) -> np.n
 
 
 def empirical_epsilon(scores: Any, members: Any, delta: float = 0.0, level: float = 0.95,
-                      *, thresholds: Any = "grid", clusters: Any = None) -> EmpiricalEpsilon:
+                      *, thresholds: Any = "grid", clusters: Any = "auto") -> EmpiricalEpsilon:
     """A lower bound on the epsilon of the mechanism that produced an attack's scores.
 
     At a threshold with true rates TPR and FPR, (epsilon, delta)-DP implies
@@ -325,10 +325,11 @@ def empirical_epsilon(scores: Any, members: Any, delta: float = 0.0, level: floa
         and of false negatives; ``"all"``: every distinct score (the largest search, the
         largest Bonferroni factor, and one quantile per score: slow on millions);
         or thresholds fixed in advance.
-    clusters : array_like of int, optional
+    clusters : "auto", None or array_like of int
         Cluster id of every score (leave-one-out scores pooled over targets: the
         example): the bounds become Korn-Graubard's cluster-robust ones
-        (:func:`miakit.metrics.clustered_proportion_ci`).
+        (:func:`miakit.metrics.clustered_proportion_ci`). ``"auto"`` (default): 2-D
+        scores ``[K, N]`` clustered by column, other shapes not; None: no clusters.
 
     Returns
     -------
@@ -345,9 +346,9 @@ def empirical_epsilon(scores: Any, members: Any, delta: float = 0.0, level: floa
     >>> mk.bounds.empirical_epsilon(rng.normal(size=10000), y).epsilon
     0.0
     """
-    return empirical_epsilon_ranked(metrics.RankedScores(scores, members, clusters), delta,
-                                    level, thresholds=thresholds,
-                                    clustered=clusters is not None)
+    ranked = metrics.RankedScores(scores, members, clusters)
+    return empirical_epsilon_ranked(ranked, delta, level, thresholds=thresholds,
+                                    clustered=ranked.clustered)
 
 
 def empirical_epsilon_ranked(ranked: metrics.RankedScores, delta: float = 0.0,
@@ -382,9 +383,9 @@ def empirical_epsilon_ranked(ranked: metrics.RankedScores, delta: float = 0.0,
         # the operating point of "score >= t": the last curve point with threshold >= t
         pick = np.searchsorted(-thr, -cand, side="right") - 1
     if clustered:  # the variances at the candidate points only
-        var_t, var_f, n_cl = ranked.cluster_variances(pick)
+        var_t, var_f, n_cl, (df_t, df_f) = ranked.cluster_moments(pick)
     else:
-        var_t = var_f = None
+        var_t = var_f = df_t = df_f = None
         n_cl = (0, 0)
     cand, tp, fp = thr[pick], tp[pick], fp[pick]
     n_thr = int(pick.size)
@@ -394,8 +395,10 @@ def empirical_epsilon_ranked(ranked: metrics.RankedScores, delta: float = 0.0,
         if not clustered:
             return (one_sided(tp[idx], n_pos, alpha, upper=False),
                     one_sided(fp[idx], n_neg, alpha, upper=True))
-        return (metrics.korn_graubard(tp[idx], n_pos, var_t[idx], n_cl[0], alpha)[0],
-                metrics.korn_graubard(fp[idx], n_neg, var_f[idx], n_cl[1], alpha)[1])
+        return (metrics.korn_graubard(tp[idx], n_pos, var_t[idx], n_cl[0], alpha,
+                                      dof=df_t[idx])[0],
+                metrics.korn_graubard(fp[idx], n_neg, var_f[idx], n_cl[1], alpha,
+                                      dof=df_f[idx])[1])
 
     def epsilon(t_lo: np.ndarray, f_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -27,6 +27,7 @@ __all__ = ["RankedScores", "RankWorkspace", "roc", "auc", "auc_ci", "AucCI", "tp
            "TprAtFpr",
            "clopper_pearson",
            "clustered_proportion_ci", "ClusteredProportion", "korn_graubard", "clustered_roc",
+           "effective_dof", "unseen_share_floor",
            "leakage_test", "LeakagePoint"]
 
 
@@ -108,8 +109,10 @@ class RankedScores:
     ----------
     scores, members : array_like
         As in :func:`roc`.
-    clusters : array_like of int, optional
-        Cluster id of every score (broadcast to the scores' shape).
+    clusters : "auto", None or array_like of int
+        Cluster id of every score (broadcast to the scores' shape); ``"auto"`` (default):
+        2-D scores ``[K, N]`` (leave-one-out: K targets, N examples) are clustered by
+        column, other shapes not at all; None: no clusters (independent scores).
 
     Attributes
     ----------
@@ -131,13 +134,17 @@ class RankedScores:
     (0.75, 1.0)
     """
 
-    def __init__(self, scores: Any, members: Any, clusters: Any = None):
+    def __init__(self, scores: Any, members: Any, clusters: Any = "auto"):
         shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
         s, y = _prepare(scores, members)
-        c = check_clusters(clusters, shape)
+        by_column = _by_column(clusters, shape)
+        c = check_clusters(np.arange(shape[-1]) if by_column
+                           else None if isinstance(clusters, str) else clusters, shape)
         if c is not None:
             c = np.ascontiguousarray(c, dtype=np.int64)
         self._rank(s, y, c, 0, False, s.size if c is None else int(c.max()) + 1)
+        if by_column:
+            self._matrix = (s.reshape(shape), y.reshape(shape))  # for the paired test
 
     @classmethod
     def by_columns(cls, scores: Any, members: Any,
@@ -164,6 +171,7 @@ class RankedScores:
         self = cls.__new__(cls)
         self._rank(s.ravel(), np.ascontiguousarray(y).ravel(), None, s.shape[1], True,
                    s.shape[1], workspace)
+        self._matrix = (s, y)  # views, for the paired test (no copy)
         if self.n_pos == 0 or self.n_neg == 0:
             what = "no members" if self.n_pos == 0 else "no non-members"
             raise ValueError(f"members: expected both members and non-members among the "
@@ -175,6 +183,7 @@ class RankedScores:
               workspace: RankWorkspace | None = None) -> None:
         n = s.size
         self._clustered = c is not None or period > 0
+        self._matrix: tuple[np.ndarray, np.ndarray] | None = None
         # One compiled pass (radix sort + walk, see docs/methods/metrics.md): per ROC point
         # the threshold and counts; per cluster the counts and AUC placement sums; and the
         # ranked order, from which the cluster sums behind a point's variance are read
@@ -196,6 +205,11 @@ class RankedScores:
         self._wins2 = int(st["wins2"])  # the Mann-Whitney count, doubled, from the walk
         self.youden_point = int(st["youden_point"])  # first point of the largest TPR - FPR
         self._var: tuple | None = None
+
+    @property
+    def clustered(self) -> bool:
+        """Whether the ranking has clusters (its intervals are cluster-robust)."""
+        return self._clustered
 
     # -- the curve ---------------------------------------------------------------------
     def roc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -226,6 +240,22 @@ class RankedScores:
         """Cluster-robust variances of the TPR and the FPR at every point (or at the
         indices ``points``), and the clusters holding members and non-members (see
         :func:`clustered_roc`)."""
+        var_t, var_f, n_clusters, _ = self.cluster_moments(points)
+        return var_t, var_f, n_clusters
+
+    def cluster_moments(self, points: Any = None
+                        ) -> tuple[np.ndarray, np.ndarray, tuple[int, int],
+                                   tuple[np.ndarray, np.ndarray]]:
+        """:meth:`cluster_variances` and the degrees of freedom of each variance.
+
+        With ``r_c = k_c - p n_c`` the residual of cluster c, the variance is
+        ``C / (C - 1) sum_c r_c^2 / n^2``; its degrees of freedom are
+        ``nu - 1`` with ``nu = (sum_c r_c^2)^2 / sum_c r_c^4`` the effective number of
+        clusters behind it (Satterthwaite: ``nu`` = m when m clusters carry equal
+        residuals and the rest none), clipped to ``[1, C - 1]``. At a low FPR only a few
+        clusters hold the false positives (or the members above the threshold), and an
+        interval with ``C - 1`` degrees of freedom would take the variance of those few
+        for a precise one (docs/methods/metrics.md, "Intervals")."""
         if points is None and self._var is not None:
             return self._var
         sel = (np.arange(self.tp.size) if points is None
@@ -234,25 +264,29 @@ class RankedScores:
         # the walk's running sums at the points, in ascending order of position
         pos = self.tp[sel] + self.fp[sel]
         by = np.argsort(pos, kind="stable")
-        sums = np.empty((4, sel.size))
+        sums = np.empty((12, sel.size))
         _C.rank_cluster_sums(self._order, np.ascontiguousarray(pos[by]), n_pos_c, n_neg_c,
                              sums)
-        s2p, knp, s2n, knn = np.empty_like(sums)
-        for dst, src in zip((s2p, knp, s2n, knn), sums):
-            dst[by] = src
+        unsorted = np.empty_like(sums)
+        unsorted[:, by] = sums
         out = []
-        for k, s2, skn, n_c in ((self.tp, s2p, knp, n_pos_c), (self.fp, s2n, knn, n_neg_c)):
+        for k, side, n_c in ((self.tp, unsorted[:6], n_pos_c), (self.fp, unsorted[6:], n_neg_c)):
+            s2, skn, k4, k3n, k2n2, kn3 = side
             # sum_c (k_c - p n_c)^2 = sum_c k_c^2 - 2 p sum_c k_c n_c + p^2 sum_c n_c^2,
-            # with k_c the class's elements of cluster c at or above the point
-            total = float(n_c.sum())
-            sq = float((n_c.astype(np.float64) ** 2).sum())
+            # with k_c the class's elements of cluster c at or above the point; the fourth
+            # power likewise, expanded binomially
+            nf = n_c.astype(np.float64)
+            total = float(nf.sum())
+            sq, n4 = float((nf ** 2).sum()), float((nf ** 4).sum())
             used = int(np.count_nonzero(n_c))  # clusters with trials of this class
             p = k[sel] / total
             ssq = np.maximum(s2 - 2.0 * p * skn + p * p * sq, 0.0)
+            s4 = np.maximum(k4 - p * (4.0 * k3n - p * (6.0 * k2n2 - p * (4.0 * kn3 - p * n4))),
+                            0.0)
             var = (used / (used - 1) * ssq / total ** 2 if used > 1
                    else np.zeros_like(ssq))
-            out.append((var, used))
-        res = (out[0][0], out[1][0], (out[0][1], out[1][1]))
+            out.append((var, used, effective_dof(ssq, s4, used)))
+        res = (out[0][0], out[1][0], (out[0][1], out[1][1]), (out[0][2], out[1][2]))
         if points is None:
             self._var = res
         return res
@@ -260,21 +294,22 @@ class RankedScores:
     def _bounds_at(self, i: int, level: float, alternative: str
                    ) -> tuple[ClusteredProportion, ClusteredProportion]:
         """(TPR, FPR) of point i as clustered proportions with their intervals."""
-        var_t, var_f, (c_t, c_f) = self.cluster_variances([i])
+        var_t, var_f, (c_t, c_f), (df_t, df_f) = self.cluster_moments([i])
         tail = (1.0 - level) / 2 if alternative == "two-sided" else 1.0 - level
         res = []
-        for k, n, var, nc, alt in ((self.tp[i], self.n_pos, var_t[0], c_t, alternative),
-                                   (self.fp[i], self.n_neg, var_f[0], c_f,
-                                    {"greater": "less"}.get(alternative, alternative))):
+        for k, n, var, nc, df, alt in (
+                (self.tp[i], self.n_pos, var_t[0], c_t, df_t[0], alternative),
+                (self.fp[i], self.n_neg, var_f[0], c_f, df_f[0],
+                 {"greater": "less"}.get(alternative, alternative))):
             lo, hi, deff, n_eff = korn_graubard(np.array([float(k)]), float(n),
-                                                np.array([var]), nc, tail)
-            lo_, hi_ = float(lo[0]), float(hi[0])
+                                                np.array([var]), nc, tail, dof=df)
+            lo_, hi_ = unseen_share_floor(float(k) / n, float(lo[0]), float(hi[0]), tail, nc)
             if alt == "greater":
                 hi_ = 1.0
             elif alt == "less":
                 lo_ = 0.0
             res.append(ClusteredProportion(float(k) / n, (lo_, hi_), float(deff[0]),
-                                           float(n_eff[0]), nc))
+                                           float(n_eff[0]), nc, float(df)))
         return res[0], res[1]
 
     # -- the metrics -------------------------------------------------------------------
@@ -289,10 +324,22 @@ class RankedScores:
         else:
             t, u = self._bounds_at(i, level, "two-sided")
             ci, fpr_ci, deff = t.ci, u.ci, (t.design_effect, u.design_effect)
+        why = self._unresolvable(i, fpr)
         return TprAtFpr(tpr=tp / self.n_pos, fpr=fp / self.n_neg, ci=ci, fpr_ci=fpr_ci,
                         design_effect=deff, n_pos=self.n_pos, n_neg=self.n_neg, tp=tp,
                         fp=fp, threshold=float(self.thresholds[i]), target_fpr=float(fpr),
-                        level=float(level), resolvable=bool(1.0 / self.n_neg <= fpr))
+                        level=float(level), resolvable=not why, unresolvable_reason=why)
+
+    def _unresolvable(self, i: int, fpr: float) -> str:
+        """Why point i cannot measure a TPR at the budget ``fpr`` ("" when it can)."""
+        if 1.0 / self.n_neg > fpr:
+            return (f"fewer non-members ({self.n_neg:,}) than 1/FPR ({1.0 / fpr:,.0f}): not "
+                    "one false positive fits the budget")
+        if i == 0 and self.fp.size > 1 and self.fp[1] / self.n_neg > fpr:
+            return (f"the highest score is shared by {self.fp[1]:,} non-members "
+                    f"({100.0 * self.fp[1] / self.n_neg:.2g}%, more than the FPR): the score "
+                    "cannot call anything at this budget")
+        return ""
 
     def auc_ci(self, level: float = 0.95) -> AucCI:
         """As :func:`auc_ci`: the placements summed per cluster in the ranking pass."""
@@ -303,10 +350,15 @@ class RankedScores:
         contrib = (sum_v - n_pos_c * a) / self.n_pos + (sum_w - n_neg_c * a) / self.n_neg
         used = (n_pos_c + n_neg_c) > 0
         k = int(used.sum())
-        var = k / (k - 1) * float((contrib[used] ** 2).sum()) if k > 1 else float("nan")
+        u = contrib[used]
+        var = k / (k - 1) * float((u ** 2).sum()) if k > 1 else float("nan")
         se = float(np.sqrt(var))
-        z = float(stats.norm.ppf(0.5 + level / 2))
-        return AucCI(a, se, (max(0.0, a - z * se), min(1.0, a + z * se)), k, float(level))
+        # Student's t with the effective number of clusters behind the variance, less one:
+        # a handful of strongly leaking examples can carry all of it
+        dof = float(effective_dof(float((u ** 2).sum()), float((u ** 4).sum()), k))
+        q = float(stats.t.ppf(0.5 + level / 2, dof)) if k > 1 else float("nan")
+        return AucCI(a, se, (max(0.0, a - q * se), min(1.0, a + q * se)), k, float(level),
+                     dof)
 
     def leakage_test(self, fprs: Any, alpha: float = 0.05, n_tests: int | None = None
                      ) -> list[LeakagePoint]:
@@ -317,20 +369,109 @@ class RankedScores:
         level = 1.0 - alpha_each / 2
         out = []
         for f in f_list:
-            i = self.point(f)
+            i = self._share_point(f)
+            tp, fp = int(self.tp[i]), int(self.fp[i])
+            test = self._membership_test(i)
+            p_value = test.p_value(tp) if i > 0 else 1.0
+            min_tp = test.min_detectable(alpha_each) if i > 0 else float("nan")
             t, u = self._bounds_at(i, level, "greater")
-            deff = max(t.design_effect, u.design_effect)
             out.append(LeakagePoint(
                 target_fpr=f, tpr=t.estimate, fpr=u.estimate,
                 threshold=float(self.thresholds[i]), tpr_lower=t.ci[0], fpr_upper=u.ci[1],
-                leak=bool(t.ci[0] > u.ci[1]),
-                min_detectable_tpr=_min_detectable(
-                    _upper_at(f, self.n_neg, u.design_effect, u.n_clusters, level),
-                    self.n_pos, t.design_effect, t.n_clusters, level),
-                alpha_each=alpha_each, design_effect=deff,
-                resolvable=bool(1.0 / self.n_neg <= f), n_pos=self.n_pos,
-                n_neg=self.n_neg, tp=int(self.tp[i]), fp=int(self.fp[i])))
+                leak=bool(p_value <= alpha_each),
+                min_detectable_tpr=min_tp / self.n_pos,
+                alpha_each=alpha_each, design_effect=max(t.design_effect, u.design_effect),
+                resolvable=bool(1.0 / self.n_neg <= f and i > 0), n_pos=self.n_pos,
+                n_neg=self.n_neg, tp=tp, fp=fp, p_value=float(p_value), test=test.name))
         return out
+
+    def _share_point(self, f: float) -> int:
+        """The last point that calls at most a share ``f`` of all scores members: a
+        threshold chosen without looking at membership (the test's conditioning)."""
+        called = self.tp + self.fp
+        return int(np.searchsorted(called, np.floor(f * called[-1] + 1e-9), side="right")) - 1
+
+    def _membership_test(self, i: int) -> _MembershipTest:
+        """The null distribution of the members among the scores called at point i."""
+        called = int(self.tp[i] + self.fp[i])
+        if self._matrix is not None and self.excluded == 0:
+            s, y = self._matrix
+            if _paired_rows(y):  # models 2j, 2j + 1 train on complementary halves
+                above = s >= self.thresholds[i]
+                pairs = above.reshape(s.shape[0] // 2, 2, s.shape[1])
+                both = int(np.count_nonzero(pairs[:, 0] & pairs[:, 1]))
+                one = int(np.count_nonzero(pairs[:, 0] ^ pairs[:, 1]))
+                return _MembershipTest("paired sign test", "binom", (one, 0.5), both)
+        if not self._clustered:
+            n = self.n_pos + self.n_neg
+            return _MembershipTest("Fisher's exact test", "hypergeom",
+                                   (n, self.n_pos, called), 0)
+        # one stratum per cluster: the members among its called scores are hypergeometric
+        n_pos_c, n_neg_c = self._per_cluster[:2]
+        pl = self._order[:called]
+        cl = (pl.view(np.uint32) & np.uint32(0x7FFFFFFF)).astype(np.int64)
+        a = np.bincount(cl, minlength=n_pos_c.size).astype(np.float64)
+        n_c = (n_pos_c + n_neg_c).astype(np.float64)
+        share = np.divide(n_pos_c, n_c, out=np.zeros_like(n_c), where=n_c > 0)
+        mean = float((a * share).sum())
+        var = float((a * share * (1.0 - share) * (n_c - a)
+                     / np.maximum(n_c - 1.0, 1.0)).sum())
+        return _MembershipTest("stratified test (Mantel-Haenszel)", "normal",
+                               (mean, np.sqrt(var)), 0)
+
+def _by_column(clusters: Any, shape: tuple[int, ...]) -> bool:
+    """Whether ``clusters`` asks for one cluster per column: ``"auto"`` on 2-D scores."""
+    if isinstance(clusters, str):
+        check_choice(clusters, "clusters", ["auto"])
+        return len(shape) == 2
+    return False
+
+
+def _paired_rows(members: np.ndarray) -> bool:
+    """Whether rows 2j and 2j + 1 of a ``[rows, columns]`` membership matrix are
+    complementary (``mk.shadow.balanced_keep``'s paired models)."""
+    return (members.ndim == 2 and members.shape[0] % 2 == 0 and members.shape[0] > 0
+            and bool(np.all(members[0::2] != members[1::2])))
+
+
+@dataclass(frozen=True)
+class _MembershipTest:
+    """The null distribution of the members among the called scores, less ``fixed``:
+    ``binom`` (n, 1/2) for complementary pairs with one called score (a pair with both
+    called holds one member for sure), ``hypergeom`` (scores, members, called) for one
+    stratum, ``normal`` (mean, sd) for a sum of hypergeometric strata."""
+
+    name: str
+    law: str
+    args: tuple
+    fixed: int
+
+    def p_value(self, members_called: int) -> float:
+        x = members_called - self.fixed
+        if self.law == "binom":
+            return float(stats.binom.sf(x - 1, *self.args)) if self.args[0] > 0 else 1.0
+        if self.law == "hypergeom":
+            return float(stats.hypergeom.sf(x - 1, *self.args))
+        mean, sd = self.args
+        # continuity-corrected; no variance: nothing could move, no evidence
+        return float(stats.norm.sf((x - 0.5 - mean) / sd)) if sd > 0 else 1.0
+
+    def min_detectable(self, alpha: float) -> float:
+        """The fewest members among the called scores whose p-value is at most alpha
+        (NaN when no count is)."""
+        if self.law == "binom":
+            n = self.args[0]
+            if n == 0 or stats.binom.sf(n - 1, *self.args) > alpha:
+                return float("nan")
+            return float(self.fixed + stats.binom.isf(alpha, *self.args) + 1)
+        if self.law == "hypergeom":
+            top = min(self.args[1], self.args[2])
+            if stats.hypergeom.sf(top - 1, *self.args) > alpha:
+                return float("nan")
+            return float(stats.hypergeom.isf(alpha, *self.args) + 1)
+        mean, sd = self.args
+        return float(np.ceil(mean + 0.5 + stats.norm.isf(alpha) * sd)) if sd > 0 \
+            else float("nan")
 
 
 def roc(scores: Any, members: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -417,9 +558,13 @@ class TprAtFpr:
     level : float
         Confidence level of the intervals.
     resolvable : bool
-        False when ``1 / n_neg > target_fpr``: not one false positive fits the budget,
-        so the point only says "zero false positives" and its TPR is not a rate at
-        that FPR.
+        False when the point cannot measure a TPR at the budget: ``1 / n_neg >
+        target_fpr`` (not one false positive fits it), or the score's top tie group
+        alone holds more than the budget of non-members (a score with few distinct
+        values: the point calls nothing, TPR = FPR = 0 by construction). Such a point
+        is not a measurement; report it as not resolvable.
+    unresolvable_reason : str
+        Why, in words ("" when resolvable).
     design_effect : tuple of float
         Design effects of the TPR and the FPR (1, 1 without clusters): how much wider
         than binomial the cluster-robust intervals are, in variance.
@@ -438,10 +583,11 @@ class TprAtFpr:
     level: float
     resolvable: bool
     design_effect: tuple[float, float] = (1.0, 1.0)
+    unresolvable_reason: str = ""
 
 
 def tpr_at_fpr(scores: Any, members: Any, fpr: float = 1e-3, level: float = 0.95,
-               clusters: Any = None) -> TprAtFpr:
+               clusters: Any = "auto") -> TprAtFpr:
     """TPR at a low FPR, with the achieved FPR, the counts and a confidence interval.
 
     Parameters
@@ -452,11 +598,13 @@ def tpr_at_fpr(scores: Any, members: Any, fpr: float = 1e-3, level: float = 0.95
         The false-positive budget, in (0, 1).
     level : float
         Confidence level of the Clopper–Pearson intervals.
-    clusters : array_like of int, optional
-        Cluster id of every score (broadcast to the scores' shape). Given, both
-        intervals are cluster-robust (:func:`clustered_proportion_ci`): use it for
-        leave-one-out scores ``[K, N]`` with ``clusters=np.arange(N)``, where the same
-        example is scored once per target and the pairs are not independent trials.
+    clusters : "auto", None or array_like of int
+        Cluster id of every score (broadcast to the scores' shape). With clusters, both
+        intervals are cluster-robust (:func:`clustered_proportion_ci`). ``"auto"``
+        (default): 2-D scores ``[K, N]`` are clustered by column, as leave-one-out
+        scores must be (the same example is scored once per target, and its K scores
+        are not independent trials); other shapes are not clustered. None: no
+        clusters (Clopper–Pearson intervals of independent trials).
 
     Returns
     -------
@@ -492,9 +640,12 @@ class ClusteredProportion:
         1 when it cannot be estimated, e.g. at an estimate of 0 or 1).
     n_effective : float
         ``sum(n) / design_effect``, further reduced by the degrees-of-freedom factor
-        ``(z / t_{C-1})^2``: the binomial sample size the interval is computed for.
+        ``(z / t_dof)^2``: the binomial sample size the interval is computed for.
     n_clusters : int
         Clusters with at least one trial.
+    dof : float
+        Degrees of freedom of the variance: the effective number of clusters carrying it,
+        less one (:meth:`RankedScores.cluster_moments`).
     """
 
     estimate: float
@@ -502,6 +653,7 @@ class ClusteredProportion:
     design_effect: float
     n_effective: float
     n_clusters: int
+    dof: float = float("nan")
 
 
 def clustered_proportion_ci(k: Any, n: Any, level: float = 0.95,
@@ -515,10 +667,15 @@ def clustered_proportion_ci(k: Any, n: Any, level: float = 0.95,
     cluster-robust variance of the ratio
     ``v = C / (C - 1) * sum_c (k_c - p n_c)^2 / sum(n)^2`` and the design effect
     ``d = max(1, v / (p (1 - p) / sum(n)))``, the Clopper–Pearson interval is computed
-    for ``n* = sum(n) / d * (z / t_{C-1})^2`` trials with ``p n*`` successes (beta
-    quantiles accept fractional counts). With every trial its own cluster it is the
-    Clopper–Pearson interval of about ``n (C - 1) / C`` trials; where the design effect
-    rounds to 1 (no excess variance), exactly the Clopper–Pearson interval.
+    for ``n* = sum(n) / d * (z / t_dof)^2`` trials with ``p n*`` successes (beta
+    quantiles accept fractional counts). The degrees of freedom are those of the
+    variance: ``dof = nu - 1`` with ``nu = (sum_c r_c^2)^2 / sum_c r_c^4`` the effective
+    number of clusters carrying the residuals ``r_c = k_c - p n_c`` (Satterthwaite),
+    clipped to ``[1, C - 1]``: when a handful of clusters hold all the successes, the
+    interval is as wide as a handful of clusters allows, however many there are. With
+    every trial its own cluster it is the Clopper–Pearson interval of about
+    ``n (C - 1) / C`` trials; where the design effect rounds to 1 (no excess variance),
+    exactly the Clopper–Pearson interval.
 
     Parameters
     ----------
@@ -560,26 +717,84 @@ def clustered_proportion_ci(k: Any, n: Any, level: float = 0.95,
     if total <= 0:
         raise ValueError("n: expected at least one trial, got none")
     p = hits / total
-    var = n_clusters / (n_clusters - 1) * float(((kk - p * nn) ** 2).sum()) / total ** 2 \
+    resid = kk - p * nn
+    var = n_clusters / (n_clusters - 1) * float((resid ** 2).sum()) / total ** 2 \
         if n_clusters > 1 else 0.0
+    dof = effective_dof(float((resid ** 2).sum()), float((resid ** 4).sum()), n_clusters)
     tail = (1.0 - level) / 2 if alternative == "two-sided" else 1.0 - level
     lo_a, hi_a, deff_a, n_eff_a = korn_graubard(np.array([hits]), total, np.array([var]),
-                                                n_clusters, tail)
-    lo, hi, deff, n_eff = float(lo_a[0]), float(hi_a[0]), float(deff_a[0]), float(n_eff_a[0])
+                                                n_clusters, tail, dof=dof)
+    lo, hi = unseen_share_floor(p, float(lo_a[0]), float(hi_a[0]), tail, n_clusters)
+    deff, n_eff = float(deff_a[0]), float(n_eff_a[0])
     if alternative == "greater":
         hi = 1.0
     elif alternative == "less":
         lo = 0.0
-    return ClusteredProportion(p, (lo, hi), deff, n_eff, n_clusters)
+    return ClusteredProportion(p, (lo, hi), deff, n_eff, n_clusters, float(dof))
+
+
+def unseen_share_floor(p: float, lo: float, hi: float, tail: float,
+                       n_clusters: int) -> tuple[float, float]:
+    """Widen a clustered proportion's bound towards 1/2 by the share of clusters a sample
+    of ``n_clusters`` can miss: with probability ``1 - tail``, no share larger than
+    ``u = 1 - tail^(1 / n_clusters)`` (the Clopper–Pearson bound of 0 in
+    ``n_clusters``) went unseen, and an unseen share could be called at every score
+    (a few strongly leaking examples that the sample happens to hold none of). The
+    upper bound of ``p <= 1/2`` is at least ``p + u``, the lower bound of ``p > 1/2`` at
+    most ``p - u``.
+
+    Examples
+    --------
+    >>> import miakit as mk
+    >>> lo, hi = mk.metrics.unseen_share_floor(0.001, 0.0005, 0.002, 0.025, 300)
+    >>> lo, round(hi, 4)   # 300 examples can miss 1.2% of the population
+    (0.0005, 0.0132)
+    """
+    if n_clusters < 1:
+        return lo, hi
+    u = float(-np.expm1(np.log(tail) / n_clusters))
+    if p <= 0.5:
+        return lo, max(hi, min(1.0, p + u))
+    return min(lo, max(0.0, p - u)), hi
+
+
+def effective_dof(sum_sq: Any, sum_4th: Any, n_clusters: int) -> Any:
+    """Degrees of freedom of a cluster-robust variance ``sum_c r_c^2``: ``nu - 1`` with
+    ``nu = (sum_c r_c^2)^2 / sum_c r_c^4``, the effective number of clusters carrying it
+    (Satterthwaite), clipped to ``[1, C - 1]`` (``C - 1`` where no residual is non-zero).
+
+    Examples
+    --------
+    >>> import miakit as mk
+    >>> float(mk.metrics.effective_dof(4.0, 4.0, 100))   # four clusters of residual 1
+    3.0
+    >>> float(mk.metrics.effective_dof(100.0, 100.0, 100))  # every cluster alike
+    99.0
+    """
+    top = max(n_clusters - 1, 1)
+    s2 = np.asarray(sum_sq, dtype=np.float64)
+    s4 = np.asarray(sum_4th, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nu = np.where(s4 > 0.0, s2 * s2 / s4, float(n_clusters))
+    return np.clip(nu - 1.0, 1.0, top)
 
 
 def korn_graubard(hits: np.ndarray, total: float, var: np.ndarray, n_clusters: int,
-                  tail: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  tail: float, dof: Any = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Korn-Graubard bounds of many proportions ``hits / total`` at once.
 
     ``var`` is each proportion's cluster-robust variance over ``n_clusters`` clusters;
-    each bound leaves ``tail`` outside. Returns (lower, upper, design effect, effective
-    sample size), one entry per proportion (:func:`clustered_proportion_ci` for one).
+    each bound leaves ``tail`` outside. ``dof`` (one per proportion, or one for all) are
+    the variance's effective degrees of freedom (:func:`effective_dof`): they set the
+    bound towards 1/2 (the upper bound of a proportion up to 1/2, the lower bound of one
+    above it), the other bound keeps ``n_clusters - 1``. A proportion carried by a few
+    clusters is a right-skewed sum (left-skewed above 1/2): its variance is
+    underestimated exactly when it comes out low, so the bound on the far side needs
+    the few clusters' degrees of freedom, while the near side is already held by the
+    exact interval's shape. Without ``dof`` both bounds use ``n_clusters - 1``. Returns
+    (lower, upper, design effect, effective sample size: the smaller of the two
+    bounds'), one entry per proportion (:func:`clustered_proportion_ci` for one).
 
     Examples
     --------
@@ -596,16 +811,28 @@ def korn_graubard(hits: np.ndarray, total: float, var: np.ndarray, n_clusters: i
         deff = np.where(inner, np.maximum(1.0, np.asarray(var) / (p * (1.0 - p) / total)),
                         1.0)
     n_eff = total / deff
+    n_lo = n_hi = n_eff
     if n_clusters > 1:
         z = stats.norm.ppf(1.0 - tail)
-        t = stats.t.ppf(1.0 - tail, n_clusters - 1)
-        n_eff = np.where(deff > 1.0, n_eff * (z / t) ** 2, n_eff)
-    x = p * n_eff
+        excess = deff > 1.0
+        # the bound towards 1/2 (the upper one of a proportion below 1/2) with the
+        # effective degrees of freedom, the other with C - 1 (see the docstring)
+        n_all = np.where(excess, n_eff * (z / stats.t.ppf(1.0 - tail, n_clusters - 1)) ** 2,
+                         n_eff)
+        if dof is None:
+            n_lo = n_hi = n_all
+        else:
+            df = np.clip(np.asarray(dof, dtype=np.float64), 1.0, n_clusters - 1)
+            n_few = np.where(excess, n_eff * (z / stats.t.ppf(1.0 - tail, df)) ** 2, n_eff)
+            n_lo = np.where(p > 0.5, n_few, n_all)
+            n_hi = np.where(p > 0.5, n_all, n_few)
+        n_eff = np.minimum(n_lo, n_hi)
+    x_lo, x_hi = p * n_lo, p * n_hi
     with np.errstate(invalid="ignore"):
-        lo = np.where(x <= 0.0, 0.0, stats.beta.ppf(tail, np.maximum(x, 1e-300),
-                                                    n_eff - x + 1.0))
-        hi = np.where(x >= n_eff, 1.0, stats.beta.ppf(1.0 - tail, x + 1.0,
-                                                      np.maximum(n_eff - x, 1e-300)))
+        lo = np.where(x_lo <= 0.0, 0.0, stats.beta.ppf(tail, np.maximum(x_lo, 1e-300),
+                                                       n_lo - x_lo + 1.0))
+        hi = np.where(x_hi >= n_hi, 1.0, stats.beta.ppf(1.0 - tail, x_hi + 1.0,
+                                                        np.maximum(n_hi - x_hi, 1e-300)))
     return lo, hi, deff, n_eff
 
 
@@ -657,10 +884,14 @@ class AucCI:
         Standard error: DeLong's, made cluster-robust (Obuchowski 1997) when clusters
         are given.
     ci : tuple of float
-        ``auc -/+ z se``, clipped to [0, 1].
+        ``auc -/+ t se``, clipped to [0, 1], with t the quantile of Student's t at
+        ``dof`` degrees of freedom.
     n_clusters : int
         Clusters the variance is computed over (the number of scores without clusters).
     level : float
+    dof : float
+        Degrees of freedom of the interval's t quantile: the effective number of clusters
+        carrying the variance, less one (:func:`effective_dof`).
     """
 
     auc: float
@@ -668,9 +899,10 @@ class AucCI:
     ci: tuple[float, float]
     n_clusters: int
     level: float
+    dof: float = float("nan")
 
 
-def auc_ci(scores: Any, members: Any, clusters: Any = None, level: float = 0.95) -> AucCI:
+def auc_ci(scores: Any, members: Any, clusters: Any = "auto", level: float = 0.95) -> AucCI:
     """AUC with a standard error that accounts for clustered scores.
 
     Every member i gets the placement ``V_i = P(non-member score < s_i)`` (ties one
@@ -685,9 +917,10 @@ def auc_ci(scores: Any, members: Any, clusters: Any = None, level: float = 0.95)
     ----------
     scores, members : array_like
         As in :func:`roc`.
-    clusters : array_like of int, optional
-        Cluster id of every score (broadcast to the scores' shape); default: every
-        score its own cluster.
+    clusters : "auto", None or array_like of int
+        Cluster id of every score (broadcast to the scores' shape); ``"auto"``
+        (default): 2-D scores ``[K, N]`` clustered by column, other shapes every score
+        its own cluster; None: every score its own cluster.
     level : float
         Confidence level of the interval.
 
@@ -701,7 +934,7 @@ def auc_ci(scores: Any, members: Any, clusters: Any = None, level: float = 0.95)
     >>> rng = np.random.default_rng(0)
     >>> y = rng.random((8, 500)) < 0.5
     >>> s = rng.normal(size=(8, 500)) + rng.normal(size=500) * 3   # per-example offsets
-    >>> naive, clustered = mk.metrics.auc_ci(s, y), mk.metrics.auc_ci(s, y, np.arange(500))
+    >>> naive, clustered = mk.metrics.auc_ci(s, y, None), mk.metrics.auc_ci(s, y)  # by column
     >>> clustered.se > naive.se, abs(clustered.auc - 0.5) < 3 * clustered.se
     (True, True)
     """
@@ -715,28 +948,41 @@ class LeakagePoint:
 
     Attributes
     ----------
-    target_fpr, tpr, fpr : float
-        The FPR budget, the TPR and the FPR achieved at the threshold chosen for it
-        (as :func:`tpr_at_fpr`).
+    target_fpr : float
+        The budget: the threshold calls at most this share of all scores (members and
+        non-members together) members, so that it is chosen without looking at
+        membership.
+    tpr, fpr : float
+        The TPR and FPR at that threshold.
     threshold : float
     tpr_lower : float
-        One-sided lower confidence bound of the TPR at level ``1 - alpha_each / 2``.
+        One-sided lower confidence bound of the TPR at level ``1 - alpha_each / 2``
+        (cluster-robust with clusters): a description of the point, not the test.
     fpr_upper : float
         One-sided upper confidence bound of the FPR at the same threshold and level.
     leak : bool
-        ``tpr_lower > fpr_upper``: members are called members more often than
-        non-members, with family-wise confidence ``1 - alpha``.
+        ``p_value <= alpha_each``.
+    p_value : float
+        Probability, were membership without effect on the scores, of at least ``tp``
+        members among the scores called at the threshold, given which scores are
+        called (``test``).
+    test : str
+        ``"paired sign test"`` (rows of complementary model pairs: of a pair with one
+        called score, that score is the member's with probability 1/2; exact),
+        ``"stratified test (Mantel-Haenszel)"`` (clusters: members among a cluster's
+        called scores are hypergeometric; normal approximation of their sum), or
+        ``"Fisher's exact test"`` (no clusters: one hypergeometric).
     min_detectable_tpr : float
-        The smallest TPR the test would declare a leak at for an attack that operates
-        exactly at the FPR budget, with these counts and design effects:
-        ``min_detectable_tpr - target_fpr`` is the smallest TPR excess the audit could
-        resolve at that budget (NaN if none could be).
+        The smallest TPR the test would declare a leak at, with the scores called at
+        this threshold: ``min_detectable_tpr - fpr`` is the smallest TPR excess the audit
+        could resolve at that budget (NaN if none could be).
     alpha_each : float
         The error rate spent on this point (``alpha / n_tests``).
     design_effect : float
         The larger of the TPR's and the FPR's design effects (1 without clusters).
     resolvable : bool
-        Whether at least one false positive fits the budget (see :class:`TprAtFpr`).
+        Whether at least one false positive fits the budget and the threshold calls a
+        score at all (a score whose top tie group holds more than the budget calls none).
     n_pos, n_neg, tp, fp : int
     """
 
@@ -755,22 +1001,36 @@ class LeakagePoint:
     n_neg: int
     tp: int
     fp: int
+    p_value: float = 1.0
+    test: str = ""
 
 
 def leakage_test(scores: Any, members: Any, fprs: Any = (1e-1, 1e-2, 1e-3), *,
-                 clusters: Any = None, alpha: float = 0.05,
+                 clusters: Any = "auto", alpha: float = 0.05,
                  n_tests: int | None = None) -> list[LeakagePoint]:
-    """Is the TPR above the FPR at a low-FPR operating point, with confidence?
+    """Is the TPR above the FPR at a low-FPR operating point? A test of membership.
 
-    For each FPR budget f the threshold is the one of :func:`tpr_at_fpr`. Without
-    membership signal, members and non-members cross any threshold at the same rate,
-    so the test declares a leak when the TPR's one-sided lower bound exceeds the FPR's
-    one-sided upper bound at that threshold, each at ``alpha_each / 2`` with
-    ``alpha_each = alpha / n_tests`` (Bonferroni over every attack and FPR tried; the
-    union bound makes the family-wise error at most ``alpha``). The bounds are
-    Clopper–Pearson, made cluster-robust by :func:`clustered_proportion_ci` when
-    ``clusters`` are given: leave-one-out scores pool every target's view of the same
-    example, so cluster them by example.
+    For each budget f the threshold calls a share f of all scores members, chosen
+    without looking at membership. Were membership without effect on the scores, which
+    of the called scores belong to members would be a matter of chance alone, fixed by
+    the design: the test asks how likely at least the observed members are, given
+    which scores are called, and declares a leak when that p-value is at most
+    ``alpha_each = alpha / n_tests`` (Bonferroni over every attack and budget tried:
+    the family-wise error is at most ``alpha``). The chance law is:
+
+    - leave-one-out scores ``[M, N]`` of complementary model pairs (rows 2j and 2j + 1,
+      ``mk.shadow.balanced_keep``): a pair with one called score of an example gives it
+      to the member with probability 1/2, independently (paired sign test; exact);
+    - other clustered scores: within each cluster, members are exchangeable with
+      non-members, so the members among its called scores are hypergeometric
+      (stratified Mantel–Haenszel test, normal approximation of the sum);
+    - unclustered scores: one hypergeometric (Fisher's exact test).
+
+    Conditioning on each example's called scores takes its difficulty out of the test:
+    a leak carried by a handful of examples is found as soon as their members are
+    called and their non-members are not, however few they are. ``tpr_lower`` and
+    ``fpr_upper`` describe the point with one-sided cluster-robust bounds
+    (docs/methods/metrics.md).
 
     Parameters
     ----------
@@ -778,8 +1038,11 @@ def leakage_test(scores: Any, members: Any, fprs: Any = (1e-1, 1e-2, 1e-3), *,
         As in :func:`roc`.
     fprs : sequence of float
         FPR budgets in (0, 1).
-    clusters : array_like of int, optional
-        Cluster id of every score (broadcast to the scores' shape).
+    clusters : "auto", None or array_like of int
+        Cluster id of every score (broadcast to the scores' shape); ``"auto"``
+        (default): 2-D scores ``[K, N]`` clustered by column (and tested pair by pair
+        when their rows are complementary pairs), other shapes not clustered; None: no
+        clusters.
     alpha : float
         Family-wise error rate.
     n_tests : int, optional
@@ -811,40 +1074,3 @@ def _check_leakage_args(fprs: Any, alpha: float, n_tests: int | None) -> list[fl
         raise ValueError(f"n_tests: expected at least len(fprs) = {len(f_list)}, got "
                          f"{n_tests}")
     return f_list
-
-
-def _effective_n(n: int, deff: float, n_clusters: int, level: float) -> float:
-    n_eff = n / deff
-    if n_clusters > 1 and deff > 1.0:
-        n_eff *= (stats.norm.ppf(level) / stats.t.ppf(level, n_clusters - 1)) ** 2
-    return n_eff
-
-
-def _upper_at(rate: float, n: int, deff: float, n_clusters: int, level: float) -> float:
-    """One-sided upper bound (Korn-Graubard) of a proportion measured at exactly ``rate``
-    on ``n`` trials with design effect ``deff``."""
-    n_eff = _effective_n(n, deff, n_clusters, level)
-    x = rate * n_eff
-    return 1.0 if x >= n_eff else float(stats.beta.ppf(level, x + 1.0, n_eff - x))
-
-
-def _min_detectable(bound: float, n_pos: int, deff: float, n_clusters: int,
-                    level: float) -> float:
-    """Smallest TPR whose one-sided lower bound, for ``n_pos`` trials with design effect
-    ``deff``, exceeds ``bound`` (bisection on the monotone lower bound)."""
-    n_eff = _effective_n(n_pos, deff, n_clusters, level)
-
-    def lower(p: float) -> float:
-        x = p * n_eff
-        return 0.0 if x <= 0 else float(stats.beta.ppf(1.0 - level, x, n_eff - x + 1.0))
-
-    if lower(1.0) <= bound:
-        return float("nan")
-    lo, hi = bound, 1.0
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if lower(mid) > bound:
-            hi = mid
-        else:
-            lo = mid
-    return hi

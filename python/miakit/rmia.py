@@ -119,14 +119,17 @@ def _offline_pr(mean_out: Any, a: float) -> Any:
     return 0.5 * ((1.0 + a) * mean_out + (1.0 - a))
 
 
-def _check_ratios(ratio: Any, where: str) -> None:
-    xp = _xp(ratio)
-    bad = ~xp.isfinite(ratio) & ~xp.isnan(ratio)
-    if bool(bad.any()):
-        raise ValueError(f"{where}: the reference models give {int(bad.sum())} examples a "
-                         "true-class probability of exactly 0, so their ratio "
-                         "q_target / Pr is undefined; use more reference models, or the "
-                         "offline attack with a < 1")
+def _divide(q: Any, pr: Any) -> Any:
+    """``q / Pr``, defined where every reference gives the true class a probability of
+    exactly 0 (a float underflows there for logit gaps beyond about 104 in float32, 745
+    in float64; a mislabelled record does it): the ratio is +inf where ``q > 0`` (the
+    target is infinitely more confident than its references: it beats every finite
+    ratio) and 1 where ``q`` is 0 too (no model gives the example any probability, so it
+    says nothing either way). NaN only where ``Pr`` is (no reference at all)."""
+    xp = _xp(q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = q / pr
+    return xp.where((pr == 0) & (q == 0), 1.0, r)
 
 
 # --------------------------------------------------------------------------- one target
@@ -192,10 +195,7 @@ def _ratio(qt: Any, qr: Any, keep: Any, offline: bool, a: float) -> Any:
     else:
         out = _as_float((~keep)[..., None], qr)
         pr = _offline_pr((qr * out).sum(0) / out.sum(0), a)  # 0 / 0 = NaN: no OUT model
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = qt / pr
-    _check_ratios(r, "ref_q")
-    return r
+    return _divide(qt, pr)
 
 
 def _as_float(mask: Any, like: Any) -> Any:
@@ -435,9 +435,7 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
             mean = s_ref / cnt[..., None]
         mean = xp.where((cnt > 0)[..., None], mean, float("nan"))
         pr = _offline_pr(mean, a) if offline else mean
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rx = qt / pr  # [B, N, R]
-        _check_ratios(rx, "q")
+        rx = _divide(qt, pr)  # [B, N, R]
         empty = xp.isnan(rx).any(-1)
         n_empty += int(empty.sum())
         if population is None:
@@ -450,9 +448,7 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
             pr_pop = (pop_total[None] - pqt) / (m - 1)
             if offline:
                 pr_pop = _offline_pr(pr_pop, a)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                pop = pqt / pr_pop
-            _check_ratios(pop, "population")
+            pop = _divide(pqt, pr_pop)
             self_mask = None
         out = _count(_rows(rx), _rows(pop), self_mask, gamma)
         res = out.reshape(len(tk), nr, n).mean(1)
