@@ -16,6 +16,9 @@ shapes is reported beside it (share of repeats whose leakage test finds the leak
 
     python bench/coverage.py                  # the full grid, 1,000 repeats per shape
     python bench/coverage.py --repeats 200    # quicker
+
+bench/results/coverage_cpu_baseline.json holds the same simulation run on the intervals
+and test before issue 25 (commit 21fd65f).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine  # noqa: E402
+from _common import RESULTS, git_commit, machine  # noqa: E402
 
 import miakit as mk  # noqa: E402
 
@@ -145,22 +148,20 @@ def main() -> None:
                     help="indices into the scenario list (default: all)")
     ap.add_argument("--shapes", type=str, default=None,
                     help="comma-separated MxN shapes (default: the grid)")
-    ap.add_argument("--baseline", action="store_true",
-                    help="the intervals as they were before the effective degrees of "
-                         "freedom: C - 1 for C clusters, however few carry the variance")
+    ap.add_argument("--seed", type=int, default=0, help="added to every draw's seed")
     ap.add_argument("--out", type=Path, default=RESULTS / "coverage_cpu.json")
     args = ap.parse_args()
-    if args.baseline:
-        mk.metrics.effective_dof = lambda s2, s4, c: np.full(np.shape(s2), max(c - 1, 1.0))
     shapes = GRID if args.shapes is None else tuple(
         tuple(int(v) for v in s.split("x")) for s in args.shapes.split(","))
-    scns = [SCENARIOS[i] for i in (args.scenarios or range(len(SCENARIOS)))]
+    picked = args.scenarios if args.scenarios else range(len(SCENARIOS))
     rows, t0 = [], time.perf_counter()
-    for k, scn in enumerate(scns):
+    for k in picked:
+        scn = SCENARIOS[k]
         pop = scn.population(100 + k)
         truth = Truth(*pop, seed=200 + k)
         for m, n in shapes:
-            row = simulate(scn, truth, pop, m, n, args.repeats, seed=1000 * k + m + n)
+            row = simulate(scn, truth, pop, m, n, args.repeats,
+                           seed=1000 * k + m + n + 100_000 * args.seed)
             rows.append(row)
             cov = row["coverage"]
             worst = min(cov.values())
@@ -172,7 +173,7 @@ def main() -> None:
           f"{time.perf_counter() - t0:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"benchmark": "coverage", "machine": machine(),
-                                    "baseline": args.baseline,
+                                    "commit": git_commit(), "seed": args.seed,
                                     "nominal": 0.95, "fprs": list(FPRS),
                                     "smallest_coverage": worst, "rows": rows}, indent=1))
     print(f"wrote {args.out}")

@@ -82,7 +82,7 @@ def test_summary_is_readable(tmp_path):
     text = summarize(audit(run, tmp_path / "out", plot=False))
     for needle in ("LiRA online", "LiRA offline", "RMIA online", "RMIA offline",
                    "Calibrated loss", "Loss threshold", "Hinge threshold", "TPR @ FPR 0.1%",
-                   "Clopper-Pearson", "report.json", "8 shadow models", "strongest attack",
+                   "Korn-Graubard", "report.json", "8 shadow models", "strongest attack",
                    "baselines (balanced accuracy)"):
         assert needle in text, needle
     assert not (tmp_path / "out" / "roc.png").exists()
@@ -362,7 +362,9 @@ def test_report_verdict_and_references(tmp_path):
     v = report["verdict"]
     assert v["leakage"] and v["n_tests"] == 3 * len(report["attacks"]) and v["alpha"] == 0.05
     s = v["strongest"]
-    assert s["attack"] in report["attacks"] and s["tpr_lower"] > s["fpr_upper"]
+    assert s["attack"] in report["attacks"] and s["p_value"] <= s["alpha_each"]
+    assert s["p_value"] == min(e["p_value"] for e in v["evidence"]
+                               if e["target_fpr"] == s["target_fpr"])
     assert s["target_fpr"] == min(e["target_fpr"] for e in v["evidence"])
     text = summarize(report)
     assert "membership leakage detected" in text and s["label"] in text

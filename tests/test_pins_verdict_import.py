@@ -113,7 +113,7 @@ def test_verdict_names_the_most_significant_point_first():
 def test_strongest_evidence_of_a_real_audit_is_its_most_significant_point(tmp_path):
     """Bug: the evidence sorted by the wrong key or direction; on a real audit the point
     named strongest must be the leaking point with the lowest FPR and, among those, the
-    largest TPR lower bound (checked here against a search over every attack's points)."""
+    smallest p-value (checked here against a search over every attack's points)."""
     rng = np.random.default_rng(1)
     m, n = 16, 200
     keep = mk.shadow.balanced_keep(m, n, seed=1)
@@ -127,15 +127,23 @@ def test_strongest_evidence_of_a_real_audit_is_its_most_significant_point(tmp_pa
                for p in a["leakage_test"] if p["leak"]]
     assert len(leaking) >= 4  # a strong planted signal: several points declare leakage
     lowest = min(p["target_fpr"] for _, p in leaking)
-    best = max(p["tpr_lower"] for _, p in leaking if p["target_fpr"] == lowest)
+    best = min(p["p_value"] for _, p in leaking if p["target_fpr"] == lowest)
     s = report["verdict"]["strongest"]
-    assert s["target_fpr"] == lowest and s["tpr_lower"] == best
-    # several attacks leak at that FPR with distinct bounds: the tie-break is exercised
-    at_lowest = sorted({p["tpr_lower"] for _, p in leaking if p["target_fpr"] == lowest})
+    assert s["target_fpr"] == lowest and s["p_value"] == best
+    # several attacks leak at that FPR with distinct p-values: the ordering is exercised
+    at_lowest = sorted({p["p_value"] for _, p in leaking if p["target_fpr"] == lowest})
     assert len(at_lowest) >= 2
-    lows = [e["tpr_lower"] for e in report["verdict"]["evidence"]
-            if e["target_fpr"] == lowest]
-    assert lows == sorted(lows, reverse=True)
+    ps = [e["p_value"] for e in report["verdict"]["evidence"] if e["target_fpr"] == lowest]
+    assert ps == sorted(ps)
+
+
+def test_verdict_orders_by_p_value_before_the_bounds():
+    """At one FPR the smallest p-value is the strongest evidence, whatever the bounds."""
+    a = {**_point(0.01, 0.30, True), "p_value": 1e-3}
+    b = {**_point(0.01, 0.10, True), "p_value": 1e-9}
+    v = verdict({"x": {"label": "X", "leakage_test": [a]},
+                 "y": {"label": "Y", "leakage_test": [b]}})
+    assert [e["attack"] for e in v["evidence"]] == ["y", "x"]
 
 
 # ------------------------------------------------------------ imported score runs

@@ -825,7 +825,8 @@ def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> di
     -------
     dict
         ``leakage`` (bool); ``evidence``: every point that declares leakage, the lowest
-        FPR first and, at one FPR, the largest lower bound first; ``strongest``: the
+        FPR first and, at one FPR, the smallest p-value first (then the largest TPR lower
+        bound); ``strongest``: the
         first of them or None; ``detectable``: per FPR budget, the smallest TPR excess
         over the budget that some attack's counts could have declared;
         ``n_tests``, ``alpha`` and ``method``.
@@ -852,7 +853,9 @@ def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> di
                     p["min_detectable_tpr"] - p["target_fpr"])
             else:
                 budgets.setdefault(p["target_fpr"], [])
-    evidence.sort(key=lambda e: (e["target_fpr"], -e["tpr_lower"]))
+    # the lowest budget first, there the most significant (smallest p-value; then the
+    # largest TPR lower bound)
+    evidence.sort(key=lambda e: (e["target_fpr"], e.get("p_value", 1.0), -e["tpr_lower"]))
     detectable = [{"target_fpr": f, "min_excess": round(min(v), 12) if v else None}
                   for f, v in sorted(budgets.items(), reverse=True)]
     return {"leakage": bool(evidence), "strongest": evidence[0] if evidence else None,
@@ -1251,8 +1254,9 @@ def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
         level = report["evaluation"]["confidence_level"]
         notes = out["notes"]
         notes.append(f"TPR: share of members caught at the largest threshold whose FPR is at "
-                     f"most the target; [{100 * level:.0f}% Clopper-Pearson interval, "
-                     "cluster-robust over examples].")
+                     f"most the target; [{100 * level:.0f}% interval, cluster-robust over "
+                     "examples (Korn-Graubard), as wide as the examples that carry the rate "
+                     "allow].")
         why = {}
         for a in attacks.values():
             for p in a["tpr_at_fpr"]:
@@ -1343,12 +1347,13 @@ def _verdict_lines(v: dict | None, level: float) -> list[str]:
     if v["leakage"]:
         e = v["strongest"]
         p = e.get("p_value")
-        return [f"verdict: membership leakage detected. {e['label']} identifies "
-                f"{_pct(e['tpr'])} of members at FPR {_pct(e['fpr'])} (budget "
-                f"{100 * e['target_fpr']:g}%; TPR at least {_pct3(e['tpr_lower'])}, FPR at "
-                f"most {_pct3(e['fpr_upper'])}"
-                + (f", p = {p:.2g} by the {e.get('test', 'test')}" if p is not None else "")
-                + f"; {family}; {len(v['evidence'])} of {v['n_tests']} points declare it)."]
+        why = (f"p = {p:.2g} by the {e.get('test', 'test')}" if p is not None else
+               f"TPR lower bound {_pct3(e['tpr_lower'])} > FPR upper bound "
+               f"{_pct3(e['fpr_upper'])}")
+        return [f"verdict: membership leakage detected. {e['label']} calls "
+                f"{_pct(e['tpr'])} of members and {_pct(e['fpr'])} of non-members at its "
+                f"{100 * e['target_fpr']:g}% threshold ({why}; {family}; "
+                f"{len(v['evidence'])} of {v['n_tests']} points declare it)."]
     limits = ", ".join(f"+{100 * d['min_excess']:.2f} points at FPR {100 * d['target_fpr']:g}%"
                        for d in v["detectable"] if d["min_excess"] is not None)
     return [f"verdict: no membership leakage detected ({family}).",

@@ -35,7 +35,7 @@ from miakit._validation import (
     check_targets,
 )
 from miakit.lira import balanced_partners
-from miakit.signals import confidence
+from miakit.signals import compute
 
 __all__ = ["score", "leave_one_out", "tune_a", "TunedA", "ratios"]
 
@@ -79,7 +79,8 @@ def _probabilities(data: Any, labels: Any, name: str, lead: int) -> Any:
     if ar.shape_of(lab) != (n,):
         raise ValueError(f"labels: expected shape ({n},) (one label per example), got "
                          f"{ar.shape_of(lab)}")
-    return confidence(z, ar.reshape(lab, (n, 1)))
+    # float64: a float32 probability is exactly 0 beyond a logit gap of about 104
+    return compute(z, ar.reshape(lab, (n, 1)), ["confidence"], dtype="float64")["confidence"]
 
 
 def _aggregate(q: Any, aggregate: str) -> Any:
