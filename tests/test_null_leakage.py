@@ -136,4 +136,6 @@ def test_a_leak_seen_only_at_low_fpr_is_declared():
     v = verdict(res)
     assert v["leakage"]
     assert v["strongest"]["target_fpr"] == 0.001
-    assert v["strongest"]["tpr_lower"] > v["strongest"]["fpr_upper"]
+    # declared by the within-example test: 40 examples' members called, their
+    # non-members not, although the bounds of the pooled rates still overlap
+    assert v["strongest"]["p_value"] <= v["strongest"]["alpha_each"]

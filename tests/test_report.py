@@ -297,9 +297,9 @@ def test_html_escapes_text_and_embeds_listed_figures(tmp_path):
     png.write_bytes(b"\x89PNG\r\n\x1a\nfake")
     rep = _small_report(files={"roc": str(png), "missing": str(tmp_path / "gone.png"),
                                "report": str(tmp_path / "report.json")})
-    page = mk.report.to_html(rep)
+    page = mk.audit.to_html(rep)
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt; &amp; y" in page
     assert "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode() in page
     assert page.count("<img") == 1  # a listed file that does not exist is left out
-    assert "<img" not in mk.report.to_html(rep, embed_figures=False)
+    assert "<img" not in mk.audit.to_html(rep, embed_figures=False)

@@ -26,7 +26,8 @@ budget        attack power against the number of shadow models, by memorization,
               distance and planted records
 dp_curvature  memorization and input curvature of DP-SGD heads against epsilon
 report        per-example vulnerability tables and plots
-audit         the audit job: attacks on a shadow run, report.json, ROC plot, summary
+audit         the audit job: attacks on a shadow run, report.json and report.html, ROC
+              plot, summary (a package: attacks, evaluation, per_example, run, text, page)
 datasets      small embedded datasets (scikit-learn digits, Gaussian mixtures)
 """
 

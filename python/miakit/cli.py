@@ -562,8 +562,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from miakit.audit import load_report, summarize
-    from miakit.report import write_html
+    from miakit.audit import load_report, summarize, write_html
 
     report = load_report(args.report)
     missing = [k for k in ("run", "models", "evaluation", "attacks")

@@ -1,0 +1,280 @@
+"""The audit's numbers: the metrics of each attack, the verdict and the privacy summary.
+
+For each attack, from one ranking of its ``[M, N]`` leave-one-out scores: the AUC (with a
+standard error clustered by example) and the TPR at FPR 1e-1, 1e-2 and 1e-3 with the
+achieved FPR, the counts behind both rates and Clopper-Pearson intervals made
+cluster-robust (``mk.metrics.tpr_at_fpr``), the leakage tests, the empirical epsilon and
+the ROC (:func:`evaluate`). Over the attacks: the verdict that tests them all
+(:func:`verdict`, :data:`VERDICT_METHOD`), the strongest attack (:func:`strongest`) and the
+largest empirical epsilon against a DP claim (:func:`privacy_summary`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from miakit import metrics
+from miakit.audit.attacks import ATTACKS
+
+__all__ = ["DEFAULT_FPRS", "DP_DELTA", "VERDICT_METHOD", "evaluate", "privacy_summary",
+           "strongest", "verdict"]
+
+DEFAULT_FPRS = (1e-1, 1e-2, 1e-3)
+"""The FPR budgets of the TPR table and the leakage tests when none are given."""
+DP_DELTA = 1e-5
+"""The delta of the empirical epsilon the audit reports when no DP guarantee is given."""
+_ROC_POINTS = 60
+_PLOT_POINTS = 4000  # vertices of each attack's curve in roc.png
+
+
+def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
+              level: float, *, alpha: float = 0.05, n_tests: int | None = None,
+              dp_delta: float = DP_DELTA, max_accuracy: bool = False,
+              workspace: Any = None) -> dict[str, Any]:
+    """Metrics of one attack's scores ``[M, N]``, every interval clustered by example,
+    all from one ranking of the scores (``metrics.RankedScores``)."""
+    # NaN scores left out; a workspace's buffers are reused from attack to attack
+    ranked = metrics.RankedScores.by_columns(scores, members, workspace)
+    n_neg = ranked.n_neg
+    points = []
+    for f in fprs:
+        r = ranked.tpr_at_fpr(f, level)
+        points.append({"target_fpr": f, "tpr": r.tpr, "fpr": r.fpr, "tp": r.tp, "fp": r.fp,
+                       "n_members": r.n_pos, "n_nonmembers": r.n_neg, "tpr_ci": list(r.ci),
+                       "fpr_ci": list(r.fpr_ci), "design_effect": list(r.design_effect),
+                       "threshold": r.threshold if math.isfinite(r.threshold) else None,
+                       "resolvable": r.resolvable,
+                       "unresolvable_reason": r.unresolvable_reason})
+    tests = ranked.leakage_test(fprs, alpha, n_tests or len(fprs))
+    leakage = [{"target_fpr": t.target_fpr, "tpr": t.tpr, "fpr": t.fpr,
+                "tpr_lower": t.tpr_lower, "fpr_upper": t.fpr_upper, "leak": t.leak,
+                "min_detectable_tpr": None if math.isnan(t.min_detectable_tpr)
+                else t.min_detectable_tpr, "alpha_each": t.alpha_each,
+                "resolvable": t.resolvable, "p_value": t.p_value, "test": t.test,
+                "threshold": t.threshold if math.isfinite(t.threshold) else None}
+               for t in tests]
+    a = ranked.auc_ci(level)
+    # TPR at FPR <= g on a log grid: the last ROC point whose false-positive count fits,
+    # compared in exact integer counts as tpr_at_fpr does.
+    grid = np.geomspace(1.0 / n_neg, 1.0, _ROC_POINTS)
+    # (integer queries: a float query would make numpy convert the whole count array)
+    idx = np.searchsorted(ranked.fp, np.floor(grid * n_neg + 1e-6).astype(np.int64),
+                          side="right") - 1
+    roc_t = ranked.tp[idx] / ranked.n_pos
+    # the curve the figure draws: its vertices at a dense log grid of false-positive
+    # counts (a few thousand points instead of one per distinct score)
+    counts = np.unique(np.floor(np.geomspace(1.0, n_neg, _PLOT_POINTS))).astype(np.int64)
+    vert = np.unique(np.r_[0, np.searchsorted(ranked.fp, counts, side="right") - 1])
+    curve = (ranked.fp[vert] / n_neg, ranked.tp[vert] / ranked.n_pos)
+    return {"auc": a.auc, "auc_se": a.se, "auc_ci": list(a.ci), "n_members": ranked.n_pos,
+            "n_nonmembers": n_neg, "excluded": ranked.excluded, "tpr_at_fpr": points,
+            "leakage_test": leakage,
+            "empirical_epsilon": _empirical_epsilon(ranked, dp_delta, level),
+            "roc": {"fpr": grid.tolist(), "tpr": roc_t.tolist()}, "_curve": curve,
+            **({"_max_accuracy": _max_accuracy(ranked)} if max_accuracy else {})}
+
+
+def _max_accuracy(ranked: Any) -> Any:
+    """:func:`miakit.attacks.max_accuracy_threshold` of the losses whose negatives (the
+    loss attack's scores) ``ranked`` holds, from that ranking: the best balanced accuracy
+    ``1/2 + (TPR - FPR) / 2`` over its points, first best point, threshold in loss units."""
+    from miakit import attacks as thresholds
+
+    i = ranked.youden_point  # the first point of the largest TPR - FPR, from the walk
+    gain = ranked.tp[i] / ranked.n_pos - ranked.fp[i] / ranked.n_neg
+    return thresholds.ThresholdAccuracy(float(0.5 + gain / 2),
+                                        -math.inf if i == 0 else float(-ranked.thresholds[i]))
+
+
+def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
+             fprs: tuple[float, ...] = DEFAULT_FPRS, level: float = 0.95,
+             alpha: float = 0.05, dp_delta: float = DP_DELTA) -> dict[str, dict[str, Any]]:
+    """Metrics and leakage tests of every attack's leave-one-out scores.
+
+    Parameters
+    ----------
+    attacks : mapping
+        ``{name: {"scores": [M, N], ...}}`` as :func:`run_attacks` returns (``label``,
+        ``settings`` and ``clamped`` are carried over when present).
+    keep : array [M, N] bool
+        Membership truth of the scored models.
+    fprs : tuple of float
+        FPR budgets of the TPR table and the leakage tests.
+    level : float
+        Confidence level of the intervals.
+    alpha : float
+        Family-wise error rate of the tests (Bonferroni over attacks x FPRs).
+    dp_delta : float
+        The delta of each attack's empirical epsilon lower bound
+        (:func:`miakit.bounds.empirical_epsilon`, clustered by example).
+
+    Returns
+    -------
+    dict
+        Per attack: AUC with its clustered standard error and interval, the TPR table,
+        the leakage test points, the downsampled ROC; pass it to :func:`verdict`.
+
+    Examples
+    --------
+    >>> import numpy as np, miakit as mk
+    >>> from miakit.audit import evaluate, verdict
+    >>> rng = np.random.default_rng(0)
+    >>> keep = mk.shadow.balanced_keep(8, 2000, seed=0)
+    >>> res = evaluate({"noise": {"scores": rng.normal(size=keep.shape)}}, keep)
+    >>> verdict(res)["leakage"]
+    False
+    """
+    keep = np.asarray(keep, dtype=bool)
+    n_tests = len(attacks) * len(fprs)
+    ws = metrics.RankWorkspace()
+    return {name: _evaluate_attack(name, a, keep, tuple(fprs), level, alpha, n_tests,
+                                   dp_delta, ws) for name, a in attacks.items()}
+
+
+def _evaluate_attack(name: str, a: Mapping[str, Any], keep: np.ndarray,
+                     fprs: tuple[float, ...], level: float, alpha: float, n_tests: int,
+                     dp_delta: float, workspace: Any = None) -> dict[str, Any]:
+    res = _evaluate(np.asarray(a["scores"], dtype=np.float64), keep, fprs, level,
+                    alpha=alpha, n_tests=n_tests, dp_delta=dp_delta,
+                    max_accuracy=name == "loss", workspace=workspace)
+    res.update(label=a.get("label", ATTACKS.get(name, name)),
+               settings=a.get("settings", {}), clamped_std=a.get("clamped", 0))
+    return res
+
+
+def _empirical_epsilon(ranked: Any, delta: float, level: float) -> dict[str, Any]:
+    from miakit import bounds
+
+    e = bounds.empirical_epsilon_ranked(ranked, delta, level, clustered=True)
+    return {"epsilon": e.epsilon, "delta": e.delta, "level": e.level,
+            "threshold": e.threshold if math.isfinite(e.threshold) else None,
+            "tp": e.tp, "fp": e.fp, "tpr_lower": e.tpr_lower, "fpr_upper": e.fpr_upper,
+            "side": e.side, "n_thresholds": e.n_thresholds,
+            "method": "Clopper-Pearson bounds made cluster-robust over examples "
+                      "(Korn-Graubard) at a grid of operating points fixed by their "
+                      "counts, Bonferroni over the grid"}
+
+
+VERDICT_METHOD = (
+    "for every attack and FPR budget f, the threshold that calls a share f of all scores "
+    "members (chosen without looking at membership); were membership without effect, "
+    "which of the called scores are members' would be chance alone: of a complementary "
+    "model pair with one called score of an example, the member's with probability 1/2 "
+    "(paired sign test, exact), otherwise hypergeometric within each example "
+    "(Mantel-Haenszel); leakage is declared when the p-value of the members called is at "
+    "most alpha / number of tests (Bonferroni over attacks x FPRs, so the family-wise "
+    "error is at most alpha). Conditioning on each example's called scores removes its "
+    "difficulty from the test, so a leak carried by a few examples is found")
+"""How :func:`verdict` decides, in words (its ``method``, in the report)."""
+
+
+def privacy_summary(results: Mapping[str, Mapping[str, Any]], dp_epsilon: float | None,
+                    dp_delta: float) -> dict[str, Any]:
+    """Every attack's empirical epsilon, the largest, and how it compares with a claim.
+
+    Examples
+    --------
+    >>> from miakit.audit import privacy_summary
+    >>> r = {"a": {"label": "A", "empirical_epsilon": {"epsilon": 0.7}},
+    ...      "b": {"label": "B", "empirical_epsilon": {"epsilon": 1.9}}}
+    >>> p = privacy_summary(r, 1.0, 1e-5)
+    >>> p["max_empirical_epsilon"], p["attack"], p["consistent"]
+    (1.9, 'b', False)
+    """
+    eps = {k: r["empirical_epsilon"]["epsilon"] for k, r in results.items()
+           if r.get("empirical_epsilon")}
+    best = max(eps, key=eps.get) if eps else None
+    out: dict[str, Any] = {"empirical_epsilon": eps, "delta": dp_delta,
+                           "max_empirical_epsilon": eps[best] if best else None,
+                           "attack": best, "claimed_epsilon": dp_epsilon}
+    if dp_epsilon is not None and best is not None:
+        out["consistent"] = bool(eps[best] <= dp_epsilon)
+        out["memorization_bound"] = float(-math.expm1(-dp_epsilon))
+    return out
+
+
+def strongest(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The attack with the highest TPR at the lowest FPR budget (AUC breaks ties).
+
+    Examples
+    --------
+    >>> from miakit.audit import strongest
+    >>> r = {"a": {"label": "A", "auc": 0.6, "tpr_at_fpr": [{"target_fpr": 0.01, "tpr": 0.1}]},
+    ...      "b": {"label": "B", "auc": 0.7, "tpr_at_fpr": [{"target_fpr": 0.01, "tpr": 0.05}]}}
+    >>> strongest(r)["attack"]
+    'a'
+    """
+    if not results:
+        return None
+
+    def key(item: tuple[str, Mapping[str, Any]]) -> tuple[float, float]:
+        points = item[1]["tpr_at_fpr"]
+        low = min(points, key=lambda p: p["target_fpr"]) if points else {"tpr": 0.0}
+        return (low["tpr"], item[1]["auc"])
+
+    name, r = max(results.items(), key=key)
+    points = r["tpr_at_fpr"]
+    low = min(points, key=lambda p: p["target_fpr"]) if points else None
+    return {"attack": name, "label": r["label"], "auc": r["auc"],
+            "target_fpr": low["target_fpr"] if low else None,
+            "tpr": low["tpr"] if low else None,
+            "rule": "highest TPR at the lowest FPR budget, then highest AUC"}
+
+
+def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> dict[str, Any]:
+    """Is there membership leakage? A test over every attack and FPR of an audit.
+
+    Parameters
+    ----------
+    results : mapping of attack name to its metrics
+        Each with ``"label"`` and ``"leakage_test"`` (the points of
+        :func:`miakit.metrics.leakage_test`, as :func:`audit` stores them, computed with
+        ``n_tests`` = attacks x FPRs).
+    alpha : float
+        The family-wise error rate the tests were run at.
+
+    Returns
+    -------
+    dict
+        ``leakage`` (bool); ``evidence``: every point that declares leakage, the lowest
+        FPR first and, at one FPR, the smallest p-value first (then the largest TPR lower
+        bound); ``strongest``: the
+        first of them or None; ``detectable``: per FPR budget, the smallest TPR excess
+        over the budget that some attack's counts could have declared;
+        ``n_tests``, ``alpha`` and ``method``.
+
+    Examples
+    --------
+    >>> from miakit.audit import verdict
+    >>> pt = {"target_fpr": 0.01, "tpr": 0.05, "fpr": 0.01, "tpr_lower": 0.04,
+    ...       "fpr_upper": 0.012, "leak": True, "min_detectable_tpr": 0.02,
+    ...       "alpha_each": 0.05, "resolvable": True}
+    >>> v = verdict({"loss": {"label": "Loss threshold", "leakage_test": [pt]}})
+    >>> v["leakage"], v["strongest"]["attack"], v["detectable"][0]["min_excess"]
+    (True, 'loss', 0.01)
+    """
+    evidence, n_tests = [], 0
+    budgets: dict[float, list[float]] = {}
+    for name, r in results.items():
+        for p in r["leakage_test"]:
+            n_tests += 1
+            if p["leak"]:
+                evidence.append({"attack": name, "label": r["label"], **p})
+            if p["resolvable"] and p["min_detectable_tpr"] is not None:
+                budgets.setdefault(p["target_fpr"], []).append(
+                    p["min_detectable_tpr"] - p["target_fpr"])
+            else:
+                budgets.setdefault(p["target_fpr"], [])
+    # the lowest budget first, there the most significant (smallest p-value; then the
+    # largest TPR lower bound)
+    evidence.sort(key=lambda e: (e["target_fpr"], e.get("p_value", 1.0), -e["tpr_lower"]))
+    detectable = [{"target_fpr": f, "min_excess": round(min(v), 12) if v else None}
+                  for f, v in sorted(budgets.items(), reverse=True)]
+    return {"leakage": bool(evidence), "strongest": evidence[0] if evidence else None,
+            "evidence": evidence, "detectable": detectable, "n_tests": n_tests,
+            "alpha": alpha, "method": VERDICT_METHOD}
+

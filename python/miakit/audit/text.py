@@ -1,0 +1,234 @@
+"""The audit report in words: the parts of its summary and the summary itself.
+
+:func:`summary_sections` turns a report (``report.json``) into lines and a table of
+cells as text, which :func:`summarize` prints (what ``miakit audit`` shows) and
+:func:`miakit.audit.page.to_html` lays out as a page; the number formats and the run's
+title are shared by both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from miakit.audit.attacks import ATTACKS
+
+__all__ = ["summary_sections", "summarize"]
+
+
+def _model_name(config: dict) -> str:
+    if config.get("head") == "mlp":
+        return f"MLP head, {config.get('hidden')} hidden units"
+    if config.get("head") == "linear":
+        return "linear head"
+    return str(config.get("model_factory", "model")).rsplit(".", 1)[-1]
+
+
+def _title(report: dict) -> str:
+    r = report["run"]
+    name = r["metadata"].get("dataset", "run")
+    return (f"{name}: {r['n_models']} shadow models ({_model_name(r['config'])}), "
+            f"{r['n_examples']} examples")
+
+
+def _pct3(x: float) -> str:
+    """A percentage with three significant digits (bounds compared side by side)."""
+    return f"{100 * x:.3g}%"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%" if x >= 0.001 else f"{100 * x:.2f}%"
+
+
+def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of an audit report's summary, for :func:`summarize` and other renderers
+    (:func:`miakit.audit.to_html`).
+
+    Returns
+    -------
+    dict
+        ``run`` (lines describing the run and its models), ``pairs`` (the line counting
+        the attacked pairs, or None), ``table`` (``(header, rows)`` of the attack table,
+        cells as text, or None), ``notes`` (how to read the table, the references, the
+        strongest attack, the baselines), ``verdict``, ``privacy``, ``risk`` (the
+        per-example correlations) and ``files``: lists of lines.
+
+    Examples
+    --------
+    >>> from miakit.audit import summary_sections
+    >>> rep = {"run": {"n_models": 4, "n_examples": 10, "n_augmentations": 1,
+    ...                "n_classes": 2, "config": {"head": "linear"}, "metadata": {}},
+    ...        "models": {"train_accuracy": 1.0, "test_accuracy": 0.9},
+    ...        "evaluation": {"confidence_level": 0.95}, "attacks": {}}
+    >>> summary_sections(rep)["run"][0]
+    'miakit audit: run, 4 shadow models (linear head), 10 examples x 1 query view, 2 classes'
+    """
+    r, q = report["run"], report["models"]
+    name = r["metadata"].get("dataset", "run")
+    model = _model_name(r["config"])
+    out: dict[str, Any] = {
+        "run": [f"miakit audit: {name}, {r['n_models']} shadow models ({model}), "
+                f"{r['n_examples']} examples x {r['n_augmentations']} query "
+                f"view{'s' if r['n_augmentations'] != 1 else ''}, "
+                + (f"{r['n_classes']} classes" if not r["config"].get("signal") else
+                   f"one {r['config']['signal']} value each"),
+                (f"shadow models: train accuracy {_pct(q['train_accuracy'])}, test accuracy "
+                 f"{_pct(q['test_accuracy'])} (mean over models; members vs non-members)"
+                 if q.get("train_accuracy") is not None else
+                 f"shadow models: imported {r['config'].get('signal')} values, no logits "
+                 "(no accuracy)")],
+        "pairs": None, "table": None, "notes": [], "verdict": [], "privacy": [], "risk": [],
+        "files": []}
+    # the attacks in the audit's order (report.json stores its keys sorted)
+    known = list(ATTACKS)
+    attacks = {k: report["attacks"][k] for k in sorted(
+        report["attacks"], key=lambda k: (known.index(k) if k in known else len(known), k))}
+    if attacks:
+        first = next(iter(attacks.values()))
+        out["pairs"] = (f"each model attacked with the other {r['n_models'] - 1}: "
+                        f"{first['n_members']:,} member and {first['n_nonmembers']:,} "
+                        "non-member pairs per attack")
+        fprs = [p["target_fpr"] for p in first["tpr_at_fpr"]]
+        head = ["attack", "AUC"] + [f"TPR @ FPR {100 * f:g}%" for f in fprs]
+        rows = []
+        for a in attacks.values():
+            cells = [a["label"], f"{a['auc']:.3f}"]
+            for p in a["tpr_at_fpr"]:
+                lo, hi = p["tpr_ci"]
+                if p["resolvable"]:
+                    cells.append(f"{_pct(p['tpr'])} [{_pct(lo)}, {_pct(hi)}]")
+                else:  # not a measurement: no number (the reason is in the notes)
+                    cells.append("not resolvable*")
+            rows.append(cells)
+        out["table"] = (head, rows)
+        level = report["evaluation"]["confidence_level"]
+        notes = out["notes"]
+        notes.append(f"TPR: share of members caught at the largest threshold whose FPR is at "
+                     f"most the target; [{100 * level:.0f}% interval, cluster-robust over "
+                     "examples (Korn-Graubard), as wide as the examples that carry the rate "
+                     "allow].")
+        why = {}
+        for a in attacks.values():
+            for p in a["tpr_at_fpr"]:
+                if not p["resolvable"]:
+                    reason = p.get("unresolvable_reason") or (
+                        "fewer non-members than 1/FPR: not one false positive fits the budget")
+                    why.setdefault(reason, []).append(
+                        f"{a['label']} at FPR {100 * p['target_fpr']:g}%")
+        for reason, where in why.items():
+            notes.append(f"*: not resolvable ({', '.join(where)}): {reason}.")
+        refs = report["evaluation"].get("references")
+        if refs:
+            notes.append(f"leave-one-out references: {refs['rule']}"
+                         + (f" (left out beside the target: {refs['partner']})"
+                            if refs.get("partner") else " (target only; biased)"))
+        best = report.get("strongest_attack")
+        if best and best.get("tpr") is not None:
+            notes.append(f"strongest attack: {best['label']} (TPR {_pct(best['tpr'])} at FPR "
+                         f"{100 * best['target_fpr']:g}%, AUC {best['auc']:.3f})")
+        base = report.get("baselines") or {}
+        parts = [f"{what} {_pct(base[key]['accuracy'])}" for key, what in (
+            ("bayes", "correct means member"), ("max_accuracy_threshold", "best loss threshold"))
+            if key in base]
+        if parts:
+            notes.append("baselines (balanced accuracy): " + ", ".join(parts))
+        out["verdict"] = _verdict_lines(report.get("verdict"), level)
+        out["privacy"] = _privacy_lines(report.get("privacy"), attacks, level)
+    vul = report.get("vulnerability")
+    if vul and vul.get("spearman"):
+        col = "tpr_at_fpr" if "tpr_at_fpr" in vul["spearman"] else vul["columns"][0]
+        rho = vul["spearman"][col]
+        parts = [f"{c} {rho[c]:+.2f}" for c in ("memorization", "grad_norm", "curvature",
+                                                 "hellinger") if rho.get(c) is not None]
+        if parts:
+            out["risk"].append(f"per-example risk: Spearman correlation of LiRA's per-example "
+                               f"{col} with " + ", ".join(parts))
+            others = [f"{c} {rho[c]:+.2f}" for c in ("grad_norm_out", "curvature_out")
+                      if rho.get(c) is not None]
+            meta = vul.get("meta", {})
+            if meta.get("grad_norm_kind"):
+                how = (f"grad_norm: {meta['grad_norm_kind']}, curvature: "
+                       f"{meta.get('curvature_kind')}")
+                if meta.get("head"):
+                    how += f" ({'MLP' if meta['head'] == 'mlp' else 'linear'} head, exact)"
+                out["risk"].append(f"  {how}; first query view, mean over the models that "
+                                   "trained on the example" + (
+                                       f"; over the others: {', '.join(others)}"
+                                       if others else ""))
+    files = report.get("files")
+    if files:
+        out["files"].append("wrote " + ", ".join(str(v) for v in files.values()))
+    return out
+
+
+def summarize(report: dict) -> str:
+    """A human-readable summary of an audit report (what ``miakit audit`` prints).
+
+    Examples
+    --------
+    >>> from miakit.audit import summarize
+    >>> rep = {"run": {"n_models": 4, "n_examples": 10, "n_augmentations": 1,
+    ...                "n_classes": 2, "config": {"head": "linear"}, "metadata": {}},
+    ...        "models": {"train_accuracy": 1.0, "test_accuracy": 0.9},
+    ...        "evaluation": {"confidence_level": 0.95}, "attacks": {}}
+    >>> "shadow models" in summarize(rep)
+    True
+    """
+    sec = summary_sections(report)
+    lines = list(sec["run"])
+    if sec["table"] is not None:
+        lines.append(sec["pairs"])
+        head, rows = sec["table"]
+        widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+        lines.append("")
+        for row in [head, *rows]:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        lines.append("")
+        lines += sec["notes"] + sec["verdict"] + sec["privacy"]
+    lines += sec["risk"] + sec["files"]
+    return "\n".join(lines)
+
+
+def _verdict_lines(v: dict | None, level: float) -> list[str]:
+    if not v:
+        return []
+    family = (f"family-wise {100 * (1 - v['alpha']):.0f}% over {v['n_tests']} tests "
+              "(attacks x FPRs), members against non-members within each example")
+    if v["leakage"]:
+        e = v["strongest"]
+        p = e.get("p_value")
+        why = (f"p = {p:.2g} by the {e.get('test', 'test')}" if p is not None else
+               f"TPR lower bound {_pct3(e['tpr_lower'])} > FPR upper bound "
+               f"{_pct3(e['fpr_upper'])}")
+        return [f"verdict: membership leakage detected. {e['label']} calls "
+                f"{_pct(e['tpr'])} of members and {_pct(e['fpr'])} of non-members at its "
+                f"{100 * e['target_fpr']:g}% threshold ({why}; {family}; "
+                f"{len(v['evidence'])} of {v['n_tests']} points declare it)."]
+    limits = ", ".join(f"+{100 * d['min_excess']:.2f} points at FPR {100 * d['target_fpr']:g}%"
+                       for d in v["detectable"] if d["min_excess"] is not None)
+    return [f"verdict: no membership leakage detected ({family}).",
+            "  smallest TPR excess over the FPR these counts could have detected: "
+            + (limits or "none (too few members and non-members)") + "."]
+
+
+def _privacy_lines(p: dict | None, attacks: dict, level: float) -> list[str]:
+    if not p or p.get("max_empirical_epsilon") is None:
+        return []
+    parts = ", ".join(f"{attacks[k]['label']} {v:.2f}" for k, v in
+                      sorted(p["empirical_epsilon"].items(), key=lambda kv: -kv[1])[:4])
+    lines = [f"empirical epsilon (lower bounds at delta {p['delta']:g}, {100 * level:.0f}% "
+             f"confidence): {parts}"]
+    claim = p.get("claimed_epsilon")
+    if claim is not None:
+        if p["consistent"]:
+            lines.append(f"  consistent with the claimed ({claim:g}, {p['delta']:g})-DP: no "
+                         f"attack proves more than epsilon {p['max_empirical_epsilon']:.2f}; "
+                         f"under the claim, memorization is at most "
+                         f"{p['memorization_bound']:.3f}")
+        else:
+            lines.append(f"  INCONSISTENT with the claimed ({claim:g}, {p['delta']:g})-DP: "
+                         f"{attacks[p['attack']]['label']} proves epsilon > "
+                         f"{p['max_empirical_epsilon']:.2f} with {100 * level:.0f}% "
+                         "confidence")
+    return lines
+
