@@ -58,8 +58,7 @@ class ArraySignals:
         """Correctness and loss (float64) ``[M, N]`` of the first query view."""
         z = self.logits[:, :, 0, :]
         return (np.asarray(signals.correct(z, self.labels[None, :])),
-                np.asarray(signals.compute(z, self.labels[None, :], ["loss"],
-                                           dtype="float64")["loss"]))
+                np.asarray(signals.loss(z, self.labels[None, :]), dtype=np.float64))
 
     def memorization_input(self) -> tuple[Any, str]:
         """Memorization's input: the first view's 0/1 correctness."""
@@ -112,8 +111,12 @@ class RunSignals:
         names = ["scaled_confidence", "loss", "correct", "grad_norm"]
         names += [s for s in ("confidence", "max_confidence", "hinge")
                   if s in scores or (s == "confidence" and want_q)]
-        # every score in float64, as the single calls (attacks.SIGNAL_SCORES) compute them
-        dtypes = {s: "float64" for s in names if s != "correct"}
+        # float64 for LiRA's signal, the gradient norm and the true-class probability (the
+        # confidence attack's score too, as attacks.SIGNAL_SCORES computes it); the other
+        # scores in the logits' precision, as the single calls compute them
+        dtypes = {"scaled_confidence": "float64", "grad_norm": "float64"}
+        if "confidence" in names:
+            dtypes["confidence"] = "float64"
         # Models in blocks of about block_bytes of logits: one kernel call per block (a
         # call per model would pay a parallel region's start-up for every model).
         step = max(1, min(n_models, block_bytes // max(first.nbytes, 1)))

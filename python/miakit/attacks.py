@@ -65,9 +65,12 @@ def _signal_score(kind: str, logits: Any, labels: Any) -> np.ndarray:
     sign = SIGNAL_SIGNS[kind]
     squeeze = len(ar.shape_of(ar.as_array(logits, "logits"))) == 2
     z, lab = _logits_labels(logits, labels)
-    # float64, as the audit's streamed signals: a float32 probability rounds to 0 (and
-    # ties) where float64 still orders the scores
-    s = sign * ar.views_mean(signals.compute(z, lab, [kind], dtype="float64")[kind])
+    # the true-class probability in float64, as the audit's streamed signals (RMIA reads
+    # it there: float32 rounds it to 0 beyond a logit gap of about 104); the others in
+    # the logits' precision
+    raw = (signals.compute(z, lab, [kind], dtype="float64")[kind] if kind == "confidence"
+           else getattr(signals, kind)(z, lab))
+    s = sign * ar.views_mean(raw)
     return s[0] if squeeze else s
 
 

@@ -388,8 +388,17 @@ class RankedScores:
     def _share_point(self, f: float) -> int:
         """The last point that calls at most a share ``f`` of all scores members: a
         threshold chosen without looking at membership (the test's conditioning)."""
-        called = self.tp + self.fp
-        return int(np.searchsorted(called, np.floor(f * called[-1] + 1e-9), side="right")) - 1
+        # binary search on tp + fp (non-decreasing), without forming the sum of every point
+        tp, fp = self.tp, self.fp
+        budget = int(np.floor(f * (int(tp[-1]) + int(fp[-1])) + 1e-9))
+        lo, hi = 0, tp.size - 1  # the answer lies in [lo, hi]; point 0 calls nothing
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if int(tp[mid]) + int(fp[mid]) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
 
     def _membership_test(self, i: int) -> _MembershipTest:
         """The null distribution of the members among the scores called at point i."""
