@@ -32,6 +32,7 @@ from miakit._validation import (
     check_real,
 )
 from miakit.shadow._files import write_report
+from miakit.shadow.keep import is_paired
 
 __all__ = ["shadow_budget", "memorization_aware", "summarize", "planted_mask",
            "DEFAULT_BUDGETS", "DEFAULT_QUANTILES", "RANKINGS"]
@@ -145,7 +146,7 @@ def _check_budgets(budgets: Sequence[int], m: int, name: str = "budgets",
 def _check_keep(k: np.ndarray) -> None:
     m = k.shape[0]
     n_in = k.sum(axis=0)
-    if m % 2 or not (k[0::2] ^ k[1::2]).all():
+    if not is_paired(k):
         raise ValueError("keep: expected complementary pairs of models (rows 2i and 2i + 1, "
                          "as mk.shadow.balanced_keep draws them)")
     if n_in.min() < 2 or (m - n_in).min() < 2:

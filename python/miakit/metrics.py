@@ -137,14 +137,14 @@ class RankedScores:
     def __init__(self, scores: Any, members: Any, clusters: Any = "auto"):
         shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
         s, y = _prepare(scores, members)
-        by_column = _by_column(clusters, shape)
-        c = check_clusters(np.arange(shape[-1]) if by_column
-                           else None if isinstance(clusters, str) else clusters, shape)
+        if _by_column(clusters, shape):  # the cluster of a score is its column
+            self._rank(s, y, None, shape[1], False, shape[1])
+            self._matrix = (s.reshape(shape), y.reshape(shape))  # for the paired test
+            return
+        c = check_clusters(None if isinstance(clusters, str) else clusters, shape)
         if c is not None:
             c = np.ascontiguousarray(c, dtype=np.int64)
         self._rank(s, y, c, 0, False, s.size if c is None else int(c.max()) + 1)
-        if by_column:
-            self._matrix = (s.reshape(shape), y.reshape(shape))  # for the paired test
 
     @classmethod
     def by_columns(cls, scores: Any, members: Any,
@@ -301,15 +301,7 @@ class RankedScores:
                 (self.tp[i], self.n_pos, var_t[0], c_t, df_t[0], alternative),
                 (self.fp[i], self.n_neg, var_f[0], c_f, df_f[0],
                  {"greater": "less"}.get(alternative, alternative))):
-            lo, hi, deff, n_eff = korn_graubard(np.array([float(k)]), float(n),
-                                                np.array([var]), nc, tail, dof=df)
-            lo_, hi_ = unseen_share_floor(float(k) / n, float(lo[0]), float(hi[0]), tail, nc)
-            if alt == "greater":
-                hi_ = 1.0
-            elif alt == "less":
-                lo_ = 0.0
-            res.append(ClusteredProportion(float(k) / n, (lo_, hi_), float(deff[0]),
-                                           float(n_eff[0]), nc, float(df)))
+            res.append(_clustered_bounds(float(k), float(n), var, nc, df, tail, alt))
         return res[0], res[1]
 
     # -- the metrics -------------------------------------------------------------------
@@ -405,7 +397,9 @@ class RankedScores:
         called = int(self.tp[i] + self.fp[i])
         if self._matrix is not None and self.excluded == 0:
             s, y = self._matrix
-            if _paired_rows(y):  # models 2j, 2j + 1 train on complementary halves
+            from miakit.shadow.keep import is_paired  # a leaf module: no import cycle
+
+            if is_paired(y):  # models 2j, 2j + 1 train on complementary halves
                 above = s >= self.thresholds[i]
                 pairs = above.reshape(s.shape[0] // 2, 2, s.shape[1])
                 both = int(np.count_nonzero(pairs[:, 0] & pairs[:, 1]))
@@ -434,13 +428,6 @@ def _by_column(clusters: Any, shape: tuple[int, ...]) -> bool:
         check_choice(clusters, "clusters", ["auto"])
         return len(shape) == 2
     return False
-
-
-def _paired_rows(members: np.ndarray) -> bool:
-    """Whether rows 2j and 2j + 1 of a ``[rows, columns]`` membership matrix are
-    complementary (``mk.shadow.balanced_keep``'s paired models)."""
-    return (members.ndim == 2 and members.shape[0] % 2 == 0 and members.shape[0] > 0
-            and bool(np.all(members[0::2] != members[1::2])))
 
 
 @dataclass(frozen=True)
@@ -731,15 +718,23 @@ def clustered_proportion_ci(k: Any, n: Any, level: float = 0.95,
         if n_clusters > 1 else 0.0
     dof = effective_dof(float((resid ** 2).sum()), float((resid ** 4).sum()), n_clusters)
     tail = (1.0 - level) / 2 if alternative == "two-sided" else 1.0 - level
-    lo_a, hi_a, deff_a, n_eff_a = korn_graubard(np.array([hits]), total, np.array([var]),
-                                                n_clusters, tail, dof=dof)
-    lo, hi = unseen_share_floor(p, float(lo_a[0]), float(hi_a[0]), tail, n_clusters)
-    deff, n_eff = float(deff_a[0]), float(n_eff_a[0])
+    return _clustered_bounds(hits, total, var, n_clusters, float(dof), tail, alternative)
+
+
+def _clustered_bounds(hits: float, total: float, var: float, n_clusters: int, dof: float,
+                      tail: float, alternative: str) -> ClusteredProportion:
+    """One clustered proportion: Korn-Graubard's bounds, the bound towards 1/2 widened by
+    the unseen share, and the open side of a one-sided interval set to 0 or 1."""
+    lo, hi, deff, n_eff = korn_graubard(np.array([hits]), total, np.array([var]),
+                                        n_clusters, tail, dof=dof)
+    p = hits / total
+    lo_, hi_ = unseen_share_floor(p, float(lo[0]), float(hi[0]), tail, n_clusters)
     if alternative == "greater":
-        hi = 1.0
+        hi_ = 1.0
     elif alternative == "less":
-        lo = 0.0
-    return ClusteredProportion(p, (lo, hi), deff, n_eff, n_clusters, float(dof))
+        lo_ = 0.0
+    return ClusteredProportion(p, (lo_, hi_), float(deff[0]), float(n_eff[0]), n_clusters,
+                               float(dof))
 
 
 def unseen_share_floor(p: float, lo: float, hi: float, tail: float,

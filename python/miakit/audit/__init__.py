@@ -1,21 +1,11 @@
 """The audit: attack every shadow model of a run and report how much membership leaks.
 
 Every model of the run is the target once, attacked with the other models as references
-(leave-one-out, balanced: see ``docs/methods/leave-one-out.md``), by
-
-- LiRA online (IN and OUT Gaussians of the scaled confidence, ``mk.lira``) and offline
-  (OUT Gaussian only, one-sided test),
-- RMIA online and offline (``mk.rmia``: pairwise likelihood ratios against the target's
-  non-members),
-- the calibrated loss attack (the loss less its mean over OUT references),
-- the threshold attacks that need no reference model (``mk.attacks``): loss, true-class
-  confidence, max confidence and hinge, averaged over query views;
-- for runs of heads with stored parameters, LiRA on the exact input-loss curvature
-  (:func:`curvature_attack`);
-
-and the report adds the accuracy baselines (Bayes "correct means member", the best loss
-threshold). Members are the ``keep`` entries of the target, so each attack is judged on
-M x N (target, example) pairs. For each attack the report gives the AUC (with a standard
+(leave-one-out, balanced: see ``docs/methods/leave-one-out.md``) by every attack of
+``miakit.audit.attacks`` (LiRA and RMIA online and offline, the calibrated loss attack,
+the threshold attacks and, for runs of heads, LiRA on the input curvature), beside the
+accuracy baselines. Members are the ``keep`` entries of the target, so each attack is
+judged on M x N (target, example) pairs. For each attack the report gives the AUC (with a standard
 error clustered by example) and the TPR at FPR 1e-1, 1e-2 and 1e-3 with the achieved FPR,
 the counts behind both rates and cluster-robust intervals as wide as the examples that
 carry each rate allow (``mk.metrics.tpr_at_fpr``); the verdict tests every attack and FPR
