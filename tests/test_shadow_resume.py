@@ -2,7 +2,7 @@
 uninterrupted run: a kill loses at most the work in progress and changes nothing else.
 
 The kills are deterministic: the run store's test hook (``MIAKIT_TEST_KILL_AT``, see
-``miakit.shadow._files.kill_point``) makes the training process SIGKILL itself at a named
+``miakit.io.kill_point``) makes the training process SIGKILL itself at a named
 point of ``Run.write_model``:
 
 - ``model-<m>:files``: model m's files are renamed into place, the manifest does not list
@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 import miakit as mk
-from miakit.shadow._files import KILL_ENV, TMP_MARK
+from miakit.io import KILL_ENV, TMP_MARK
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 

@@ -281,7 +281,7 @@ def test_unwritable_run_is_not_damaged_without_privileges(tmp_path, monkeypatch,
     or the manifest (permission denied, read-only file system). The error names the
     problem, and the run is byte for byte as before: files of the model that did land
     (its parameters, its logits) are removed again."""
-    from miakit.shadow import _files
+    from miakit import io as mkio
 
     run = _new_run(tmp_path / "run")
     run.write_model(0, _logits(0), params=_params(0))
@@ -296,7 +296,7 @@ def test_unwritable_run_is_not_damaged_without_privileges(tmp_path, monkeypatch,
             raise OSError(code, os.strerror(code), str(path))
         return real_open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(_files, "open", guarded_open, raising=False)
+    monkeypatch.setattr(mkio, "open", guarded_open, raising=False)
     with pytest.raises(RunWriteError, match="not writable: choose another one") as info:
         run.write_model(1, _logits(1), params=_params(1))
     monkeypatch.undo()
@@ -498,19 +498,19 @@ def test_failed_logits_write_removes_the_params_file(tmp_path, monkeypatch):
     run = _new_run(tmp_path / "run")
     run.write_model(0, _logits(0), params=_params(0))
     before = _snapshot(tmp_path / "run")
-    from miakit.shadow import _files
+    from miakit import io as mkio
 
-    real = _files.write_npy
+    real = mkio.write_npy
 
     def fail_on_logits(path, array, what):
         if "logits" in what:
             raise RunWriteError(errno.ENOSPC, "disk full", str(path))
         real(path, array, what)
 
-    monkeypatch.setattr(_files, "write_npy", fail_on_logits)
+    monkeypatch.setattr(mkio, "write_npy", fail_on_logits)
     with pytest.raises(RunWriteError):
         run.write_model(1, _logits(1), params=_params(1))
-    monkeypatch.setattr(_files, "write_npy", real)
+    monkeypatch.setattr(mkio, "write_npy", real)
     assert _snapshot(tmp_path / "run") == before
     assert mk.shadow.open_run(tmp_path / "run").completed.tolist() == [0]
 
@@ -554,7 +554,7 @@ def test_features_are_checked_against_the_data_digest(tmp_path):
 
 
 def test_write_report_records_its_files_in_the_saved_report(tmp_path):
-    from miakit.shadow._files import write_report
+    from miakit.io import write_report
 
     drawn = []
     report = {"x": 1}

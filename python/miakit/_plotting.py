@@ -25,7 +25,7 @@ def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
     Returns
     -------
     tuple of (matplotlib.figure.Figure, axes)
-        Save it with ``fig.savefig(path)``; there is nothing to close.
+        Save it with :func:`miakit.io.save_figure`; there is nothing to close.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -31,7 +31,7 @@ from miakit._validation import (
     check_probability,
     check_real,
 )
-from miakit.shadow._files import write_report
+from miakit.io import save_figure, write_report
 from miakit.shadow.keep import is_paired
 
 __all__ = ["shadow_budget", "memorization_aware", "summarize", "planted_mask",
@@ -641,7 +641,7 @@ def _plot(report: dict, path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def _plot_aware(aware: dict, ax: Any) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from miakit._plotting import subplots
 from miakit._validation import check_choice, check_int, check_probabilities, check_real
-from miakit.shadow._files import write_report
+from miakit.io import save_figure, write_report
 
 __all__ = ["dp_curvature", "summarize", "DEFAULT_EPSILONS"]
 
@@ -245,4 +245,4 @@ def _plot(report: dict, path: Path) -> None:
                      "n/a" if r["spearman"]["rho"] is None else f"{r['spearman']['rho']:+.2f}"
                      for r in rows), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)

@@ -40,7 +40,7 @@ from miakit._validation import (
     check_probability,
     check_records,
 )
-from miakit.shadow._files import write_report
+from miakit.io import save_figure, write_report
 
 __all__ = ["generative_study", "audit_synthetic", "audit_synthetic_data", "parse_gmm",
            "summarize", "DEFAULT_GMMS", "DEFAULT_FPRS", "DEFAULT_VAE_EPOCHS"]
@@ -516,7 +516,7 @@ def plot_generative(report: dict, path: str | Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle(f"{report['dataset']}: membership leakage of synthetic data", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_records(report: dict, train: np.ndarray, samples: dict[str, np.ndarray],
@@ -548,4 +548,4 @@ def plot_records(report: dict, train: np.ndarray, samples: dict[str, np.ndarray]
     fig.suptitle("training records most at risk (above) and their closest synthetic "
                  "record (below)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)

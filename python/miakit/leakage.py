@@ -24,7 +24,7 @@ import numpy as np
 
 from miakit._plotting import subplots
 from miakit._validation import check_choice, check_int, check_probability
-from miakit.shadow._files import write_report
+from miakit.io import save_figure, write_report
 
 __all__ = ["leakage_experiment", "DEFAULT_SHOTS"]
 
@@ -205,4 +205,4 @@ def plot_leakage(report: dict, path: str | Path) -> None:
     fig.suptitle(f"{report['dataset']}: test-set leakage detected by the K-S test "
                  f"({report['seeds']} models per point)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)

@@ -45,6 +45,7 @@ import numpy as np
 from scipy import stats
 
 from miakit import _arrays as ar
+from miakit.io import save_figure
 
 __all__ = ["VulnerabilityTable", "vulnerability_table", "plot_vulnerability", "save_plots",
            "plot_roc"]
@@ -405,7 +406,7 @@ def plot_vulnerability(table: VulnerabilityTable, against: str = "memorization",
                  fontsize=9)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path)
+        save_figure(fig, path)
     return fig
 
 
@@ -495,7 +496,7 @@ def plot_roc(results: dict[str, dict], path: str | Path, title: str = "",
     ax.legend(loc="lower right", fontsize=7 if len(results) > 4 else 8)
     ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------- the report as a page (moved)

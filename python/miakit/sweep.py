@@ -24,7 +24,7 @@ import numpy as np
 
 from miakit._plotting import colormap, subplots
 from miakit._validation import check_choice, check_features, check_int, check_probabilities
-from miakit.shadow._files import atomic_write, write_json
+from miakit.io import atomic_write, save_figure, write_json
 
 __all__ = ["sweep", "cell_examples", "DEFAULT_SHOTS", "DEFAULT_CLASSES", "DEFAULT_FPRS"]
 
@@ -177,12 +177,12 @@ def sweep(features: Any, labels: Any, out_dir: str | Path, *,
     for s_ in grid_s:  # every cell's data exists, before any training
         for c_ in grid_c:
             cell_examples(y, s_, c_, seed)
-    from miakit.shadow import _files
+    from miakit import io as mkio
 
     cfg = {"n_models": int(n_models), "seed": int(seed), "head": head, "fprs": f_list,
            "hidden": int(hidden) if head == "mlp" else None,
            "epochs": int(epochs) if head == "mlp" else None,
-           "data": _files.digest_arrays(x, y)}
+           "data": mkio.digest_arrays(x, y)}
     out = Path(out_dir)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -314,4 +314,4 @@ def plot_powerlaw(report: dict, path: str | Path) -> None:
     fig.suptitle(f"{report['dataset']}: membership vulnerability against shots and classes "
                  f"({report['config']['n_models']} heads per cell)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)

@@ -175,7 +175,7 @@ def write_html(report: Mapping[str, Any], path: str | Path,
     >>> p.name
     'report.html'
     """
-    from miakit.shadow._files import atomic_write
+    from miakit.io import atomic_write
 
     path = Path(path)
     data = to_html(report, figures_dir=figures_dir).encode("utf-8")

@@ -268,7 +268,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     timing["audit"] = round(time.perf_counter() - t0, 3)
     timing["total"] = round(timing.get("training", 0.0) + timing["audit"], 3)
     if out_dir is not None:
-        from miakit.shadow._files import write_json
+        from miakit.io import write_json
 
         t = time.perf_counter()
         write_json(out / "report.json", report, "the audit report")

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from miakit import io as mkio
 from miakit._validation import check_choice, check_int, check_real
-from miakit.shadow import _files
 
 EXECUTORS = ("local", "ray")
 _OPTION_KEYS = ("num_cpus", "num_gpus", "memory", "resources", "accelerator_type",
@@ -209,7 +209,7 @@ def connect(address: str | None) -> Iterator[Any]:
 
 def payload_digest(arrays: Sequence[np.ndarray]) -> str:
     """The digest a task sends with its arrays, checked by the driver before writing."""
-    return _files.digest_arrays(*arrays)
+    return mkio.digest_arrays(*arrays)
 
 
 def run_tasks(ray: Any, fn: Callable[..., Any], shared: Any, items: Sequence[Any],

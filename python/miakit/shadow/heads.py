@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from miakit import io as mkio
 from miakit._validation import (
     check_choice,
     check_features,
@@ -38,7 +39,6 @@ from miakit._validation import (
     check_real,
     check_run_labels,
 )
-from miakit.shadow import _files
 from miakit.shadow._firstorder import (
     batch_rows,
     initial_params,
@@ -239,7 +239,7 @@ def train_heads(
             from miakit.shadow.store import create_run
 
             run = create_run(run_dir, keep_b, y, n_augmentations=a, n_classes=n_classes,
-                             logits_dtype=logits_dtype, data_digest=_files.digest_arrays(x),
+                             logits_dtype=logits_dtype, data_digest=mkio.digest_arrays(x),
                              config=cfg, metadata=metadata)
             done = set(run.completed.tolist())
             todo = [c for c in chunks if not set(c) <= done]
@@ -264,7 +264,7 @@ def train_heads(
                               "logits_dtype": logits_dtype,
                               "device": _ray.worker_device(device),
                               "threads": options["num_cpus"],
-                              "token": _files.digest_json([run.meta["fingerprint"]])}
+                              "token": mkio.digest_json([run.meta["fingerprint"]])}
                     _train_chunks_on_ray(ray, run, todo, done, shared, options, info, bar)
                     todo = []
                 else:

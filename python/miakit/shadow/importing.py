@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from miakit import io as mkio
 from miakit._validation import check_choice, check_keep_matrix, check_run_labels
-from miakit.shadow import _files
 from miakit.shadow.store import LOGITS_DTYPES, Run, create_run
 
 __all__ = ["import_logits", "import_folder", "import_lira_reference", "import_signals",
@@ -82,7 +82,7 @@ def _write(out: Any, models: Sequence[Any], keep: np.ndarray, labels: np.ndarray
 
     h = hashlib.sha256()
     for get in models:  # every model read and checked before anything is written
-        h.update(_files.sha256_array(np.ascontiguousarray(get())).encode())
+        h.update(mkio.sha256_array(np.ascontiguousarray(get())).encode())
     run = create_run(out, keep, labels, n_augmentations=n_views, n_classes=n_classes,
                      logits_dtype=logits_dtype, data_digest=h.hexdigest(),
                      config={"trainer": "import", "layout": source["layout"],

@@ -33,7 +33,7 @@ created (``fingerprint.data``, a SHA-256 over dtype, shape and bytes): that dige
 their checksum, so they can only ever be the features the models were trained on.
 
 Why it is crash-safe: every file is written to a temporary file, fsynced and renamed
-into place (see ``_files.atomic_write``); a model counts as finished only once the
+into place (see ``mkio.atomic_write``); a model counts as finished only once the
 manifest, itself replaced atomically, lists it with its checksum. Its parameter file
 (when it has one) is written before its logits, and both are listed by the same
 manifest update, so a model is finished with both files or not at all. A process killed
@@ -69,6 +69,7 @@ from typing import Any
 
 import numpy as np
 
+from miakit import io as mkio
 from miakit._validation import (
     check_choice,
     check_features,
@@ -76,8 +77,7 @@ from miakit._validation import (
     check_keep_matrix,
     check_run_labels,
 )
-from miakit.shadow import _files
-from miakit.shadow._files import RunWriteError
+from miakit.io import RunWriteError
 
 __all__ = [
     "Run",
@@ -324,7 +324,7 @@ class Run:
         flat, why = _map_model_file(path, entry)
         if flat is None:
             raise self._corrupt_error([m], why, [path])
-        if verify and _files.sha256_array(flat) != entry["sha256"]:
+        if verify and mkio.sha256_array(flat) != entry["sha256"]:
             raise self._corrupt_error([m], "its contents no longer match the manifest "
                                            "checksum", [path])
         return _unflatten(flat, entry["layout"])
@@ -368,7 +368,7 @@ class Run:
                                     "train_models do not)")
         arr, why = _map_features(path, self.meta)
         if arr is not None and verify and not self._features_verified:
-            if _files.digest_arrays(arr) != self.meta["fingerprint"]["data"]:
+            if mkio.digest_arrays(arr) != self.meta["fingerprint"]["data"]:
                 why = "its contents do not match the data digest in run.json"
         if arr is None or why:
             self.features_problem = why
@@ -397,7 +397,7 @@ class Run:
         """
         entry = self._entry(m)
         arr = self._load_model(m, entry)
-        if verify and _files.sha256_array(arr) != entry["sha256"]:
+        if verify and mkio.sha256_array(arr) != entry["sha256"]:
             raise self._corrupt_error([m], "its contents no longer match the manifest checksum")
         return arr
 
@@ -441,7 +441,7 @@ class Run:
         """
         sel = self._select(models)
         entries = [self._entry(m) for m in sel]
-        digest = _files.digest_json([[int(m), e["sha256"]] for m, e in zip(sel, entries)])
+        digest = mkio.digest_json([[int(m), e["sha256"]] for m, e in zip(sel, entries)])
         cache_dir = self.path / "cache"
         target = cache_dir / f"logits-{digest[:24]}.npy"
         shape = (len(sel),) + self.model_shape
@@ -450,7 +450,7 @@ class Run:
             if arr.shape == shape and arr.dtype == self.logits_dtype:
                 if verify:
                     for k, (m, e) in enumerate(zip(sel, entries)):
-                        if _files.sha256_array(arr[k]) != e["sha256"]:
+                        if mkio.sha256_array(arr[k]) != e["sha256"]:
                             raise CorruptModelError(
                                 f"{target}: the cached copy of model {m} does not match the "
                                 "manifest; delete the cache folder and call logits() again",
@@ -529,7 +529,7 @@ class Run:
         try:
             target.parent.mkdir(exist_ok=True)
         except OSError as exc:
-            raise _files.write_error(exc, target.parent, "the stacked logits cache") from exc
+            raise mkio.write_error(exc, target.parent, "the stacked logits cache") from exc
         header = {"descr": np.lib.format.dtype_to_descr(self.logits_dtype),
                   "fortran_order": False, "shape": shape}
 
@@ -540,14 +540,14 @@ class Run:
             for m, e in zip(sel, entries):
                 arr = self._load_model(m, e)
                 h = hashlib.sha256()
-                for block in _files.iter_bytes(arr):
+                for block in mkio.iter_bytes(arr):
                     h.update(block)
                     f.write(block)
                 if h.hexdigest() != e["sha256"]:
                     raise self._corrupt_error([m], "its contents no longer match the "
                                                    "manifest checksum")
 
-        _files.atomic_write(target, write, "the stacked logits cache")
+        mkio.atomic_write(target, write, "the stacked logits cache")
         arr = np.load(target, mmap_mode="r")  # mapped before any cleanup can race with it
         for old in target.parent.glob("logits-*.npy"):
             if old != target:  # one cache at a time bounds the disk space it takes
@@ -609,27 +609,27 @@ class Run:
         old = self._manifest["models"].get(str(m))
         written: list[str] = []
         try:
-            entry = {"file": rel, "sha256": _files.sha256_array(arr),
+            entry = {"file": rel, "sha256": mkio.sha256_array(arr),
                      "shape": list(arr.shape), "dtype": str(arr.dtype)}
             if flat is not None:
                 try:
                     (self.path / "params").mkdir(exist_ok=True)
                 except OSError as exc:
-                    raise _files.write_error(exc, self.path / "params",
+                    raise mkio.write_error(exc, self.path / "params",
                                              "the parameters folder") from exc
-                _files.write_npy(self.path / prel, flat, f"the parameters of model {m}")
+                mkio.write_npy(self.path / prel, flat, f"the parameters of model {m}")
                 written.append(prel)
-                entry["params"] = {"file": prel, "sha256": _files.sha256_array(flat),
+                entry["params"] = {"file": prel, "sha256": mkio.sha256_array(flat),
                                    "shape": list(flat.shape), "dtype": str(flat.dtype),
                                    "layout": layout}
-            _files.write_npy(self.path / rel, arr, f"the logits of model {m}")
+            mkio.write_npy(self.path / rel, arr, f"the logits of model {m}")
             written.append(rel)
-            _files.kill_point(f"model-{m}:files")  # test hook: files in place, not listed
+            mkio.kill_point(f"model-{m}:files")  # test hook: files in place, not listed
             models = dict(self._manifest["models"])
             models[str(m)] = entry
             manifest = {**self._manifest, "models": dict(sorted(models.items(),
                                                                 key=lambda kv: int(kv[0])))}
-            _files.write_json(self.path / "manifest.json", manifest, "the manifest",
+            mkio.write_json(self.path / "manifest.json", manifest, "the manifest",
                               midway=f"model-{m}:manifest")
         except OSError:
             # Files landed but the model is not listed: remove them, so the directory is
@@ -677,11 +677,11 @@ class Run:
         if x.shape[:2] != want:
             raise ValueError(f"features: expected shape [{want[0]}, {want[1]}, D] (examples, "
                              f"augmentations, features), got {list(x.shape)}")
-        if _files.digest_arrays(x) != self.meta["fingerprint"]["data"]:
+        if mkio.digest_arrays(x) != self.meta["fingerprint"]["data"]:
             raise ValueError(f"features: their digest does not match the data digest of run "
                              f"{self.path}; they are not the features its models are "
                              "trained on (nothing was written)")
-        _files.write_npy(self.features_path, x, "the features")
+        mkio.write_npy(self.features_path, x, "the features")
         self.features_problem = ""
         self._features_verified = True
 
@@ -705,13 +705,13 @@ class Run:
         try:
             fd = os.open(str(lock_path), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise _files.write_error(exc, lock_path, "the run lock") from exc
+            raise mkio.write_error(exc, lock_path, "the run lock") from exc
         try:
             _lock(fd, lock_path)
             self._lock_fd = fd
             for folder in (self.path, self.path / "models", self.path / "params",
                            self.path / "cache"):
-                _files.remove_stale_tmp(folder)
+                mkio.remove_stale_tmp(folder)
             yield self
         finally:
             self._lock_fd = None
@@ -808,8 +808,8 @@ def open_run(path: str | os.PathLike, verify: bool = True) -> Run:
                          f"got {keep.dtype}{list(keep.shape)}")
     if labels.shape != (n,):
         raise ValueError(f"{path / 'labels.npy'}: expected [{n}], got {list(labels.shape)}")
-    if _files.digest_arrays(keep) != meta["fingerprint"]["keep"] or \
-            _files.digest_arrays(labels) != meta["fingerprint"]["labels"]:
+    if mkio.digest_arrays(keep) != meta["fingerprint"]["keep"] or \
+            mkio.digest_arrays(labels) != meta["fingerprint"]["labels"]:
         raise ValueError(f"{path}: keep.npy or labels.npy does not match the fingerprint in "
                          "run.json; the run was altered and cannot be trusted")
     try:
@@ -827,7 +827,7 @@ def open_run(path: str | os.PathLike, verify: bool = True) -> Run:
     if run.features_path.is_file():
         arr, why = _map_features(run.features_path, meta)
         if arr is not None and verify:
-            if _files.digest_arrays(arr) != meta["fingerprint"]["data"]:
+            if mkio.digest_arrays(arr) != meta["fingerprint"]["data"]:
                 why = "its contents do not match the data digest in run.json"
             run._features_verified = not why
         del arr
@@ -869,7 +869,7 @@ def _verify_models(run: Run, full: bool) -> tuple[dict[int, str], dict[int, Path
                 continue
             path = run.path / part["file"]
             arr, why = _map_model_file(path, part)
-            if arr is not None and full and _files.sha256_array(arr) != part["sha256"]:
+            if arr is not None and full and mkio.sha256_array(arr) != part["sha256"]:
                 why = "its contents do not match the manifest checksum"
             if why:
                 corrupt[int(key)] = why if part is entry else f"its parameters: {why}"
@@ -906,7 +906,7 @@ def features_digest(features: Any) -> str:
     >>> mk.shadow.features_digest(x) == mk.shadow.features_digest(x[:, None, :])
     True
     """
-    return _files.digest_arrays(check_features(features))
+    return mkio.digest_arrays(check_features(features))
 
 
 def _flatten_params(params: Mapping[str, Any], m: int) -> tuple[np.ndarray, list]:
@@ -1018,8 +1018,8 @@ def create_run(
     config = json.loads(json.dumps(config or {}))  # JSON round trip: what will be stored
     from miakit import __version__
 
-    fingerprint = {"keep": _files.digest_arrays(keep), "labels": _files.digest_arrays(labels),
-                   "data": str(data_digest), "config": _files.digest_json(config)}
+    fingerprint = {"keep": mkio.digest_arrays(keep), "labels": mkio.digest_arrays(labels),
+                   "data": str(data_digest), "config": mkio.digest_json(config)}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "miakit_version": __version__,
             "n_models": m, "n_examples": n, "n_augmentations": int(n_augmentations),
             "n_classes": int(n_classes), "logits_dtype": logits_dtype,
@@ -1032,7 +1032,7 @@ def create_run(
         raise NotADirectoryError(f"{path}: exists and is not a directory")
     if path.is_dir():
         foreign = [p.name for p in path.iterdir()
-                   if p.name not in _OWN_NAMES and _files.TMP_MARK not in p.name]
+                   if p.name not in _OWN_NAMES and mkio.TMP_MARK not in p.name]
         if foreign:
             raise RunMismatchError(
                 f"{path}: exists and is not a miakit run (it holds {sorted(foreign)[:5]}); "
@@ -1040,12 +1040,12 @@ def create_run(
     try:
         (path / "models").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _files.write_error(exc, path, "the run directory") from exc
-    _files.write_npy(path / "keep.npy", keep, "the keep matrix")
-    _files.write_npy(path / "labels.npy", labels, "the labels")
-    _files.write_json(path / "manifest.json", {"format": FORMAT, "models": {}}, "the manifest")
+        raise mkio.write_error(exc, path, "the run directory") from exc
+    mkio.write_npy(path / "keep.npy", keep, "the keep matrix")
+    mkio.write_npy(path / "labels.npy", labels, "the labels")
+    mkio.write_json(path / "manifest.json", {"format": FORMAT, "models": {}}, "the manifest")
     # run.json last: its presence marks a completely created run.
-    _files.write_json(path / "run.json", meta, "the run metadata")
+    mkio.write_json(path / "run.json", meta, "the run metadata")
     return open_run(path)
 
 

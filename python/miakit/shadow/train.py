@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from miakit import io as mkio
 from miakit._validation import (
     check_choice,
     check_int,
@@ -26,7 +27,6 @@ from miakit._validation import (
     check_real,
     check_run_labels,
 )
-from miakit.shadow import _files
 from miakit.shadow._runtime import (
     check_seed,
     model_seed,
@@ -392,7 +392,7 @@ def _as_dataset(dataset: Any, torch: Any) -> tuple[Any, np.ndarray, str]:
         check_run_labels(y_np, len(y_np), np.iinfo(np.int64).max)
         data = torch.utils.data.TensorDataset(x.detach().cpu(), torch.from_numpy(
             y_np.astype(np.int64)))
-        return data, y_np, _files.digest_arrays(x, y_np)
+        return data, y_np, mkio.digest_arrays(x, y_np)
     if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
         raise TypeError("dataset: expected (inputs, labels) or a torch Dataset of (x, y) items, "
                         f"got {type(dataset).__name__}")
@@ -400,7 +400,7 @@ def _as_dataset(dataset: Any, torch: Any) -> tuple[Any, np.ndarray, str]:
     labels = []
     for i in range(len(dataset)):
         x, y = dataset[i]
-        h.update(_files.digest_arrays(x).encode())
+        h.update(mkio.digest_arrays(x).encode())
         labels.append(int(y))
     return dataset, np.asarray(labels, dtype=np.int64), h.hexdigest()
 
