@@ -630,7 +630,7 @@ def test_run_signals_equal_the_single_calls(confidence, tmp_path):
                          block_bytes=4 * logits[0].nbytes)
     for name in ("loss", "confidence", "max_confidence", "hinge"):
         np.testing.assert_array_equal(src.score(name),
-                                      mk.attacks.SIGNAL_SCORES[name](logits, labels))
+                                      mk.thresholds.SIGNAL_SCORES[name](logits, labels))
     arr = sig.ArraySignals(logits, labels)
     for got, want in zip(src.first_view(), arr.first_view()):
         np.testing.assert_array_equal(got, want)

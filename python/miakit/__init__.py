@@ -6,7 +6,7 @@ signals       membership signals from logits (scaled confidence, hinge, loss, ..
 lira          the Likelihood Ratio Attack: fit, score, leave-one-out; Hellinger distance
               and shadow models needed per example
 rmia          the Robust Membership Inference Attack: score, leave-one-out, tuning a
-attacks       threshold attacks (loss, confidence, hinge, ...), the calibrated attack,
+thresholds    threshold attacks (loss, confidence, hinge, ...), the calibrated attack,
               the Bayes and maximum-accuracy-threshold baselines
 metrics       ROC, AUC, TPR at low FPR with confidence intervals
 ks            Kolmogorov-Smirnov tests in batches, source assignment, the leakage test
@@ -25,7 +25,7 @@ sweep         the shots/classes study behind ``miakit sweep``
 budget        attack power against the number of shadow models, by memorization, Hellinger
               distance and planted records
 dp_curvature  memorization and input curvature of DP-SGD heads against epsilon
-report        per-example vulnerability tables and plots
+vulnerability per-example vulnerability tables and plots
 audit         the audit job: attacks on a shadow run, report.json and report.html, ROC
               plot, summary (a package: attacks, evaluation, per_example, run, text, page)
 datasets      small embedded datasets (scikit-learn digits, Gaussian mixtures)
@@ -33,7 +33,6 @@ datasets      small embedded datasets (scikit-learn digits, Gaussian mixtures)
 
 from miakit import (
     _C,
-    attacks,
     audit,
     bounds,
     budget,
@@ -50,11 +49,12 @@ from miakit import (
     metrics,
     neighbors,
     powerlaw,
-    report,
     rmia,
     shadow,
     signals,
     sweep,
+    thresholds,
+    vulnerability,
 )
 from miakit._backend import backend_info
 
@@ -62,7 +62,6 @@ from miakit._backend import backend_info
 # extension (SKBUILD_PROJECT_VERSION), and the package reads it from there.
 __version__: str = _C.backend_info()["version"]
 __all__ = [
-    "attacks",
     "audit",
     "backend_info",
     "bounds",
@@ -80,10 +79,11 @@ __all__ = [
     "metrics",
     "neighbors",
     "powerlaw",
-    "report",
     "rmia",
     "shadow",
     "signals",
     "sweep",
+    "thresholds",
+    "vulnerability",
     "__version__",
 ]

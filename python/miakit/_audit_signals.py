@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from miakit import _arrays as ar
-from miakit import signals
-from miakit.attacks import SIGNAL_SIGNS
+from miakit import signals, thresholds
+from miakit.thresholds import SIGNAL_SIGNS
 
 # The threshold attacks' scores RunSignals can keep (each its signal's view mean, signed
 # as the attack signs it).
@@ -50,9 +50,8 @@ class ArraySignals:
 
     def score(self, name: str) -> np.ndarray:
         """A threshold attack's scores ``[M, N]`` (mean over query views)."""
-        from miakit import attacks
 
-        return attacks.SIGNAL_SCORES[name](self.logits, self.labels)
+        return thresholds.SIGNAL_SCORES[name](self.logits, self.labels)
 
     def first_view(self) -> tuple[np.ndarray, np.ndarray]:
         """Correctness and loss (float64) ``[M, N]`` of the first query view."""

@@ -38,7 +38,7 @@ Every name below is importable from ``miakit.audit``; each lives in one module:
 Imports point one way: ``run`` uses all the others, ``page`` uses ``text``, and
 ``per_example``, ``evaluation`` and ``text`` use ``attacks`` (its attack names and signal
 source); below them lie the primitives (``mk.lira``, ``mk.rmia``, ``mk.metrics``, ...)
-and ``mk.report`` (the vulnerability table and figures), none of which imports the audit.
+and ``mk.vulnerability`` (the vulnerability table and figures), none of which imports the audit.
 """
 
 from __future__ import annotations

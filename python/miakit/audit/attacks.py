@@ -8,7 +8,7 @@ Every model of the run is the target once, attacked with the other models as ref
 - RMIA online and offline (``mk.rmia``: pairwise likelihood ratios against the target's
   non-members),
 - the calibrated loss attack (the loss less its mean over OUT references),
-- the threshold attacks that need no reference model (``mk.attacks``): loss, true-class
+- the threshold attacks that need no reference model (``mk.thresholds``): loss, true-class
   confidence, max confidence and hinge, averaged over query views;
 - for runs of heads with stored parameters, LiRA on the exact input-loss curvature
   (:func:`curvature_attack`);
@@ -133,8 +133,7 @@ def iter_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     >>> [name for name, _ in iter_attacks(z, keep, y, attacks=["loss", "lira_online"])]
     ['lira_online', 'loss']
     """
-    from miakit import attacks as thresholds
-    from miakit import rmia
+    from miakit import rmia, thresholds
 
     names = _attack_names(attacks)
     src = _signal_source(logits, labels)
@@ -258,7 +257,7 @@ def baselines(logits: Any, keep: np.ndarray, labels: np.ndarray) -> dict[str, An
     >>> sorted(baselines(z, keep, np.zeros(20, int)))
     ['bayes', 'max_accuracy_threshold']
     """
-    from miakit import attacks as thresholds
+    from miakit import thresholds
 
     keep = np.asarray(keep, dtype=bool)
     correct = np.asarray(signals.correct(logits[:, :, 0, :], np.asarray(labels)[None, :]))
@@ -270,7 +269,7 @@ def baselines(logits: Any, keep: np.ndarray, labels: np.ndarray) -> dict[str, An
 def _baselines(correct: np.ndarray | None, keep: np.ndarray, t: Any) -> dict[str, Any]:
     """The report's baselines from the first view's correctness and the loss threshold
     (each left out when the run cannot give it)."""
-    from miakit import attacks as thresholds
+    from miakit import thresholds
 
     out: dict[str, Any] = {}
     if correct is not None:  # (a run of signals has no correctness)

@@ -79,10 +79,10 @@ def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
 
 
 def _max_accuracy(ranked: Any) -> Any:
-    """:func:`miakit.attacks.max_accuracy_threshold` of the losses whose negatives (the
+    """:func:`miakit.thresholds.max_accuracy_threshold` of the losses whose negatives (the
     loss attack's scores) ``ranked`` holds, from that ranking: the best balanced accuracy
     ``1/2 + (TPR - FPR) / 2`` over its points, first best point, threshold in loss units."""
-    from miakit import attacks as thresholds
+    from miakit import thresholds
 
     i = ranked.youden_point  # the first point of the largest TPR - FPR, from the walk
     gain = ranked.tp[i] / ranked.n_pos - ranked.fp[i] / ranked.n_neg

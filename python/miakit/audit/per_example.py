@@ -257,7 +257,7 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
 
     Returns
     -------
-    miakit.report.VulnerabilityTable
+    miakit.vulnerability.VulnerabilityTable
 
     Examples
     --------
@@ -277,7 +277,8 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
     >>> t.meta["grad_norm_kind"], "curvature" in t.columns
     ('parameter gradient', True)
     """
-    from miakit import memorization, report
+    from miakit import memorization
+    from miakit import vulnerability as report
 
     labels = np.asarray(labels)
     keep = np.asarray(keep, dtype=bool)

@@ -179,7 +179,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
                                                       if a in others))
     mat = None  # the loss threshold baseline: from the loss attack's ranking if it runs
     if "loss" not in others and run.signal != "score":
-        from miakit import attacks as thresholds
+        from miakit import thresholds
 
         mat = thresholds.max_accuracy_threshold(-src.score("loss"), keep)
     phase["signals"] = time.perf_counter() - t
@@ -250,8 +250,8 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         files = {"report": str(out / "report.json"), "html": str(out / "report.html"),
                  "vulnerability": str(table.to_csv(out / "vulnerability.csv"))}
         if plot:
-            from miakit.report import plot_roc as roc_figure
-            from miakit.report import save_plots
+            from miakit.vulnerability import plot_roc as roc_figure
+            from miakit.vulnerability import save_plots
 
             t = time.perf_counter()
             roc_figure(results, out / "roc.png", title=_title(report),
@@ -331,7 +331,7 @@ def _stored_heads(run: Any) -> tuple[Any, Any, str]:
 
 def plot_roc(results: dict[str, dict], path: str | Path, title: str = "",
              dp: tuple[float, float] | None = None) -> None:
-    """The audit's ROC figure: :func:`miakit.report.plot_roc` (kept here for callers of
+    """The audit's ROC figure: :func:`miakit.vulnerability.plot_roc` (kept here for callers of
     the audit).
 
     Examples
@@ -342,7 +342,7 @@ def plot_roc(results: dict[str, dict], path: str | Path, title: str = "",
     >>> res = {"a": {"label": "A", "auc": 0.7, "n_nonmembers": 100, "_curve": (fpr, tpr)}}
     >>> plot_roc(res, tempfile.mkdtemp() + "/roc.png")
     """
-    from miakit import report
+    from miakit import vulnerability as report
 
     report.plot_roc(results, path, title=title, dp=dp)
 

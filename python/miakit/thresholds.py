@@ -1,5 +1,5 @@
 """Threshold attacks and baselines (Yeom et al. 2018; Sablayrolles et al. 2018;
-docs/methods/attacks.md).
+docs/methods/thresholds.md).
 
 Every score is member-oriented (larger = more likely a member) and plugs into
 :mod:`miakit.metrics`. Scores of models ``[M, N, A, C]`` logits are ``[M, N]``: the
@@ -89,7 +89,7 @@ def loss(logits: Any, labels: Any) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np, miakit as mk
-    >>> mk.attacks.loss(np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([0, 0])).round(3).tolist()
+    >>> mk.thresholds.loss(np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([0, 0])).round(3).tolist()
     [-0.127, -2.127]
     """
     return _signal_score("loss", logits, labels)
@@ -101,7 +101,7 @@ def confidence(logits: Any, labels: Any) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np, miakit as mk
-    >>> mk.attacks.confidence(np.array([[0.0, 0.0]]), np.array([1])).tolist()
+    >>> mk.thresholds.confidence(np.array([[0.0, 0.0]]), np.array([1])).tolist()
     [0.5]
     """
     return _signal_score("confidence", logits, labels)
@@ -113,7 +113,7 @@ def max_confidence(logits: Any, labels: Any = None) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np, miakit as mk
-    >>> mk.attacks.max_confidence(np.array([[0.0, np.log(3.0)]])).tolist()
+    >>> mk.thresholds.max_confidence(np.array([[0.0, np.log(3.0)]])).tolist()
     [0.75]
     """
     shape = ar.shape_of(ar.as_array(logits, "logits"))
@@ -128,7 +128,7 @@ def hinge(logits: Any, labels: Any) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np, miakit as mk
-    >>> mk.attacks.hinge(np.array([[3.0, 1.0, 2.0]]), np.array([0])).tolist()
+    >>> mk.thresholds.hinge(np.array([[3.0, 1.0, 2.0]]), np.array([0])).tolist()
     [1.0]
     """
     return _signal_score("hinge", logits, labels)
@@ -140,7 +140,7 @@ def scaled_confidence(logits: Any, labels: Any) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np, miakit as mk
-    >>> mk.attacks.scaled_confidence(np.array([[1.0, 0.0]]), np.array([0])).tolist()
+    >>> mk.thresholds.scaled_confidence(np.array([[1.0, 0.0]]), np.array([0])).tolist()
     [1.0]
     """
     return _signal_score("scaled_confidence", logits, labels)
@@ -180,7 +180,7 @@ def calibrated(target_scores: Any, ref_scores: Any, ref_keep: Any) -> np.ndarray
     --------
     >>> import numpy as np, miakit as mk
     >>> ref = np.array([[-1.0, -3.0], [-2.0, -5.0]])
-    >>> mk.attacks.calibrated(np.array([-0.5, -1.0]), ref, np.array([[0, 1], [0, 0]])).tolist()
+    >>> mk.thresholds.calibrated(np.array([-0.5, -1.0]), ref, np.array([[0, 1], [0, 0]])).tolist()
     [1.0, 4.0]
     """
     t = _scores_2d(target_scores, "target_scores")
@@ -216,7 +216,7 @@ def calibrated_leave_one_out(scores: Any, keep: Any, targets: Any = None, *,
     >>> import numpy as np, miakit as mk
     >>> keep = mk.shadow.balanced_keep(4, 3, seed=0)
     >>> s = np.where(keep, 0.0, -1.0)                     # members: loss 0; others: 1
-    >>> mk.attacks.calibrated_leave_one_out(s, keep)[0].tolist() == np.where(
+    >>> mk.thresholds.calibrated_leave_one_out(s, keep)[0].tolist() == np.where(
     ...     keep[0], 1.0, 0.0).tolist()
     True
     """
@@ -289,7 +289,7 @@ def bayes_baseline(correct: Any, members: Any) -> BayesBaseline:
     Examples
     --------
     >>> import numpy as np, miakit as mk
-    >>> b = mk.attacks.bayes_baseline([1, 1, 1, 0], [1, 1, 0, 0])
+    >>> b = mk.thresholds.bayes_baseline([1, 1, 1, 0], [1, 1, 0, 0])
     >>> b.accuracy, b.train_accuracy, b.test_accuracy
     (0.75, 1.0, 0.5)
     """
@@ -328,7 +328,7 @@ def max_accuracy_threshold(losses: Any, members: Any) -> ThresholdAccuracy:
     Examples
     --------
     >>> import numpy as np, miakit as mk
-    >>> r = mk.attacks.max_accuracy_threshold([0.1, 0.4, 0.2, 0.9], [1, 1, 0, 0])
+    >>> r = mk.thresholds.max_accuracy_threshold([0.1, 0.4, 0.2, 0.9], [1, 1, 0, 0])
     >>> r.accuracy, r.threshold
     (0.75, 0.1)
     """

@@ -1,4 +1,4 @@
-"""miakit.attacks against plain float64 references (docs/methods/attacks.md)."""
+"""miakit.thresholds against plain float64 references (docs/methods/thresholds.md)."""
 
 from __future__ import annotations
 
@@ -19,20 +19,20 @@ SIGNS = {"loss": -1.0, "confidence": 1.0, "max_confidence": 1.0, "hinge": 1.0,
 def test_signal_attacks_match_the_reference(name, shape, rng):
     z = rng.normal(size=shape) * 3
     y = rng.integers(0, shape[-1], shape[1])
-    got = mk.attacks.SIGNAL_SCORES[name](z, y)
+    got = mk.thresholds.SIGNAL_SCORES[name](z, y)
     want = SIGNS[name] * ref.signal(z, y[:, None], name).mean(-1)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     # [M, N, C] (one view), [N, C] (one model), float16, torch, strided
-    np.testing.assert_allclose(mk.attacks.SIGNAL_SCORES[name](z[:, :, 0], y),
+    np.testing.assert_allclose(mk.thresholds.SIGNAL_SCORES[name](z[:, :, 0], y),
                                SIGNS[name] * ref.signal(z[:, :, 0], y, name), rtol=1e-12,
                                atol=1e-12)
-    np.testing.assert_allclose(mk.attacks.SIGNAL_SCORES[name](z[0, :, 0], y),
+    np.testing.assert_allclose(mk.thresholds.SIGNAL_SCORES[name](z[0, :, 0], y),
                                SIGNS[name] * ref.signal(z[0, :, 0], y, name), rtol=1e-12,
                                atol=1e-12)
-    np.testing.assert_allclose(mk.attacks.SIGNAL_SCORES[name](torch.from_numpy(z), y), want,
+    np.testing.assert_allclose(mk.thresholds.SIGNAL_SCORES[name](torch.from_numpy(z), y), want,
                                rtol=1e-12, atol=1e-12)
     h = z.astype(np.float16)
-    np.testing.assert_allclose(mk.attacks.SIGNAL_SCORES[name](h, y),
+    np.testing.assert_allclose(mk.thresholds.SIGNAL_SCORES[name](h, y),
                                SIGNS[name] * ref.signal(h.astype(np.float64), y[:, None],
                                                         name).mean(-1), rtol=1e-5, atol=1e-5)
 
@@ -40,22 +40,22 @@ def test_signal_attacks_match_the_reference(name, shape, rng):
 def test_signal_attacks_reject_bad_labels(rng):
     z = rng.normal(size=(2, 4, 1, 3))
     with pytest.raises(ValueError, match="labels"):
-        mk.attacks.loss(z, np.array([0, 1, 2, 3]))
+        mk.thresholds.loss(z, np.array([0, 1, 2, 3]))
     with pytest.raises(ValueError, match="labels"):
-        mk.attacks.loss(z, np.array([0, 1]))
+        mk.thresholds.loss(z, np.array([0, 1]))
     with pytest.raises(ValueError, match="logits"):
-        mk.attacks.loss(np.where(z > 1, np.nan, z), np.zeros(4, int))
+        mk.thresholds.loss(np.where(z > 1, np.nan, z), np.zeros(4, int))
 
 
 def test_calibrated_matches_the_reference(rng):
     m, n = 6, 20
     keep = random_keep(rng, m, n)
     s = rng.normal(size=(m, n))
-    got = mk.attacks.calibrated(s[0], s[1:], keep[1:])
+    got = mk.thresholds.calibrated(s[0], s[1:], keep[1:])
     want = [s[0, j] - s[1:, j][~keep[1:, j]].mean() for j in range(n)]
     np.testing.assert_allclose(got, want, rtol=1e-12)
     for references in ("balanced", "all"):
-        got = mk.attacks.calibrated_leave_one_out(s, keep, references=references)
+        got = mk.thresholds.calibrated_leave_one_out(s, keep, references=references)
         for t in range(m):
             for j in range(n):
                 drop = {t}
@@ -65,38 +65,38 @@ def test_calibrated_matches_the_reference(rng):
                 want = s[t, j] - np.mean(outs) if outs else np.nan
                 np.testing.assert_allclose(got[t, j], want, rtol=1e-12, atol=1e-12)
     paired = mk.shadow.balanced_keep(4, n, seed=0)
-    got = mk.attacks.calibrated_leave_one_out(s[:4], paired, targets=[2])
-    want = mk.attacks.calibrated(s[2], s[[0, 1]], paired[[0, 1]])
+    got = mk.thresholds.calibrated_leave_one_out(s[:4], paired, targets=[2])
+    want = mk.thresholds.calibrated(s[2], s[[0, 1]], paired[[0, 1]])
     np.testing.assert_allclose(got[0], want, rtol=1e-12)
 
 
 def test_calibrated_bad_input(rng):
     keep = random_keep(rng, 3, 5)
     with pytest.raises(ValueError, match="ref_scores"):
-        mk.attacks.calibrated(np.zeros(4), np.zeros((3, 5)), keep)
+        mk.thresholds.calibrated(np.zeros(4), np.zeros((3, 5)), keep)
     with pytest.raises(ValueError, match="scores"):
-        mk.attacks.calibrated_leave_one_out(np.full((3, 5), np.nan), keep)
+        mk.thresholds.calibrated_leave_one_out(np.full((3, 5), np.nan), keep)
     with pytest.raises(ValueError, match="keep"):
-        mk.attacks.calibrated_leave_one_out(np.zeros((3, 5)), keep[:2])
+        mk.thresholds.calibrated_leave_one_out(np.zeros((3, 5)), keep[:2])
 
 
 def test_bayes_baseline(rng):
     c = rng.random((4, 30)) < 0.7
     y = rng.random((4, 30)) < 0.5
-    b = mk.attacks.bayes_baseline(c, y)
+    b = mk.thresholds.bayes_baseline(c, y)
     assert b.train_accuracy == c[y].mean() and b.test_accuracy == c[~y].mean()
     assert b.accuracy == pytest.approx(0.5 + (c[y].mean() - c[~y].mean()) / 2, abs=1e-15)
     with pytest.raises(ValueError, match="members"):
-        mk.attacks.bayes_baseline(c, np.ones_like(y))
+        mk.thresholds.bayes_baseline(c, np.ones_like(y))
     with pytest.raises(ValueError, match="correct"):
-        mk.attacks.bayes_baseline(c * 2.0, y)
+        mk.thresholds.bayes_baseline(c * 2.0, y)
 
 
 @pytest.mark.parametrize("n", [2, 9, 200])
 def test_max_accuracy_threshold_is_the_best_threshold(n, rng):
     losses = np.round(rng.exponential(size=n), 1)  # ties
     y = np.arange(n) % 2 == 0
-    r = mk.attacks.max_accuracy_threshold(losses, y)
+    r = mk.thresholds.max_accuracy_threshold(losses, y)
     best = max([0.5] + [0.5 + ((losses[y] <= t).mean() - (losses[~y] <= t).mean()) / 2
                         for t in np.unique(losses)])
     assert r.accuracy == pytest.approx(best, abs=1e-15)
@@ -104,4 +104,4 @@ def test_max_accuracy_threshold_is_the_best_threshold(n, rng):
         acc = 0.5 + ((losses[y] <= r.threshold).mean() - (losses[~y] <= r.threshold).mean()) / 2
         assert acc == pytest.approx(r.accuracy, abs=1e-15)
     with pytest.raises(ValueError, match="losses"):
-        mk.attacks.max_accuracy_threshold(np.full(n, np.nan), y)
+        mk.thresholds.max_accuracy_threshold(np.full(n, np.nan), y)
