@@ -1,16 +1,18 @@
-"""The whole audit at scale, timed by phase (issue 20).
+"""The whole audit at scale, timed by phase.
 
 Workload: a run of M = 256 models x N = 50,000 examples x A = 2 views x C = 10 classes
 (generated logits with a planted membership signal and per-example difficulty), written
 to disk as a run, then ``miakit.audit.audit`` on it as ``miakit audit --run`` does (every
 attack, report.json, vulnerability.csv and the figures). Phases (the audit's own
-``timing_s``): the attack kernels (every attack's leave-one-out scores), the metrics (one
-ranking per attack), the per-example table, the plots and the writing; peak resident
-memory is reported against the logits' size. ``--baseline FILE`` copies an earlier
-results file into this one's ``baseline``. The attacks streamed from the run's model
-files are compared with the same attacks on the logits in memory, and the run
-directory's size before and after (the audit writes no stacked copy). Writes
-bench/results/audit_cpu_<tag>_<host>.json.
+``timing_s``): the signals, the attack kernels (every attack's leave-one-out scores), the
+metrics (one ranking per attack), the per-example table, the plots and the writing; peak
+resident memory is reported against the logits' size. The attacks streamed from the run's
+model files are compared with the same attacks on the logits in memory, and the run
+directory's size before and after (the audit writes no stacked copy). ``--baseline FILE``
+names an earlier results file this run is compared with (bench/results/
+audit_cpu_full_vm_baseline.json: the same workload on an earlier version of the audit,
+commit 436628b). Writes
+bench/results/audit_cpu_<tag>_<host>.json (bench/README.md describes the format).
 
     python bench/bench_audit.py            # M = 256, N = 50,000
     python bench/bench_audit.py --quick    # M = 32, N = 5,000
@@ -19,7 +21,6 @@ bench/results/audit_cpu_<tag>_<host>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -29,10 +30,10 @@ import numpy as np
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from _common import (  # noqa: E402
-    git_commit,
     machine,
     print_table,
     reset_peak_rss,
+    row,
     rss_bytes,
     write_results,
 )
@@ -99,19 +100,24 @@ def main() -> None:
           f"logits in memory {in_memory:.2f} s ({from_disk / in_memory:.2f}x); the run "
           f"directory {disk_before / 2**20:.0f} MiB before, {disk_after / 2**20:.0f} MiB "
           "after (no stacked copy)")
-    payload = {"benchmark": "audit", "workload": {"M": m, "N": n, "A": a, "C": c,
-                                                 "attacks": list(report["attacks"])},
-               "machine": machine(), "device": "cpu", "commit": git_commit(),
-               "backend": mk.backend_info(),
-               "results": {**phases, "total_s": timing["audit"], "audit_over_attacks": ratio,
-                           "attacks_from_disk_s": from_disk, "attacks_in_memory_s": in_memory,
-                           "disk_before_bytes": disk_before, "disk_after_bytes": disk_after,
-                           "peak_rss_bytes": peak, "rss_at_start_bytes": base,
-                           "logits_bytes": logits_bytes}}
-    if args.baseline:
-        payload["baseline"] = json.loads(Path(args.baseline).read_text())
+    results = [row(f"phase {name}", timing[name]) for name in (
+        "signals", "attacks", "metrics", "per_example_table", "plots", "writing")]
+    results += [row("whole audit", timing["audit"], over_attack_kernels=ratio),
+                row("signals + attacks streamed from the run's files", from_disk,
+                    "the same attacks on the logits in memory", in_memory)]
+    details = {"attacks": list(report["attacks"]), "phases_s": phases,
+               "audit_over_attacks": ratio, "disk_before_bytes": disk_before,
+               "disk_after_bytes": disk_after, "peak_rss_bytes": peak,
+               "rss_at_start_bytes": base, "logits_bytes": logits_bytes}
     tag = "quick" if args.quick else "full"
-    print("wrote", write_results(f"audit_cpu_{tag}_{machine()['hostname']}", payload))
+    path = write_results(
+        f"audit_cpu_{tag}_{machine()['host']}", benchmark="audit", device="cpu",
+        config={"M": m, "N": n, "A": a, "C": c, "quick": args.quick, "plot": True},
+        results=results, details=details,
+        notes="Phases are the audit's own timing_s; over_attack_kernels is the whole "
+              "audit's time over its signals and attack kernels'.",
+        baseline=Path(args.baseline).name if args.baseline else None)
+    print("wrote", path)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """LiRA from raw shadow logits: miakit against a vectorized numpy implementation.
 
-Workload (issue 2): M = 256 models, N = 50,000 examples, A = 2 augmentations, C = 10
+Workload: M = 256 models, N = 50,000 examples, A = 2 augmentations, C = 10
 classes, float32 logits (about 1 GB). Measured in one run:
 
 - numpy: scaled confidence of all logits, then nanmedian/nanstd IN/OUT statistics over
@@ -10,7 +10,9 @@ classes, float32 logits (about 1 GB). Measured in one run:
   M targets leave-one-out; and the same from precomputed scores.
 
 Prints a table of times and ratios, checks that numpy and miakit agree, records the
-extra resident memory, and writes bench/results/lira_<device>_<host>.json.
+extra resident memory, and writes bench/results/lira_<device>_<tag>_<host>.json
+(bench/README.md describes the format; lira_cpu_full_vm.json holds a full run on 2 CPU
+cores).
 
     python bench/bench_lira.py                 # full size, CPU
     python bench/bench_lira.py --quick         # small smoke run
@@ -27,10 +29,10 @@ import numpy as np
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from _common import (  # noqa: E402
     best_time,
-    git_commit,
     machine,
     print_table,
     reset_peak_rss,
+    row,
     rss_bytes,
     write_results,
 )
@@ -196,15 +198,36 @@ def main() -> None:
     if args.device == "cpu":
         print(f"extra resident memory: one target {mem_one / 2**20:.0f} MiB, all targets "
               f"{mem_all / 2**20:.0f} MiB (output alone {m * n * 8 / 2**20:.0f} MiB)")
-    payload = {
-        "benchmark": "lira", "workload": {"M": m, "N": n, "A": a, "C": c, "dtype": "float32",
-                                          "logits_bytes": int(logits.nbytes)},
-        "machine": machine(), "device": args.device, "commit": git_commit(),
-        "backend": mk.backend_info(), "results": results,
-    }
     tag = "quick" if args.quick else "full"
-    path = write_results(f"lira_{args.device}_{tag}_{machine()['hostname']}", payload)
+    path = write_results(
+        f"lira_{args.device}_{tag}_{machine()['host']}", benchmark="lira", device=args.device,
+        config={"M": m, "N": n, "A": a, "C": c, "dtype": "float32",
+                "logits_bytes": int(logits.nbytes), "repeat": args.repeat,
+                "quick": args.quick, "numpy_baseline": not args.skip_numpy},
+        results=lira_rows(results, m), details=results,
+        notes="numpy's all-targets time is its one-target time x M (an estimate: it is "
+              "not run M times).")
     print(f"wrote {path}")
+
+
+def lira_rows(results: dict, models: int) -> list[dict]:
+    """The record's rows: miakit's LiRA computations, against numpy where it ran."""
+    ours, ref = results["miakit"], results.get("numpy")
+    np_one = ref["one_target_s"] if ref else None
+    np_sig = ref["scaled_confidence_s"] if ref else None
+    np_all = ref["all_targets_estimate_s"] if ref else None
+    return [
+        row("one target, fused from logits", ours["one_target_fused_s"],
+            "numpy, one target" if ref else None, np_one),
+        row(f"all {models} targets leave-one-out, fused from logits",
+            ours["all_targets_fused_s"], f"numpy, one target x {models}" if ref else None,
+            np_all, auc=results.get("auc_all_targets")),
+        row("scaled confidence of all logits", ours["scaled_confidence_s"],
+            "numpy scaled confidence" if ref else None, np_sig),
+        row("one target, from scores", ours["one_target_from_scores_s"]),
+        row(f"all {models} targets, from scores", ours["all_targets_from_scores_s"]),
+        row("offline, one target, fused", ours["offline_one_target_fused_s"]),
+    ]
 
 
 if __name__ == "__main__":

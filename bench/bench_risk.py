@@ -1,4 +1,4 @@
-"""Per-example risk kernels against their baselines, measured in one run (issue 4).
+"""Per-example risk kernels against their baselines, measured in one run.
 
 1. Influence top-10 (N = 50,000 training, T = 10,000 test examples, M = 256 models, 0/1
    correctness): miakit's fused kernel against a dense numpy baseline (float32 matmul in
@@ -11,7 +11,9 @@
    input gradient with create_graph, Hessian-vector product), small CNN on 3x32x32
    inputs, N = 256.
 
-Prints a table and writes bench/results/risk_<device>_<full|quick>_<host>.json.
+Prints a table and writes bench/results/risk_<device>_<full|quick>_<host>.json
+(bench/README.md describes the format; risk_cpu_full_vm.json holds a full run on 2 CPU
+cores).
 
     python bench/bench_risk.py              # full sizes
     python bench/bench_risk.py --quick      # small smoke run
@@ -29,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import torch  # noqa: E402
-from _common import best_time, git_commit, machine, print_table, write_results  # noqa: E402
+from _common import best_time, machine, print_table, row, write_results  # noqa: E402
 
 import miakit as mk  # noqa: E402
 
@@ -227,14 +229,40 @@ def main() -> None:
             fn(args, rows, out)
     print_table(rows, ("benchmark", "seconds", "rate / speed-up", "target check"))
     tag = "quick" if args.quick else "full"
-    host = machine()["hostname"]
-    payload = {"machine": machine(), "device": args.device, "commit": git_commit(),
-               "torch": torch.__version__, "backend": mk.backend_info(),
-               "threads": torch.get_num_threads(), "quick": args.quick,
-               "wall_s": time.perf_counter() - t0, "results": out}
+    host = machine()["host"]
     suffix = "" if args.only is None else f"_{args.only}"
-    path = write_results(f"risk_{args.device}_{tag}{suffix}_{host}", payload)
+    path = write_results(
+        f"risk_{args.device}_{tag}{suffix}_{host}", benchmark="risk", device=args.device,
+        config={"quick": args.quick, "repeat": args.repeat, "only": args.only,
+                "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
+        results=risk_rows(out),
+        details={**out, "wall_s": time.perf_counter() - t0},
+        notes="Workload sizes per kernel are in details (M, N, T, width, probes).")
     print(f"wrote {path}")
+
+
+def risk_rows(out: dict) -> list[dict]:
+    """The record's rows: each kernel that ran against its baseline."""
+    rows = []
+    if "influence" in out:
+        r = out["influence"]
+        rows.append(row(f"influence top-{r['k']}", r["miakit_s"],
+                        "numpy dense float32 matmul in blocks + top-k", r["numpy_s"],
+                        fraction_of_matmul=r["fraction_of_matmul"],
+                        values_identical=r["values_identical_to_numpy"]))
+    if "grad_norms" in out:
+        r = out["grad_norms"]
+        rows.append(row(f"per-example gradient norms, MLP {r['layers']}x{r['width']}",
+                        r["miakit_s"], "torch.func vmap(grad) norms", r["vmap_s"],
+                        max_rel_err=r["max_rel_err_vs_vmap"]))
+        rows.append(row("per-example gradient norms vs one ordinary backward", r["miakit_s"],
+                        "one forward + backward of the mean loss", r["ordinary_backward_s"]))
+    if "hutchinson" in out:
+        r = out["hutchinson"]
+        rows.append(row(f"Hutchinson trace, {r['probes']} probes, CNN", r["miakit_s"],
+                        f"{r['probes']} plain double-backward passes", r["plain_s"],
+                        max_rel_diff=r["max_rel_diff_vs_plain"]))
+    return rows
 
 
 if __name__ == "__main__":

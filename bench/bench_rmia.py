@@ -1,6 +1,6 @@
 """RMIA leave-one-out: miakit's sorted counting against the dense formula in numpy.
 
-Workload (issue 10): M = 64 models, N = 50,000 scored examples, a separate population of
+Workload: M = 64 models, N = 50,000 scored examples, a separate population of
 Z = 50,000 examples scored by the same models, A = 2 query views. Measured in one run:
 
 - numpy, dense: for one target, the ratios of its examples and of the population from
@@ -10,7 +10,8 @@ Z = 50,000 examples scored by the same models, A = 2 query views. Measured in on
   target; the scores of the dense target are checked to be identical.
 
 Prints times and ratios, the extra resident memory, and writes
-bench/results/rmia_<device>_<tag>_<host>.json.
+bench/results/rmia_<device>_<tag>_<host>.json (bench/README.md describes the format;
+rmia_cpu_full_vm.json holds a full run on 2 CPU cores).
 
     python bench/bench_rmia.py               # full size
     python bench/bench_rmia.py --quick       # M = 16, N = Z = 5,000
@@ -27,10 +28,10 @@ import numpy as np
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from _common import (  # noqa: E402
     best_time,
-    git_commit,
     machine,
     print_table,
     reset_peak_rss,
+    row,
     rss_bytes,
     write_results,
 )
@@ -148,13 +149,32 @@ def main() -> None:
               f"{m * n * 8 / 2**20:.0f} MiB; inputs {(q.nbytes + pop.nbytes) / 2**20:.0f} "
               f"MiB), resident growth {extra / 2**20:.0f} MiB")
     print_table(rows, ("computation", "seconds", "note"))
-    payload = {"benchmark": "rmia", "workload": {"M": m, "N": n, "Z": z, "A": a,
-                                                 "dtype": "float32"},
-               "machine": machine(), "device": args.device, "commit": git_commit(),
-               "backend": mk.backend_info(), "results": results}
     tag = "quick" if args.quick else "full"
-    path = write_results(f"rmia_{args.device}_{tag}_{machine()['hostname']}", payload)
+    path = write_results(
+        f"rmia_{args.device}_{tag}_{machine()['host']}", benchmark="rmia", device=args.device,
+        config={"M": m, "N": n, "Z": z, "A": a, "dtype": "float32", "repeat": args.repeat,
+                "quick": args.quick},
+        results=rmia_rows(results, m), details=results,
+        notes="The dense formula's all-targets time is its one-target time x M (an "
+              "estimate: it is not run M times).")
     print(f"wrote {path}")
+
+
+def rmia_rows(results: dict, models: int) -> list[dict]:
+    """The record's rows: online and offline, one target and all, against the dense
+    formula."""
+    ours, ref = results["miakit"], results["numpy_dense"]
+    out = []
+    for mode in ("online", "offline"):
+        diff = ref[f"{mode}_max_abs_diff_vs_miakit"]
+        out += [row(f"{mode}, one target", ours[f"{mode}_one_target_s"],
+                    "numpy dense formula, one target", ref[f"{mode}_one_target_s"],
+                    max_abs_diff=diff),
+                row(f"{mode}, all {models} targets", ours[f"{mode}_all_targets_s"],
+                    f"numpy dense formula, one target x {models}",
+                    ref[f"{mode}_all_targets_estimate_s"],
+                    auc=results[f"{mode}_auc_all_targets"])]
+    return out
 
 
 if __name__ == "__main__":

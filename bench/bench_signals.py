@@ -13,7 +13,8 @@ correctness, gradient norm), each timed as the best of ``--repeat`` runs:
 The one-pass values are checked to equal the per-signal ones bit for bit, and both to
 meet the float64 numpy values. With ``--device cuda`` the logits are a torch CUDA tensor
 (one kernel launch per signal there). Writes
-bench/results/signals_<device>_<tag>_<host>.json.
+bench/results/signals_<device>_<tag>_<host>.json (bench/README.md describes the format;
+signals_cpu_full_vm.json holds a full run on 2 CPU cores).
 
     python bench/bench_signals.py
     python bench/bench_signals.py --quick          # M = 8
@@ -29,7 +30,7 @@ import numpy as np
 from scipy import special
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from _common import best_time, git_commit, machine, print_table, write_results  # noqa: E402
+from _common import best_time, machine, print_table, row, write_results  # noqa: E402
 
 import miakit as mk  # noqa: E402
 
@@ -102,18 +103,28 @@ def main() -> None:
             ("miakit, one call per signal", f"{t_sep:.3f}", f"{t_sep / t_one:.1f}x"),
             ("numpy float64 (scaled from 1 model)", f"{t_np:.3f}", f"{t_np / t_one:.1f}x")]
     print_table(rows, ("all seven signals", "seconds", "vs one pass"))
-    payload = {"benchmark": "signals", "workload": {"M": m, "N": n, "A": a, "C": c,
-                                                   "dtype": "float32", "signals": list(NAMES)},
-               "machine": machine(), "device": args.device, "commit": git_commit(),
-               "backend": mk.backend_info(),
-               "results": {"compute_one_pass_s": t_one, "one_call_per_signal_s": t_sep,
-                           "numpy_float64_scaled_s": t_np,
-                           "one_pass_speedup_vs_separate": t_sep / t_one,
-                           "one_pass_speedup_vs_numpy": t_np / t_one,
-                           "bit_identical_to_separate": True}}
+    results = {"compute_one_pass_s": t_one, "one_call_per_signal_s": t_sep,
+               "numpy_float64_scaled_s": t_np, "one_pass_speedup_vs_separate": t_sep / t_one,
+               "one_pass_speedup_vs_numpy": t_np / t_one, "bit_identical_to_separate": True}
     tag = "quick" if args.quick else "full"
-    print("wrote", write_results(f"signals_{args.device}_{tag}_{machine()['hostname']}",
-                                 payload))
+    path = write_results(
+        f"signals_{args.device}_{tag}_{machine()['host']}", benchmark="signals",
+        device=args.device,
+        config={"M": m, "N": n, "A": a, "C": c, "dtype": "float32", "signals": list(NAMES),
+                "repeat": args.repeat, "quick": args.quick},
+        results=signals_rows(results), details=results,
+        notes="numpy's time is measured on one model and scaled to M.")
+    print("wrote", path)
+
+
+def signals_rows(results: dict) -> list[dict]:
+    """The record's rows: the one pass against one call per signal and against numpy."""
+    ours = results["compute_one_pass_s"]
+    return [row("all seven signals, one pass vs one call per signal", ours,
+                "miakit, one call per signal", results["one_call_per_signal_s"],
+                bit_identical=results["bit_identical_to_separate"]),
+            row("all seven signals, one pass vs numpy", ours,
+                "numpy float64 (scaled from one model)", results["numpy_float64_scaled_s"])]
 
 
 if __name__ == "__main__":

@@ -17,14 +17,14 @@ shapes is reported beside it (share of repeats whose leakage test finds the leak
     python bench/coverage.py                  # the full grid, 1,000 repeats per shape
     python bench/coverage.py --repeats 200    # quicker
 
-bench/results/coverage_cpu_baseline.json holds the same simulation run on the intervals
-and test before issue 25 (commit 21fd65f).
+Writes bench/results/coverage_cpu.json (bench/README.md describes the format): one row
+per scenario and shape, with no timing. bench/results/coverage_cpu_baseline.json holds
+the same simulation run on the earlier intervals and leakage test of commit 21fd65f.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -34,7 +34,7 @@ import numpy as np
 from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, git_commit, machine  # noqa: E402
+from _common import RESULTS, row, write_results  # noqa: E402
 
 import miakit as mk  # noqa: E402
 
@@ -171,12 +171,22 @@ def main() -> None:
     worst = min(min(r["coverage"].values()) for r in rows)
     print(f"smallest coverage over the grid: {worst:.3f} (nominal 0.95); "
           f"{time.perf_counter() - t0:.0f} s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "coverage", "machine": machine(),
-                                    "commit": git_commit(), "seed": args.seed,
-                                    "nominal": 0.95, "fprs": list(FPRS),
-                                    "smallest_coverage": worst, "rows": rows}, indent=1))
-    print(f"wrote {args.out}")
+    path = write_results(
+        args.out.stem, path=args.out, benchmark="coverage", device="cpu",
+        config={"repeats": args.repeats, "scenarios": [SCENARIOS[k].name for k in picked],
+                "shapes": [list(s) for s in shapes], "seed": args.seed},
+        results=coverage_rows(rows),
+        details={"nominal": 0.95, "fprs": list(FPRS), "smallest_coverage": worst,
+                 "wall_s": time.perf_counter() - t0},
+        notes="No timing: each row is the share of repeats whose 95% intervals hold the "
+              "truth (coverage), per quantity, for one scenario and shape (models x "
+              "examples).")
+    print(f"wrote {path}")
+
+
+def coverage_rows(rows: list[dict]) -> list[dict]:
+    """The record's rows: one per scenario and shape, named by both."""
+    return [row(f"{r['scenario']}, {r['models']} x {r['examples']}", **r) for r in rows]
 
 
 if __name__ == "__main__":

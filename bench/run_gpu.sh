@@ -78,12 +78,12 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
     "$py" "$bench" --device cuda ${extra[@]+"${extra[@]}"} || status=$?
   done
   if [[ -z "${BENCH_ARGS:-}" ]]; then
-    # issue 3's GPU workload: 256 heads on 50,000 x 768 features (baselines on 8 heads,
-    # scaled to 256)
+    # the larger GPU workload of train_heads: 256 heads on 50,000 x 768 features
+    # (baselines timed on 8 heads, scaled to 256)
     echo "== bench/bench_train_heads.py --device cuda --models 256 --examples 50000 --dim 768"
     "$py" bench/bench_train_heads.py --device cuda --models 256 --examples 50000 --dim 768 \
       --baseline-heads 8 || status=$?
-    # issue 13's GPU workload: the default shots/classes sweep with 256 heads per cell
+    # the sweep on the GPU: the default shots/classes grid with 256 heads per cell
     echo "== miakit sweep --device cuda --models 256"
     t0=$(date +%s)
     "$py" -m miakit sweep --device cuda --models 256 --out "${OUT:-build}/sweep-gpu" --quiet \

@@ -31,8 +31,8 @@ audit         the audit job: attacks on a shadow run, report.json and report.htm
 datasets      small embedded datasets (scikit-learn digits, Gaussian mixtures)
 """
 
+import miakit._C as _C
 from miakit import (
-    _C,
     audit,
     bounds,
     budget,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from miakit import _C
+import miakit._C as _C
 
 
 def backend_info() -> dict[str, Any]:

@@ -564,12 +564,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from miakit.audit import load_report, summarize, write_html
 
-    report = load_report(args.report)
-    missing = [k for k in ("run", "models", "evaluation", "attacks")
-               if not isinstance(report, dict) or k not in report]
-    if missing:
-        raise ValueError(f"REPORT.json: expected the report.json of 'miakit audit', "
-                         f"{args.report} has no {', '.join(missing)}")
+    report = load_report(args.report, name="REPORT.json")
     out = args.html or args.report.with_name("report.html")
     print(summarize(report))
     print(f"wrote {write_html(report, out, figures_dir=args.report.parent)}")

@@ -183,7 +183,7 @@ def remove_stale_tmp(folder: Path) -> None:
 
 def iter_bytes(array: np.ndarray) -> Iterator[memoryview]:
     """The raw bytes of a C-contiguous array (or memmap) in bounded blocks."""
-    flat = memoryview(np.ascontiguousarray(array)).cast("B")
+    flat = np.ascontiguousarray(array).data.cast("B")
     for start in range(0, len(flat), _HASH_BLOCK):
         yield flat[start:start + _HASH_BLOCK]
 

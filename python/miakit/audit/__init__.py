@@ -30,8 +30,12 @@ Every name below is importable from ``miakit.audit``; each lives in one module:
   empirical epsilon of each attack), :func:`verdict`, :func:`strongest`,
   :func:`privacy_summary`, :data:`VERDICT_METHOD`, :data:`DEFAULT_FPRS`,
   :data:`DP_DELTA`;
-- ``miakit.audit.run``: the driver :func:`audit` (a run in; ``report.json`` and the files
-  beside it out), :func:`references_info`, :func:`plot_roc`, :func:`load_report`;
+- ``miakit.audit.run``: the driver :func:`audit` (a run in; an :class:`AuditReport`,
+  ``report.json`` and the files beside it out), :func:`references_info`,
+  :func:`load_report`;
+- ``miakit.audit.report``: the report's declared shape: :class:`AuditReport` (with
+  ``to_json``/``from_json``), :class:`AttackResult` and the typed records inside;
+- ``miakit.audit.figures``: the ROC figure, :func:`plot_roc`;
 - ``miakit.audit.text``: the report in words: :func:`summary_sections`, :func:`summarize`;
 - ``miakit.audit.page``: the report as one HTML page: :func:`to_html`, :func:`write_html`.
 
@@ -60,6 +64,7 @@ from miakit.audit.evaluation import (
     strongest,
     verdict,
 )
+from miakit.audit.figures import plot_roc
 from miakit.audit.page import to_html, write_html
 from miakit.audit.per_example import (
     CURVATURE_DEFINITION,
@@ -68,10 +73,12 @@ from miakit.audit.per_example import (
     head_quantities,
     vulnerability,
 )
-from miakit.audit.run import audit, load_report, plot_roc, references_info
+from miakit.audit.report import AttackResult, AuditReport
+from miakit.audit.run import audit, load_report, references_info
 from miakit.audit.text import summarize, summary_sections
 
-__all__ = ["audit", "run_attacks", "iter_attacks", "curvature_attack", "head_matrices",
+__all__ = ["audit", "AuditReport", "AttackResult", "run_attacks", "iter_attacks",
+           "curvature_attack", "head_matrices",
            "baselines", "strongest", "privacy_summary",
            "vulnerability", "head_quantities",
            "summarize", "summary_sections", "plot_roc", "to_html", "write_html",

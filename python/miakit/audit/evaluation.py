@@ -19,6 +19,7 @@ import numpy as np
 
 from miakit import metrics
 from miakit.audit.attacks import ATTACKS
+from miakit.audit.report import AttackResult, Verdict
 
 __all__ = ["DEFAULT_FPRS", "DP_DELTA", "VERDICT_METHOD", "evaluate", "privacy_summary",
            "strongest", "verdict"]
@@ -74,8 +75,8 @@ def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
             "n_nonmembers": n_neg, "excluded": ranked.excluded, "tpr_at_fpr": points,
             "leakage_test": leakage,
             "empirical_epsilon": _empirical_epsilon(ranked, dp_delta, level),
-            "roc": {"fpr": grid.tolist(), "tpr": roc_t.tolist()}, "_curve": curve,
-            **({"_max_accuracy": _max_accuracy(ranked)} if max_accuracy else {})}
+            "roc": {"fpr": grid.tolist(), "tpr": roc_t.tolist()}, "curve": curve,
+            "max_accuracy": _max_accuracy(ranked) if max_accuracy else None}
 
 
 def _max_accuracy(ranked: Any) -> Any:
@@ -92,7 +93,7 @@ def _max_accuracy(ranked: Any) -> Any:
 
 def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
              fprs: tuple[float, ...] = DEFAULT_FPRS, level: float = 0.95,
-             alpha: float = 0.05, dp_delta: float = DP_DELTA) -> dict[str, dict[str, Any]]:
+             alpha: float = 0.05, dp_delta: float = DP_DELTA) -> dict[str, AttackResult]:
     """Metrics and leakage tests of every attack's leave-one-out scores.
 
     Parameters
@@ -114,7 +115,7 @@ def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
 
     Returns
     -------
-    dict
+    dict of str to AttackResult
         Per attack: AUC with its clustered standard error and interval, the TPR table,
         the leakage test points, the downsampled ROC; pass it to :func:`verdict`.
 
@@ -137,13 +138,13 @@ def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
 
 def _evaluate_attack(name: str, a: Mapping[str, Any], keep: np.ndarray,
                      fprs: tuple[float, ...], level: float, alpha: float, n_tests: int,
-                     dp_delta: float, workspace: Any = None) -> dict[str, Any]:
+                     dp_delta: float, workspace: Any = None) -> AttackResult:
     res = _evaluate(np.asarray(a["scores"], dtype=np.float64), keep, fprs, level,
                     alpha=alpha, n_tests=n_tests, dp_delta=dp_delta,
                     max_accuracy=name == "loss", workspace=workspace)
-    res.update(label=a.get("label", ATTACKS.get(name, name)),
-               settings=a.get("settings", {}), clamped_std=a.get("clamped", 0))
-    return res
+    return AttackResult(label=a.get("label", ATTACKS.get(name, name)),
+                        settings=a.get("settings", {}), clamped_std=a.get("clamped", 0),
+                        **res)
 
 
 def _empirical_epsilon(ranked: Any, delta: float, level: float) -> dict[str, Any]:
@@ -225,7 +226,7 @@ def strongest(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None
             "rule": "highest TPR at the lowest FPR budget, then highest AUC"}
 
 
-def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> dict[str, Any]:
+def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> Verdict:
     """Is there membership leakage? A test over every attack and FPR of an audit.
 
     Parameters

@@ -6,12 +6,11 @@ scores exist (:mod:`miakit.audit.evaluation`), adds the per-example table
 (:mod:`miakit.audit.per_example`), and writes ``report.json``, ``report.html``
 (:mod:`miakit.audit.page`), ``vulnerability.csv`` and the figures. Also here: what the
 report says of the references (:func:`references_info`), the shadow models' quality, the
-run's stored heads, the ROC figure (:func:`plot_roc`) and :func:`load_report`.
+run's stored heads, and :func:`load_report`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -39,9 +38,10 @@ from miakit.audit.evaluation import (
 )
 from miakit.audit.page import write_html
 from miakit.audit.per_example import _head_kind, head_matrices, vulnerability
+from miakit.audit.report import AuditReport
 from miakit.audit.text import _title
 
-__all__ = ["audit", "references_info", "plot_roc", "load_report"]
+__all__ = ["audit", "references_info", "load_report"]
 
 
 def _model_quality(correct: np.ndarray | None, loss: np.ndarray | None, keep: np.ndarray
@@ -60,7 +60,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
           variance: str = "auto", references: str = "balanced", level: float = 0.95,
           alpha: float = 0.05, attacks: Sequence[str] | None = None,
           dp_epsilon: float | None = None, dp_delta: float = DP_DELTA, plot: bool = True,
-          extra: dict | None = None) -> dict[str, Any]:
+          extra: dict | None = None) -> AuditReport:
     """Attack every model of a finished run; optionally write the report and figures.
 
     Parameters
@@ -98,8 +98,8 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
 
     Returns
     -------
-    dict
-        The report (what ``report.json`` holds).
+    AuditReport
+        The report; ``report.json`` holds its :meth:`AuditReport.to_dict`.
 
     Examples
     --------
@@ -208,70 +208,69 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     from miakit import __version__
 
     correct, loss = src.first_view()
-    report = {
-        "miakit_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "run": {"path": str(run.path), "n_models": run.n_models,
-                "n_examples": run.n_examples, "n_augmentations": run.n_augmentations,
-                "n_classes": run.n_classes, "logits_dtype": str(run.logits_dtype),
-                "config": run.config, "metadata": run.meta.get("metadata", {}),
-                "fingerprint": run.meta.get("fingerprint", {})},
-        "models": _model_quality(correct, loss, keep),
-        "evaluation": {"protocol": "each model is the target once, attacked with the "
-                                   "statistics of the other models (leave-one-out)",
-                       "references": references_info(keep, references),
-                       "fprs": list(fprs), "confidence_level": level},
-        "attacks": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
-                    for k, v in results.items()},
-        "baselines": _baselines(correct, keep, results["loss"]["_max_accuracy"]
-                                if "loss" in results else mat),
-        "verdict": verdict(results, alpha),
-    }
-    report["strongest_attack"] = strongest(results)
-    report["privacy"] = privacy_summary(results, dp_epsilon, dp_delta)
+    report = AuditReport(
+        miakit_version=__version__,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        run={"path": str(run.path), "n_models": run.n_models,
+             "n_examples": run.n_examples, "n_augmentations": run.n_augmentations,
+             "n_classes": run.n_classes, "logits_dtype": str(run.logits_dtype),
+             "config": run.config, "metadata": run.meta.get("metadata", {}),
+             "fingerprint": run.meta.get("fingerprint", {})},
+        models=_model_quality(correct, loss, keep),
+        evaluation={"protocol": "each model is the target once, attacked with the "
+                                "statistics of the other models (leave-one-out)",
+                    "references": references_info(keep, references),
+                    "fprs": list(fprs), "confidence_level": level},
+        attacks=results,
+        baselines=_baselines(correct, keep, results["loss"].max_accuracy
+                             if "loss" in results else mat),
+        verdict=verdict(results, alpha),
+        strongest_attack=strongest(results),
+        privacy=privacy_summary(results, dp_epsilon, dp_delta),
+    )
     lira_point = None
     if lira_scores is None:
         lira_scores = run_attacks(src, keep, labels, variance=var, references=references,
                                   attacks=["lira_online"])["lira_online"]["scores"]
     else:  # the table's attack threshold is the one the TPR table already found
-        lira_point = next(p for p in results["lira_online"]["tpr_at_fpr"]
+        lira_point = next(p for p in results["lira_online"].tpr_at_fpr
                           if p["target_fpr"] == min(fprs))
     t = time.perf_counter()
     table = vulnerability(src, keep, labels, lira_scores,
                           variance=var, fpr=min(fprs), features=features, params=params,
                           fallback_reason=reason, head_values=heads, lira_point=lira_point)
-    report["vulnerability"] = table.to_dict(per_example=False)
+    report.vulnerability = table.to_dict(per_example=False)
     phase["per_example_table"] = time.perf_counter() - t
-    report.update(extra or {})
-    timing = report.setdefault("timing_s", {})
+    extra = dict(extra or {})
+    report.timing_s = dict(extra.pop("timing_s", {}))
+    report.extra = extra
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         files = {"report": str(out / "report.json"), "html": str(out / "report.html"),
                  "vulnerability": str(table.to_csv(out / "vulnerability.csv"))}
         if plot:
-            from miakit.vulnerability import plot_roc as roc_figure
+            from miakit.audit.figures import plot_roc as roc_figure
             from miakit.vulnerability import save_plots
 
             t = time.perf_counter()
             roc_figure(results, out / "roc.png", title=_title(report),
-                     dp=None if dp_epsilon is None else (dp_epsilon, dp_delta))
+                       dp=None if dp_epsilon is None else (dp_epsilon, dp_delta))
             files["roc"] = str(out / "roc.png")
             for path in save_plots(table, out,
                                    against=("memorization", "grad_norm", "curvature")):
                 files[path.stem] = str(path)
             phase["plots"] = time.perf_counter() - t
-        report["files"] = files
+        report.files = files
     # the time of each phase, the audit's own, and with the training before it (when the
     # caller timed one) the whole job's
+    timing = report.timing_s
     timing.update({k: round(v, 3) for k, v in phase.items()})
     timing["audit"] = round(time.perf_counter() - t0, 3)
     timing["total"] = round(timing.get("training", 0.0) + timing["audit"], 3)
     if out_dir is not None:
-        from miakit.io import write_json
-
         t = time.perf_counter()
-        write_json(out / "report.json", report, "the audit report")
+        report.to_json(out / "report.json")
         write_html(report, out / "report.html")  # the same, as a page with the figures
         timing["writing"] = round(time.perf_counter() - t, 3)  # in the returned report
     return report
@@ -329,35 +328,20 @@ def _stored_heads(run: Any) -> tuple[Any, Any, str]:
 
 
 
-def plot_roc(results: dict[str, dict], path: str | Path, title: str = "",
-             dp: tuple[float, float] | None = None) -> None:
-    """The audit's ROC figure: :func:`miakit.vulnerability.plot_roc` (kept here for callers of
-    the audit).
+def load_report(path: str | Path, name: str = "path") -> AuditReport:
+    """Read a ``report.json`` written by :func:`audit` (:meth:`AuditReport.from_json`);
+    ``ValueError`` (naming the argument ``name`` and the file) when the file cannot be
+    read or is not an audit report.
 
     Examples
     --------
-    >>> import numpy as np, tempfile
-    >>> from miakit.audit import plot_roc
-    >>> fpr = np.array([0.0, 0.01, 0.1, 1.0]); tpr = np.array([0.0, 0.05, 0.3, 1.0])
-    >>> res = {"a": {"label": "A", "auc": 0.7, "n_nonmembers": 100, "_curve": (fpr, tpr)}}
-    >>> plot_roc(res, tempfile.mkdtemp() + "/roc.png")
-    """
-    from miakit import vulnerability as report
-
-    report.plot_roc(results, path, title=title, dp=dp)
-
-
-
-def load_report(path: str | Path) -> dict:
-    """Read a report.json written by :func:`audit`.
-
-    Examples
-    --------
-    >>> import json, tempfile, pathlib
+    >>> import tempfile, pathlib
     >>> from miakit.audit import load_report
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "report.json"
-    >>> _ = p.write_text(json.dumps({"attacks": {}}))
+    >>> _ = p.write_text('{"attacks": {}}')
     >>> load_report(p)
-    {'attacks': {}}
+    Traceback (most recent call last):
+    ...
+    ValueError: path: expected the report.json of 'miakit audit', ...report.json has no run, ...
     """
-    return json.loads(Path(path).read_text())
+    return AuditReport.from_json(Path(path), name)
