@@ -1,4 +1,7 @@
 // Bindings of the signal and LiRA kernels.
+#include <limits>
+#include <vector>
+
 #include "pyconvert.h"
 
 namespace miakit {
@@ -27,6 +30,14 @@ void check_signal(const SignalArgs& a) {
     check_dtype(a.outs[s], name.c_str(), {DType::f32, DType::f64}, "float32 or float64");
     leading(a.outs[s], name);
   }
+}
+
+// The signal kernels' counts, keyed as the LiRA kernels' (status_dict) and the others'.
+py::dict signal_status_dict(const SignalStatus& st) {
+  py::dict d;
+  d["nonfinite"] = st.nonfinite;
+  d["bad_label"] = st.bad_label;
+  return d;
 }
 
 SignalStatus run_signal(SignalArgs& a, std::uintptr_t stream) {
@@ -83,7 +94,7 @@ void register_lira(py::module_& m) {
     a.kinds[0] = kind;
     a.outs[0] = to_tensor(out, "out", true);
     const SignalStatus st = run_signal(a, stream);
-    return py::make_tuple(st.nonfinite, st.bad_label);
+    return signal_status_dict(st);
   }, py::arg("logits"), py::arg("labels"), py::arg("out"), py::arg("kind"), py::arg("stream"));
 
   // Several signals of the same rows in one pass: kinds[s] into outs[s].
@@ -104,9 +115,46 @@ void register_lira(py::module_& m) {
       a.outs[s] = to_tensor(outs[s], "outs", true);
     }
     const SignalStatus st = run_signal(a, stream);
-    return py::make_tuple(st.nonfinite, st.bad_label);
+    return signal_status_dict(st);
   }, py::arg("logits"), py::arg("labels"), py::arg("kinds"), py::arg("outs"),
      py::arg("stream"));
+
+  // The model balanced leave-one-out leaves out beside each target on each example:
+  // out[t, n] = balanced_partner(targets[t], M, keep[:, n]) (include/miakit/lira_math.h),
+  // the one rule the CPU and CUDA kernels apply. Host arrays only; keep 0/1 [M, N].
+  m.def("balanced_partners", [](const py::array_t<uint8_t, py::array::c_style |
+                                                            py::array::forcecast>& keep,
+                                const py::array_t<int64_t, py::array::c_style |
+                                                            py::array::forcecast>& targets) {
+    if (keep.ndim() != 2)
+      throw InputError("keep: expected [models, examples], got " +
+                       std::to_string(keep.ndim()) + " dimensions");
+    if (targets.ndim() != 1)
+      throw InputError("targets: expected [K], got " + std::to_string(targets.ndim()) +
+                       " dimensions");
+    const int64_t M = keep.shape(0), N = keep.shape(1), K = targets.shape(0);
+    if (M > std::numeric_limits<int>::max())
+      throw InputError("keep: too many models (" + std::to_string(M) + ")");
+    auto member = keep.unchecked<2>();
+    auto target = targets.unchecked<1>();
+    for (int64_t t = 0; t < K; ++t)
+      if (target(t) < 0 || target(t) >= M)
+        throw InputError("targets: expected model indices in [0, " + std::to_string(M) +
+                         "), got " + std::to_string(target(t)));
+    py::array_t<int64_t> out({K, N});
+    auto partner = out.mutable_unchecked<2>();
+    {
+      py::gil_scoped_release nogil;
+      std::vector<uint8_t> column(static_cast<size_t>(M));
+      for (int64_t n = 0; n < N; ++n) {
+        for (int64_t m = 0; m < M; ++m) column[m] = member(m, n);
+        for (int64_t t = 0; t < K; ++t)
+          partner(t, n) = balanced_partner(static_cast<int>(target(t)), static_cast<int>(M),
+                                           column.data());
+      }
+    }
+    return out;
+  }, py::arg("keep"), py::arg("targets"));
 
   m.def("lira_fit", [](py::handle data, py::handle labels, py::handle keep, py::handle mu_in,
                        py::handle mu_out, py::handle sd_in, py::handle sd_out, py::handle n_in,

@@ -227,7 +227,7 @@ void register_train(py::module_& m) {
   }, py::arg("x"), py::arg("res"), py::arg("ptr"), py::arg("idx"), py::arg("val"),
      py::arg("heads"), py::arg("gw"));
   m.def("masked_heads_ce_kernel", []() { return std::string(cpu::masked_heads_ce_kernel()); },
-        "The instruction set masked_heads_ce runs with here: 'avx512' or 'generic'.");
+        "The instruction set masked_heads_ce runs with here: 'avx512', 'avx2' or 'generic'.");
 }
 
 }  // namespace miakit

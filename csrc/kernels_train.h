@@ -65,7 +65,7 @@ namespace cpu {
 int64_t softmax_ce(const SoftmaxCEArgs& a);
 int64_t masked_heads_ce(const MaskedHeadsArgs& a);
 void masked_heads_grad(const MaskedHeadsGradArgs& a);
-const char* masked_heads_ce_kernel();  // "avx512" or "generic"
+const char* masked_heads_ce_kernel();  // "avx512", "avx2" or "generic"
 }  // namespace cpu
 
 #if defined(MIAKIT_WITH_CUDA)

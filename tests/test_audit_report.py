@@ -121,3 +121,15 @@ def test_evaluate_returns_attack_results_the_verdict_reads():
     assert isinstance(r, AttackResult) and r.label == "Leaky" and r.clamped_std == 3
     assert r.to_dict()["clamped_std"] == 3 and set(r) == set(r.to_dict())
     assert mk.audit.verdict(res)["leakage"]
+
+
+def test_clamped_spreads_are_counted_from_the_warning_not_its_text():
+    keep = mk.shadow.balanced_keep(8, 20, seed=0)
+    z = np.zeros((8, 20, 1, 3), np.float32)  # identical observations: every spread is 0
+    y = np.zeros(20, dtype=np.int64)
+    with pytest.warns(mk.lira.ClampedSpreadWarning) as rec:
+        mk.lira.leave_one_out(z, keep, labels=y, mode="online", center="median",
+                              variance="per_example", on_empty="nan")
+    n = rec[0].message.n_clamped
+    got = mk.audit.run_attacks(z, keep, y, attacks=["lira_online"], variance="per_example")
+    assert got["lira_online"]["clamped"] == n > 0

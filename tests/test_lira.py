@@ -647,6 +647,7 @@ def test_leave_one_out_clamps_with_a_warning(rng):
                      min_std=0.8)["n_clamped"] for k in range(m))
     assert n_clamped > 0
     assert str(rec[0].message).startswith(f"{n_clamped} standard deviations")
+    assert rec[0].message.n_clamped == n_clamped
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # nothing to clamp
@@ -1073,6 +1074,25 @@ def test_balanced_partners_match_the_reference_rule(m, rng):
                     assert keep[want, n] != keep[t, n]
         np.testing.assert_array_equal(mk.lira.balanced_partners(keep, targets=[m - 1]),
                                       got[m - 1:])
+
+
+def test_balanced_partners_pin_the_rule_on_an_unpaired_keep():
+    """The pair partner k ^ 1 when it is on the other side, else the first model after k,
+    cyclically, that is (model 4 has no pair); -1 when the other side is empty. This is
+    the compiled kernels' own rule, so it pins what leave_one_out leaves out."""
+    keep = np.array([[1, 1, 1],
+                     [1, 0, 1],
+                     [0, 1, 1],
+                     [0, 0, 1],
+                     [0, 1, 1]], dtype=bool)
+    want = [[2, 1, -1],   # 0: pair 1 is IN on example 0 too -> 2
+            [2, 0, -1],   # 1: pair 0 is IN on example 0 too -> 2
+            [0, 3, -1],   # 2: 3 and 4 share its side on example 0 -> wraps to 0
+            [0, 2, -1],
+            [0, 1, -1]]   # 4: no pair -> the first model after it on the other side
+    np.testing.assert_array_equal(mk.lira.balanced_partners(keep), want)
+    np.testing.assert_array_equal(mk.lira.balanced_partners(keep, targets=[4, 2]),
+                                  [want[4], want[2]])
 
 
 def test_balanced_reference_counts_do_not_depend_on_membership(rng):

@@ -30,11 +30,6 @@ def import_torch() -> Any:
     return torch
 
 
-# The old private name, still read by miakit/ks.py; remove it once ks.py calls
-# loaded_torch().
-_torch = loaded_torch
-
-
 def is_torch(x: Any) -> bool:
     torch = loaded_torch()
     return torch is not None and isinstance(x, torch.Tensor)
@@ -196,3 +191,121 @@ def views_mean(values: Any) -> np.ndarray:
         out += v[..., q]
     out /= a
     return out
+
+
+class Namespace:
+    """The array operations miakit needs, for numpy arrays or for torch tensors on one
+    device (the role array-api-compat's ``array_namespace`` plays): one object in place of
+    ``if is_torch(x): ... else: ...`` at every call.
+
+    The functions numpy and torch spell alike (``sqrt``, ``log``, ``where``, ``isnan``, ...,
+    see ``SHARED``) are the module's own; the others are methods here. New arrays are made
+    on the namespace's device. Get one with :func:`namespace`.
+    """
+
+    # elementwise and shape functions with the same name and meaning in numpy and torch
+    SHARED = frozenset({
+        "sqrt", "log", "log1p", "exp", "expm1", "ceil", "floor", "abs", "isnan", "isfinite",
+        "maximum", "minimum", "where", "zeros_like", "ones_like", "broadcast_to",
+    })
+
+    def __init__(self, module: Any, device: Any = None) -> None:
+        self.module = module
+        self.device = device
+        self.is_torch = module is not np
+        self.float64 = module.float64
+        self.int64 = module.int64
+        self.bool = module.bool if self.is_torch else np.bool_
+
+    def __getattr__(self, name: str) -> Any:
+        if name in Namespace.SHARED:
+            return getattr(self.module, name)
+        raise AttributeError(f"miakit's array namespace has no {name!r}")
+
+    def __repr__(self) -> str:
+        return f"Namespace({self.module.__name__}, device={self.device!r})"
+
+    def asarray(self, x: Any, dtype: Any = None) -> Array:
+        """``x`` as an array of this namespace on its device (host data is not copied
+        when it can be shared)."""
+        if self.is_torch:
+            return self.module.as_tensor(x, dtype=dtype, device=self.device)
+        return np.asarray(x, dtype=dtype)
+
+    def astype(self, x: Array, dtype: Any) -> Array:
+        """``x`` in ``dtype`` (no copy when it already is)."""
+        return x.to(dtype=dtype) if self.is_torch else x.astype(dtype, copy=False)
+
+    def result_type(self, *dtypes: Any) -> Any:
+        """The dtype both numpy and torch promote ``dtypes`` to."""
+        if self.is_torch:
+            out = dtypes[0]
+            for d in dtypes[1:]:
+                out = self.module.promote_types(out, d)
+            return out
+        return np.result_type(*dtypes)
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any = None) -> Array:
+        dtype = self.float64 if dtype is None else dtype
+        if self.is_torch:
+            return self.module.zeros(shape, dtype=dtype, device=self.device)
+        return np.zeros(shape, dtype=dtype)
+
+    def ones(self, shape: tuple[int, ...], dtype: Any = None) -> Array:
+        dtype = self.float64 if dtype is None else dtype
+        if self.is_torch:
+            return self.module.ones(shape, dtype=dtype, device=self.device)
+        return np.ones(shape, dtype=dtype)
+
+    def full_like(self, x: Array, value: float) -> Array:
+        return self.module.full_like(x, value)
+
+    def arange(self, n: int) -> Array:
+        if self.is_torch:
+            return self.module.arange(n, device=self.device)
+        return np.arange(n)
+
+    def clip(self, x: Array, lo: float | None = None, hi: float | None = None) -> Array:
+        """``x`` limited to ``[lo, hi]`` (either bound may be None)."""
+        return x.clamp(lo, hi) if self.is_torch else np.clip(x, lo, hi)
+
+    def copy(self, x: Array) -> Array:
+        return x.clone() if self.is_torch else x.copy()
+
+    def contiguous(self, x: Array) -> Array:
+        return x.contiguous() if self.is_torch else np.ascontiguousarray(x)
+
+    def permute_dims(self, x: Array, axes: tuple[int, ...]) -> Array:
+        return x.permute(*axes) if self.is_torch else x.transpose(axes)
+
+    def nonzero(self, x: Array) -> tuple[Array, ...]:
+        """The indices of the non-zero entries, one array per axis."""
+        return x.nonzero(as_tuple=True) if self.is_torch else np.nonzero(x)
+
+    def vector_norm(self, x: Array, axis: int, keepdims: bool = False) -> Array:
+        """Euclidean norms along ``axis`` (the Array API's ``linalg.vector_norm``)."""
+        if self.is_torch:
+            return self.module.linalg.vector_norm(x, dim=axis, keepdim=keepdims)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.linalg.norm(x, axis=axis, keepdims=keepdims)
+
+    def all_finite(self, x: Array) -> bool:
+        return bool(self.module.isfinite(x).all())
+
+
+def namespace(*arrays: Any) -> Namespace:
+    """The :class:`Namespace` of the arrays: torch (on the first tensor's device) when any
+    of them is a torch tensor, else numpy. ``None`` entries are skipped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from miakit._arrays import namespace
+    >>> xp = namespace(np.array([4.0, -1.0]))
+    >>> xp.clip(xp.sqrt(np.array([4.0, 9.0])), None, 2.5)
+    array([2. , 2.5])
+    """
+    for x in arrays:
+        if is_torch(x):
+            return Namespace(loaded_torch(), x.device)
+    return Namespace(np)

@@ -38,10 +38,6 @@ def _check_fit(fit: Any) -> None:
         raise TypeError(f"fit: expected a LiraFit from miakit.lira.fit, got {type(fit).__name__}")
 
 
-def _xp(x: Any):
-    return ar.loaded_torch() if ar.is_torch(x) else np
-
-
 def _log_bc(fit: Any) -> Any:
     """log of the Bhattacharyya coefficient BC = 1 - H^2 of the two Gaussians, [N, A].
 
@@ -49,7 +45,7 @@ def _log_bc(fit: Any) -> Any:
     which equals ``log(sqrt(2 s1 s2 / (s1^2 + s2^2)) exp(-(m1 - m2)^2 / (4 (s1^2 + s2^2))))``
     but keeps full relative accuracy when the two distributions are close.
     """
-    xp = _xp(fit.mu_in)
+    xp = ar.namespace(fit.mu_in)
     s1, s2 = fit.sigma_in, fit.sigma_out
     ss = s1 * s1 + s2 * s2
     d = fit.mu_in - fit.mu_out
@@ -89,9 +85,9 @@ def hellinger(fit: Any, squared: bool = False) -> Any:
     ((3, 1), True)
     """
     _check_fit(fit)
-    h2 = -_xp(fit.mu_in).expm1(_log_bc(fit))
-    h2 = h2.clip(0.0, 1.0) if not ar.is_torch(h2) else h2.clamp(0.0, 1.0)
-    return h2 if squared else _xp(h2).sqrt(h2)
+    xp = ar.namespace(fit.mu_in)
+    h2 = xp.clip(-xp.expm1(_log_bc(fit)), 0.0, 1.0)
+    return h2 if squared else xp.sqrt(h2)
 
 
 def privacy_score(fit: Any) -> Any:
@@ -196,14 +192,13 @@ def shadow_models_needed(fit: Any, error: float = 0.05,
     err = check_real(error, "error", 0.0, 0.5, open_lo=True, open_hi=True,
                      what="a float in (0, 0.5)")
     check_choice(formula, "formula", SHADOW_MODELS_FORMULAS)
-    xp = _xp(fit.mu_in)
+    xp = ar.namespace(fit.mu_in)
     log_bc = _log_bc(fit)
-    h2 = -xp.expm1(log_bc)
-    h2 = h2.clip(0.0, 1.0) if not ar.is_torch(h2) else h2.clamp(0.0, 1.0)
+    h2 = xp.clip(-xp.expm1(log_bc), 0.0, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         if formula == "bhattacharyya":
             n = xp.ceil(math.log(1.0 / (2.0 * err)) / (0.0 - log_bc))  # +0 -> inf
         else:
             n = xp.ceil(math.log(1.0 / err) / h2)
-    n = n.clip(1.0, None) if not ar.is_torch(n) else n.clamp(min=1.0)
+    n = xp.clip(n, 1.0, None)
     return ShadowModelsNeeded(n, err, SHADOW_MODELS_FORMULAS[formula], h2)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from miakit import _arrays as ar
+from miakit._status import message, raise_for_status
 from miakit._validation import check_finite, check_float_array, check_int
 
 MLP_CHUNK_BYTES = 1 << 25  # float64 temporaries of one block of examples (32 MiB)
@@ -48,12 +49,9 @@ def check_head(features: Any, weight: Any, bias: Any) -> tuple[Any, Any, Any]:
 
 
 def raise_head_status(st: dict, c: int) -> None:
-    if st["nonfinite"]:
-        raise ValueError(f"features/weight/bias: expected finite values, got {st['nonfinite']} "
-                         "NaN or inf")
-    if st["bad_label"]:
-        raise ValueError(f"labels: expected class indices in [0, {c}), got {st['bad_label']} "
-                         "outside")
+    """The head kernels' status (miakit._status): NaN or inf inputs, labels outside."""
+    raise_for_status(st, {"nonfinite": message("nonfinite", "features/weight/bias"),
+                          "bad_label": message("bad_label", "labels", n_classes=c)})
 
 
 def check_mlp_head(features: Any, weight1: Any, bias1: Any, weight2: Any,
@@ -124,9 +122,8 @@ def mlp_forward(xb: np.ndarray, w1: np.ndarray, b1: np.ndarray | None, w2: np.nd
 
 
 def like_features(out: np.ndarray, x: Any) -> Any:
-    if ar.is_torch(x):
-        return ar.import_torch().from_numpy(out).to(x.device)
-    return out
+    """The host result ``out`` as ``x``'s array type, on ``x``'s device."""
+    return ar.namespace(x).asarray(out)
 
 
 def batch_len(x) -> int:

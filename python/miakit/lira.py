@@ -30,6 +30,7 @@ from miakit._options import (
     SIGNALS,
     VARIANCES,
 )
+from miakit._status import message, raise_for_status
 from miakit._validation import (
     check_choice,
     check_float_array,
@@ -37,7 +38,7 @@ from miakit._validation import (
     check_real,
     check_targets,
 )
-from miakit.signals import prepare_logits_labels, raise_signal_status
+from miakit.signals import prepare_logits_labels
 
 __all__ = [
     "LiraFit",
@@ -56,7 +57,14 @@ _LIRA_SIGNALS = ("scaled_confidence", "hinge", "loss", "confidence")
 
 
 class ClampedSpreadWarning(UserWarning):
-    """Some standard deviations were below ``min_std`` and were clamped to it."""
+    """Some standard deviations were below ``min_std`` and were clamped to it.
+
+    ``n_clamped`` holds how many, so callers need not read the count out of the message.
+    """
+
+    def __init__(self, text: str, n_clamped: int = 0) -> None:
+        super().__init__(text)
+        self.n_clamped = int(n_clamped)
 
 
 def _prepare_source(data: Any, keep: Any, labels: Any, signal: str):
@@ -89,11 +97,12 @@ def _prepare_source(data: Any, keep: Any, labels: Any, signal: str):
 
 
 def _raise_status(st: dict, n_classes: int | None) -> None:
-    raise_signal_status(st["nonfinite_logits"], st["bad_label"], n_classes or 0)
-    if st["nonfinite_scores"]:
-        raise ValueError(
-            f"shadow_scores: expected finite values, got {st['nonfinite_scores']} NaN or inf"
-        )
+    raise_for_status(st, {
+        # the fused path: the signal kernel's counts of logits rows and label rows
+        "nonfinite_logits": message("nonfinite_rows", "logits"),
+        "bad_label": message("bad_label", "labels", n_classes=n_classes or 0),
+        "nonfinite_scores": message("nonfinite", "shadow_scores"),
+    })
 
 
 def fit(
@@ -164,15 +173,9 @@ def fit(
         has = cnt[:, None] > 0
         low = (sd < min_std) & has
         n_clamped += int(low.sum())
-        clamped.append(_where(low, min_std, sd))
+        clamped.append(ar.namespace(sd).where(low, min_std, sd))
     return LiraFit(mu_in, mu_out, clamped[0], clamped[1], n_in, n_out, center, variance,
                    float(min_std), n_clamped)
-
-
-def _where(mask, value, x):
-    if ar.is_torch(x):
-        return ar.loaded_torch().where(mask, ar.loaded_torch().full_like(x, value), x)
-    return np.where(mask, value, x)
 
 
 def _pooled(sd: Any, counts: Any) -> Any:
@@ -182,8 +185,7 @@ def _pooled(sd: Any, counts: Any) -> Any:
     valid = cnt > 0
     total = cnt[valid].sum()
     value = np.sqrt((sd_np[valid] ** 2 * cnt[valid]).sum() / total) if total > 0 else np.nan
-    out = np.full(sd_np.shape, value)
-    return ar.loaded_torch().full_like(sd, float(value)) if ar.is_torch(sd) else out
+    return ar.namespace(sd).full_like(sd, float(value))
 
 
 def score(
@@ -246,10 +248,7 @@ def score(
     st = _C.lira_score(ar.kernel_arg(t), *(ar.kernel_arg(x) for x in (
         fit.mu_in, fit.mu_out, fit.sigma_in, fit.sigma_out)), ar.kernel_arg(out),
         MODES[mode], OFFLINE[offline], ar.stream_of(t))
-    if st["nonfinite_scores"]:
-        raise ValueError(
-            f"target_scores: expected finite values, got {st['nonfinite_scores']} NaN or inf"
-        )
+    raise_for_status(st, {"nonfinite_scores": message("nonfinite", "target_scores")})
     return out
 
 
@@ -364,10 +363,7 @@ def leave_one_out(
     if on_empty == "raise":
         _check_empty_loo(keep_u8, tg, mode, references)
     # targets are host indices chosen by the caller; they follow the data to its device
-    if ar.is_torch(data):
-        tg_dev = ar.loaded_torch().as_tensor(tg, device=data.device)
-    else:
-        tg_dev = tg
+    tg_dev = ar.namespace(data).asarray(tg)
     out = ar.empty_like_device(data, (len(tg), n), "float64")
     st = _C.lira_loo(
         ar.kernel_arg(data), None if labels_k is None else ar.kernel_arg(labels_k),
@@ -380,9 +376,11 @@ def leave_one_out(
     n_clamped = int(sum(st["clamped"]))
     if n_clamped:
         warnings.warn(
-            f"{n_clamped} standard deviations were below min_std={min_std:g} and were clamped "
-            "(too few shadow models on one side, or identical observations)",
-            ClampedSpreadWarning, stacklevel=2)
+            ClampedSpreadWarning(
+                f"{n_clamped} standard deviations were below min_std={min_std:g} and were "
+                "clamped (too few shadow models on one side, or identical observations)",
+                n_clamped),
+            stacklevel=2)
     return out
 
 
@@ -430,19 +428,7 @@ def balanced_partners(keep: Any, targets: Any = None) -> np.ndarray:
     arr = ar.as_array(keep, "keep")
     if len(ar.shape_of(arr)) != 2:
         raise ValueError(f"keep: expected a 2-D [M, N] matrix, got shape {ar.shape_of(arr)}")
-    k = ar.to_numpy(check_keep(arr, ar.shape_of(arr))).astype(bool)
-    m, n = k.shape
-    tg = check_targets(targets, m)
-    out = np.full((len(tg), n), -1, dtype=np.int64)
-    for row, t in enumerate(tg):
-        # candidates in order, each tried only on the examples still without a partner
-        # (complementary pairs: all of them settle on the first)
-        todo = np.arange(n)
-        order = ([t ^ 1] if (t ^ 1) < m else []) + [(t + i) % m for i in range(1, m)]
-        for j in order:
-            if todo.size == 0:
-                break
-            differs = k[j, todo] != k[t, todo]
-            out[row, todo[differs]] = j
-            todo = todo[~differs]
-    return out
+    keep_u8 = ar.to_numpy(check_keep(arr, ar.shape_of(arr)))
+    tg = check_targets(targets, ar.shape_of(arr)[0])
+    # the kernels' own rule (csrc/include/miakit/lira_math.h, balanced_partner)
+    return _C.balanced_partners(keep_u8, tg)

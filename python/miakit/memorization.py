@@ -21,6 +21,7 @@ from typing import Any
 
 from miakit import _C
 from miakit import _arrays as ar
+from miakit._status import message, raise_for_status
 from miakit._validation import check_choice, check_int, check_keep
 
 __all__ = ["feldman_zhang", "influence"]
@@ -71,7 +72,7 @@ def _from_logits(logits: Any, labels: Any, signal: str, name: str) -> ar.Array:
         raise ValueError(f"labels: expected shape ({shape[1]},) (one label per example), "
                          f"got {ar.shape_of(lab)}")
     fn = signals.correct if signal == "correct" else signals.confidence
-    return fn(logits, lab[None, :] if not ar.is_torch(lab) else lab.unsqueeze(0))
+    return fn(logits, lab[None, :])
 
 
 def _counts(keep_u8: ar.Array) -> tuple[int, int]:
@@ -152,8 +153,7 @@ def feldman_zhang(
     n_in = ar.empty_like_device(c, (n,), "int64")
     st = _C.memorization(ar.kernel_arg(c), ar.kernel_arg(keep_u8), ar.kernel_arg(out),
                          ar.kernel_arg(n_in), ar.stream_of(c))
-    if st["nonfinite"]:
-        raise ValueError(f"correct: expected finite values, got {st['nonfinite']} NaN or inf")
+    raise_for_status(st, {"nonfinite": message("nonfinite", "correct")})
     return out
 
 
@@ -238,7 +238,5 @@ def influence(
     idx = ar.empty_like_device(c, (t, top_k), "int64")
     st = _C.influence(ar.kernel_arg(keep_u8), ar.kernel_arg(c), ar.kernel_arg(vals),
                       ar.kernel_arg(idx), ar.stream_of(c))
-    if st["nonfinite"]:
-        raise ValueError(f"correct_test: expected values finite in float32, got "
-                         f"{st['nonfinite']} NaN or inf")
+    raise_for_status(st, {"nonfinite": message("nonfinite_float32", "correct_test")})
     return vals, idx

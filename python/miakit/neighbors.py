@@ -19,6 +19,7 @@ import numpy as np
 
 from miakit import _C
 from miakit import _arrays as ar
+from miakit._status import message, raise_for_status
 from miakit._validation import check_choice, check_int
 
 __all__ = ["closest_distances", "METRICS"]
@@ -34,7 +35,8 @@ def _check_rows(x: Any, name: str) -> ar.Array:
         raise ValueError(f"{name}: expected a 2-D array [records, features], got shape {shape}")
     kind = ar.kind(x)
     if kind in ("b", "i", "u"):
-        x = x.to(dtype=ar.loaded_torch().float64) if ar.is_torch(x) else x.astype(np.float64)
+        xp = ar.namespace(x)
+        x = xp.astype(x, xp.float64)
     elif kind != "f":
         raise TypeError(f"{name}: expected a floating-point, integer or boolean array, got "
                         f"dtype {ar.dtype_name(x)}")
@@ -49,25 +51,17 @@ def _common_dtype(q: ar.Array, r: ar.Array) -> tuple[ar.Array, ar.Array]:
     """Both arrays in the wider of their two float dtypes (the kernel takes one)."""
     if q.dtype == r.dtype:
         return q, r
-    if ar.is_torch(q):
-        dt = ar.loaded_torch().promote_types(q.dtype, r.dtype)
-        return q.to(dtype=dt), r.to(dtype=dt)
-    dt = np.result_type(q.dtype, r.dtype)
-    return q.astype(dt), r.astype(dt)
+    xp = ar.namespace(q, r)
+    dt = xp.result_type(q.dtype, r.dtype)
+    return xp.astype(q, dt), xp.astype(r, dt)
 
 
 def _unit_rows(x: ar.Array, name: str) -> ar.Array:
     """Rows scaled to unit Euclidean norm in float64 (cosine distance); zero rows refused."""
-    if ar.is_torch(x):
-        torch = ar.loaded_torch()
-        x64 = x.to(dtype=torch.float64)
-        norms = torch.linalg.vector_norm(x64, dim=1, keepdim=True)
-        bad = int((norms[:, 0] == 0).sum())
-    else:
-        x64 = np.asarray(x, dtype=np.float64)
-        with np.errstate(invalid="ignore", over="ignore"):
-            norms = np.linalg.norm(x64, axis=1, keepdims=True)
-        bad = int((norms[:, 0] == 0).sum())
+    xp = ar.namespace(x)
+    x64 = xp.astype(x, xp.float64)
+    norms = xp.vector_norm(x64, axis=1, keepdims=True)
+    bad = int((norms[:, 0] == 0).sum())
     if bad:
         raise ValueError(f"{name}: metric='cosine' needs rows of non-zero norm, got {bad} "
                          "zero row(s)")
@@ -143,11 +137,10 @@ def closest_distances(
     idx = ar.empty_like_device(q, (nq, k), "int64")
     st = _C.knn(ar.kernel_arg(q), ar.kernel_arg(r), ar.kernel_arg(vals), ar.kernel_arg(idx),
                 bool(exclude_self), ar.stream_of(q))
-    if st["nonfinite"]:
-        raise ValueError(f"queries/reference: expected values finite in float32, got "
-                         f"{st['nonfinite']} NaN or inf (or beyond float32's range)")
+    raise_for_status(st, {"nonfinite": message("nonfinite_float32", "queries/reference")
+                          + " (or beyond float32's range)"})
     if metric == "euclidean":
-        vals = vals.sqrt() if ar.is_torch(vals) else np.sqrt(vals, out=vals)
+        vals = ar.namespace(vals).sqrt(vals)
     elif metric == "cosine":
         vals = vals * 0.5  # |a - b|^2 = 2 - 2 cos for unit rows
     return vals, idx

@@ -27,10 +27,12 @@ import numpy as np
 
 from miakit import _C
 from miakit import _arrays as ar
+from miakit._options import REFERENCES
 from miakit._validation import (
     check_choice,
     check_float_array,
     check_keep,
+    check_keep_matrix,
     check_real,
     check_targets,
 )
@@ -41,18 +43,14 @@ __all__ = ["score", "leave_one_out", "tune_a", "TunedA", "ratios"]
 
 _AGGREGATES = ("mean", "vote")
 _ON_EMPTY = ("raise", "nan")
-_REFERENCES = ("balanced", "all")
 # scored (row, example) pairs per kernel call of leave_one_out: bounds the working memory
 _CHUNK_ELEMENTS = 1 << 18
 
 
 # --------------------------------------------------------------------------- inputs
-def _xp(x: Any) -> Any:
-    return ar.loaded_torch() if ar.is_torch(x) else np
-
-
 def _f64(x: Any) -> Any:
-    return x.to(ar.loaded_torch().float64) if ar.is_torch(x) else np.asarray(x, dtype=np.float64)
+    xp = ar.namespace(x)
+    return xp.astype(x, xp.float64)
 
 
 def _probabilities(data: Any, labels: Any, name: str, lead: int) -> Any:
@@ -89,8 +87,7 @@ def _aggregate(q: Any, aggregate: str) -> Any:
     The mean accumulates in float64 straight from the caller's precision, without a
     float64 copy of every view."""
     if aggregate == "mean":
-        f64 = ar.loaded_torch().float64 if ar.is_torch(q) else np.float64
-        return q.mean(-1, dtype=f64)[..., None]
+        return q.mean(-1, dtype=ar.namespace(q).float64)[..., None]
     return _f64(q)
 
 
@@ -111,9 +108,8 @@ def _count(x_ratio: Any, pop_ratio: Any, self_mask: Any, gamma: float) -> Any:
 def _rows(x: Any) -> Any:
     """``[B, N, R]`` -> contiguous ``[B * R, N]`` kernel rows."""
     b, n, r = ar.shape_of(x)
-    x = x.transpose(0, 2, 1) if not ar.is_torch(x) else x.permute(0, 2, 1)
-    x = x.reshape(b * r, n)
-    return x.contiguous() if ar.is_torch(x) else np.ascontiguousarray(x)
+    xp = ar.namespace(x)
+    return xp.contiguous(xp.permute_dims(x, (0, 2, 1)).reshape(b * r, n))
 
 
 def _offline_pr(mean_out: Any, a: float) -> Any:
@@ -127,7 +123,7 @@ def _divide(q: Any, pr: Any) -> Any:
     target is infinitely more confident than its references: it beats every finite
     ratio) and 1 where ``q`` is 0 too (no model gives the example any probability, so it
     says nothing either way). NaN only where ``Pr`` is (no reference at all)."""
-    xp = _xp(q)
+    xp = ar.namespace(q)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = q / pr
     return xp.where((pr == 0) & (q == 0), 1.0, r)
@@ -200,7 +196,7 @@ def _ratio(qt: Any, qr: Any, keep: Any, offline: bool, a: float) -> Any:
 
 
 def _as_float(mask: Any, like: Any) -> Any:
-    return mask.to(like.dtype) if ar.is_torch(mask) else mask.astype(np.float64)
+    return ar.namespace(mask).astype(mask, like.dtype)
 
 
 def score(target_q: Any, ref_q: Any, ref_keep: Any, population: Any, *,
@@ -252,7 +248,7 @@ def score(target_q: Any, ref_q: Any, ref_keep: Any, population: Any, *,
     r = _ratio(qt, qr, keep, offline, a)
     n = ar.shape_of(r)[0]
     r2 = r[:, None] if len(ar.shape_of(r)) == 1 else r  # [N, R]
-    xp = _xp(r2)
+    xp = ar.namespace(r2)
     empty = xp.isnan(r2).any(1)
     n_empty = int(empty.sum())
     if n_empty and on_empty == "raise":
@@ -281,13 +277,10 @@ def score(target_q: Any, ref_q: Any, ref_keep: Any, population: Any, *,
             raise ValueError(f"population[0]: expected the target's view of the {z} "
                              f"population examples, got shape {ar.shape_of(pt)}")
         # population examples are non-members of every reference model: all are OUT
-        pop2 = _ratio(pt, pq, xp.zeros(ar.shape_of(pq)[:2], dtype=bool) if not ar.is_torch(pq)
-                      else ar.loaded_torch().zeros(ar.shape_of(pq)[:2],
-                                                   dtype=ar.loaded_torch().bool,
-                                                   device=pq.device), offline, a)
+        pop2 = _ratio(pt, pq, xp.zeros(ar.shape_of(pq)[:2], dtype=xp.bool), offline, a)
         out = _count(x_rows, _rows(pop2[None]), None, gamma)
     else:
-        idx = np.asarray(ar.to_numpy(population) if ar.is_torch(population) else population)
+        idx = ar.to_numpy(population)
         if idx.ndim != 1 or idx.dtype.kind not in "iu":
             raise TypeError("population: expected a 1-D array of example indices or a pair "
                             f"of arrays, got {type(population).__name__} {idx.dtype}")
@@ -300,12 +293,9 @@ def score(target_q: Any, ref_q: Any, ref_keep: Any, population: Any, *,
             raise ValueError("population: expected distinct example indices, got repeats")
         in_pop = np.zeros(n, dtype=bool)
         in_pop[idx] = True
-        mask = in_pop if not ar.is_torch(r2) else ar.loaded_torch().as_tensor(in_pop,
-                                                                         device=r2.device)
+        mask = xp.asarray(in_pop)
         pop2 = xp.where(mask[:, None], r2, float("nan"))
-        self_rows = _rows(xp.broadcast_to(mask[:, None], ar.shape_of(r2))[None]
-                          if not ar.is_torch(r2) else
-                          mask[:, None].expand(ar.shape_of(r2))[None])
+        self_rows = _rows(xp.broadcast_to(mask[:, None], ar.shape_of(r2))[None])
         out = _count(x_rows, _rows(pop2[None]), self_rows, gamma)
     res = out.mean(0)
     if n_empty:
@@ -361,7 +351,7 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
     ((8, 300), True)
     """
     aggregate = check_choice(aggregate, "aggregate", list(_AGGREGATES))
-    references = check_choice(references, "references", list(_REFERENCES))
+    references = check_choice(references, "references", list(REFERENCES))
     on_empty = check_choice(on_empty, "on_empty", list(_ON_EMPTY))
     a = check_real(a, "a", 0.0, 1.0)
     gamma = check_real(gamma, "gamma", 0.0, open_lo=True)
@@ -372,11 +362,8 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
     k_u8 = ar.match_device(check_keep(keep, (m, n)), qa, "keep", "q")
     kb = k_u8 != 0
     tg = check_targets(targets, m)
-    xp = _xp(qa)
-    torch_dev = qa.device if ar.is_torch(qa) else None
-
-    def dev(x: np.ndarray) -> Any:
-        return x if torch_dev is None else ar.loaded_torch().as_tensor(x, device=torch_dev)
+    xp = ar.namespace(qa)
+    dev = xp.asarray  # host indices follow q to its device
 
     total = qa.sum(0)  # [N, R]
     # OUT sums one model at a time: working memory O(N), not another [M, N] array
@@ -441,9 +428,7 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
         n_empty += int(empty.sum())
         if population is None:
             pop = xp.where(kt[..., None], float("nan"), rx)
-            self_mask = _rows(xp.broadcast_to((~kt)[..., None], ar.shape_of(rx))
-                              if torch_dev is None else (~kt)[..., None].expand(
-                                  ar.shape_of(rx)))
+            self_mask = _rows(xp.broadcast_to((~kt)[..., None], ar.shape_of(rx)))
         else:
             pqt = pq[tkd]  # [B, Z, R]: each target's own view of the population
             pr_pop = (pop_total[None] - pqt) / (m - 1)
@@ -472,13 +457,10 @@ def _resum_cancelled(s_ref: Any, whole: Any, qa: Any, keep: Any, tk: Any,
     bad = s_ref <= whole[None] * 2.0 ** -20
     if not bool(bad.any()):
         return s_ref
-    b, n, r = bad.nonzero(as_tuple=True) if ar.is_torch(bad) else np.nonzero(bad)
+    xp = ar.namespace(qa)
+    b, n, r = xp.nonzero(bad)
     vals = qa[:, n, r]  # [M, nb]
-    if ar.is_torch(vals):
-        cols = ar.loaded_torch().arange(len(n), device=vals.device)
-        use = ar.loaded_torch().ones(vals.shape, dtype=ar.loaded_torch().bool, device=vals.device)
-    else:
-        cols, use = np.arange(len(n)), np.ones(vals.shape, dtype=bool)
+    cols, use = xp.arange(len(n)), xp.ones(vals.shape, dtype=xp.bool)
     if keep is not None:  # offline: OUT models only
         use &= ~keep[:, n]
     use[tk[b], cols] = False
@@ -486,7 +468,7 @@ def _resum_cancelled(s_ref: Any, whole: Any, qa: Any, keep: Any, tk: Any,
         p = part[b, n]
         ok = p >= 0
         use[p[ok], cols[ok]] = False
-    s_ref = s_ref.clone() if ar.is_torch(s_ref) else s_ref.copy()
+    s_ref = xp.copy(s_ref)
     s_ref[b, n, r] = (vals * _as_float(use, vals)).sum(0)
     return s_ref
 
@@ -547,8 +529,9 @@ def tune_a(q: Any, keep: Any, *, target: int = 0, grid: Any = None, gamma: float
         raise ValueError(f"grid: expected a non-empty 1-D sequence of a values, got {grid!r}")
     for v in g:
         check_real(v, "grid", 0.0, 1.0)
-    t = int(check_targets([target], ar.shape_of(ar.as_array(keep, "keep"))[0])[0])
-    kt = ar.to_numpy(ar.as_array(keep, "keep")).astype(bool)[t]
+    keep_np = check_keep_matrix(keep, even=False)
+    t = int(check_targets([target], keep_np.shape[0])[0])
+    kt = keep_np[t]
     aucs = []
     for v in g:
         with warnings.catch_warnings():

@@ -16,6 +16,7 @@ from miakit import _C
 from miakit import _arrays as ar
 from miakit._arrays import match_device
 from miakit._options import SIGNALS
+from miakit._status import message, raise_for_status
 from miakit._validation import check_choice, check_float_array, check_labels
 
 __all__ = ["scaled_confidence", "hinge", "loss", "confidence", "max_confidence", "correct",
@@ -50,21 +51,18 @@ def _signal(logits: Any, labels: Any, name: str) -> Any:
     logits, labels = prepare_logits_labels(logits, labels)
     out_dtype = "float64" if ar.dtype_name(logits) == "float64" else "float32"
     out = ar.empty_like_device(logits, ar.shape_of(logits)[:-1], out_dtype)
-    nonfinite, bad_label = _C.signal(
+    st = _C.signal(
         ar.kernel_arg(logits), ar.kernel_arg(labels), ar.kernel_arg(out),
         SIGNAL_CODES[name], ar.stream_of(logits),
     )
-    raise_signal_status(nonfinite, bad_label, ar.shape_of(logits)[-1])
+    raise_for_status(st, _signal_checks(ar.shape_of(logits)[-1]))
     return out
 
 
-def raise_signal_status(nonfinite: int, bad_label: int, n_classes: int) -> None:
-    if nonfinite:
-        raise ValueError(f"logits: expected finite values, got NaN or inf in {nonfinite} rows")
-    if bad_label:
-        raise ValueError(
-            f"labels: expected class indices in [0, {n_classes}), got {bad_label} rows outside"
-        )
+def _signal_checks(n_classes: int) -> dict[str, str]:
+    # the signal kernels count rows: a row with a NaN logit, a row whose label is outside
+    return {"nonfinite": message("nonfinite_rows", "logits"),
+            "bad_label": message("bad_label", "labels", n_classes=n_classes)}
 
 
 def scaled_confidence(logits: Any, labels: Any) -> Any:
@@ -160,7 +158,8 @@ def correct(logits: Any, labels: Any) -> Any:
 def _as_bool(out: Any) -> Any:
     """The kernel's 0/1 correctness as booleans, same array type and device."""
     # astype keeps a 0-d result an array (``out != 0`` would give a numpy scalar)
-    return out != 0 if ar.is_torch(out) else out.astype(bool)
+    xp = ar.namespace(out)
+    return xp.astype(out, xp.bool)
 
 
 def grad_norm(logits: Any, labels: Any) -> Any:
@@ -256,10 +255,10 @@ def compute(logits: Any, labels: Any, names: Sequence[str], *,
             want = check_choice(dtypes.get(name, default), f"dtype[{name!r}]",
                                 ("float32", "float64"))
             arrays.append(ar.empty_like_device(logits, lead, want))
-    nonfinite, bad_label = _C.signals(
+    st = _C.signals(
         ar.kernel_arg(logits), ar.kernel_arg(labels), [SIGNAL_CODES[n] for n in names],
         [ar.kernel_arg(a) for a in arrays], ar.stream_of(logits))
-    raise_signal_status(nonfinite, bad_label, ar.shape_of(logits)[-1])
+    raise_for_status(st, _signal_checks(ar.shape_of(logits)[-1]))
     result = dict(zip(names, arrays))
     if "correct" in result and "correct" not in out:
         result["correct"] = _as_bool(result["correct"])

@@ -286,9 +286,7 @@ def _baselines(correct: np.ndarray | None, keep: np.ndarray, t: Any) -> dict[str
 
 
 
-def _clamped_count(message: Warning) -> int:
-    try:
-        return int(str(message).split()[0])
-    except (ValueError, IndexError):
-        return 0
+def _clamped_count(message: Warning | str) -> int:
+    """The spreads a ``lira.ClampedSpreadWarning`` counted (its ``n_clamped``)."""
+    return int(getattr(message, "n_clamped", 0))
 
