@@ -1,4 +1,4 @@
-"""Attack power against the shadow budget (miakit.budget, miakit budget)."""
+"""Attack power against the shadow budget (miakit.studies.budget, miakit budget)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import miakit as mk
-from miakit.budget import memorization_aware, shadow_budget
 from miakit.cli import main
+from miakit.studies.budget import memorization_aware, shadow_budget
 
 
 def _run(rng, m=20, n=400):

@@ -1,5 +1,5 @@
 """Memorization and exact input curvature of DP-SGD heads against epsilon
-(miakit.dp_curvature, miakit dp-curvature)."""
+(miakit.studies.dp_curvature, miakit dp-curvature)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 import miakit as mk
 from miakit.cli import main
-from miakit.dp_curvature import _curvature_in, dp_curvature
+from miakit.studies.dp_curvature import _curvature_in, dp_curvature
 
 pytest.importorskip("dp_accounting")
 pytest.importorskip("sklearn")

@@ -111,7 +111,7 @@ def test_assignment_is_the_nearest_cdf_and_accuracy_grows_with_m(rng):
 
 
 def test_leakage_experiment_detects_a_leak_and_not_its_absence(tmp_path):
-    from miakit.leakage import leakage_experiment
+    from miakit.studies.ks_leakage import leakage_experiment
 
     d = mk.datasets.synthetic(n=2000, dim=32, n_classes=10, seed=0)
     r = leakage_experiment(d.features, d.labels, tmp_path, shots=[0, 20], seeds=12)

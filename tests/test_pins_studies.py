@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import miakit as mk
-import miakit.budget as budget_mod
-import miakit.leakage as leakage_mod
-import miakit.sweep as sweep_mod
+import miakit.studies._budget_draws as budget_mod
+import miakit.studies.ks_leakage as leakage_mod
+import miakit.studies.sweep as sweep_mod
 from miakit.cli import main
 
 
@@ -36,7 +36,7 @@ def _aware_data(m=12, n=120, seed=0):
 
 class _ModelSpy:
     """Records, in call order, which models each step of the aware attack reads: the
-    pilot's ranking (``budget._ranking``), every LiRA fit (its reference models) and every
+    pilot's ranking (``_budget_draws._ranking``), every LiRA fit (its reference models) and every
     LiRA score (its target model). Models are recognised by their signal values."""
 
     def __init__(self, monkeypatch, z, y):
@@ -100,8 +100,9 @@ def test_aware_pilot_models_are_never_references(monkeypatch):
     attack, and the models spent (pilot + b) are no longer what was used."""
     z, keep, y = _aware_data()
     spy = _ModelSpy(monkeypatch, z, y)
-    r = mk.budget.memorization_aware(z, keep, y, pilot=4, budgets=[2, 4, 6], candidates=12,
-                                     draws=4, targets=2, fprs=[0.1], seed=1)
+    r = mk.studies.budget.memorization_aware(z, keep, y, pilot=4, budgets=[2, 4, 6],
+                                             candidates=12, draws=4, targets=2, fprs=[0.1],
+                                             seed=1)
     draws = spy.draws(12, 4)
     _check_disjoint(draws, pilot=4, budgets=[2, 4, 6], n_draws=4)
     # with 6 pairs, a pilot of 2 pairs and 3 pairs of references, only 1 pair is left for

@@ -65,7 +65,7 @@ def _dense_hessian(x, theta, lam, w=None):
 @pytest.mark.parametrize("k", [1, 5, 50])  # 50: C - 1 = 3 classes x 50 heads, the wide product
 @pytest.mark.parametrize("block_bytes", [None, 2048])
 def test_objective_matches_float64_reference(k, block_bytes, monkeypatch):
-    import miakit.shadow._linear as lin
+    import miakit.shadow._linear_objective as lin
 
     if block_bytes is not None:  # many small row blocks, the last one partial
         monkeypatch.setattr(lin, "_ROW_BLOCK_BYTES", block_bytes)

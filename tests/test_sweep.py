@@ -9,7 +9,7 @@ import pytest
 
 import miakit as mk
 from miakit.cli import main
-from miakit.sweep import cell_examples, sweep
+from miakit.studies.sweep import cell_examples, sweep
 
 pytest.importorskip("statsmodels")
 

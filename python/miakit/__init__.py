@@ -10,21 +10,18 @@ thresholds    threshold attacks (loss, confidence, hinge, ...), the calibrated a
               the Bayes and maximum-accuracy-threshold baselines
 metrics       ROC, AUC, TPR at low FPR with confidence intervals
 ks            Kolmogorov-Smirnov tests in batches, source assignment, the leakage test
-leakage       the K-S test-set leakage experiment behind ``miakit leakage``
 shadow        shadow-model experiments: keep matrices, batched training, run store
 memorization  Feldman-Zhang memorization and influence (top-k)
 neighbors     exact k nearest distances (distance to closest record)
 generative    membership risk of generative models (MACE): optimal membership advantage,
-              individual risk, DOMIAS; the study behind ``miakit generative`` is in
-              generative_study
+              individual risk, DOMIAS
 gradients     per-example gradient norms (closed form, ghost norms, vmap fallback)
 curvature     input-loss curvature (Hutchinson, finite differences, zero order)
 bounds        DP limits on attacks, DP-SGD accounting (dp-accounting), empirical epsilon
 powerlaw      the shots/classes power law: OLS fit (statsmodels) and prediction
-sweep         the shots/classes study behind ``miakit sweep``
-budget        attack power against the number of shadow models, by memorization, Hellinger
-              distance and planted records
-dp_curvature  memorization and input curvature of DP-SGD heads against epsilon
+studies       the studies behind ``miakit budget``, ``sweep``, ``leakage``, ``generative``
+              and ``dp-curvature`` (modules budget, sweep, ks_leakage, generative,
+              dp_curvature: each a Config, run() and a result with summary, plot, write)
 vulnerability per-example vulnerability tables and plots
 audit         the audit job: attacks on a shadow run, report.json and report.html, ROC
               plot, summary (a package: attacks, evaluation, per_example, run, text, page)
@@ -35,15 +32,11 @@ import miakit._C as _C
 from miakit import (
     audit,
     bounds,
-    budget,
     curvature,
     datasets,
-    dp_curvature,
     generative,
-    generative_study,
     gradients,
     ks,
-    leakage,
     lira,
     memorization,
     metrics,
@@ -52,7 +45,7 @@ from miakit import (
     rmia,
     shadow,
     signals,
-    sweep,
+    studies,
     thresholds,
     vulnerability,
 )
@@ -65,15 +58,11 @@ __all__ = [
     "audit",
     "backend_info",
     "bounds",
-    "budget",
     "curvature",
     "datasets",
-    "dp_curvature",
     "generative",
-    "generative_study",
     "gradients",
     "ks",
-    "leakage",
     "lira",
     "memorization",
     "metrics",
@@ -82,7 +71,7 @@ __all__ = [
     "rmia",
     "shadow",
     "signals",
-    "sweep",
+    "studies",
     "thresholds",
     "vulnerability",
     "__version__",

@@ -11,7 +11,6 @@ run's stored heads, and :func:`load_report`.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_choice, check_probability
 from miakit.audit.attacks import (
     ATTACKS,
     _attack_names,
@@ -36,6 +34,7 @@ from miakit.audit.evaluation import (
     strongest,
     verdict,
 )
+from miakit.audit.options import AuditConfig
 from miakit.audit.page import write_html
 from miakit.audit.per_example import _head_kind, head_matrices, vulnerability
 from miakit.audit.report import AuditReport
@@ -116,21 +115,19 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     True
     """
     t0 = time.perf_counter()
-    if variance not in ("auto", "per_example", "global"):
-        raise ValueError(f"variance: expected 'auto', 'per_example' or 'global', "
-                         f"got {variance!r}")
+    # every option checked against its one declaration (miakit.audit.options)
+    cfg = AuditConfig(fprs=fprs, variance=variance, references=references, level=level,
+                      alpha=alpha, attacks=None if attacks is None else tuple(attacks),
+                      dp_epsilon=dp_epsilon, dp_delta=dp_delta, plot=plot)
+    fprs, variance, references, level, alpha, dp_epsilon, dp_delta = (
+        cfg.fprs, cfg.variance, cfg.references, cfg.level, cfg.alpha, cfg.dp_epsilon,
+        cfg.dp_delta)
     if run.n_models < 4:
         raise ValueError(f"run {run.path}: leave-one-out LiRA needs at least 4 shadow models, "
                          f"the run has {run.n_models}")
     run.require_finished()  # every model, or an error listing the missing ones
     keep, labels = run.keep, run.labels
     var = ("global" if run.n_models < 64 else "per_example") if variance == "auto" else variance
-    check_choice(references, "references", ["balanced", "all"])
-    check_probability(alpha, "alpha")
-    if dp_epsilon is not None and not (float(dp_epsilon) > 0 and math.isfinite(dp_epsilon)):
-        raise ValueError(f"dp_epsilon: expected a positive finite epsilon, got {dp_epsilon!r}")
-    if not 0.0 <= dp_delta < 1.0:
-        raise ValueError(f"dp_delta: expected a value in [0, 1), got {dp_delta!r}")
     want = list(ATTACKS) if attacks is None else list(attacks)
     curvature_wanted = "lira_curvature" in want
     others = [a for a in want if a != "lira_curvature"]

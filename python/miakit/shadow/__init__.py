@@ -8,10 +8,13 @@
 - :func:`import_logits`, :func:`import_folder`, :func:`import_lira_reference` (and
   :func:`import_signals` for runs that kept one signal per example) bring in
   shadow models trained elsewhere.
+- :func:`train_default` trains the default run of ``miakit shadow`` (a
+  :class:`TrainingConfig`; see ``default_run``).
 - :func:`open_run` / :func:`create_run` read and write run directories (see ``store``);
   :func:`features_digest` is the data digest under which a run stores its features.
 """
 
+from miakit.shadow.default_run import TrainingConfig, train_default
 from miakit.shadow.heads import train_heads
 from miakit.shadow.importing import (
     import_folder,
@@ -43,6 +46,8 @@ __all__ = [
     "import_folder",
     "import_lira_reference",
     "train_models",
+    "TrainingConfig",
+    "train_default",
     "open_run",
     "create_run",
     "features_digest",

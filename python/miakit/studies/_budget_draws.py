@@ -1,47 +1,30 @@
-"""How many shadow models does an attack need? (Choi et al., "Why Train More?";
-docs/methods/vulnerability.md).
+"""The attacks behind ``miakit budget``: groups of examples, LiRA draws over reference
+budgets, and the memorization-aware attack (see :mod:`miakit.studies.budget`).
 
-From one run of M shadow models, :func:`shadow_budget` attacks held-out target models with
-LiRA online fitted on b reference models, for budgets b = 2, 4, 8, ... (repeated random
-draws of complementary pairs), and reports the attack's power against b, for all examples
-and for groups: the examples ranked highest by label memorization or by the Hellinger
-distance between their IN and OUT distributions (both measured on the whole run), and
-planted records (``miakit.datasets.digits(planted=...)``) against the rest. Examples that a
-model only gets right when it trained on them separate IN from OUT far more strongly, so an
-attack focused on them needs far fewer shadow models; the report says how many.
-:func:`memorization_aware` ranks the examples with a few pilot models instead, attacks the
-top candidates, and reports the power per shadow model spent (pilot + references) against
-a random selection and all examples.
+Everything here works on checked arrays; :func:`memorization_aware` is public through
+:mod:`miakit.studies.budget`.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from miakit._plotting import subplots
 from miakit._validation import (
     check_choice,
     check_int,
     check_probabilities,
-    check_probability,
     check_real,
 )
-from miakit.io import save_figure, write_report
 from miakit.shadow.keep import is_paired
 
-__all__ = ["shadow_budget", "memorization_aware", "summarize", "planted_mask",
-           "DEFAULT_BUDGETS", "DEFAULT_QUANTILES", "RANKINGS"]
-
-DEFAULT_BUDGETS = (2, 4, 8, 16, 32, 64)
-DEFAULT_QUANTILES = (0.5, 0.9)
 RANKINGS = ("memorization", "hellinger")
-_RANK_NAMES = {"memorization": "memorization", "hellinger": "Hellinger distance"}
+RANK_NAMES = {"memorization": "memorization", "hellinger": "Hellinger distance"}
 PLANTED, REST = "planted", "the rest"
+AWARE, RANDOM, ALL = "memorization-aware", "random selection", "all examples"
 
 
 def planted_mask(planted: Any, n: int) -> np.ndarray:
@@ -60,7 +43,7 @@ def planted_mask(planted: Any, n: int) -> np.ndarray:
 
     Examples
     --------
-    >>> from miakit.budget import planted_mask
+    >>> from miakit.studies.budget import planted_mask
     >>> planted_mask([1, 3], 5).tolist()
     [False, True, False, True, False]
     """
@@ -105,7 +88,7 @@ def _groups(ranks: dict[str, np.ndarray], quantiles: Sequence[float],
         out[REST] = ~planted
     for key, values in ranks.items():
         for q in quantiles:
-            out[f"top {100 * (1 - q):g}% by {_RANK_NAMES[key]}"] = _top(values, q)
+            out[f"top {100 * (1 - q):g}% by {RANK_NAMES[key]}"] = _top(values, q)
     return out
 
 
@@ -245,155 +228,6 @@ def _rows(raw: dict[tuple[int, str], list[dict]]) -> list[dict]:
     return rows
 
 
-def shadow_budget(logits: Any, keep: Any, labels: Any, out_dir: str | Path | None = None, *,
-                  budgets: Sequence[int] = DEFAULT_BUDGETS, draws: int = 5,
-                  targets: int = 8, fprs: Sequence[float] = (0.01, 0.001),
-                  quantiles: Sequence[float] = DEFAULT_QUANTILES,
-                  rank_by: Sequence[str] = RANKINGS, planted: Any = None,
-                  target_tpr: float | None = None, seed: int = 0,
-                  plot: bool = True, aware: Mapping[str, Any] | None = None
-                  ) -> dict[str, Any]:
-    """Attack power against the number of shadow models, overall and by group.
-
-    Parameters
-    ----------
-    logits : array [M, N, A, C]
-        A run's logits (``run.logits()``).
-    keep : array [M, N] bool
-        In complementary pairs (rows 2i and 2i + 1, as :func:`miakit.shadow.balanced_keep`
-        draws them), with at least 2 models on each side of every example.
-    labels : array [N] int
-    out_dir : path, optional
-        Where to write ``budget.json`` and ``budget.png``.
-    budgets : sequence of int
-        Reference models per attack (even, at most M - 2: the pairs left are targets).
-    draws : int
-        Random draws of the references (and targets) per budget.
-    targets : int
-        Target models attacked per draw (from the pairs not used as references).
-    fprs : sequence of float
-        FPRs of the TPR table, in (0, 1).
-    quantiles : sequence of float
-        Ranked groups: the examples at or above each quantile of each ranking, in (0, 1).
-    rank_by : sequence of {"memorization", "hellinger"}
-        Rankings of the groups, measured on the whole run: label memorization
-        (Feldman-Zhang), and the Hellinger distance between the fitted IN and OUT
-        Gaussians of the scaled confidence (docs/methods/vulnerability.md).
-    planted : array [N] bool or sequence of int, optional
-        Planted records (``Dataset.planted``, or a run's
-        ``meta["metadata"]["dataset_info"]["planted"]["indices"]``): adds the groups
-        "planted" and "the rest".
-    target_tpr : float, optional
-        The TPR (at the lowest FPR) of the ``needed`` table. Default: the mean TPR that
-        "the rest" (without ``planted``: all examples) reaches with the largest budget,
-        so that the table says how many shadow models each group needs to match it.
-    seed : int
-    plot : bool
-    aware : mapping, optional
-        Also run the memorization-aware attack (:func:`memorization_aware`, with the same
-        budgets, draws, targets, FPRs, planted records and seed) with these options
-        (``pilot``, ``candidates``, ``score``; ``{}``: the defaults): its report goes
-        under ``"aware"``, and the plot gets a panel of TPR per model spent.
-
-    Returns
-    -------
-    dict
-        ``rows``: per budget and group, the mean, standard deviation and range over
-        draws of the AUC and of the TPR at each FPR, with the mean number of member and
-        non-member scores per draw (``n_pos``, ``n_neg``); ``groups`` with their sizes;
-        ``needed``: ``target_tpr``, its source, and per group the smallest budget whose
-        mean TPR at the lowest FPR reaches it, with its interval over draws (the best
-        draw's and the worst draw's smallest budget; None: not within the budgets);
-        ``needed_for_half_the_best_tpr``: per group, the smallest budget whose mean TPR
-        reaches half the group's best.
-
-    Examples
-    --------
-    >>> import numpy as np, miakit as mk
-    >>> from miakit.budget import shadow_budget
-    >>> rng = np.random.default_rng(0)
-    >>> keep = mk.shadow.balanced_keep(12, 200, seed=0)
-    >>> y = rng.integers(0, 3, 200)
-    >>> z = rng.normal(size=(12, 200, 1, 3)).astype(np.float32)
-    >>> z[np.arange(12)[:, None], np.arange(200), 0, y] += 2.0 * keep
-    >>> z[np.arange(12)[:, None], np.arange(10), 0, y[:10]] += 4.0 * keep[:, :10] - 2.0
-    >>> r = shadow_budget(z, keep, y, budgets=[2, 8], draws=2, targets=2, plot=False,
-    ...                   planted=np.arange(10), quantiles=[0.9])
-    >>> sorted({row["budget"] for row in r["rows"]})
-    [2, 8]
-    >>> r["groups"]["planted"], r["needed"]["groups"]["planted"]["budget"]
-    (10, 2)
-    """
-    k = np.asarray(keep, dtype=bool)
-    y = np.asarray(labels)
-    if k.ndim != 2:
-        raise ValueError(f"keep: expected a 2-d array [M, N], got shape {k.shape}")
-    m, n = k.shape
-    b_list = _check_budgets(budgets, m)
-    _check_keep(k)
-    q_list = check_probabilities(quantiles, "quantiles", allow_empty=True)
-    f_list = check_probabilities(fprs, "fprs")
-    for name, v in (("draws", draws), ("targets", targets)):
-        check_int(v, name, 1, what="a positive int")
-    r_list = [check_choice(r, "rank_by", RANKINGS) for r in dict.fromkeys(rank_by)]
-    mask = None if planted is None else planted_mask(planted, n)
-    if target_tpr is not None:
-        target_tpr = check_probability(target_tpr, "target_tpr")
-    if aware is not None:
-        unknown = sorted(set(aware) - set(AWARE_OPTIONS))
-        if unknown:
-            raise ValueError(f"aware: expected options among {list(AWARE_OPTIONS)}, got "
-                             f"{unknown}")
-        a_pilot = _check_pilot(aware.get("pilot", 4), m)
-        _check_budgets(b_list, m, pilot=a_pilot)
-        a_count = _check_candidates(aware.get("candidates", 0.1), n)
-        a_score = check_choice(aware.get("score", "memorization"), "score", RANKINGS)
-    s, ranks = _signals(logits, k, y, r_list)
-    groups = _groups(ranks, q_list, mask) if (ranks or mask is not None) else {
-        "all examples": np.ones(n, bool)}
-    rng = np.random.default_rng(seed)
-    rows = _attack_draws(s, k, groups, b_list, draws, targets, f_list, rng)
-    low = f"tpr@{min(f_list):g}"
-    half = {}
-    for name in groups:
-        series = [(r["budget"], r[low]["mean"]) for r in rows if r["group"] == name]
-        best = max(t for _, t in series)
-        half[name] = _first_budget(series, best / 2) if best > 0 else None
-    ref = REST if mask is not None else "all examples"
-    if target_tpr is None:
-        target, source = next(r[low]["mean"] for r in rows if r["group"] == ref
-                              and r["budget"] == b_list[-1]), \
-            f"mean TPR of {ref!r} with {b_list[-1]} reference models"
-    else:
-        target, source = target_tpr, "given"
-    report = {"n_models": m, "n_examples": n, "budgets": b_list, "draws": draws,
-              "targets_per_draw": targets, "fprs": f_list, "rank_by": r_list,
-              "groups": {g: int(sel.sum()) for g, sel in groups.items()},
-              "attack": "LiRA online on the scaled confidence, fitted on the budget's "
-                        "reference models (complementary pairs), scoring held-out targets",
-              "rows": rows, "needed_for_half_the_best_tpr": half,
-              "needed": {"tpr": low, "target_tpr": float(target), "source": source,
-                         "groups": _needed(rows, list(groups), low, target)},
-              "needed_tpr": low}
-    if mask is not None:
-        report["planted"] = np.flatnonzero(mask).tolist()
-    if aware is not None:
-        from miakit import signals
-
-        z = np.asarray(logits)
-        report["aware"] = _aware(
-            s, np.asarray(signals.correct(z[:, :, 0, :], y)), k, pilot=a_pilot,
-            count=a_count, score=a_score, b_list=b_list, draws=draws, targets=targets,
-            f_list=f_list, planted=mask, seed=seed, full=ranks.get(a_score))
-    if out_dir is not None:
-        write_report(out_dir, "budget", report, _plot if plot else None)
-    return report
-
-
-AWARE, RANDOM, ALL = "memorization-aware", "random selection", "all examples"
-AWARE_OPTIONS = ("pilot", "candidates", "score")
-
-
 def _check_pilot(pilot: int, m: int) -> int:
     p = check_int(pilot, "pilot", 2, what="an even number of models >= 2")
     if p % 2:
@@ -406,13 +240,15 @@ def _check_pilot(pilot: int, m: int) -> int:
     return p
 
 
-def _check_candidates(candidates: Any, n: int) -> int:
-    """The number of candidates: an int is a count in [1, n], a float a share in (0, 1]."""
-    what = f"a count in [1, {n}] (an int) or a share in (0, 1] (a float)"
+def _check_candidates(candidates: Any, n: int | None) -> int:
+    """The number of candidates: an int is a count in [1, n], a float a share in (0, 1]
+    (``n`` None: the count is checked against 1 only, and a share counts 1 example)."""
+    what = (f"a count in [1, {n}]" if n is not None else "a count >= 1") + \
+        " (an int) or a share in (0, 1] (a float)"
     if isinstance(candidates, (int, np.integer)) and not isinstance(candidates, bool):
         return check_int(candidates, "candidates", 1, n, what=what)
     share = check_real(candidates, "candidates", 0.0, 1.0, open_lo=True, what=what)
-    return max(1, int(round(share * n)))
+    return max(1, int(round(share * (n or 1))))
 
 
 def _pick(values: np.ndarray, count: int, rng: np.random.Generator,
@@ -491,7 +327,7 @@ def _aware(s: np.ndarray, correct: np.ndarray, k: np.ndarray, *, pilot: int, cou
         "candidate_share": count / n, "budgets": b_list, "draws": draws,
         "targets_per_draw": targets, "fprs": f_list, "tpr": low,
         "attack": "per draw: a pilot of complementary pairs ranks every example by "
-                  f"{_RANK_NAMES[score]} measured on the pilot alone; LiRA online on b "
+                  f"{RANK_NAMES[score]} measured on the pilot alone; LiRA online on b "
                   "further reference models (never a pilot model), fitted and scored on the "
                   "top candidates only, on a random selection of as many examples, and on "
                   "all examples, with the same references and held-out targets",
@@ -500,7 +336,7 @@ def _aware(s: np.ndarray, correct: np.ndarray, k: np.ndarray, *, pilot: int, cou
         "agreement": {"overlap_with_full_run_top": _spread(overlap),
                       "full_run_top": full_top.tolist(),
                       "meaning": f"share of the pilot's {count} candidates among the top "
-                                 f"{count} by {_RANK_NAMES[score]} measured on all {m} "
+                                 f"{count} by {RANK_NAMES[score]} measured on all {m} "
                                  "models"},
         "picks": picks}
     if planted is not None:
@@ -575,7 +411,7 @@ def memorization_aware(logits: Any, keep: Any, labels: Any, *, pilot: int = 4,
     Examples
     --------
     >>> import numpy as np, miakit as mk
-    >>> from miakit.budget import memorization_aware
+    >>> from miakit.studies.budget import memorization_aware
     >>> rng = np.random.default_rng(0)
     >>> keep = mk.shadow.balanced_keep(16, 200, seed=0)
     >>> y = rng.integers(0, 3, 200)
@@ -611,138 +447,3 @@ def memorization_aware(logits: Any, keep: Any, labels: Any, *, pilot: int = 4,
     out = _aware(s, correct, k, pilot=p, count=count, score=score, b_list=b_list,
                  draws=draws, targets=targets, f_list=f_list, planted=mask, seed=seed)
     return {"n_models": m, "n_examples": n, **out}
-
-
-def _plot(report: dict, path: Path) -> None:
-    key = report["needed_tpr"]
-    aware = report.get("aware")
-    if aware is None:
-        fig, ax = subplots(figsize=(6, 4.4), dpi=110)
-    else:
-        fig, (ax, ax2) = subplots(1, 2, figsize=(11.5, 4.4), dpi=110)
-        _plot_aware(aware, ax2)
-    for name in report["groups"]:
-        rows = [r for r in report["rows"] if r["group"] == name]
-        b = [r["budget"] for r in rows]
-        mean = [r[key]["mean"] for r in rows]
-        lo = [r[key]["min"] for r in rows]
-        hi = [r[key]["max"] for r in rows]
-        style = dict(lw=2.2) if name == PLANTED else dict(lw=1.2)
-        ax.plot(b, mean, "o-", label=f"{name} ({report['groups'][name]})", **style)
-        ax.fill_between(b, lo, hi, alpha=0.15)
-    need = report.get("needed")
-    if need is not None and need["target_tpr"] > 0:
-        ax.axhline(need["target_tpr"], color="0.4", ls="--", lw=0.9,
-                   label=f"target TPR {100 * need['target_tpr']:.1f}%")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("shadow (reference) models")
-    ax.set_ylabel(f"TPR at FPR {key.split('@')[1]}")
-    ax.set_title("attack power against the shadow budget (range over draws)", fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def _plot_aware(aware: dict, ax: Any) -> None:
-    """TPR at the lowest FPR against the models spent: the memorization-aware attack
-    (pilot + b), a random selection of as many examples and all examples (b)."""
-    key = aware["tpr"]
-    for name, style in ((AWARE, dict(lw=2.2, ls="-")), (RANDOM, dict(lw=1.2, ls="--")),
-                        (ALL, dict(lw=1.2, ls="-"))):
-        rows = [r for r in aware["rows"] if r["group"] == name]
-        x = [r["models_spent"] for r in rows]
-        ax.plot(x, [r[key]["mean"] for r in rows], marker="o", label=name, **style)
-        ax.fill_between(x, [r[key]["min"] for r in rows], [r[key]["max"] for r in rows],
-                        alpha=0.15)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("shadow models spent (aware: pilot + reference models)")
-    ax.set_ylabel(f"TPR at FPR {key.split('@')[1]}")
-    ax.set_title(f"memorization-aware: {aware['candidates']} candidates by "
-                 f"{_RANK_NAMES[aware['score']]} from a pilot of {aware['pilot']} models",
-                 fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-
-
-def summarize(report: dict) -> str:
-    """What ``miakit budget`` prints: TPR against the budget per group, and the budget
-    each group needs for the target TPR.
-
-    Examples
-    --------
-    >>> from miakit.budget import summarize
-    >>> r = {"n_models": 8, "draws": 1, "targets_per_draw": 2, "needed_tpr": "tpr@0.01",
-    ...      "groups": {"all examples": 5},
-    ...      "rows": [{"budget": 2, "group": "all examples", "n_pos": 5, "n_neg": 5,
-    ...                "tpr@0.01": {"mean": 0.5, "min": 0.5, "max": 0.5}}],
-    ...      "needed": {"target_tpr": 0.5, "source": "given",
-    ...                 "groups": {"all examples": {"budget": 2, "interval": [2, 2]}}}}
-    >>> print(summarize(r).splitlines()[-1])
-      all examples: 2 [2, 2]
-    """
-    key = report["needed_tpr"]
-    fpr = key.split("@")[1]
-    lines = [f"{report['n_models']} models, LiRA online on b reference models, "
-             f"{report['draws']} draws x {report['targets_per_draw']} targets per budget; "
-             f"TPR at FPR {fpr}, mean [min, max] over draws:"]
-    for g, size in report["groups"].items():
-        rows = [row for row in report["rows"] if row["group"] == g]
-        cells = [f"b={row['budget']}: {100 * row[key]['mean']:.1f}% "
-                 f"[{100 * row[key]['min']:.1f}, {100 * row[key]['max']:.1f}]" for row in rows]
-        neg = rows[0]["n_neg"] if rows else 0
-        note = (f"; only ~{neg:.0f} non-member scores per draw: FPR {fpr} is below one "
-                "false positive" if neg * float(fpr) < 1 else "")
-        lines.append(f"  {g} ({size} examples{note}): " + ", ".join(cells))
-    need = report["needed"]
-
-    def fmt(b: int | None) -> str:
-        return "-" if b is None else str(b)
-
-    lines.append(f"shadow models needed for TPR {100 * need['target_tpr']:.1f}% at FPR {fpr} "
-                 f"({need['source']}), mean [best draw, worst draw] ('-': not within the "
-                 "budgets):")
-    for g, v in need["groups"].items():
-        lo, hi = v["interval"]
-        lines.append(f"  {g}: {fmt(v['budget'])} [{fmt(lo)}, {fmt(hi)}]")
-    if report.get("aware"):
-        lines += _summarize_aware(report["aware"])
-    if report.get("files"):
-        lines.append("wrote " + ", ".join(report["files"].values()))
-    return "\n".join(lines)
-
-
-def _summarize_aware(aware: dict) -> list[str]:
-    """A line per budget: the aware attack's TPR with pilot + b models against a random
-    selection and all examples with b; then how well the pilot picked."""
-    key = aware["tpr"]
-    fpr = key.split("@")[1]
-
-    def cell(row: dict) -> str:
-        v = row[key]
-        return (f"{100 * v['mean']:.1f}% [{100 * v['min']:.1f}, {100 * v['max']:.1f}] "
-                f"(~{row['n_neg']:.0f} non-members)")
-
-    lines = [f"memorization-aware attack: {aware['candidates']} candidates "
-             f"({100 * aware['candidate_share']:.3g}%) by {_RANK_NAMES[aware['score']]} "
-             f"from a pilot of {aware['pilot']} models; TPR at FPR {fpr}, mean [min, max] "
-             "over draws:"]
-    rows = {(r["group"], r["budget"]): r for r in aware["rows"]}
-    need = {x["budget"]: x["all_examples_need"] for x in aware["models_for_the_same_tpr"]}
-    for b in aware["budgets"]:
-        a = rows[(AWARE, b)]
-        same = need.get(b)
-        lines.append(f"  b={b}: aware with {a['models_spent']} models {cell(a)}; with {b}: "
-                     f"random {cell(rows[(RANDOM, b)])}, all {cell(rows[(ALL, b)])}; "
-                     + ("all examples do not reach it within the budgets" if same is None
-                        else f"all examples reach it with {same} models"))
-    ov = aware["agreement"]["overlap_with_full_run_top"]
-    line = (f"  pilot's pick: {100 * ov['mean']:.0f}% [{100 * ov['min']:.0f}, "
-            f"{100 * ov['max']:.0f}] of the top {aware['candidates']} by "
-            f"{_RANK_NAMES[aware['score']]} on the whole run")
-    if "planted_recovered" in aware:
-        rec, pre = aware["planted_recovered"], aware["planted_precision"]
-        line += (f"; {100 * rec['mean']:.0f}% of the planted records picked "
-                 f"({100 * pre['mean']:.0f}% of the picks planted)")
-    lines.append(line)
-    return lines

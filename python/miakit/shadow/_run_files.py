@@ -1,0 +1,151 @@
+"""The files of a run directory, one at a time: format, errors, checks, parameter layout.
+
+What :mod:`miakit.shadow.store` (opening and creating runs), the :class:`Run
+<miakit.shadow._run.Run>` object and its writes (:mod:`miakit.shadow._run_writes`)
+share: the format constants, the error types, reading ``run.json``/``.npy`` files with
+messages that name them, memory-mapping one model or features file and checking it
+against its manifest entry (shape, dtype, size; the checksum is the caller's), and the
+flat layout of a model's parameters. Nothing here knows a whole run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "miakit-run"
+FORMAT_VERSION = 1
+LOGITS_DTYPES = ("float16", "float32")
+_OWN_NAMES = {"run.json", "keep.npy", "labels.npy", "manifest.json", "models", "cache", ".lock",
+              "params", "features.npy"}
+FEATURES_FILE = "features.npy"
+
+
+class RunMismatchError(ValueError):
+    """An existing run directory belongs to different data, membership or settings."""
+
+
+class IncompleteRunError(ValueError):
+    """Logits were requested for models that are not finished (their indices are named)."""
+
+    def __init__(self, message: str, missing: Sequence[int]):
+        super().__init__(message)
+        self.missing = list(missing)
+
+
+class CorruptModelError(ValueError):
+    """A model file no longer matches the checksum in the manifest."""
+
+    def __init__(self, message: str, models: Sequence[int], paths: Sequence[str]):
+        super().__init__(message)
+        self.models = list(models)
+        self.paths = list(paths)
+
+
+class CorruptModelWarning(UserWarning):
+    """Opening a run found truncated or altered model files; they will be retrained."""
+
+
+class RunLockedError(RuntimeError):
+    """Another process is training this run."""
+
+
+def _model_name(m: int) -> str:
+    return f"model-{m:05d}.npy"
+
+
+def _short_list(items: Sequence[int], limit: int = 20) -> str:
+    items = list(items)
+    if len(items) <= limit:
+        return str(items)
+    return f"{items[:limit]} and {len(items) - limit} more"
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read {what} ({exc})") from exc
+
+
+def _read_npy(path: Path, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read {what} ({exc})") from exc
+
+
+def _map_model_file(path: Path, entry: dict) -> tuple[np.ndarray | None, str]:
+    """Memory-map one model file and check it against its manifest entry (not the hash).
+
+    Returns the array, or None and the reason it cannot be used.
+    """
+    if not path.is_file():
+        return None, "the file is missing"
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:  # e.g. truncated: "mmap length is greater ..."
+        return None, f"it cannot be read as .npy ({exc})"
+    if arr.shape != tuple(entry["shape"]) or arr.dtype != np.dtype(entry["dtype"]):
+        return None, (f"it holds {arr.dtype}{list(arr.shape)}, the manifest says "
+                      f"{entry['dtype']}{entry['shape']}")
+    if isinstance(arr, np.memmap) and path.stat().st_size != int(arr.offset) + arr.nbytes:
+        return None, "the file has trailing bytes"
+    return arr, ""
+
+
+def _map_features(path: Path, meta: dict) -> tuple[np.ndarray | None, str]:
+    """Memory-map ``features.npy`` and check its header (not the digest)."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        return None, f"it cannot be read as .npy ({exc})"
+    n, a = int(meta["n_examples"]), int(meta["n_augmentations"])
+    if arr.ndim != 3 or arr.shape[:2] != (n, a) or arr.dtype != np.float32:
+        return None, f"it holds {arr.dtype}{list(arr.shape)}, expected float32[{n}, {a}, D]"
+    if isinstance(arr, np.memmap) and path.stat().st_size != int(arr.offset) + arr.nbytes:
+        return None, "the file has trailing bytes"
+    return arr, ""
+
+
+def _flatten_params(params: Mapping[str, Any], m: int) -> tuple[np.ndarray, list]:
+    """Named parameter arrays -> (one flat float32 vector, [[name, shape], ...])."""
+    if not isinstance(params, Mapping) or not params:
+        raise TypeError(f"params of model {m}: expected a non-empty mapping of names to "
+                        f"arrays, got {type(params).__name__}")
+    parts, layout = [], []
+    for name, value in params.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"params of model {m}: expected non-empty str names, got {name!r}")
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().numpy()
+        a = np.asarray(value)
+        if a.dtype.kind not in "fiu" or a.dtype == np.bool_:
+            raise TypeError(f"params[{name!r}] of model {m}: expected a real-valued array, got "
+                            f"dtype {a.dtype}")
+        with np.errstate(over="ignore"):
+            a = a.astype(np.float32)
+        if not np.isfinite(a).all():
+            raise ValueError(f"params[{name!r}] of model {m}: expected finite float32 values, "
+                             "got NaN or inf")
+        parts.append(a.reshape(-1))
+        layout.append([name, list(a.shape)])
+    return np.ascontiguousarray(np.concatenate(parts)), layout
+
+
+def _unflatten(flat: np.ndarray, layout: list) -> dict[str, np.ndarray]:
+    out, offset = {}, 0
+    for name, shape in layout:
+        size = int(np.prod(shape, dtype=np.int64))
+        out[name] = flat[offset:offset + size].reshape(shape)
+        offset += size
+    if offset != flat.shape[0]:
+        raise ValueError(f"the parameter layout covers {offset} values, the file holds "
+                         f"{flat.shape[0]}")
+    return out
