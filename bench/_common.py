@@ -8,7 +8,7 @@ Every benchmark writes one record to ``bench/results/<name>.json`` through
     :data:`SCHEMA_VERSION`.
 ``benchmark`` (str)
     The benchmark's name: ``audit``, ``coverage``, ``knn``, ``ks``, ``lira``, ``risk``,
-    ``rmia``, ``signals``, ``train_heads``.
+    ``rmia``, ``signals``, ``train_heads``, ``exposure_fdr``.
 ``created`` (str)
     When the record was written, ISO 8601 with a UTC offset.
 ``machine`` (object)

@@ -66,6 +66,7 @@ LAYERS = [
                     "miakit._ghost", "miakit.curvature", "miakit._curvature",
                     "miakit.bounds", "miakit.powerlaw", "miakit.generative",
                     "miakit.vulnerability", "miakit._models", "miakit.datasets",
+                    "miakit.exposure",
                     "miakit._binomial",
                     # keep matrices: what every membership test is stated over
                     "miakit.shadow.keep")),

@@ -23,6 +23,7 @@ studies       the studies behind ``miakit budget``, ``sweep``, ``leakage``, ``ge
               and ``dp-curvature`` (modules budget, sweep, ks_leakage, generative,
               dp_curvature: each a Config, run() and a result with summary, plot, write)
 vulnerability per-example vulnerability tables and plots
+exposure      which training records one model exposes: membership p-values, BH q-values
 audit         the audit job: attacks on a shadow run, report.json and report.html, ROC
               plot, summary (a package: attacks, evaluation, per_example, run, text, page)
 datasets      small embedded datasets (scikit-learn digits, Gaussian mixtures)
@@ -34,6 +35,7 @@ from miakit import (
     bounds,
     curvature,
     datasets,
+    exposure,
     generative,
     gradients,
     ks,
@@ -60,6 +62,7 @@ __all__ = [
     "bounds",
     "curvature",
     "datasets",
+    "exposure",
     "generative",
     "gradients",
     "ks",

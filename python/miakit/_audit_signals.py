@@ -128,8 +128,13 @@ class RunSignals:
             for k in range(m0, m1):
                 z[k - m0] = model(k)
             out = {"scaled_confidence": self._sc[m0:m1]}
-            if want_q:
-                out["confidence"] = self._q[m0:m1] if confidence else q_block[: m1 - m0]
+            # the confidence goes to self._q when kept, else to the block's scratch buffer
+            if want_q and confidence:
+                assert self._q is not None  # allocated above with confidence
+                out["confidence"] = self._q[m0:m1]
+            elif want_q:
+                assert q_block is not None  # allocated above for want_q without confidence
+                out["confidence"] = q_block[: m1 - m0]
             got = signals.compute(z, lab, names, dtype=dtypes, out=out)
             for s, res in self._scores.items():
                 res[m0:m1] = SIGNAL_SIGNS[s] * ar.views_mean(got[s])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -124,7 +124,7 @@ def check_real(value: Any, name: str, lo: float | None = None, hi: float | None 
     return v
 
 
-def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+def check_choice(value: Any, name: str, choices: Collection[str]) -> str:
     """``value`` if it is one of ``choices`` (names of options), else ``ValueError``."""
     if value not in choices:
         raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")

@@ -382,6 +382,10 @@ def empirical_epsilon_ranked(ranked: metrics.RankedScores, delta: float = 0.0,
             raise ValueError("thresholds: expected finite thresholds, got none or NaN/inf")
         # the operating point of "score >= t": the last curve point with threshold >= t
         pick = np.searchsorted(-thr, -cand, side="right") - 1
+    var_t: np.ndarray | None
+    var_f: np.ndarray | None
+    df_t: np.ndarray | None
+    df_f: np.ndarray | None
     if clustered:  # the variances at the candidate points only
         var_t, var_f, n_cl, (df_t, df_f) = ranked.cluster_moments(pick)
     else:
@@ -395,6 +399,9 @@ def empirical_epsilon_ranked(ranked: metrics.RankedScores, delta: float = 0.0,
         if not clustered:
             return (one_sided(tp[idx], n_pos, alpha, upper=False),
                     one_sided(fp[idx], n_neg, alpha, upper=True))
+        # set together with clustered above
+        assert var_t is not None and var_f is not None and df_t is not None \
+            and df_f is not None
         return (metrics.korn_graubard(tp[idx], n_pos, var_t[idx], n_cl[0], alpha,
                                       dof=df_t[idx])[0],
                 metrics.korn_graubard(fp[idx], n_neg, var_f[idx], n_cl[1], alpha,

@@ -309,7 +309,7 @@ class _Capture:
         self.anchor = anchor
         self.inputs: dict[str, list] = {n: [] for n in modules}
         self.slots: dict[str, list] = {n: [] for n in modules}
-        self.handles = []
+        self.handles: list[Any] = []  # torch hook handles, removed on exit
 
     def __enter__(self):
         for name, mod in self.modules.items():
@@ -321,10 +321,10 @@ class _Capture:
             h.remove()
         self.handles.clear()
 
-    def _hook(self, name):
+    def _hook(self, name: str) -> Callable[[Any, Any, Any], Any]:
         fn = _capture_fn()
 
-        def hook(module, args, output):
+        def hook(module: Any, args: Any, output: Any) -> Any:
             slot: dict[str, Any] = {}
             self.inputs[name].append(args[0].detach())
             self.slots[name].append(slot)

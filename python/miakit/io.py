@@ -82,7 +82,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], what: str) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], what: str) -> None:
     """Write ``path`` through ``write(fileobj)`` so that it is either complete or absent.
 
     Raises :class:`RunWriteError` when the disk is full or the folder not writable; the

@@ -426,9 +426,10 @@ def balanced_partners(keep: Any, targets: Any = None) -> np.ndarray:
     [[1, 1, 1], [0, 0, 0], [3, 3, 3], [2, 2, 2]]
     """
     arr = ar.as_array(keep, "keep")
-    if len(ar.shape_of(arr)) != 2:
-        raise ValueError(f"keep: expected a 2-D [M, N] matrix, got shape {ar.shape_of(arr)}")
-    keep_u8 = ar.to_numpy(check_keep(arr, ar.shape_of(arr)))
-    tg = check_targets(targets, ar.shape_of(arr)[0])
+    shape = ar.shape_of(arr)
+    if len(shape) != 2:
+        raise ValueError(f"keep: expected a 2-D [M, N] matrix, got shape {shape}")
+    keep_u8 = ar.to_numpy(check_keep(arr, (shape[0], shape[1])))
+    tg = check_targets(targets, shape[0])
     # the kernels' own rule (csrc/include/miakit/lira_math.h, balanced_partner)
     return _C.balanced_partners(keep_u8, tg)

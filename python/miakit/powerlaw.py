@@ -177,7 +177,8 @@ def fit(shots: Any, classes: Any, tpr: Any, fpr: float, level: float = 0.95,
         raise ValueError(f"shots: expected a grid of at least 2 cells, got {s.size}")
     cells, use = [], np.zeros(s.size, bool)
     for i in range(s.size):
-        cell = {"shots": float(s[i]), "classes": float(c[i]), "tpr": float(t[i])}
+        cell: dict[str, Any] = {"shots": float(s[i]), "classes": float(c[i]),
+                                "tpr": float(t[i])}
         if not ok[i]:
             cell.update(used=False, reason="unresolvable: fewer than 1/FPR non-members")
         elif t[i] <= f:

@@ -541,5 +541,5 @@ def tune_a(q: Any, keep: Any, *, target: int = 0, grid: Any = None, gamma: float
                                           references=references, on_empty="nan"))[0]
         ok = np.isfinite(s)
         aucs.append(auc(s[ok], kt[ok]))
-    aucs = np.asarray(aucs)
-    return TunedA(float(g[int(np.argmax(aucs))]), g, aucs, t)
+    auc_per_a = np.asarray(aucs)
+    return TunedA(float(g[int(np.argmax(auc_per_a))]), g, auc_per_a, t)

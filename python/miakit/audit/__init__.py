@@ -33,6 +33,8 @@ Every name below is importable from ``miakit.audit``; each lives in one module:
 - ``miakit.audit.run``: the driver :func:`audit` (a run in; an :class:`AuditReport`,
   ``report.json`` and the files beside it out), :func:`references_info`,
   :func:`load_report`;
+- ``miakit.audit.target``: the audit of one target model against a run's models as
+  references, and the records it exposes: :func:`audit_target`;
 - ``miakit.audit.report``: the report's declared shape: :class:`AuditReport` (with
   ``to_json``/``from_json``), :class:`AttackResult` and the typed records inside;
 - ``miakit.audit.figures``: the ROC figure, :func:`plot_roc`;
@@ -75,9 +77,11 @@ from miakit.audit.per_example import (
 )
 from miakit.audit.report import AttackResult, AuditReport
 from miakit.audit.run import audit, load_report, references_info
+from miakit.audit.target import OFFLINE_ATTACKS, TARGET_ATTACKS, audit_target
 from miakit.audit.text import summarize, summary_sections
 
-__all__ = ["audit", "AuditReport", "AttackResult", "run_attacks", "iter_attacks",
+__all__ = ["audit", "audit_target", "TARGET_ATTACKS", "OFFLINE_ATTACKS",
+           "AuditReport", "AttackResult", "run_attacks", "iter_attacks",
            "curvature_attack", "head_matrices",
            "baselines", "strongest", "privacy_summary",
            "vulnerability", "head_quantities",

@@ -35,11 +35,18 @@ _PLOT_POINTS = 4000  # vertices of each attack's curve in roc.png
 def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
               level: float, *, alpha: float = 0.05, n_tests: int | None = None,
               dp_delta: float = DP_DELTA, max_accuracy: bool = False,
-              workspace: Any = None) -> dict[str, Any]:
+              workspace: Any = None, clustered: bool = True) -> dict[str, Any]:
     """Metrics of one attack's scores ``[M, N]``, every interval clustered by example,
-    all from one ranking of the scores (``metrics.RankedScores``)."""
-    # NaN scores left out; a workspace's buffers are reused from attack to attack
-    ranked = metrics.RankedScores.by_columns(scores, members, workspace)
+    all from one ranking of the scores (``metrics.RankedScores``). ``clustered=False``:
+    one target model's scores ``[N]``, each example once, so the intervals are plain
+    binomial ones and the leakage test Fisher's."""
+    if clustered:
+        # NaN scores left out; a workspace's buffers are reused from attack to attack
+        ranked = metrics.RankedScores.by_columns(scores, members, workspace)
+    else:
+        ok = np.isfinite(scores)
+        ranked = metrics.RankedScores(scores[ok], members[ok], clusters=None)
+        ranked.excluded = int(ok.size - np.count_nonzero(ok))
     n_neg = ranked.n_neg
     points = []
     for f in fprs:
@@ -74,7 +81,7 @@ def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
     return {"auc": a.auc, "auc_se": a.se, "auc_ci": list(a.ci), "n_members": ranked.n_pos,
             "n_nonmembers": n_neg, "excluded": ranked.excluded, "tpr_at_fpr": points,
             "leakage_test": leakage,
-            "empirical_epsilon": _empirical_epsilon(ranked, dp_delta, level),
+            "empirical_epsilon": _empirical_epsilon(ranked, dp_delta, level, clustered),
             "roc": {"fpr": grid.tolist(), "tpr": roc_t.tolist()}, "curve": curve,
             "max_accuracy": _max_accuracy(ranked) if max_accuracy else None}
 
@@ -138,26 +145,29 @@ def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
 
 def _evaluate_attack(name: str, a: Mapping[str, Any], keep: np.ndarray,
                      fprs: tuple[float, ...], level: float, alpha: float, n_tests: int,
-                     dp_delta: float, workspace: Any = None) -> AttackResult:
+                     dp_delta: float, workspace: Any = None, clustered: bool = True
+                     ) -> AttackResult:
     res = _evaluate(np.asarray(a["scores"], dtype=np.float64), keep, fprs, level,
                     alpha=alpha, n_tests=n_tests, dp_delta=dp_delta,
-                    max_accuracy=name == "loss", workspace=workspace)
+                    max_accuracy=name == "loss", workspace=workspace, clustered=clustered)
     return AttackResult(label=a.get("label", ATTACKS.get(name, name)),
                         settings=a.get("settings", {}), clamped_std=a.get("clamped", 0),
                         **res)
 
 
-def _empirical_epsilon(ranked: Any, delta: float, level: float) -> dict[str, Any]:
+def _empirical_epsilon(ranked: Any, delta: float, level: float,
+                       clustered: bool = True) -> dict[str, Any]:
     from miakit import bounds
 
-    e = bounds.empirical_epsilon_ranked(ranked, delta, level, clustered=True)
+    e = bounds.empirical_epsilon_ranked(ranked, delta, level, clustered=clustered)
     return {"epsilon": e.epsilon, "delta": e.delta, "level": e.level,
             "threshold": e.threshold if math.isfinite(e.threshold) else None,
             "tp": e.tp, "fp": e.fp, "tpr_lower": e.tpr_lower, "fpr_upper": e.fpr_upper,
             "side": e.side, "n_thresholds": e.n_thresholds,
-            "method": "Clopper-Pearson bounds made cluster-robust over examples "
-                      "(Korn-Graubard) at a grid of operating points fixed by their "
-                      "counts, Bonferroni over the grid"}
+            "method": ("Clopper-Pearson bounds made cluster-robust over examples "
+                       "(Korn-Graubard)" if clustered else "Clopper-Pearson bounds") +
+                      " at a grid of operating points fixed by their counts, Bonferroni "
+                      "over the grid"}
 
 
 VERDICT_METHOD = (
@@ -188,7 +198,7 @@ def privacy_summary(results: Mapping[str, Mapping[str, Any]], dp_epsilon: float 
     """
     eps = {k: r["empirical_epsilon"]["epsilon"] for k, r in results.items()
            if r.get("empirical_epsilon")}
-    best = max(eps, key=eps.get) if eps else None
+    best = max(eps, key=lambda k: eps[k]) if eps else None
     out: dict[str, Any] = {"empirical_epsilon": eps, "delta": dp_delta,
                            "max_empirical_epsilon": eps[best] if best else None,
                            "attack": best, "claimed_epsilon": dp_epsilon}

@@ -52,7 +52,7 @@ def plot_roc(results: Mapping[str, AttackResult], path: str | Path, title: str =
         extra = ("" if not low else f", TPR {100 * low['tpr']:.1f}% @ 0.1%"
                  if low.get("resolvable", True) else ", not resolvable @ 0.1%")
         # attacks with reference models solid, threshold attacks dashed
-        uses_refs = r.settings.get("targets") == "leave-one-out"
+        uses_refs = "references" in r.settings
         ax.step(np.maximum(fpr, lo), np.maximum(tpr, lo), where="post",
                 color=colors[i % len(colors)], ls="-" if uses_refs else "--",
                 lw=1.4 if uses_refs else 1.1,

@@ -134,15 +134,29 @@ def to_html(report: Mapping[str, Any], embed_figures: bool = True,
                     return p
             return None
 
-        figures = [(k, found(v)) for k, v in files.items() if str(v).endswith(".png")]
-        figures = [(k, p) for k, p in figures if p is not None]
+        figures = [(k, p) for k, p in ((k, found(v)) for k, v in files.items()
+                                       if str(v).endswith(".png")) if p is not None]
         if figures:
             parts.append("<h2>Figures</h2>")
             parts += [_figure_html(p, _CAPTIONS.get(k, k.replace("_", " ")))
                       for k, p in figures]
     vul = report.get("vulnerability") or {}
     top = vul.get("top") or []
-    if sec["risk"] or top:
+    exposed = report.get("exposed") or {}
+    if exposed:  # a target model's audit: the records it exposes, most significant first
+        parts += ["<h2>Exposed training records</h2>", _lines_html(sec["risk"])]
+        rows = exposed.get("top") or []
+        if rows:
+            cols = ["example", "p_value", "q_value", "method", "n_out",
+                    *exposed.get("columns", [])]
+            parts.append(_lines_html([f"the {len(rows)} most significant of the "
+                                      f"{exposed['n_exposed']} exposed records (all tested "
+                                      "records: exposed.csv)"]))
+            parts.append(_table_html(cols, [[_cell(r.get(c)) for c in cols] for r in rows]))
+        else:
+            parts.append(_lines_html([f"no record is exposed at a false discovery rate of "
+                                      f"{100 * exposed['fdr']:g}%"]))
+    elif sec["risk"] or top:
         parts += ["<h2>Examples at risk</h2>", _lines_html(sec["risk"])]
         if top:
             cols = list(top[0])

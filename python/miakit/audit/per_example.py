@@ -185,6 +185,8 @@ def head_matrices(features: Any, labels: Any,
             raise ValueError(f"params: model {m} is a {k} head, model 0 a {kind} head")
         kind = k
         grad[m], curv[m] = head_quantities(x, labels, p)
+    if kind is None:
+        raise ValueError(f"shape: expected at least one model, got {shape}")
     return grad, curv, kind
 
 
@@ -285,7 +287,8 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
     src = _signal_source(logits, labels)
     mem_input = src.memorization_input()  # None: a run of scores, nothing to measure on
     mem = (None if mem_input is None else
-           memorization.feldman_zhang(mem_input[0], keep, signal=mem_input[1]))
+           memorization.feldman_zhang(mem_input[0], keep, signal=mem_input[1],
+                                      on_empty="nan"))  # NaN where no model is IN (or OUT)
     x, lab = src.lira_source()
     fit = lira.fit(x, keep, labels=lab, variance=variance)
     if (features is None) != (params is None):

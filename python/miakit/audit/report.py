@@ -109,6 +109,7 @@ class RunInfo(TypedDict):
 
 
 REQUIRED_KEYS = ("run", "models", "evaluation", "attacks")
+_OPTIONAL_SECTIONS = ("files", "vulnerability", "target", "exposed")
 """The sections without which a JSON document is not an audit report."""
 
 
@@ -203,6 +204,11 @@ class AuditReport(_DictView):
     """Everything an audit found: the run, the models' quality, each attack's numbers,
     the baselines, the verdict, the privacy summary and the per-example table.
 
+    An audit of one target model (:func:`miakit.audit.audit_target`) also holds
+    ``target`` (the model attacked, and which attacks its references allow) and
+    ``exposed`` (its training records whose membership the references reveal, at a
+    false discovery rate).
+
     ``extra`` holds what a caller added (``audit(..., extra=...)``); it is written at the
     top level of ``report.json`` beside the declared sections.
 
@@ -237,6 +243,8 @@ class AuditReport(_DictView):
     vulnerability: dict[str, Any] | None = None
     timing_s: dict[str, float] = dataclasses.field(default_factory=dict)
     files: dict[str, str] | None = None
+    target: dict[str, Any] | None = None
+    exposed: dict[str, Any] | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -245,7 +253,7 @@ class AuditReport(_DictView):
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "extra" or value is None and f.name in ("files", "vulnerability"):
+            if f.name == "extra" or value is None and f.name in _OPTIONAL_SECTIONS:
                 continue
             out[f.name] = _jsonable(value)
         for k, v in self.extra.items():

@@ -37,7 +37,7 @@ from miakit.audit.evaluation import (
 from miakit.audit.options import AuditConfig
 from miakit.audit.page import write_html
 from miakit.audit.per_example import _head_kind, head_matrices, vulnerability
-from miakit.audit.report import AuditReport
+from miakit.audit.report import AttackResult, AuditReport
 from miakit.audit.text import _title
 
 __all__ = ["audit", "references_info", "load_report"]
@@ -127,6 +127,11 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
                          f"the run has {run.n_models}")
     run.require_finished()  # every model, or an error listing the missing ones
     keep, labels = run.keep, run.labels
+    if not keep.any():
+        raise ValueError(f"run {run.path}: its models never trained on these examples "
+                         "(offline-only references), so no model has members to attack; "
+                         "audit your target model against them: mk.audit.audit_target, or "
+                         "miakit audit --run RUN --target-logits T.npy --target-keep K.npy")
     var = ("global" if run.n_models < 64 else "per_example") if variance == "auto" else variance
     want = list(ATTACKS) if attacks is None else list(attacks)
     curvature_wanted = "lira_curvature" in want
@@ -158,13 +163,14 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     # one attack's [M, N] scores at a time.
     n_tests = (len(others) + run_curvature) * len(fprs)
     fprs = tuple(fprs)
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, AttackResult] = {}
     lira_scores = None
     phase = {"signals": 0.0, "attacks": 0.0, "metrics": 0.0, "per_example_table": 0.0,
              "plots": 0.0, "writing": 0.0}
     # Every signal the attacks and the report read, from one pass over the model files:
     # one model's logits in memory at a time, and no stacked copy of them on disk.
     t = time.perf_counter()
+    src: sig.StoredSignals | sig.RunSignals
     if run.signal is not None:
         src = sig.StoredSignals(lambda m: run.model_logits(m, verify=False), run.n_models,
                                 run.signal)
@@ -185,12 +191,12 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     while True:
         t = time.perf_counter()
         name, entry = next(scored, (None, None))
-        if run_curvature and name is None:
+        if run_curvature and name is None and heads is not None:
             name, entry = "lira_curvature", curvature_attack(heads[1], keep, variance=var,
                                                              references=references)
             run_curvature = False
         phase["attacks"] += time.perf_counter() - t
-        if name is None:
+        if name is None or entry is None:
             break
         t = time.perf_counter()
         # (no shared RankWorkspace: it would hold 28 bytes per score between attacks,

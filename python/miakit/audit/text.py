@@ -24,7 +24,7 @@ def _model_name(config: dict) -> str:
     return str(config.get("model_factory", "model")).rsplit(".", 1)[-1]
 
 
-def _title(report: dict) -> str:
+def _title(report: Mapping[str, Any]) -> str:
     r = report["run"]
     name = r["metadata"].get("dataset", "run")
     return (f"{name}: {r['n_models']} shadow models ({_model_name(r['config'])}), "
@@ -66,6 +66,9 @@ def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
     r, q = report["run"], report["models"]
     name = r["metadata"].get("dataset", "run")
     model = _model_name(r["config"])
+    target = report.get("target")
+    if target is not None:
+        return _target_sections(report)
     out: dict[str, Any] = {
         "run": [f"miakit audit: {name}, {r['n_models']} shadow models ({model}), "
                 f"{r['n_examples']} examples x {r['n_augmentations']} query "
@@ -79,6 +82,14 @@ def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
                  "(no accuracy)")],
         "pairs": None, "table": None, "notes": [], "verdict": [], "privacy": [], "risk": [],
         "files": []}
+    _attack_sections(report, out, clustered=True)
+    return out
+
+
+def _attack_sections(report: Mapping[str, Any], out: dict[str, Any], clustered: bool) -> None:
+    """The attack table, its notes, the verdict, the privacy lines, the per-example risk
+    and the files of ``report`` into ``out``."""
+    r = report["run"]
     # the attacks in the audit's order (report.json stores its keys sorted)
     known = list(ATTACKS)
     attacks = {k: report["attacks"][k] for k in sorted(
@@ -87,7 +98,10 @@ def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
         first = next(iter(attacks.values()))
         out["pairs"] = (f"each model attacked with the other {r['n_models'] - 1}: "
                         f"{first['n_members']:,} member and {first['n_nonmembers']:,} "
-                        "non-member pairs per attack")
+                        "non-member pairs per attack" if clustered else
+                        f"the target attacked with the run's {r['n_models']} models as "
+                        f"references: {first['n_members']:,} members and "
+                        f"{first['n_nonmembers']:,} non-members, each judged once")
         fprs = [p["target_fpr"] for p in first["tpr_at_fpr"]]
         head = ["attack", "AUC"] + [f"TPR @ FPR {100 * f:g}%" for f in fprs]
         rows = []
@@ -103,11 +117,12 @@ def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
         out["table"] = (head, rows)
         level = report["evaluation"]["confidence_level"]
         notes = out["notes"]
-        notes.append(f"TPR: share of members caught at the largest threshold whose FPR is at "
-                     f"most the target; [{100 * level:.0f}% interval, cluster-robust over "
-                     "examples (Korn-Graubard), as wide as the examples that carry the rate "
-                     "allow].")
-        why = {}
+        notes.append(f"TPR: share of members caught at the lowest threshold whose FPR is at "
+                     f"most the target; [{100 * level:.0f}% interval, " + (
+                         "cluster-robust over examples (Korn-Graubard), as wide as the "
+                         "examples that carry the rate allow]." if clustered else
+                         "Clopper-Pearson: one model, each example once]."))
+        why: dict[str, list[str]] = {}
         for a in attacks.values():
             for p in a["tpr_at_fpr"]:
                 if not p["resolvable"]:
@@ -118,7 +133,7 @@ def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
         for reason, where in why.items():
             notes.append(f"*: not resolvable ({', '.join(where)}): {reason}.")
         refs = report["evaluation"].get("references")
-        if refs:
+        if refs and clustered:
             notes.append(f"leave-one-out references: {refs['rule']}"
                          + (f" (left out beside the target: {refs['partner']})"
                             if refs.get("partner") else " (target only; biased)"))
@@ -132,7 +147,7 @@ def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
             if key in base]
         if parts:
             notes.append("baselines (balanced accuracy): " + ", ".join(parts))
-        out["verdict"] = _verdict_lines(report.get("verdict"), level)
+        out["verdict"] = _verdict_lines(report.get("verdict"), level, clustered)
         out["privacy"] = _privacy_lines(report.get("privacy"), attacks, level)
     vul = report.get("vulnerability")
     if vul and vul.get("spearman"):
@@ -158,10 +173,36 @@ def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
     files = report.get("files")
     if files:
         out["files"].append("wrote " + ", ".join(str(v) for v in files.values()))
+
+
+def _target_sections(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The sections of a target model's audit (:func:`miakit.audit.audit_target`)."""
+    r, q, t = report["run"], report["models"], report["target"]
+    name = r["metadata"].get("dataset", "run")
+    out: dict[str, Any] = {
+        "run": [f"miakit audit: one target model, {t['n_examples']} examples "
+                f"({t['n_members']} members); references: {name}, {r['n_models']} models "
+                f"({_model_name(r['config'])}), {r['n_augmentations']} query "
+                f"view{'s' if r['n_augmentations'] != 1 else ''}",
+                f"target model: train accuracy {_pct(q['train_accuracy'])}, test accuracy "
+                f"{_pct(q['test_accuracy'])} (its members vs non-members)"],
+        "pairs": None, "table": None, "notes": [], "verdict": [], "privacy": [], "risk": [],
+        "files": []}
+    for a, why in (t.get("attacks_skipped") or {}).items():
+        out["notes"].append(f"{ATTACKS.get(a, a)} not run: {why}")
+    _attack_sections(report, out, clustered=False)
+    e = report.get("exposed")
+    if e:
+        top = ", ".join(f"{x['example']} (q {x['q_value']:.2g})" for x in e["top"][:5])
+        out["risk"].append(
+            f"exposed records: {e['n_exposed']} of the target's {e['n_tested']} training "
+            f"records at a false discovery rate of {100 * e['fdr']:g}% (membership p-values "
+            "against each record's OUT references, Benjamini-Hochberg)"
+            + (f"; most significant: {top}" if top else "") + "; all in exposed.csv")
     return out
 
 
-def summarize(report: dict) -> str:
+def summarize(report: Mapping[str, Any]) -> str:
     """A human-readable summary of an audit report (what ``miakit audit`` prints).
 
     Examples
@@ -189,11 +230,12 @@ def summarize(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _verdict_lines(v: dict | None, level: float) -> list[str]:
+def _verdict_lines(v: dict | None, level: float, clustered: bool = True) -> list[str]:
     if not v:
         return []
     family = (f"family-wise {100 * (1 - v['alpha']):.0f}% over {v['n_tests']} tests "
-              "(attacks x FPRs), members against non-members within each example")
+              "(attacks x FPRs), members against non-members "
+              + ("within each example" if clustered else "of the one target model"))
     if v["leakage"]:
         e = v["strongest"]
         p = e.get("p_value")

@@ -66,6 +66,16 @@ def add_parser(subparsers: Any) -> None:
         "attacks": {"choices": None, "metavar": "NAME", "help": "attacks to run (default: "
                     "all): " + ", ".join(f"{a} (runs of heads)" if a == "lira_curvature"
                                          else a for a in ATTACKS)}})
+    g = pa.add_argument_group(
+        "one target model (with --run: the run's models are its references)")
+    g.add_argument("--target-logits", type=Path, default=None, metavar="T.npy",
+                   help="the released model's logits on the run's N examples, [N, C] or "
+                        "[N, A, C]: audit that one model instead of the run's")
+    g.add_argument("--target-keep", type=Path, default=None, metavar="K.npy",
+                   help="bool [N]: which of the N examples the target model trained on")
+    g.add_argument("--fdr", type=float, default=0.05,
+                   help="false discovery rate at which the target's training records are "
+                        "declared exposed (exposed.csv). Default: %(default)s")
     add_training_options(pa)
     add_output_options(pa)
     pa.set_defaults(_command=run_audit)
@@ -93,6 +103,8 @@ def run_audit(args: argparse.Namespace) -> int:
 
     check_probabilities(args.fprs, "--fpr")
     config = config_from(args, AuditConfig)
+    if args.target_logits is not None or args.target_keep is not None:
+        return _run_target_audit(args, config)
     t0 = time.perf_counter()
     timing: dict[str, float] = {}
     if args.run is None:
@@ -107,6 +119,37 @@ def run_audit(args: argparse.Namespace) -> int:
     report = audit(run, args.out, **config.kwargs(), extra={"timing_s": timing})
     print(summarize(report))
     print(f"total time {report['timing_s']['total']:.1f} s")
+    return 0
+
+
+def _load_array(path: Path, flag: str) -> Any:
+    """An ``.npy`` file's array, or a ValueError naming the flag and the file."""
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{flag}: cannot read {path} as a .npy array ({exc})") from None
+
+
+def _run_target_audit(args: argparse.Namespace, config: Any) -> int:
+    """``miakit audit --run REFS --target-logits T.npy --target-keep K.npy``."""
+    import miakit as mk
+
+    given = {"--run": args.run, "--target-logits": args.target_logits,
+             "--target-keep": args.target_keep}
+    missing = [k for k, v in given.items() if v is None]
+    if missing:
+        raise ValueError(f"{', '.join(missing)}: a target model's audit needs --run (its "
+                         "reference models), --target-logits and --target-keep")
+    run = mk.shadow.open_run(args.run)
+    kw = config.kwargs()
+    kw.pop("references")  # every model of the run is a reference of the target
+    report = mk.audit.audit_target(run, _load_array(args.target_logits, "--target-logits"),
+                                   _load_array(args.target_keep, "--target-keep"), args.out,
+                                   fdr=args.fdr, **kw)
+    print(report.summary())
+    print(f"total time {report.timing_s['total']:.1f} s")
     return 0
 
 

@@ -264,9 +264,9 @@ def run_generative(args: argparse.Namespace) -> int:
         if given:
             raise ValueError(f"{', '.join(given)}: the embedded study's options do not apply "
                              "to --synthetic data")
-        data = [np.load(v, allow_pickle=False) for v in own.values()]
+        synthetic, train, holdout = (np.load(v, allow_pickle=False) for v in own.values())
         config = config_from(args, generative.GenerativeConfig, name=str(args.synthetic))
-        result = generative.run(*data, config, out_dir=args.out)
+        result = generative.run(synthetic, train, holdout, config, out_dir=args.out)
     else:
         result = generative.run(config=config_from(args, generative.GenerativeConfig),
                                 out_dir=args.out, progress=None if args.quiet else print)

@@ -134,6 +134,10 @@ class RankedScores:
     (0.75, 1.0)
     """
 
+    # the [rows, columns] scores and members of a column-clustered ranking, for the
+    # paired test; None otherwise
+    _matrix: tuple[np.ndarray, np.ndarray] | None
+
     def __init__(self, scores: Any, members: Any, clusters: Any = "auto"):
         shape = np.shape(ar.to_numpy(ar.as_array(scores, "scores")))
         s, y = _prepare(scores, members)
@@ -183,14 +187,15 @@ class RankedScores:
               workspace: RankWorkspace | None = None) -> None:
         n = s.size
         self._clustered = c is not None or period > 0
-        self._matrix: tuple[np.ndarray, np.ndarray] | None = None
+        self._matrix = None
         # One compiled pass (radix sort + walk, see docs/methods/metrics.md): per ROC point
         # the threshold and counts; per cluster the counts and AUC placement sums; and the
         # ranked order, from which the cluster sums behind a point's variance are read
         # for the few points the metrics use (cluster_variances).
         w = (workspace or RankWorkspace()).buffers(n)
         thr, tp, fp, order = w["thr"], w["tp"], w["fp"], w["order"]
-        per_cluster = [np.empty(n_clusters, dtype=np.int64) for _ in range(2)]
+        per_cluster: list[np.ndarray] = [np.empty(n_clusters, dtype=np.int64)
+                                         for _ in range(2)]
         per_cluster += [np.empty(n_clusters) for _ in range(2)]
         st = _C.rank_scores(np.ascontiguousarray(s), y.view(np.uint8), c, period,
                             skip_nonfinite, thr, tp, fp, order, *per_cluster)

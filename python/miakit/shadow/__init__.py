@@ -9,7 +9,9 @@
   :func:`import_signals` for runs that kept one signal per example) bring in
   shadow models trained elsewhere.
 - :func:`train_default` trains the default run of ``miakit shadow`` (a
-  :class:`TrainingConfig`; see ``default_run``).
+  :class:`TrainingConfig`; see ``default_run``); :func:`train_model_run` the run of the
+  user's own model, ``miakit shadow --model --data`` (a :class:`ModelRunConfig`; see
+  ``model_run``), with :func:`array_train_fn` for a training loop on tensors.
 - :func:`open_run` / :func:`create_run` read and write run directories (see ``store``);
   :func:`features_digest` is the data digest under which a run stores its features.
 """
@@ -23,6 +25,7 @@ from miakit.shadow.importing import (
     import_signals,
 )
 from miakit.shadow.keep import balanced_keep, is_paired
+from miakit.shadow.model_run import ModelRunConfig, train_model_run
 from miakit.shadow.store import (
     CorruptModelError,
     CorruptModelWarning,
@@ -35,7 +38,7 @@ from miakit.shadow.store import (
     features_digest,
     open_run,
 )
-from miakit.shadow.train import train_models
+from miakit.shadow.train import array_train_fn, train_models
 
 __all__ = [
     "balanced_keep",
@@ -46,8 +49,11 @@ __all__ = [
     "import_folder",
     "import_lira_reference",
     "train_models",
+    "array_train_fn",
     "TrainingConfig",
     "train_default",
+    "ModelRunConfig",
+    "train_model_run",
     "open_run",
     "create_run",
     "features_digest",

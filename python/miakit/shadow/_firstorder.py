@@ -304,8 +304,10 @@ def train_dp_sgd(x: Any, y: Any, keep: np.ndarray, n_views: int, *, head: str, h
         with torch.no_grad():
             for prm in heads.p.values():
                 noise = torch.stack([torch.randn(prm.shape[1:], generator=g) for g in noisers])
-                prm.grad.add_(noise.to(dev), alpha=noise_multiplier * clip)
-                prm.grad.div_(expected.view(-1, *([1] * (prm.dim() - 1))))
+                grad = prm.grad
+                assert grad is not None  # every head parameter enters the loss above
+                grad.add_(noise.to(dev), alpha=noise_multiplier * clip)
+                grad.div_(expected.view(-1, *([1] * (prm.dim() - 1))))
         opt.step()
         if tick is not None:
             tick(step + 1, steps)

@@ -97,7 +97,8 @@ class _Trainer:
                            torch.ones(1, dtype=torch.float64)]).to(x.device)
         g = torch.Generator().manual_seed(cfg["seed"])
         sub = torch.randperm(r, generator=g)[: min(r, SUB_ROWS)].to(x.device)
-        pre = KroneckerPreconditioner(xw, lam)
+        kron = KroneckerPreconditioner(xw, lam)
+        pre: KroneckerPreconditioner | SubspacePreconditioner = kron
         theta0 = torch.zeros(n_feat + 1, cfg["n_classes"], 1, device=x.device)
         if cfg["warm_start"]:
             w_all = torch.full((r, 1), 1.0 / r, device=x.device)
@@ -109,7 +110,7 @@ class _Trainer:
                                  grad_scale=scale, pre=pre, rel_tol=1e-1).theta
             # Every head starts here and ends near here: one curvature model of this
             # point preconditions them all (see SubspacePreconditioner).
-            pre = SubspacePreconditioner(xw, lam, theta0[:, :, 0], kron=pre)
+            pre = SubspacePreconditioner(xw, lam, theta0[:, :, 0], kron=kron)
         self._linear = {"xw": xw, "lam": lam, "scale": scale, "sub": sub, "theta0": theta0,
                         "mu": mu, "s": s,
                         "pre": pre, "solve": lbfgs_heads, "objective": SoftmaxObjective}

@@ -193,8 +193,9 @@ def connect(address: str | None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    if check_address(address) is not None:
-        _check_answers(address)
+    checked = check_address(address)
+    if checked is not None:
+        _check_answers(checked)
     try:
         ray.init(address=address, log_to_driver=False)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:

@@ -108,6 +108,14 @@ class Run:
         or None for a run of logits."""
         return self.config.get("signal")
 
+    @property
+    def offline_only(self) -> bool:
+        """True when no model trained on any of the examples (``keep`` all False): the
+        models can serve only as the OUT references of offline attacks on a target model
+        (``miakit import`` accepts such runs); online attacks, and attacking the run's own
+        models leave-one-out, need models that trained on the examples."""
+        return not bool(self.keep.any())
+
     # -- progress ------------------------------------------------------------------------
     @property
     def completed(self) -> np.ndarray:

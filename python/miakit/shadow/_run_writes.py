@@ -47,8 +47,8 @@ def write_model(run: Any, m: int, logits: Any,
     old = run._manifest["models"].get(str(m))
     written: list[str] = []
     try:
-        entry = {"file": rel, "sha256": mkio.sha256_array(arr),
-                 "shape": list(arr.shape), "dtype": str(arr.dtype)}
+        entry: dict[str, Any] = {"file": rel, "sha256": mkio.sha256_array(arr),
+                                 "shape": list(arr.shape), "dtype": str(arr.dtype)}
         if flat is not None:
             try:
                 (run.path / "params").mkdir(exist_ok=True)

@@ -247,6 +247,7 @@ def train_heads(
                 if run is not None and not run.has_features:
                     run.write_features(x)  # before any head: a finished head's inputs are there
                 if ray is not None:
+                    assert run is not None  # executor="ray" requires run_dir (checked above)
                     shared = {"x": x, "y": y, "keep": keep_b, "cfg": cfg,
                               "logits_dtype": logits_dtype,
                               "device": _ray.worker_device(device),

@@ -10,10 +10,13 @@ Three layouts are read:
   ``LOGDIR/experiment-*/`` a ``keep.npy`` row and ``logits/*.npy`` checkpoints
   ``[N, 1, A, C]``, of which the last (by name) is taken, as their plotting code does.
 
-Everything is checked (shapes, keep booleans, labels in range, every logit finite) before
-anything is written; the run then holds one file per model like a run miakit trained, so
-``miakit audit --run RUN`` audits it. Importing again into the same directory with the
-same data resumes; different data is an error and the existing run is left untouched.
+Everything is checked (shapes, keep booleans, labels in range, every logit finite, every
+example OUT for at least one model) before anything is written. Models that never trained
+on any of the examples (keep all False) are accepted: an offline-only run, the reference
+models of offline attacks on a target model. The run then holds one file per model like a
+run miakit trained, so ``miakit audit --run RUN`` audits it. Importing again into the same
+directory with the same data resumes; different data is an error and the existing run is
+left untouched.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ def _write(out: Any, models: Sequence[Any], keep: np.ndarray, labels: np.ndarray
     from), so the same data imported again resumes and different data is refused."""
     import hashlib
 
+    _check_some_out(keep)
     h = hashlib.sha256()
     for get in models:  # every model read and checked before anything is written
         h.update(mkio.sha256_array(np.ascontiguousarray(get())).encode())
@@ -97,6 +101,20 @@ def _write(out: Any, models: Sequence[Any], keep: np.ndarray, labels: np.ndarray
     return run
 
 
+def _check_some_out(keep: np.ndarray) -> None:
+    """Refuse examples that every model trained on: every attack compares an example's
+    signal with models that did not train on it, so such an example is of no use.
+    Examples that no model trained on are fine: the offline attacks, and a target
+    model's audit, need OUT models only (an all-False keep is an offline-only run)."""
+    never_out = np.flatnonzero(keep.all(axis=0))
+    if never_out.size:
+        raise ValueError(
+            f"keep: {never_out.size} example{'s' * (never_out.size != 1)} IN for every "
+            "model (first: "
+            f"{never_out[:5].tolist()}); no attack can use an example without models that "
+            "did not train on it: drop these examples or import models that left them out")
+
+
 def import_logits(out: str | os.PathLike, logits: Any, keep: Any, labels: Any, *,
                   n_classes: int | None = None, logits_dtype: str = "float32",
                   metadata: dict | None = None) -> Run:
@@ -109,7 +127,10 @@ def import_logits(out: str | os.PathLike, logits: Any, keep: Any, labels: Any, *
     logits : array or path, [M, N, A, C] or [M, N, C] float
         Every model's logits on every example (and query view).
     keep : array or path, [M, N] bool (or 0/1)
-        ``keep[m, n]``: model m trained on example n.
+        ``keep[m, n]``: model m trained on example n. Every example must be OUT for at
+        least one model. An example IN for no model is fine: all False makes an
+        offline-only run (:attr:`Run.offline_only`), whose models serve as the
+        references of offline attacks on a target model.
     labels : array or path, [N] int
     n_classes : int, optional
         Default: C, the logits' last axis.

@@ -38,7 +38,13 @@ from miakit.shadow.store import Run, create_run
 
 _OPTIMIZERS = ("adam", "sgd")
 
-__all__ = ["train_models", "default_train", "AUGMENTATIONS"]
+__all__ = ["train_models", "default_train", "array_train_fn", "AUGMENTATIONS",
+           "TRAIN_AUGMENTATIONS"]
+
+TRAIN_AUGMENTATIONS = ("flip", "crop")
+"""Training-time augmentations of :func:`default_train`, drawn afresh for every batch:
+"flip" mirrors each image left-right with probability 1/2, "crop" shifts it by up to 1/8
+of its height and width (4 pixels at 32x32, at least 1) with reflected borders."""
 
 
 def _identity(x: Any) -> Any:
@@ -56,7 +62,7 @@ AUGMENTATIONS: dict[str, Callable[[Any], Any]] = {"identity": _identity, "hflip"
 
 def default_train(model: Any, train_set: Any, *, device: Any, generator: Any, epochs: int = 20,
                   lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 128,
-                  optimizer: str = "adam") -> None:
+                  optimizer: str = "adam", augment: Sequence[str] = ()) -> None:
     """The default training loop: shuffled minibatches, cross-entropy, Adam or SGD.
 
     Parameters
@@ -72,6 +78,9 @@ def default_train(model: Any, train_set: Any, *, device: Any, generator: Any, ep
         As usual; ``weight_decay`` is the optimizer's L2 term.
     optimizer : {"adam", "sgd"}
         Adam, or SGD with momentum 0.9 and Nesterov.
+    augment : sequence of {"flip", "crop"}
+        Training-time augmentations of image inputs ``[..., H, W]``
+        (:data:`TRAIN_AUGMENTATIONS`), their randomness drawn from ``generator``.
 
     Examples
     --------
@@ -86,6 +95,7 @@ def default_train(model: Any, train_set: Any, *, device: Any, generator: Any, ep
 
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True,
                                          generator=generator)
+    opt: torch.optim.Optimizer
     if optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     elif optimizer == "sgd":
@@ -93,13 +103,108 @@ def default_train(model: Any, train_set: Any, *, device: Any, generator: Any, ep
                               momentum=0.9, nesterov=True)
     else:
         check_choice(optimizer, "optimizer", _OPTIMIZERS)
+    augment = _check_train_augment(augment)
     model.train()
     for _ in range(epochs):
         for xb, yb in loader:
             xb, yb = xb.to(device), yb.to(device)
+            if augment:
+                xb = _augment_batch(xb, augment, generator, torch)
             opt.zero_grad(set_to_none=True)
             torch.nn.functional.cross_entropy(model(xb), yb).backward()
             opt.step()
+
+
+def _check_train_augment(augment: Sequence[str]) -> tuple[str, ...]:
+    names = (augment,) if isinstance(augment, str) else tuple(augment)
+    for name in names:
+        check_choice(name, "train_augment", TRAIN_AUGMENTATIONS)
+    return names
+
+
+def _augment_batch(xb: Any, augment: tuple[str, ...], generator: Any, torch: Any) -> Any:
+    """A randomly flipped and/or shifted copy of the image batch ``xb`` ``[B, ..., H, W]``
+    (random draws from the CPU ``generator``, so the same on every device)."""
+    if xb.dim() < 3:
+        raise ValueError(f"train_augment {list(augment)}: expected image inputs "
+                         f"[..., H, W], got a batch of shape {tuple(xb.shape)}")
+    b, h, w = xb.shape[0], xb.shape[-2], xb.shape[-1]
+    if "flip" in augment:
+        flip = (torch.rand(b, generator=generator) < 0.5).to(xb.device)
+        xb = torch.where(flip.view(b, *[1] * (xb.dim() - 1)), xb.flip(-1), xb)
+    if "crop" in augment:
+        ph, pw = max(1, round(h / 8)), max(1, round(w / 8))
+        flat = xb.reshape(b, -1, h, w)  # reflect padding wants [B, C, H, W]
+        padded = torch.nn.functional.pad(flat, (pw, pw, ph, ph), mode="reflect")
+        dy = torch.randint(0, 2 * ph + 1, (b,), generator=generator).to(xb.device)
+        dx = torch.randint(0, 2 * pw + 1, (b,), generator=generator).to(xb.device)
+        rows = (dy[:, None] + torch.arange(h, device=xb.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=xb.device))[:, None, None, :]
+        batch = torch.arange(b, device=xb.device)[:, None, None, None]
+        chans = torch.arange(flat.shape[1], device=xb.device)[None, :, None, None]
+        xb = padded[batch, chans, rows, cols].reshape(xb.shape)
+    return xb
+
+
+class _ArrayFit:
+    """A ``train_fn`` of :func:`train_models` that calls ``fit(model, x, y, seed)``
+    (picklable when ``fit`` is, so it runs on Ray workers too)."""
+
+    def __init__(self, fit: Callable[..., Any]):
+        if not callable(fit):
+            raise TypeError(f"fit: expected a function fit(model, x, y, seed), got "
+                            f"{type(fit).__name__}")
+        self.fit = fit
+        # the run's fingerprint records train_fn by name: the user's function's
+        self.__module__ = "miakit.shadow.train"
+        self.__qualname__ = f"array_train_fn({_name(fit)})"
+
+    def __call__(self, model: Any, train_set: Any, *, device: Any, generator: Any) -> Any:
+        import torch
+
+        loader = torch.utils.data.DataLoader(train_set, batch_size=max(1, len(train_set)))
+        x, y = next(iter(loader))
+        return self.fit(model, x.to(device), y.to(device), int(generator.initial_seed()))
+
+
+def array_train_fn(fit: Callable[..., Any]) -> Callable[..., Any]:
+    """A ``train_fn`` for :func:`train_models` from a training loop on tensors.
+
+    Parameters
+    ----------
+    fit : callable
+        ``fit(model, x, y, seed) -> model``: trains ``model`` (already on the device) on
+        its training examples ``x`` ``[n, ...]`` and integer labels ``y`` ``[n]``
+        (tensors on the model's device) and returns it (or None, having trained it in
+        place). ``seed`` is an int derived from the run seed and the model's index:
+        seed any shuffling or augmentation with it, and a resumed run equals an
+        uninterrupted one.
+
+    Returns
+    -------
+    callable
+        ``train_fn(model, train_set, device=..., generator=...)``, as
+        :func:`train_models` calls it; what ``miakit shadow --train-fn`` passes.
+
+    Examples
+    --------
+    >>> import tempfile, torch, miakit as mk
+    >>> def fit(model, x, y, seed):
+    ...     opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ...     for _ in range(5):
+    ...         opt.zero_grad()
+    ...         torch.nn.functional.cross_entropy(model(x), y).backward()
+    ...         opt.step()
+    ...     return model
+    >>> x, y = torch.randn(20, 3), torch.arange(20) % 2
+    >>> run = mk.shadow.train_models(lambda: torch.nn.Linear(3, 2), (x, y),
+    ...                              mk.shadow.balanced_keep(2, 20),
+    ...                              tempfile.mkdtemp() + "/run", augmentations=["identity"],
+    ...                              train_fn=mk.shadow.array_train_fn(fit), progress=False)
+    >>> run.logits().shape
+    (2, 20, 1, 2)
+    """
+    return _ArrayFit(fit)
 
 
 def train_models(
@@ -115,6 +220,7 @@ def train_models(
     weight_decay: float = 0.0,
     batch_size: int = 128,
     optimizer: str = "adam",
+    train_augment: Sequence[str] = (),
     n_classes: int | None = None,
     seed: int = 0,
     device: Any = "cpu",
@@ -146,12 +252,17 @@ def train_models(
     train_fn : callable, optional
         ``train_fn(model, train_set, device=..., generator=...)`` trains ``model`` in
         place on ``train_set`` (a Dataset of the model's examples); it may return the
-        trained model. Default: :func:`default_train` with the settings below.
+        trained model. Default: :func:`default_train` with the settings below. A loop
+        written as ``fit(model, x, y, seed) -> model`` on tensors becomes one with
+        :func:`array_train_fn`.
     augmentations : sequence of str or callable
         Query augmentations, giving the A axis of the logits: "identity", "hflip"
         (flip the last axis, for images ``[..., H, W]``) or functions of an input batch.
     epochs, lr, weight_decay, batch_size, optimizer
         Settings of the default training loop.
+    train_augment : sequence of {"flip", "crop"}
+        Training-time augmentations of the default training loop (see
+        :data:`TRAIN_AUGMENTATIONS`); a ``train_fn`` augments as it likes.
     n_classes : int, optional
         C; default: the width of the model's output.
     seed : int
@@ -240,8 +351,15 @@ def train_models(
                          f"got shape {keep_b.shape}")
     augs, aug_names = _resolve_augmentations(augmentations)
     user_train = train_fn is not None
-    settings = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay,
-                "batch_size": batch_size, "optimizer": optimizer}
+    settings: dict[str, Any] = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay,
+                                "batch_size": batch_size, "optimizer": optimizer}
+    train_augment = _check_train_augment(train_augment)
+    if train_augment:
+        if user_train:
+            raise ValueError("train_augment: applies to the default training loop; a "
+                             "train_fn does its own augmentation")
+        # only when given, so that runs trained without it keep their fingerprint
+        settings["augment"] = list(train_augment)
     if not user_train:
         _check_settings(settings)
     n_classes = n_classes if n_classes is not None else _probe_classes(

@@ -160,7 +160,9 @@ def _signals(logits: Any, keep: np.ndarray, labels: np.ndarray,
 
     z = np.asarray(logits)
     s = np.asarray(signals.scaled_confidence(z, labels[:, None]), dtype=np.float64)
-    correct = np.asarray(signals.correct(z[:, :, 0, :], labels)) if rank_by else None
+    if not rank_by:
+        return s, {}
+    correct = np.asarray(signals.correct(z[:, :, 0, :], labels))
     ranks = {key: _ranking(key, correct, s, keep) for key in rank_by}
     return s, ranks
 

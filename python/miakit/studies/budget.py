@@ -44,7 +44,7 @@ from miakit.studies._result import StudyResult
 __all__ = ["BudgetConfig", "BudgetResult", "run", "shadow_budget", "memorization_aware",
            "planted_mask", "RANKINGS"]
 
-_FPR = dict(low=0.0, high=1.0, open_low=True, open_high=True)
+_FPR: dict[str, Any] = dict(low=0.0, high=1.0, open_low=True, open_high=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -153,8 +153,8 @@ def run(config: DpCurvatureConfig | None = None, *, out_dir: str | Path | None =
     data = datasets.digits(n_examples=n_examples, views=1)
     x, y = data.features, data.labels
     keep = mk.shadow.balanced_keep(models, len(y), seed=seed)
-    common = dict(head=head, hidden=hidden, lr=lr, weight_decay=0.0, seed=seed,
-                  return_info=True, progress=False)
+    common: dict[str, Any] = dict(head=head, hidden=hidden, lr=lr, weight_decay=0.0,
+                                  seed=seed, return_info=True, progress=False)
     rows = []
     for eps in [*eps_list, None]:
         t0 = time.perf_counter()

@@ -56,7 +56,7 @@ __all__ = ["GenerativeConfig", "GenerativeResult", "run", "audit_synthetic", "pa
            "fit_gmm", "fit_vae", "DEFAULT_GMMS", "DEFAULT_FPRS", "DEFAULT_VAE_EPOCHS"]
 
 DEFAULT_FPRS = (0.01, 0.001)
-_OPEN = dict(low=0.0, high=1.0, open_low=True, open_high=True)
+_OPEN: dict[str, Any] = dict(low=0.0, high=1.0, open_low=True, open_high=True)
 
 
 @dataclasses.dataclass(frozen=True)

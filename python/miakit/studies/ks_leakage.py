@@ -156,8 +156,8 @@ def run(features: Any, labels: Any, config: KsLeakageConfig | None = None, *,
             keep[k, np.concatenate([rng.choice(te[y[te] == c], size=s, replace=False)
                                     for c in classes])] = True
         splits.append((va, te))
-    kw = {"hidden": 128, "epochs": 200, "lr": 3e-3, "weight_decay": 0.0} if head == "mlp" \
-        else {}
+    kw: dict[str, Any] = ({"hidden": 128, "epochs": 200, "lr": 3e-3, "weight_decay": 0.0}
+                          if head == "mlp" else {})
     logits = shadow.train_heads(x, y, keep, head=head, seed=seed, progress=False, **kw)
     z0 = logits[:, :, 0, :]
     conf = np.asarray(signals.confidence(z0, y[None, :]) if signal == "confidence"

@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import tempfile
 import time
 import warnings
@@ -240,7 +241,7 @@ class SweepResult(StudyResult):
         super().__init__(report)
         self._cells = cells  # with each cell's full TPR table, for sweep.csv
 
-    def write(self, out_dir: str | Path, plot: bool = True) -> dict[str, str]:
+    def write(self, out_dir: str | os.PathLike, plot: bool = True) -> dict[str, str]:
         """Write ``sweep.json``, ``sweep.csv`` (a row per cell) and, with ``plot``,
         ``powerlaw.png`` in ``out_dir``; the files are recorded in the report's ``files``
         and returned."""
