@@ -66,8 +66,9 @@ LAYERS = [
                     "miakit._ghost", "miakit.curvature", "miakit._curvature",
                     "miakit.bounds", "miakit.powerlaw", "miakit.generative",
                     "miakit.vulnerability", "miakit._models", "miakit.datasets",
-                    "miakit.exposure",
+                    "miakit.exposure", "miakit.capacity",
                     "miakit._binomial",
+                    "miakit.partial_layers",
                     # keep matrices: what every membership test is stated over
                     "miakit.shadow.keep")),
     ("experiments", ("miakit.shadow",)),

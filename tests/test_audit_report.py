@@ -133,3 +133,43 @@ def test_clamped_spreads_are_counted_from_the_warning_not_its_text():
     n = rec[0].message.n_clamped
     got = mk.audit.run_attacks(z, keep, y, attacks=["lira_online"], variance="per_example")
     assert got["lira_online"]["clamped"] == n > 0
+
+
+def test_the_strongest_attack_is_the_one_the_verdict_rests_on():
+    keep = mk.shadow.balanced_keep(8, 600, seed=0)
+    rng = np.random.default_rng(7)
+    leaky = {"noise": {"scores": rng.normal(size=keep.shape)},
+             "leaky": {"scores": rng.normal(size=keep.shape) + 1.5 * keep}}
+    res = evaluate(leaky, keep)
+    v = mk.audit.verdict(res)
+    best = mk.audit.strongest(res, v)
+    assert v["leakage"] and best["attack"] == v["strongest"]["attack"] == "leaky"
+    assert best["target_fpr"] == v["strongest"]["target_fpr"]
+    assert best["p_value"] == v["strongest"]["p_value"]
+    # null data: no attack is named, and the summary says none was significant
+    null = evaluate({"a": {"scores": rng.normal(size=keep.shape)},
+                     "b": {"scores": rng.normal(size=keep.shape)}}, keep)
+    vn = mk.audit.verdict(null)
+    assert not vn["leakage"] and mk.audit.strongest(null, vn) is None
+    # without a verdict: an unresolvable point is never the one compared
+    r = {"a": {"label": "A", "auc": 0.9, "tpr_at_fpr": [
+              {"target_fpr": 0.001, "tpr": 0.5, "resolvable": False},
+              {"target_fpr": 0.01, "tpr": 0.1, "resolvable": True}]},
+         "b": {"label": "B", "auc": 0.6, "tpr_at_fpr": [
+              {"target_fpr": 0.001, "tpr": 0.0, "resolvable": False},
+              {"target_fpr": 0.01, "tpr": 0.2, "resolvable": True}]}}
+    s = mk.audit.strongest(r)
+    assert (s["attack"], s["target_fpr"], s["tpr"]) == ("b", 0.01, 0.2)
+
+
+def test_summary_names_no_strongest_attack_on_null_data(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 80)
+    x = rng.normal(size=(80, 3))  # labels carry no signal: nothing to memorize much
+    keep = mk.shadow.balanced_keep(8, 80, seed=0)
+    mk.shadow.train_heads(x, y, keep, run_dir=tmp_path / "run", progress=False,
+                          weight_decay=10.0)
+    report = audit(mk.shadow.open_run(tmp_path / "run"), plot=False)
+    assert not report.verdict["leakage"]  # (this seed: nothing detected)
+    assert report.strongest_attack is None
+    assert "strongest attack: none; no attack was significant" in report.summary()

@@ -16,7 +16,8 @@ from miakit.audit.options import AuditConfig
 from miakit.cli import build_parser, main
 from miakit.cli._options import config_from
 from miakit.shadow import TrainingConfig
-from miakit.studies import budget, dp_curvature, generative, ks_leakage, sweep
+from miakit.studies import budget, dp_curvature, generative, ks_leakage, partial_layers, sweep
+from miakit.studies import capacity as capacity_study
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VOLATILE = {"timing_s", "seconds", "fit_s", "audit_s", "files", "figures", "created"}
@@ -106,6 +107,8 @@ COMMANDS = [
     ("leakage", [], [ks_leakage.KsLeakageConfig], {"dataset": "features"}),
     ("sweep", [], [sweep.SweepConfig], {"dataset": "features"}),
     ("generative", [], [generative.GenerativeConfig], {"name": "synthetic data"}),
+    ("partial-layers", [], [partial_layers.PartialLayersConfig], {}),
+    ("capacity", [], [capacity_study.CapacityConfig], {}),
 ]
 
 
@@ -131,6 +134,8 @@ DOCS_TABLES = [
     ("docs/methods/ks.md", ks_leakage.KsLeakageConfig),
     ("docs/methods/generative.md", generative.GenerativeConfig),
     ("docs/methods/curvature.md", dp_curvature.DpCurvatureConfig),
+    ("docs/methods/partial-layers.md", partial_layers.PartialLayersConfig),
+    ("docs/methods/capacity.md", capacity_study.CapacityConfig),
     ("docs/guide/audit.md", AuditConfig),
     ("docs/guide/audit.md", TrainingConfig),
 ]

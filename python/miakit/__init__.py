@@ -16,7 +16,10 @@ neighbors     exact k nearest distances (distance to closest record)
 generative    membership risk of generative models (MACE): optimal membership advantage,
               individual risk, DOMIAS
 gradients     per-example gradient norms (closed form, ghost norms, vmap fallback)
+partial_layers membership attacks on a model's kept lower layers with a retrained head
 curvature     input-loss curvature (Hutchinson, finite differences, zero order)
+capacity      explicit memorization capacity: bits to remember which n of N items
+              are positive, and the n a parameter budget can hold
 bounds        DP limits on attacks, DP-SGD accounting (dp-accounting), empirical epsilon
 powerlaw      the shots/classes power law: OLS fit (statsmodels) and prediction
 studies       the studies behind ``miakit budget``, ``sweep``, ``leakage``, ``generative``
@@ -33,6 +36,7 @@ import miakit._C as _C
 from miakit import (
     audit,
     bounds,
+    capacity,
     curvature,
     datasets,
     exposure,
@@ -43,6 +47,7 @@ from miakit import (
     memorization,
     metrics,
     neighbors,
+    partial_layers,
     powerlaw,
     rmia,
     shadow,
@@ -60,6 +65,7 @@ __all__ = [
     "audit",
     "backend_info",
     "bounds",
+    "capacity",
     "curvature",
     "datasets",
     "exposure",
@@ -70,6 +76,7 @@ __all__ = [
     "memorization",
     "metrics",
     "neighbors",
+    "partial_layers",
     "powerlaw",
     "rmia",
     "shadow",

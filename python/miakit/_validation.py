@@ -220,7 +220,10 @@ def check_probabilities(values: Any, name: str, *, allow_empty: bool = False) ->
     """A sequence of numbers strictly between 0 and 1 (FPR budgets, quantiles), as a list
     of floats; the error names the argument and shows what was received."""
     try:
-        v = [float(x) for x in np.atleast_1d(np.asarray(values, dtype=np.float64)).ravel()]
+        given = np.atleast_1d(np.asarray(values))
+        if given.dtype.kind not in "iuf":  # no strings ("0.1"), complex, bools or objects
+            raise TypeError(given.dtype)
+        v = [float(x) for x in given.astype(np.float64).ravel()]
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name}: expected numbers in (0, 1), got {values!r}") from exc
     if (not v and not allow_empty) or not all(0.0 < x < 1.0 for x in v):

@@ -28,7 +28,7 @@ from miakit import _C
 from miakit import _arrays as ar
 from miakit._ks_pvalues import _kstwo_sf, _pvalues  # noqa: F401 - tests import _kstwo_sf here
 from miakit._options import KS_SIDES, kernel_option
-from miakit._validation import check_probability
+from miakit._validation import check_int, check_probability
 
 __all__ = ["ks_2samp", "ks_2samp_groups", "KS2Result", "smirnov_threshold",
            "assign_source", "source_accuracy", "leakage_test", "LeakageTest"]
@@ -70,6 +70,35 @@ def _finite(x: np.ndarray, name: str) -> None:
     if not np.isfinite(x).all():
         raise ValueError(f"{name}: expected finite values, got {int((~np.isfinite(x)).sum())} "
                          "NaN or inf")
+
+
+def _no_nan(x: np.ndarray, name: str) -> None:
+    n_nan = int(np.isnan(x).sum())
+    if n_nan:
+        raise ValueError(f"{name}: expected numbers (infinities allowed), got {n_nan} NaN")
+
+
+def _ranked(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x and y through one strictly increasing map onto finite numbers (the compiled
+    kernels take finite values only): -inf, the distinct finite values in order, +inf
+    become -1, 0, 1, ..., k. A K-S statistic depends on the order of the values only, so
+    it is unchanged; :func:`_unranked` maps a location back. Returns (x, y, values)."""
+    finite = np.unique(np.concatenate([x[np.isfinite(x)], y[np.isfinite(y)]]))
+
+    def rank(v: np.ndarray) -> np.ndarray:
+        r = np.searchsorted(finite, v).astype(np.float64)
+        r[v == -np.inf] = -1.0
+        r[v == np.inf] = float(finite.size)
+        return r
+
+    return rank(x), rank(y), finite
+
+
+def _unranked(loc: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """The values that :func:`_ranked` mapped to the ranks ``loc``."""
+    r = np.asarray(loc, dtype=np.float64)
+    table = np.concatenate([[-np.inf], finite, [np.inf]])
+    return table[np.clip(r, -1, finite.size).astype(np.int64) + 1]
 
 
 def _merge(a_vals: Any, a_off: Any, b_vals: Any, b_off: Any) -> tuple[np.ndarray, ...]:
@@ -138,7 +167,8 @@ def ks_2samp(a: Any, b: Any, alternative: str = "two-sided", method: str = "auto
     ----------
     a, b : array_like
         Samples along ``axis``; the other axes are batch axes and broadcast against each
-        other (``a [B, n]`` and ``b [m]`` tests every row of a against b). Must be finite.
+        other (``a [B, n]`` and ``b [m]`` tests every row of a against b). NaN is
+        refused; +-inf are values like any other (a statistic depends on the order only).
     alternative : {"two-sided", "less", "greater"}
         As scipy: "less" tests whether F_a lies below F_b somewhere (statistic
         ``max(F_b - F_a)``), "greater" the reverse.
@@ -184,11 +214,19 @@ def ks_2samp(a: Any, b: Any, alternative: str = "two-sided", method: str = "auto
     ib = np.broadcast_to(np.arange(yr.shape[0]).reshape(y.shape[:-1]), batch).ravel()
     d_max, d_min, l_max, l_min = _unsorted(xr.ravel(), ia * n, n, yr.ravel(), ib * m, m,
                                            alternative)
+    finite = None
     if np.isnan(d_max).any():  # the kernel's mark of a NaN or infinite value
-        _finite(x, "a")
-        _finite(y, "b")
+        _no_nan(x, "a")
+        _no_nan(y, "b")
+        # infinities: legitimate values (a loss of +inf); only their order matters
+        xr, yr, finite = _ranked(xr, yr)
+        d_max, d_min, l_max, l_min = _unsorted(xr.ravel(), ia * n, n, yr.ravel(), ib * m,
+                                               m, alternative)
     res = _finish(d_max, d_min, l_max, l_min, n, m, alternative, method,
                   lambda i: (xr[ia[i]], yr[ib[i]]))
+    if finite is not None:
+        res = KS2Result(res.statistic, res.pvalue, _unranked(res.statistic_location, finite),
+                        res.statistic_sign)
     return KS2Result(*(v.reshape(batch) for v in (res.statistic, res.pvalue,
                                                   res.statistic_location,
                                                   res.statistic_sign)))
@@ -206,8 +244,11 @@ def _ks_2samp_torch(a: Any, b: Any, alternative: str, method: str, axis: int) ->
         raise ValueError(f"a, b: expected non-empty samples along axis {axis}, got shapes "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
     for v, name in ((x, "a"), (y, "b")):
-        if not bool(torch.isfinite(v).all()):
-            raise ValueError(f"{name}: expected finite values, got NaN or inf")
+        if bool(torch.isnan(v).any()):
+            raise ValueError(f"{name}: expected numbers (infinities allowed), got NaN")
+    if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(y).all())):
+        # infinities (rare): the CPU path maps the values to ranks first
+        return ks_2samp(a.cpu(), b.cpu(), alternative, method, axis)
     try:
         batch = tuple(torch.broadcast_shapes(x.shape[:-1], y.shape[:-1]))
     except RuntimeError as exc:
@@ -259,8 +300,11 @@ def ks_2samp_groups(a: Any, groups_a: Any, b: Any, groups_b: Any,
         if g.shape != v.shape or g.dtype.kind not in "iu":
             raise ValueError(f"{name}: expected one integer group id per value ({v.size}), "
                              f"got shape {g.shape} dtype {g.dtype}")
-    _finite(va, "a")
-    _finite(vb, "b")
+    _no_nan(va, "a")
+    _no_nan(vb, "b")
+    finite = None
+    if not (np.isfinite(va).all() and np.isfinite(vb).all()):
+        va, vb, finite = _ranked(va, vb)  # only the order matters: infinities as ranks
     ids = np.intersect1d(ga, gb)
     if ids.size == 0:
         raise ValueError("groups_a, groups_b: no group id has values in both samples")
@@ -278,6 +322,9 @@ def ks_2samp_groups(a: Any, groups_a: Any, b: Any, groups_b: Any,
                                            alternative)
     res = _finish(d_max, d_min, l_max, l_min, np.diff(oa), np.diff(ob), alternative, method,
                   lambda i: (sa[oa[i]:oa[i + 1]], sb[ob[i]:ob[i + 1]]))
+    if finite is not None:
+        res = KS2Result(res.statistic, res.pvalue, _unranked(res.statistic_location, finite),
+                        res.statistic_sign)
     return ids, res
 
 
@@ -377,7 +424,7 @@ def source_accuracy(source_a: Any, source_b: Any, sizes: Any = (1, 2, 5, 10, 20,
     if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)) or n_trials < 1:
         raise ValueError(f"n_trials: expected a positive int, got {n_trials!r}")
     ms = [int(v) for v in np.atleast_1d(sizes)]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_int(seed, "seed", 0, what="a non-negative int"))
     halves = []
     for v in (ra, rb):
         perm = rng.permutation(v.size)

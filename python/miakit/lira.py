@@ -69,6 +69,7 @@ class ClampedSpreadWarning(UserWarning):
 
 def _prepare_source(data: Any, keep: Any, labels: Any, signal: str):
     """Validate shadow data and keep; return (data, labels or None, keep, M, N, A)."""
+    check_choice(signal, "signal", _LIRA_SIGNALS)  # checked even when unused (no labels)
     if labels is None:
         data = check_float_array(data, "shadow_scores", ndim=(2, 3))
         shape = ar.shape_of(data)
@@ -76,7 +77,6 @@ def _prepare_source(data: Any, keep: Any, labels: Any, signal: str):
             data = ar.reshape(data, shape + (1,))
         labels_k = None
     else:
-        check_choice(signal, "signal", _LIRA_SIGNALS)
         data = check_float_array(data, "logits", ndim=(3, 4))
         shape = ar.shape_of(data)
         if len(shape) == 3:  # [M, N, C]: one augmentation
@@ -307,7 +307,7 @@ def leave_one_out(
     The model left out from the other side is the target's pair partner ``k ^ 1`` where
     it is on that side (always, for keep matrices of
     :func:`miakit.shadow.balanced_keep`, drawn in complementary pairs), else the first
-    model after the target, cyclically, that is; see :func:`balanced_partners`.
+    model after the target, cyclically, that is on that side; see :func:`balanced_partners`.
 
     Parameters
     ----------

@@ -208,32 +208,54 @@ def privacy_summary(results: Mapping[str, Mapping[str, Any]], dp_epsilon: float 
     return out
 
 
-def strongest(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The attack with the highest TPR at the lowest FPR budget (AUC breaks ties).
+def strongest(results: Mapping[str, Mapping[str, Any]],
+              verdict: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The attack to name as the strongest.
+
+    With the audit's ``verdict``: the attack and operating point the verdict rests on
+    (its first evidence: the lowest FPR budget that declares leakage, the smallest
+    p-value there), or None when no attack was significant, so the report never names
+    an attack its own test does not support. Without it: the highest TPR at the lowest
+    FPR budget where the point is resolvable (AUC breaks ties; AUC alone where no point
+    is).
 
     Examples
     --------
     >>> from miakit.audit import strongest
-    >>> r = {"a": {"label": "A", "auc": 0.6, "tpr_at_fpr": [{"target_fpr": 0.01, "tpr": 0.1}]},
-    ...      "b": {"label": "B", "auc": 0.7, "tpr_at_fpr": [{"target_fpr": 0.01, "tpr": 0.05}]}}
+    >>> pt = lambda tpr: [{"target_fpr": 0.01, "tpr": tpr, "resolvable": True}]
+    >>> r = {"a": {"label": "A", "auc": 0.6, "tpr_at_fpr": pt(0.1)},
+    ...      "b": {"label": "B", "auc": 0.7, "tpr_at_fpr": pt(0.05)}}
     >>> strongest(r)["attack"]
     'a'
+    >>> strongest(r, {"leakage": False, "strongest": None}) is None
+    True
     """
     if not results:
         return None
+    if verdict is not None:
+        e = verdict.get("strongest")
+        if not verdict.get("leakage") or not e:
+            return None
+        return {"attack": e["attack"], "label": e["label"],
+                "auc": results[e["attack"]]["auc"], "target_fpr": e["target_fpr"],
+                "tpr": e["tpr"], "p_value": e.get("p_value"),
+                "rule": "the attack and operating point the verdict rests on: the lowest FPR "
+                        "budget that declares leakage, the smallest p-value there"}
 
-    def key(item: tuple[str, Mapping[str, Any]]) -> tuple[float, float]:
-        points = item[1]["tpr_at_fpr"]
-        low = min(points, key=lambda p: p["target_fpr"]) if points else {"tpr": 0.0}
-        return (low["tpr"], item[1]["auc"])
+    def low(r: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        points = [p for p in r["tpr_at_fpr"] if p.get("resolvable", True)]
+        return min(points, key=lambda p: p["target_fpr"]) if points else None
+
+    def key(item: tuple[str, Mapping[str, Any]]) -> tuple[float, float, float]:
+        p = low(item[1])
+        return ((-p["target_fpr"], p["tpr"]) if p else (-math.inf, 0.0)) + (item[1]["auc"],)
 
     name, r = max(results.items(), key=key)
-    points = r["tpr_at_fpr"]
-    low = min(points, key=lambda p: p["target_fpr"]) if points else None
+    p = low(r)
     return {"attack": name, "label": r["label"], "auc": r["auc"],
-            "target_fpr": low["target_fpr"] if low else None,
-            "tpr": low["tpr"] if low else None,
-            "rule": "highest TPR at the lowest FPR budget, then highest AUC"}
+            "target_fpr": p["target_fpr"] if p else None, "tpr": p["tpr"] if p else None,
+            "rule": "highest TPR at the lowest FPR budget where it is resolvable, then "
+                    "highest AUC"}
 
 
 def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> Verdict:

@@ -228,7 +228,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         baselines=_baselines(correct, keep, results["loss"].max_accuracy
                              if "loss" in results else mat),
         verdict=verdict(results, alpha),
-        strongest_attack=strongest(results),
+        strongest_attack=strongest(results, verdict(results, alpha)),
         privacy=privacy_summary(results, dp_epsilon, dp_delta),
     )
     lira_point = None
@@ -248,8 +248,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     report.timing_s = dict(extra.pop("timing_s", {}))
     report.extra = extra
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = start_report(out_dir)
         files = {"report": str(out / "report.json"), "html": str(out / "report.html"),
                  "vulnerability": str(table.to_csv(out / "vulnerability.csv"))}
         if plot:
@@ -273,10 +272,36 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     timing["total"] = round(timing.get("training", 0.0) + timing["audit"], 3)
     if out_dir is not None:
         t = time.perf_counter()
-        report.to_json(out / "report.json")
         write_html(report, out / "report.html")  # the same, as a page with the figures
+        # report.json last: its presence says that every other file is complete
+        report.to_json(out / "report.json")
         timing["writing"] = round(time.perf_counter() - t, 3)  # in the returned report
     return report
+
+
+def start_report(out_dir: str | Path) -> Path:
+    """Create the report folder ``out_dir`` and remove an earlier audit's ``report.json``
+    and ``report.html`` from it, durably, before any new file is written.
+
+    The audit writes ``report.json`` last: a folder that holds one holds a complete
+    report of one audit, and an audit that is killed or fails midway leaves no
+    ``report.json`` beside its partial files (nor an older one describing other files).
+    """
+    from miakit.io import RunWriteError, fsync_dir
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # report.json first: once it is gone, the folder no longer claims a complete report
+    for name in ("report.json", "report.html"):
+        path = out / name
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise RunWriteError(exc.errno or 0, f"could not remove the earlier report {path} "
+                                f"before writing a new one into {out}: "
+                                f"{exc.strerror or exc}", str(path)) from exc
+    fsync_dir(out)
+    return out
 
 
 def references_info(keep: np.ndarray, references: str) -> dict[str, Any]:
@@ -300,7 +325,7 @@ def references_info(keep: np.ndarray, references: str) -> dict[str, Any]:
                                "fewer (biased against members with few models)"}
     partner = ("pair partner (complementary pairs 2i, 2i + 1)" if paired else
                "fixed rule: the pair partner k ^ 1 where it is on the other side, else the "
-               "first model after the target, cyclically, that is")
+               "first model after the target, cyclically, that is on the other side")
     return {"rule": "balanced", "paired_keep": paired, "partner": partner,
             "description": "the target and one model from the other side of each example "
                            "are left out, so every example has n_in - 1 IN and n_out - 1 "

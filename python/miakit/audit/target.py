@@ -198,7 +198,7 @@ def audit_target(run: Any, target_logits: Any, target_keep: Any,
         baselines=_baselines(correct[None], member[None],
                              results["loss"].max_accuracy if "loss" in results else None),
         verdict=verdict(results, cfg.alpha),
-        strongest_attack=strongest(results),
+        strongest_attack=strongest(results, verdict(results, cfg.alpha)),
         privacy=privacy_summary(results, cfg.dp_epsilon, cfg.dp_delta),
         target={"n_examples": int(member.size), "n_members": int(member.sum()),
                 "n_nonmembers": int((~member).sum()),
@@ -212,8 +212,9 @@ def audit_target(run: Any, target_logits: Any, target_keep: Any,
     report.extra = dict(extra or {})
     report.timing_s = dict(report.extra.pop("timing_s", {}))
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        from miakit.audit.run import start_report
+
+        out = start_report(out_dir)  # an earlier report.json removed first
         files = {"report": str(out / "report.json"), "html": str(out / "report.html"),
                  "exposed": str(write_exposed_csv(pv, out / "exposed.csv", columns))}
         if cfg.plot:
@@ -232,8 +233,9 @@ def audit_target(run: Any, target_logits: Any, target_keep: Any,
     if out_dir is not None:
         from miakit.audit.page import write_html
 
-        report.to_json(Path(out_dir) / "report.json")
         write_html(report, Path(out_dir) / "report.html")
+        # report.json last: its presence says that every other file is complete
+        report.to_json(Path(out_dir) / "report.json")
     return report
 
 

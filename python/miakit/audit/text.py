@@ -21,7 +21,9 @@ def _model_name(config: dict) -> str:
         return f"MLP head, {config.get('hidden')} hidden units"
     if config.get("head") == "linear":
         return "linear head"
-    return str(config.get("model_factory", "model")).rsplit(".", 1)[-1]
+    if config.get("trainer") == "import":  # logits or signals brought from elsewhere
+        return "imported"
+    return str(config.get("model_factory", "torch model")).rsplit(".", 1)[-1]
 
 
 def _title(report: Mapping[str, Any]) -> str:
@@ -138,9 +140,14 @@ def _attack_sections(report: Mapping[str, Any], out: dict[str, Any], clustered: 
                          + (f" (left out beside the target: {refs['partner']})"
                             if refs.get("partner") else " (target only; biased)"))
         best = report.get("strongest_attack")
+        v = report.get("verdict")
         if best and best.get("tpr") is not None:
             notes.append(f"strongest attack: {best['label']} (TPR {_pct(best['tpr'])} at FPR "
-                         f"{100 * best['target_fpr']:g}%, AUC {best['auc']:.3f})")
+                         f"{100 * best['target_fpr']:g}%, AUC {best['auc']:.3f}"
+                         + (f"; the verdict's p = {best['p_value']:.2g})"
+                            if best.get("p_value") is not None else ")"))
+        elif v and not v.get("leakage"):
+            notes.append("strongest attack: none; no attack was significant")
         base = report.get("baselines") or {}
         parts = [f"{what} {_pct(base[key]['accuracy'])}" for key, what in (
             ("bayes", "correct means member"), ("max_accuracy_threshold", "best loss threshold"))

@@ -3,12 +3,15 @@
 Commands (``miakit COMMAND --help`` for their options; docs/cli.md lists them all):
 
 - ``miakit audit``: train (or resume) the default shadow run and attack it, the main
-  job; ``miakit audit --run RUN`` attacks an existing run (:mod:`miakit.cli.audit`);
+  job; ``miakit audit --run RUN`` attacks an existing run, and with ``--target-logits``
+  one released model against the run's models (:mod:`miakit.cli.audit`);
 - ``miakit report``: print an audit's report.json again and write it as report.html;
-- ``miakit shadow``: train (or resume) a shadow run only (:mod:`miakit.cli.shadow`);
+- ``miakit shadow``: train (or resume) a shadow run only, of the default heads or of
+  your own torch model (``--model``) (:mod:`miakit.cli.shadow`);
 - ``miakit import``: bring shadow models trained elsewhere into a run;
 - ``miakit budget``, ``miakit dp-curvature``, ``miakit leakage``, ``miakit sweep``,
-  ``miakit generative``: the studies of :mod:`miakit.studies` (:mod:`miakit.cli.studies`).
+  ``miakit generative``, ``miakit capacity``, ``miakit partial-layers``: the studies of
+  :mod:`miakit.studies` (:mod:`miakit.cli.studies`).
 
 Each command's options are made from the library's declarations (the ``Config``
 dataclasses: :class:`miakit.audit.options.AuditConfig`,

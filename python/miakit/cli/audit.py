@@ -127,9 +127,14 @@ def _load_array(path: Path, flag: str) -> Any:
     import numpy as np
 
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{flag}: cannot read {path} as a .npy array ({exc})") from None
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or truncated file
+        raise ValueError(f"{flag}: cannot read {path} as a .npy array "
+                         f"({exc or 'the file is empty'})") from None
+    if not isinstance(arr, np.ndarray):  # np.load opens an .npz as an archive
+        arr.close()
+        raise ValueError(f"{flag}: {path} is an .npz archive, expected one .npy array")
+    return arr
 
 
 def _run_target_audit(args: argparse.Namespace, config: Any) -> int:

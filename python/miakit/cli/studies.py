@@ -1,5 +1,6 @@
-"""The studies' commands: ``miakit budget``, ``dp-curvature``, ``leakage``, ``sweep`` and
-``generative`` (each runs its :mod:`miakit.studies` module and prints its summary)."""
+"""The studies' commands: ``miakit budget``, ``dp-curvature``, ``leakage``, ``sweep``,
+``generative``, ``capacity`` and ``partial-layers`` (each runs its :mod:`miakit.studies`
+module and prints its summary)."""
 
 from __future__ import annotations
 
@@ -156,6 +157,43 @@ def add_parser(subparsers: Any) -> None:
                            "n_examples": {"metavar": "N"}})
     _quiet(pg, "model")
     pg.set_defaults(_command=run_generative)
+    _add_partial_layers(subparsers)
+    _add_capacity(subparsers)
+
+
+def _add_partial_layers(subparsers: Any) -> None:
+    """``miakit partial-layers``: its flags from
+    :class:`~miakit.studies.partial_layers.PartialLayersConfig`."""
+    from miakit.studies import partial_layers
+
+    pp = subparsers.add_parser(
+        "partial-layers", help="membership inference on a network truncated after a block",
+        description="Split the embedded digits into private, public, evaluation and "
+                    "population parts; train a small CNN on the private part with each "
+                    "augmentation, cut it after each block, retrain a head on the public "
+                    "part on top of the frozen lower layers, and attack the private "
+                    "examples against as many evaluation examples: the Bayes attack and "
+                    "the maximum-accuracy loss threshold (with intervals), and offline "
+                    "LiRA and RMIA with reference CNNs trained on the public part (--shadows "
+                    "0: none). The untruncated softmax is the comparison row. Writes "
+                    "partial_layers.json and partial_layers.png.")
+    _out(pp, "miakit-partial-layers")
+    add_options(pp, partial_layers.PartialLayersConfig, overrides={
+        "augmentations": {"metavar": "AUG"}, "fprs": {"metavar": "FPR"}})
+    _quiet(pp, "row")
+    pp.set_defaults(_command=run_partial_layers)
+
+
+def run_partial_layers(args: argparse.Namespace) -> int:
+    """``miakit partial-layers``."""
+    from miakit.studies import partial_layers
+
+    t0 = time.perf_counter()
+    result = partial_layers.run(config_from(args, partial_layers.PartialLayersConfig),
+                                out_dir=args.out, progress=None if args.quiet else print)
+    print(result.summary())
+    print(f"total time {time.perf_counter() - t0:.1f} s")
+    return 0
 
 
 def run_budget(args: argparse.Namespace) -> int:
@@ -247,8 +285,6 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_generative(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from miakit.studies import generative
 
     t0 = time.perf_counter()
@@ -264,12 +300,58 @@ def run_generative(args: argparse.Namespace) -> int:
         if given:
             raise ValueError(f"{', '.join(given)}: the embedded study's options do not apply "
                              "to --synthetic data")
-        synthetic, train, holdout = (np.load(v, allow_pickle=False) for v in own.values())
+        from miakit.cli.audit import _load_array
+
+        synthetic, train, holdout = (_load_array(Path(v), k) for k, v in own.items())
         config = config_from(args, generative.GenerativeConfig, name=str(args.synthetic))
         result = generative.run(synthetic, train, holdout, config, out_dir=args.out)
     else:
         result = generative.run(config=config_from(args, generative.GenerativeConfig),
                                 out_dir=args.out, progress=None if args.quiet else print)
+    print(result.summary())
+    print(f"total time {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _add_capacity(subparsers: Any) -> None:
+    """``miakit capacity``: its flags from :class:`~miakit.studies.capacity.CapacityConfig`."""
+    from miakit.studies import capacity
+
+    pc = subparsers.add_parser(
+        "capacity", help="explicit memorization capacity: in/out discriminators against n",
+        description="Train MLP discriminators of a few widths to answer 1 on n positives "
+                    "drawn from the embedded digits (or --features) and 0 on every other "
+                    "example, with negatives drawn afresh each epoch, for n over a grid "
+                    "and, on images, each augmentation (none, flip, flip and shifts of 1 "
+                    "or 2 pixels). Reports the balanced accuracy on the positives and "
+                    "held-out negatives against n, beside the n where the bits needed, "
+                    "C(n) = log2 binom(N, n), equal the model's parameters. Writes "
+                    "capacity.json (after every row: run the same command again to "
+                    "resume) and capacity.png.")
+    _out(pc, "miakit-capacity")
+    pc.add_argument("--features", type=Path, default=None, metavar="X.npy",
+                    help="your examples: vectors [N, D] (augmentation 'none' only) or "
+                         "images [N, H, W] or [N, C, H, W]")
+    add_options(pc, capacity.CapacityConfig, overrides={
+        "n": {"metavar": "N"}, "widths": {"metavar": "W"},
+        "augmentations": {"metavar": "AUG"}})
+    _quiet(pc, "trained model")
+    pc.set_defaults(_command=run_capacity)
+
+
+def run_capacity(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from miakit.studies import capacity
+
+    t0 = time.perf_counter()
+    if args.features is None:
+        features, config = None, config_from(args, capacity.CapacityConfig)
+    else:
+        features = np.load(args.features, allow_pickle=False)
+        config = config_from(args, capacity.CapacityConfig, dataset=str(args.features))
+    result = capacity.run(features, config, out_dir=args.out,
+                          progress=None if args.quiet else print)
     print(result.summary())
     print(f"total time {time.perf_counter() - t0:.1f} s")
     return 0

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from miakit._validation import check_probabilities, check_probability
+from miakit._validation import check_int, check_probabilities, check_probability
 
 __all__ = ["LeakagePoint"]
 
@@ -127,7 +127,7 @@ class _MembershipTest:
 def _check_leakage_args(fprs: Any, alpha: float, n_tests: int | None) -> list[float]:
     check_probability(alpha, "alpha")
     f_list = check_probabilities(fprs, "fprs")
-    if n_tests is not None and int(n_tests) < len(f_list):
-        raise ValueError(f"n_tests: expected at least len(fprs) = {len(f_list)}, got "
-                         f"{n_tests}")
+    if n_tests is not None:  # an int (not "3", not 3.5): the Bonferroni divisor
+        check_int(n_tests, "n_tests", lo=len(f_list),
+                  what=f"an int >= len(fprs) = {len(f_list)}")
     return f_list

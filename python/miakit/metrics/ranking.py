@@ -18,7 +18,12 @@ from scipy import stats
 from miakit import _C
 from miakit import _arrays as ar
 from miakit._status import message, raise_for_status
-from miakit._validation import check_bool_array, check_choice, check_clusters
+from miakit._validation import (
+    check_bool_array,
+    check_choice,
+    check_clusters,
+    check_probability,
+)
 from miakit.metrics.intervals import (
     ClusteredProportion,
     _clustered_bounds,
@@ -221,7 +226,9 @@ class RankedScores:
         return self.fp / self.n_neg, self.tp / self.n_pos, self.thresholds
 
     def point(self, fpr: float) -> int:
-        """Index of the operating point of :func:`tpr_at_fpr` for the budget ``fpr``."""
+        """Index of the operating point of :func:`tpr_at_fpr` for the budget ``fpr``
+        (a number in (0, 1); ``ValueError``/``TypeError`` naming ``fpr`` otherwise)."""
+        fpr = check_probability(fpr, "fpr")
         # the rule roc() users apply: FPR = fp / n_neg <= f (``fp <= f * n_neg`` would
         # reject FPR == f whenever f * n_neg rounds down, e.g. 0.29 * 100 = 28.99999...);
         # fp / n_neg is monotone in fp, so the largest admissible count is found around
@@ -311,6 +318,8 @@ class RankedScores:
     # -- the metrics -------------------------------------------------------------------
     def tpr_at_fpr(self, fpr: float, level: float = 0.95) -> TprAtFpr:
         """As :func:`tpr_at_fpr` (intervals cluster-robust when clusters were given)."""
+        fpr = check_probability(fpr, "fpr")
+        level = check_probability(level, "level")
         i = self.point(fpr)
         tp, fp = int(self.tp[i]), int(self.fp[i])
         if not self._clustered:
@@ -339,6 +348,7 @@ class RankedScores:
 
     def auc_ci(self, level: float = 0.95) -> AucCI:
         """As :func:`auc_ci`: the placements summed per cluster in the ranking pass."""
+        level = check_probability(level, "level")
         n_pos_c, n_neg_c, sum_v, sum_w = self._per_cluster
         a = self.auc()
         # cluster c's share of the AUC's influence function:
@@ -360,7 +370,7 @@ class RankedScores:
                      ) -> list[LeakagePoint]:
         """As :func:`leakage_test`."""
         f_list = _check_leakage_args(fprs, alpha, n_tests)
-        n_tests = len(f_list) if n_tests is None else int(n_tests)
+        n_tests = len(f_list) if n_tests is None else n_tests
         alpha_each = alpha / n_tests
         level = 1.0 - alpha_each / 2
         out = []

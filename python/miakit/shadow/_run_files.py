@@ -66,19 +66,31 @@ def _short_list(items: Sequence[int], limit: int = 20) -> str:
 
 
 def _read_json(path: Path, what: str) -> dict:
+    """A JSON object from ``path``; ValueError naming the file when it is unreadable,
+    malformed, truncated or holds something other than an object."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read {what} ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: cannot read {what} (expected a JSON object, the file "
+                         f"holds a JSON {type(data).__name__})")
+    return data
 
 
 def _read_npy(path: Path, what: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read {what} ({exc})") from exc
+    try:  # an empty or truncated file is an EOFError from numpy's header reader
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path}: cannot read {what} ({exc or 'the file is empty'})"
+                         ) from exc
+    if not isinstance(arr, np.ndarray):  # an .npz archive under a .npy name
+        arr.close()
+        raise ValueError(f"{path}: cannot read {what} (expected a .npy array, the file is "
+                         "an .npz archive)")
+    return arr
 
 
 def _map_model_file(path: Path, entry: dict) -> tuple[np.ndarray | None, str]:
@@ -90,8 +102,11 @@ def _map_model_file(path: Path, entry: dict) -> tuple[np.ndarray | None, str]:
         return None, "the file is missing"
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:  # e.g. truncated: "mmap length is greater ..."
-        return None, f"it cannot be read as .npy ({exc})"
+    except (OSError, ValueError, EOFError) as exc:  # truncated: "mmap length is greater"
+        return None, f"it cannot be read as .npy ({exc or 'the file is empty'})"
+    if not isinstance(arr, np.ndarray):  # an .npz archive under the model's name
+        arr.close()
+        return None, "it is an .npz archive, not a .npy array"
     if arr.shape != tuple(entry["shape"]) or arr.dtype != np.dtype(entry["dtype"]):
         return None, (f"it holds {arr.dtype}{list(arr.shape)}, the manifest says "
                       f"{entry['dtype']}{entry['shape']}")
@@ -104,8 +119,11 @@ def _map_features(path: Path, meta: dict) -> tuple[np.ndarray | None, str]:
     """Memory-map ``features.npy`` and check its header (not the digest)."""
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        return None, f"it cannot be read as .npy ({exc})"
+    except (OSError, ValueError, EOFError) as exc:
+        return None, f"it cannot be read as .npy ({exc or 'the file is empty'})"
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        return None, "it is an .npz archive, not a .npy array"
     n, a = int(meta["n_examples"]), int(meta["n_augmentations"])
     if arr.ndim != 3 or arr.shape[:2] != (n, a) or arr.dtype != np.float32:
         return None, f"it holds {arr.dtype}{list(arr.shape)}, expected float32[{n}, {a}, D]"

@@ -47,10 +47,16 @@ def _load(x: Any, name: str) -> np.ndarray:
         p = Path(x)
         if not p.is_file():
             raise FileNotFoundError(f"{name}: no such file {p}")
-        try:
-            return np.load(p, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise ValueError(f"{name}: {p} is not a .npy array ({exc})") from exc
+        try:  # an empty or truncated file is an EOFError from numpy's header reader
+            arr = np.load(p, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"{name}: {p} is not a .npy array "
+                             f"({exc or 'the file is empty'})") from None
+        if not isinstance(arr, np.ndarray):  # np.load opens an .npz as an archive
+            arr.close()
+            raise ValueError(f"{name}: {p} is an .npz archive, expected one .npy array "
+                             "(save it with np.save)")
+        return arr
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
@@ -85,8 +91,10 @@ def _write(out: Any, models: Sequence[Any], keep: np.ndarray, labels: np.ndarray
 
     _check_some_out(keep)
     h = hashlib.sha256()
-    for get in models:  # every model read and checked before anything is written
-        h.update(mkio.sha256_array(np.ascontiguousarray(get())).encode())
+    for m, get in enumerate(models):  # every model read and checked before anything is
+        values = np.ascontiguousarray(get())  # written: a refused import leaves no run
+        _check_fits(values, logits_dtype, m, source.get("layout"))
+        h.update(mkio.sha256_array(values).encode())
     run = create_run(out, keep, labels, n_augmentations=n_views, n_classes=n_classes,
                      logits_dtype=logits_dtype, data_digest=h.hexdigest(),
                      config={"trainer": "import", "layout": source["layout"],
@@ -99,6 +107,25 @@ def _write(out: Any, models: Sequence[Any], keep: np.ndarray, labels: np.ndarray
             if m not in done:
                 run.write_model(m, get())
     return run
+
+
+def _check_fits(values: np.ndarray, dtype: str, m: int, layout: Any) -> None:
+    """Refuse finite values that the run's storage dtype cannot hold (they would be stored
+    as inf), naming the model, the largest value and the dtype's range."""
+    limit = float(np.finfo(np.dtype(dtype)).max)
+    if values.size == 0:
+        return
+    largest = float(np.max(np.abs(values)))
+    if largest > limit:
+        what = "signals" if layout == "signals" else "logits"
+        flag = "dtype" if layout == "signals" else "logits_dtype"
+        first = int(np.nonzero((np.abs(values) > limit).reshape(len(values), -1)
+                               .any(axis=1))[0][0])
+        raise ValueError(
+            f"{what} of model {m}: a value of magnitude {largest:.4g} (first at example "
+            f"{first}) does not fit {flag}={dtype!r}, whose largest finite value is "
+            f"{limit:.4g}; rescale the {what}"
+            + (" or store them as float32" if np.dtype(dtype) != np.float32 else ""))
 
 
 def _check_some_out(keep: np.ndarray) -> None:

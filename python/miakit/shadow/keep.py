@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -55,13 +56,15 @@ def balanced_keep(n_models: int, n_examples: int, seed: int = 0, *,
     >>> mk.shadow.balanced_keep(4, 6, strata=y)[:, [2, 3, 4, 5]].sum(axis=1).tolist()
     [2, 2, 2, 2]
     """
-    for name, v in (("n_models", n_models), ("n_examples", n_examples), ("seed", seed)):
+    for name, v in (("n_models", n_models), ("n_examples", n_examples)):
         check_int(v, name)
+    check_int(seed, "seed", 0, what="a non-negative int")
     if not isinstance(paired, (bool, np.bool_)):
         raise TypeError(f"paired: expected a bool, got {type(paired).__name__}")
     if check_int(n_models, "n_models", 2, what="an even number of models >= 2") % 2:
         raise ValueError(f"n_models: expected an even number of models >= 2, got {n_models}")
     check_int(n_examples, "n_examples", 1, what="at least 1 example")
+    _check_size(n_models, n_examples, paired)
     rng = np.random.default_rng(seed)
     if strata is not None:
         g = np.asarray(strata)
@@ -94,6 +97,23 @@ def balanced_keep(n_models: int, n_examples: int, seed: int = 0, *,
     keep = np.zeros((n_models, n_examples), dtype=bool)
     np.put_along_axis(keep, order[: n_models // 2], True, axis=0)
     return keep
+
+
+def _check_size(n_models: int, n_examples: int, paired: bool) -> None:
+    """ValueError naming both sizes when drawing the matrix needs more memory than the
+    machine has (checked before allocating: numpy's MemoryError names neither)."""
+    # the bool matrix, plus the uniforms drawn for it: float64 for half of the models
+    # (paired), or float64 and their int64 argsort for all of them
+    per_entry = 1 + (4 if paired else 16)
+    need = n_models * n_examples * per_entry
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): numpy decides
+        total = None
+    if total is not None and total > 0 and need > total:
+        raise ValueError(f"n_models, n_examples: a keep matrix of {n_models:,} x "
+                         f"{n_examples:,} needs about {need / 2**30:,.1f} GiB to draw, more "
+                         f"than this machine's {total / 2**30:,.1f} GiB of memory")
 
 
 def is_paired(keep: np.ndarray) -> bool:

@@ -151,6 +151,7 @@ def open_run(path: str | os.PathLike, verify: bool = True) -> Run:
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise ValueError(f"{path}: written by a newer miakit (run format "
                          f"{meta['format_version']}); upgrade miakit to read it")
+    _check_meta(meta, meta_path)
     keep = _read_npy(path / "keep.npy", "the keep matrix")
     labels = _read_npy(path / "labels.npy", "the labels")
     m, n = int(meta["n_models"]), int(meta["n_examples"])
@@ -167,6 +168,13 @@ def open_run(path: str | os.PathLike, verify: bool = True) -> Run:
         manifest = _read_json(path / "manifest.json", "the manifest")
     except FileNotFoundError:
         manifest = {"models": {}}
+    models = manifest.get("models")
+    if not isinstance(models, dict) or not all(
+            isinstance(e, dict) and {"file", "shape", "dtype"} <= set(e)
+            for e in models.values()):
+        raise ValueError(f"{path / 'manifest.json'}: cannot read the manifest (expected "
+                         "{\"models\": {index: {\"file\", \"shape\", \"dtype\", ...}}}); "
+                         "the run was altered and cannot be trusted")
     run = Run(path, meta, keep, labels, manifest, {})
     run.corrupt, run.corrupt_files = _verify_models(run, verify)
     if run.corrupt:
@@ -189,6 +197,21 @@ def open_run(path: str | os.PathLike, verify: bool = True) -> Run:
                           "its logit-gradient proxy); the same train_heads call rewrites "
                           "them.", CorruptModelWarning, stacklevel=2)
     return run
+
+
+def _check_meta(meta: dict, meta_path: Path) -> None:
+    """ValueError naming ``run.json`` when a field the run is read by is missing or of
+    the wrong type (a hand-edited or damaged file), before anything uses it."""
+    fingerprint = meta.get("fingerprint")
+    if not isinstance(fingerprint, dict) or not {"keep", "labels"} <= set(fingerprint):
+        raise ValueError(f"{meta_path}: cannot read the run metadata (it has no fingerprint "
+                         "of keep.npy and labels.npy); the run was altered and cannot be "
+                         "trusted")
+    for key in ("n_models", "n_examples", "n_augmentations", "n_classes"):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{meta_path}: cannot read the run metadata ({key}: expected a "
+                             f"non-negative integer, got {value!r})")
 
 
 def _verify_models(run: Run, full: bool) -> tuple[dict[int, str], dict[int, Path]]:

@@ -14,6 +14,10 @@ generative     ``miakit generative``   membership risk of generative models and 
                                        synthetic data (MACE, DOMIAS)
 dp_curvature   ``miakit dp-curvature`` memorization and input curvature of DP-SGD heads
                                        against epsilon
+capacity       ``miakit capacity``     explicit memorization capacity: in/out
+                                       discriminators against the set size n
+partial_layers ``miakit                membership inference on a network truncated after
+               partial-layers``        a block, its head retrained on public data
 ============== ======================= ================================================
 
 Every study has the same shape: a frozen ``Config`` dataclass whose fields declare each
@@ -31,7 +35,16 @@ Examples
 32
 """
 
-from miakit.studies import budget, dp_curvature, generative, ks_leakage, sweep
+from miakit.studies import (
+    budget,
+    capacity,
+    dp_curvature,
+    generative,
+    ks_leakage,
+    partial_layers,
+    sweep,
+)
 from miakit.studies._result import StudyResult
 
-__all__ = ["budget", "sweep", "ks_leakage", "generative", "dp_curvature", "StudyResult"]
+__all__ = ["budget", "sweep", "ks_leakage", "generative", "dp_curvature", "capacity",
+           "partial_layers", "StudyResult"]
