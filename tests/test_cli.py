@@ -139,6 +139,8 @@ def test_report_renders_a_moved_report_again(tmp_path, capsys):
     assert main(["report", str(tmp_path / "moved" / "report.json")]) == 0
     text = capsys.readouterr().out
     assert text.split("\nwrote ")[0] in printed  # the same summary as the audit printed
+    # one "wrote" line, naming the page this command wrote (not the old audit's files)
+    assert text.count("wrote ") == 1 and "report.json" not in text.split("wrote ")[1]
     page = (tmp_path / "moved" / "report.html").read_text()
     report = json.loads((tmp_path / "moved" / "report.json").read_text())
     figures = [v for v in report["files"].values() if v.endswith(".png")]

@@ -78,3 +78,14 @@ def test_dp_curvature_command(tmp_path, capsys):
     assert "eps 2: bound 0.865" in out and "no DP" in out
     assert (tmp_path / "dp_curvature.json").exists()
     assert main(["dp-curvature", "--out", str(tmp_path), "--models", "3", "--quiet"]) == 1
+
+
+def test_the_command_prints_each_row_once(tmp_path, capsys):
+    """Progress lines say where the run is; the rows themselves are printed once, in the
+    summary."""
+    from miakit.cli import main
+
+    assert main(["dp-curvature", "--out", str(tmp_path), "--epsilon", "4", "--models", "4",
+                 "--n-examples", "40", "--steps", "5", "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("eps 4:") == 1 and "1 of 2: eps 4, 4 heads trained" in out

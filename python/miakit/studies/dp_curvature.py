@@ -186,8 +186,10 @@ def run(config: DpCurvatureConfig | None = None, *, out_dir: str | Path | None =
                "within_bound": bool(mem.mean() <= bound),
                "seconds": round(time.perf_counter() - t0, 2)}
         rows.append(row)
-        if progress is not None:
-            progress(_row_line(row, q_list[-1]))
+        if progress is not None:  # where the run is; the numbers are in the summary
+            progress(f"{len(rows)} of {len(eps_list) + 1}: "
+                     f"{'no DP' if eps is None else f'eps {eps:g}'}, {models} heads trained "
+                     f"in {row['seconds']:.1f} s")
     report = {"dataset": data.description, "n_examples": len(y), "models": models,
               "head": head, "hidden": hidden if head == "mlp" else None,
               "dp": {"steps": steps, "sample_rate": sample_rate, "clip": clip, "lr": lr,
