@@ -64,6 +64,32 @@ def _files(run: Path) -> dict[str, bytes]:
             and p.name != ".lock"}
 
 
+def _same_run(got: dict[str, bytes], want: dict[str, bytes]) -> None:
+    """Two runs' files are the same up to float32 rounding: the same files, arrays equal
+    to a relative 1e-5 of their scale, JSON equal but for the content digests (which
+    follow the bytes). Heads trained in a process that trained torch models before can
+    sum in another order than a fresh Ray worker (differences of ~1e-6 relative)."""
+    import io
+
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if "sha256" not in k
+                    and "digest" not in k}
+        return [strip(v) for v in obj] if isinstance(obj, list) else obj
+
+    assert set(got) == set(want)
+    for name in want:
+        if name.endswith(".npy"):
+            a, b = np.load(io.BytesIO(got[name])), np.load(io.BytesIO(want[name]))
+            assert a.dtype == b.dtype and a.shape == b.shape, name
+            scale = float(np.abs(b).max()) if b.size else 0.0
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * scale, err_msg=name)
+        elif name.endswith(".json"):
+            assert strip(json.loads(got[name])) == strip(json.loads(want[name])), name
+        else:
+            assert got[name] == want[name], name
+
+
 def _n_done(run: Path) -> int:
     try:
         return len(json.loads((run / "manifest.json").read_text())["models"])
@@ -99,7 +125,7 @@ def test_train_heads_on_ray_equals_local(cluster, tmp_path):
                                   executor="ray", **kw)
             got, want = _files(tmp_path / f"ray-{head}"), _files(tmp_path / f"local-{head}")
             assert "features.npy" in got and "params/model-00005.npy" in got
-            assert got == want
+            _same_run(got, want)
     finally:
         torch.set_num_threads(threads)
 
