@@ -19,6 +19,7 @@ attributes.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 from collections.abc import Iterator, Mapping
@@ -116,8 +117,9 @@ _OPTIONAL_SECTIONS = ("files", "vulnerability", "target", "exposed")
 class _DictView(Mapping[str, Any]):
     """Read-only mapping access to a dataclass's serialized form."""
 
+    @abc.abstractmethod
     def _as_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The serialized form the mapping reads."""
 
     def __getitem__(self, key: str) -> Any:
         return self._as_dict()[key]

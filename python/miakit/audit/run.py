@@ -37,7 +37,7 @@ from miakit.audit.evaluation import (
 from miakit.audit.options import AuditConfig
 from miakit.audit.page import write_html
 from miakit.audit.per_example import _head_kind, head_matrices, vulnerability
-from miakit.audit.report import AttackResult, AuditReport
+from miakit.audit.report import AttackResult, AuditReport, RunInfo
 from miakit.audit.text import _title
 
 __all__ = ["audit", "references_info", "load_report"]
@@ -214,11 +214,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     report = AuditReport(
         miakit_version=__version__,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        run={"path": str(run.path), "n_models": run.n_models,
-             "n_examples": run.n_examples, "n_augmentations": run.n_augmentations,
-             "n_classes": run.n_classes, "logits_dtype": str(run.logits_dtype),
-             "config": run.config, "metadata": run.meta.get("metadata", {}),
-             "fingerprint": run.meta.get("fingerprint", {})},
+        run=run_info(run),
         models=_model_quality(correct, loss, keep),
         evaluation={"protocol": "each model is the target once, attacked with the "
                                 "statistics of the other models (leave-one-out)",
@@ -302,6 +298,15 @@ def start_report(out_dir: str | Path) -> Path:
                                 f"{exc.strerror or exc}", str(path)) from exc
     fsync_dir(out)
     return out
+
+
+def run_info(run: Any) -> RunInfo:
+    """What a report says of the audited (or reference) run."""
+    return {"path": str(run.path), "n_models": run.n_models, "n_examples": run.n_examples,
+            "n_augmentations": run.n_augmentations, "n_classes": run.n_classes,
+            "logits_dtype": str(run.logits_dtype), "config": run.config,
+            "metadata": run.meta.get("metadata", {}),
+            "fingerprint": run.meta.get("fingerprint", {})}
 
 
 def references_info(keep: np.ndarray, references: str) -> dict[str, Any]:

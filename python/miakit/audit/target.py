@@ -125,7 +125,7 @@ def audit_target(run: Any, target_logits: Any, target_keep: Any,
     True
     """
     from miakit import __version__, exposure, signals, thresholds
-    from miakit.audit.run import references_info
+    from miakit.audit.run import references_info, run_info
 
     t0 = time.perf_counter()
     cfg = AuditConfig(fprs=fprs, variance=variance, level=level, alpha=alpha,
@@ -178,11 +178,7 @@ def audit_target(run: Any, target_logits: Any, target_keep: Any,
     report = AuditReport(
         miakit_version=__version__,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        run={"path": str(run.path), "n_models": run.n_models,
-             "n_examples": run.n_examples, "n_augmentations": run.n_augmentations,
-             "n_classes": run.n_classes, "logits_dtype": str(run.logits_dtype),
-             "config": run.config, "metadata": run.meta.get("metadata", {}),
-             "fingerprint": run.meta.get("fingerprint", {})},
+        run=run_info(run),
         models={"train_accuracy": float(correct[member].mean()),
                 "test_accuracy": float(correct[~member].mean()),
                 "train_loss": float(-thresholds.loss(z[None], lab)[0][member].mean()),
