@@ -10,6 +10,10 @@ namespace miakit {
 
 namespace {
 
+// The largest n x of ks_kstwo_piece's Durbin piece: a matrix of at most 2,000 x 2,000
+// (scipy takes this method only while n x^2 < 2.2 and n <= 100,000, so n x < 470).
+constexpr double kKsDurbinMaxNx = 1000.0;
+
 // A pair's sample values: contiguous 1-D float64.
 void check_samples(const Tensor& t, const char* name) {
   check_contiguous(t, name, DType::f64, 1, "contiguous 1-D float64 values");
@@ -202,6 +206,11 @@ void register_attacks(py::module_& m) {
         throw InputError("n, x: expected n >= 1 and 0 < x < 1");
       if (kind == KsPiece::smirnov && !cpu::ks_smirnov_supported(pn[r]))
         throw InputError("n: outside the sizes smirnov is computed for here");
+      // Durbin's matrix has (2 ceil(n x) - 1)^2 entries, squared log2(n) times.
+      if (kind == KsPiece::durbin && static_cast<double>(pn[r]) * px[r] > kKsDurbinMaxNx)
+        throw InputError("n, x: Durbin's matrix is computed for n x up to " +
+                         std::to_string(static_cast<int>(kKsDurbinMaxNx)) + ", got n = " +
+                         std::to_string(pn[r]) + ", x = " + std::to_string(px[r]));
     }
     py::gil_scoped_release nogil;
     if (kind == KsPiece::smirnov) {

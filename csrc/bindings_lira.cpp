@@ -16,6 +16,7 @@ void check_signal(const SignalArgs& a) {
   if (!is_float(lg.dtype))
     throw InputError(std::string("logits: expected a floating-point array, got ") +
                      dtype_name(lg.dtype));
+  check_int_count(lg.shape[lg.ndim - 1], "logits", "classes");
   check_dtype(a.labels, "labels", {DType::i64}, "int64");
   auto leading = [&](const Tensor& t, const std::string& name) {
     bool ok = t.ndim == lg.ndim - 1;
@@ -65,7 +66,9 @@ void check_source(const LiraSource& src, const Tensor& keep, int64_t* M, int64_t
   *M = d.shape[0];
   *N = d.shape[1];
   *A = d.shape[2];
+  check_int_count(*M, name, "shadow models");
   if (src.from_logits) {
+    check_int_count(d.shape[3], "logits", "classes");
     check_dtype(src.labels, "labels", {DType::i64}, "int64");
     check_shape(src.labels, "labels", {*N}, "one per example of the logits");
   }
@@ -85,6 +88,9 @@ void check_fit_stats(std::initializer_list<std::pair<const char*, const Tensor*>
 }  // namespace
 
 void register_lira(py::module_& m) {
+  // Observations of larger magnitude are rescaled before the LiRA kernels see them
+  // (include/miakit/lira_math.h).
+  m.attr("lira_max_abs_observation") = kLiraMaxAbsObservation;
   m.def("signal", [](py::handle logits, py::handle labels, py::handle out, Signal kind,
                      std::uintptr_t stream) {
     SignalArgs a;

@@ -135,6 +135,7 @@ void register_risk(py::module_& m) {
     check_float(a.x, "features", 2);
     check_float(a.w, "weight", 2);
     check_dim(a.w, "weight", 1, a.x.shape[1], "features");
+    check_int_count(a.w.shape[0], "weight", "classes");
     if (a.has_bias) {
       check_float(a.b, "bias", 1);
       check_dim(a.b, "bias", 0, a.w.shape[0], "weight");

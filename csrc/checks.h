@@ -7,6 +7,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -134,6 +135,14 @@ inline void check_contiguous(const Tensor& t, const char* name, DType dtype, int
       throw InputError(std::string(name) + ": expected a C-contiguous array");
     stride *= t.shape[i];
   }
+}
+
+// A count the kernels hold in an int (classes, models): at most 2^31 - 1. `what` names
+// the counted things ("classes").
+inline void check_int_count(int64_t n, const char* name, const char* what) {
+  if (n > std::numeric_limits<int>::max())
+    throw InputError(std::string(name) + ": at most 2147483647 " + what + " per call, got " +
+                     std::to_string(n));
 }
 
 // Every array on the CPU, for the kernels that only run there.

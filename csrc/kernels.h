@@ -76,7 +76,9 @@ struct LiraLooArgs {
 
 struct LiraStatus {
   SignalStatus signal;
-  int64_t nonfinite_scores = 0;          // NaN/inf in precomputed scores
+  // NaN/inf in precomputed scores; from logits, signal values whose magnitude exceeds
+  // kLiraMaxAbsObservation (lira_math.h), which the fused path does not rescale
+  int64_t nonfinite_scores = 0;
   std::vector<int64_t> clamped;          // per target (LOO) or [1] (fit): clamped spreads
   std::vector<int64_t> empty;            // per target: examples lacking IN/OUT models
 };

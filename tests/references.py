@@ -306,6 +306,8 @@ def rmia_leave_one_out(q, keep, targets=None, offline=False, a=0.3, gamma=1.0,
                     continue
                 pr = 0.5 * ((1 + a) * qa[refs, n].mean(0) + (1 - a))
             else:
+                if not refs:  # two models, balanced: none left, the ratio stays NaN
+                    continue
                 pr = qa[refs, n].mean(0)
             # every reference at probability 0 (underflow): +inf where the target is
             # not, 1 where it is too
@@ -382,3 +384,28 @@ def ranked_roc(scores, members, clusters=None):
         var.append(used / (used - 1) * ssq / total ** 2 if used > 1 else np.zeros_like(ssq))
     se = auc_se_clustered(s, y, c)[1] if np.unique(c).size > 1 else np.nan  # one cluster
     return thr, tp, fp, var[0], var[1], se
+
+
+# --------------------------------------------------------------------------- DP-SGD RDP
+def sampled_gaussian_rdp(q: float, sigma: float, alpha: int) -> float:
+    """RDP at integer order ``alpha >= 2`` of one Poisson-sampled Gaussian mechanism
+    (sampling rate ``q``, noise multiplier ``sigma``; Mironov, Talwar and Zhang 2019):
+    ``log(sum_k C(alpha, k) (1 - q)^(alpha - k) q^k exp((k^2 - k) / (2 sigma^2))) /
+    (alpha - 1)``, the closed binomial sum, summed in log space."""
+    k = np.arange(alpha + 1, dtype=np.float64)
+    log_binom = special.gammaln(alpha + 1) - special.gammaln(k + 1) - special.gammaln(
+        alpha - k + 1)
+    terms = (log_binom + (alpha - k) * np.log1p(-q) + k * np.log(q)
+             + (k * k - k) / (2.0 * sigma * sigma))
+    return float(special.logsumexp(terms) / (alpha - 1))
+
+
+def rdp_epsilon(orders, rdp, delta: float) -> tuple[float, float]:
+    """(epsilon, order) from RDP values at ``orders`` (each ``> 1``) by the conversion
+    ``eps(a) = rdp(a) + log((a - 1) / a) - (log(delta) + log(a)) / (a - 1)`` (Balle et al.
+    2020, Theorem 21), minimized over the orders."""
+    a = np.asarray(orders, dtype=np.float64)
+    eps = np.asarray(rdp, dtype=np.float64) + np.log((a - 1) / a) - (
+        np.log(delta) + np.log(a)) / (a - 1)
+    i = int(np.argmin(eps))
+    return max(float(eps[i]), 0.0), float(a[i])

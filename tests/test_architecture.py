@@ -59,7 +59,7 @@ def _imports(module: str, top_level_only: bool) -> set[str]:
 LAYERS = [
     ("plumbing", ("miakit._C", "miakit._arrays", "miakit._validation", "miakit._options",
                   "miakit._params", "miakit._status", "miakit._backend", "miakit.io",
-                  "miakit._plotting")),
+                  "miakit._plotting", "miakit._progress")),
     ("primitives", ("miakit.signals", "miakit.lira", "miakit._lira", "miakit.rmia",
                     "miakit.thresholds", "miakit.metrics", "miakit.ks", "miakit._ks",
                     "miakit.memorization", "miakit.neighbors", "miakit.gradients",

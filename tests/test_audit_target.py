@@ -85,7 +85,7 @@ def test_the_report_judges_each_example_once_with_plain_intervals(refs):
     # the files: report.json reads back, exposed.csv sorted by p-value, the page lists them
     again = mk.audit.load_report(d / "out" / "report.json")
     assert again.exposed == json.loads(json.dumps(r.exposed))
-    rows = list(csv.DictReader(open(d / "out" / "exposed.csv")))
+    rows = list(csv.DictReader((d / "out" / "exposed.csv").read_text().splitlines()))
     assert [k for k in rows[0]] == ["example", "p_value", "q_value", "exposed", "method",
                                     "n_out", "target_loss", "logit_grad_norm",
                                     "memorization"]

@@ -40,9 +40,67 @@ def test_gdp_and_memorization_bounds():
 def test_dpsgd_epsilon_is_dp_accountings(accountant):
     ev = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(0.02, dpa.GaussianDpEvent(1.1)),
                                  500)
-    acc = dpa.pld.PLDAccountant() if accountant == "pld" else dpa.rdp.RdpAccountant()
+    acc = (dpa.pld.PLDAccountant() if accountant == "pld"
+           else dpa.rdp.RdpAccountant(mk.bounds.RDP_ORDERS))
     acc.compose(ev)
     assert mk.bounds.dpsgd_epsilon(1.1, 0.02, 500, 1e-5, accountant) == acc.get_epsilon(1e-5)
+
+
+OPACUS_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
+
+
+def test_rdp_orders_are_opacus_default_grid():
+    assert mk.bounds.RDP_ORDERS == tuple(OPACUS_ORDERS)
+
+
+def _integer_order_reference(noise, rate, steps, delta):
+    """epsilon from the closed binomial sum at the grid's integer orders."""
+    orders = [int(a) for a in mk.bounds.RDP_ORDERS if float(a).is_integer()]
+    rdp = [steps * ref.sampled_gaussian_rdp(rate, noise, a) for a in orders]
+    return ref.rdp_epsilon(orders, rdp, delta)
+
+
+@pytest.mark.parametrize("noise, rate, steps", [(5.0, 0.001, 1000), (3.0, 0.01, 2000),
+                                                (10.0, 0.01, 100)])
+def test_rdp_epsilon_is_the_closed_form_where_an_integer_order_is_best(noise, rate, steps):
+    eps, _ = _integer_order_reference(noise, rate, steps, 1e-5)
+    got = mk.bounds.dpsgd_epsilon(noise, rate, steps, 1e-5, "rdp")
+    assert got == pytest.approx(eps, rel=1e-12)
+
+
+def test_rdp_epsilon_left_out_orders_are_named_and_the_bound_stays_above():
+    # at noise 0.5 and sample rate 0.1 dp-accounting's series for the orders 1.1-1.6
+    # does not converge: the best order left is 1.7 (2231), below the integer orders'
+    # bound (4301, order 2) and above Opacus' 807 (order 1.1) and the PLD's 783
+    with pytest.warns(RuntimeWarning, match=r"order\(s\) 1.1, 1.2, 1.3, 1.4, 1.5, 1.6 "):
+        got = mk.bounds.dpsgd_epsilon(0.5, 0.1, 10_000, 1e-5, "rdp")
+    eps, order = _integer_order_reference(0.5, 0.1, 10_000, 1e-5)
+    assert order == 2.0 and got < eps
+    assert got == pytest.approx(2231.2989, rel=1e-6) and got > 807.14
+
+
+@pytest.mark.parametrize("noise, rate, steps", [(5.0, 0.001, 1000), (2.0, 0.01, 500)])
+def test_rdp_epsilon_is_never_below_the_true_epsilon(noise, rate, steps):
+    """RDP is an upper bound: never below the optimistic PLD (a lower bound on the true
+    epsilon), nor below the default pessimistic PLD by more than its discretisation."""
+    from dp_accounting.pld import privacy_loss_distribution as pld
+
+    rdp = mk.bounds.dpsgd_epsilon(noise, rate, steps, 1e-5, "rdp")
+    lower = pld.from_gaussian_mechanism(
+        noise, pessimistic_estimate=False, sampling_prob=rate, use_connect_dots=False
+    ).self_compose(steps).get_epsilon_for_delta(1e-5)
+    upper = mk.bounds.dpsgd_epsilon(noise, rate, steps, 1e-5)
+    assert rdp >= upper >= lower
+
+
+@pytest.mark.parametrize("noise, rate, steps", [(1.0, 0.01, 1000), (5.0, 0.001, 1000)])
+def test_rdp_epsilon_is_opacus_where_every_order_converges(noise, rate, steps):
+    opacus = pytest.importorskip("opacus.accountants")
+    acc = opacus.RDPAccountant()
+    acc.steps = [(noise, rate, steps)]
+    want = acc.get_epsilon(1e-5)
+    assert mk.bounds.dpsgd_epsilon(noise, rate, steps, 1e-5, "rdp") == pytest.approx(
+        want, rel=1e-5)
 
 
 def test_rdp_is_an_upper_bound_of_pld_and_noise_inverts_epsilon():

@@ -201,6 +201,10 @@ def test_budget_command_aware(rng, tmp_path, capsys):
     rep = json.loads((tmp_path / "o" / "budget.json").read_text())
     assert rep["aware"]["pilot"] == 4 and rep["aware"]["candidates"] == 6
     assert (tmp_path / "o" / "budget.png").stat().st_size > 0
-    assert main(["budget", "--run", str(run.path), "--out", str(tmp_path / "p"), "--budgets",
-                 "2", "--aware", "--candidates", "1.5", "--no-plot"]) == 1
-    assert "candidates" in capsys.readouterr().err
+    # a share above 1 is refused by the parser, before the run is opened
+    with pytest.raises(SystemExit) as exit_info:
+        main(["budget", "--run", str(run.path), "--out", str(tmp_path / "p"), "--budgets",
+              "2", "--aware", "--candidates", "1.5", "--no-plot"])
+    assert exit_info.value.code == 2
+    assert "argument --candidates: expected a count" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()

@@ -165,7 +165,7 @@ def test_load_by_name():
                                   synthetic(n=20, dim=3, seed=1).features)
     assert load("digits", n_examples=10).labels.shape == (10,)
     assert mk.datasets.NAMES == ("digits", "synthetic")
-    with pytest.raises(ValueError, match="dataset: expected one of"):
+    with pytest.raises(ValueError, match="name: expected one of"):
         load("cifar10")
 
 

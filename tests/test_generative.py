@@ -327,3 +327,31 @@ def test_cli_audits_your_own_synthetic_data(tmp_path, capsys, rng):
     assert main(["generative", "--synthetic", str(paths["s"]), "--train", str(paths["t"]),
                  "--holdout", str(paths["h"]), "--out", str(out)]) == 1
     assert "holdout: expected 64 features" in capsys.readouterr().err
+
+
+def test_tpr_panel_has_clopper_pearson_intervals(tmp_path, monkeypatch):
+    from miakit.studies import _generative_plots as gp
+
+    drawn = []
+    monkeypatch.setattr(gp, "save_figure", lambda fig, path: drawn.append(fig))
+
+    def attack(tp, n, stored):
+        t = {"tpr": tp / n, "tp": tp, "resolvable": True}
+        if stored:
+            t["ci"] = list(mk.metrics.clopper_pearson(tp, n))
+        return {"n_members": n, "tpr_at_fpr": {"0.01": t}}
+
+    models = [{"name": f"GMM {k}", "kind": "gmm", "n_parameters": 10 * k,
+               "advantage": {"advantage": 0.1 * k, "ci": [0.05 * k, 0.15 * k]},
+               "attacks": {"dcr": attack(3 * k, 200, True), "risk": attack(2 * k, 200, False),
+                           "domias": attack(k, 200, True)}} for k in (1, 2, 4)]
+    gp.plot_generative({"models": models, "fprs": [0.01], "level": 0.95, "dataset": "d"},
+                       tmp_path / "g.png")
+    ax2 = drawn[0].axes[1]
+    assert ax2.get_yscale() == "log" and "Clopper-Pearson" in ax2.get_ylabel()
+    bars = [c for c in ax2.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == 3  # one per attack
+    # the risk attack had no stored interval: the same Clopper-Pearson from its count
+    segments = bars[1].lines[2][0].get_segments()
+    lo, hi = mk.metrics.clopper_pearson(2, 200)
+    assert segments[0][:, 1] == pytest.approx([lo, hi])

@@ -68,7 +68,7 @@ def test_a_small_cnn_is_audited_before_release(tmp_path, monkeypatch, capsys):
     assert rep["target"]["n_members"] == member.sum()
     # a model that fits its members leaks: LiRA beats chance
     assert rep["attacks"]["lira_online"]["auc"] > 0.55, rep["attacks"]["lira_online"]["auc"]
-    rows = list(csv.DictReader(open(tmp_path / "audit" / "exposed.csv")))
+    rows = list(csv.DictReader((tmp_path / "audit" / "exposed.csv").read_text().splitlines()))
     assert len(rows) == member.sum()
     assert {int(r["example"]) for r in rows} == set(np.flatnonzero(member).tolist())
     for name in ("report.html", "roc.png"):

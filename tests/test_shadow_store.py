@@ -65,14 +65,19 @@ def test_round_trip(tmp_path):
     assert again.labels.dtype == np.int64 and again.keep.dtype == np.bool_
     assert again.meta["metadata"] == {"dataset": "toy"}
     assert again.config == {"seed": 0, "lr": 0.1}
-    z = again.logits()
-    assert isinstance(z, np.memmap) and z.shape == (M, N, A, C) and not z.flags.writeable
+    z = again.logits()  # in memory: nothing is written into the run
+    assert not isinstance(z, np.memmap) and z.shape == (M, N, A, C)
+    assert not (tmp_path / "run" / "cache").exists()
+    cached = again.logits(cache=True)  # the stacked copy on disk, asked for
+    assert isinstance(cached, np.memmap) and not cached.flags.writeable
+    np.testing.assert_array_equal(cached, z)
     for m in range(M):
         np.testing.assert_array_equal(z[m], _logits(m))
         np.testing.assert_array_equal(again.model_logits(m), _logits(m))
-    # A subset, in the order asked for, comes from its own memory-mapped file.
-    sub = again.logits(models=[3, 1])
-    np.testing.assert_array_equal(sub, np.stack([_logits(3), _logits(1)]))
+    # A subset, in the order asked for (with cache=True from its own memory-mapped file).
+    for cache in (False, True):
+        sub = again.logits(models=[3, 1], cache=cache)
+        np.testing.assert_array_equal(sub, np.stack([_logits(3), _logits(1)]))
 
 
 def test_logits_feed_lira_from_disk(tmp_path):
@@ -113,11 +118,11 @@ def test_cache_is_reused_then_rebuilt(tmp_path):
     run = _new_run(tmp_path / "run")
     for m in range(3):
         run.write_model(m, _logits(m))
-    first = run.logits(models=[0, 1, 2])
+    first = run.logits(models=[0, 1, 2], cache=True)
     name = first.filename
-    assert run.logits(models=[0, 1, 2]).filename == name
+    assert run.logits(models=[0, 1, 2], cache=True).filename == name
     run.write_model(3, _logits(3))
-    full = run.logits()
+    full = run.logits(cache=True)
     assert full.filename != name and not os.path.exists(name)  # stale cache removed
     assert len(list((tmp_path / "run" / "cache").iterdir())) == 1
 
@@ -126,12 +131,13 @@ def test_tampered_cache_is_caught_by_verify(tmp_path):
     run = _new_run(tmp_path / "run")
     for m in range(M):
         run.write_model(m, _logits(m))
-    path = run.logits().filename
+    path = run.logits(cache=True).filename
     with open(path, "r+b") as f:
         f.seek(-4, os.SEEK_END)
         f.write(b"\x00\x00\x80\x7f")
     with pytest.raises(CorruptModelError, match="cached copy of model 3"):
-        run.logits(verify=True)
+        run.logits(verify=True, cache=True)
+    np.testing.assert_array_equal(run.logits()[3], _logits(3))  # read from the model file
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "append"])

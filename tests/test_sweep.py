@@ -95,3 +95,32 @@ def test_sweep_command_with_own_features(tmp_path, capsys):
     assert main(["sweep", "--features", str(tmp_path / "x.npy"), "--out",
                  str(tmp_path / "o")]) == 1
     assert "--labels" in capsys.readouterr().err
+
+
+def test_powerlaw_figure_has_intervals_and_marks_the_held_out_cells(monkeypatch, tmp_path):
+    from miakit.studies import sweep as sweep_mod
+
+    drawn = []
+    monkeypatch.setattr(sweep_mod, "save_figure", lambda fig, path: drawn.append(fig))
+    shots = [1, 2, 4, 8, 16] * 2
+    classes = [2] * 5 + [5] * 5
+    tpr = [min(0.9, 0.02 + 0.4 * s ** -0.5 * c ** 0.2) for s, c in zip(shots, classes)]
+    cells = [{"shots": s, "classes": c, "tpr_at_fpr": [{
+        "target_fpr": 0.01, "tpr": t, "tpr_ci": [t * 0.7, min(1.0, t * 1.3)],
+        "resolvable": True}]} for s, c, t in zip(shots, classes, tpr)]
+    s_arr, c_arr, t_arr = (np.array(v, float) for v in (shots, classes, tpr))
+    report = {"dataset": "d", "config": {"n_models": 8, "fprs": [0.01]},
+              "grid": {"shots": [1, 2, 4, 8, 16], "classes": [2, 5]}, "cells": cells,
+              "fits": {"0.01": mk.powerlaw.fit(s_arr, c_arr, t_arr, 0.01).to_dict()},
+              "heldout": {"0.01": sweep_mod._heldout_check(s_arr, c_arr, t_arr,
+                                                          np.ones(10, bool), 0.01)}}
+    sweep_mod.SweepResult(report).plot(tmp_path / "p.png")
+    fig = drawn[0]
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "held out: refit without the largest S predicts it" in legend
+    assert "95% interval of the cell's TPR (cluster-robust)" in legend
+    assert "refit's prediction, 95% interval" in legend
+    diamonds = [ln for ln in ax.lines if ln.get_marker() == "D"]
+    assert len(diamonds) == 2  # the two cells at S = 16
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4", "8", "16"]

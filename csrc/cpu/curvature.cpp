@@ -8,6 +8,8 @@
 #include "kernels_risk.h"
 #include "miakit/ghost.h"
 #include "miakit/rng.h"
+#include "parallel.h"
+#include "scratch.h"
 
 namespace miakit {
 namespace cpu {
@@ -68,9 +70,11 @@ RiskStatus probe_quad(const ProbeArgs& a) {
   const int64_t N = a.x.shape[0], P = a.x.shape[1], D = a.x.shape[2];
   const Tensor &x = a.x, &y = a.y;
   int64_t nonfinite = 0;
-#pragma omp parallel reduction(+ : nonfinite)
+  const int threads = team_for(N);
+  ThreadBuffers<double> qs(threads, {P}, "probes");
+#pragma omp parallel num_threads(threads) reduction(+ : nonfinite)
   {
-    std::vector<double> q(P);
+    double* q = qs.of(thread_id());
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       bool finite = true;
@@ -98,7 +102,7 @@ RiskStatus probe_quad(const ProbeArgs& a) {
         m = se = NAN;
         continue;
       }
-      probe_mean_stderr(q.data(), P, &m, &se);
+      probe_mean_stderr(q, P, &m, &se);
     }
   }
   RiskStatus st;
@@ -110,9 +114,11 @@ RiskStatus probe_diff(const ProbeArgs& a) {
   const int64_t N = a.x.shape[0], P = a.x.shape[1], D = a.x.shape[2];
   const Tensor &x = a.x, &y = a.y;
   int64_t nonfinite = 0;
-#pragma omp parallel reduction(+ : nonfinite)
+  const int threads = team_for(N);
+  ThreadBuffers<double> g0s(threads, {D}, "grad0");
+#pragma omp parallel num_threads(threads) reduction(+ : nonfinite)
   {
-    std::vector<double> g0(D);
+    double* g0 = g0s.of(thread_id());
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       bool finite = true;

@@ -7,6 +7,8 @@
 
 #include "kernels_risk.h"
 #include "miakit/ghost.h"
+#include "parallel.h"
+#include "scratch.h"
 
 namespace miakit {
 namespace cpu {
@@ -35,13 +37,20 @@ RiskStatus ghost_norms(const GhostArgs& a) {
   const bool gram = ghost_use_gram(T, d, p);
   double* out = a.out.ptr<double>();
   int64_t nonfinite = 0;
-#pragma omp parallel reduction(+ : nonfinite)
+  const int threads = team_for(N);
+  ThreadBuffers<double> As(threads, {a.want_w ? T : 0, d}, "activations");
+  ThreadBuffers<double> Bs(threads, {T, p}, "grads");
+  ThreadBuffers<double> rows(threads, {a.want_w && !gram ? kGhostRows : 0, d}, "activations");
+#pragma omp parallel num_threads(threads) reduction(+ : nonfinite)
   {
-    std::vector<double> A(a.want_w ? T * d : 0), B(T * p), row(a.want_w && !gram ? kGhostRows * d : 0);
+    const int tid = thread_id();
+    double* A = As.of(tid);
+    double* B = Bs.of(tid);
+    double* row = rows.of(tid);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t n = 0; n < N; ++n) {
-      bool finite = load_example(a.g, n, B.data());
-      if (a.want_w) finite &= load_example(a.a, n, A.data());
+      bool finite = load_example(a.g, n, B);
+      if (a.want_w) finite &= load_example(a.a, n, A);
       double& o = out[n * a.out.strides[0]];
       if (!finite) {
         ++nonfinite;
@@ -50,10 +59,9 @@ RiskStatus ghost_norms(const GhostArgs& a) {
       }
       double s = 0.0;
       if (a.want_w && T > 0) {
-        s += gram ? ghost_gram_sq(A.data(), B.data(), T, d, p)
-                  : ghost_direct_sq(A.data(), B.data(), T, d, p, row.data());
+        s += gram ? ghost_gram_sq(A, B, T, d, p) : ghost_direct_sq(A, B, T, d, p, row);
       }
-      if (a.want_b) s += ghost_bias_sq(B.data(), T, p);
+      if (a.want_b) s += ghost_bias_sq(B, T, p);
       o = s;
     }
   }

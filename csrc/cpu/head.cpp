@@ -7,6 +7,8 @@
 
 #include "kernels_risk.h"
 #include "miakit/head.h"
+#include "parallel.h"
+#include "scratch.h"
 
 namespace miakit {
 namespace cpu {
@@ -17,7 +19,9 @@ enum class HeadOut { norm, trace };
 
 RiskStatus head_run(const HeadArgs& a, HeadOut what) {
   const int64_t N = a.x.shape[0], d = a.x.shape[1], C = a.w.shape[0];
-  std::vector<double> W(static_cast<size_t>(C * d)), b(a.has_bias ? C : 0);
+  ThreadBuffers<double> Wbuf(1, {C, d}, "weight");
+  std::vector<double> b(a.has_bias ? C : 0);
+  double* W = Wbuf.of(0);
   int64_t bad_param = 0;
   for (int64_t c = 0; c < C; ++c) {
     for (int64_t e = 0; e < d; ++e) {
@@ -37,9 +41,15 @@ RiskStatus head_run(const HeadArgs& a, HeadOut what) {
   }
   int64_t nonfinite = 0, bad_label = 0;
   double* out = a.out.ptr<double>();
-#pragma omp parallel reduction(+ : nonfinite, bad_label)
+  const int threads = team_for(N);
+  ThreadBuffers<double> xs(threads, {d}, "features"), zs(threads, {C}, "weight"),
+      wbars(threads, {what == HeadOut::trace ? d : 0}, "features");
+#pragma omp parallel num_threads(threads) reduction(+ : nonfinite, bad_label)
   {
-    std::vector<double> x(d), z(C), wbar(what == HeadOut::trace ? d : 0);
+    const int tid = thread_id();
+    double* x = xs.of(tid);
+    double* z = zs.of(tid);
+    double* wbar = wbars.of(tid);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       bool finite = true;
@@ -53,8 +63,7 @@ RiskStatus head_run(const HeadArgs& a, HeadOut what) {
         o = NAN;
         continue;
       }
-      const double xsq = head_logits(x.data(), W.data(), a.has_bias ? b.data() : nullptr, C, d,
-                                     z.data());
+      const double xsq = head_logits(x, W, a.has_bias ? b.data() : nullptr, C, d, z);
       if (what == HeadOut::norm) {
         const int64_t y = a.labels.ptr<int64_t>()[n * a.labels.strides[0]];
         if (y < 0 || y >= C) {
@@ -62,10 +71,10 @@ RiskStatus head_run(const HeadArgs& a, HeadOut what) {
           o = NAN;
           continue;
         }
-        o = head_grad_norm(z.data(), C, y, xsq, a.has_bias);
+        o = head_grad_norm(z, C, y, xsq, a.has_bias);
       } else {
-        softmax_inplace(z.data(), C);
-        o = head_hessian_trace(z.data(), W.data(), C, d, wbar.data());
+        softmax_inplace(z, C);
+        o = head_hessian_trace(z, W, C, d, wbar);
       }
     }
   }

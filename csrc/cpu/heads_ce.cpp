@@ -24,6 +24,7 @@
 #include "kernels_train.h"
 #include "miakit/softmax_ce.h"
 #include "parallel.h"
+#include "scratch.h"
 #include "isa.h"
 
 namespace miakit {
@@ -421,13 +422,23 @@ std::vector<std::vector<int64_t>> share_heads(const std::vector<double>& cost) {
   return owned;
 }
 
-// The heads of `owned` that this thread walks, whatever team OpenMP granted: every list
-// is walked by exactly one thread.
-std::vector<int64_t> my_heads(const std::vector<std::vector<int64_t>>& owned) {
-  std::vector<int64_t> mine;
-  for (int t = thread_id(); t < static_cast<int>(owned.size()); t += team_size())
-    mine.insert(mine.end(), owned[t].begin(), owned[t].end());
-  return mine;
+// One array of T per list of `owned`, `per_head` entries per head of the list (value
+// `init`), allocated before the parallel region (scratch.h). A thread works in the arrays
+// of the lists it walks: heads of two threads never share a cache line.
+template <class T>
+std::vector<std::vector<T>> per_list(const std::vector<std::vector<int64_t>>& owned,
+                                     int64_t per_head, const T& init) {
+  std::vector<std::vector<T>> v(owned.size());
+  for (size_t t = 0; t < owned.size(); ++t) {
+    const size_t n = scratch_count({static_cast<int64_t>(owned[t].size()), per_head}, sizeof(T),
+                                   "wt");
+    try {
+      v[t].assign(n, init);
+    } catch (const std::bad_alloc&) {
+      scratch_failed("wt", static_cast<double>(n) * sizeof(T));
+    }
+  }
+  return v;
 }
 
 }  // namespace
@@ -445,35 +456,41 @@ void masked_heads_grad(const MaskedHeadsGradArgs& a) {
   std::vector<double> cost(static_cast<size_t>(K));
   for (int64_t k = 0; k < K; ++k) cost[k] = static_cast<double>(ptr[heads[k] + 1] - ptr[heads[k]]);
   const std::vector<std::vector<int64_t>> owned = share_heads(cost);
-#pragma omp parallel num_threads(static_cast<int>(owned.size()))
+  const int threads = static_cast<int>(owned.size());
+  // Each list's row cursors and each thread's chunk buffer, allocated here.
+  std::vector<std::vector<int64_t>> list_pos = per_list<int64_t>(owned, 1, 0);
+  ThreadBuffers<float> zbufs(threads, {cm, kChunk}, "res");
+#pragma omp parallel num_threads(threads)
   {
-    const std::vector<int64_t> mine = my_heads(owned);
-    std::vector<int64_t> pos(mine.size());
-    for (size_t q = 0; q < mine.size(); ++q) pos[q] = ptr[heads[mine[q]]];
+    // Every list is walked by exactly one thread, whatever team OpenMP granted.
+    const int tid = thread_id(), team = team_size();
+    for (int l = tid; l < threads; l += team)
+      for (size_t q = 0; q < owned[l].size(); ++q) list_pos[l][q] = ptr[heads[owned[l][q]]];
     Chunk ch;
-    std::vector<float> zbuf(static_cast<size_t>(cm * kChunk));
-    float* z = zbuf.data();
+    float* z = zbufs.of(tid);
     // The same blocks and chunks as masked_heads_ce, so a block of rows is shared by all
     // of a thread's heads while it is in cache.
     for (int64_t b0 = 0; b0 < R; b0 += kBlockRows) {
       const int64_t b1 = std::min(R, b0 + kBlockRows);
-      for (size_t q = 0; q < mine.size(); ++q) {
-        const int64_t k = mine[q], end = ptr[heads[k] + 1];
-        float* gw = a.gw.ptr<float>() + k * cm * dp;
-        int64_t& p = pos[q];
-        while (p < end && idx[p] < b1) {
-          const int64_t r = idx[p];
-          ch.x[ch.n] = x + r * ldx;
-          for (int64_t c = 0; c < cm; ++c) z[c * kChunk + ch.n] = val[p] * res[r * cm + c];
-          ++p;
-          if (++ch.n == kChunk) {
+      for (int l = tid; l < threads; l += team) {
+        for (size_t q = 0; q < owned[l].size(); ++q) {
+          const int64_t k = owned[l][q], end = ptr[heads[k] + 1];
+          float* gw = a.gw.ptr<float>() + k * cm * dp;
+          int64_t& p = list_pos[l][q];
+          while (p < end && idx[p] < b1) {
+            const int64_t r = idx[p];
+            ch.x[ch.n] = x + r * ldx;
+            for (int64_t c = 0; c < cm; ++c) z[c * kChunk + ch.n] = val[p] * res[r * cm + c];
+            ++p;
+            if (++ch.n == kChunk) {
+              kern.backward(ch, z, cm, dp, dx, gw);
+              ch.n = 0;
+            }
+          }
+          if (ch.n) {
             kern.backward(ch, z, cm, dp, dx, gw);
             ch.n = 0;
           }
-        }
-        if (ch.n) {
-          kern.backward(ch, z, cm, dp, dx, gw);
-          ch.n = 0;
         }
       }
     }
@@ -523,19 +540,24 @@ int64_t masked_heads_ce(const MaskedHeadsArgs& a) {
   const std::vector<std::vector<int64_t>> owned = share_heads(cost);
   const int threads = static_cast<int>(owned.size());
 
+  // Each list's heads and bias-gradient sums, each thread's chunk buffers, allocated here.
+  std::vector<std::vector<Head>> list_heads = per_list<Head>(owned, 1, Head());
+  std::vector<std::vector<double>> list_gb = per_list<double>(owned, C, 0.0);
+  ThreadBuffers<float> zbufs(threads, {C, kChunk}, "wt"), zabufs(threads, {C, kChunk}, "wt");
+
   int64_t bad = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : bad)
   {
-    const std::vector<int64_t> mine = my_heads(owned);
-    std::vector<Head> hs(mine.size());
-    std::vector<double> gbs(mine.size() * C, 0.0);
-    for (size_t q = 0; q < mine.size(); ++q) {
-      hs[q] = head(mine[q]);
-      hs[q].gb = gbs.data() + q * C;
+    // Every list is walked by exactly one thread, whatever team OpenMP granted.
+    const int tid = thread_id(), team = team_size();
+    for (int l = tid; l < threads; l += team) {
+      for (size_t q = 0; q < owned[l].size(); ++q) {
+        list_heads[l][q] = head(owned[l][q]);
+        list_heads[l][q].gb = list_gb[l].data() + q * C;
+      }
     }
     Chunk ch;
-    std::vector<float> zbuf(static_cast<size_t>(C * kChunk));
-    float* z = zbuf.data();
+    float* z = zbufs.of(tid);
     // Residual rows of one chunk for the backward: all C classes are formed, the first
     // C - 1 are the product's (the last one is minus their sum).
     auto finish = [&](Head& h) {
@@ -551,58 +573,62 @@ int64_t masked_heads_ce(const MaskedHeadsArgs& a) {
     };
     // For heads whose logits are written: chunks of consecutive rows, their logits.
     Chunk all;
-    std::vector<float> zabuf(static_cast<size_t>(C * kChunk));
-    float* za = zabuf.data();
+    float* za = zabufs.of(tid);
     for (int64_t b0 = 0; b0 < R; b0 += kBlockRows) {
       const int64_t b1 = std::min(R, b0 + kBlockRows);
-      for (Head& h : hs) {
-        if (h.out == nullptr) {
-          // Only the head's own rows, in chunks.
-          while (h.pos < h.end && idx[h.pos] < b1) {
-            const int64_t r = idx[h.pos];
-            ch.x[ch.n] = x + r * ldx;
-            ch.w[ch.n] = val[h.pos];
-            ch.y[ch.n] = y[r];
-            ++h.pos;
-            if (++ch.n == kChunk) {
-              logits(ch, h, z);
-              finish(h);
-            }
-          }
-          if (ch.n) {
-            logits(ch, h, z);
-            finish(h);
-          }
-          continue;
-        }
-        // Logits of every row, written; the head's own rows among them gather into
-        // chunks as above (the same chunks, so the same sums, as without writing).
-        for (int64_t c0 = b0; c0 < b1; c0 += kChunk) {
-          all.n = std::min(b1, c0 + kChunk) - c0;
-          for (int64_t j = 0; j < all.n; ++j) all.x[j] = x + (c0 + j) * ldx;
-          logits(all, h, za);
-          write_rows(kern.isa, za, all.n, C, h.out + c0 * C);
-          for (int64_t j = 0; j < all.n; ++j) {
-            const int64_t r = c0 + j;
-            if (h.pos < h.end && idx[h.pos] == r) {
-              for (int64_t c = 0; c < C; ++c) z[c * kChunk + ch.n] = za[c * kChunk + j];
-              ch.x[ch.n] = all.x[j];
+      for (int l = tid; l < threads; l += team) {
+        for (Head& h : list_heads[l]) {
+          if (h.out == nullptr) {
+            // Only the head's own rows, in chunks.
+            while (h.pos < h.end && idx[h.pos] < b1) {
+              const int64_t r = idx[h.pos];
+              ch.x[ch.n] = x + r * ldx;
               ch.w[ch.n] = val[h.pos];
               ch.y[ch.n] = y[r];
               ++h.pos;
-              if (++ch.n == kChunk) finish(h);
+              if (++ch.n == kChunk) {
+                logits(ch, h, z);
+                finish(h);
+              }
+            }
+            if (ch.n) {
+              logits(ch, h, z);
+              finish(h);
+            }
+            continue;
+          }
+          // Logits of every row, written; the head's own rows among them gather into
+          // chunks as above (the same chunks, so the same sums, as without writing).
+          for (int64_t c0 = b0; c0 < b1; c0 += kChunk) {
+            all.n = std::min(b1, c0 + kChunk) - c0;
+            for (int64_t j = 0; j < all.n; ++j) all.x[j] = x + (c0 + j) * ldx;
+            logits(all, h, za);
+            write_rows(kern.isa, za, all.n, C, h.out + c0 * C);
+            for (int64_t j = 0; j < all.n; ++j) {
+              const int64_t r = c0 + j;
+              if (h.pos < h.end && idx[h.pos] == r) {
+                for (int64_t c = 0; c < C; ++c) z[c * kChunk + ch.n] = za[c * kChunk + j];
+                ch.x[ch.n] = all.x[j];
+                ch.w[ch.n] = val[h.pos];
+                ch.y[ch.n] = y[r];
+                ++h.pos;
+                if (++ch.n == kChunk) finish(h);
+              }
             }
           }
+          finish(h);
         }
-        finish(h);
       }
     }
     double* loss = a.loss.ptr<double>();
     float* gbias = a.gbias.ptr<float>();
-    for (size_t q = 0; q < mine.size(); ++q) {
-      const int64_t k = mine[q];
-      loss[k] += hs[q].loss;
-      for (int64_t c = 0; c < C; ++c) gbias[k * C + c] += static_cast<float>(hs[q].gb[c]);
+    for (int l = tid; l < threads; l += team) {
+      for (size_t q = 0; q < owned[l].size(); ++q) {
+        const int64_t k = owned[l][q];
+        const Head& h = list_heads[l][q];
+        loss[k] += h.loss;
+        for (int64_t c = 0; c < C; ++c) gbias[k * C + c] += static_cast<float>(h.gb[c]);
+      }
     }
   }
   return bad;

@@ -19,6 +19,7 @@
 #include "kernels_risk.h"
 #include "miakit/influence.h"
 #include "parallel.h"
+#include "scratch.h"
 #include "screened_gemm.h"
 
 namespace miakit {
@@ -66,11 +67,18 @@ RiskStatus influence(const InfluenceArgs& args) {
   std::vector<double> abs_cs(T, 0.0);
   int64_t nonfinite = 0, empty = 0;
   double amax = 0.0, bmax = 0.0;
+  // Row and column statistics in blocks of rows (columns), so that keep (correct_test) is
+  // read row by row; each thread's per-column extremes of a block, allocated here.
+  constexpr int64_t kRowBlock = 1024;
+  const int threads = team_for(std::max(N, T) / kRowBlock + 1);
+  ThreadBuffers<double> los(threads, {kRowBlock}, "correct_test"),
+      his(threads, {kRowBlock}, "correct_test");
 
-#pragma omp parallel reduction(+ : nonfinite, empty) reduction(max : amax, bmax)
+#pragma omp parallel num_threads(threads) reduction(+ : nonfinite, empty) \
+    reduction(max : amax, bmax)
   {
-    // Row statistics: IN counts, in blocks of rows so that keep is read row by row.
-    constexpr int64_t kRowBlock = 1024;
+    double* lo = los.of(thread_id());
+    double* hi = his.of(thread_id());
 #pragma omp for schedule(static)
     for (int64_t i0 = 0; i0 < N; i0 += kRowBlock) {
       const int64_t i1 = std::min(N, i0 + kRowBlock);
@@ -97,7 +105,8 @@ RiskStatus influence(const InfluenceArgs& args) {
 #pragma omp for schedule(static)
     for (int64_t j0 = 0; j0 < T; j0 += kRowBlock) {
       const int64_t j1 = std::min(T, j0 + kRowBlock);
-      std::vector<double> lo(j1 - j0, INFINITY), hi(j1 - j0, -INFINITY);
+      std::fill(lo, lo + (j1 - j0), INFINITY);
+      std::fill(hi, hi + (j1 - j0), -INFINITY);
       for (int64_t m = 0; m < M; ++m) {
         for (int64_t j = j0; j < j1; ++j) {
           const float f = static_cast<float>(
@@ -172,7 +181,7 @@ RiskStatus influence(const InfluenceArgs& args) {
     hn[j] = h.n;
     thr[j] = screen_threshold(h, -p.margin[j]);
   };
-  screened_product(micro, N, T, M, p.fa.data(), p.fb.data(), p.pen.data(), p.cs_f.data(),
+  screened_product("keep", micro, N, T, M, p.fa.data(), p.fb.data(), p.pen.data(), p.cs_f.data(),
                    thr.data(), pack_rows, pack_cols, skip_col, on_candidate);
 
   // Sorted lists to the outputs; NaN / -1 where fewer than k examples qualify.
@@ -189,12 +198,19 @@ RiskStatus memorization(const MemorizationArgs& a) {
   int64_t* nin = a.n_in.ptr<int64_t>();
   int64_t nonfinite = 0, empty = 0;
   constexpr int64_t kBlock = 2048;  // examples per block: the sums stay in L1/L2
-#pragma omp parallel for schedule(static) reduction(+ : nonfinite, empty)
+  const int threads = team_for((N + kBlock - 1) / kBlock);
+  ThreadBuffers<double> sums(threads, {2, kBlock}, "correct");
+  ThreadBuffers<int64_t> counts(threads, {kBlock}, "correct");
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : nonfinite, empty)
   for (int64_t n0 = 0; n0 < N; n0 += kBlock) {
     const int64_t n1 = std::min(N, n0 + kBlock), len = n1 - n0;
     // IN and OUT sums are kept apart (not total minus IN, which could cancel).
-    std::vector<double> s_in(len, 0.0), s_out(len, 0.0);
-    std::vector<int64_t> c_in(len, 0);
+    double* s_in = sums.of(thread_id());
+    double* s_out = s_in + kBlock;
+    int64_t* c_in = counts.of(thread_id());
+    std::fill(s_in, s_in + len, 0.0);
+    std::fill(s_out, s_out + len, 0.0);
+    std::fill(c_in, c_in + len, int64_t{0});
     for (int64_t m = 0; m < M; ++m) {
       const uint8_t* krow = keep + m * K.strides[0];
       for (int64_t n = n0; n < n1; ++n) {

@@ -113,8 +113,8 @@ RiskStatus knn_typed(const KnnArgs& a) {
     hn[j] = h.n;
     thr[j] = screen_threshold(h, offset[j]);
   };
-  screened_product(micro, R, Q, D, fa.data(), fb.data(), pen.data(), cs_f.data(), thr.data(),
-                   pack_rows, pack_cols, skip_col, on_candidate);
+  screened_product("queries", micro, R, Q, D, fa.data(), fb.data(), pen.data(), cs_f.data(),
+                   thr.data(), pack_rows, pack_cols, skip_col, on_candidate);
 
   // -d^2 back to d^2
   write_sorted_lists(hv, hi, hn, k, a.vals, a.idx, -1.0);

@@ -20,6 +20,7 @@
 #include "kernels_attack.h"
 #include "miakit/ks.h"
 #include "parallel.h"
+#include "scratch.h"
 #include "isa.h"
 
 namespace miakit {
@@ -58,11 +59,12 @@ struct KsScratch {
   std::vector<BucketId> ids;
   int64_t stride = 0;  // entries per level
 
-  void reserve(int64_t total) {
-    stride = total + 2;
-    values.resize(static_cast<size_t>(stride * (kMaxDepth + 2)));
-    ids.resize(static_cast<size_t>(stride * (kMaxDepth + 2)));
-  }
+  // For pairs of up to `total` values together.
+  KsScratch(Isa set, int64_t total)
+      : isa(set),
+        values(scratch_count({total + 2, kMaxDepth + 2}, sizeof(double), "a_values, b_values")),
+        ids(scratch_count({total + 2, kMaxDepth + 2}, sizeof(BucketId), "a_values, b_values")),
+        stride(total + 2) {}
   double* level_values(int depth) { return values.data() + stride * depth; }
   BucketId* level_ids(int depth) { return ids.data() + stride * depth; }
 };
@@ -413,11 +415,12 @@ void ks_unsorted(const KsUnsortedArgs& a) {
   int64_t longest = 0;
   for (int64_t r = 0; r < B; ++r) longest = std::max(longest, (ae[r] - ab[r]) + (be[r] - bb[r]));
   const Isa isa = cpu_isa();
-#pragma omp parallel
+  const int threads = team_for(B);
+  std::vector<KsScratch> scratch =
+      per_thread<KsScratch>(threads, "a_values, b_values", isa, longest);
+#pragma omp parallel num_threads(threads)
   {
-    KsScratch s;
-    s.isa = isa;
-    s.reserve(longest);
+    KsScratch& s = scratch[thread_id()];
 #pragma omp for schedule(dynamic, 16)
     for (int64_t r = 0; r < B; ++r) {
       const KsExtremes e =
@@ -593,8 +596,14 @@ double ks_kolmogorov_dmtw_cdf(int64_t n, double d) {
 }  // namespace
 
 void ks_kolmogorov_dmtw(const int64_t* n, const double* x, double* out, int64_t count) {
+  // Each value's matrices are as large as its n x makes them, so are allocated by the
+  // iteration; a failure is carried out of the loop and thrown after it (the bindings
+  // bound n x, so this is a last resort).
+  FirstError error;
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t r = 0; r < count; ++r) out[r] = ks_kolmogorov_dmtw_cdf(n[r], x[r]);
+  for (int64_t r = 0; r < count; ++r)
+    error.run([&] { out[r] = ks_kolmogorov_dmtw_cdf(n[r], x[r]); });
+  error.rethrow();
 }
 
 }  // namespace cpu

@@ -13,6 +13,7 @@
 
 #include "kernels.h"
 #include "parallel.h"
+#include "scratch.h"
 #include "signal_block.h"
 
 namespace miakit {
@@ -27,13 +28,14 @@ struct TileCounts {
 };
 
 // buf[((j - n0) * A + a) * M + m] = observation of model m on example j, augmentation a.
-// (isa: the instruction set of the signal block, isa.h)
-using FillFn = void (*)(const LiraSource&, const LiraOptions&, Isa, int64_t, int64_t, double*,
-                        TileCounts&);
+// (isa: the instruction set of the signal block, isa.h; blk: the thread's signal block,
+// used from logits only)
+using FillFn = void (*)(const LiraSource&, const LiraOptions&, Isa, SignalBlock*, int64_t,
+                        int64_t, double*, TileCounts&);
 
 template <class T>
-void fill_from_scores(const LiraSource& src, const LiraOptions&, Isa, int64_t n0, int64_t n1,
-                      double* buf, TileCounts& cnt) {
+void fill_from_scores(const LiraSource& src, const LiraOptions&, Isa, SignalBlock*, int64_t n0,
+                      int64_t n1, double* buf, TileCounts& cnt) {
   const Tensor& s = src.scores;
   const int64_t M = s.shape[0], A = s.shape[2];
   const T* base = s.ptr<T>();
@@ -50,16 +52,19 @@ void fill_from_scores(const LiraSource& src, const LiraOptions&, Isa, int64_t n0
   }
 }
 
+// From logits, the observations are the signal's values as they come (the statistics are
+// not rescaled here): values beyond kLiraMaxAbsObservation are counted in
+// nonfinite_scores, and the caller computes the scores and takes the path that rescales.
 template <class T>
-void fill_from_logits(const LiraSource& src, const LiraOptions& opt, Isa isa, int64_t n0,
-                      int64_t n1, double* buf, TileCounts& cnt) {
+void fill_from_logits(const LiraSource& src, const LiraOptions& opt, Isa isa, SignalBlock* block,
+                      int64_t n0, int64_t n1, double* buf, TileCounts& cnt) {
   const Tensor& z = src.logits;
   const int64_t M = z.shape[0], A = z.shape[2];
   const int C = static_cast<int>(z.shape[3]);
   const T* base = z.ptr<T>();
   const int64_t* lab = src.labels.ptr<int64_t>();
   const int64_t rows = (n1 - n0) * A;  // the tile's (example, augmentation) pairs
-  SignalBlock blk(C);
+  SignalBlock& blk = *block;
   const SignalSet set(opt.signal);
   const T* ptrs[kRowBlock];
   int64_t ys[kRowBlock];
@@ -76,7 +81,9 @@ void fill_from_logits(const LiraSource& src, const LiraOptions& opt, Isa isa, in
       for (int i = 0; i < nb; ++i) {
         cnt.nonfinite_logits += blk.status[i] == 1;
         cnt.bad_label += blk.status[i] == 2;
-        buf[(r0 + i) * M + m] = blk.out[0][i];  // row (j, q) sits at column (j - n0) * A + q
+        const double v = blk.out[0][i];
+        cnt.nonfinite_scores += blk.status[i] == 0 && !(std::fabs(v) <= kLiraMaxAbsObservation);
+        buf[(r0 + i) * M + m] = v;  // row (j, q) sits at column (j - n0) * A + q
       }
     }
   }
@@ -231,6 +238,25 @@ struct Column {
   }
 };
 
+// The working memory of every thread of a tile loop, allocated before the parallel region
+// (scratch.h): one tile of observations, one column of memberships, a Column, and from
+// logits a signal block.
+struct TileScratch {
+  ThreadBuffers<double> buf;       // [nb * A * M] per thread
+  ThreadBuffers<uint8_t> member;   // [M] per thread
+  std::vector<Column> cols;
+  std::vector<SignalBlock> blocks;  // from logits only
+
+  TileScratch(const LiraSource& src, int threads, int64_t nb, int64_t M, int64_t A)
+      : buf(threads, {nb, A, M}, src.from_logits ? "logits" : "shadow_scores"),
+        member(threads, {M}, "keep"),
+        cols(per_thread<Column>(threads, "keep", M)),
+        blocks(src.from_logits ? per_thread<SignalBlock>(threads, "logits",
+                                                         static_cast<int>(src.logits.shape[3]))
+                               : std::vector<SignalBlock>()) {}
+  SignalBlock* block(int t) { return blocks.empty() ? nullptr : &blocks[t]; }
+};
+
 // Element (j, q) of a float64 [N, A] array (fit statistics), with its own strides.
 inline double& f64_at(const Tensor& t, int64_t j, int64_t q) {
   return t.ptr<double>()[j * t.strides[0] + q * t.strides[1]];
@@ -289,22 +315,25 @@ LiraStatus lira_fit(const LiraFitArgs& a) {
   const MedianBy by = median_by(a.opt, 0);
   const bool median = by != MedianBy::none;
   LiraStatus st;
-  std::vector<TileCounts> counts(max_threads());
+  const int threads = team_for(ntiles);
+  TileScratch scratch(a.source, threads, nb, M, A);
+  std::vector<TileCounts> counts(threads);
 
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
   {
-    std::vector<double> buf(nb * A * M);
-    std::vector<uint8_t> member(M);
-    Column col(M);
-    TileCounts& cnt = counts[thread_id()];
+    const int tid = thread_id();
+    double* buf = scratch.buf.of(tid);
+    uint8_t* member = scratch.member.of(tid);
+    Column& col = scratch.cols[tid];
+    TileCounts& cnt = counts[tid];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < ntiles; ++t) {
       const int64_t n0 = t * nb, n1 = std::min(N, n0 + nb);
-      fill(a.source, a.opt, isa, n0, n1, buf.data(), cnt);
+      fill(a.source, a.opt, isa, scratch.block(tid), n0, n1, buf, cnt);
       for (int64_t j = n0; j < n1; ++j) {
-        load_membership(a.keep, j, M, member.data());
+        load_membership(a.keep, j, M, member);
         for (int64_t q = 0; q < A; ++q) {
-          col.analyze(buf.data() + ((j - n0) * A + q) * M, member.data(), M, by);
+          col.analyze(buf + ((j - n0) * A + q) * M, member, M, by);
           f64_at(a.mu_in, j, q) = median ? col.median(true, -1) : col.in.mean;
           f64_at(a.mu_out, j, q) = median ? col.median(false, -1) : col.out.mean;
           f64_at(a.sd_in, j, q) = col.in.n ? std::sqrt(col.in.m2 / col.in.n) : NAN;
@@ -364,7 +393,8 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
   const int64_t ntiles = (N + nb - 1) / nb;
   const MedianBy by = median_by(a.opt, K);
   const bool global = a.opt.variance == Variance::global;
-  const int nthreads = max_threads();
+  const int nthreads = team_for(ntiles);
+  TileScratch scratch(a.source, nthreads, nb, M, A);
   LiraStatus st;
 
   // Pooled variance without target k, per side: (total M2 - M2 removed with the models
@@ -376,27 +406,28 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
     const size_t width = static_cast<size_t>(4 + 4 * K);
     std::vector<double> part(static_cast<size_t>(ntiles) * width, 0.0);
     std::vector<TileCounts> counts(nthreads);
-#pragma omp parallel
+#pragma omp parallel num_threads(nthreads)
     {
-      std::vector<double> buf(nb * A * M);
-      std::vector<uint8_t> member(M);
-      Column col(M);
+      const int tid = thread_id();
+      double* buf = scratch.buf.of(tid);
+      uint8_t* member = scratch.member.of(tid);
+      Column& col = scratch.cols[tid];
 #pragma omp for schedule(dynamic, 1)
       for (int64_t t = 0; t < ntiles; ++t) {
         double* acc = part.data() + static_cast<size_t>(t) * width;
         const int64_t n0 = t * nb, n1 = std::min(N, n0 + nb);
-        fill(a.source, a.opt, isa, n0, n1, buf.data(), counts[thread_id()]);
+        fill(a.source, a.opt, isa, scratch.block(tid), n0, n1, buf, counts[tid]);
         for (int64_t j = n0; j < n1; ++j) {
-          load_membership(a.keep, j, M, member.data());
+          load_membership(a.keep, j, M, member);
           for (int64_t q = 0; q < A; ++q) {
-            const double* v = buf.data() + ((j - n0) * A + q) * M;
-            col.analyze(v, member.data(), M, MedianBy::none);
+            const double* v = buf + ((j - n0) * A + q) * M;
+            col.analyze(v, member, M, MedianBy::none);
             acc[0] += col.in.m2;
             acc[1] += col.in.n;
             acc[2] += col.out.m2;
             acc[3] += col.out.n;
             for (int64_t k = 0; k < K; ++k) {
-              const Removed rm = removed_models(target(k), M, member.data(), a.opt.references);
+              const Removed rm = removed_models(target(k), M, member, a.opt.references);
               if (rm.in >= 0) {
                 acc[4 + 4 * k + 0] += col.in.m2 - col.without(true, rm.in).m2;
                 acc[4 + 4 * k + 1] += 1.0;
@@ -426,30 +457,33 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
   std::vector<std::vector<int64_t>> empty(nthreads, std::vector<int64_t>(K, 0));
   const bool online = a.opt.mode == Mode::online;
   const double min_std = a.opt.min_std;
+  ThreadBuffers<double> accs(nthreads, {K}, "targets");
+  ThreadBuffers<uint8_t> empties(nthreads, {K}, "targets");
+  ThreadBuffers<Removed> removeds(nthreads, {K}, "targets");
 
-#pragma omp parallel
+#pragma omp parallel num_threads(nthreads)
   {
     const int tid = thread_id();
-    std::vector<double> buf(nb * A * M);
-    std::vector<uint8_t> member(M);
-    std::vector<double> acc(K);
-    std::vector<uint8_t> is_empty(K);
-    std::vector<Removed> removed(K);
-    Column col(M);
+    double* buf = scratch.buf.of(tid);
+    uint8_t* member = scratch.member.of(tid);
+    double* acc = accs.of(tid);
+    uint8_t* is_empty = empties.of(tid);
+    Removed* removed = removeds.of(tid);
+    Column& col = scratch.cols[tid];
     int64_t* my_clamped = clamped[tid].data();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < ntiles; ++t) {
       const int64_t n0 = t * nb, n1 = std::min(N, n0 + nb);
-      fill(a.source, a.opt, isa, n0, n1, buf.data(), counts[tid]);
+      fill(a.source, a.opt, isa, scratch.block(tid), n0, n1, buf, counts[tid]);
       for (int64_t j = n0; j < n1; ++j) {
-        load_membership(a.keep, j, M, member.data());
-        std::fill(acc.begin(), acc.end(), 0.0);
-        std::fill(is_empty.begin(), is_empty.end(), 0);
+        load_membership(a.keep, j, M, member);
+        std::fill(acc, acc + K, 0.0);
+        std::fill(is_empty, is_empty + K, 0);
         for (int64_t k = 0; k < K; ++k)
-          removed[k] = removed_models(target(k), M, member.data(), a.opt.references);
+          removed[k] = removed_models(target(k), M, member, a.opt.references);
         for (int64_t q = 0; q < A; ++q) {
-          const double* v = buf.data() + ((j - n0) * A + q) * M;
-          col.analyze(v, member.data(), M, by);
+          const double* v = buf + ((j - n0) * A + q) * M;
+          col.analyze(v, member, M, by);
           for (int64_t k = 0; k < K; ++k) {
             const double x = v[target(k)];
             SideFit out = side_without(col, false, removed[k].out, a.opt, gsd_out[k]);

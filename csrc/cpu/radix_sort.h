@@ -162,15 +162,17 @@ inline bool radix_sort(uint64_t* k, uint32_t* p, uint64_t* k2, uint32_t* p2, int
       p2[to] = p[i];
     }
   }
-  // Small buckets: in the cache, a thread each; their sorted pairs back in (k2, p2).
+  // Small buckets: in the cache, a thread each; their sorted pairs back in (k2, p2). Each
+  // thread's histograms are allocated before the region (an exception cannot leave it).
+  std::vector<uint32_t> locals(static_cast<size_t>(threads) * kPasses * kBuckets);
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<uint32_t> local(static_cast<size_t>(kPasses) * kBuckets);
+    uint32_t* const local = locals.data() + static_cast<size_t>(thread_id()) * kPasses * kBuckets;
 #pragma omp for schedule(dynamic, 4)
     for (int b = 0; b < kBuckets; ++b) {
       const int64_t o = start[b], m = start[b + 1] - o;
       if (m > kInCache) continue;
-      if (sort_segment(k2 + o, p2 + o, k + o, p + o, m, shift, local.data()))
+      if (sort_segment(k2 + o, p2 + o, k + o, p + o, m, shift, local))
         copy_pairs(k + o, p + o, k2 + o, p2 + o, m);
     }
   }

@@ -15,6 +15,7 @@
 #include "miakit/rmia.h"
 #include "parallel.h"
 #include "radix_sort.h"
+#include "scratch.h"
 
 namespace miakit {
 namespace cpu {
@@ -28,11 +29,19 @@ RmiaStatus rmia_count(const RmiaCountArgs& a) {
   if (longest > int64_t(UINT32_MAX))  // positions travel as 32-bit payloads
     throw InputError("x_ratio, pop_ratio: expected rows of at most 2^32 - 1 ratios");
   std::vector<int64_t> n_valid(R, 0);
-#pragma omp parallel
+  // Each thread's sort buffers, for the longest row, allocated here (scratch.h).
+  const int threads = team_for(R);
+  ThreadBuffers<uint64_t> keys(threads, {2, longest}, "pop_ratio");
+  ThreadBuffers<uint32_t> pays(threads, {2, longest}, "pop_ratio");
+  ThreadBuffers<uint32_t> hists(threads, {radix::kPasses, radix::kBuckets}, "pop_ratio");
+#pragma omp parallel num_threads(threads)
   {
-    std::vector<uint64_t> k(longest), k2(longest);
-    std::vector<uint32_t> p(longest), p2(longest);
-    std::vector<uint32_t> hist(static_cast<size_t>(radix::kPasses) * radix::kBuckets);
+    const int tid = thread_id();
+    uint64_t* const k = keys.of(tid);
+    uint64_t* const k2 = k + longest;
+    uint32_t* const p = pays.of(tid);
+    uint32_t* const p2 = p + longest;
+    uint32_t* const hist = hists.of(tid);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t r = 0; r < R; ++r) {
       // 1. The row's population, NaN entries left out, sorted ascending into `sorted`.
@@ -46,10 +55,7 @@ RmiaStatus rmia_count(const RmiaCountArgs& a) {
           p[n++] = static_cast<uint32_t>(z);
         }
       }
-      const uint32_t* zs =
-          radix::sort_segment(k.data(), p.data(), k2.data(), p2.data(), n, 64, hist.data())
-              ? p2.data()
-              : p.data();
+      const uint32_t* zs = radix::sort_segment(k, p, k2, p2, n, 64, hist) ? p2 : p;
       for (int64_t i = 0; i < n; ++i) sorted[i] = src[zs[i] * pr.strides[1]];  // the values
       n_valid[r] = n;
       // 2. The scored ratios ascending (with their positions), and one walk.
@@ -58,9 +64,8 @@ RmiaStatus rmia_count(const RmiaCountArgs& a) {
         k[j] = radix::ascending_key(x[j * xr.strides[1]]);
         p[j] = static_cast<uint32_t>(j);
       }
-      const bool in2 =
-          radix::sort_segment(k.data(), p.data(), k2.data(), p2.data(), N, 64, hist.data());
-      const uint32_t* ps = in2 ? p2.data() : p.data();
+      const bool in2 = radix::sort_segment(k, p, k2, p2, N, 64, hist);
+      const uint32_t* ps = in2 ? p2 : p;
       const uint8_t* self = has_self ? a.self.ptr<uint8_t>() + r * a.self.strides[0] : nullptr;
       double* o = out.ptr<double>() + r * out.strides[0];
       int64_t c = 0;

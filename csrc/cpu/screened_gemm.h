@@ -24,6 +24,7 @@
 #include "isa.h"
 #include "miakit/influence.h"
 #include "parallel.h"
+#include "scratch.h"
 #include "tensor.h"
 
 namespace miakit {
@@ -31,13 +32,15 @@ namespace cpu {
 
 constexpr float kScreenInf = std::numeric_limits<float>::infinity();
 
-// 64-byte aligned float buffer (packed panels are read with full-width vector loads).
+// 64-byte aligned float buffer of n0 * n1 * ... floats (packed panels are read with
+// full-width vector loads); a failure is a ScratchError naming `what` (scratch.h).
 struct AlignedFloats {
   float* p = nullptr;
-  explicit AlignedFloats(size_t n) {
+  AlignedFloats(std::initializer_list<int64_t> dims, const char* what) {
+    const size_t n = scratch_count(dims, sizeof(float), what);
     const size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
     p = static_cast<float*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64));
-    if (!p) throw std::bad_alloc();
+    if (!p) scratch_failed(what, static_cast<double>(bytes));
   }
   ~AlignedFloats() { std::free(p); }
   AlignedFloats(const AlignedFloats&) = delete;
@@ -211,16 +214,18 @@ inline void write_sorted_lists(std::vector<double>& hv, std::vector<int64_t>& hi
   }
 }
 
-// Runs the screened product. fa, fb, pen are padded to a multiple of micro.mr rows (padding
-// rows with pen = -inf), cs_f and thr to a multiple of micro.nr columns (padding columns with
-// thr = +inf). Callbacks:
+// Runs the screened product (`what` names the argument whose size the panels follow, for
+// the message when they cannot be allocated). fa, fb, pen are padded to a multiple of
+// micro.mr rows (padding rows with pen = -inf), cs_f and thr to a multiple of micro.nr
+// columns (padding columns with thr = +inf). Callbacks:
 //   pack_rows(i0, dst):       dst[m * MR + r] = A[m, i0 + r], zero past the last row;
 //   pack_cols(j0, j1, dst):   dst[m * NR + c] = B[m, j0 + c], zero at j0 + c >= j1;
 //   skip_col(j):              true for columns the caller settles without the product;
 //   on_candidate(j, i, p):    (row i, column j) passed with P = p; called by the thread that
 //                             owns column j, rows increasing; may lower thr[j].
 template <class PackRows, class PackCols, class SkipCol, class OnCandidate>
-void screened_product(const Micro& micro, int64_t rows, int64_t cols, int64_t inner,
+void screened_product(const char* what, const Micro& micro, int64_t rows, int64_t cols,
+                      int64_t inner,
                       const float* fa, const float* fb, const float* pen, const float* cs_f,
                       const float* thr, PackRows&& pack_rows, PackCols&& pack_cols,
                       SkipCol&& skip_col, OnCandidate&& on_candidate) {
@@ -237,13 +242,20 @@ void screened_product(const Micro& micro, int64_t rows, int64_t cols, int64_t in
       std::max<int64_t>(1, std::min<int64_t>(20, (cols / NR) / (8 * threads)));
   const int64_t jb = jb_panels * NR;
   const int64_t n_jblocks = (cols + jb - 1) / jb;
-  AlignedFloats ap_all(static_cast<size_t>(chunk * inner));
+  AlignedFloats ap_all({chunk, inner}, what);
+  // Each thread's packed columns, register tile and masks, allocated here; slices start on
+  // 64-byte boundaries.
+  const int64_t cp_stride = (jb * inner + 15) / 16 * 16;
+  AlignedFloats cp_all({threads, cp_stride}, what);
+  ThreadBuffers<float> tiles(threads, {MR, NR}, what);
+  ThreadBuffers<uint32_t> masks(threads, {NR}, what);
 
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
   {
-    AlignedFloats cp(static_cast<size_t>(jb * inner));
-    std::vector<float> tile(static_cast<size_t>(MR * NR));
-    std::vector<uint32_t> mask(NR);
+    const int tid = thread_id();
+    float* const cp = cp_all.p + static_cast<size_t>(tid) * cp_stride;
+    float* const tile = tiles.of(tid);
+    uint32_t* const mask = masks.of(tid);
     for (int64_t c0 = 0; c0 < n_pad; c0 += chunk) {
       const int64_t c1 = std::min(n_pad, c0 + chunk);
       const int64_t n_panels = (c1 - c0) / MR;
@@ -256,7 +268,7 @@ void screened_product(const Micro& micro, int64_t rows, int64_t cols, int64_t in
         bool any = false;
         for (int64_t j = j0; j < j1; ++j) any |= !skip_col(j);
         if (!any) continue;
-        for (int64_t q = 0; q < nq; ++q) pack_cols(j0 + q * NR, j1, cp.p + q * inner * NR);
+        for (int64_t q = 0; q < nq; ++q) pack_cols(j0 + q * NR, j1, cp + q * inner * NR);
         for (int64_t pq = 0; pq < n_panels; ++pq) {
           const int64_t i0 = c0 + pq * MR;
           if (i0 >= rows) break;
@@ -264,7 +276,7 @@ void screened_product(const Micro& micro, int64_t rows, int64_t cols, int64_t in
           for (int64_t q = 0; q < nq; ++q) {
             const int64_t jq = j0 + q * NR;
             Screen s{fa + i0, fb + i0, pen + i0, cs_f + jq, thr + jq};
-            micro.fn(ap, cp.p + q * inner * NR, inner, s, tile.data(), mask.data());
+            micro.fn(ap, cp + q * inner * NR, inner, s, tile, mask);
             for (int c = 0; c < NR; ++c) {
               uint32_t bits = mask[c];
               const int64_t j = jq + c;

@@ -4,6 +4,7 @@
 
 #include "kernels.h"
 #include "parallel.h"
+#include "scratch.h"
 #include "signal_block.h"
 
 namespace miakit {
@@ -71,6 +72,7 @@ SignalStatus signal_impl(const SignalArgs& a) {
   const int64_t cstride = a.logits.strides[lead];
   int64_t rows = 1;
   for (int d = 0; d < lead; ++d) rows *= a.logits.shape[d];
+  if (rows == 0) return SignalStatus();  // nothing to do, and no scratch to allocate
   const int64_t nblocks = (rows + kRowBlock - 1) / kRowBlock;
   const T* z = a.logits.ptr<T>();
   const int64_t* lab = a.labels.ptr<int64_t>();
@@ -82,10 +84,14 @@ SignalStatus signal_impl(const SignalArgs& a) {
   }
   const Isa isa = cpu_isa();
 
+  // One block of transposed logits per thread (C x kRowBlock doubles), allocated here.
+  const int threads = team_for(nblocks);
+  std::vector<SignalBlock> blocks = per_thread<SignalBlock>(threads, "logits", C);
+
   int64_t nonfinite = 0, bad_label = 0;
-#pragma omp parallel reduction(+ : nonfinite, bad_label)
+#pragma omp parallel num_threads(threads) reduction(+ : nonfinite, bad_label)
   {
-    SignalBlock blk(C);
+    SignalBlock& blk = blocks[thread_id()];
     const T* ptrs[kRowBlock];
     int64_t ys[kRowBlock], offs[kMaxSignalOuts][kRowBlock];
 #pragma omp for schedule(static)

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "parallel.h"
+#include "scratch.h"
 #include "isa.h"
 #include "kernels_train.h"
 #include "miakit/softmax_ce.h"
@@ -134,10 +135,19 @@ int64_t softmax_ce(const SoftmaxCEArgs& a) {
   const int64_t stride = (K + CK + 7) / 8 * 8 + 8;
   std::vector<double> part(static_cast<size_t>(threads) * stride, 0.0);
   int64_t bad = 0;
+  // Each thread's per-head row values and float partial of the bias gradient, allocated
+  // here (scratch.h).
+  ThreadBuffers<float> rowvals(threads, {4, K}, "z"), gbfs(threads, {CK}, "z");
 #pragma omp parallel num_threads(threads) reduction(+ : bad)
   {
-    std::vector<float> mx(K), sum(K), zy(K), scale(K), gbf(CK, 0.0f);
-    double* ls = part.data() + static_cast<size_t>(thread_id()) * stride;
+    const int tid = thread_id();
+    float* const mx = rowvals.of(tid);
+    float* const sum = mx + K;
+    float* const zy = sum + K;
+    float* const scale = zy + K;
+    float* const gbf = gbfs.of(tid);
+    std::fill(gbf, gbf + CK, 0.0f);
+    double* ls = part.data() + static_cast<size_t>(tid) * stride;
     double* gb = ls + K;
     int64_t in_float = 0;
 #pragma omp for schedule(static)
@@ -152,14 +162,14 @@ int64_t softmax_ce(const SoftmaxCEArgs& a) {
         if (res != z) std::fill(res + r * CK, res + (r + 1) * CK, 0.0f);
         continue;
       }
-      residual_row(isa, z + r * CK, res + r * CK, w + r * K, yr, C, K, mx.data(), sum.data(),
-                   zy.data(), scale.data(), ls, gbf.data());
+      residual_row(isa, z + r * CK, res + r * CK, w + r * K, yr, C, K, mx, sum, zy, scale, ls,
+                   gbf);
       if (++in_float == kFloatRows) {
-        flush_partial(isa, gbf.data(), gb, CK);
+        flush_partial(isa, gbf, gb, CK);
         in_float = 0;
       }
     }
-    flush_partial(isa, gbf.data(), gb, CK);
+    flush_partial(isa, gbf, gb, CK);
   }
   for (int t = 0; t < threads; ++t) {
     const double* ls = part.data() + static_cast<size_t>(t) * stride;

@@ -135,10 +135,12 @@ __device__ __forceinline__ void copy_async(T* dst_shared, const T* src_global) {
   }
 }
 
-// Observations from logits: one signal per (model, column) through compute_signal.
+// Observations from logits: one signal per (model, column) through compute_signal. As on
+// the CPU, values beyond kLiraMaxAbsObservation are counted in `large` (the caller then
+// takes the path that rescales).
 template <class T>
 __device__ void fill_from_logits(const TileParams& p, const Tile& t, unsigned char* smem,
-                                 long long& nonfinite, long long& bad_label) {
+                                 long long& nonfinite, long long& bad_label, long long& large) {
   const T* base = static_cast<const T*>(p.data);
   T* stage = reinterpret_cast<T*>(smem + p.sm_union);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -189,6 +191,7 @@ __device__ void fill_from_logits(const TileParams& p, const Tile& t, unsigned ch
       const SignalValue v = compute_signal<T>(p.signal, row, stride, p.C, t.labels[e]);
       nonfinite += v.status == 1;
       bad_label += v.status == 2;
+      large += v.status == 0 && !(fabs(v.value) <= kLiraMaxAbsObservation);
       t.vals[col * p.Mp + m] = v.value;
     }
     __syncthreads();  // the buffer of chunk c is refilled by chunk c + 2
@@ -539,7 +542,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) lira_tile_kernel(const
     }
     __syncthreads();
     if constexpr (FromLogits) {
-      fill_from_logits<T>(p, t, smem, nonfinite, bad_label);
+      fill_from_logits<T>(p, t, smem, nonfinite, bad_label, nonfinite_scores);
     } else {
       fill_from_scores<T>(p, t, nonfinite_scores);
     }

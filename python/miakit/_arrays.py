@@ -35,9 +35,24 @@ def is_torch(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def resolved(x: Array) -> Array:
+    """``x`` with torch's lazy conjugate and negative bits applied to its values.
+
+    ``tensor.conj()`` and views such as ``tensor.conj().imag`` only set a bit that torch
+    applies when it reads the tensor; ``.numpy()`` refuses such a tensor and a DLPack
+    capsule exports its memory without the bit (the values of the wrong sign). Without a
+    bit set this is ``x`` itself, at no cost; numpy arrays pass through."""
+    if is_torch(x) and (x.is_conj() or x.is_neg()):
+        return x.resolve_conj().resolve_neg()
+    return x
+
+
 def as_array(x: Any, name: str) -> Array:
-    """Return ``x`` as a numpy array or torch tensor (lists become numpy arrays)."""
-    if is_torch(x) or isinstance(x, np.ndarray):
+    """Return ``x`` as a numpy array or torch tensor (lists become numpy arrays); a torch
+    tensor's lazy conjugate or negative bit is applied (see :func:`resolved`)."""
+    if is_torch(x):
+        return resolved(x)
+    if isinstance(x, np.ndarray):
         return x
     try:
         return np.asarray(x)
@@ -74,7 +89,7 @@ def match_device(x: Array, like: Array, name: str, like_name: str) -> Array:
     if is_torch(like) and not is_torch(x):
         return loaded_torch().from_numpy(np.ascontiguousarray(x))
     if is_torch(x) and not is_torch(like):
-        return x.detach().numpy()
+        return to_numpy(x)
     return x
 
 
@@ -104,12 +119,12 @@ def kernel_arg(x: Array) -> Any:
     """What the extension receives for ``x``: the numpy array itself, or a DLPack capsule."""
     if not is_torch(x):
         return x
-    x = x.detach()
+    x = resolved(x.detach())  # a capsule would carry the memory without the bits
     if x.device.type == "cuda":
         return x.__dlpack__(stream=_dlpack_stream(x))
     try:
         return x.numpy()  # a numpy view costs a quarter of a DLPack capsule to make
-    except (TypeError, RuntimeError):  # dtypes numpy lacks (bfloat16), lazy conj/neg bits
+    except TypeError:  # dtypes numpy lacks (bfloat16): the kernels read them from DLPack
         return x.__dlpack__()
 
 
@@ -135,8 +150,15 @@ def empty_like_device(like: Array, shape: tuple[int, ...], dtype: str) -> Array:
 
 
 def to_numpy(x: Array) -> np.ndarray:
+    """``x`` as a numpy array on the host (a tensor's memory is shared when it can be).
+
+    A tensor's lazy conjugate or negative bit is applied first; bfloat16, which numpy
+    lacks, becomes float32, which holds every bfloat16 value exactly."""
     if is_torch(x):
-        return x.detach().cpu().numpy()
+        x = resolved(x.detach())
+        if x.dtype == loaded_torch().bfloat16:
+            x = x.float()
+        return x.cpu().numpy()
     return np.asarray(x)
 
 

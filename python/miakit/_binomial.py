@@ -36,5 +36,7 @@ def one_sided(k: Any, n: Any, alpha: float, upper: bool) -> np.ndarray:
     """
     k = np.asarray(k, dtype=np.float64)
     if upper:
-        return np.where(k >= n, 1.0, stats.beta.ppf(1.0 - alpha, k + 1.0, n - k))
+        # the upper quantile from the upper tail itself: 1 - alpha would round to 1 for
+        # an alpha below 1e-16 (a Bonferroni-corrected one can be that small)
+        return np.where(k >= n, 1.0, stats.beta.isf(alpha, k + 1.0, n - k))
     return np.where(k <= 0, 0.0, stats.beta.ppf(alpha, k, n - k + 1.0))

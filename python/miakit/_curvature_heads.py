@@ -14,6 +14,7 @@ from miakit import _arrays as ar
 from miakit._models import (
     check_head,
     check_mlp_head,
+    check_result_finite,
     like_features,
     mlp_blocks,
     mlp_forward,
@@ -59,7 +60,8 @@ def head_trace(features: Any, weight: Any, bias: Any = None) -> Any:
                  None if bias is None else ar.kernel_arg(bias), ar.kernel_arg(out),
                  _C.HeadQuantity.input_trace, ar.stream_of(x))
     raise_head_status(st, ar.shape_of(w)[0])
-    return out
+    return check_result_finite(out, {"features": x, "weight": w, "bias": bias},
+                               "Hessian trace")
 
 
 def mlp_head_trace(features: Any, weight1: Any, bias1: Any, weight2: Any, bias2: Any) -> Any:
@@ -119,4 +121,6 @@ def mlp_head_trace(features: Any, weight1: Any, bias1: Any, weight2: Any, bias2:
         else:
             ug = (flat @ gram).reshape(len(xb), c, h)
             out[sl] = np.maximum(((ug * u).sum(2) * p).sum(1), 0.0)
+    check_result_finite(out, {"features": x, "weight1": w1, "bias1": b1, "weight2": w2,
+                              "bias2": b2}, "Hessian trace")
     return like_features(out, x)

@@ -16,6 +16,7 @@ import numpy as np
 from miakit import _C
 from miakit import _arrays as ar
 from miakit._status import message, nonfinite_culprit, raise_for_status
+from miakit._validation import check_float_array
 
 __all__ = ["ghost_norms", "RULES"]
 
@@ -84,14 +85,10 @@ def ghost_norms(activations: Any, grads: Any, weight: bool = True, bias: bool = 
     >>> mk.gradients.ghost_norms(a, g, bias=True).tolist()   # G^T A = 2s (3 of them); sum G = 2
     [16.0]
     """
-    a = ar.as_array(activations, "activations")
-    g = ar.as_array(grads, "grads")
-    for name, v in (("activations", a), ("grads", g)):
-        if ar.kind(v) != "f":
-            raise TypeError(f"{name}: expected a floating-point array, got {ar.dtype_name(v)}")
-        if len(ar.shape_of(v)) != 3:
-            raise ValueError(f"{name}: expected 3 dimensions [N, T, features], got shape "
-                             f"{ar.shape_of(v)}")
+    # floating point, 3-D [N, T, features], numpy in native byte order (the kernels
+    # read raw memory)
+    a = check_float_array(activations, "activations", ndim=3)
+    g = check_float_array(grads, "grads", ndim=3)
     ar.same_device(activations=a, grads=g)
     g = ar.match_device(g, a, "grads", "activations")
     if ar.shape_of(a)[:2] != ar.shape_of(g)[:2]:

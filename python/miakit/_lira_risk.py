@@ -46,10 +46,23 @@ def _log_bc(fit: Any) -> Any:
     but keeps full relative accuracy when the two distributions are close.
     """
     xp = ar.namespace(fit.mu_in)
-    s1, s2 = fit.sigma_in, fit.sigma_out
+    d, s1, s2 = _relative_to_spread(fit)
     ss = s1 * s1 + s2 * s2
-    d = fit.mu_in - fit.mu_out
     return 0.5 * xp.log1p(-((s1 - s2) ** 2) / ss) - d * d / (4.0 * ss)
+
+
+def _relative_to_spread(fit: Any) -> tuple[Any, Any, Any]:
+    """``mu_in - mu_out``, ``sigma_in`` and ``sigma_out`` divided by ``2^e``, the power of
+    two just above the larger spread, [N, A].
+
+    The measures here are ratios of these quantities, which a power of two divides
+    exactly: the values are those of the unscaled formulas, but squares of spreads
+    near 1e154 and beyond no longer overflow (fits of scores of any finite magnitude)."""
+    m = ar.namespace(fit.mu_in).module  # numpy or torch: both have frexp and ldexp
+    _, e = m.frexp(m.maximum(fit.sigma_in, fit.sigma_out))
+    # the difference of halves cannot overflow; the 1 in 1 - e restores the factor 2
+    d = m.ldexp(fit.mu_in * 0.5 - fit.mu_out * 0.5, 1 - e)
+    return d, m.ldexp(fit.sigma_in, -e), m.ldexp(fit.sigma_out, -e)
 
 
 def hellinger(fit: Any, squared: bool = False) -> Any:
@@ -114,7 +127,8 @@ def privacy_score(fit: Any) -> Any:
            [1.66666667]])
     """
     _check_fit(fit)
-    return abs(fit.mu_in - fit.mu_out) / (fit.sigma_in + fit.sigma_out)
+    d, s1, s2 = _relative_to_spread(fit)  # the same ratio, without overflow
+    return abs(d) / (s1 + s2)
 
 
 @dataclass(frozen=True)

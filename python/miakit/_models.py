@@ -54,6 +54,19 @@ def raise_head_status(st: dict, c: int) -> None:
                           "bad_label": message("bad_label", "labels", n_classes=c)})
 
 
+def check_result_finite(out: Any, arrays: dict[str, Any], what: str) -> Any:
+    """``out`` when every value is finite; else a ValueError naming the input of the
+    largest magnitude: finite inputs whose arithmetic overflowed float64 (a weight of
+    1e300 squares to infinity), which would otherwise come back as NaN."""
+    if ar.is_all_finite(out):
+        return out
+    sizes = {name: float(np.max(np.abs(ar.to_numpy(a)))) for name, a in arrays.items()
+             if a is not None and int(np.prod(ar.shape_of(a)))}
+    culprit = max(sizes, key=lambda name: sizes[name])
+    raise ValueError(f"{culprit}: values up to {sizes[culprit]:.3g} overflow the {what} in "
+                     "float64")
+
+
 def check_mlp_head(features: Any, weight1: Any, bias1: Any, weight2: Any,
                     bias2: Any) -> tuple[np.ndarray, ...]:
     """Validate ``features [N, D]``, ``weight1 [H, D]``, ``bias1 [H]``, ``weight2 [C, H]``,
@@ -155,6 +168,14 @@ def check_model_args(model: Any, loss_fn: Any, x: Any, y: Any, batch_size: Any) 
                          f"{tuple(y.shape)}")
     if batch_size is not None:
         check_int(batch_size, "batch_size", 1, what="a positive int")
+    # inputs of another floating dtype than the weights fail inside the model's first
+    # layer with torch's message ("mat1 and mat2 must have the same dtype")
+    weights = next((p for p in model.parameters() if p.is_floating_point()), None)
+    for t in (x if isinstance(x, (tuple, list)) else (x,)):
+        if weights is not None and isinstance(t, torch.Tensor) and \
+                (t.is_floating_point() or t.is_complex()) and t.dtype != weights.dtype:
+            raise TypeError(f"x: dtype {t.dtype} differs from the model's parameters' "
+                            f"{weights.dtype}; cast one to the other")
     return n
 
 

@@ -44,7 +44,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-from miakit._validation import check_choice, check_int, check_real
+from miakit._validation import SEED_EXPECTED, check_choice, check_int, check_real, check_seed
 
 __all__ = ["Param", "option", "params", "validate", "cli_flag", "table"]
 
@@ -57,9 +57,10 @@ class Param:
     for a value the validation leaves to the code that uses it, such as a path or an
     array); ``many`` marks a sequence of such values; ``optional`` lets the value be
     None. ``low``/``high`` bound numbers (``open_low``/``open_high``: strictly), and
-    ``choices`` lists the allowed strings. ``flag`` is the command-line name when it is
-    not ``--`` + the field's name with ``-`` for ``_``; ``cli=False`` keeps an option
-    off the command line (arrays, callbacks).
+    ``choices`` lists the allowed strings; ``seed`` marks a random seed (an int in
+    ``[0, 2**64)``, :func:`miakit._validation.check_seed`). ``flag`` is the
+    command-line name when it is not ``--`` + the field's name with ``-`` for ``_``;
+    ``cli=False`` keeps an option off the command line (arrays, callbacks).
     """
 
     help: str
@@ -71,6 +72,7 @@ class Param:
     open_high: bool = False
     many: bool = False
     optional: bool = False
+    seed: bool = False
     flag: str | None = None
     cli: bool = True
 
@@ -94,6 +96,8 @@ class Param:
     def _check_one(self, value: Any, name: str) -> Any:
         if self.choices is not None:
             return check_choice(value, name, list(self.choices))
+        if self.seed:
+            return check_seed(value, name)
         if self.kind is bool:
             if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
                 raise TypeError(f"{name}: expected a bool, got {value!r}")
@@ -113,6 +117,8 @@ class Param:
     def _one(self) -> str:
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.seed:
+            return SEED_EXPECTED
         if self.kind in (int, float):
             word = "an int" if self.kind is int else "a float"
             lo = "" if self.low is None else f"{'>' if self.open_low else '>='} {self.low:g}"
@@ -179,7 +185,7 @@ def params(config: Any) -> dict[str, tuple[Param, Any]]:
     >>> from miakit._params import option, params
     >>> @dataclass
     ... class C:
-    ...     seed: int = option(0, "random seed")
+    ...     seed: int = option(0, "random seed", seed=True)
     >>> [(name, default) for name, (_, default) in params(C).items()]
     [('seed', 0)]
     """

@@ -70,6 +70,49 @@ def check_int(value: Any, name: str, lo: int | None = None, hi: int | None = Non
     return v
 
 
+SEED_LIMIT = 2**64
+"""Seeds are ints in ``[0, SEED_LIMIT)``: what numpy's ``SeedSequence`` and
+``torch.manual_seed`` both take without folding or refusing a value."""
+
+SEED_EXPECTED = "a non-negative int below 2**64"
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """A random seed: an int in ``[0, 2**64)`` (bools refused), returned as an ``int``.
+
+    Every seed that enters the public API goes through here, so that ``seed=-1``,
+    ``True``, ``2.5``, ``"3"`` or ``2**64`` fail at once, naming the argument, rather
+    than inside numpy or torch with a message that names nothing.
+
+    Examples
+    --------
+    >>> from miakit._validation import check_seed
+    >>> check_seed(7)
+    7
+    >>> check_seed(-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: seed: expected a non-negative int below 2**64, got -1
+    """
+    return check_int(value, name, 0, SEED_LIMIT - 1, what=SEED_EXPECTED)
+
+
+def sklearn_random_state(seed: int) -> Any:
+    """A checked seed as scikit-learn's ``random_state``, which takes ints below 2**32
+    only: the seed itself there (so such seeds give what they always gave), else a
+    ``RandomState`` seeded with the whole seed.
+
+    Examples
+    --------
+    >>> from miakit._validation import sklearn_random_state
+    >>> sklearn_random_state(7), type(sklearn_random_state(2**40)).__name__
+    (7, 'RandomState')
+    """
+    if seed < 2**32:
+        return seed
+    return np.random.RandomState(np.random.MT19937(seed))
+
+
 def check_real(value: Any, name: str, lo: float | None = None, hi: float | None = None, *,
                open_lo: bool = False, open_hi: bool = False, allow_inf: bool = False,
                what: str | None = None) -> float:
@@ -108,12 +151,15 @@ def check_real(value: Any, name: str, lo: float | None = None, hi: float | None 
             what = f"a {'' if allow_inf else 'finite '}number {'<' if open_hi else '<='} {hi}"
         else:
             what = "a finite number" if not allow_inf else "a number"
-    if isinstance(value, (bool, np.bool_, str, bytes)):
+    if isinstance(value, (bool, np.bool_, str, bytes)) or _is_complex(value):
         raise TypeError(f"{name}: expected {what}, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name}: expected {what}, got {value!r}") from exc
+    except OverflowError:  # an int beyond the float range: a number, out of every range
+        raise ValueError(f"{name}: expected {what}, got a number beyond the float range "
+                         f"({type(value).__name__})") from None
     ok = not math.isnan(v) and (allow_inf or not math.isinf(v))
     if lo is not None:
         ok = ok and (v > lo if open_lo else v >= lo)
@@ -122,6 +168,14 @@ def check_real(value: Any, name: str, lo: float | None = None, hi: float | None 
     if not ok:
         raise ValueError(f"{name}: expected {what}, got {value!r}")
     return v
+
+
+def _is_complex(value: Any) -> bool:
+    """A complex number or array (numpy or torch), which ``float()`` would cut to its real
+    part (numpy with a warning, a torch tensor silently)."""
+    if ar.is_torch(value):
+        return bool(value.dtype.is_complex)
+    return isinstance(value, complex) or np.iscomplexobj(value)
 
 
 def check_choice(value: Any, name: str, choices: Collection[str]) -> str:
@@ -144,6 +198,25 @@ def check_float_array(
         x = x.astype(x.dtype.newbyteorder("="))  # the kernels read native byte order only
     _check_ndim(x, name, ndim, min_ndim)
     return x
+
+
+def check_real_array(x: Any, name: str, dtype: Any = np.float64) -> np.ndarray:
+    """Real numbers (floats, integers or booleans; numpy, torch or a sequence) as a numpy
+    array of ``dtype`` on the host, else ``TypeError``.
+
+    Complex numbers would lose their imaginary part and strings ("0.5") would be parsed:
+    both are refused, as are objects. bfloat16 tensors are read exactly; any shape.
+    """
+    return np.asarray(ar.to_numpy(check_real_values(x, name)), dtype=dtype)
+
+
+def check_real_values(x: Any, name: str) -> ar.Array:
+    """:func:`check_real_array` for code that keeps a torch tensor on its device: ``x``
+    as a numpy array or torch tensor of real numbers (any dtype), else ``TypeError``."""
+    a = ar.as_array(x, name)
+    if ar.kind(a) not in "fiub":
+        raise TypeError(f"{name}: expected real numbers, got dtype {ar.dtype_name(a)}")
+    return a
 
 
 def check_int_array(x: Any, name: str) -> ar.Array:
@@ -281,7 +354,7 @@ def check_keep_matrix(keep: Any, even: bool = True) -> np.ndarray:
     (or 0/1 values), at least 2 models (an even number when ``even``), at least one
     example. Torch tensors are copied to the host."""
     if hasattr(keep, "detach"):
-        keep = keep.detach().cpu().numpy()
+        keep = ar.to_numpy(keep)
     keep = np.asarray(keep)
     if keep.ndim != 2:
         raise ValueError(f"keep: expected a 2-D [models, examples] array, got shape {keep.shape}")
@@ -302,7 +375,7 @@ def check_run_labels(labels: Any, n: int, n_classes: int) -> np.ndarray:
     """``n`` integer class indices in ``[0, n_classes)`` as a numpy int64 array (the
     labels of a run); float labels that are whole numbers get a hint in the error."""
     if hasattr(labels, "detach"):
-        labels = labels.detach().cpu().numpy()
+        labels = ar.to_numpy(labels)
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
         if labels.dtype.kind == "f" and labels.size and np.all(np.isfinite(labels)) and \
@@ -323,7 +396,7 @@ def check_features(features: Any) -> np.ndarray:
     """Features as shadow heads are trained on, stored and digested: a C-contiguous
     float32 numpy array ``[N, A, D]`` (``[N, D]`` is read as one view)."""
     if hasattr(features, "detach"):
-        features = features.detach().cpu().numpy()
+        features = ar.to_numpy(features)
     x = np.asarray(features)
     if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
         raise TypeError(f"features: expected a real-valued array, got dtype {x.dtype}")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_real
+from miakit._validation import check_real, check_real_array
 
 __all__ = ["capacity_bits", "n_at_capacity"]
 
@@ -86,7 +86,7 @@ def capacity_bits(n: Any, total: Any, exact: bool = True) -> Any:
     (21368, 6.3)
     """
     big_n = _total(total)
-    arr = np.asarray(n, dtype=np.float64)
+    arr = check_real_array(n, "n")
     if not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr > big_n):
         bad = arr[~(np.isfinite(arr) & (arr >= 0) & (arr <= big_n))].ravel()[0]
         raise ValueError(f"n: expected values in [0, total={big_n:g}], got {bad:g}")
@@ -129,7 +129,7 @@ def n_at_capacity(params: Any, total: Any) -> Any:
     [0.0, nan]
     """
     big_n = _total(total)
-    bits = np.asarray(params, dtype=np.float64)
+    bits = check_real_array(params, "params")
     if not np.all(np.isfinite(bits)) or np.any(bits < 0):
         raise ValueError(f"params: expected finite values >= 0, got {bits.ravel().tolist()}")
     lo = np.zeros_like(bits)

@@ -37,7 +37,13 @@ from miakit import _arrays as ar
 from miakit._curvature_heads import head_trace, mlp_head_trace
 from miakit._models import check_model_args, check_per_example_loss, eval_mode
 from miakit._status import nonfinite_culprit, raise_for_status
-from miakit._validation import check_choice, check_int, check_real
+from miakit._validation import (
+    check_choice,
+    check_float_array,
+    check_int,
+    check_real,
+    check_seed,
+)
 
 __all__ = ["hutchinson_trace", "finite_difference", "zero_order", "head_trace",
            "mlp_head_trace", "probes", "probe_quadratic", "probe_differences"]
@@ -102,8 +108,11 @@ def probes(
     if ar.shape_of(ids)[0] and ar.minmax(ids)[0] < 0:
         raise ValueError("example_ids: expected non-negative indices, got a negative one")
     n_probes = check_int(n_probes, "n_probes", 1)
-    first_probe = check_int(first_probe, "first_probe", 0)
-    seed = check_int(seed, "seed", 0, 2**64 - 1)
+    if n_probes > 2**62:
+        raise ValueError(f"n_probes: expected at most 2**62 probes, got {n_probes}")
+    # probe numbers are int64 in the kernel
+    first_probe = check_int(first_probe, "first_probe", 0, 2**63 - 1 - n_probes)
+    seed = check_seed(seed)
     check_choice(dtype, "dtype", _DTYPES)
     like = ids if like is None else like
     if dtype == "bfloat16" and not ar.is_torch(like):
@@ -111,9 +120,17 @@ def probes(
     shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
     d = int(np.prod(shape)) if shape else 1
     ids = ar.as_int64(ar.match_device(ids, like, "example_ids", "like"))
-    out = ar.empty_like_device(like, (ar.shape_of(ids)[0], n_probes, d), dtype)
-    _C.rademacher(ar.kernel_arg(ids), ar.kernel_arg(out), seed, first_probe, ar.stream_of(out))
-    return out.reshape((ar.shape_of(ids)[0], n_probes) + shape)
+    r = ar.shape_of(ids)[0]
+    try:
+        out = ar.empty_like_device(like, (r, n_probes, d), dtype)
+    except (MemoryError, OverflowError, ValueError, TypeError, RuntimeError) as exc:
+        # numpy's MemoryError or "maximum dimension", torch's allocator RuntimeError
+        raise MemoryError(f"n_probes: {r} examples x {n_probes} probes x {d} values do not "
+                          f"fit in memory ({type(exc).__name__}: {exc})") from None
+    if r and d:  # the kernel wants a non-empty output
+        _C.rademacher(ar.kernel_arg(ids), ar.kernel_arg(out), seed, first_probe,
+                      ar.stream_of(out))
+    return out.reshape((r, n_probes) + shape)
 
 
 def _prepare(model, loss_fn, x, y, batch_size, example_ids):
@@ -128,7 +145,12 @@ def _prepare(model, loss_fn, x, y, batch_size, example_ids):
     if example_ids is None:
         ids = torch.arange(n, device=x.device)
     else:
-        ids = torch.as_tensor(example_ids, device=x.device)
+        try:
+            ids = torch.as_tensor(np.asarray(example_ids) if isinstance(example_ids, list)
+                                  else example_ids, device=x.device)
+        except (TypeError, RuntimeError, ValueError) as exc:
+            raise TypeError(f"example_ids: expected {n} integer indices, got "
+                            f"{type(example_ids).__name__} ({exc})") from None
         if ids.dtype.is_floating_point or ids.dtype == torch.bool or tuple(ids.shape) != (n,):
             raise ValueError(f"example_ids: expected {n} integer indices (one per example), "
                              f"got dtype {ids.dtype} and shape {tuple(ids.shape)}")
@@ -211,7 +233,7 @@ def hutchinson_trace(
     ([6.0, 6.0, 6.0, 6.0], [0.0, 0.0, 0.0, 0.0])
     """
     n_probes = check_int(n_probes, "n_probes", 1)
-    seed = check_int(seed, "seed", 0, 2**64 - 1)
+    seed = check_seed(seed)
     torch, n, ids, step = _prepare(model, loss_fn, x, y, batch_size, example_ids)
     use_kernel = _kernel_ok(x)
     if use_kernel:
@@ -303,7 +325,7 @@ def finite_difference(
     """
     h = check_real(h, "h", 0.0, open_lo=True, what="a positive finite float")
     n_probes = check_int(n_probes, "n_probes", 1)
-    seed = check_int(seed, "seed", 0, 2**64 - 1)
+    seed = check_seed(seed)
     torch, n, ids, step = _prepare(model, loss_fn, x, y, batch_size, example_ids)
     out = torch.empty(n, dtype=x.dtype, device=x.device)
 
@@ -357,19 +379,26 @@ def _probe_call(which: _C.ProbeReduction, a, b, squared: bool):
     return mean, se, st
 
 
-def _probe_inputs(x: Any, y: Any, xn: str, yn: str) -> tuple[Any, Any]:
-    x = ar.as_array(x, xn)
-    y = ar.as_array(y, yn)
-    for name, v in ((xn, x), (yn, y)):
-        if ar.kind(v) != "f":
-            raise TypeError(f"{name}: expected a floating-point array, got {ar.dtype_name(v)}")
+def _probe_inputs(x: Any, y: Any, xn: str, yn: str, y_ndim: int) -> tuple[Any, Any]:
+    # floating point, numpy in native byte order (the kernel reads raw memory)
+    x = check_float_array(x, xn, ndim=3)
+    y = check_float_array(y, yn, ndim=y_ndim)
+    want = ar.shape_of(x) if y_ndim == 3 else (ar.shape_of(x)[0], ar.shape_of(x)[2])
+    if ar.shape_of(y) != want:
+        raise ValueError(f"{yn}: expected shape {want} to match {xn} {ar.shape_of(x)}, got "
+                         f"{ar.shape_of(y)}")
     ar.same_device(**{xn: x, yn: y})
     return x, ar.match_device(y, x, yn, xn)
 
 
 def _raise_nonfinite(st: dict, arrays: dict) -> None:
+    def largest() -> str:  # finite inputs whose products overflow: the biggest is to blame
+        sizes = {name: float(np.max(np.abs(ar.to_numpy(a)))) if int(np.prod(ar.shape_of(a)))
+                 else 0.0 for name, a in arrays.items()}
+        return max(sizes, key=lambda name: sizes[name])
+
     raise_for_status(st, {"nonfinite": lambda count: nonfinite_culprit(
-        arrays, f"{next(iter(arrays))}: the reduction overflowed to a non-finite value")})
+        arrays, f"{largest()}: the reduction overflowed to a non-finite value")})
 
 
 def probe_quadratic(probes: Any, hvp: Any) -> tuple[Any, Any]:
@@ -398,7 +427,7 @@ def probe_quadratic(probes: Any, hvp: Any) -> tuple[Any, Any]:
     >>> m.tolist(), se.tolist()
     ([4.0], [0.0])
     """
-    v, hv = _probe_inputs(probes, hvp, "probes", "hvp")
+    v, hv = _probe_inputs(probes, hvp, "probes", "hvp", 3)
     mean, se, st = _probe_call(_C.ProbeReduction.quadratic, v, hv, False)
     _raise_nonfinite(st, {"probes": v, "hvp": hv})
     return mean, se
@@ -429,7 +458,7 @@ def probe_differences(grads: Any, grad0: Any, squared: bool = False) -> Any:
     >>> mk.curvature.probe_differences(g1, g0).tolist()
     [2.5]
     """
-    g1, g0 = _probe_inputs(grads, grad0, "grads", "grad0")
+    g1, g0 = _probe_inputs(grads, grad0, "grads", "grad0", 2)
     mean, _, st = _probe_call(_C.ProbeReduction.difference, g1, g0, squared)
     _raise_nonfinite(st, {"grads": g1, "grad0": g0})
     return mean
@@ -484,7 +513,7 @@ def zero_order(
     """
     h = check_real(h, "h", 0.0, open_lo=True, what="a positive finite float")
     n_probes = check_int(n_probes, "n_probes", 1)
-    seed = check_int(seed, "seed", 0, 2**64 - 1)
+    seed = check_seed(seed)
     torch, n, ids, step = _prepare(model, loss_fn, x, y, batch_size, example_ids)
     out = torch.empty(n, dtype=x.dtype, device=x.device)
     with eval_mode(model, "zero_order", "curvatures"), torch.no_grad():

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_choice, check_int, check_real
+from miakit._validation import check_choice, check_int, check_real, check_seed
 
 __all__ = ["Dataset", "load", "digits", "synthetic", "NAMES", "PLANTED_KINDS"]
 
@@ -66,7 +66,7 @@ class Dataset:
 def _check_planted(planted: float, planted_kind: str, planted_seed: int) -> float:
     frac = check_real(planted, "planted", 0.0, 1.0, open_hi=True, what="a fraction in [0, 1)")
     check_choice(planted_kind, "planted_kind", PLANTED_KINDS)
-    check_int(planted_seed, "planted_seed")
+    check_seed(planted_seed, "planted_seed")
     return frac
 
 
@@ -137,6 +137,7 @@ def digits(n_examples: int | None = None, views: int = 2, subset_seed: int = 0, 
         raise ImportError("the digits dataset comes with scikit-learn: "
                           "pip install 'miakit[audit]'") from exc
     check_int(views, "views", 1, 2, what="1 or 2")
+    check_seed(subset_seed, "subset_seed")
     frac = _check_planted(planted, planted_kind, planted_seed)
     d = load_digits()
     n_all = len(d.target)
@@ -206,8 +207,12 @@ def synthetic(n: int = 2000, dim: int = 32, n_classes: int = 10, separation: flo
     """
     for name, v, lo in (("n", n, 2), ("dim", dim, 1), ("n_classes", n_classes, 2)):
         check_int(v, name, lo)
+    for rows, name in ((n, "n"), (n_classes, "n_classes")):
+        if rows * dim > 2**31:  # the float64 draws of the features and of the means
+            raise ValueError(f"{name}, dim: {rows} x {dim} values are more than 2**31")
+    separation = check_real(separation, "separation", 0.0)
     frac = _check_planted(planted, planted_kind, planted_seed)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     means = rng.normal(size=(n_classes, dim)) * separation * np.sqrt(n_classes / dim)
     y = rng.integers(0, n_classes, n).astype(np.int64)
     x = (means[y] + rng.normal(size=(n, dim))).astype(np.float32)
@@ -235,5 +240,5 @@ def load(name: str, **kwargs: Any) -> Dataset:
     >>> ds.load("synthetic", n=50, dim=4, n_classes=2).labels.shape
     (50,)
     """
-    check_choice(name, "dataset", NAMES)
+    check_choice(name, "name", NAMES)
     return digits(**kwargs) if name == "digits" else synthetic(**kwargs)

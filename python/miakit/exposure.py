@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from miakit._validation import check_probability
+from miakit._validation import check_int, check_probability, check_real_array
 
 __all__ = ["benjamini_hochberg", "membership_pvalues", "MembershipPValues",
            "min_rank_references"]
@@ -47,7 +47,7 @@ def benjamini_hochberg(p_values: Any) -> np.ndarray:
     >>> benjamini_hochberg([0.01, 0.04, 0.03, 0.5]).round(4).tolist()
     [0.04, 0.0533, 0.0533, 0.5]
     """
-    p = np.asarray(p_values, dtype=np.float64)
+    p = check_real_array(p_values, "p_values")
     if p.ndim != 1:
         raise ValueError(f"p_values: expected a 1-D array, got shape {p.shape}")
     if not np.all((p >= 0) & (p <= 1)):
@@ -125,8 +125,8 @@ def membership_pvalues(target_signal: Any, ref_signal: Any, ref_keep: Any,
     >>> r.records[r.exposed].tolist(), set(r.method.tolist())
     ([0, 1, 2, 3, 4], {'gaussian'})
     """
-    t = np.asarray(target_signal, dtype=np.float64)
-    ref = np.asarray(ref_signal, dtype=np.float64)
+    t = check_real_array(target_signal, "target_signal")
+    ref = check_real_array(ref_signal, "ref_signal")
     keep = np.asarray(ref_keep)
     if t.ndim != 1:
         raise ValueError(f"target_signal: expected shape [N], got {t.shape}")
@@ -140,7 +140,10 @@ def membership_pvalues(target_signal: Any, ref_signal: Any, ref_keep: Any,
     fdr = check_probability(fdr, "fdr")
     if method not in ("auto", "rank", "gaussian"):
         raise ValueError(f"method: expected 'auto', 'rank' or 'gaussian', got {method!r}")
-    idx = np.arange(t.size) if records is None else np.asarray(records, dtype=np.int64)
+    idx = np.arange(t.size) if records is None else np.asarray(records)
+    if idx.size and idx.dtype.kind not in "iu":  # no floats, strings or bools as indices
+        raise TypeError(f"records: expected integer indices, got dtype {idx.dtype}")
+    idx = idx.astype(np.int64)
     if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= t.size)):
         raise ValueError(f"records: expected indices in [0, {t.size}), got {idx!r}")
     out = ~keep[:, idx]                                   # [M, R] OUT references
@@ -181,4 +184,6 @@ def min_rank_references(n_records: int, fdr: float) -> int:
     >>> min_rank_references(100, 0.05)
     1999
     """
+    n_records = check_int(n_records, "n_records", 1)
+    fdr = check_probability(fdr, "fdr")
     return max(int(math.ceil(n_records / fdr - 1 - 1e-9)), 1)

@@ -62,6 +62,7 @@ from miakit._models import (
     check_mlp_head,
     check_model_args,
     check_per_example_loss,
+    check_result_finite,
     eval_mode,
     like_features,
     mlp_blocks,
@@ -124,7 +125,8 @@ def head_norms(features: Any, labels: Any, weight: Any, bias: Any = None) -> Any
                  None if bias is None else ar.kernel_arg(bias), ar.kernel_arg(out),
                  _C.HeadQuantity.grad_norm, ar.stream_of(x))
     raise_head_status(st, c)
-    return out
+    return check_result_finite(out, {"features": x, "weight": w, "bias": bias},
+                               "gradient norms")
 
 
 # ------------------------------------------------------------------------- MLP head
@@ -190,6 +192,8 @@ def mlp_head_norms(features: Any, labels: Any, weight1: Any, bias1: Any, weight2
         sq = (g * g).sum(1) * ((hid * hid).sum(1) + (b2 is not None))
         sq += (delta * delta).sum(1) * ((xb * xb).sum(1) + (b1 is not None))
         out[sl] = np.sqrt(sq)
+    check_result_finite(out, {"features": x, "weight1": w1, "bias1": b1, "weight2": w2,
+                              "bias2": b2}, "gradient norms")
     return like_features(out, x)
 
 

@@ -28,7 +28,13 @@ from miakit import _C
 from miakit import _arrays as ar
 from miakit._ks_pvalues import _kstwo_sf, _pvalues  # noqa: F401 - tests import _kstwo_sf here
 from miakit._options import KS_SIDES, kernel_option
-from miakit._validation import check_int, check_probability
+from miakit._validation import (
+    check_int,
+    check_probability,
+    check_real_array,
+    check_real_values,
+    check_seed,
+)
 
 __all__ = ["ks_2samp", "ks_2samp_groups", "KS2Result", "smirnov_threshold",
            "assign_source", "source_accuracy", "leakage_test", "LeakageTest"]
@@ -195,11 +201,17 @@ def ks_2samp(a: Any, b: Any, alternative: str = "two-sided", method: str = "auto
     (True, True)
     """
     _check_options(alternative, method)
+    axis = check_int(axis, "axis")
     if ar.is_torch(a) and a.device.type == "cuda":
         return _ks_2samp_torch(a, b, alternative, method, axis)
-    x = np.moveaxis(np.asarray(ar.to_numpy(ar.as_array(a, "a")), dtype=np.float64), axis, -1)
-    y = np.moveaxis(np.asarray(ar.to_numpy(ar.as_array(b, "b")), dtype=np.float64), axis, -1)
-    if x.ndim == 0 or y.ndim == 0 or x.shape[-1] == 0 or y.shape[-1] == 0:
+    x, y = check_real_array(a, "a"), check_real_array(b, "b")
+    for v, name in ((x, "a"), (y, "b")):
+        if v.ndim == 0:
+            raise ValueError(f"{name}: expected samples along axis {axis}, got a scalar")
+        if not -v.ndim <= axis < v.ndim:
+            raise ValueError(f"axis: expected an axis of {name} (shape {v.shape}), got {axis}")
+    x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
+    if x.shape[-1] == 0 or y.shape[-1] == 0:
         raise ValueError(f"a, b: expected non-empty samples along axis {axis}, got shapes "
                          f"{np.shape(a)} and {np.shape(b)}")
     try:
@@ -237,7 +249,8 @@ def _ks_2samp_torch(a: Any, b: Any, alternative: str, method: str, axis: int) ->
     the merge kernel); only the statistics and one representative pair per distinct
     (sizes, statistic) come back for scipy's p-values."""
     torch = ar.loaded_torch()
-    b = ar.match_device(ar.as_array(b, "b"), a, "b", "a")
+    a = check_real_values(a, "a")  # a cast to float64 would drop an imaginary part
+    b = ar.match_device(check_real_values(b, "b"), a, "b", "a")
     x = torch.movedim(a.to(torch.float64), axis, -1)
     y = torch.movedim(b.to(torch.float64), axis, -1)
     if x.ndim == 0 or y.ndim == 0 or x.shape[-1] == 0 or y.shape[-1] == 0:
@@ -292,8 +305,8 @@ def ks_2samp_groups(a: Any, groups_a: Any, b: Any, groups_b: Any,
     ([0, 1], [0.5, 0.5])
     """
     _check_options(alternative, method)
-    va = np.asarray(ar.to_numpy(ar.as_array(a, "a")), dtype=np.float64).ravel()
-    vb = np.asarray(ar.to_numpy(ar.as_array(b, "b")), dtype=np.float64).ravel()
+    va = check_real_array(a, "a").ravel()
+    vb = check_real_array(b, "b").ravel()
     ga = np.asarray(ar.to_numpy(ar.as_array(groups_a, "groups_a"))).ravel()
     gb = np.asarray(ar.to_numpy(ar.as_array(groups_b, "groups_b"))).ravel()
     for g, v, name in ((ga, va, "groups_a"), (gb, vb, "groups_b")):
@@ -380,13 +393,13 @@ def assign_source(samples: Any, source_a: Any, source_b: Any) -> np.ndarray:
     >>> mk.ks.assign_source(np.stack([rng.normal(size=20), rng.normal(2.0, size=20)]), a, b)
     array([ True, False])
     """
-    s = np.asarray(ar.to_numpy(ar.as_array(samples, "samples")), dtype=np.float64)
+    s = check_real_array(samples, "samples")
     if s.ndim == 1:
         s = s[None]
     if s.ndim != 2 or s.shape[1] == 0 or s.shape[0] == 0:
         raise ValueError(f"samples: expected [B, m] sets of values, got shape {s.shape}")
-    ra = np.asarray(ar.to_numpy(ar.as_array(source_a, "source_a")), dtype=np.float64).ravel()
-    rb = np.asarray(ar.to_numpy(ar.as_array(source_b, "source_b")), dtype=np.float64).ravel()
+    ra = check_real_array(source_a, "source_a").ravel()
+    rb = check_real_array(source_b, "source_b").ravel()
     for v, name in ((s, "samples"), (ra, "source_a"), (rb, "source_b")):
         if v.size == 0:
             raise ValueError(f"{name}: expected a non-empty sample")
@@ -417,14 +430,24 @@ def source_accuracy(source_a: Any, source_b: Any, sizes: Any = (1, 2, 5, 10, 20,
     >>> r["accuracy"][0] < r["accuracy"][1]
     True
     """
-    ra = np.asarray(ar.to_numpy(ar.as_array(source_a, "source_a")), dtype=np.float64).ravel()
-    rb = np.asarray(ar.to_numpy(ar.as_array(source_b, "source_b")), dtype=np.float64).ravel()
+    ra = check_real_array(source_a, "source_a").ravel()
+    rb = check_real_array(source_b, "source_b").ravel()
     _finite(ra, "source_a")
     _finite(rb, "source_b")
-    if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)) or n_trials < 1:
-        raise ValueError(f"n_trials: expected a positive int, got {n_trials!r}")
-    ms = [int(v) for v in np.atleast_1d(sizes)]
-    rng = np.random.default_rng(check_int(seed, "seed", 0, what="a non-negative int"))
+    for v, name in ((ra, "source_a"), (rb, "source_b")):
+        if v.size < 2:  # split into a reference half and a query half
+            raise ValueError(f"{name}: expected at least 2 values, got {v.size}")
+    n_trials = check_int(n_trials, "n_trials", 1)
+    given = np.atleast_1d(np.asarray(sizes))
+    if given.ndim != 1 or given.size == 0 or given.dtype.kind not in "iu":
+        raise TypeError(f"sizes: expected a non-empty sequence of ints, got {sizes!r}")
+    ms = [int(v) for v in given]
+    # each m draws [n_trials, half] random keys at once: refuse what cannot fit
+    need = 8 * n_trials * max(ra.size, rb.size)
+    if need > 2**34:
+        raise ValueError(f"n_trials: {n_trials} trials of {max(ra.size, rb.size)} values "
+                         f"would need {need / 2**30:.0f} GiB at once")
+    rng = np.random.default_rng(check_seed(seed))
     halves = []
     for v in (ra, rb):
         perm = rng.permutation(v.size)
@@ -485,11 +508,12 @@ def leakage_test(validation_conf: Any, test_conf: Any, alpha: float = 0.05) -> L
     (False, 500)
     """
     a = check_probability(alpha, "alpha")
-    v = np.asarray(ar.to_numpy(ar.as_array(validation_conf, "validation_conf")),
-                   dtype=np.float64).ravel()
-    t = np.asarray(ar.to_numpy(ar.as_array(test_conf, "test_conf")), dtype=np.float64).ravel()
+    v = check_real_array(validation_conf, "validation_conf").ravel()
+    t = check_real_array(test_conf, "test_conf").ravel()
     if v.size == 0 or t.size == 0:
         raise ValueError("validation_conf, test_conf: expected non-empty samples")
+    _no_nan(v, "validation_conf")
+    _no_nan(t, "test_conf")
     r = ks_2samp(v, t)
     p = float(r.pvalue)
     return LeakageTest(float(r.statistic), p, smirnov_threshold(a, v.size, t.size), p < a,

@@ -9,10 +9,16 @@ a member.
 Observations can be given as precomputed scores ``[M, N, A]`` or, with ``labels=``, as
 raw logits ``[M, N, A, C]``: the fused path computes the scaled confidence tile by tile
 inside the kernel and never stores the ``[M, N, A]`` scores.
+
+Observations of any finite magnitude are accepted. Beyond 2^256 (about 1.2e77), where
+the sums of squared deviations could overflow float64, they are divided by a power of
+two before the statistics are taken (which changes no digit), and the results are scaled
+back; from logits, such signal values make the call compute and store the scores first.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -54,6 +60,14 @@ __all__ = [
 
 _ON_EMPTY = ("raise", "nan")
 _LIRA_SIGNALS = ("scaled_confidence", "hinge", "loss", "confidence")
+
+# The largest observation magnitude the kernels take as it is, 2^256
+# (csrc/include/miakit/lira_math.h): beyond it, sums of squared deviations could overflow
+# float64. Larger finite observations are divided by a power of two first, which changes
+# no digit of any statistic; the results are scaled back (the scores of online and
+# one-sided offline LiRA do not depend on the scale at all).
+_MAX_ABS = float(_C.lira_max_abs_observation)
+_MAX_ABS_EXP = math.frexp(_MAX_ABS)[1] - 1  # 256
 
 
 class ClampedSpreadWarning(UserWarning):
@@ -97,12 +111,53 @@ def _prepare_source(data: Any, keep: Any, labels: Any, signal: str):
 
 
 def _raise_status(st: dict, n_classes: int | None) -> None:
-    raise_for_status(st, {
+    checks = {
         # the fused path: the signal kernel's counts of logits rows and label rows
         "nonfinite_logits": message("nonfinite_rows", "logits"),
         "bad_label": message("bad_label", "labels", n_classes=n_classes or 0),
-        "nonfinite_scores": message("nonfinite", "shadow_scores"),
-    })
+    }
+    # NaN/inf scores; from logits the count is of signal values beyond _MAX_ABS instead,
+    # which the caller rescales
+    if n_classes is None:
+        checks["nonfinite_scores"] = message("nonfinite", "shadow_scores")
+    raise_for_status(st, checks)
+
+
+def _scale_exponent(*arrays: Any) -> int:
+    """The k >= 0 for which the finite values of ``arrays`` divided by ``2^k`` are at most
+    ``_MAX_ABS`` in magnitude: 0 unless one exceeds it. Only float64 arrays can (the
+    largest float32 is 3.4e38); min and max make no temporary copy. Non-finite values are
+    left to the kernels, which refuse them."""
+    top = 0.0
+    for x in arrays:
+        if x is None or ar.dtype_name(x) != "float64" or 0 in ar.shape_of(x):
+            continue
+        for v in ar.minmax(x):
+            if math.isfinite(v):
+                top = max(top, abs(v))
+    if top <= _MAX_ABS:
+        return 0
+    return math.frexp(top)[1] - _MAX_ABS_EXP  # top < 2^e, so top / 2^(e - 256) < 2^256
+
+
+def _scaled(x: Any, k: int) -> Any:
+    """``x / 2^k`` in float64, exactly (a power of two); ``x`` itself for k = 0."""
+    if k == 0:
+        return x
+    xp = ar.namespace(x)
+    return xp.astype(x, xp.float64) * (2.0 ** -k)
+
+
+def _signal_scores(data: Any, labels_k: Any, signal: str) -> Any:
+    """The signal of logits [M, N, A, C] as float64 scores [M, N, A]: what the fused path
+    computes tile by tile, stored, for the path that rescales observations beyond
+    ``_MAX_ABS`` (the logits and labels were checked by the fused run)."""
+    m, n, a = ar.shape_of(data)[:3]
+    out = ar.empty_like_device(data, (m, n, a), "float64")
+    lab = ar.broadcast_to(ar.reshape(labels_k, (1, n, 1)), (m, n, a))
+    _C.signal(ar.kernel_arg(data), ar.kernel_arg(lab), ar.kernel_arg(out), SIGNALS[signal],
+              ar.stream_of(data))
+    return out
 
 
 def fit(
@@ -158,15 +213,27 @@ def fit(
     data, labels_k, keep_u8, m, n, a = _prepare_source(shadow_scores, keep, labels, signal)
     mu_in, mu_out, sd_in, sd_out = (ar.empty_like_device(data, (n, a), "float64") for _ in range(4))
     n_in, n_out = (ar.empty_like_device(data, (n,), "int64") for _ in range(2))
-    st = _C.lira_fit(
-        ar.kernel_arg(data), None if labels_k is None else ar.kernel_arg(labels_k),
-        ar.kernel_arg(keep_u8), *(ar.kernel_arg(t) for t in (mu_in, mu_out, sd_in, sd_out)),
-        ar.kernel_arg(n_in), ar.kernel_arg(n_out), CENTERS[center],
-        SIGNALS[signal], ar.stream_of(data),
-    )
-    _raise_status(st, ar.shape_of(data)[-1] if labels_k is not None else None)
-    if variance == "global":
+
+    def run(source: Any, labels_arg: Any) -> dict:
+        st = _C.lira_fit(
+            ar.kernel_arg(source), None if labels_arg is None else ar.kernel_arg(labels_arg),
+            ar.kernel_arg(keep_u8), *(ar.kernel_arg(t) for t in (mu_in, mu_out, sd_in, sd_out)),
+            ar.kernel_arg(n_in), ar.kernel_arg(n_out), CENTERS[center],
+            SIGNALS[signal], ar.stream_of(source),
+        )
+        _raise_status(st, ar.shape_of(source)[-1] if labels_arg is not None else None)
+        return st
+
+    k = _scale_exponent(data) if labels_k is None else 0
+    st = run(_scaled(data, k), labels_k)
+    if labels_k is not None and st["nonfinite_scores"]:  # signal values beyond _MAX_ABS
+        scores = _signal_scores(data, labels_k, signal)
+        k = _scale_exponent(scores)
+        run(_scaled(scores, k), None)
+    if variance == "global":  # pooled before scaling back: the squares stay finite
         sd_in, sd_out = _pooled(sd_in, n_in), _pooled(sd_out, n_out)
+    if k:
+        mu_in, mu_out, sd_in, sd_out = (_scaled(t, -k) for t in (mu_in, mu_out, sd_in, sd_out))
     n_clamped = 0
     clamped = []
     for sd, cnt in ((sd_in, n_in), (sd_out, n_out)):
@@ -245,10 +312,18 @@ def score(
     t = ar.match_device(t, fit.mu_in, "target_scores", "fit")
     _check_empty_fit(fit, mode, on_empty)
     out = ar.empty_like_device(fit.mu_in, (n,), "float64")
-    st = _C.lira_score(ar.kernel_arg(t), *(ar.kernel_arg(x) for x in (
-        fit.mu_in, fit.mu_out, fit.sigma_in, fit.sigma_out)), ar.kernel_arg(out),
-        MODES[mode], OFFLINE[offline], ar.stream_of(t))
+    stats = (fit.mu_in, fit.mu_out, fit.sigma_in, fit.sigma_out)
+    k = _scale_exponent(t, *stats)
+    if k:  # the spreads stay positive however small (min_std may be tiny)
+        xp = ar.namespace(fit.mu_in)
+        tiny = float(np.finfo(np.float64).tiny)
+        stats = (_scaled(stats[0], k), _scaled(stats[1], k),
+                 xp.clip(_scaled(stats[2], k), tiny), xp.clip(_scaled(stats[3], k), tiny))
+    st = _C.lira_score(ar.kernel_arg(_scaled(t, k)), *(ar.kernel_arg(x) for x in stats),
+                       ar.kernel_arg(out), MODES[mode], OFFLINE[offline], ar.stream_of(t))
     raise_for_status(st, {"nonfinite_scores": message("nonfinite", "target_scores")})
+    if k and mode == "offline" and offline == "two_sided":
+        out += k * math.log(2.0)  # -log N(s; mu, sd) grows by log(2^k) with the scale
     return out
 
 
@@ -365,14 +440,28 @@ def leave_one_out(
     # targets are host indices chosen by the caller; they follow the data to its device
     tg_dev = ar.namespace(data).asarray(tg)
     out = ar.empty_like_device(data, (len(tg), n), "float64")
-    st = _C.lira_loo(
-        ar.kernel_arg(data), None if labels_k is None else ar.kernel_arg(labels_k),
-        ar.kernel_arg(keep_u8), ar.kernel_arg(tg_dev), ar.kernel_arg(out),
-        CENTERS[center], VARIANCES[variance], MODES[mode], OFFLINE[offline],
-        REFERENCES[references], min_std,
-        SIGNALS[signal], ar.stream_of(data),
-    )
-    _raise_status(st, ar.shape_of(data)[-1] if labels_k is not None else None)
+
+    def run(source: Any, labels_arg: Any, k: int) -> dict:
+        # min_std in the units of the scaled observations (kept positive however small)
+        floor = max(min_std * 2.0 ** -k, float(np.finfo(np.float64).tiny)) if k else min_std
+        st = _C.lira_loo(
+            ar.kernel_arg(source), None if labels_arg is None else ar.kernel_arg(labels_arg),
+            ar.kernel_arg(keep_u8), ar.kernel_arg(tg_dev), ar.kernel_arg(out),
+            CENTERS[center], VARIANCES[variance], MODES[mode], OFFLINE[offline],
+            REFERENCES[references], floor,
+            SIGNALS[signal], ar.stream_of(source),
+        )
+        _raise_status(st, ar.shape_of(source)[-1] if labels_arg is not None else None)
+        return st
+
+    k = _scale_exponent(data) if labels_k is None else 0
+    st = run(_scaled(data, k), labels_k, k)
+    if labels_k is not None and st["nonfinite_scores"]:  # signal values beyond _MAX_ABS
+        scores = _signal_scores(data, labels_k, signal)
+        k = _scale_exponent(scores)
+        st = run(_scaled(scores, k), None, k)
+    if k and mode == "offline" and offline == "two_sided":
+        out += k * math.log(2.0)  # -log N(s; mu, sd) grows by log(2^k) with the scale
     n_clamped = int(sum(st["clamped"]))
     if n_clamped:
         warnings.warn(

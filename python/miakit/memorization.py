@@ -41,6 +41,8 @@ def _check_signal_matrix(x: Any, name: str, signal: str) -> ar.Array:
     if kind not in ("f", "i", "u"):
         raise TypeError(f"{name}: expected a boolean, integer or floating-point array, "
                         f"got dtype {ar.dtype_name(x)}")
+    if not ar.is_torch(x) and not x.dtype.isnative:  # the kernels read native byte order
+        x = x.astype(x.dtype.newbyteorder("="))
     if 0 in shape:
         return x
     if kind == "f" and not ar.is_all_finite(x):

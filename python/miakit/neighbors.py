@@ -27,6 +27,30 @@ __all__ = ["closest_distances", "METRICS"]
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 
 
+def renamed_error(exc: ValueError, queries: str, reference: str) -> ValueError:
+    """``exc`` of :func:`closest_distances` with its arguments' names replaced by the
+    caller's (``records:`` for ``queries:``), so that a caller's error names its own
+    arguments."""
+    text = str(exc)
+    for inner, outer in (("queries:", queries), ("reference:", reference)):
+        if text.startswith(inner):
+            return ValueError(f"{outer}:{text[len(inner):]}")
+    return exc
+
+
+def _float32_culprit(q: ar.Array, r: ar.Array) -> str:
+    """The input whose values or squared row norms leave float32's range, as the kernel
+    checks them (it counts them without saying which input holds them)."""
+    for x, name in ((q, "queries"), (r, "reference")):
+        a = np.asarray(ar.to_numpy(x), dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ok = (np.isfinite(a.astype(np.float32)).all()
+                  and np.isfinite((a * a).sum(axis=1).astype(np.float32)).all())
+        if not ok:
+            return name
+    return "queries/reference"
+
+
 def _check_rows(x: Any, name: str) -> ar.Array:
     """A 2-D [rows, features] array of floats (bool and integer inputs become float64)."""
     x = ar.as_array(x, name)
@@ -137,8 +161,9 @@ def closest_distances(
     idx = ar.empty_like_device(q, (nq, k), "int64")
     st = _C.knn(ar.kernel_arg(q), ar.kernel_arg(r), ar.kernel_arg(vals), ar.kernel_arg(idx),
                 bool(exclude_self), ar.stream_of(q))
-    raise_for_status(st, {"nonfinite": message("nonfinite_float32", "queries/reference")
-                          + " (or beyond float32's range)"})
+    if st["nonfinite"]:  # the kernel counts; name the input that holds them
+        raise_for_status(st, {"nonfinite": message("nonfinite_float32", _float32_culprit(q, r))
+                              + " (or beyond float32's range)"})
     if metric == "euclidean":
         vals = ar.namespace(vals).sqrt(vals)
     elif metric == "cosine":

@@ -28,8 +28,18 @@ from typing import Any
 
 import numpy as np
 
+from miakit import _arrays as ar
 from miakit import thresholds
-from miakit._validation import check_choice, check_int, check_real
+from miakit._validation import (
+    check_bool_array,
+    check_choice,
+    check_int,
+    check_labels,
+    check_real,
+    check_real_array,
+    check_real_values,
+    check_seed,
+)
 
 __all__ = ["partial_layers", "attack_logits", "PartialLayersResult", "train_head",
            "frozen_features"]
@@ -131,10 +141,17 @@ def attack_logits(logits: Any, labels: Any, members: Any, *, level: float = 0.95
     import torch
 
     level = check_real(level, "level", lo=0.0, hi=1.0, open_lo=True, open_hi=True)
-    z = np.asarray(logits.detach().cpu() if isinstance(logits, torch.Tensor) else logits,
-                   dtype=np.float32)
-    if z.ndim != 2:
-        raise ValueError(f"logits: expected shape [N, C], got {z.shape}")
+    if public_accuracy is not None:
+        public_accuracy = check_real(public_accuracy, "public_accuracy", 0.0, 1.0)
+    z64 = check_real_array(logits.detach() if isinstance(logits, torch.Tensor) else logits,
+                           "logits")
+    if z64.ndim != 2:
+        raise ValueError(f"logits: expected shape [N, C], got {z64.shape}")
+    with np.errstate(over="ignore"):
+        z = z64.astype(np.float32)
+    if not np.isfinite(z).all():  # NaN, inf, or beyond float32 (the logits are kept so)
+        raise ValueError(f"logits: expected values finite in float32, got "
+                         f"{int((~np.isfinite(z)).sum())} that are not")
     y = np.asarray(labels)
     if y.shape != (z.shape[0],) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"labels: expected {z.shape[0]} integer labels, got shape {y.shape} "
@@ -142,7 +159,8 @@ def attack_logits(logits: Any, labels: Any, members: Any, *, level: float = 0.95
     if y.size and (y.min() < 0 or y.max() >= z.shape[1]):
         raise ValueError(f"labels: expected classes in [0, {z.shape[1]}), got "
                          f"[{y.min()}, {y.max()}]")
-    m = np.asarray(members, dtype=bool)
+    m = check_bool_array(members.detach().cpu() if isinstance(members, torch.Tensor)
+                         else members, "members", y.shape)
     # float64 log-softmax: the loss of a confidently right example is not rounded to 0
     z64 = z.astype(np.float64)
     shifted = z64 - z64.max(axis=1, keepdims=True)
@@ -241,9 +259,23 @@ def train_head(features: Any, labels: Any, n_classes: int, *, head: str = "linea
     check_int(batch_size, "batch_size", lo=1)
     check_real(lr, "lr", lo=0.0, open_lo=True)
     check_real(weight_decay, "weight_decay", lo=0.0)
-    x = torch.as_tensor(features).float()
-    y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor)
-                        else labels).long().to(x.device)
+    check_seed(seed)
+    x = (check_real_values(features, "features") if isinstance(features, torch.Tensor)
+         else torch.as_tensor(check_real_array(features, "features"))).float()
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"features: expected [N, D] rows, got shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("features: expected values finite in float32, got NaN or inf")
+    width = max(int(x.shape[1]), hidden if head == "mlp" else 0)
+    for name, size in (("n_classes", n_classes), ("hidden", hidden if head == "mlp" else 1)):
+        if size * width > 2**31:  # the head's weight matrices
+            raise ValueError(f"{name}: a head of {size} x {width} weights is too large")
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels
+    lab = ar.to_numpy(check_labels(lab, n_classes))
+    if lab.shape != (x.shape[0],):
+        raise ValueError(f"labels: expected shape ({x.shape[0]},) (one per feature row), got "
+                         f"{lab.shape}")
+    y = torch.as_tensor(lab.astype(np.int64)).to(x.device)
     gen = torch.Generator().manual_seed(int(seed))
     torch.manual_seed(int(seed))
     d = x.shape[1]
@@ -350,6 +382,7 @@ def partial_layers(lower: Any, public_x: Any, public_y: Any, candidates_x: Any,
     import torch
 
     check_choice(head, "head", ("linear", "mlp"))
+    check_seed(seed)  # before the features are computed
     py = np.asarray(public_y.cpu() if isinstance(public_y, torch.Tensor) else public_y)
     cy = np.asarray(candidates_y.cpu() if isinstance(candidates_y, torch.Tensor)
                     else candidates_y)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_probability
+from miakit._validation import check_probability, check_real_array
 
 __all__ = ["fit", "PowerLawFit"]
 
@@ -118,8 +118,8 @@ class PowerLawFit:
 
 
 def _cells(shots: Any, classes: Any) -> tuple[np.ndarray, np.ndarray]:
-    s = np.atleast_1d(np.asarray(shots, dtype=np.float64))
-    c = np.atleast_1d(np.asarray(classes, dtype=np.float64))
+    s = np.atleast_1d(check_real_array(shots, "shots"))
+    c = np.atleast_1d(check_real_array(classes, "classes"))
     if s.shape != c.shape or s.ndim != 1:
         raise ValueError(f"shots, classes: expected 1-D arrays of one length, got shapes "
                          f"{s.shape} and {c.shape}")
@@ -165,7 +165,7 @@ def fit(shots: Any, classes: Any, tpr: Any, fpr: float, level: float = 0.95,
     f = check_probability(fpr, "fpr")
     check_probability(level, "level")
     s, c = _cells(shots, classes)
-    t = np.atleast_1d(np.asarray(tpr, dtype=np.float64))
+    t = np.atleast_1d(check_real_array(tpr, "tpr"))
     if t.shape != s.shape:
         raise ValueError(f"tpr: expected one value per cell ({s.size}), got shape {t.shape}")
     if not ((t >= 0) & (t <= 1)).all():

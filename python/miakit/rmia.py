@@ -333,7 +333,10 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
         :func:`miakit.lira.leave_one_out`), so the references of an example do not
         depend on the target's membership. ``"all"``: leave out the target only.
     on_empty : {"raise", "nan"}
-        Offline, an example left without OUT references raises or scores NaN.
+        An example left without references (offline: OUT references), or a target
+        without a population to compare with (by default its non-members: a target
+        that has none), raises or scores NaN. A non-member that is its target's only
+        one has nothing to be compared with but itself and scores NaN either way.
 
     Returns
     -------
@@ -388,6 +391,7 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
     chunk = max(1, _CHUNK_ELEMENTS // max(1, n * nr))
     result = ar.empty_like_device(qa, (len(tg), n), "float64")
     n_empty = 0
+    no_non_member = []  # targets without a single non-member (the default population)
     for c0 in range(0, len(tg), chunk):
         tk = tg[c0:c0 + chunk]
         tkd = dev(tk)
@@ -438,6 +442,8 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
             self_mask = None
         out = _count(_rows(rx), _rows(pop), self_mask, gamma)
         res = out.reshape(len(tk), nr, n).mean(1)
+        if population is None:  # without non-members the default population is empty
+            no_non_member += [int(t) for t, k in zip(tk, ar.to_numpy(kt.all(1))) if k]
         result[c0:c0 + len(tk)] = xp.where(empty, float("nan"), res)
     if n_empty and on_empty == "raise":
         need = "an OUT reference model" if offline else "a reference model"
@@ -446,6 +452,14 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
                          f"every example, but {n_empty} (target, example) pairs have none "
                          f"once the target {left} left out; train more shadow models, or "
                          "pass on_empty='nan'")
+    if no_non_member and on_empty == "raise":
+        shown = ", ".join(str(t) for t in no_non_member[:10])
+        more = ", ..." if len(no_non_member) > 10 else ""
+        raise ValueError(
+            f"keep: without population=, RMIA compares each example with its target's "
+            f"non-members, but target model(s) {shown}{more} have no non-member among the "
+            f"{n} examples; pass population= (examples none of the models trained on), or "
+            "on_empty='nan' to score them NaN")
     return result
 
 

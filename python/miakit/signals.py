@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from miakit import _C
 from miakit import _arrays as ar
 from miakit._arrays import match_device
@@ -155,6 +157,26 @@ def correct(logits: Any, labels: Any) -> Any:
     return _as_bool(_signal(logits, labels, "correct"))
 
 
+def _out_target(x: Any, name: str, lead: tuple, logits: Any) -> Any:
+    """The caller's array for one result of :func:`compute`, checked: never a copy of it
+    (a copy would take the values and leave the caller's array as it was)."""
+    if not (isinstance(x, np.ndarray) or ar.is_torch(x)):
+        raise TypeError(f"{name}: expected a numpy array or torch tensor to write into, got "
+                        f"{type(x).__name__}")
+    if ar.is_torch(x) and (x.is_conj() or x.is_neg()):
+        raise ValueError(f"{name}: expected a tensor without torch's lazy negative bit (the "
+                         "kernel would write past it); pass a tensor of your own memory")
+    # a numpy array's dtype by name in either byte order (">f8" is float64)
+    dtype = x.dtype.newbyteorder("=").name if isinstance(x, np.ndarray) else ar.dtype_name(x)
+    if ar.shape_of(x) != lead or dtype not in ("float32", "float64"):
+        raise ValueError(f"{name}: expected a float32 or float64 array of shape {lead} (the "
+                         f"logits' leading shape), got {dtype} {ar.shape_of(x)}")
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        raise ValueError(f"{name}: expected a writable array, got a read-only one")
+    ar.same_device(**{"logits": logits, name: x})
+    return x
+
+
 def _as_bool(out: Any) -> Any:
     """The kernel's 0/1 correctness as booleans, same array type and device."""
     # astype keeps a 0-d result an array (``out != 0`` would give a numpy scalar)
@@ -201,9 +223,11 @@ def compute(logits: Any, labels: Any, names: Sequence[str], *,
         functions, float64 for float64 logits and float32 otherwise). ``correct`` is
         returned as booleans unless it is written into ``out``.
     out : dict, optional
-        Arrays to write some of the results into, by name: of shape
-        ``logits.shape[:-1]``, float32 or float64 (any strides), on the logits' device.
-        Their dtype takes the place of ``dtype``.
+        Arrays to write some of the results into, by name: numpy arrays or torch tensors
+        of shape ``logits.shape[:-1]``, float32 or float64 (any strides, either byte
+        order), writable, on the logits' device. Their dtype takes the place of
+        ``dtype``. The results are written into these very arrays; anything else (a
+        list, say) is refused rather than copied.
 
     Returns
     -------
@@ -229,6 +253,8 @@ def compute(logits: Any, labels: Any, names: Sequence[str], *,
         raise ValueError(f"names: expected each signal once, got {names}")
     if len(names) > 8:
         raise ValueError(f"names: expected at most 8 signals, got {len(names)}")
+    if out is not None and not isinstance(out, Mapping):
+        raise TypeError(f"out: expected a dict of signal name -> array, got {type(out).__name__}")
     out = dict(out or {})
     for name in out:
         if name not in names:
@@ -242,15 +268,16 @@ def compute(logits: Any, labels: Any, names: Sequence[str], *,
         default = check_choice(dtype, "dtype", ("float32", "float64"))
     lead = ar.shape_of(logits)[:-1]
     arrays = []
+    copy_back = {}  # name -> the caller's array, where the kernel writes a native copy
     for name in names:
         if name in out:
-            a = check_float_array(out[name], f"out[{name!r}]")
-            if ar.shape_of(a) != lead or ar.dtype_name(a) not in ("float32", "float64"):
-                raise ValueError(f"out[{name!r}]: expected a float32 or float64 array of "
-                                 f"shape {lead} (the logits' leading shape), got "
-                                 f"{ar.dtype_name(a)} {ar.shape_of(a)}")
-            ar.same_device(**{"logits": logits, f"out[{name!r}]": a})
-            arrays.append(a)  # written in place, whatever its array type
+            target = _out_target(out[name], f"out[{name!r}]", lead, logits)
+            if isinstance(target, np.ndarray) and not target.dtype.isnative:
+                # the kernel writes native byte order: into a copy, then into the caller's
+                copy_back[name] = target
+                arrays.append(np.empty(lead, target.dtype.newbyteorder("=")))
+            else:
+                arrays.append(target)  # written in place, whatever its array type
         else:
             want = check_choice(dtypes.get(name, default), f"dtype[{name!r}]",
                                 ("float32", "float64"))
@@ -260,6 +287,9 @@ def compute(logits: Any, labels: Any, names: Sequence[str], *,
         [ar.kernel_arg(a) for a in arrays], ar.stream_of(logits))
     raise_for_status(st, _signal_checks(ar.shape_of(logits)[-1]))
     result = dict(zip(names, arrays))
+    for name, target in copy_back.items():
+        np.copyto(target, result[name])
+        result[name] = target
     if "correct" in result and "correct" not in out:
         result["correct"] = _as_bool(result["correct"])
     return result

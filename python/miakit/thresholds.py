@@ -31,6 +31,7 @@ from miakit._validation import (
     check_choice,
     check_float_array,
     check_keep,
+    check_real_array,
     check_targets,
 )
 from miakit.lira import balanced_partners
@@ -116,7 +117,7 @@ def max_confidence(logits: Any, labels: Any = None) -> np.ndarray:
     >>> mk.thresholds.max_confidence(np.array([[0.0, np.log(3.0)]])).tolist()
     [0.75]
     """
-    shape = ar.shape_of(ar.as_array(logits, "logits"))
+    shape = ar.shape_of(check_float_array(logits, "logits", ndim=(2, 3, 4)))
     n = shape[0] if len(shape) == 2 else shape[1]
     return _signal_score("max_confidence", logits,
                          np.zeros(n, np.int64) if labels is None else labels)
@@ -174,7 +175,8 @@ def calibrated(target_scores: Any, ref_scores: Any, ref_keep: Any) -> np.ndarray
     Returns
     -------
     numpy.ndarray [N] float64
-        NaN where no reference model is OUT.
+        NaN where no reference model is OUT (a ``ValueError`` when that is every
+        example).
 
     Examples
     --------
@@ -191,6 +193,9 @@ def calibrated(target_scores: Any, ref_scores: Any, ref_keep: Any) -> np.ndarray
     k = ar.to_numpy(check_keep(ref_keep, r.shape, "ref_keep")).astype(bool)
     out = ~k
     cnt = out.sum(0)
+    if not cnt.any():  # every score would be NaN: say so instead
+        raise ValueError("ref_keep: expected a reference model OUT of some example, got "
+                         "every reference model IN of every example")
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_out = np.where(cnt > 0, (r * out).sum(0) / cnt, np.nan)
     return t - mean_out
@@ -209,7 +214,8 @@ def calibrated_leave_one_out(scores: Any, keep: Any, targets: Any = None, *,
     Returns
     -------
     numpy.ndarray [K, N] float64
-        NaN where an example is left without OUT references.
+        NaN where an example is left without OUT references (a ``ValueError`` when that
+        is every score).
 
     Examples
     --------
@@ -249,6 +255,9 @@ def calibrated_leave_one_out(scores: Any, keep: Any, targets: Any = None, *,
         sub = total - st * t_out - s[pi, cols] * p_out
         with np.errstate(invalid="ignore", divide="ignore"):
             res[b0:b0 + len(tb)] = st - np.where(c > 0, sub / c, np.nan)
+    if np.isnan(res).all():
+        raise ValueError("keep: no target has a reference model that did not train on any "
+                         "of its examples (every score would be NaN)")
     return res
 
 
@@ -332,7 +341,7 @@ def max_accuracy_threshold(losses: Any, members: Any) -> ThresholdAccuracy:
     >>> r.accuracy, r.threshold
     (0.75, 0.1)
     """
-    s = np.asarray(ar.to_numpy(ar.as_array(losses, "losses")), dtype=np.float64)
+    s = check_real_array(losses, "losses")
     if not np.isfinite(s).all():
         raise ValueError("losses: expected finite values, got NaN or inf")
     y = _members(members, s.shape)

@@ -18,6 +18,14 @@ enum class Offline : int { one_sided = 0, two_sided = 1 };
 enum class References : int { balanced = 0, all = 1 };
 
 constexpr double kLogSqrt2Pi = 0.91893853320467274178;  // log(sqrt(2 pi))
+
+// The largest magnitude of an observation (shadow or target score) that the statistics
+// take as it is: 2^256. Below it no sum, mean, squared deviation (M2) or pooled total can
+// overflow, whatever the counts of models, examples and augmentations. Larger finite
+// observations are scaled by a power of two first (miakit/lira.py), which changes no
+// digit of the statistics; the fused path from logits counts them instead
+// (LiraStatus::nonfinite_scores) so that the caller takes the path that scales.
+constexpr double kLiraMaxAbsObservation = 1.15792089237316195424e77;
 constexpr double kInvSqrt2 = 0.70710678118654752440;
 
 MIAKIT_HD double log_normal_pdf(double x, double mu, double sigma) {
@@ -105,7 +113,12 @@ MIAKIT_HD bool m2_needs_recompute(double m2_before, double m2_after, int n_after
 MIAKIT_HD double lira_observation(Mode mode, Offline offline, double s, double mu_in,
                                   double sd_in, double mu_out, double sd_out) {
   if (mode == Mode::online) {
-    return log_normal_pdf(s, mu_in, sd_in) - log_normal_pdf(s, mu_out, sd_out);
+    const double r = log_normal_pdf(s, mu_in, sd_in) - log_normal_pdf(s, mu_out, sd_out);
+    if (r == r) return r;  // not NaN
+    // Both squared distances overflowed (inf - inf), or an input is NaN: the difference of
+    // the squares in factored form, finite or of the right sign (NaN stays NaN).
+    const double zi = (s - mu_in) / sd_in, zo = (s - mu_out) / sd_out;
+    return 0.5 * (zo - zi) * (zo + zi) - log(sd_in) + log(sd_out);
   }
   if (offline == Offline::one_sided) return log_ndtr((s - mu_out) / sd_out);
   return -log_normal_pdf(s, mu_out, sd_out);

@@ -59,7 +59,8 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     Parameters
     ----------
     logits : array [M, N, A, C]
-        Shadow logits (a memory-mapped ``run.logits()`` streams from disk).
+        Shadow logits (``run.logits()``; ``run.logits(cache=True)`` is memory-mapped
+        and streams from disk).
     keep : array [M, N] bool
     labels : array [N] int
     variance : {"per_example", "global"}

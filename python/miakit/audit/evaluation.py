@@ -4,9 +4,10 @@ For each attack, from one ranking of its ``[M, N]`` leave-one-out scores: the AU
 standard error clustered by example) and the TPR at FPR 1e-1, 1e-2 and 1e-3 with the
 achieved FPR, the counts behind both rates and Clopper-Pearson intervals made
 cluster-robust (``mk.metrics.tpr_at_fpr``), the leakage tests, the empirical epsilon and
-the ROC (:func:`evaluate`). Over the attacks: the verdict that tests them all
-(:func:`verdict`, :data:`VERDICT_METHOD`), the strongest attack (:func:`strongest`) and the
-largest empirical epsilon against a DP claim (:func:`privacy_summary`).
+both tails of the ROC with pointwise intervals (:func:`evaluate`). Over the attacks: the
+verdict that tests them all (:func:`verdict`, :data:`VERDICT_METHOD`), the strongest
+attack (:func:`strongest`) and the largest empirical epsilon against a DP claim
+(:func:`privacy_summary`).
 """
 
 from __future__ import annotations
@@ -66,24 +67,89 @@ def _evaluate(scores: np.ndarray, members: np.ndarray, fprs: tuple[float, ...],
                 "threshold": t.threshold if math.isfinite(t.threshold) else None}
                for t in tests]
     a = ranked.auc_ci(level)
-    # TPR at FPR <= g on a log grid: the last ROC point whose false-positive count fits,
-    # compared in exact integer counts as tpr_at_fpr does.
-    grid = np.geomspace(1.0 / n_neg, 1.0, _ROC_POINTS)
-    # (integer queries: a float query would make numpy convert the whole count array)
-    idx = np.searchsorted(ranked.fp, np.floor(grid * n_neg + 1e-6).astype(np.int64),
-                          side="right") - 1
-    roc_t = ranked.tp[idx] / ranked.n_pos
-    # the curve the figure draws: its vertices at a dense log grid of false-positive
-    # counts (a few thousand points instead of one per distinct score)
-    counts = np.unique(np.floor(np.geomspace(1.0, n_neg, _PLOT_POINTS))).astype(np.int64)
-    vert = np.unique(np.r_[0, np.searchsorted(ranked.fp, counts, side="right") - 1])
-    curve = (ranked.fp[vert] / n_neg, ranked.tp[vert] / ranked.n_pos)
     return {"auc": a.auc, "auc_se": a.se, "auc_ci": list(a.ci), "n_members": ranked.n_pos,
             "n_nonmembers": n_neg, "excluded": ranked.excluded, "tpr_at_fpr": points,
             "leakage_test": leakage,
             "empirical_epsilon": _empirical_epsilon(ranked, dp_delta, level, clustered),
-            "roc": {"fpr": grid.tolist(), "tpr": roc_t.tolist()}, "curve": curve,
+            "roc": _roc_summary(ranked, level, clustered), "curve": _roc_vertices(ranked),
             "max_accuracy": _max_accuracy(ranked) if max_accuracy else None}
+
+
+def _roc_summary(ranked: Any, level: float, clustered: bool) -> dict[str, list[float]]:
+    """Both tails of the ROC at log grids, with pointwise intervals (``report.json``'s
+    ``roc``).
+
+    The high-score tail: the TPR at FPR <= g for g on a log grid from 1/n_neg to 1, the
+    last ROC point whose false-positive count fits (compared in exact integer counts, as
+    ``tpr_at_fpr`` does). The low-score tail, where the empirical epsilon's ``"fnr"``
+    side lives: the TNR (non-members below the threshold) at FNR <= g (members below it)
+    for g from 1/n_pos to 1, the first point whose false-negative count fits. Each rate
+    has the interval the TPR table gives its points (cluster-robust over examples, or
+    Clopper-Pearson for one target model) at every grid point: a pointwise band, not a
+    simultaneous one.
+    """
+    n_pos, n_neg = ranked.n_pos, ranked.n_neg
+    tp, fp = ranked.tp, ranked.fp
+    grid_f = np.geomspace(1.0 / n_neg, 1.0, _ROC_POINTS)
+    grid_n = np.geomspace(1.0 / n_pos, 1.0, _ROC_POINTS)
+    # (integer queries: a float query would make numpy convert the whole count array)
+    hi_side = np.searchsorted(fp, np.floor(grid_f * n_neg + 1e-6).astype(np.int64),
+                              side="right") - 1
+    fn_budget = np.floor(grid_n * n_pos + 1e-6).astype(np.int64)
+    lo_side = np.searchsorted(tp, n_pos - fn_budget, side="left")  # fewest fp: best TNR
+    t_lo, t_hi, f_lo, f_hi = _pointwise_bounds(ranked, hi_side, lo_side, level, clustered)
+    return {"fpr": grid_f.tolist(), "tpr": (tp[hi_side] / n_pos).tolist(),
+            "tpr_lower": t_lo.tolist(), "tpr_upper": t_hi.tolist(),
+            "fnr": grid_n.tolist(), "tnr": (1.0 - fp[lo_side] / n_neg).tolist(),
+            "tnr_lower": (1.0 - f_hi).tolist(), "tnr_upper": (1.0 - f_lo).tolist()}
+
+
+def _pointwise_bounds(ranked: Any, tpr_points: np.ndarray, fpr_points: np.ndarray,
+                      level: float, clustered: bool
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Two-sided intervals of the TPR at ``tpr_points`` and of the FPR at ``fpr_points``
+    (ROC point indices): the intervals of the TPR table (``RankedScores.tpr_at_fpr``), so
+    a band drawn through them agrees with the table where they meet."""
+    from miakit._binomial import one_sided
+
+    tail = (1.0 - level) / 2
+    k_t = ranked.tp[tpr_points].astype(np.float64)
+    k_f = ranked.fp[fpr_points].astype(np.float64)
+    if not clustered:  # one target model: every example once, plain Clopper-Pearson
+        return (one_sided(k_t, ranked.n_pos, tail, upper=False),
+                one_sided(k_t, ranked.n_pos, tail, upper=True),
+                one_sided(k_f, ranked.n_neg, tail, upper=False),
+                one_sided(k_f, ranked.n_neg, tail, upper=True))
+    both = np.r_[tpr_points, fpr_points]
+    var_t, var_f, (c_t, c_f), (df_t, df_f) = ranked.cluster_moments(both)
+    n = tpr_points.size
+    out = []
+    for k, total, var, n_cl, dof in ((k_t, ranked.n_pos, var_t[:n], c_t, df_t[:n]),
+                                     (k_f, ranked.n_neg, var_f[n:], c_f, df_f[n:])):
+        lo, hi = metrics.korn_graubard(k, total, var, n_cl, tail, dof=dof)[:2]
+        # the bound towards 1/2 widened by the share of examples the sample can miss
+        # (metrics.unseen_share_floor, elementwise)
+        p = k / total
+        u = float(-np.expm1(np.log(tail) / n_cl)) if n_cl >= 1 else 0.0
+        out += [np.where(p > 0.5, np.minimum(lo, np.maximum(0.0, p - u)), lo),
+                np.where(p <= 0.5, np.maximum(hi, np.minimum(1.0, p + u)), hi)]
+    return out[0], out[1], out[2], out[3]
+
+
+def _roc_vertices(ranked: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The curve the figure draws, (FPR, TPR) at a few thousand of its points: dense at
+    log-spaced false-positive counts (the high-score tail) and at log-spaced
+    false-negative counts (the low-score tail), instead of one point per distinct
+    score."""
+    n_pos, n_neg = ranked.n_pos, ranked.n_neg
+    fp_counts = np.unique(np.floor(np.geomspace(1.0, n_neg, _PLOT_POINTS))).astype(np.int64)
+    fn_counts = np.unique(np.floor(np.geomspace(1.0, n_pos, _PLOT_POINTS))).astype(np.int64)
+    vert = np.unique(np.r_[0, ranked.tp.size - 1,
+                           np.searchsorted(ranked.fp, fp_counts, side="right") - 1,
+                           np.searchsorted(ranked.tp, n_pos - np.r_[0, fn_counts],
+                                           side="left")])
+    vert = vert[(vert >= 0) & (vert < ranked.tp.size)]
+    return ranked.fp[vert] / n_neg, ranked.tp[vert] / n_pos
 
 
 def _max_accuracy(ranked: Any) -> Any:
@@ -124,7 +190,9 @@ def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
     -------
     dict of str to AttackResult
         Per attack: AUC with its clustered standard error and interval, the TPR table,
-        the leakage test points, the downsampled ROC; pass it to :func:`verdict`.
+        the leakage test points, the empirical epsilon and the ROC's two tails at 60
+        points each with pointwise intervals (``roc``: TPR at FPR <= g, TNR at
+        FNR <= g); pass it to :func:`verdict`.
 
     Examples
     --------
@@ -236,9 +304,14 @@ def strongest(results: Mapping[str, Mapping[str, Any]],
         e = verdict.get("strongest")
         if not verdict.get("leakage") or not e:
             return None
+        # The verdict's test calls a share of *all* scores; the attack table's TPR is at a
+        # share of the non-members. Both are kept so the summary can quote the table's.
+        table = [p for p in results[e["attack"]].get("tpr_at_fpr", [])
+                 if p.get("target_fpr") == e["target_fpr"] and p.get("resolvable", True)]
         return {"attack": e["attack"], "label": e["label"],
                 "auc": results[e["attack"]]["auc"], "target_fpr": e["target_fpr"],
                 "tpr": e["tpr"], "p_value": e.get("p_value"),
+                "table_tpr": table[0]["tpr"] if table else None,
                 "rule": "the attack and operating point the verdict rests on: the lowest FPR "
                         "budget that declares leakage, the smallest p-value there"}
 

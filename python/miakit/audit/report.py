@@ -315,11 +315,11 @@ class AuditReport(_DictView):
             raise ValueError(f"{name}: expected JSON, {source} is not ({exc})") from None
         return cls.from_dict(data, source, name)
 
-    def summary(self) -> str:
+    def summary(self, files: bool = True) -> str:
         """The report in words (:func:`miakit.audit.summarize`)."""
         from miakit.audit.text import summarize
 
-        return summarize(self)
+        return summarize(self, files=files)
 
     def to_html(self, figures_dir: str | Path | None = None) -> str:
         """The report as one self-contained page (:func:`miakit.audit.to_html`)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from miakit import _progress
 from miakit.audit.attacks import (
     ATTACKS,
     _attack_names,
@@ -149,6 +150,9 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         others = [a for a in others if a in available]
         want = [a for a in want if a in available or a == "lira_curvature"]
     features, params, reason = _stored_heads(run)
+    _progress.phase(f"audit of {run.n_models} models x {run.n_examples} examples" + (
+        ": computing the stored heads' gradient norms and curvature" if params is not None
+        else ""))
     # every head's gradient norms and curvature, once: the curvature attack and the
     # per-example table both use them
     heads = head_matrices(features, labels, params, keep.shape) if params is not None \
@@ -167,6 +171,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     lira_scores = None
     phase = {"signals": 0.0, "attacks": 0.0, "metrics": 0.0, "per_example_table": 0.0,
              "plots": 0.0, "writing": 0.0}
+    _progress.phase("audit: computing signals (one pass over the model files)")
     # Every signal the attacks and the report read, from one pass over the model files:
     # one model's logits in memory at a time, and no stacked copy of them on disk.
     t = time.perf_counter()
@@ -204,6 +209,8 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
         results[name] = _evaluate_attack(name, entry, keep, fprs, level, alpha, n_tests,
                                          dp_delta)
         phase["metrics"] += time.perf_counter() - t
+        _progress.phase(f"audit: {name} done ({len(results)} of {n_tests // len(fprs)} "
+                        "attacks)")
         if name == "lira_online":
             lira_scores = entry["scores"]
         del entry
@@ -234,6 +241,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     else:  # the table's attack threshold is the one the TPR table already found
         lira_point = next(p for p in results["lira_online"].tpr_at_fpr
                           if p["target_fpr"] == min(fprs))
+    _progress.phase("audit: per-example table")
     t = time.perf_counter()
     table = vulnerability(src, keep, labels, lira_scores,
                           variance=var, fpr=min(fprs), features=features, params=params,
@@ -251,6 +259,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
             from miakit.audit.figures import plot_roc as roc_figure
             from miakit.vulnerability import save_plots
 
+            _progress.phase("audit: drawing the figures")
             t = time.perf_counter()
             roc_figure(results, out / "roc.png", title=_title(report),
                        dp=None if dp_epsilon is None else (dp_epsilon, dp_delta))
@@ -267,6 +276,7 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     timing["audit"] = round(time.perf_counter() - t0, 3)
     timing["total"] = round(timing.get("training", 0.0) + timing["audit"], 3)
     if out_dir is not None:
+        _progress.phase("audit: writing report.html and report.json")
         t = time.perf_counter()
         write_html(report, out / "report.html")  # the same, as a page with the figures
         # report.json last: its presence says that every other file is complete

@@ -141,11 +141,18 @@ def _attack_sections(report: Mapping[str, Any], out: dict[str, Any], clustered: 
                             if refs.get("partner") else " (target only; biased)"))
         best = report.get("strongest_attack")
         v = report.get("verdict")
-        if best and best.get("tpr") is not None:
+        if best and best.get("p_value") is not None:
+            # The attack the verdict rests on; its numbers are the table's (the verdict's
+            # own test calls a share of all scores, and its line says so).
+            table_tpr = best.get("table_tpr")
+            at = (f"TPR {_pct(table_tpr)} at FPR {100 * best['target_fpr']:g}%, "
+                  if table_tpr is not None else "")
+            notes.append(f"strongest attack: {best['label']}, the one the verdict rests on "
+                         f"({at}AUC {best['auc']:.3f}; the verdict's p = "
+                         f"{best['p_value']:.2g})")
+        elif best and best.get("tpr") is not None:
             notes.append(f"strongest attack: {best['label']} (TPR {_pct(best['tpr'])} at FPR "
-                         f"{100 * best['target_fpr']:g}%, AUC {best['auc']:.3f}"
-                         + (f"; the verdict's p = {best['p_value']:.2g})"
-                            if best.get("p_value") is not None else ")"))
+                         f"{100 * best['target_fpr']:g}%, AUC {best['auc']:.3f})")
         elif v and not v.get("leakage"):
             notes.append("strongest attack: none; no attack was significant")
         base = report.get("baselines") or {}
@@ -155,7 +162,8 @@ def _attack_sections(report: Mapping[str, Any], out: dict[str, Any], clustered: 
         if parts:
             notes.append("baselines (balanced accuracy): " + ", ".join(parts))
         out["verdict"] = _verdict_lines(report.get("verdict"), level, clustered)
-        out["privacy"] = _privacy_lines(report.get("privacy"), attacks, level)
+        out["privacy"] = _privacy_lines(report.get("privacy"), attacks, level,
+                                        figure="roc" in (report.get("files") or {}))
     vul = report.get("vulnerability")
     if vul and vul.get("spearman"):
         col = "tpr_at_fpr" if "tpr_at_fpr" in vul["spearman"] else vul["columns"][0]
@@ -209,8 +217,12 @@ def _target_sections(report: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def summarize(report: Mapping[str, Any]) -> str:
+def summarize(report: Mapping[str, Any], files: bool = True) -> str:
     """A human-readable summary of an audit report (what ``miakit audit`` prints).
+
+    ``files=False`` leaves out the closing "wrote ..." line (``miakit report`` prints the
+    summary of an audit it did not run); the text still points at the figures the report
+    lists.
 
     Examples
     --------
@@ -233,7 +245,7 @@ def summarize(report: Mapping[str, Any]) -> str:
             lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
         lines.append("")
         lines += sec["notes"] + sec["verdict"] + sec["privacy"]
-    lines += sec["risk"] + sec["files"]
+    lines += sec["risk"] + (sec["files"] if files else [])
     return "\n".join(lines)
 
 
@@ -246,12 +258,15 @@ def _verdict_lines(v: dict | None, level: float, clustered: bool = True) -> list
     if v["leakage"]:
         e = v["strongest"]
         p = e.get("p_value")
-        why = (f"p = {p:.2g} by the {e.get('test', 'test')}" if p is not None else
+        test = e.get("test", "test")
+        named = "'s " in test  # "Fisher's exact test", but "the paired sign test"
+        why = (f"p = {p:.2g} by {'' if named else 'the '}{test}" if p is not None else
                f"TPR lower bound {_pct3(e['tpr_lower'])} > FPR upper bound "
                f"{_pct3(e['fpr_upper'])}")
         return [f"verdict: membership leakage detected. {e['label']} calls "
-                f"{_pct(e['tpr'])} of members and {_pct(e['fpr'])} of non-members at its "
-                f"{100 * e['target_fpr']:g}% threshold ({why}; {family}; "
+                f"{_pct(e['tpr'])} of members and {_pct(e['fpr'])} of non-members at the "
+                f"threshold that calls {100 * e['target_fpr']:g}% of all scores ({why}; "
+                f"{family}; "
                 f"{len(v['evidence'])} of {v['n_tests']} points declare it)."]
     limits = ", ".join(f"+{100 * d['min_excess']:.2f} points at FPR {100 * d['target_fpr']:g}%"
                        for d in v["detectable"] if d["min_excess"] is not None)
@@ -260,13 +275,22 @@ def _verdict_lines(v: dict | None, level: float, clustered: bool = True) -> list
             + (limits or "none (too few members and non-members)") + "."]
 
 
-def _privacy_lines(p: dict | None, attacks: dict, level: float) -> list[str]:
+def _privacy_lines(p: dict | None, attacks: dict, level: float,
+                   figure: bool = False) -> list[str]:
     if not p or p.get("max_empirical_epsilon") is None:
         return []
-    parts = ", ".join(f"{attacks[k]['label']} {v:.2f}" for k, v in
-                      sorted(p["empirical_epsilon"].items(), key=lambda kv: -kv[1])[:4])
-    lines = [f"empirical epsilon (lower bounds at delta {p['delta']:g}, {100 * level:.0f}% "
-             f"confidence): {parts}"]
+    head = (f"empirical epsilon (lower bounds at delta {p['delta']:g}, {100 * level:.0f}% "
+            "confidence): ")
+    top = p["attack"]
+    if p["max_empirical_epsilon"] <= 0:
+        lines = [head + "0 for every attack: at no threshold do members and non-members "
+                        "differ by more than chance allows, so no privacy loss is proven"]
+    else:
+        parts = ", ".join(f"{attacks[k]['label']} {v:.2f}" for k, v in
+                          sorted(p["empirical_epsilon"].items(), key=lambda kv: -kv[1])[:4])
+        lines = [head + parts]
+        if top in attacks:
+            lines += _epsilon_source(attacks[top], p["delta"], level, figure)
     claim = p.get("claimed_epsilon")
     if claim is not None:
         if p["consistent"]:
@@ -276,8 +300,50 @@ def _privacy_lines(p: dict | None, attacks: dict, level: float) -> list[str]:
                          f"{p['memorization_bound']:.3f}")
         else:
             lines.append(f"  INCONSISTENT with the claimed ({claim:g}, {p['delta']:g})-DP: "
-                         f"{attacks[p['attack']]['label']} proves epsilon > "
+                         f"{attacks[top]['label']} proves epsilon > "
                          f"{p['max_empirical_epsilon']:.2f} with {100 * level:.0f}% "
-                         "confidence")
+                         "confidence" + (" (the point marked in red on roc.png)"
+                                         if figure else ""))
     return lines
 
+
+def _few(k: int, n: int, who: str) -> str:
+    """'only 0.3% of members do (3 of 960)', or 'no member does (0 of 130)'."""
+    if k == 0:
+        return f"no {who[:-1]} does (0 of {n:,})"
+    return f"only {_pct(k / n)} of {who} do ({k:,} of {n:,})"
+
+
+def _epsilon_source(a: Mapping[str, Any], delta: float, level: float,
+                    figure: bool) -> list[str]:
+    """Where an attack's empirical epsilon comes from, in words: which side of the ROC,
+    at which operating point with its counts, and the arithmetic from the confidence
+    bounds to the epsilon (miakit.bounds.empirical_epsilon)."""
+    e = a["empirical_epsilon"]
+    n_pos, n_neg = a["n_members"], a["n_nonmembers"]
+    if e["side"] == "fnr":  # ln((1 - FPR_high - delta) / (1 - TPR_low))
+        mem, non = n_pos - e["tp"], n_neg - e["fp"]  # below the threshold
+        where = (f"the low-score side: at a threshold that {_pct(non / n_neg)} of "
+                 f"non-members fall below ({non:,} of {n_neg:,}), "
+                 f"{_few(mem, n_pos, 'members')}")
+        rule = ("the share of non-members below any threshold to be at most e^epsilon "
+                "times the share of members below it, plus delta")
+        big, small = 1.0 - e["fpr_upper"], 1.0 - e["tpr_lower"]
+        bounds = (f"at least {_pct3(big)} of non-members and at most {_pct3(small)} of "
+                  "members fall below this one")
+    else:  # ln((TPR_low - delta) / FPR_high)
+        mem, non = e["tp"], e["fp"]  # at or above the threshold
+        where = (f"the high-score side: at a threshold that {_pct(mem / n_pos)} of members "
+                 f"reach ({mem:,} of {n_pos:,}), {_few(non, n_neg, 'non-members')}")
+        rule = ("the share of members at or above any threshold to be at most e^epsilon "
+                "times the share of non-members there, plus delta")
+        big, small = e["tpr_lower"], e["fpr_upper"]
+        bounds = (f"at least {_pct3(big)} of members and at most {_pct3(small)} of "
+                  "non-members reach this one")
+    panel = "right" if e["side"] == "fnr" else "left"
+    return [f"  the largest, {a['label']}'s {e['epsilon']:.2f}, comes from {where}"
+            + (f" (the star on roc.png's {panel} panel)" if figure else ""),
+            f"  why: (epsilon, delta)-DP allows {rule}; with "
+            f"{100 * level:.0f}% confidence (over the {e['n_thresholds']} thresholds "
+            f"searched), {bounds}, so epsilon >= ln(({_pct3(big)} - delta) / "
+            f"{_pct3(small)}) = {e['epsilon']:.2f}"]

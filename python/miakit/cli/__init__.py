@@ -79,8 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from miakit._progress import progress_mode
+    from miakit.cli._options import progress_flag
+
     try:
-        return args._command(args)
+        # --quiet and --progress hold for everything the command runs (training, the
+        # audit's phases), also code that takes no progress argument of its own
+        with progress_mode(progress_flag(args)):
+            return args._command(args)
     except KeyboardInterrupt:
         print("miakit: interrupted; finished models are saved, run the same command to "
               "resume", file=sys.stderr)

@@ -88,15 +88,46 @@ def config_from(args: argparse.Namespace, config_cls: type[C], **fixed: Any) -> 
     for name in params(config_cls):
         if name not in values and getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
-    return config_cls(**values)
+    try:
+        return config_cls(**values)
+    except (ValueError, TypeError) as exc:
+        # the config names its fields; the user typed flags (--pca for pca)
+        flags = {name: cli_flag(name, param) for name, (param, _) in params(config_cls).items()
+                 if param.cli and name not in fixed}
+        exc.args = (flag_names(str(exc), flags),)
+        raise
+
+
+def flag_names(message: str, flags: Mapping[str, str]) -> str:
+    """``message`` with the option names it starts with (``"pca: ..."``, ``"a, b: ..."``)
+    written as their command-line flags, when every one of them has a flag.
+
+    Examples
+    --------
+    >>> from miakit.cli._options import flag_names
+    >>> flag_names("pca: expected an int >= 0, got -1", {"pca": "--pca"})
+    '--pca: expected an int >= 0, got -1'
+    >>> flag_names("keep: expected booleans", {"pca": "--pca"})
+    'keep: expected booleans'
+    """
+    head, sep, rest = message.partition(": ")
+    names = head.split(", ")
+    if not sep or not all(name in flags for name in names):
+        return message
+    return ", ".join(flags[name] for name in names) + sep + rest
 
 
 def progress_flag(args: argparse.Namespace) -> bool | None:
-    """``--quiet``: no progress bars; ``--progress``: always; neither: on a terminal."""
-    return False if args.quiet else (True if getattr(args, "progress", False) else None)
+    """``--quiet``: no progress; ``--progress``: bars always; neither: a bar on a terminal,
+    plain lines otherwise (:mod:`miakit._progress`)."""
+    if getattr(args, "quiet", False):
+        return False
+    return True if getattr(args, "progress", False) else None
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress (by default: a bar on a terminal, plain lines on stderr "
+                        "otherwise)")
     p.add_argument("--progress", action="store_true",
                    help="progress bars even when stderr is not a terminal")

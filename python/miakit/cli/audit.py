@@ -165,6 +165,6 @@ def run_report(args: argparse.Namespace) -> int:
     report = load_report(args.report, name="REPORT.json")  # names what the file lacks
     out = args.html or args.report.with_name("report.html")
     # the summary without the old audit's "wrote ..." line: this command writes the page
-    print(dataclasses.replace(report, files=None).summary())
+    print(report.summary(files=False))
     print(f"wrote {write_html(report, out, figures_dir=args.report.parent)}")
     return 0

@@ -23,11 +23,22 @@ def count_or_share(value: str) -> int | float:
     >>> count_or_share("60"), count_or_share("0.1")
     (60, 0.1)
     """
+    if not isinstance(value, str):
+        raise TypeError(f"value: expected a string, got {type(value).__name__}")
     try:
-        return int(value) if value.isdigit() else float(value)
+        given = int(value) if value.isdigit() else float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a count (60) or a share in (0, 1] (0.1), got {value!r}") from None
+        given = None
+    if given is None or (isinstance(given, int) and given < 1) or \
+            (isinstance(given, float) and not 0.0 < given <= 1.0):  # NaN fails here too
+        raise _NotACountOrShare(
+            f"expected a count (60) or a share in (0, 1] (0.1), got {value!r}")
+    return given
+
+
+class _NotACountOrShare(argparse.ArgumentTypeError, ValueError):
+    """argparse prints its message after the option's name (an ArgumentTypeError); a
+    caller of :func:`count_or_share` catches it as a ValueError."""
 
 
 def _out(p: argparse.ArgumentParser, default: str) -> None:
@@ -70,6 +81,7 @@ def add_parser(subparsers: Any) -> None:
     add_options(pb, budget.BudgetConfig, overrides={
         "budgets": {"metavar": "B"},
         "candidates": {"type": count_or_share, "metavar": "F"}})
+    _quiet(pb, "step")
     pb.set_defaults(_command=run_budget)
 
     pd = subparsers.add_parser(
@@ -201,11 +213,13 @@ def run_budget(args: argparse.Namespace) -> int:
     import miakit as mk
     from miakit.studies import budget
 
+    config = config_from(args, budget.BudgetConfig)  # the options before the run is read
     run = mk.shadow.open_run(args.run)
     planted = run.meta.get("metadata", {}).get("dataset_info", {}).get("planted")
-    result = budget.run(run.logits(), run.keep, run.labels,
-                        config_from(args, budget.BudgetConfig),
-                        planted=planted["indices"] if planted else None, out_dir=args.out)
+    # the run itself: its model files are read one block at a time, nothing is written
+    result = budget.run(run, run.keep, run.labels, config,
+                        planted=planted["indices"] if planted else None, out_dir=args.out,
+                        progress=None if args.quiet else print)
     print(f"miakit budget: {run.path}")
     print(result.summary())
     return 0
@@ -251,7 +265,6 @@ def run_leakage(args: argparse.Namespace) -> int:
 def sweep_data(args: argparse.Namespace) -> tuple[Any, Any, str, list[int]]:
     """Features, labels, their name and the classes of ``miakit sweep``: your arrays, or
     the embedded digits or synthetic mixture (with as many classes as the grid asks)."""
-    import numpy as np
 
     from miakit import datasets
     from miakit.studies.sweep import DEFAULT_CLASSES, SYNTHETIC_CLASSES
@@ -260,8 +273,10 @@ def sweep_data(args: argparse.Namespace) -> tuple[Any, Any, str, list[int]]:
         raise ValueError("--features, --labels: give both (your features and their labels) "
                          "or neither")
     if args.features is not None:
-        return (np.load(args.features), np.load(args.labels), str(args.features),
-                args.classes or list(DEFAULT_CLASSES))
+        from miakit.cli.audit import _load_array  # names the option and the file
+
+        return (_load_array(args.features, "--features"), _load_array(args.labels, "--labels"),
+                str(args.features), args.classes or list(DEFAULT_CLASSES))
     if args.dataset == "digits":
         d = datasets.digits(views=2)
         return d.features, d.labels, "digits", args.classes or list(DEFAULT_CLASSES)
@@ -340,7 +355,6 @@ def _add_capacity(subparsers: Any) -> None:
 
 
 def run_capacity(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from miakit.studies import capacity
 
@@ -348,8 +362,10 @@ def run_capacity(args: argparse.Namespace) -> int:
     if args.features is None:
         features, config = None, config_from(args, capacity.CapacityConfig)
     else:
-        features = np.load(args.features, allow_pickle=False)
+        from miakit.cli.audit import _load_array  # names the option and the file
+
         config = config_from(args, capacity.CapacityConfig, dataset=str(args.features))
+        features = _load_array(args.features, "--features")
     result = capacity.run(features, config, out_dir=args.out,
                           progress=None if args.quiet else print)
     print(result.summary())

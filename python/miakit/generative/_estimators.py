@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from miakit import _arrays as ar
-from miakit._validation import check_choice, check_finite, check_real
+from miakit._validation import check_choice, check_finite, check_real, sklearn_random_state
 
 CLASSIFIERS = ("logistic", "boosting")
 
@@ -56,7 +56,7 @@ def _make_classifier(classifier: Any, seed: int) -> Any:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         return HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1,
-                                              random_state=seed)
+                                              random_state=sklearn_random_state(seed))
     if not (hasattr(classifier, "fit") and hasattr(classifier, "predict")):
         raise TypeError(f"classifier: expected one of {list(CLASSIFIERS)} or a scikit-learn "
                         f"classifier, got {type(classifier).__name__}")
@@ -81,6 +81,9 @@ def _kde_logpdf(fit: np.ndarray, at: np.ndarray, bandwidth: Any, name: str) -> n
         raise ValueError(f"{name}: the query values have a singular covariance (constant "
                          "or collinear dimensions): drop them, or use "
                          "method='classifier'") from exc
+    except ValueError as exc:  # scipy's "array must not contain infs or NaNs"
+        raise ValueError(f"{name}: the query values overflow a kernel density estimate "
+                         f"(their covariance is not finite in float64): {exc}") from exc
 
 
 def _check_bandwidth(bandwidth: Any) -> Any:

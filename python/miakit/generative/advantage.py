@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_choice, check_int, check_probability
+from miakit._validation import (
+    check_choice,
+    check_int,
+    check_probability,
+    check_seed,
+    sklearn_random_state,
+)
 from miakit.generative._estimators import _as_2d, _make_classifier, _query, _width
 
 __all__ = ["min_records", "membership_advantage", "MembershipAdvantage"]
@@ -172,7 +178,8 @@ def membership_advantage(q_train: Any, q_holdout: Any, level: float = 0.95, *,
     check_choice(method, "method", ["auto", "ks", "classifier"])
     a = _query(q_train, "q_train")
     b = _query(q_holdout, "q_holdout", _width(a), "q_train")
-    seed = check_int(seed, "seed", 0)
+    seed = check_seed(seed)
+    folds = check_int(folds, "folds", 2)  # checked when unused too: a typo is not ignored
     _check_counts(a.shape[0], b.shape[0], level)
     if method == "auto":
         method = "ks" if a.ndim == 1 else "classifier"
@@ -181,7 +188,7 @@ def membership_advantage(q_train: Any, q_holdout: Any, level: float = 0.95, *,
             raise ValueError(f"method: 'ks' needs scalar queries, got q_train of shape "
                              f"{a.shape}; use method='classifier'")
         return _advantage_ks(a, b, level)
-    return _advantage_classifier(a, b, level, classifier, check_int(folds, "folds", 2), seed)
+    return _advantage_classifier(a, b, level, classifier, folds, seed)
 
 
 def _advantage_ks(a: np.ndarray, b: np.ndarray, level: float) -> MembershipAdvantage:
@@ -227,7 +234,8 @@ def _advantage_classifier(a: np.ndarray, b: np.ndarray, level: float, classifier
     x = np.concatenate([_as_2d(a2), _as_2d(b2)])
     y = np.r_[np.ones(m, np.int64), np.zeros(m, np.int64)]
     pred = np.empty(2 * m, np.int64)
-    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+    folding = StratifiedKFold(folds, shuffle=True, random_state=sklearn_random_state(seed))
+    for tr, te in folding.split(x, y):
         clf = _make_classifier(classifier, seed)
         clf.fit(x[tr], y[tr])
         pred[te] = np.asarray(clf.predict(x[te])).astype(np.int64)

@@ -19,6 +19,8 @@ from miakit._validation import (
     check_probabilities,
     check_probability,
     check_records,
+    check_seed,
+    sklearn_random_state,
 )
 from miakit.generative._estimators import _check_bandwidth, _kde_logpdf, _query
 
@@ -148,12 +150,13 @@ def domias_scores(records: Any, synthetic: Any, reference: Any, *,
     x = check_records(records, "records")
     s = check_records(synthetic, "synthetic", x.shape[1], "records")
     r = check_records(reference, "reference", x.shape[1], "records")
-    seed = check_int(seed, "seed", 0)
+    seed = check_seed(seed)
     if n_components is not None:
         k = check_int(n_components, "n_components", 1, x.shape[1])
         from sklearn.decomposition import PCA
 
-        pca = PCA(n_components=k, random_state=seed).fit(np.concatenate([s, r]))
+        pca = PCA(n_components=k, random_state=sklearn_random_state(seed))
+        pca.fit(np.concatenate([s, r]))
         x, s, r = pca.transform(x), pca.transform(s), pca.transform(r)
     return (_kde_logpdf(s, x, bandwidth, "synthetic")
             - _kde_logpdf(r, x, bandwidth, "reference"))

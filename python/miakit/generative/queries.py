@@ -16,7 +16,7 @@ import numpy as np
 
 from miakit import _arrays as ar
 from miakit._validation import check_choice, check_int, check_records
-from miakit.neighbors import METRICS, closest_distances
+from miakit.neighbors import METRICS, closest_distances, renamed_error
 
 __all__ = ["dcr_query", "apply_query"]
 
@@ -56,7 +56,10 @@ def dcr_query(records: Any, synthetic: Any, k: int = 1, *, metric: str = "euclid
     if k > s.shape[0]:
         raise ValueError(f"k: expected 1 <= k <= {s.shape[0]} (the synthetic records), "
                          f"got {k}")
-    d, _ = closest_distances(x, s, k, metric=metric)
+    try:
+        d, _ = closest_distances(x, s, k, metric=metric)
+    except ValueError as exc:  # name this function's arguments, not the neighbours' ones
+        raise renamed_error(exc, "records", "synthetic") from None
     d = np.asarray(ar.to_numpy(d), dtype=np.float64)
     return d[:, 0].copy() if k == 1 else d
 
@@ -95,7 +98,11 @@ def apply_query(fn: Callable[[Any], Any], records: Any, *, batch_size: int | Non
     """
     if not callable(fn):
         raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
-    n = len(records)
+    try:
+        n = len(records)
+    except TypeError:
+        raise TypeError(f"records: expected an array or a sequence of records, got "
+                        f"{type(records).__name__}") from None
     if n < 1:
         raise ValueError("records: expected at least one record, got none")
     bs = n if batch_size is None else check_int(batch_size, "batch_size", 1)
@@ -103,8 +110,13 @@ def apply_query(fn: Callable[[Any], Any], records: Any, *, batch_size: int | Non
     for start in range(0, n, bs):
         batch = records[start:start + bs]
         out = fn(batch)
-        out = out.detach().cpu() if ar.is_torch(out) else out
-        v = np.asarray(out, dtype=np.float64)
+        if ar.is_torch(out):  # bfloat16 and conjugate views have no numpy form
+            out = out.detach().cpu()
+            out = out.resolve_conj() if out.is_complex() else out.to(ar.loaded_torch().float64)
+        v = np.asarray(out)
+        if v.dtype.kind not in "biuf":  # a complex part would be dropped, a string parsed
+            raise TypeError(f"fn: expected real query values, got dtype {v.dtype}")
+        v = v.astype(np.float64)
         m = len(batch)
         if v.ndim == 0 or v.shape[0] != m or v.ndim > 2:
             raise ValueError(f"fn: expected one scalar or one vector per record (shape "

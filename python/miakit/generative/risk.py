@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_choice, check_int, check_probability
+from miakit._validation import (
+    check_choice,
+    check_int,
+    check_probability,
+    check_seed,
+    sklearn_random_state,
+)
 from miakit.generative._estimators import (
     CLASSIFIERS,
     _as_2d,
@@ -47,7 +53,7 @@ def _density_classifier(classifier: Any, seed: int, dim: int) -> Any:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         return CalibratedClassifierCV(HistGradientBoostingClassifier(
-            max_iter=100, random_state=seed), method="sigmoid", cv=3)
+            max_iter=100, random_state=sklearn_random_state(seed)), method="sigmoid", cv=3)
     return _make_classifier(classifier, seed)
 
 
@@ -126,7 +132,7 @@ def individual_risk(q: Any, q_train: Any, q_holdout: Any, prior: float = 0.5, *,
     a = _query(q_train, "q_train")
     b = _query(q_holdout, "q_holdout", _width(a), "q_train")
     x = _query(q, "q", _width(a), "q_train")
-    seed = check_int(seed, "seed", 0)
+    seed = check_seed(seed)
     for name, s in (("q_train", a), ("q_holdout", b)):
         if s.shape[0] < 2:
             raise ValueError(f"{name}: expected at least 2 records to estimate a density, "
@@ -137,9 +143,15 @@ def individual_risk(q: Any, q_train: Any, q_holdout: Any, prior: float = 0.5, *,
 
 
 def _log_odds(x: np.ndarray, a: np.ndarray, b: np.ndarray, prior: float, method: str,
-              bandwidth: Any, classifier: Any, seed: int) -> np.ndarray:
-    """logit P(member | q) = logit(pi) + log f_in(q) - log f_out(q)."""
+              bandwidth: Any, classifier: Any, seed: int, name: str = "q") -> np.ndarray:
+    """logit P(member | q) = logit(pi) + log f_in(q) - log f_out(q); ``name`` is the
+    argument that holds ``x`` (for the error)."""
     lr = _log_ratio(x, a, b, method, bandwidth, classifier, seed)
+    lost = np.isnan(lr)
+    if lost.any():  # both densities underflow to 0 (or overflow): the ratio is lost
+        raise ValueError(f"{name}: {int(lost.sum())} values lie so far from both samples "
+                         f"that neither density is representable in float64 (e.g. "
+                         f"{_as_2d(x)[np.flatnonzero(lost)[0]].tolist()})")
     return math.log(prior) - math.log1p(-prior) + lr
 
 
@@ -211,7 +223,7 @@ def risk_attack(q_train: Any, q_holdout: Any, prior: float = 0.5, *, method: str
     a = _query(q_train, "q_train")
     b = _query(q_holdout, "q_holdout", _width(a), "q_train")
     folds = check_int(folds, "folds", 2)
-    seed = check_int(seed, "seed", 0)
+    seed = check_seed(seed)
     for name, s in (("q_train", a), ("q_holdout", b)):
         if s.shape[0] < 2 * folds:
             raise ValueError(f"{name}: expected at least {2 * folds} records (2 per fold, "
@@ -222,9 +234,10 @@ def risk_attack(q_train: Any, q_holdout: Any, prior: float = 0.5, *, method: str
     odds_a, odds_b = np.empty(a.shape[0]), np.empty(b.shape[0])
     for f in range(folds):
         fit_a, fit_b = a[fa != f], b[fb != f]
-        for odds, x, part in ((odds_a, a, fa == f), (odds_b, b, fb == f)):
+        for odds, x, part, name in ((odds_a, a, fa == f, "q_train"),
+                                    (odds_b, b, fb == f, "q_holdout")):
             odds[part] = _log_odds(x[part], fit_a, fit_b, prior, method, bandwidth,
-                                   classifier, seed)
+                                   classifier, seed, name)
     # the attack ranks by the log-odds: the risks themselves round to 0 or 1 in float64
     # far in the tails, where the log-odds still order the records
     from scipy.special import expit

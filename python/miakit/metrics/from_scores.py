@@ -213,7 +213,10 @@ def leakage_test(scores: Any, members: Any, fprs: Any = (1e-1, 1e-2, 1e-3), *,
         when their rows are complementary pairs), other shapes not clustered; None: no
         clusters.
     alpha : float
-        Family-wise error rate.
+        Family-wise error rate, in (0, 1). However small (a Bonferroni share of 1e-300,
+        say), the bounds are computed from the tails themselves, never from a level
+        ``1 - alpha`` that would round to 1; at such tails they may well span nearly
+        all of [0, 1], which is then what the data allow.
     n_tests : int, optional
         Number of tests the family holds (default ``len(fprs)``); an audit of several
         attacks passes ``n_attacks * len(fprs)``.

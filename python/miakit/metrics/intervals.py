@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from miakit._validation import check_choice, check_probability
 
@@ -36,9 +36,9 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
         raise ValueError(f"n: expected a positive count, got {n}")
     if not 0 <= k <= n:
         raise ValueError(f"k: expected 0 <= k <= n = {n}, got {k}")
-    alpha = 1.0 - level
-    lo = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
-    hi = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    tail = (1.0 - level) / 2
+    lo = 0.0 if k == 0 else float(stats.beta.ppf(tail, k, n - k + 1))
+    hi = 1.0 if k == n else float(stats.beta.isf(tail, k + 1, n - k))
     return lo, hi
 
 
@@ -177,7 +177,8 @@ def unseen_share_floor(p: float, lo: float, hi: float, tail: float,
     """
     if n_clusters < 1:
         return lo, hi
-    u = float(-np.expm1(np.log(tail) / n_clusters))
+    # a tail that underflowed to 0 misses nothing: every share could have gone unseen
+    u = float(-np.expm1(np.log(tail) / n_clusters)) if tail > 0.0 else 1.0
     if p <= 0.5:
         return lo, max(hi, min(1.0, p + u))
     return min(lo, max(0.0, p - u)), hi
@@ -237,18 +238,19 @@ def korn_graubard(hits: np.ndarray, total: float, var: np.ndarray, n_clusters: i
                         1.0)
     n_eff = total / deff
     n_lo = n_hi = n_eff
-    if n_clusters > 1:
-        z = stats.norm.ppf(1.0 - tail)
+    if n_clusters > 1 and tail > 0.0:
+        # upper quantiles from the upper tail itself (isf): 1 - tail would round to 1 for
+        # a tail below 1e-16, and z / t to inf / inf
+        z = stats.norm.isf(tail)
         excess = deff > 1.0
         # the bound towards 1/2 (the upper one of a proportion below 1/2) with the
         # effective degrees of freedom, the other with C - 1 (see the docstring)
-        n_all = np.where(excess, n_eff * (z / stats.t.ppf(1.0 - tail, n_clusters - 1)) ** 2,
-                         n_eff)
+        n_all = np.where(excess, n_eff * (z / _t_isf(tail, n_clusters - 1)) ** 2, n_eff)
         if dof is None:
             n_lo = n_hi = n_all
         else:
             df = np.clip(np.asarray(dof, dtype=np.float64), 1.0, n_clusters - 1)
-            n_few = np.where(excess, n_eff * (z / stats.t.ppf(1.0 - tail, df)) ** 2, n_eff)
+            n_few = np.where(excess, n_eff * (z / _t_isf(tail, df)) ** 2, n_eff)
             n_lo = np.where(p > 0.5, n_few, n_all)
             n_hi = np.where(p > 0.5, n_all, n_few)
         n_eff = np.minimum(n_lo, n_hi)
@@ -256,6 +258,27 @@ def korn_graubard(hits: np.ndarray, total: float, var: np.ndarray, n_clusters: i
     with np.errstate(invalid="ignore"):
         lo = np.where(x_lo <= 0.0, 0.0, stats.beta.ppf(tail, np.maximum(x_lo, 1e-300),
                                                        n_lo - x_lo + 1.0))
-        hi = np.where(x_hi >= n_hi, 1.0, stats.beta.ppf(1.0 - tail, x_hi + 1.0,
+        hi = np.where(x_hi >= n_hi, 1.0, stats.beta.isf(tail, x_hi + 1.0,
                                                         np.maximum(n_hi - x_hi, 1e-300)))
+    if tail <= 0.0:  # no error allowed at all (a tail that underflowed): nothing excluded
+        lo, hi = np.zeros_like(p), np.ones_like(p)
     return lo, hi, deff, n_eff
+
+
+def _t_isf(tail: float, df: Any) -> np.ndarray:
+    """Student's t quantile with upper tail ``tail`` (< 1/2) and ``df`` degrees of freedom.
+
+    scipy's ``t.isf`` returns -inf for tails below about 1e-300 at a few degrees of
+    freedom; there the quantile comes from ``P(T > x) = I_w(df / 2, 1 / 2) / 2`` with
+    ``w = df / (df + x^2)`` (the regularized incomplete beta), which is +inf only where
+    the quantile itself is beyond float64 (one degree of freedom and a tail below 1e-300,
+    say).
+    """
+    x = np.asarray(stats.t.isf(tail, df), dtype=np.float64)
+    bad = ~(np.isfinite(x) & (x > 0.0))
+    if bad.any():
+        df_b = np.broadcast_to(np.asarray(df, dtype=np.float64), x.shape)
+        w = special.betaincinv(df_b / 2.0, 0.5, 2.0 * tail)
+        with np.errstate(divide="ignore"):
+            x = np.where(bad, np.sqrt(df_b * (1.0 / w - 1.0)), x)
+    return x

@@ -302,11 +302,12 @@ class RankedScores:
             self._var = res
         return res
 
-    def _bounds_at(self, i: int, level: float, alternative: str
+    def _bounds_at(self, i: int, tail: float, alternative: str
                    ) -> tuple[ClusteredProportion, ClusteredProportion]:
-        """(TPR, FPR) of point i as clustered proportions with their intervals."""
+        """(TPR, FPR) of point i as clustered proportions with their intervals, each bound
+        leaving ``tail`` outside (given as such: a level ``1 - tail`` would round tails
+        below 1e-16 away)."""
         var_t, var_f, (c_t, c_f), (df_t, df_f) = self.cluster_moments([i])
-        tail = (1.0 - level) / 2 if alternative == "two-sided" else 1.0 - level
         res = []
         for k, n, var, nc, df, alt in (
                 (self.tp[i], self.n_pos, var_t[0], c_t, df_t[0], alternative),
@@ -327,7 +328,7 @@ class RankedScores:
             fpr_ci = clopper_pearson(fp, self.n_neg, level)
             deff = (1.0, 1.0)
         else:
-            t, u = self._bounds_at(i, level, "two-sided")
+            t, u = self._bounds_at(i, (1.0 - level) / 2, "two-sided")
             ci, fpr_ci, deff = t.ci, u.ci, (t.design_effect, u.design_effect)
         why = self._unresolvable(i, fpr)
         return TprAtFpr(tpr=tp / self.n_pos, fpr=fp / self.n_neg, ci=ci, fpr_ci=fpr_ci,
@@ -372,7 +373,6 @@ class RankedScores:
         f_list = _check_leakage_args(fprs, alpha, n_tests)
         n_tests = len(f_list) if n_tests is None else n_tests
         alpha_each = alpha / n_tests
-        level = 1.0 - alpha_each / 2
         out = []
         for f in f_list:
             i = self._share_point(f)
@@ -380,7 +380,7 @@ class RankedScores:
             test = self._membership_test(i)
             p_value = test.p_value(tp) if i > 0 else 1.0
             min_tp = test.min_detectable(alpha_each) if i > 0 else float("nan")
-            t, u = self._bounds_at(i, level, "greater")
+            t, u = self._bounds_at(i, alpha_each / 2, "greater")
             out.append(LeakagePoint(
                 target_fpr=f, tpr=t.estimate, fpr=u.estimate,
                 threshold=float(self.thresholds[i]), tpr_lower=t.ci[0], fpr_upper=u.ci[1],

@@ -252,7 +252,8 @@ class SoftmaxObjective:
 
 
 # Row-weight density up to which evaluating every head on its own rows beats one dense
-# product over all rows (measured at 1/2: ~33 ms against ~46 ms for 64 heads, 20,000 x 256).
+# product over all rows (measured at 1/2: ~33 ms against ~46 ms for 64 heads, 20,000 x 256,
+# on a 2-core Intel Xeon; docs/methods/linear-heads.md says when).
 # The masked cost grows with the density and the dense one does not, so they break even
 # near 0.7; 0.75 rounds that up (keep matrices are 1/2 dense, far from it).
 _MASKED_DENSITY = 0.75

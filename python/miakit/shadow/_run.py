@@ -2,8 +2,9 @@
 
 A :class:`Run` holds the run's metadata, keep matrix, labels and manifest, and reads
 what the run stores: a model's logits or parameters (each checked against the
-manifest), the features, and all the logits as one memory-mapped array (the stacked
-cache). Its write methods leave the writing itself to :mod:`miakit.shadow._run_writes`.
+manifest), the features, and all the logits stacked as one array (in memory, or on
+request as the memory-mapped stacked cache). Its write methods leave the writing itself
+to :mod:`miakit.shadow._run_writes`.
 Get one from :func:`miakit.shadow.open_run` or :func:`miakit.shadow.create_run`
 (:mod:`miakit.shadow.store`, which also describes the layout on disk).
 """
@@ -307,8 +308,18 @@ class Run:
             raise self._corrupt_error([m], "its contents no longer match the manifest checksum")
         return arr
 
-    def logits(self, models: Sequence[int] | None = None, verify: bool = False) -> np.ndarray:
-        """Logits of the finished models as one memory-mapped array ``[K, N, A, C]``.
+    def logits(self, models: Sequence[int] | None = None, verify: bool = False, *,
+               cache: bool = False) -> np.ndarray:
+        """Logits of the finished models stacked as one array ``[K, N, A, C]``.
+
+        By default the array is built in memory, read from the model files one at a time
+        (each checked against its manifest checksum as it is read), and nothing is
+        written into the run. The audit (:func:`miakit.audit.audit`) and ``miakit budget``
+        (:func:`miakit.studies.budget.run` given the run) do not call this: they read the
+        model files one block of models at a time; ``miakit shadow`` reads no logits back
+        (:func:`miakit.shadow.train_heads` with ``return_run=True``). For a run larger
+        than memory, read one model at a time (:meth:`model_logits`), or ask for the
+        stacked copy on disk with ``cache=True``.
 
         Parameters
         ----------
@@ -317,14 +328,22 @@ class Run:
             ``run.logits(run.completed)`` works on a partial run; judge it with
             ``run.keep[models]``.
         verify : bool
-            Re-hash an existing stacked cache against the manifest before returning it.
-            (A cache being built always checks every model file it copies.)
+            With ``cache=True``: re-hash an existing stacked copy against the manifest
+            before returning it. (Models read from their own files -- always without
+            ``cache``, and when a stacked copy is built -- are always checked.)
+        cache : bool
+            Write (or reuse) the stacked copy ``cache/logits-<digest>.npy`` in the run and
+            return it memory-mapped, read-only: the array is read from disk as it is used,
+            so runs larger than memory can be passed whole to functions that take an
+            array. It costs a second copy of the logits on disk; it is named by the digest
+            of the models it holds (a stale or half-written copy is never mistaken for a
+            current one), replaces any older one, and can be deleted at will.
 
         Returns
         -------
-        numpy.memmap [K, N, A, C], read-only
-            Backed by ``cache/logits-<digest>.npy``: the array is read from disk as it is
-            used, so runs larger than memory can be scored.
+        numpy.ndarray [K, N, A, C] in the run's ``logits_dtype``
+            The caller's own array in memory; with ``cache=True`` a read-only
+            :class:`numpy.memmap`.
 
         Raises
         ------
@@ -342,15 +361,24 @@ class Run:
         >>> for m in range(2):
         ...     run.write_model(m, np.full((3, 1, 2), m, np.float32))
         >>> z = run.logits()
-        >>> z.shape, float(z[1].max())
-        ((2, 3, 1, 2), 1.0)
+        >>> z.shape, float(z[1].max()), (run.path / "cache").exists()
+        ((2, 3, 1, 2), 1.0, False)
+        >>> isinstance(run.logits(cache=True), np.memmap), (run.path / "cache").exists()
+        (True, True)
         """
         sel = self._select(models)
         entries = [self._entry(m) for m in sel]
-        digest = mkio.digest_json([[int(m), e["sha256"]] for m, e in zip(sel, entries)])
-        cache_dir = self.path / "cache"
-        target = cache_dir / f"logits-{digest[:24]}.npy"
         shape = (len(sel),) + self.model_shape
+        if not cache:
+            stacked = np.empty(shape, dtype=self.logits_dtype)
+            for k, (m, e) in enumerate(zip(sel, entries)):
+                stacked[k] = self._load_model(m, e)
+                if mkio.sha256_array(stacked[k]) != e["sha256"]:  # what is returned
+                    raise self._corrupt_error([m], "its contents no longer match the "
+                                                   "manifest checksum")
+            return stacked
+        digest = mkio.digest_json([[int(m), e["sha256"]] for m, e in zip(sel, entries)])
+        target = self.path / "cache" / f"logits-{digest[:24]}.npy"
         if target.exists():
             arr = np.load(target, mmap_mode="r")
             if arr.shape == shape and arr.dtype == self.logits_dtype:
@@ -359,8 +387,8 @@ class Run:
                         if mkio.sha256_array(arr[k]) != e["sha256"]:
                             raise CorruptModelError(
                                 f"{target}: the cached copy of model {m} does not match the "
-                                "manifest; delete the cache folder and call logits() again",
-                                [m], [str(target)])
+                                "manifest; delete the cache folder and call "
+                                "logits(cache=True) again", [m], [str(target)])
                 return arr
         return writes.write_logits_cache(self, target, sel, entries, shape)
 

@@ -1,4 +1,5 @@
-"""How files land in an existing run: a model, the features, the stacked logits cache.
+"""How files land in an existing run: a model, the features, the stacked logits cache
+(written only when asked for: ``Run.logits(cache=True)``).
 
 Every file is written to a temporary name, fsynced and renamed into place
 (``mkio.atomic_write``); a model is listed as finished by one atomic manifest update
@@ -104,8 +105,9 @@ def write_features(run: Any, features: Any) -> None:
 def write_logits_cache(run: Any, target: Path, sel: list[int], entries: list[dict],
                        shape: tuple[int, ...]) -> np.ndarray:
     """Copy the verified logits of models ``sel`` into one ``.npy`` at ``target``
-    (the stacked cache of :meth:`Run.logits <miakit.shadow._run.Run.logits>`), drop
-    any older cache and return the new one memory-mapped."""
+    (the stacked cache of :meth:`Run.logits <miakit.shadow._run.Run.logits>` with
+    ``cache=True``, its only caller), drop any older cache and return the new one
+    memory-mapped."""
     try:
         target.parent.mkdir(exist_ok=True)
     except OSError as exc:

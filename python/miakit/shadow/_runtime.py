@@ -1,17 +1,19 @@
-"""Lazy torch import, device choice, per-model seeds and progress bars.
+"""Lazy torch import, device choice and per-model seeds of shadow training.
 
-torch and tqdm are optional dependencies of miakit: they are imported here, inside the
-functions that train, so ``import miakit`` works without them.
+torch is an optional dependency of miakit: it is imported here, inside the functions
+that train, so ``import miakit`` works without it. Progress (a tqdm bar on a terminal,
+plain lines in a log) comes from :mod:`miakit._progress`; ``progress_bar`` and its silent
+stand-in are re-exported here for the training modules.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_int
+from miakit._progress import _Quiet, progress_bar  # noqa: F401 (the training modules')
+from miakit._validation import check_seed as _check_seed
 
 
 def require_torch() -> Any:
@@ -67,42 +69,4 @@ def model_seed(seed: int, model: int, stream: int = 0) -> int:
 
 def check_seed(seed: Any) -> int:
     """A training seed: an int >= 0."""
-    return check_int(seed, "seed", 0, what="a non-negative int")
-
-
-class _Quiet:
-    """Stands in for a tqdm bar when progress is off."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.n = kwargs.get("initial", 0)
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-
-    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> _Quiet:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def progress_bar(progress: bool | None, **kwargs: Any) -> Any:
-    """A tqdm bar on stderr, or a silent stand-in.
-
-    ``progress=None`` shows the bar only when stderr is a terminal, so logs and CI output
-    stay clean; True forces it, False hides it.
-    """
-    show = sys.stderr.isatty() if progress is None else bool(progress)
-    if show:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            return _Quiet(**kwargs)
-        return tqdm(file=sys.stderr, dynamic_ncols=True, **kwargs)
-    return _Quiet(**kwargs)
+    return _check_seed(seed)

@@ -53,7 +53,7 @@ class TrainingConfig:
     models: int = option(64, "number of shadow models, even; each trains on a random half "
                          "of the examples and every example is IN for exactly M/2", low=4)
     seed: int = option(0, "run seed: the keep matrix and every model's initialisation and "
-                       "batch order derive from it")
+                       "batch order derive from it", seed=True)
     head: str = option("mlp", "shadow model: an MLP head (one hidden ReLU layer) or a "
                        "linear softmax head on the features", choices=("mlp", "linear"))
     hidden: int = option(256, "hidden units of the MLP head", low=1)
@@ -142,7 +142,8 @@ def train_default(config: TrainingConfig | None = None, run_dir: str | Path = "r
     run_dir : path
         The run directory (created, or resumed if it holds this same experiment).
     progress : bool, optional
-        Progress bars (None: when stderr is a terminal).
+        Progress of the heads: None (default) a bar when stderr is a terminal, else plain
+        lines (started or resumed, each tenth done, the end); True a bar; False nothing.
     ray : str, optional
         Train on a Ray cluster: the head node's address (``""``: ``RAY_ADDRESS``, else a
         cluster on this machine, else a local Ray), one task per chunk of heads asking for
@@ -162,7 +163,7 @@ def train_default(config: TrainingConfig | None = None, run_dir: str | Path = "r
     >>> run.n_models, run.n_examples
     (4, 60)
     """
-    from miakit import datasets, shadow
+    from miakit import _progress, datasets, shadow
 
     c = config if config is not None else TrainingConfig()
     if c.threads is not None:
@@ -176,6 +177,8 @@ def train_default(config: TrainingConfig | None = None, run_dir: str | Path = "r
         data = datasets.synthetic(n=c.n_examples or SYNTHETIC_EXAMPLES, planted=c.planted,
                                   planted_kind=c.planted_kind)
     keep = shadow.balanced_keep(c.models, len(data.labels), seed=c.seed)
+    _progress.phase(f"shadow run {run_dir}: {c.models} {c.head} heads on {data.name} "
+                    f"({len(data.labels)} examples)", progress)
     kw = _head_options(c)
     if ray is not None:
         kw.update(executor="ray", ray_address=ray or None,
@@ -183,5 +186,5 @@ def train_default(config: TrainingConfig | None = None, run_dir: str | Path = "r
     meta = {"dataset": data.name, "dataset_description": data.description,
             "views": list(data.views), "dataset_info": data.info}
     shadow.train_heads(data.features, data.labels, keep, run_dir=run_dir, metadata=meta,
-                       progress=progress, **kw)
+                       progress=progress, return_run=True, **kw)  # no logits read back
     return shadow.open_run(run_dir, verify=False)

@@ -66,6 +66,7 @@ def train_heads(
     metadata: dict | None = None,
     progress: bool | None = None,
     return_info: bool = False,
+    return_run: bool = False,
     dp: dict | None = None,
     executor: str = "local",
     ray_address: str | None = None,
@@ -134,7 +135,8 @@ def train_heads(
     metadata : dict, optional
         Descriptive information stored with the run (dataset name, ...).
     progress : bool, optional
-        Show a progress bar; default: only when stderr is a terminal.
+        Progress of the heads: None (default) a bar when stderr is a terminal, else
+        plain lines; True a bar; False nothing.
     dp : dict, optional
         Train with DP-SGD: ``noise_multiplier`` (> 0), ``clip`` (> 0), ``sample_rate``
         (in (0, 1]) and ``steps`` (int), optionally ``delta`` (default 1e-5) and
@@ -175,13 +177,20 @@ def train_heads(
         L-BFGS linear heads come out centred over the classes, weights and biases: the
         penalised optimum's weights are, and a shift common to every class's bias
         changes no probability, so it is fixed at zero.
+    return_run : bool
+        With ``run_dir``: return the run (:class:`miakit.shadow.Run`) instead of its
+        logits, reading nothing back into memory -- for a run larger than memory, which
+        :func:`miakit.audit.audit` and ``miakit budget`` read one block of models at a
+        time (``miakit shadow`` trains this way).
 
     Returns
     -------
     numpy.ndarray [M, N, A, C]
         Logits of every head on every example and view (A = 1 for 2-D features); with
-        ``run_dir``, the run's memory-mapped logits. With ``return_info``, the tuple
-        ``(logits, info)``.
+        ``run_dir``, read back from the run's model files into memory
+        (:meth:`Run.logits <miakit.shadow.Run.logits>`: no second copy is written into
+        the run), or with ``return_run`` the :class:`~miakit.shadow.Run`. With
+        ``return_info``, the tuple ``(logits or run, info)``.
 
     Examples
     --------
@@ -196,9 +205,16 @@ def train_heads(
     >>> _, info = mk.shadow.train_heads(x, y, keep, seed=0, return_info=True)
     >>> info["params"]["weight"].shape, info["params"]["bias"].shape
     ((4, 3, 5), (4, 3))
+    >>> import tempfile
+    >>> run = mk.shadow.train_heads(x, y, keep, run_dir=tempfile.mkdtemp() + "/run",
+    ...                             return_run=True, progress=False)
+    >>> run.completed.tolist(), (run.path / "cache").exists()
+    ([0, 1, 2, 3], False)
     """
     from miakit.shadow import _ray
 
+    if return_run and run_dir is None:
+        raise ValueError("return_run=True: pass run_dir, the run to return")
     torch = require_torch()
     use_ray = _ray.check_executor(executor) == "ray"
     if use_ray:
@@ -239,7 +255,9 @@ def train_heads(
                                 "converged": np.ones(m, bool),
                                 "grad_max": np.full(m, np.nan), "loss": np.full(m, np.nan)}
         all_params: dict[str, np.ndarray] | None = None
-        bar = progress_bar(progress, total=m, initial=len(done), unit="head",
+        # a chunk with a head left to train is trained whole: the heads of the other
+        # chunks are the ones already done
+        bar = progress_bar(progress, total=m, initial=m - sum(map(len, todo)), unit="head",
                            desc=f"training {head} heads" + (" on Ray" if use_ray else ""))
         lock = run.writer() if run is not None else contextlib.nullcontext()
         try:
@@ -285,7 +303,11 @@ def train_heads(
         info["params"] = all_params
     if cfg.get("dp"):
         info["dp"] = dict(cfg["dp"])
-    result = run.logits() if run is not None else (out if out is not None else logits)
+    result: Any
+    if run is None:
+        result = out if out is not None else logits
+    else:  # the logits read back into memory, or the run itself: never a copy on disk
+        result = run if return_run else run.logits()
     return (result, info) if return_info else result
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from miakit import _arrays as ar
 from miakit import io as mkio
 from miakit._validation import check_choice, check_keep_matrix, check_run_labels
 from miakit.shadow.store import LOGITS_DTYPES, Run, create_run
@@ -58,7 +59,7 @@ def _load(x: Any, name: str) -> np.ndarray:
                              "(save it with np.save)")
         return arr
     if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
+        x = ar.to_numpy(x)
     return np.asarray(x)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_int
+from miakit._validation import check_int, check_seed
 
 
 def balanced_keep(n_models: int, n_examples: int, seed: int = 0, *,
@@ -58,7 +58,7 @@ def balanced_keep(n_models: int, n_examples: int, seed: int = 0, *,
     """
     for name, v in (("n_models", n_models), ("n_examples", n_examples)):
         check_int(v, name)
-    check_int(seed, "seed", 0, what="a non-negative int")
+    check_seed(seed)
     if not isinstance(paired, (bool, np.bool_)):
         raise TypeError(f"paired: expected a bool, got {type(paired).__name__}")
     if check_int(n_models, "n_models", 2, what="an even number of models >= 2") % 2:

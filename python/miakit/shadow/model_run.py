@@ -14,12 +14,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from miakit import _progress
 from miakit._params import option, validate
 from miakit.shadow.train import AUGMENTATIONS, TRAIN_AUGMENTATIONS, train_models
 
@@ -74,7 +76,7 @@ class ModelRunConfig:
     models: int = option(64, "number of shadow models, even; each trains on a random half "
                          "of the examples and every example is IN for exactly M/2", low=4)
     seed: int = option(_DEFAULTS["seed"], "run seed: the keep matrix and every model's "
-                       "initialisation and batch order derive from it")
+                       "initialisation and batch order derive from it", seed=True)
     epochs: int = option(_DEFAULTS["epochs"], "training epochs of the default loop", low=1)
     batch_size: int = option(_DEFAULTS["batch_size"], "minibatch size of the default loop",
                              low=1)
@@ -136,6 +138,8 @@ def load_spec(spec: str, flag: str) -> Callable[..., Any]:
     ...
     ValueError: --model: module 'math' has no attribute 'nope'
     """
+    if not isinstance(spec, str):
+        raise TypeError(f"{flag}: expected MODULE:FUNCTION, got {type(spec).__name__}")
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name.strip() or not attr.strip():
         raise ValueError(f"{flag}: expected MODULE:FUNCTION, got {spec!r}")
@@ -167,22 +171,29 @@ def load_data(data: str | Path, flag: str = "--data") -> tuple[np.ndarray, np.nd
     >>> [a.shape for a in load_data(path)]
     [(6, 3), (6,)]
     """
+    if not isinstance(data, (str, os.PathLike)):
+        raise TypeError(f"{flag}: expected a path, got {type(data).__name__}")
     path = Path(data)
     if path.is_dir():
         x, y = _image_folder(path, flag)
     elif path.is_file():
         try:
-            with np.load(path, allow_pickle=False) as f:
+            loaded = np.load(path, allow_pickle=False)
+            if not hasattr(loaded, "files"):  # one .npy array, not an archive of x and y
+                raise ValueError(f"{flag}: {path} holds one array, expected a .npz file of "
+                                 "x (inputs [N, ...]) and y (integer labels [N])")
+            with loaded as f:
                 missing = [k for k in ("x", "y") if k not in f.files]
                 if missing:
                     raise ValueError(f"{flag}: {path} has no array {missing[0]!r} (it holds "
                                      f"{f.files}); expected x (inputs [N, ...]) and y "
                                      "(integer labels [N])")
                 x, y = f["x"], f["y"]
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
             if str(exc).startswith(flag):
                 raise
-            raise ValueError(f"{flag}: {path} is not a .npz file of x and y ({exc})") from exc
+            raise ValueError(f"{flag}: {path} is not a .npz file of x and y "
+                             f"({exc or 'the file is empty'})") from exc
     else:
         raise FileNotFoundError(f"{flag}: no such file or folder {path}")
     if x.dtype.kind != "f":
@@ -226,7 +237,9 @@ def train_model_run(config: ModelRunConfig, run_dir: str | Path = "run", *,
     run_dir : path
         The run directory (created, or resumed if it holds this same experiment).
     progress : bool, optional
-        A progress bar of models (None: when stderr is a terminal).
+        Progress of the models: None (default) a bar when stderr is a terminal, else
+        plain lines (started or resumed, each tenth done, the end); True a bar; False
+        nothing.
     ray : str, optional
         Train on a Ray cluster: the head node's address (``""``: ``RAY_ADDRESS``, else a
         cluster on this machine, else a local Ray), one task per model asking for
@@ -271,6 +284,8 @@ def train_model_run(config: ModelRunConfig, run_dir: str | Path = "run", *,
     views = _names(c.views, "--views", tuple(AUGMENTATIONS)) or (
         ("identity", "hflip") if x.ndim >= 3 else ("identity",))
     keep = shadow.balanced_keep(c.models, len(y), seed=c.seed)
+    _progress.phase(f"shadow run {run_dir}: {c.models} models of {c.model} on "
+                    f"{Path(c.data).name} ({len(y)} examples)", progress)
     kw: dict[str, Any] = {}
     if ray is not None:
         kw.update(executor="ray", ray_address=ray or None,

@@ -10,7 +10,7 @@ Layout of a run directory::
     models/model-00007.npy   [N, A, C] logits of model 7 (float16 or float32)
     params/model-00007.npy   [P] float32: model 7's parameters, flattened (optional)
     features.npy      [N, A, D] float32: the inputs the models were trained on (optional)
-    cache/logits-<digest>.npy  [K, N, A, C] stacked copy for memory-mapped reading
+    cache/logits-<digest>.npy  [K, N, A, C] stacked copy, only if asked for (see below)
     .lock             held by the process that trains the run
 
 Storage format: plain ``.npy`` files. numpy reads and writes them without any extra
@@ -48,19 +48,25 @@ Runs written before parameters were stored (logits only), and runs of
 :func:`miakit.shadow.train_models`, have no ``params/`` or ``features.npy``: they open,
 resume and audit as before (the audit then reports its logit-gradient proxy).
 
-Why the stacked cache: attacks want one ``[M, N, A, C]`` array, and separate files cannot
-be memory-mapped as one. ``Run.logits()`` copies the verified per-model files into one
-``.npy`` under ``cache/`` (named by the digest of the models it holds, so a stale or
-half-written cache is never mistaken for a current one) and returns it memory-mapped:
-``mk.lira.leave_one_out(run.logits(), run.keep, labels=run.labels)`` then streams from
-disk. The cache costs one extra copy of the logits on disk and can be deleted at will.
+Reading all the logits: the audit (``miakit audit --run``) and ``miakit budget`` read
+the per-model files one block of models at a time, and ``miakit shadow`` reads none
+back after training: none of them writes a second copy of the logits into the run, and
+a command refused for its options writes nothing into the run. ``Run.logits()`` stacks
+the verified per-model files into one ``[K, N, A, C]`` array in memory, for functions
+that take an array: ``mk.lira.leave_one_out(run.logits(), run.keep, labels=run.labels)``.
+For a run larger than memory, ``Run.logits(cache=True)`` is the stacked cache: the
+per-model files copied into one ``.npy`` under ``cache/`` (named by the digest of the
+models it holds, so a stale or half-written cache is never mistaken for a current one),
+returned memory-mapped, so that the function streams it from disk. Separate files
+cannot be memory-mapped as one array, so the cache costs one extra copy of the logits
+on disk; nothing writes it unless asked, and it can be deleted at will.
 
 Where each part lives: this module opens and creates runs (:func:`open_run`,
 :func:`create_run`, :func:`features_digest`) and re-exports the rest; the :class:`Run`
-object is in ``_run``, the writes into a run (a model, the features, the stacked cache,
-the lock) in ``_run_writes``, and the format constants, error types and checks of one
-file in ``_run_files``. Imports point one way: this module uses ``_run``, which uses
-``_run_writes``, which uses ``_run_files``.
+object is in ``_run``, the writes into a run (a model, the features, the stacked cache
+when asked for, the lock) in ``_run_writes``, and the format constants, error types and
+checks of one file in ``_run_files``. Imports point one way: this module uses ``_run``,
+which uses ``_run_writes``, which uses ``_run_files``.
 """
 
 from __future__ import annotations

@@ -282,7 +282,9 @@ def train_models(
     metadata : dict, optional
         Descriptive information stored with the run.
     progress : bool, optional
-        Show a progress bar of models; default: only when stderr is a terminal.
+        Progress of the models: None (default) a bar when stderr is a terminal, else
+        plain lines (started or resumed, each tenth done, the end); True a bar; False
+        nothing (:mod:`miakit._progress`).
     executor : {"local", "ray"}
         "local" trains the models one after another in this process. "ray" trains them
         on a Ray cluster (``pip install 'miakit[ray]'``), one task per model: each task

@@ -18,6 +18,7 @@ from miakit._validation import (
     check_int,
     check_probabilities,
     check_real,
+    check_seed,
 )
 from miakit.shadow.keep import is_paired
 
@@ -151,20 +152,71 @@ def _ranking(key: str, correct: np.ndarray, s: np.ndarray, keep: np.ndarray) -> 
         return np.nanmean(np.asarray(lira.hellinger(fit)), axis=1)
 
 
-def _signals(logits: Any, keep: np.ndarray, labels: np.ndarray,
-             rank_by: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Scaled confidence [M, N, A] and, per ranking, its per-example values on the whole
-    run: label memorization, or the Hellinger distance of the fitted IN/OUT Gaussians
-    (mean over the query views)."""
-    from miakit import signals
+# Models read per block when the logits are a run's model files: one kernel call per
+# block, and one block's logits in memory (the audit reads its runs the same way).
+_BLOCK_BYTES = 64 << 20
 
-    z = np.asarray(logits)
-    s = np.asarray(signals.scaled_confidence(z, labels[:, None]), dtype=np.float64)
+
+def _check_source(logits: Any, keep: np.ndarray, labels: np.ndarray) -> None:
+    """A run given as the logits: every model finished, and ``keep``/``labels`` its
+    shapes (checked before any logits are read)."""
+    from miakit.shadow._run import Run
+
+    if not isinstance(logits, Run):
+        return
+    logits.require_finished()  # every model, or an error listing the missing ones
+    want = (logits.n_models, logits.n_examples)
+    if keep.shape != want:
+        raise ValueError(f"keep: expected the run's shape [{want[0]}, {want[1]}] (models, "
+                         f"examples), got {list(keep.shape)}")
+    if labels.shape != (want[1],):
+        raise ValueError(f"labels: expected the run's shape [{want[1]}], got "
+                         f"{list(labels.shape)}")
+
+
+def _logit_signals(logits: Any, labels: np.ndarray, correct: bool
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scaled confidence [M, N, A] (float64) and, with ``correct``, the first view's
+    correctness [M, N], from an array of logits [M, N, A, C] or from a run
+    (:class:`miakit.shadow.Run`), whose model files are read one block of models at a
+    time: no stacked copy of its logits, on disk or in memory. Both give the same values
+    (the same kernels, applied per model)."""
+    from miakit import signals
+    from miakit.shadow._run import Run
+
+    if not isinstance(logits, Run):
+        z = np.asarray(logits)
+        s = np.asarray(signals.scaled_confidence(z, labels[:, None]), dtype=np.float64)
+        return s, np.asarray(signals.correct(z[:, :, 0, :], labels)) if correct else None
+    run = logits
+    m, (n, a, c) = run.n_models, run.model_shape
+    step = max(1, min(m, _BLOCK_BYTES // max(n * a * c * run.logits_dtype.itemsize, 1)))
+    block = np.empty((step, n, a, c), dtype=run.logits_dtype)
+    s = np.empty((m, n, a), dtype=np.float64)
+    right = np.empty((m, n), dtype=bool) if correct else None
+    for m0 in range(0, m, step):
+        m1 = min(m, m0 + step)
+        z = block[: m1 - m0]
+        for k in range(m0, m1):  # verified when the run was opened, as the audit reads it
+            z[k - m0] = run.model_logits(k, verify=False)
+        s[m0:m1] = signals.scaled_confidence(z, labels[:, None])
+        if right is not None:
+            right[m0:m1] = signals.correct(z[:, :, 0, :], labels)
+    return s, right
+
+
+def _signals(logits: Any, keep: np.ndarray, labels: np.ndarray, rank_by: Sequence[str],
+             correct: bool = False
+             ) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
+    """Scaled confidence [M, N, A], the first view's correctness [M, N] (when a ranking
+    or ``correct`` asks for it, else None) and, per ranking, its per-example values on
+    the whole run: label memorization, or the Hellinger distance of the fitted IN/OUT
+    Gaussians (mean over the query views). ``logits``: an array or a run."""
+    s, right = _logit_signals(logits, labels, correct or bool(rank_by))
     if not rank_by:
-        return s, {}
-    correct = np.asarray(signals.correct(z[:, :, 0, :], labels))
-    ranks = {key: _ranking(key, correct, s, keep) for key in rank_by}
-    return s, ranks
+        return s, right, {}
+    assert right is not None  # asked for by the rankings
+    return s, right, {key: _ranking(key, right, s, keep) for key in rank_by}
 
 
 def _attack_raw(s: np.ndarray, k: np.ndarray, groups: dict[str, np.ndarray],
@@ -369,8 +421,9 @@ def memorization_aware(logits: Any, keep: Any, labels: Any, *, pilot: int = 4,
 
     Parameters
     ----------
-    logits : array [M, N, A, C]
-        A run's logits (``run.logits()``).
+    logits : array [M, N, A, C] or miakit.shadow.Run
+        Logits of every model, or a finished run, whose model files are then read one
+        block of models at a time (no stacked copy of the logits; the same results).
     keep : array [M, N] bool
         In complementary pairs (rows 2i and 2i + 1), at least 2 models per side of every
         example.
@@ -440,12 +493,11 @@ def memorization_aware(logits: Any, keep: Any, labels: Any, *, pilot: int = 4,
     f_list = check_probabilities(fprs, "fprs")
     for name, v in (("draws", draws), ("targets", targets)):
         check_int(v, name, 1, what="a positive int")
+    check_seed(seed)
     mask = None if planted is None else planted_mask(planted, n)
-    from miakit import signals
-
-    z = np.asarray(logits)
-    s = np.asarray(signals.scaled_confidence(z, y[:, None]), dtype=np.float64)
-    correct = np.asarray(signals.correct(z[:, :, 0, :], y))
+    _check_source(logits, k, y)
+    s, correct = _logit_signals(logits, y, correct=True)
+    assert correct is not None  # asked for
     out = _aware(s, correct, k, pilot=p, count=count, score=score, b_list=b_list,
                  draws=draws, targets=targets, f_list=f_list, planted=mask, seed=seed)
     return {"n_models": m, "n_examples": n, **out}

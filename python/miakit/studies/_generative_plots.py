@@ -8,13 +8,27 @@ import numpy as np
 
 from miakit._plotting import subplots
 from miakit.io import save_figure
+from miakit.metrics.intervals import clopper_pearson
+
+
+def _tpr_and_interval(attack: dict, fpr_key: str, level: float) -> tuple[float, float, float]:
+    """An attack's TPR at one FPR with its Clopper-Pearson interval: the one the study
+    stored, or (a report without it) the same from the true-positive count."""
+    t = attack["tpr_at_fpr"][fpr_key]
+    if t.get("ci") is not None:
+        lo, hi = t["ci"]
+    else:
+        lo, hi = clopper_pearson(int(t["tp"]), int(attack["n_members"]), level)
+    return float(t["tpr"]), float(lo), float(hi)
 
 
 def plot_generative(report: dict, path: str | Path) -> None:
     """Advantage (with its interval) and TPR at the lowest FPRs against capacity (number
-    of parameters); for a single model without capacity, its attacks' TPRs as bars."""
+    of parameters); for a single model without capacity, its attacks' TPRs as bars.
+    Every TPR carries its Clopper-Pearson interval at the report's level."""
     models = report["models"]
     f_keys = [f"{f:g}" for f in report["fprs"]]
+    level = float(report.get("level", 0.95))
     fig, (ax, ax2) = subplots(1, 2, figsize=(11, 4.2), dpi=110)
     with_cap = [m for m in models if m.get("n_parameters")]
     attacks = (("dcr", "DCR threshold", "o"), ("risk", "risk (KDE posterior)", "s"),
@@ -35,10 +49,15 @@ def plot_generative(report: dict, path: str | Path) -> None:
             for m, xv, yv in zip(ms, xs, a):
                 ax.annotate(m["name"].replace("GMM ", ""), (xv, yv), fontsize=7,
                             xytext=(4, -10), textcoords="offset points")
-            for key, label, marker in attacks:
-                ax2.plot(xs, [m["attacks"][key]["tpr_at_fpr"][f_keys[0]]["tpr"] for m in ms],
-                         marker=marker, ls="-" if kind == "gmm" else "none", color=color,
-                         alpha=0.8, label=f"{label} ({kind.upper()})")
+            for j, (key, label, marker) in enumerate(attacks):
+                t, lo, hi = np.array([_tpr_and_interval(m["attacks"][key], f_keys[0], level)
+                                      for m in ms]).T
+                # the three attacks side by side (a few percent apart on the log axis),
+                # so that their intervals do not hide each other
+                ax2.errorbar(np.array(xs) * 10.0 ** (0.04 * (j - 1)), t, yerr=[t - lo, hi - t],
+                             marker=marker, ls="-" if kind == "gmm" else "none", color=color,
+                             alpha=0.8, capsize=2, elinewidth=0.8, ms=5,
+                             label=f"{label} ({kind.upper()})")
         ax.set_xscale("log")
         ax2.set_xscale("log")
         ax.set_xlabel("model parameters")
@@ -48,8 +67,9 @@ def plot_generative(report: dict, path: str | Path) -> None:
         m = models[0]
         names = [label for _, label, _ in attacks]
         for j, fk in enumerate(f_keys):
-            ax2.bar(np.arange(3) + 0.35 * j, [m["attacks"][k]["tpr_at_fpr"][fk]["tpr"]
-                                              for k, _, _ in attacks], 0.35,
+            t, lo, hi = np.array([_tpr_and_interval(m["attacks"][k], fk, level)
+                                  for k, _, _ in attacks]).T
+            ax2.bar(np.arange(3) + 0.35 * j, t, 0.35, yerr=[t - lo, hi - t], capsize=3,
                     label=f"FPR {fk}")
         ax2.set_xticks(np.arange(3) + 0.175, names, fontsize=8)
         a = m["advantage"]
@@ -59,8 +79,16 @@ def plot_generative(report: dict, path: str | Path) -> None:
     ax.set_ylabel(f"membership advantage of DCR ({100 * report['level']:g}% DKW)")
     ax.set_ylim(0, 1)
     ax.grid(True, alpha=0.3)
-    ax2.set_ylabel(f"TPR at FPR {f_keys[0]}" if with_cap else "TPR")
-    ax2.set_ylim(0, 1)
+    ax2.set_ylabel((f"TPR at FPR {f_keys[0]}" if with_cap else "TPR")
+                   + f" ({100 * level:g}% Clopper-Pearson interval)")
+    if with_cap:
+        # most models sit near chance (TPR = FPR, a few percent): on a log axis their
+        # intervals, and whether they clear the chance line, stay readable beside the
+        # memorisers' TPRs near 1 (an interval reaching 0 runs off the bottom)
+        ax2.set_yscale("log", nonpositive="clip")
+        ax2.set_ylim(report["fprs"][0] / 10, 1.0)
+    else:
+        ax2.set_ylim(0, 1)
     ax2.grid(True, alpha=0.3)
     ax2.legend(fontsize=7)
     if with_cap:

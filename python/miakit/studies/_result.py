@@ -67,8 +67,21 @@ class StudyResult(Mapping):
     @classmethod
     def from_json(cls: type[R], path: str | os.PathLike) -> R:
         """The result of a report written by :meth:`write` (figures that need the study's
-        data, not in the report, are not drawn again)."""
-        return cls(json.loads(Path(path).read_text()))
+        data, not in the report, are not drawn again); ``ValueError`` naming the file when
+        it is not a JSON object (empty, truncated, not text, a JSON list)."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path: expected a file path, got {type(path).__name__}")
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:  # a folder, bytes that are not UTF-8, bad JSON
+            raise ValueError(f"path: cannot read {path} as a {cls.name} report ({exc})"
+                             ) from None
+        if not isinstance(data, dict):
+            raise ValueError(f"path: {path} holds a JSON {type(data).__name__}, expected the "
+                             f"JSON object of a {cls.name} report")
+        return cls(data)
 
     # -- what a study implements (Mapping's metaclass is ABCMeta: a subclass that lacks
     # either cannot be instantiated)

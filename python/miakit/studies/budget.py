@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from miakit import _progress
 from miakit._params import option, validate
 from miakit._plotting import subplots
 from miakit.io import save_figure
@@ -80,7 +81,7 @@ class BudgetConfig:
     target_tpr: float | None = option(
         None, "the TPR at the lowest FPR whose budget each group needs (default: what 'the "
         "rest', else all examples, reach with the largest budget)", kind=float, **_FPR)
-    seed: int = option(0, "seed of the draws")
+    seed: int = option(0, "seed of the draws", seed=True)
     plot: bool = option(True, "write budget.png", flag="--no-plot")
     aware: bool = option(False, "also run the memorization-aware attack: a pilot of a few "
                          "models ranks the examples, LiRA on b further reference models "
@@ -111,8 +112,11 @@ def run(logits: Any, keep: Any, labels: Any, config: BudgetConfig | None = None,
 
     Parameters
     ----------
-    logits : array [M, N, A, C]
-        A run's logits (``run.logits()``).
+    logits : array [M, N, A, C] or miakit.shadow.Run
+        Logits of every model, or a finished run (what ``miakit budget`` passes), whose
+        model files are then read one block of models at a time: no stacked copy of the
+        logits, on disk or in memory, and the same results. Every option is checked
+        before any logits are read, and nothing is written into the run.
     keep : array [M, N] bool
         In complementary pairs (rows 2i and 2i + 1, as :func:`miakit.shadow.balanced_keep`
         draws them), with at least 2 models on each side of every example.
@@ -156,6 +160,17 @@ def run(logits: Any, keep: Any, labels: Any, config: BudgetConfig | None = None,
     [2, 8]
     >>> r["groups"]["planted"], r["needed"]["groups"]["planted"]["budget"]
     (10, 2)
+
+    A run, read from its model files (the same numbers as its logits in memory):
+
+    >>> import tempfile
+    >>> run = mk.shadow.create_run(tempfile.mkdtemp() + "/run", keep, y, n_augmentations=1,
+    ...                            n_classes=3)
+    >>> for m in range(12):
+    ...     run.write_model(m, z[m])
+    >>> budget.run(run, run.keep, run.labels, budgets=[2, 8], draws=2, targets=2,
+    ...            planted=np.arange(10), quantiles=[0.9])["rows"] == r["rows"]
+    True
     """
     cfg = resolve(BudgetConfig, config, overrides)
     k = np.asarray(keep, dtype=bool)
@@ -173,10 +188,15 @@ def run(logits: Any, keep: Any, labels: Any, config: BudgetConfig | None = None,
         a_pilot = draws_mod._check_pilot(cfg.pilot, m)
         draws_mod._check_budgets(b_list, m, pilot=a_pilot)
         a_count = draws_mod._check_candidates(cfg.candidates, n)
-    s, ranks = draws_mod._signals(logits, k, y, r_list)
+    draws_mod._check_source(logits, k, y)
+    _progress.phase(f"budget: reading the signals of {m} models")
+    # the logits are read here, once (a run's model files one block at a time)
+    s, correct, ranks = draws_mod._signals(logits, k, y, r_list, correct=cfg.aware)
     groups = draws_mod._groups(ranks, q_list, mask) if (ranks or mask is not None) else {
         "all examples": np.ones(n, bool)}
     rng = np.random.default_rng(cfg.seed)
+    _progress.phase(f"budget: LiRA on {len(b_list)} budgets x {cfg.draws} draws x "
+                    f"{len(groups)} groups")
     rows = draws_mod._attack_draws(s, k, groups, b_list, cfg.draws, cfg.targets, f_list, rng)
     if progress is not None:
         progress(f"LiRA on {len(b_list)} budgets x {cfg.draws} draws x {len(groups)} groups "
@@ -207,11 +227,10 @@ def run(logits: Any, keep: Any, labels: Any, config: BudgetConfig | None = None,
     if mask is not None:
         report["planted"] = np.flatnonzero(mask).tolist()
     if cfg.aware:
-        from miakit import signals
-
-        z = np.asarray(logits)
+        assert correct is not None  # asked for with cfg.aware
+        _progress.phase("budget: memorization-aware attack")
         report["aware"] = draws_mod._aware(
-            s, np.asarray(signals.correct(z[:, :, 0, :], y)), k, pilot=a_pilot,
+            s, correct, k, pilot=a_pilot,
             count=a_count, score=cfg.aware_score, b_list=b_list, draws=cfg.draws,
             targets=cfg.targets, f_list=f_list, planted=mask, seed=cfg.seed,
             full=ranks.get(cfg.aware_score))

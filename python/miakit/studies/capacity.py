@@ -71,7 +71,7 @@ class CapacityConfig:
     lr: float = option(0.01, "Adam learning rate", low=0.0, open_low=True)
     heldout: float = option(0.2, "share of the examples kept out as held-out negatives",
                             low=0.0, high=1.0, open_low=True, open_high=True)
-    seed: int = option(0, "seed of the split, the positives and the training")
+    seed: int = option(0, "seed of the split, the positives and the training", seed=True)
     device: str = option("cpu", "where the models train: 'cpu', 'cuda' or 'cuda:N'")
     plot: bool = option(True, "write capacity.png", flag="--no-plot")
     dataset: str = option("features", "name of your examples in the report (the embedded "

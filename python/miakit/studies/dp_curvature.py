@@ -73,7 +73,7 @@ class DpCurvatureConfig:
     quantiles: tuple[float, ...] = option((0.9, 0.99), "upper quantiles reported", low=0.0,
                                           high=1.0, open_low=True, open_high=True)
     seed: int = option(0, "seed of the keep matrix and of the heads (the same for every "
-                       "epsilon)")
+                       "epsilon)", seed=True)
     plot: bool = option(True, "write dp_curvature.png", flag="--no-plot")
 
     def __post_init__(self) -> None:

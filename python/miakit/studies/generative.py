@@ -40,7 +40,9 @@ from miakit._validation import (
     check_probabilities,
     check_probability,
     check_records,
+    check_seed,
 )
+from miakit.neighbors import renamed_error
 from miakit.studies._config import maybe_empty, resolve
 from miakit.studies._generative_plots import plot_generative, plot_records
 from miakit.studies._result import StudyResult
@@ -96,7 +98,7 @@ class GenerativeConfig:
     top: int = option(8, "training records listed (and drawn) as most at risk per model",
                       low=0)
     seed: int = option(0, "seed of the split, the models, their samples and the attacks",
-                       low=0)
+                       seed=True)
     name: str = option("synthetic data", "name of user data in the report", cli=False)
     plot: bool = option(True, "write the figures", flag="--no-plot")
 
@@ -177,12 +179,20 @@ def audit_synthetic(synthetic: Any, train: Any, holdout: Any, *,
     level = check_probability(level, "level")
     prior = check_probability(prior, "prior")
     top = check_int(top, "top", 0)
-    seed = check_int(seed, "seed", 0)
+    pca = None if pca is None else check_int(pca, "pca", 1)
+    seed = check_seed(seed)
     tr = check_records(train, "train")
     ho = check_records(holdout, "holdout", tr.shape[1], "train")
     syn = check_records(synthetic, "synthetic", tr.shape[1], "train")
-    dcr_tr, idx_tr = gen.closest_distances(tr, syn, 1)
-    dcr_ho, _ = gen.closest_distances(ho, syn, 1)
+
+    def nearest(x: np.ndarray, name: str) -> tuple[Any, Any]:
+        try:
+            return gen.closest_distances(x, syn, 1)
+        except ValueError as exc:  # name this function's arguments
+            raise renamed_error(exc, name, "synthetic") from None
+
+    dcr_tr, idx_tr = nearest(tr, "train")
+    dcr_ho, _ = nearest(ho, "holdout")
     dcr_tr, dcr_ho, idx_tr = dcr_tr[:, 0], dcr_ho[:, 0], idx_tr[:, 0]
     adv = gen.membership_advantage(dcr_tr, dcr_ho, level)
     risk = gen.risk_attack(dcr_tr, dcr_ho, prior, fprs=f_list, level=level, seed=seed)

@@ -7,6 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from miakit._validation import (
+    check_choice,
+    check_int,
+    check_records,
+    check_seed,
+    sklearn_random_state,
+)
+
 __all__ = ["parse_gmm", "fit_gmm", "fit_vae", "DEFAULT_GMMS", "DEFAULT_VAE_EPOCHS",
            "COVARIANCES"]
 
@@ -27,6 +35,7 @@ def parse_gmm(spec: str, n_train: int) -> tuple[int, str]:
     >>> parse_gmm("20", 900), parse_gmm("n:diag", 900)
     ((20, 'full'), (900, 'diag'))
     """
+    n_train = check_int(n_train, "n_train", 1)
     k_str, _, cov = str(spec).partition(":")
     cov = cov or "full"
     if cov not in COVARIANCES:
@@ -65,11 +74,25 @@ def fit_gmm(train: np.ndarray, k: int, cov: str, n_samples: int, seed: int
     """
     from sklearn.mixture import GaussianMixture
 
-    g = GaussianMixture(n_components=k, covariance_type=cov, random_state=seed,
-                        max_iter=100).fit(train)
-    x, _ = g.sample(n_samples)  # grouped by component: shuffle
+    train = check_records(train, "train")
+    n, d = train.shape
+    k = check_int(k, "k", 1, n, what=f"1 <= k <= {n} (the training records)")
+    check_choice(cov, "cov", COVARIANCES)
+    n_samples = check_int(n_samples, "n_samples", 1)
+    if n_samples * d > 2**31:
+        raise ValueError(f"n_samples: {n_samples} samples of {d} values are more than 2**31 "
+                         "values")
+    seed = check_seed(seed)
+    try:
+        g = GaussianMixture(n_components=k, covariance_type=cov,
+                            random_state=sklearn_random_state(seed),
+                            max_iter=100).fit(train)
+        x, _ = g.sample(n_samples)  # grouped by component: shuffle
+    except ValueError as exc:  # values whose moments overflow: NaN weights or covariances
+        raise ValueError(f"train: cannot fit a {k}-component Gaussian mixture to these "
+                         f"records ({exc})") from None
     x = x[np.random.default_rng([seed, 3]).permutation(n_samples)]
-    return x, _gmm_parameters(k, train.shape[1], cov)
+    return x, _gmm_parameters(k, d, cov)
 
 
 def fit_vae(train: np.ndarray, n_samples: int, seed: int, epochs: int = DEFAULT_VAE_EPOCHS,

@@ -62,7 +62,7 @@ class KsLeakageConfig:
     signal: str = option("confidence", "true-class softmax probability, or max softmax "
                          "probability (needs no label, misses confidently wrong answers)",
                          choices=("confidence", "max_confidence"))
-    seed: int = option(0, "seed of the splits, subsamples and heads")
+    seed: int = option(0, "seed of the splits, subsamples and heads", seed=True)
     dataset: str = option("features", "name of the data in the report", cli=False)
     plot: bool = option(True, "write leakage.png", flag="--no-plot")
 

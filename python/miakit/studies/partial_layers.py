@@ -25,6 +25,7 @@ import numpy as np
 
 from miakit._params import option, validate
 from miakit._plotting import subplots
+from miakit._validation import SEED_LIMIT
 from miakit.io import save_figure
 from miakit.studies._config import resolve
 from miakit.studies._result import StudyResult
@@ -79,7 +80,7 @@ class PartialLayersConfig:
                                      flag="--fpr")
     level: float = option(0.95, "confidence level of the intervals", low=0.0, high=1.0,
                           open_low=True, open_high=True)
-    seed: int = option(0, "seed of the splits, the CNNs and the heads")
+    seed: int = option(0, "seed of the splits, the CNNs and the heads", seed=True)
     device: str = option("cpu", "torch device of the training (e.g. cuda)")
     plot: bool = option(True, "write partial_layers.png", flag="--no-plot")
 
@@ -123,6 +124,7 @@ def _augment(x: Any, augmentation: str, gen: Any) -> Any:
 def _train_cnn(x: Any, y: Any, augmentation: str, cfg: PartialLayersConfig, seed: int) -> Any:
     import torch
 
+    seed %= SEED_LIMIT  # the derived seeds (seed + 1000 a + ...) may pass torch's range
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = _cnn(cfg.width).to(x.device)

@@ -63,7 +63,7 @@ class SweepConfig:
     fprs: tuple[float, ...] = option((0.1, 0.01, 0.001), "FPRs of the TPR and of the fits",
                                      low=0.0, high=1.0, open_low=True, open_high=True,
                                      flag="--fpr")
-    seed: int = option(0, "seed of the cells' data, keep matrices and heads")
+    seed: int = option(0, "seed of the cells' data, keep matrices and heads", seed=True)
     head: str = option("linear", "linear heads (L-BFGS) or one-hidden-layer MLP heads",
                        choices=("linear", "mlp"))
     hidden: int = option(64, "hidden units of the MLP heads", low=1)
@@ -98,7 +98,8 @@ def run(features: Any, labels: Any, config: SweepConfig | None = None, *,
         resumes there); the report to ``sweep.json``, ``sweep.csv`` and ``powerlaw.png``.
         Without it, the cells train in a temporary folder and nothing is written.
     progress : callable, optional
-        Called with a line of text after each cell.
+        Called with a line of text after each cell (and first, when resuming, with how
+        many cells were already done).
 
     Returns
     -------
@@ -169,6 +170,11 @@ def _run(features: Any, labels: Any, config: SweepConfig, out: Path,
     (out / "cells").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     cells = []
+    n_cells = len(grid_s) * len(grid_c)
+    n_done = sum((out / "cells" / f"S{s_}_C{c_}" / "cell.json").exists()
+                 for s_ in grid_s for c_ in grid_c)
+    if progress is not None and n_done:
+        progress(f"resuming: {n_done} of {n_cells} cells already done")
     for s_ in grid_s:
         for c_ in grid_c:
             cell_dir = out / "cells" / f"S{s_}_C{c_}"
@@ -187,8 +193,9 @@ def _run(features: Any, labels: Any, config: SweepConfig, out: Path,
             cells.append(res)
             if progress is not None:
                 p = res["tpr_at_fpr"][0]
-                progress(f"cell S={s_} C={c_}: AUC {res['auc']:.3f}, TPR {p['tpr']:.4f} at "
-                         f"FPR {p['target_fpr']:g} ({res['timing_s']['training']:.1f} s)")
+                progress(f"cell {len(cells)} of {n_cells}, S={s_} C={c_}: AUC "
+                         f"{res['auc']:.3f}, TPR {p['tpr']:.4f} at FPR {p['target_fpr']:g} "
+                         f"({res['timing_s']['training']:.1f} s)")
     t_cells = time.perf_counter() - t0
     fits: dict[str, Any] = {}
     heldout: dict[str, Any] = {}
@@ -287,41 +294,105 @@ class SweepResult(StudyResult):
 
     def _draw(self, path: Path) -> None:
         """log10(TPR - FPR) against log10 S, one colour per class count, with the fits;
-        one panel per FPR that has a fit."""
+        one panel per FPR that has a fit. Each cell carries its TPR's 95% interval; the
+        cells the held-out check predicts are diamonds beside the refit's prediction
+        interval; cells left out of the fit are hollow."""
+        from matplotlib.lines import Line2D
+
         report = self._report
-        fits = {k: v for k, v in report["fits"].items() if "error" not in v}
+        # largest FPR first, whatever the order of the keys in sweep.json
+        fits = {k: v for k, v in sorted(report["fits"].items(), key=lambda kv: -kv[1]["fpr"])
+                if "error" not in v}
         n = max(1, len(fits))
-        fig, axes = subplots(1, n, figsize=(4.6 * n, 4.2), dpi=110, squeeze=False)
+        fig, axes = subplots(1, n, figsize=(4.6 * n, 4.6), dpi=110, squeeze=False)
         colors = colormap("viridis")
         grid_c = report["grid"]["classes"]
+        shown: set[str] = set()  # which marker kinds appear, for the legend
         for ax, fit in zip(axes[0], fits.values()):
-            f = fit["fpr"]
-            for i, c in enumerate(grid_c):
-                col = colors(i / max(1, len(grid_c) - 1))
-                # cells in the fit filled; cells left out (unresolvable at this FPR) hollow
-                for used, style in ((True, {"color": col}),
-                                    (False, {"facecolors": "none", "edgecolors": col})):
-                    pts = [(cell["shots"], cell["tpr"]) for cell in fit["cells"]
-                           if cell["classes"] == c and cell["used"] == used and cell["tpr"] > f]
-                    if pts:
-                        s_, t_ = np.array(pts).T
-                        ax.scatter(np.log10(s_), np.log10(t_ - f), s=22, **style,
-                                   label=f"C = {c}" if used else None)
-                s_line = np.array(report["grid"]["shots"], float)
-                pred = fit["beta_s"] * np.log10(s_line) + fit["beta_0"] + (
-                    (fit["beta_c"] or 0.0) * np.log10(c))
-                ax.plot(np.log10(s_line), pred, color=col, lw=1)
-            ax.set_xlabel("log10 shots per class S")
-            ax.set_ylabel("log10(TPR - FPR)")
-            lo, hi = fit["ci"]["beta_s"]
-            ax.set_title(f"FPR {f:g}: beta_S {fit['beta_s']:.2f} [{lo:.2f}, {hi:.2f}], "
-                         f"R^2 {fit['r2']:.2f}", fontsize=9)
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=8)
+            shown |= _draw_fpr(ax, fit, report, colors)
+        level = 100 * next(iter(fits.values()))["level"] if fits else 95
+        handles = [Line2D([], [], color=colors(i / max(1, len(grid_c) - 1)), marker="o",
+                          lw=1, label=f"C = {c} classes (line: the fit)")
+                   for i, c in enumerate(grid_c)]
+        kinds = {"used": Line2D([], [], color="k", marker="o", ls="none",
+                                label="cell in the fit"),
+                 "heldout": Line2D([], [], color="k", marker="D", ls="none",
+                                   label="held out: refit without the largest S predicts it"),
+                 "pred": Line2D([], [], color="k", alpha=0.35, lw=4, marker="_", ms=7,
+                                label=f"refit's prediction, {level:g}% interval"),
+                 "left": Line2D([], [], color="k", marker="o", mfc="none", ls="none",
+                                label="left out of the fit (unresolvable at this FPR)"),
+                 "ci": Line2D([], [], color="grey", marker="|", ms=10, ls="-", lw=1,
+                              label="95% interval of the cell's TPR (cluster-robust)"),
+                 "cut": Line2D([], [], color="grey", marker="v", ls="none",
+                               label="interval reaching TPR <= FPR (cut)")}
+        handles += [h for k, h in kinds.items() if k in shown]
+        fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
         fig.suptitle(f"{report['dataset']}: membership vulnerability against shots and classes "
                      f"({report['config']['n_models']} heads per cell)", fontsize=9)
-        fig.tight_layout()
+        rows = -(-len(handles) // 4)
+        fig.tight_layout(rect=(0, 0.04 * rows + 0.01, 1, 1))
         save_figure(fig, path)
+
+
+def _draw_fpr(ax: Any, fit: dict, report: dict, colors: Any) -> set[str]:
+    """One FPR's panel of ``powerlaw.png``; the kinds of marks it drew."""
+    f = fit["fpr"]
+    grid_c = report["grid"]["classes"]
+    j = [float(v) for v in report["config"]["fprs"]].index(f)
+    ci = {(float(c["shots"]), float(c["classes"])): c["tpr_at_fpr"][j].get("tpr_ci")
+          for c in report["cells"]}
+    held = report.get("heldout", {}).get(str(f), {})
+    pred = {(h["shots"], h["classes"]): h for h in held.get("cells", [])}
+    drawn = [cell for cell in fit["cells"] if cell["tpr"] > f]
+    ys = [np.log10(cell["tpr"] - f) for cell in drawn] + [
+        np.log10(h["lower"] - f) for h in pred.values() if h["lower"] > f]
+    floor = (min(ys) if ys else -3.0) - 0.5  # where cut intervals end
+    shown: set[str] = set()
+    for i, c in enumerate(grid_c):
+        col = colors(i / max(1, len(grid_c) - 1))
+        # the class counts a little apart at each S, so that their intervals stay apart
+        dx = 0.025 * (i - (len(grid_c) - 1) / 2)
+        for cell in (x for x in drawn if x["classes"] == c):
+            key = (cell["shots"], cell["classes"])
+            xv, yv = np.log10(cell["shots"]) + dx, np.log10(cell["tpr"] - f)
+            kind = ("left" if not cell["used"] else "heldout" if key in pred else "used")
+            shown.add(kind)
+            lo_hi = ci.get(key)
+            if lo_hi is not None:  # the measured TPR's own uncertainty
+                lo = np.log10(lo_hi[0] - f) if lo_hi[0] > f else floor
+                hi = np.log10(max(lo_hi[1], cell["tpr"]) - f)
+                ax.plot([xv, xv], [lo, hi], color=col, lw=1, alpha=0.7)
+                shown.add("ci")
+                if lo_hi[0] <= f:
+                    ax.plot(xv, floor, marker="v", color=col, ms=4)
+                    shown.add("cut")
+            ax.plot(xv, yv, marker="D" if kind == "heldout" else "o", ms=5, color=col,
+                    mfc="none" if kind == "left" else col, ls="none", zorder=3)
+            if key in pred:  # right of the cells: what the refit without them predicted
+                h = pred[key]
+                xp = np.log10(cell["shots"]) + 0.07 + 0.04 * i
+                lo = np.log10(h["lower"] - f) if h["lower"] > f else floor
+                ax.plot([xp, xp], [lo, np.log10(h["upper"] - f)], color=col, alpha=0.35,
+                        lw=4, solid_capstyle="butt")
+                ax.plot(xp, np.log10(h["predicted"] - f), marker="_", ms=7, mew=1.5,
+                        color=col)
+                shown.add("pred")
+        s_line = np.array(report["grid"]["shots"], float)
+        line = fit["beta_s"] * np.log10(s_line) + fit["beta_0"] + (
+            (fit["beta_c"] or 0.0) * np.log10(c))
+        ax.plot(np.log10(s_line), line, color=col, lw=1)
+    ticks = np.array(report["grid"]["shots"], float)
+    ax.set_xticks(np.log10(ticks), [f"{t:g}" for t in ticks])
+    ax.set_xlabel("shots per class S (log scale)")
+    ax.set_ylabel("log10(TPR - FPR)")
+    lo, hi = fit["ci"]["beta_s"]
+    below = len(fit["cells"]) - len(drawn)
+    ax.set_title(f"FPR {f:g}: beta_S {fit['beta_s']:.2f} [{lo:.2f}, {hi:.2f}], "
+                 f"R^2 {fit['r2']:.2f}" + (f"\n{below} cells at TPR <= FPR not drawn"
+                                          if below else ""), fontsize=9)
+    ax.grid(True, alpha=0.3)
+    return shown
 
 
 def cell_examples(labels: np.ndarray, shots: int, n_classes: int, seed: int) -> np.ndarray:
