@@ -205,7 +205,8 @@ def shadow_models_needed(fit: Any, error: float = 0.05,
     _check_fit(fit)
     err = check_real(error, "error", 0.0, 0.5, open_lo=True, open_hi=True,
                      what="a float in (0, 0.5)")
-    check_choice(formula, "formula", SHADOW_MODELS_FORMULAS)
+    # the names as a tuple: a list given as formula is then refused, not unhashable
+    check_choice(formula, "formula", tuple(SHADOW_MODELS_FORMULAS))
     xp = ar.namespace(fit.mu_in)
     log_bc = _log_bc(fit)
     h2 = xp.clip(-xp.expm1(log_bc), 0.0, 1.0)

@@ -90,6 +90,12 @@ class Param:
             values = tuple(value)
             if not values:
                 raise ValueError(f"{name}: expected at least one value, got none")
+            for v in values:
+                # a 2-D array or a nested list gives rows, not values: refuse them here, where
+                # the message can say what one value should be
+                if getattr(v, "ndim", 0) or isinstance(v, (list, tuple)):
+                    raise TypeError(f"{name}: expected a flat sequence of {self._one()}, got "
+                                    f"a nested {type(v).__name__}")
             return tuple(self._check_one(v, name) for v in values)
         return self._check_one(value, name)
 

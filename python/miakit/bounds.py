@@ -245,6 +245,10 @@ def dpsgd_noise(epsilon: float, delta: float, sample_rate: float, steps: int,
     """The smallest noise multiplier whose DP-SGD run reaches (epsilon, delta).
 
     The inverse of :func:`dpsgd_epsilon`, by dp-accounting's mechanism calibration.
+    Unlike there, ``delta`` must be in (0, 1): no finite noise reaches delta 0. A sample
+    rate so small that a noise multiplier of 0.01 already reaches (epsilon, delta) is a
+    ValueError naming ``sample_rate`` (the noise needed is below what the accountants
+    resolve).
 
     Examples
     --------
@@ -255,26 +259,47 @@ def dpsgd_noise(epsilon: float, delta: float, sample_rate: float, steps: int,
     """
     dpa = _dp_accounting()
     eps = _positive(epsilon, "epsilon")
-    d = _delta(delta)
+    # no finite noise makes a Gaussian mechanism pure DP: there is nothing to solve for
+    d = check_real(delta, "delta", 0.0, 1.0, open_lo=True, open_hi=True,
+                   what="a value in (0, 1) (no noise reaches delta 0)")
     q, t = _check_dpsgd(sample_rate, steps)
     check_choice(accountant, "accountant", ["pld", "rdp"])
+
     def event(z: float) -> Any:
         return _dpsgd_event(dpa, z, q, t)
+
+    # At a tiny sample rate the run is (epsilon, delta)-DP with almost no noise (a member
+    # is seldom sampled at all): the calibration's search, which starts at a noise of
+    # 0.01, then finds no bracket. Say so, naming the sample rate that causes it.
+    if _epsilon_of_rdp(dpa, event(_NOISE_FLOOR), d) <= eps:
+        raise ValueError(f"sample_rate: at sample_rate {q:g} over {t} steps a noise multiplier "
+                         f"of {_NOISE_FLOOR:g} already reaches epsilon {eps:g} at delta {d:g}; "
+                         "the noise needed lies below what the accountants resolve")
 
     # Bracket with the RDP accountant (cheap at any noise, and an upper bound on epsilon,
     # so its noise is at least the PLD one), then solve in that bracket: the PLD
     # accountant's work grows without bound as the noise goes to 0.
     z_rdp = float(dpa.calibrate_dp_mechanism(
         lambda: _accountant(dpa, "rdp"), event, eps, d,
-        dpa.LowerEndpointAndGuess(1e-2, 1.0), tol=1e-5))
+        dpa.LowerEndpointAndGuess(_NOISE_FLOOR, 1.0), tol=1e-5))
     if accountant == "rdp":
         return z_rdp
     lo = z_rdp / 2
-    while lo > 1e-2 and _epsilon_of(dpa, event(lo), d) <= eps:
+    while lo > _NOISE_FLOOR and _epsilon_of(dpa, event(lo), d) <= eps:
         lo /= 2
     return float(dpa.calibrate_dp_mechanism(
         lambda: _accountant(dpa, "pld"), event, eps, d,
         dpa.ExplicitBracketInterval(lo, z_rdp), tol=1e-5))
+
+
+_NOISE_FLOOR = 1e-2
+"""The smallest noise multiplier :func:`dpsgd_noise` searches."""
+
+
+def _epsilon_of_rdp(dpa: Any, event: Any, delta: float) -> float:
+    acc = _accountant(dpa, "rdp")
+    acc.compose(event)
+    return float(acc.get_epsilon(delta))
 
 
 def _epsilon_of(dpa: Any, event: Any, delta: float) -> float:

@@ -81,6 +81,10 @@ class ClampedSpreadWarning(UserWarning):
         self.n_clamped = int(n_clamped)
 
 
+# how errors name the logits, which come in as shadow_scores (with labels)
+_LOGITS_ARG = "shadow_scores (logits)"
+
+
 def _prepare_source(data: Any, keep: Any, labels: Any, signal: str):
     """Validate shadow data and keep; return (data, labels or None, keep, M, N, A)."""
     check_choice(signal, "signal", _LIRA_SIGNALS)  # checked even when unused (no labels)
@@ -91,12 +95,14 @@ def _prepare_source(data: Any, keep: Any, labels: Any, signal: str):
             data = ar.reshape(data, shape + (1,))
         labels_k = None
     else:
-        data = check_float_array(data, "logits", ndim=(3, 4))
+        # logits come in as shadow_scores (with labels): errors name that argument
+        data = check_float_array(data, _LOGITS_ARG, ndim=(3, 4))
         shape = ar.shape_of(data)
         if len(shape) == 3:  # [M, N, C]: one augmentation
             data = ar.reshape(data, (shape[0], shape[1], 1, shape[2]))
         shape = ar.shape_of(data)
-        data, labels_k = prepare_logits_labels(data, labels, lead_shape=(shape[1],))
+        data, labels_k = prepare_logits_labels(data, labels, lead_shape=(shape[1],),
+                                               name=_LOGITS_ARG)
         lab_shape = ar.shape_of(ar.as_array(labels, "labels"))
         if len(lab_shape) != 1 or lab_shape[0] != shape[1]:
             raise ValueError(
@@ -104,7 +110,8 @@ def _prepare_source(data: Any, keep: Any, labels: Any, signal: str):
             )
     m, n, a = ar.shape_of(data)[:3]
     if m < 1 or n < 1 or a < 1:
-        raise ValueError(f"shadow data: expected non-empty [M, N, A], got {ar.shape_of(data)}")
+        raise ValueError(f"shadow_scores: expected non-empty [M, N, A], got "
+                         f"{ar.shape_of(data)}")
     keep = check_keep(keep, (m, n))
     keep = ar.match_device(keep, data, "keep", "shadow data")
     return data, labels_k, keep, m, n, a
@@ -113,7 +120,7 @@ def _prepare_source(data: Any, keep: Any, labels: Any, signal: str):
 def _raise_status(st: dict, n_classes: int | None) -> None:
     checks = {
         # the fused path: the signal kernel's counts of logits rows and label rows
-        "nonfinite_logits": message("nonfinite_rows", "logits"),
+        "nonfinite_logits": message("nonfinite_rows", _LOGITS_ARG),
         "bad_label": message("bad_label", "labels", n_classes=n_classes or 0),
     }
     # NaN/inf scores; from logits the count is of signal values beyond _MAX_ABS instead,
@@ -196,6 +203,8 @@ def fit(
     Returns
     -------
     LiraFit
+        An example no shadow model trained on (or every one did) has NaN IN (OUT)
+        statistics: :func:`score` handles it as its ``on_empty`` says.
 
     Examples
     --------
@@ -518,6 +527,9 @@ def balanced_partners(keep: Any, targets: Any = None) -> np.ndarray:
     shape = ar.shape_of(arr)
     if len(shape) != 2:
         raise ValueError(f"keep: expected a 2-D [M, N] matrix, got shape {shape}")
+    if 0 in shape:
+        raise ValueError(f"keep: expected at least one model and one example, got shape "
+                         f"{shape}")
     keep_u8 = ar.to_numpy(check_keep(arr, (shape[0], shape[1])))
     tg = check_targets(targets, shape[0])
     # the kernels' own rule (csrc/include/miakit/lira_math.h, balanced_partner)

@@ -127,6 +127,11 @@ def _cells(shots: Any, classes: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("shots: expected examples per class >= 1")
     if not (np.isfinite(c).all() and (c >= 2).all()):
         raise ValueError("classes: expected at least 2 classes per cell")
+    # both are counts: a fractional one is a mix-up of columns, not a cell of the grid
+    for values, name in ((s, "shots"), (c, "classes")):
+        if not (values == np.round(values)).all():
+            raise ValueError(f"{name}: expected whole counts per cell, got "
+                             f"{values[values != np.round(values)][0]:g}")
     return s, c
 
 
@@ -137,7 +142,7 @@ def fit(shots: Any, classes: Any, tpr: Any, fpr: float, level: float = 0.95,
     Parameters
     ----------
     shots, classes : array_like [K]
-        S and C of every cell.
+        S and C of every cell: whole counts, S >= 1 and C >= 2.
     tpr : array_like [K]
         The TPR each cell's attack reached at ``fpr``.
     fpr : float

@@ -31,9 +31,11 @@ from miakit._options import REFERENCES
 from miakit._validation import (
     check_choice,
     check_float_array,
+    check_int,
     check_keep,
     check_keep_matrix,
     check_real,
+    check_real_array,
     check_targets,
 )
 from miakit.lira import balanced_partners
@@ -538,14 +540,18 @@ def tune_a(q: Any, keep: Any, *, target: int = 0, grid: Any = None, gamma: float
     """
     from miakit.metrics import auc
 
-    g = np.linspace(0.0, 1.0, 11) if grid is None else np.asarray(grid, dtype=np.float64)
+    g = np.linspace(0.0, 1.0, 11) if grid is None else check_real_array(grid, "grid")
     if g.ndim != 1 or g.size == 0:
         raise ValueError(f"grid: expected a non-empty 1-D sequence of a values, got {grid!r}")
     for v in g:
         check_real(v, "grid", 0.0, 1.0)
     keep_np = check_keep_matrix(keep, even=False)
-    t = int(check_targets([target], keep_np.shape[0])[0])
+    t = check_int(target, "target", 0, keep_np.shape[0] - 1,
+                  what=f"a reference model index in [0, {keep_np.shape[0]})")
     kt = keep_np[t]
+    if kt.all() or not kt.any():  # the AUC needs members and non-members of the target
+        raise ValueError(f"keep: expected both members and non-members of reference model "
+                         f"{t} (the target), got {'only members' if kt.all() else 'none'}")
     aucs = []
     for v in g:
         with warnings.catch_warnings():
@@ -554,6 +560,9 @@ def tune_a(q: Any, keep: Any, *, target: int = 0, grid: Any = None, gamma: float
                                           aggregate=aggregate, labels=labels,
                                           references=references, on_empty="nan"))[0]
         ok = np.isfinite(s)
+        if kt[ok].all() or not kt[ok].any():  # every example of one side was left NaN
+            raise ValueError(f"keep: expected reference models with and without each example "
+                             f"(no example of one side of model {t} could be scored)")
         aucs.append(auc(s[ok], kt[ok]))
     auc_per_a = np.asarray(aucs)
     return TunedA(float(g[int(np.argmax(auc_per_a))]), g, auc_per_a, t)

@@ -29,14 +29,16 @@ __all__ = ["scaled_confidence", "hinge", "loss", "confidence", "max_confidence",
 SIGNAL_CODES = SIGNALS
 
 
-def prepare_logits_labels(logits: Any, labels: Any, lead_shape=None):
-    """Validate logits ``[..., C]`` and labels; return (logits, int64 labels broadcast)."""
-    logits = check_float_array(logits, "logits", min_ndim=1)
+def prepare_logits_labels(logits: Any, labels: Any, lead_shape=None, name: str = "logits"):
+    """Validate logits ``[..., C]`` and labels; return (logits, int64 labels broadcast).
+    ``name`` is the logits' argument in the caller, as errors name it."""
+    logits = check_float_array(logits, name, min_ndim=1)
     shape = ar.shape_of(logits)
     n_classes = shape[-1]
     if n_classes < 2:
-        raise ValueError(f"logits: expected at least 2 classes in the last axis, got shape {shape}")
-    labels = match_device(check_labels(labels, n_classes), logits, "labels", "logits")
+        raise ValueError(f"{name}: expected at least 2 classes in the last axis, got shape "
+                         f"{shape}")
+    labels = match_device(check_labels(labels, n_classes), logits, "labels", name)
     target = shape[:-1] if lead_shape is None else lead_shape
     try:
         labels = ar.broadcast_to(ar.as_int64(labels), target)
@@ -244,7 +246,10 @@ def compute(logits: Any, labels: Any, names: Sequence[str], *,
     """
     if isinstance(names, str):
         raise TypeError(f"names: expected a sequence of signal names, got the string {names!r}")
-    names = list(names)
+    try:
+        names = list(names)
+    except TypeError:  # None, a number, an object: not a sequence at all
+        raise TypeError(f"names: expected a sequence of signal names, got {names!r}") from None
     for name in names:
         check_choice(name, "names", tuple(SIGNALS))
     if not names:

@@ -97,6 +97,12 @@ def run_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     return {n: out[n] for n in names}
 
 
+def _signal_types() -> tuple[type, ...]:
+    from miakit import _audit_signals as sig
+
+    return (sig.ArraySignals, sig.RunSignals, sig.StoredSignals)
+
+
 def _signal_source(logits: Any, labels: Any) -> Any:
     """The audit's signals: an :class:`~miakit._audit_signals.ArraySignals` of a logits
     array, or the :class:`~miakit._audit_signals.RunSignals` the audit streamed."""
@@ -105,6 +111,45 @@ def _signal_source(logits: Any, labels: Any) -> Any:
     if isinstance(logits, (sig.ArraySignals, sig.RunSignals, sig.StoredSignals)):
         return logits
     return sig.ArraySignals(logits, labels)
+
+
+def _check_logits_inputs(logits: Any, keep: Any, labels: Any) -> tuple[Any, np.ndarray]:
+    """Logits ``[M, N, A, C]`` (left as given: a memory-mapped array stays on disk), a
+    boolean ``keep [M, N]`` and ``labels [N]`` in ``[0, C)``, each error naming its
+    argument; returns the logits and ``keep`` as a numpy bool array."""
+    from miakit import _arrays as ar
+    from miakit._validation import check_float_array, check_keep, check_labels
+
+    logits = check_float_array(logits, "logits", ndim=4)
+    shape = tuple(ar.shape_of(logits))
+    if min(shape) == 0:
+        raise ValueError(f"logits: expected a non-empty [M, N, A, C] array, got shape {shape}")
+    keep = np.asarray(ar.to_numpy(check_keep(keep, (shape[0], shape[1]))), dtype=bool)
+    labels = check_labels(labels, shape[3])
+    if tuple(ar.shape_of(labels)) != shape[1:2]:
+        raise ValueError(f"labels: expected shape {shape[1:2]} (examples), "
+                         f"got {tuple(ar.shape_of(labels))}")
+    return logits, keep
+
+
+def _check_both_sides(keep: np.ndarray) -> None:
+    """Refuse a ``keep`` without members or without non-members: no attack has a
+    reference on the missing side, so every score would be NaN."""
+    if keep.all() or not keep.any():
+        raise ValueError(f"keep: expected both members and non-members, got "
+                         f"{'only members' if keep.all() else 'no members'}")
+
+
+def _check_variance(variance: Any) -> str:
+    from miakit._validation import check_choice
+
+    return check_choice(variance, "variance", ("per_example", "global"))
+
+
+def _check_references(references: Any) -> str:
+    from miakit._validation import check_choice
+
+    return check_choice(references, "references", ("balanced", "all"))
 
 
 def _attack_names(attacks: Sequence[str] | None) -> list[str]:
@@ -137,6 +182,11 @@ def iter_attacks(logits: Any, keep: np.ndarray, labels: np.ndarray, *,
     from miakit import rmia, thresholds
 
     names = _attack_names(attacks)
+    _check_variance(variance)
+    _check_references(references)
+    if not isinstance(logits, _signal_types()):  # (the audit's own sources: checked there)
+        logits, keep = _check_logits_inputs(logits, keep, labels)
+        _check_both_sides(keep)
     src = _signal_source(logits, labels)
     loo = {"targets": "leave-one-out", "references": references}
     for name, mode in (("lira_online", "online"), ("lira_offline", "offline")):
@@ -227,10 +277,21 @@ def curvature_attack(curvature: np.ndarray, keep: np.ndarray, *,
     >>> curvature_attack(curv, keep)["scores"].shape
     (8, 40)
     """
-    keep = np.asarray(keep, dtype=bool)
+    from miakit import _arrays as ar
+    from miakit._validation import check_finite, check_keep, check_real_array
+
+    curvature = check_real_array(curvature, "curvature")
+    check_finite(curvature, "curvature")  # a trace of a finite head's Hessian is finite
+    if curvature.ndim != 2 or curvature.size == 0:
+        raise ValueError(f"curvature: expected a non-empty [M, N] array, got shape "
+                         f"{curvature.shape}")
+    keep = np.asarray(ar.to_numpy(check_keep(keep, curvature.shape)), dtype=bool)
+    _check_both_sides(keep)
+    _check_variance(variance)
+    _check_references(references)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", lira.ClampedSpreadWarning)
-        scores = lira.leave_one_out(np.asarray(curvature)[:, :, None], keep, mode="online",
+        scores = lira.leave_one_out(curvature[:, :, None], keep, mode="online",
                                     center="median", variance=variance, on_empty="nan",
                                     references=references)
     clamped = sum(_clamped_count(w.message) for w in caught
@@ -260,8 +321,10 @@ def baselines(logits: Any, keep: np.ndarray, labels: np.ndarray) -> dict[str, An
     """
     from miakit import thresholds
 
-    keep = np.asarray(keep, dtype=bool)
-    correct = np.asarray(signals.correct(logits[:, :, 0, :], np.asarray(labels)[None, :]))
+    logits, keep = _check_logits_inputs(logits, keep, labels)
+    _check_both_sides(keep)
+    labels = np.asarray(labels)
+    correct = np.asarray(signals.correct(logits[:, :, 0, :], labels[None, :]))
     return _baselines(correct, keep,
                       thresholds.max_accuracy_threshold(-thresholds.loss(logits, labels), keep))
 

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from miakit import metrics
-from miakit.audit.attacks import ATTACKS
+from miakit._validation import check_probabilities, check_probability, check_real
+from miakit.audit.attacks import ATTACKS, _check_both_sides
 from miakit.audit.report import AttackResult, Verdict
 
 __all__ = ["DEFAULT_FPRS", "DP_DELTA", "VERDICT_METHOD", "evaluate", "privacy_summary",
@@ -204,11 +205,58 @@ def evaluate(attacks: Mapping[str, Mapping[str, Any]], keep: np.ndarray, *,
     >>> verdict(res)["leakage"]
     False
     """
-    keep = np.asarray(keep, dtype=bool)
+    keep, fprs = _check_keep_matrix(keep), tuple(check_probabilities(fprs, "fprs"))
+    _check_both_sides(keep)
+    level, alpha = _check_level(level), check_probability(alpha, "alpha")
+    dp_delta = _check_delta(dp_delta)
+    _check_mapping(attacks, "attacks", "a mapping of attack names to {'scores': [M, N]}")
+    for name, a in attacks.items():
+        if not isinstance(a, Mapping) or "scores" not in a:
+            raise TypeError(f"attacks: expected a mapping with 'scores' for {name!r}, "
+                            f"got {type(a).__name__}")
+        shape = np.shape(a["scores"])
+        if shape != keep.shape:
+            raise ValueError(f"keep: expected the shape of the scores of {name!r}, "
+                             f"{shape}, got {keep.shape}")
     n_tests = len(attacks) * len(fprs)
     ws = metrics.RankWorkspace()
     return {name: _evaluate_attack(name, a, keep, tuple(fprs), level, alpha, n_tests,
                                    dp_delta, ws) for name, a in attacks.items()}
+
+
+def _check_mapping(value: Any, name: str, what: str) -> None:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name}: expected {what}, got {type(value).__name__}")
+
+
+def _check_results(results: Any) -> None:
+    """Attack results (``{name: metrics}``, as :func:`evaluate` returns), each a mapping."""
+    _check_mapping(results, "results", "a mapping of attack names to their metrics")
+    for name, r in results.items():
+        if not isinstance(r, Mapping):
+            raise TypeError(f"results: expected the metrics of {name!r} as a mapping, got "
+                            f"{type(r).__name__}")
+
+
+def _check_keep_matrix(keep: Any) -> np.ndarray:
+    """A boolean (or 0/1) ``keep`` ``[M, N]`` as a numpy bool array."""
+    from miakit._validation import check_bool_array
+
+    keep = check_bool_array(keep, "keep")
+    if keep.ndim != 2:
+        raise ValueError(f"keep: expected an [M, N] array, got shape {keep.shape}")
+    return keep
+
+
+def _check_level(level: Any) -> float:
+    """A confidence level in [0.5, 1): below 1/2 an interval would not hold its own
+    point estimate, and the intervals' quantiles lose their precision near 0."""
+    return check_real(level, "level", 0.5, 1.0, open_hi=True,
+                      what="a confidence level in [0.5, 1)")
+
+
+def _check_delta(delta: Any) -> float:
+    return check_real(delta, "dp_delta", 0.0, 1.0, open_hi=True, what="a value in [0, 1)")
 
 
 def _evaluate_attack(name: str, a: Mapping[str, Any], keep: np.ndarray,
@@ -264,6 +312,10 @@ def privacy_summary(results: Mapping[str, Mapping[str, Any]], dp_epsilon: float 
     >>> p["max_empirical_epsilon"], p["attack"], p["consistent"]
     (1.9, 'b', False)
     """
+    _check_results(results)
+    if dp_epsilon is not None:
+        dp_epsilon = check_real(dp_epsilon, "dp_epsilon", 0.0, open_lo=True, allow_inf=True)
+    dp_delta = _check_delta(dp_delta)
     eps = {k: r["empirical_epsilon"]["epsilon"] for k, r in results.items()
            if r.get("empirical_epsilon")}
     best = max(eps, key=lambda k: eps[k]) if eps else None
@@ -298,6 +350,9 @@ def strongest(results: Mapping[str, Mapping[str, Any]],
     >>> strongest(r, {"leakage": False, "strongest": None}) is None
     True
     """
+    _check_results(results)
+    if verdict is not None:
+        _check_mapping(verdict, "verdict", "a verdict (a mapping with 'leakage')")
     if not results:
         return None
     if verdict is not None:
@@ -363,6 +418,8 @@ def verdict(results: Mapping[str, Mapping[str, Any]], alpha: float = 0.05) -> Ve
     >>> v["leakage"], v["strongest"]["attack"], v["detectable"][0]["min_excess"]
     (True, 'loss', 0.01)
     """
+    _check_results(results)
+    alpha = check_probability(alpha, "alpha")
     evidence, n_tests = [], 0
     budgets: dict[float, list[float]] = {}
     for name, r in results.items():

@@ -119,7 +119,13 @@ def plot_roc(results: Mapping[str, AttackResult], path: str | Path, title: str =
     from matplotlib.patches import Patch
 
     from miakit._plotting import colormap, subplots
+    from miakit.audit.evaluation import _check_results
+    from miakit.audit.report import _check_output_path
 
+    _check_results(results)
+    path = _check_output_path(path)
+    if not isinstance(title, str):
+        raise TypeError(f"title: expected a str, got {type(title).__name__}")
     for r in results.values():
         if r.curve is None:
             raise ValueError(f"results: attack {r.label!r} has no ROC curve (a report "

@@ -45,7 +45,9 @@ class AuditConfig:
         "on the target's membership (unbiased); 'all' leaves out the target only (biased "
         "against members with few models; for comparison)", choices=tuple(REFERENCES))
     level: float = option(0.95, "confidence level of the intervals (Clopper-Pearson, "
-                          "cluster-robust over examples)", **_OPEN)
+                          "cluster-robust over examples)",
+                          # below 1/2 an interval would not hold its own point estimate
+                          low=0.5, high=1.0, open_high=True)
     alpha: float = option(0.05, "family-wise error rate of the leakage verdict (a test over "
                           "every attack and FPR)", **_OPEN)
     attacks: tuple[str, ...] | None = option(

@@ -263,9 +263,12 @@ def write_html(report: Mapping[str, Any], path: str | Path,
     >>> p.name
     'report.html'
     """
+    from miakit.audit.report import _check_output_path
+    from miakit.audit.text import _check_report
     from miakit.io import atomic_write
 
-    path = Path(path)
+    _check_report(report)
+    path = _check_output_path(path)
     data = to_html(report, figures_dir=figures_dir).encode("utf-8")
     atomic_write(path, lambda f: f.write(data), "the HTML report")
     return path

@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from miakit import lira
-from miakit.audit.attacks import _signal_source
+from miakit.audit.attacks import (
+    _check_both_sides,
+    _check_logits_inputs,
+    _check_variance,
+    _signal_source,
+    _signal_types,
+)
 
 __all__ = ["GRAD_NORM_DEFINITION", "CURVATURE_DEFINITION", "head_quantities",
            "head_matrices", "vulnerability"]
@@ -115,11 +121,14 @@ def head_quantities(features: Any, labels: Any, params: Mapping[str, Any]
     """
     from miakit import curvature, gradients
 
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params: expected a mapping of a head's parameters, got "
+                        f"{type(params).__name__}")
     kind = _head_kind(params)
     if kind is None:
         raise ValueError(f"params: expected a linear head {list(_LAYOUTS['linear'])} or an "
                          f"MLP head {list(_LAYOUTS['mlp'])}, got {list(params)}")
-    x = np.asarray(features)
+    x = _host_features(features, ndim=2)
     if kind == "linear":
         w, b = params["weight"], params["bias"]
         return (np.asarray(gradients.head_norms(x, labels, w, b)),
@@ -165,7 +174,7 @@ def head_matrices(features: Any, labels: Any,
     """
     get = params if callable(params) else params.__getitem__
     n_models, n = shape
-    x = np.asarray(features)
+    x = _host_features(features, ndim=(2, 3))
     if x.ndim == 3:
         x = x[:, 0, :]  # the first query view, as the logits' columns
     if x.ndim != 2 or x.shape[0] != n:
@@ -188,6 +197,16 @@ def head_matrices(features: Any, labels: Any,
     if kind is None:
         raise ValueError(f"shape: expected at least one model, got {shape}")
     return grad, curv, kind
+
+
+def _host_features(features: Any, ndim: int | tuple[int, ...]) -> np.ndarray:
+    """Floating-point features as a numpy array on the host (a torch tensor's bfloat16
+    read exactly as float32); other dtypes and complex values are refused, naming
+    ``features``."""
+    from miakit import _arrays as ar
+    from miakit._validation import check_float_array
+
+    return np.asarray(ar.to_numpy(check_float_array(features, "features", ndim=ndim)))
 
 
 def _head_kind(params: Mapping[str, Any]) -> str | None:
@@ -279,11 +298,25 @@ def vulnerability(logits: Any, keep: np.ndarray, labels: np.ndarray,
     >>> t.meta["grad_norm_kind"], "curvature" in t.columns
     ('parameter gradient', True)
     """
+    from miakit import _arrays as ar
     from miakit import memorization
     from miakit import vulnerability as report
+    from miakit._validation import check_float_array, check_probability
 
-    labels = np.asarray(labels)
-    keep = np.asarray(keep, dtype=bool)
+    if isinstance(logits, _signal_types()):  # the audit's own sources: checked there
+        keep = np.asarray(keep, dtype=bool)
+    else:
+        logits, keep = _check_logits_inputs(logits, keep, labels)
+        _check_both_sides(keep)
+    labels = np.asarray(ar.to_numpy(ar.as_array(labels, "labels")))
+    # LiRA's scores are likelihood ratios: booleans or integers are not scores of it
+    lira_scores = np.asarray(ar.to_numpy(check_float_array(lira_scores, "lira_scores")),
+                             dtype=np.float64)
+    if lira_scores.shape != keep.shape:
+        raise ValueError(f"lira_scores: expected shape {keep.shape} (models, examples), got "
+                         f"{lira_scores.shape}")
+    _check_variance(variance)
+    fpr = check_probability(fpr, "fpr")
     src = _signal_source(logits, labels)
     mem_input = src.memorization_input()  # None: a run of scores, nothing to measure on
     mem = (None if mem_input is None else

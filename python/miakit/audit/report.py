@@ -186,6 +186,32 @@ class AttackResult(_DictView):
         return cls(**dict(d))
 
 
+def _check_output_path(path: Any, name: str = "path", *, folder: bool = False) -> Path:
+    """A path the audit writes, as a ``Path``: a file (``folder=False``; not an existing
+    folder) or a folder (not an existing file, nor under one); the error names the
+    argument ``name`` before anything is computed or written."""
+    import os
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a path (str or os.PathLike), got "
+                        f"{type(path).__name__}")
+    text = os.fspath(path)
+    if isinstance(text, bytes) or not text or "\x00" in text:
+        raise ValueError(f"{name}: expected a non-empty path without NUL characters, got "
+                         f"{path!r}")
+    out = Path(text)
+    if folder:
+        # the folder itself or the nearest existing folder above it must not be a file
+        for p in (out, *out.parents):
+            if p.exists():
+                if not p.is_dir():
+                    raise ValueError(f"{name}: expected a folder, but {p} is a file")
+                break
+    elif out.is_dir():
+        raise ValueError(f"{name}: expected a file to write, but {out} is a folder")
+    return out
+
+
 def _jsonable(obj: Any) -> Any:
     """numpy scalars and arrays, tuples and nested results as JSON types."""
     if isinstance(obj, _DictView):
@@ -305,10 +331,13 @@ class AuditReport(_DictView):
         if isinstance(path_or_text, Path) or not text.lstrip().startswith("{"):
             source = str(path_or_text)
             try:
-                text = Path(path_or_text).read_text()
+                text = Path(path_or_text).read_text(encoding="utf-8")
             except OSError as exc:
                 raise ValueError(f"{name}: cannot read {source}: "
                                  f"{exc.strerror or exc}") from None
+            except UnicodeDecodeError as exc:  # JSON is UTF-8 text: a binary file is not
+                raise ValueError(f"{name}: expected JSON, {source} is not UTF-8 text "
+                                 f"({exc.reason} at byte {exc.start})") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -12,7 +12,7 @@ run's stored heads, and :func:`load_report`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from miakit.audit.evaluation import (
 from miakit.audit.options import AuditConfig
 from miakit.audit.page import write_html
 from miakit.audit.per_example import _head_kind, head_matrices, vulnerability
-from miakit.audit.report import AttackResult, AuditReport, RunInfo
+from miakit.audit.report import AttackResult, AuditReport, RunInfo, _check_output_path
 from miakit.audit.text import _title
 
 __all__ = ["audit", "references_info", "load_report"]
@@ -120,6 +120,11 @@ def audit(run: Any, out_dir: str | Path | None = None, *, fprs: tuple[float, ...
     cfg = AuditConfig(fprs=fprs, variance=variance, references=references, level=level,
                       alpha=alpha, attacks=None if attacks is None else tuple(attacks),
                       dp_epsilon=dp_epsilon, dp_delta=dp_delta, plot=plot)
+    if out_dir is not None:  # a bad folder fails before the work, not after it
+        _check_output_path(out_dir, "out_dir", folder=True)
+    if extra is not None and not isinstance(extra, Mapping):
+        raise TypeError(f"extra: expected a mapping of further report fields, got "
+                        f"{type(extra).__name__}")
     fprs, variance, references, level, alpha, dp_epsilon, dp_delta = (
         cfg.fprs, cfg.variance, cfg.references, cfg.level, cfg.alpha, cfg.dp_epsilon,
         cfg.dp_delta)
@@ -330,8 +335,12 @@ def references_info(keep: np.ndarray, references: str) -> dict[str, Any]:
     >>> references_info(mk.shadow.balanced_keep(4, 10), "balanced")["partner"]
     'pair partner (complementary pairs 2i, 2i + 1)'
     """
+    from miakit.audit.attacks import _check_references
+    from miakit.audit.evaluation import _check_keep_matrix
     from miakit.shadow import is_paired
 
+    keep = _check_keep_matrix(keep)
+    references = _check_references(references)
     paired = is_paired(keep)
     if references == "all":
         return {"rule": "all", "paired_keep": paired, "partner": None,
@@ -387,4 +396,8 @@ def load_report(path: str | Path, name: str = "path") -> AuditReport:
     ...
     ValueError: path: expected the report.json of 'miakit audit', ...report.json has no run, ...
     """
+    import os
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected the path of a report.json, got {type(path).__name__}")
     return AuditReport.from_json(Path(path), name)

@@ -15,11 +15,14 @@ q-value; ``exposed.csv`` lists them, the most significant first.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from miakit import _arrays as ar
+from miakit._validation import check_bool_array, check_float_array, check_keep, check_labels
 from miakit.audit.attacks import RMIA_A, _baselines
 from miakit.audit.evaluation import (
     DEFAULT_FPRS,
@@ -30,7 +33,7 @@ from miakit.audit.evaluation import (
     verdict,
 )
 from miakit.audit.options import AuditConfig
-from miakit.audit.report import AuditReport
+from miakit.audit.report import AuditReport, _check_output_path
 
 __all__ = ["audit_target", "target_scores", "TARGET_ATTACKS", "OFFLINE_ATTACKS"]
 
@@ -43,14 +46,15 @@ TARGET_ATTACKS = ("lira_online", "rmia_online") + OFFLINE_ATTACKS
 
 def _check_target(run: Any, target_logits: Any, target_keep: Any
                   ) -> tuple[np.ndarray, np.ndarray]:
-    z = np.asarray(target_logits)
+    # torch tensors (bfloat16 and conjugate views too) come to the host as numpy
+    z = np.asarray(ar.to_numpy(check_float_array(target_logits, "target_logits")))
     n, a, c = run.n_examples, run.n_augmentations, run.n_classes
     if z.ndim == 2:
         z = z[:, None, :]
     if z.ndim != 3 or z.shape[0] != n or z.shape[2] != c or z.shape[1] not in (1, a):
         raise ValueError(f"target_logits: expected shape [{n}, {c}] or [{n}, {a}, {c}] "
                          f"(the run's examples, views and classes), got "
-                         f"{np.asarray(target_logits).shape}")
+                         f"{ar.shape_of(target_logits)}")
     if z.shape[1] != a:
         raise ValueError(f"target_logits: the run has {a} views per example; give the "
                          f"target's logits on all of them, shape [{n}, {a}, {c}]")
@@ -135,6 +139,8 @@ def audit_target(run: Any, target_logits: Any, target_keep: Any,
 
     fdr = Param("", kind=float, low=0.0, high=1.0, open_low=True, open_high=True).check(
         fdr, "fdr")
+    if out_dir is not None:  # a bad folder fails before the work, not after it
+        _check_output_path(out_dir, "out_dir", folder=True)
     run.require_finished()
     z, member = _check_target(run, target_logits, target_keep)
     keep, labels = run.keep, run.labels
@@ -258,10 +264,16 @@ def target_scores(target_logits: np.ndarray, target_keep: np.ndarray, ref_logits
     (['lira_offline', 'loss'], (50,))
     """
     from miakit import lira, rmia, signals, thresholds
+    from miakit.audit.attacks import _check_variance
 
-    z, ref, keep, lab, member = (target_logits, ref_logits, ref_keep, labels, target_keep)
+    z, ref, keep, lab, member = _check_scores_inputs(target_logits, target_keep, ref_logits,
+                                                     ref_keep, labels)
+    if isinstance(attacks, str) or not isinstance(attacks, Sequence) or not attacks or any(
+            a not in TARGET_ATTACKS for a in attacks):
+        raise ValueError(f"attacks: expected a sequence of names from "
+                         f"{list(TARGET_ATTACKS)}, got {attacks!r}")
     want = list(attacks)
-    var = variance
+    var = _check_variance(variance)
     scores: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
     ref_role = {"targets": "one target model", "references": "the run's models"}
     fit = tgt = None
@@ -294,6 +306,28 @@ def target_scores(target_logits: np.ndarray, target_keep: np.ndarray, ref_logits
             scores[name] = (np.asarray(s, dtype=np.float64),
                             {"score": name, "targets": "one target model"})
     return scores
+
+
+def _check_scores_inputs(target_logits: Any, target_keep: Any, ref_logits: Any,
+                         ref_keep: Any, labels: Any
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`target_scores`' arrays as numpy ones, their shapes checked against each other
+    (the references' ``[M, N, A, C]``), every error naming its argument."""
+    ref = np.asarray(ar.to_numpy(check_float_array(ref_logits, "ref_logits", ndim=4)))
+    if min(ref.shape) == 0:
+        raise ValueError(f"ref_logits: expected a non-empty [M, N, A, C] array, got shape "
+                         f"{ref.shape}")
+    z = np.asarray(ar.to_numpy(check_float_array(target_logits, "target_logits", ndim=3)))
+    if z.shape != ref.shape[1:]:
+        raise ValueError(f"target_logits: expected shape {ref.shape[1:]} (the references' "
+                         f"examples, views and classes), got {z.shape}")
+    member = check_bool_array(target_keep, "target_keep", ref.shape[1:2])
+    keep = np.asarray(ar.to_numpy(check_keep(ref_keep, ref.shape[:2], "ref_keep")), bool)
+    lab = np.asarray(ar.to_numpy(check_labels(labels, ref.shape[3])))
+    if lab.shape != ref.shape[1:2]:
+        raise ValueError(f"labels: expected shape {ref.shape[1:2]} (examples), got "
+                         f"{lab.shape}")
+    return z, ref, keep, lab, member
 
 
 def _record_columns(z: np.ndarray, labels: np.ndarray, ref: np.ndarray, keep: np.ndarray

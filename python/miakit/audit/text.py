@@ -42,6 +42,27 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%" if x >= 0.001 else f"{100 * x:.2f}%"
 
 
+def _check_report(report: Any, name: str = "report") -> Mapping[str, Any]:
+    """``report`` if it is an audit report (a mapping with ``run`` and ``models``: the
+    parts every summary reads), else ``TypeError`` / ``ValueError`` naming the argument.
+
+    Examples
+    --------
+    >>> from miakit.audit.text import _check_report
+    >>> _check_report(None)
+    Traceback (most recent call last):
+    ...
+    TypeError: report: expected an audit report (a mapping with 'run', 'models', ...), got NoneType
+    """
+    want = "an audit report (a mapping with 'run', 'models', ...)"
+    if not isinstance(report, Mapping):
+        raise TypeError(f"{name}: expected {want}, got {type(report).__name__}")
+    missing = [k for k in ("run", "models") if k not in report]
+    if missing:
+        raise ValueError(f"{name}: expected {want}, got a mapping without {missing}")
+    return report
+
+
 def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of an audit report's summary, for :func:`summarize` and other renderers
     (:func:`miakit.audit.to_html`).
@@ -65,6 +86,7 @@ def summary_sections(report: Mapping[str, Any]) -> dict[str, Any]:
     >>> summary_sections(rep)["run"][0]
     'miakit audit: run, 4 shadow models (linear head), 10 examples x 1 query view, 2 classes'
     """
+    _check_report(report)
     r, q = report["run"], report["models"]
     name = r["metadata"].get("dataset", "run")
     model = _model_name(r["config"])

@@ -47,12 +47,13 @@ class AttackPower:
     n_nonmembers: int
 
     def at(self, fpr: float) -> Any:
-        """The TprAtFpr of budget ``fpr``."""
+        """The TprAtFpr of budget ``fpr``; a budget not measured is a ValueError."""
+        wanted = check_probability(fpr, "fpr")
         for t in self.tpr:
-            if t.target_fpr == fpr:
+            if t.target_fpr == wanted:
                 return t
-        raise KeyError(f"fpr: no TPR measured at {fpr!r}; budgets: "
-                       f"{[t.target_fpr for t in self.tpr]}")
+        raise ValueError(f"fpr: no TPR measured at {wanted!r}; budgets: "
+                         f"{[t.target_fpr for t in self.tpr]}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable: AUC and, per budget, TPR, interval, achieved FPR, counts."""
@@ -158,5 +159,15 @@ def domias_scores(records: Any, synthetic: Any, reference: Any, *,
         pca = PCA(n_components=k, random_state=sklearn_random_state(seed))
         pca.fit(np.concatenate([s, r]))
         x, s, r = pca.transform(x), pca.transform(s), pca.transform(r)
-    return (_kde_logpdf(s, x, bandwidth, "synthetic")
-            - _kde_logpdf(r, x, bandwidth, "reference"))
+    log_synthetic = _kde_logpdf(s, x, bandwidth, "synthetic")
+    log_reference = _kde_logpdf(r, x, bandwidth, "reference")
+    scores = log_synthetic - log_reference
+    # a record so far from the data that its squared distances overflow gets a NaN
+    # density from scipy (inf - inf), or both densities underflow to 0 (-inf - -inf): no
+    # defined ratio, so refuse it rather than score it NaN
+    lost = np.isnan(scores)
+    if lost.any():
+        raise ValueError(f"records: {int(lost.sum())} record(s) (first at index "
+                         f"{int(np.argmax(lost))}) lie too far from both the synthetic and "
+                         "the reference data for a float64 density ratio")
+    return scores

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 from scipy import special, stats
 
-from miakit._validation import check_choice, check_probability
+from miakit._validation import (
+    check_choice,
+    check_int,
+    check_probability,
+    check_real,
+    check_real_array,
+)
 
 __all__ = ["clopper_pearson", "clustered_proportion_ci", "ClusteredProportion",
            "korn_graubard", "effective_dof", "unseen_share_floor"]
@@ -32,13 +38,12 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     >>> lo, round(hi, 4)
     (0.0, 0.3085)
     """
-    if n <= 0:
-        raise ValueError(f"n: expected a positive count, got {n}")
-    if not 0 <= k <= n:
-        raise ValueError(f"k: expected 0 <= k <= n = {n}, got {k}")
-    tail = (1.0 - level) / 2
-    lo = 0.0 if k == 0 else float(stats.beta.ppf(tail, k, n - k + 1))
-    hi = 1.0 if k == n else float(stats.beta.isf(tail, k + 1, n - k))
+    n = check_int(n, "n", 1, what="a positive count")
+    k = check_int(k, "k", 0, n, what=f"a count in [0, n = {n}]")
+    tail = (1.0 - check_probability(level, "level")) / 2
+    # float counts: scipy's beta takes no int beyond int64 (n = 2**70 is a valid count)
+    lo = 0.0 if k == 0 else float(stats.beta.ppf(tail, float(k), float(n - k + 1)))
+    hi = 1.0 if k == n else float(stats.beta.isf(tail, float(k + 1), float(n - k)))
     return lo, hi
 
 
@@ -119,9 +124,9 @@ def clustered_proportion_ci(k: Any, n: Any, level: float = 0.95,
     (1.0, True)
     """
     check_choice(alternative, "alternative", ["two-sided", "greater", "less"])
-    check_probability(level, "level")
-    kk = np.asarray(k, dtype=np.float64).ravel()
-    nn = np.asarray(n, dtype=np.float64).ravel()
+    level = check_probability(level, "level")
+    kk = _check_counts(k, "k")
+    nn = _check_counts(n, "n")
     if kk.shape != nn.shape:
         raise ValueError(f"k, n: expected one count of each per cluster, got shapes "
                          f"{np.shape(k)} and {np.shape(n)}")
@@ -139,7 +144,19 @@ def clustered_proportion_ci(k: Any, n: Any, level: float = 0.95,
         if n_clusters > 1 else 0.0
     dof = effective_dof(float((resid ** 2).sum()), float((resid ** 4).sum()), n_clusters)
     tail = (1.0 - level) / 2 if alternative == "two-sided" else 1.0 - level
+    # a level below 1e-16 would round a one-sided tail to 1: keep it inside (0, 1)
+    tail = min(tail, float(np.nextafter(1.0, 0.0)))
     return _clustered_bounds(hits, total, var, n_clusters, float(dof), tail, alternative)
+
+
+def _check_counts(counts: Any, name: str) -> np.ndarray:
+    """Counts of every cluster (whole, non-negative, finite numbers) as a flat float64
+    array; the error names the argument."""
+    c = check_real_array(counts, name).ravel()
+    if not np.isfinite(c).all() or (c < 0).any() or (c != np.floor(c)).any():
+        raise ValueError(f"{name}: expected finite non-negative whole counts, got "
+                         f"{np.asarray(counts)!r}")
+    return c
 
 
 def _clustered_bounds(hits: float, total: float, var: float, n_clusters: int, dof: float,
@@ -175,8 +192,11 @@ def unseen_share_floor(p: float, lo: float, hi: float, tail: float,
     >>> lo, round(hi, 4)   # 300 examples can miss 1.2% of the population
     (0.0005, 0.0132)
     """
-    if n_clusters < 1:
-        return lo, hi
+    p = check_real(p, "p", 0.0, 1.0)
+    lo = check_real(lo, "lo", 0.0, 1.0)
+    hi = check_real(hi, "hi", 0.0, 1.0)
+    tail = check_real(tail, "tail", 0.0, 1.0, open_hi=True)
+    n_clusters = check_int(n_clusters, "n_clusters", 1)
     # a tail that underflowed to 0 misses nothing: every share could have gone unseen
     u = float(-np.expm1(np.log(tail) / n_clusters)) if tail > 0.0 else 1.0
     if p <= 0.5:
@@ -197,12 +217,20 @@ def effective_dof(sum_sq: Any, sum_4th: Any, n_clusters: int) -> Any:
     >>> float(mk.metrics.effective_dof(100.0, 100.0, 100))  # every cluster alike
     99.0
     """
+    n_clusters = check_int(n_clusters, "n_clusters", 1)
     top = max(n_clusters - 1, 1)
-    s2 = np.asarray(sum_sq, dtype=np.float64)
-    s4 = np.asarray(sum_4th, dtype=np.float64)
+    s2, s4 = (_check_sums(v, name) for v, name in ((sum_sq, "sum_sq"), (sum_4th, "sum_4th")))
     with np.errstate(divide="ignore", invalid="ignore"):
         nu = np.where(s4 > 0.0, s2 * s2 / s4, float(n_clusters))
     return np.clip(nu - 1.0, 1.0, top)
+
+
+def _check_sums(sums: Any, name: str) -> np.ndarray:
+    """Sums of squares or of fourth powers: finite, non-negative numbers (any shape)."""
+    v = check_real_array(sums, name)
+    if not np.isfinite(v).all() or (v < 0).any():
+        raise ValueError(f"{name}: expected finite non-negative sums, got {sums!r}")
+    return v
 
 
 def korn_graubard(hits: np.ndarray, total: float, var: np.ndarray, n_clusters: int,
@@ -230,27 +258,36 @@ def korn_graubard(hits: np.ndarray, total: float, var: np.ndarray, n_clusters: i
     >>> round(float(d[0]), 3), bool(lo[0] < 0.3 < hi[0])
     (1.0, True)
     """
-    k = np.asarray(hits, dtype=np.float64)
+    total = check_real(total, "total", 0.0, open_lo=True)
+    n_clusters = check_int(n_clusters, "n_clusters", 1)
+    tail = check_real(tail, "tail", 0.0, 1.0, open_hi=True)
+    k = check_real_array(hits, "hits")
+    if not np.isfinite(k).all() or (k < 0).any() or (k > total).any():
+        raise ValueError(f"hits: expected counts in [0, total = {total}], got {hits!r}")
+    var = check_real_array(var, "var")
+    if not np.isfinite(var).all() or (var < 0).any():
+        raise ValueError(f"var: expected finite non-negative variances, got {var!r}")
+    if var.ndim and var.shape != k.shape:
+        raise ValueError(f"var: expected one variance per proportion (the shape of hits, "
+                         f"{k.shape}), got shape {var.shape}")
     p = k / total
     inner = (p > 0.0) & (p < 1.0) & (n_clusters > 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        deff = np.where(inner, np.maximum(1.0, np.asarray(var) / (p * (1.0 - p) / total)),
-                        1.0)
+        deff = np.where(inner, np.maximum(1.0, var / (p * (1.0 - p) / total)), 1.0)
     n_eff = total / deff
     n_lo = n_hi = n_eff
     if n_clusters > 1 and tail > 0.0:
         # upper quantiles from the upper tail itself (isf): 1 - tail would round to 1 for
         # a tail below 1e-16, and z / t to inf / inf
-        z = stats.norm.isf(tail)
         excess = deff > 1.0
         # the bound towards 1/2 (the upper one of a proportion below 1/2) with the
         # effective degrees of freedom, the other with C - 1 (see the docstring)
-        n_all = np.where(excess, n_eff * (z / _t_isf(tail, n_clusters - 1)) ** 2, n_eff)
+        n_all = np.where(excess, n_eff * _z_over_t(tail, float(n_clusters - 1)) ** 2, n_eff)
         if dof is None:
             n_lo = n_hi = n_all
         else:
-            df = np.clip(np.asarray(dof, dtype=np.float64), 1.0, n_clusters - 1)
-            n_few = np.where(excess, n_eff * (z / _t_isf(tail, df)) ** 2, n_eff)
+            df = np.clip(np.asarray(dof, dtype=np.float64), 1.0, float(n_clusters - 1))
+            n_few = np.where(excess, n_eff * _z_over_t(tail, df) ** 2, n_eff)
             n_lo = np.where(p > 0.5, n_few, n_all)
             n_hi = np.where(p > 0.5, n_all, n_few)
         n_eff = np.minimum(n_lo, n_hi)
@@ -265,6 +302,22 @@ def korn_graubard(hits: np.ndarray, total: float, var: np.ndarray, n_clusters: i
     return lo, hi, deff, n_eff
 
 
+def _z_over_t(tail: float, df: Any) -> np.ndarray:
+    """The normal quantile over Student's t quantile, both with upper tail ``tail``.
+
+    At a tail of 1/2 both quantiles are 0; the ratio's limit there is the ratio of the
+    densities at 0, ``f_t(0) / phi(0)``.
+    """
+    z = stats.norm.isf(tail)
+    t = _t_isf(tail, df)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = z / t
+    at_half = t == 0.0
+    if np.any(at_half):
+        ratio = np.where(at_half, stats.t.pdf(0.0, df) / stats.norm.pdf(0.0), ratio)
+    return ratio
+
+
 def _t_isf(tail: float, df: Any) -> np.ndarray:
     """Student's t quantile with upper tail ``tail`` (< 1/2) and ``df`` degrees of freedom.
 
@@ -275,7 +328,8 @@ def _t_isf(tail: float, df: Any) -> np.ndarray:
     say).
     """
     x = np.asarray(stats.t.isf(tail, df), dtype=np.float64)
-    bad = ~(np.isfinite(x) & (x > 0.0))
+    # (a tail of 1/2 or more has a quantile of 0 or below: no underflow to repair there)
+    bad = ~np.isfinite(x) | ((x <= 0.0) & (tail < 0.5))
     if bad.any():
         df_b = np.broadcast_to(np.asarray(df, dtype=np.float64), x.shape)
         w = special.betaincinv(df_b / 2.0, 0.5, 2.0 * tail)

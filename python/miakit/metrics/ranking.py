@@ -22,7 +22,10 @@ from miakit._validation import (
     check_bool_array,
     check_choice,
     check_clusters,
+    check_int,
+    check_int_array,
     check_probability,
+    check_real_array,
 )
 from miakit.metrics.intervals import (
     ClusteredProportion,
@@ -93,11 +96,16 @@ class RankWorkspace:
 
     def buffers(self, n: int) -> dict[str, np.ndarray]:
         """Views of the buffers for n scores, grown (never shrunk) as needed."""
+        # the order buffer holds int32 positions: no more scores than int32 can index
+        n = check_int(n, "n", 0, np.iinfo(np.int32).max)
         out = {}
         for name, dtype, extra in self._LAYOUT:
             buf = self._store.get(name)
             if buf is None or buf.size < n + extra:
-                buf = self._store[name] = np.empty(n + extra, dtype=dtype)
+                try:
+                    buf = self._store[name] = np.empty(n + extra, dtype=dtype)
+                except MemoryError:
+                    raise MemoryError(f"n: no memory for the buffers of {n} scores") from None
             out[name] = buf[: n + extra]
         return out
 
@@ -172,7 +180,7 @@ class RankedScores:
         >>> r.excluded, r.n_pos, r.auc()
         (1, 2, 1.0)
         """
-        s = np.ascontiguousarray(ar.to_numpy(ar.as_array(scores, "scores")), dtype=np.float64)
+        s = np.ascontiguousarray(check_real_array(scores, "scores"))
         if s.ndim != 2 or 0 in s.shape:
             raise ValueError(f"scores: expected a non-empty 2-D [rows, columns] matrix, got "
                              f"shape {s.shape}")
@@ -269,15 +277,15 @@ class RankedScores:
         for a precise one (docs/methods/metrics.md, "Intervals")."""
         if points is None and self._var is not None:
             return self._var
-        sel = (np.arange(self.tp.size) if points is None
-               else np.asarray(points, dtype=np.int64).ravel())
+        sel = np.arange(self.tp.size) if points is None else self._check_points(points)
         n_pos_c, n_neg_c = self._per_cluster[:2]
         # the walk's running sums at the points, in ascending order of position
         pos = self.tp[sel] + self.fp[sel]
         by = np.argsort(pos, kind="stable")
-        sums = np.empty((12, sel.size))
-        _C.rank_cluster_sums(self._order, np.ascontiguousarray(pos[by]), n_pos_c, n_neg_c,
-                             sums)
+        sums = np.zeros((12, sel.size))
+        if sel.size:  # (the kernel takes no empty array)
+            _C.rank_cluster_sums(self._order, np.ascontiguousarray(pos[by]), n_pos_c,
+                                 n_neg_c, sums)
         unsorted = np.empty_like(sums)
         unsorted[:, by] = sums
         out = []
@@ -301,6 +309,15 @@ class RankedScores:
         if points is None:
             self._var = res
         return res
+
+    def _check_points(self, points: Any) -> np.ndarray:
+        """Indices of ROC points (integers in ``[0, len(tp))``, any shape) as a flat
+        int64 array."""
+        sel = np.asarray(ar.to_numpy(check_int_array(points, "points"))).ravel()
+        if sel.size and (sel.min() < 0 or sel.max() >= self.tp.size):
+            raise ValueError(f"points: expected indices of ROC points in [0, {self.tp.size}), "
+                             f"got {int(sel.min())}..{int(sel.max())}")
+        return sel.astype(np.int64)
 
     def _bounds_at(self, i: int, tail: float, alternative: str
                    ) -> tuple[ClusteredProportion, ClusteredProportion]:

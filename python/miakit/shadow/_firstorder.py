@@ -18,9 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from miakit import _arrays as ar
+from miakit._validation import check_choice, check_int, check_int_array, check_seed
 from miakit.shadow._runtime import model_seed
 
 _ROW_BUDGET_BYTES = 256 << 20
+
+_MAX_PARAMS = 2**31
+"""The most parameters (and batch-stream rows) one head may hold: beyond, the arrays
+would not fit in memory, so the sizes are refused by name rather than failing in
+the allocator."""
 
 
 def initial_params(head: str, n_features: int, n_classes: int, hidden: int, seed: int,
@@ -40,6 +47,20 @@ def initial_params(head: str, n_features: int, n_classes: int, hidden: int, seed
     """
     import torch
 
+    check_choice(head, "head", ("linear", "mlp"))
+    n_features = check_int(n_features, "n_features", 1, _MAX_PARAMS)
+    n_classes = check_int(n_classes, "n_classes", 2, _MAX_PARAMS)
+    if head == "mlp":
+        hidden = check_int(hidden, "hidden", 1, _MAX_PARAMS)
+        if hidden * (n_features + n_classes) > _MAX_PARAMS:
+            raise ValueError(f"hidden: a head of {hidden} hidden units on {n_features} "
+                             f"features and {n_classes} classes holds more than "
+                             f"{_MAX_PARAMS} parameters")
+    elif n_features * n_classes > _MAX_PARAMS:
+        raise ValueError(f"n_features: a head on {n_features} features and {n_classes} "
+                         f"classes holds more than {_MAX_PARAMS} parameters")
+    seed = check_seed(seed)
+    model = check_int(model, "model", 0)
     g = torch.Generator().manual_seed(model_seed(seed, model, 0))
     sizes = [(n_features, n_classes)] if head == "linear" else \
         [(n_features, hidden), (hidden, n_classes)]
@@ -66,7 +87,16 @@ def batch_rows(train_rows: np.ndarray, batch_size: int, n_steps: int, seed: int,
     >>> b.shape, sorted(b.ravel()[:3].tolist())
     ((3, 2), [3, 5, 7])
     """
-    rng = np.random.default_rng(model_seed(seed, model, 1))
+    train_rows = ar.to_numpy(check_int_array(train_rows, "train_rows"))
+    if train_rows.ndim != 1 or train_rows.size == 0 or train_rows.min() < 0:
+        raise ValueError(f"train_rows: expected a non-empty 1-D array of row indices >= 0, "
+                         f"got {train_rows!r}")
+    batch_size = check_int(batch_size, "batch_size", 1)
+    n_steps = check_int(n_steps, "n_steps", 1)
+    if batch_size * n_steps > _MAX_PARAMS:
+        raise ValueError(f"n_steps: {n_steps} steps of batch_size {batch_size} take more "
+                         f"than {_MAX_PARAMS} rows")
+    rng = np.random.default_rng(model_seed(check_seed(seed), check_int(model, "model", 0), 1))
     need = batch_size * n_steps
     n_epochs = -(-need // len(train_rows))
     stream = np.concatenate([rng.permutation(train_rows) for _ in range(n_epochs)])
@@ -137,8 +167,14 @@ def minibatch_plan(rows_per_head: np.ndarray, batch_size: int, epochs: int) -> t
     >>> minibatch_plan(np.array([50, 48, 52]), batch_size=10, epochs=3)
     (10, 15)
     """
-    b = int(min(batch_size, rows_per_head.min()))
-    return b, max(1, int(round(epochs * float(rows_per_head.mean()) / b)))
+    rows = ar.to_numpy(check_int_array(rows_per_head, "rows_per_head"))
+    if rows.ndim != 1 or rows.size == 0 or rows.min() < 1:
+        raise ValueError(f"rows_per_head: expected a non-empty 1-D array of positive row "
+                         f"counts, got {rows!r}")
+    batch_size = check_int(batch_size, "batch_size", 1)
+    epochs = check_int(epochs, "epochs", 1)
+    b = int(min(batch_size, rows.min()))
+    return b, max(1, int(round(epochs * float(rows.mean()) / b)))
 
 
 def train_first_order(x: Any, y: Any, keep_rows: np.ndarray, *, head: str, hidden: int,

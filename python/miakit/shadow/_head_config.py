@@ -24,6 +24,7 @@ from miakit._validation import (
 
 _HEADS = ("linear", "mlp")
 _OPTIMIZERS = ("auto", "lbfgs", "adam", "sgd")
+_MAX_LOGITS = 2**36  # values of the logits [M, N, A, C] (256 GiB in float32): beyond, refused
 _AUTO_CHUNK_RUN = 16  # heads per chunk when writing into a run: bounds the work a kill loses
 
 
@@ -39,6 +40,7 @@ def _check_inputs(features: Any, labels: Any, keep: Any, n_classes: int | None):
         raise ValueError(f"keep: expected {x.shape[0]} columns (one per example in features), "
                          f"got shape {keep_b.shape}")
     lab = np.asarray(labels.detach().cpu().numpy() if hasattr(labels, "detach") else labels)
+    given = n_classes is not None
     if n_classes is None:
         if lab.dtype.kind not in "iu" or lab.size == 0:
             check_run_labels(lab, x.shape[0], 2)  # raises the integer/shape message
@@ -46,6 +48,11 @@ def _check_inputs(features: Any, labels: Any, keep: Any, n_classes: int | None):
     else:
         check_int(n_classes, "n_classes", 2)
     y = check_run_labels(lab, x.shape[0], int(n_classes))
+    n_logits = keep_b.shape[0] * x.shape[0] * x.shape[1] * int(n_classes)
+    if n_logits > _MAX_LOGITS:
+        name = "n_classes" if given else "labels"
+        raise ValueError(f"{name}: {int(n_classes)} classes make logits [M, N, A, C] of "
+                         f"{n_logits} values, more than the {_MAX_LOGITS} a run may hold")
     empty = np.flatnonzero(keep_b.sum(1) == 0)
     if len(empty):
         raise ValueError(f"keep: heads {empty.tolist()[:10]} have no training example")

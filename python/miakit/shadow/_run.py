@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from miakit import io as mkio
+from miakit._validation import check_int
 from miakit.shadow import _run_writes as writes
 from miakit.shadow._run_files import (
     FEATURES_FILE,
@@ -184,7 +185,7 @@ class Run:
 
     def params_path(self, m: int) -> Path:
         """Where model ``m``'s parameters are (or would be) stored."""
-        return self.path / "params" / _model_name(m)
+        return self.path / "params" / _model_name(self._model_index(m))
 
     def model_params(self, m: int, verify: bool = True) -> dict[str, np.ndarray]:
         """The stored parameters of one finished model, by name, memory-mapped read-only.
@@ -287,7 +288,7 @@ class Run:
 
     # -- reading -------------------------------------------------------------------------
     def model_path(self, m: int) -> Path:
-        return self.path / "models" / _model_name(m)
+        return self.path / "models" / _model_name(self._model_index(m))
 
     def model_logits(self, m: int, verify: bool = True) -> np.ndarray:
         """The logits ``[N, A, C]`` of one finished model, memory-mapped read-only.
@@ -439,7 +440,13 @@ class Run:
                 "models=run.completed to use the finished ones", missing)
         return sel
 
+    def _model_index(self, m: Any) -> int:
+        """``m`` checked as a model index of this run (a bool or a string is refused)."""
+        return check_int(m, "m", 0, self.n_models - 1,
+                         what=f"a model index in [0, {self.n_models})")
+
     def _entry(self, m: int) -> dict:
+        m = self._model_index(m)
         entry = self._manifest["models"].get(str(int(m)))
         if entry is None or int(m) in self.corrupt:
             raise IncompleteRunError(f"run {self.path}: model {m} is not finished", [int(m)])

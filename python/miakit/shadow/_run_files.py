@@ -11,6 +11,7 @@ flat layout of a model's parameters. Nothing here knows a whole run.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,24 @@ class CorruptModelWarning(UserWarning):
 
 class RunLockedError(RuntimeError):
     """Another process is training this run."""
+
+
+def _check_path(value: Any, name: str) -> Path:
+    """``value`` as a ``Path``: a str or path-like object, else ``TypeError`` naming ``name``
+    (``Path(3)`` would fail with a message that names no argument)."""
+    if isinstance(value, (bytes, bytearray)) or not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a path (str or os.PathLike), got "
+                        f"{type(value).__name__}")
+    return Path(value)
+
+
+def _check_mapping(value: Any, name: str) -> dict:
+    """``value`` (a mapping or None) as a new dict, else ``TypeError`` naming ``name``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name}: expected a dict or None, got {type(value).__name__}")
+    return dict(value)
 
 
 def _model_name(m: int) -> str:

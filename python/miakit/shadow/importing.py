@@ -31,7 +31,8 @@ import numpy as np
 
 from miakit import _arrays as ar
 from miakit import io as mkio
-from miakit._validation import check_choice, check_keep_matrix, check_run_labels
+from miakit._validation import check_choice, check_int, check_keep_matrix, check_run_labels
+from miakit.shadow._run_files import _check_mapping, _check_path
 from miakit.shadow.store import LOGITS_DTYPES, Run, create_run
 
 __all__ = ["import_logits", "import_folder", "import_lira_reference", "import_signals",
@@ -61,6 +62,22 @@ def _load(x: Any, name: str) -> np.ndarray:
     if hasattr(x, "detach"):
         x = ar.to_numpy(x)
     return np.asarray(x)
+
+
+def _check_out(out: Any, metadata: Any) -> None:
+    """The run directory and its metadata, checked before any file is read."""
+    _check_path(out, "out")
+    _check_mapping(metadata, "metadata")
+
+
+def _check_n_classes(n_classes: Any, found: int) -> int:
+    """C: ``n_classes`` when given (it must equal the logits' ``found``), else ``found``."""
+    if n_classes is None:
+        return found
+    c = check_int(n_classes, "n_classes", 2, what="an int >= 2 or None")
+    if found != c:
+        raise ValueError(f"n_classes: the logits have {found} classes, not {c}")
+    return c
 
 
 def _model_logits(z: np.ndarray, m: int, shape: tuple[int, int, int], where: str
@@ -182,6 +199,7 @@ def import_logits(out: str | os.PathLike, logits: Any, keep: Any, labels: Any, *
     (4, True, 'import')
     """
     check_choice(logits_dtype, "logits_dtype", LOGITS_DTYPES)  # before reading any file
+    _check_out(out, metadata)
     z = _load(logits, "logits")
     if z.ndim == 3:
         z = z[:, :, None, :]
@@ -192,9 +210,7 @@ def import_logits(out: str | os.PathLike, logits: Any, keep: Any, labels: Any, *
     if k.shape != (m, n):
         raise ValueError(f"keep: expected shape ({m}, {n}) to match the logits' models and "
                          f"examples, got {k.shape}")
-    c = int(n_classes or c)
-    if z.shape[3] != c:
-        raise ValueError(f"n_classes: the logits have {z.shape[3]} classes, not {c}")
+    c = _check_n_classes(n_classes, c)
     y = check_run_labels(_load(labels, "labels"), n, c)
     shape = (n, a, c)
     src = {"layout": "arrays", "logits": _describe(logits), "keep": _describe(keep),
@@ -244,6 +260,7 @@ def import_signals(out: str | os.PathLike, signals: Any, keep: Any, *, kind: str
     """
     check_choice(kind, "kind", SIGNAL_KINDS)
     check_choice(dtype, "dtype", LOGITS_DTYPES)  # before reading any file
+    _check_out(out, metadata)
     x = _load(signals, "signals")
     if x.ndim == 2:
         x = x[:, :, None]
@@ -309,7 +326,10 @@ def import_folder(out: str | os.PathLike, folder: str | os.PathLike, labels: Any
     (2, (5, 1, 3))
     """
     check_choice(logits_dtype, "logits_dtype", LOGITS_DTYPES)  # before reading any file
-    root = Path(folder)
+    _check_out(out, metadata)
+    if n_classes is not None:
+        check_int(n_classes, "n_classes", 2, what="an int >= 2 or None")
+    root = _check_path(folder, "folder")
     if not root.is_dir():
         raise FileNotFoundError(f"folder: no such directory {root}")
     files = sorted((p for p in root.glob("*.npy") if not p.name.endswith(".keep.npy")),
@@ -329,9 +349,7 @@ def import_folder(out: str | os.PathLike, folder: str | os.PathLike, labels: Any
     first = _load(files[0], files[0].name)
     n = k.shape[1]
     shape = (n, 1 if first.ndim == 2 else first.shape[1], first.shape[-1])
-    c = int(n_classes or shape[2])
-    if shape[2] != c:
-        raise ValueError(f"n_classes: the logits have {shape[2]} classes, not {c}")
+    c = _check_n_classes(n_classes, shape[2])
     y = check_run_labels(_load(labels, "labels"), n, c)
     src = {"layout": "folder", "folder": str(root.resolve()),
            "files": [p.name for p in files]}
@@ -364,7 +382,8 @@ def import_lira_reference(out: str | os.PathLike, logdir: str | os.PathLike, *,
     (2, (3, 2, 2))
     """
     check_choice(logits_dtype, "logits_dtype", LOGITS_DTYPES)  # before reading any file
-    root = Path(logdir)
+    _check_out(out, metadata)
+    root = _check_path(logdir, "logdir")
     if not (root / "y_train.npy").is_file():
         raise FileNotFoundError(f"logdir: {root} has no y_train.npy (the labels the LiRA "
                                 "reference code writes at the top of its log directory)")

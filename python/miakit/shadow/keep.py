@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from miakit._validation import check_int, check_seed
+from miakit._validation import check_bool_array, check_int, check_seed
 
 
 def balanced_keep(n_models: int, n_examples: int, seed: int = 0, *,
@@ -127,7 +127,7 @@ def is_paired(keep: np.ndarray) -> bool:
     >>> mk.shadow.is_paired(mk.shadow.balanced_keep(6, 10, paired=False))
     False
     """
-    k = np.asarray(keep).astype(bool)
+    k = check_bool_array(keep, "keep")
     if k.ndim != 2 or k.shape[0] < 2 or k.shape[0] % 2:
         return False
     return bool((k[0::2] != k[1::2]).all())

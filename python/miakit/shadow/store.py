@@ -99,6 +99,8 @@ from miakit.shadow._run_files import (
     IncompleteRunError,
     RunLockedError,
     RunMismatchError,
+    _check_mapping,
+    _check_path,
     _map_features,
     _map_model_file,
     _read_json,
@@ -146,7 +148,7 @@ def open_run(path: str | os.PathLike, verify: bool = True) -> Run:
     >>> run.keep.shape, run.completed.tolist()
     ((2, 3), [])
     """
-    path = Path(path)
+    path = _check_path(path, "path")
     meta_path = path / "run.json"
     if not meta_path.is_file():
         what = "does not exist" if not path.exists() else "is not a miakit run (no run.json)"
@@ -316,16 +318,25 @@ def create_run(
     >>> run.n_models, run.missing.tolist()
     (4, [0, 1, 2, 3])
     """
-    path = Path(path)
+    path = _check_path(path, "path")
+    for name, v in (("n_augmentations", n_augmentations), ("n_classes", n_classes)):
+        check_int(v, name, 1, what="a positive int")
+    if not isinstance(data_digest, str):
+        raise TypeError(f"data_digest: expected a str, got {type(data_digest).__name__}")
+    config = _check_mapping(config, "config")
+    metadata = _check_mapping(metadata, "metadata")
     keep = check_keep_matrix(keep, even=even_models)
     m, n = keep.shape
     labels = check_run_labels(labels, n, n_classes)
-    for name, v in (("n_augmentations", n_augmentations), ("n_classes", n_classes)):
-        check_int(v, name, 1, what="a positive int")
     if n_classes < 2 and not (config or {}).get("signal"):  # (a run of signals stores one)
         raise ValueError(f"n_classes: expected at least 2 classes, got {n_classes}")
     check_choice(logits_dtype, "logits_dtype", LOGITS_DTYPES)
-    config = json.loads(json.dumps(config or {}))  # JSON round trip: what will be stored
+    for name, value in (("config", config), ("metadata", metadata)):
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name}: expected JSON-serialisable values ({exc})") from None
+    config = json.loads(json.dumps(config))  # JSON round trip: what will be stored
     from miakit import __version__
 
     fingerprint = {"keep": mkio.digest_arrays(keep), "labels": mkio.digest_arrays(labels),

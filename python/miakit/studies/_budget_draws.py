@@ -13,14 +13,25 @@ from typing import Any
 
 import numpy as np
 
+from miakit import _arrays as ar
 from miakit._validation import (
     check_choice,
+    check_float_array,
     check_int,
+    check_keep_matrix,
     check_probabilities,
     check_real,
+    check_run_labels,
     check_seed,
 )
 from miakit.shadow.keep import is_paired
+
+MAX_DRAWS = 10_000
+"""The most random draws per budget: each draw fits and scores LiRA once per budget, so
+more would run for days; a larger ``draws`` is refused by name rather than looping."""
+
+MAX_EXAMPLES = 2**32
+"""The most examples a planted mask may cover (4 GiB of booleans)."""
 
 RANKINGS = ("memorization", "hellinger")
 RANK_NAMES = {"memorization": "memorization", "hellinger": "Hellinger distance"}
@@ -48,6 +59,7 @@ def planted_mask(planted: Any, n: int) -> np.ndarray:
     >>> planted_mask([1, 3], 5).tolist()
     [False, True, False, True, False]
     """
+    n = check_int(n, "n", 1, MAX_EXAMPLES, what=f"a number of examples in [1, {MAX_EXAMPLES}]")
     a = np.asarray(planted)
     if a.dtype == bool:
         if a.shape != (n,):
@@ -114,7 +126,13 @@ def _needed(rows: list[dict], groups: Sequence[str], key: str,
 
 def _check_budgets(budgets: Sequence[int], m: int, name: str = "budgets",
                    pilot: int = 0) -> list[int]:
-    b_list = sorted({check_int(b, name) for b in budgets})
+    if isinstance(budgets, (str, bytes)) or not hasattr(budgets, "__iter__"):
+        raise TypeError(f"{name}: expected a sequence of even ints >= 2, got "
+                        f"{type(budgets).__name__}")
+    items = list(budgets)
+    if any(np.ndim(b) != 0 for b in items):  # a nested list: check_int would name nothing
+        raise TypeError(f"{name}: expected a flat sequence of even ints >= 2, got {budgets!r}")
+    b_list = sorted({check_int(b, name) for b in items})
     if not b_list or b_list[0] < 2 or any(b % 2 for b in b_list):
         raise ValueError(f"{name}: expected even numbers of reference models >= 2, got "
                          f"{list(budgets)}")
@@ -157,13 +175,34 @@ def _ranking(key: str, correct: np.ndarray, s: np.ndarray, keep: np.ndarray) -> 
 _BLOCK_BYTES = 64 << 20
 
 
-def _check_source(logits: Any, keep: np.ndarray, labels: np.ndarray) -> None:
-    """A run given as the logits: every model finished, and ``keep``/``labels`` its
-    shapes (checked before any logits are read)."""
+def _check_inputs(keep: Any) -> np.ndarray:
+    """The keep matrix: booleans (or 0/1 values) [M, N] in complementary pairs, M >= 2."""
+    return check_keep_matrix(keep, even=True)
+
+
+def _check_draws(draws: Any, targets: Any) -> tuple[int, int]:
+    """``draws`` in [1, MAX_DRAWS] and ``targets`` >= 1."""
+    draws = check_int(draws, "draws", 1, MAX_DRAWS, what=f"a positive int <= {MAX_DRAWS}")
+    return draws, check_int(targets, "targets", 1, what="a positive int")
+
+
+def _check_source(logits: Any, keep: np.ndarray, labels: Any) -> tuple[Any, np.ndarray]:
+    """The logits (a run, or a float numpy array [M, N, A, C] matching ``keep``) and the
+    labels [N] as int64 class indices; a run's model files are not read here (only its
+    completeness and shapes are checked)."""
     from miakit.shadow._run import Run
 
     if not isinstance(logits, Run):
-        return
+        z = check_float_array(logits, "logits", ndim=4)
+        if ar.is_torch(z):
+            z = ar.to_numpy(z.float() if z.dtype.itemsize < 4 else z)  # bfloat16: no numpy
+        z = np.asarray(z)
+        m, n = keep.shape
+        if z.shape[:2] != (m, n) or 0 in z.shape:
+            raise ValueError(f"logits: expected [M, N, A, C] with M, N = {m}, {n} (keep's "
+                             f"shape) and A, C >= 1, got shape {z.shape}")
+        return z, check_run_labels(labels, n, z.shape[3])
+    labels = np.asarray(ar.to_numpy(labels) if ar.is_torch(labels) else labels)
     logits.require_finished()  # every model, or an error listing the missing ones
     want = (logits.n_models, logits.n_examples)
     if keep.shape != want:
@@ -172,6 +211,7 @@ def _check_source(logits: Any, keep: np.ndarray, labels: np.ndarray) -> None:
     if labels.shape != (want[1],):
         raise ValueError(f"labels: expected the run's shape [{want[1]}], got "
                          f"{list(labels.shape)}")
+    return logits, check_run_labels(labels, want[1], logits.n_classes)
 
 
 def _logit_signals(logits: Any, labels: np.ndarray, correct: bool
@@ -480,10 +520,7 @@ def memorization_aware(logits: Any, keep: Any, labels: Any, *, pilot: int = 4,
     >>> r["planted_recovered"]["mean"] > 0.8
     True
     """
-    k = np.asarray(keep, dtype=bool)
-    y = np.asarray(labels)
-    if k.ndim != 2:
-        raise ValueError(f"keep: expected a 2-d array [M, N], got shape {k.shape}")
+    k = _check_inputs(keep)
     m, n = k.shape
     p = _check_pilot(pilot, m)
     b_list = _check_budgets(budgets, m, pilot=p)
@@ -491,11 +528,10 @@ def memorization_aware(logits: Any, keep: Any, labels: Any, *, pilot: int = 4,
     count = _check_candidates(candidates, n)
     score = check_choice(score, "score", RANKINGS)
     f_list = check_probabilities(fprs, "fprs")
-    for name, v in (("draws", draws), ("targets", targets)):
-        check_int(v, name, 1, what="a positive int")
-    check_seed(seed)
+    draws, targets = _check_draws(draws, targets)
+    seed = check_seed(seed)
     mask = None if planted is None else planted_mask(planted, n)
-    _check_source(logits, k, y)
+    logits, y = _check_source(logits, k, labels)
     s, correct = _logit_signals(logits, y, correct=True)
     assert correct is not None  # asked for
     out = _aware(s, correct, k, pilot=p, count=count, score=score, b_list=b_list,

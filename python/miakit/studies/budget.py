@@ -66,7 +66,8 @@ class BudgetConfig:
     budgets: tuple[int, ...] = option(
         (2, 4, 8, 16, 32), "reference models per attack (even, at most M - 2: the pairs "
         "left are the targets)", low=2)
-    draws: int = option(5, "random draws of the references (and targets) per budget", low=1)
+    draws: int = option(5, "random draws of the references (and targets) per budget", low=1,
+                        high=draws_mod.MAX_DRAWS)
     targets: int = option(8, "target models attacked per draw (from the pairs not used as "
                           "references)", low=1)
     fprs: tuple[float, ...] = option((0.01, 0.001), "FPRs of the TPR", flag="--fpr", **_FPR)
@@ -173,10 +174,7 @@ def run(logits: Any, keep: Any, labels: Any, config: BudgetConfig | None = None,
     True
     """
     cfg = resolve(BudgetConfig, config, overrides)
-    k = np.asarray(keep, dtype=bool)
-    y = np.asarray(labels)
-    if k.ndim != 2:
-        raise ValueError(f"keep: expected a 2-d array [M, N], got shape {k.shape}")
+    k = draws_mod._check_inputs(keep)
     m, n = k.shape
     b_list = draws_mod._check_budgets(cfg.budgets, m)
     draws_mod._check_keep(k)
@@ -188,7 +186,7 @@ def run(logits: Any, keep: Any, labels: Any, config: BudgetConfig | None = None,
         a_pilot = draws_mod._check_pilot(cfg.pilot, m)
         draws_mod._check_budgets(b_list, m, pilot=a_pilot)
         a_count = draws_mod._check_candidates(cfg.candidates, n)
-    draws_mod._check_source(logits, k, y)
+    logits, y = draws_mod._check_source(logits, k, labels)
     _progress.phase(f"budget: reading the signals of {m} models")
     # the logits are read here, once (a run's model files one block at a time)
     s, correct, ranks = draws_mod._signals(logits, k, y, r_list, correct=cfg.aware)

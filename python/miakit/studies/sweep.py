@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from miakit import _arrays as ar
 from miakit._params import option, validate
 from miakit._plotting import colormap, subplots
-from miakit._validation import check_features
+from miakit._validation import check_features, check_int, check_int_array, check_seed
 from miakit.io import atomic_write, save_figure, write_json
 from miakit.studies._config import resolve
 from miakit.studies._result import StudyResult
@@ -410,10 +411,15 @@ def cell_examples(labels: np.ndarray, shots: int, n_classes: int, seed: int) -> 
     >>> len(idx), len(np.unique(y[idx]))
     (12, 2)
     """
-    y = np.asarray(labels)
+    y = np.asarray(ar.to_numpy(check_int_array(labels, "labels")))
+    if y.ndim != 1:
+        raise ValueError(f"labels: expected a 1-D array of class labels, got shape {y.shape}")
+    shots = check_int(shots, "shots", 1)
+    n_classes = check_int(n_classes, "n_classes", 1)
+    seed = check_seed(seed)
     present, counts = np.unique(y, return_counts=True)
     if n_classes > present.size:
-        raise ValueError(f"classes: a cell of {n_classes} classes needs that many classes, "
+        raise ValueError(f"n_classes: a cell of {n_classes} classes needs that many classes, "
                          f"the labels have {present.size}")
     rng = np.random.default_rng([int(seed), int(shots), int(n_classes)])
     eligible = present[counts >= 2 * shots]
