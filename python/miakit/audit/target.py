@@ -327,6 +327,12 @@ def _check_scores_inputs(target_logits: Any, target_keep: Any, ref_logits: Any,
     if lab.shape != ref.shape[1:2]:
         raise ValueError(f"labels: expected shape {ref.shape[1:2]} (examples), got "
                          f"{lab.shape}")
+    for name, arr in (("target_logits", z), ("ref_logits", ref)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    if keep.all():
+        raise ValueError("ref_keep: every reference trained on every example, so no "
+                         "example has an OUT reference and no attack can score it")
     return z, ref, keep, lab, member
 
 
