@@ -109,6 +109,22 @@ PINNED: list[tuple[str, str, str]] = [
     ("miakit.audit.target.target_scores", "ref_logits", "None"),
     ("miakit.audit.target.target_scores", "target_keep", "list"),
     ("miakit.audit.target.target_scores", "target_logits", "bool"),
+    ("miakit.audit.target.target_scores", "target_logits", "NaN"),  # named lira's logits
+    ("miakit.audit.target.target_scores", "target_logits", "+inf"),
+    ("miakit.audit.target.target_scores", "ref_logits", "NaN"),
+    ("miakit.audit.target.target_scores", "ref_logits", "-inf"),
+    ("miakit.audit.target.target_scores", "ref_keep", "all True"),  # was all-NaN scores
+    # one scale for every example squared the others' deviations to 0 (clamped spreads);
+    # now refused by name
+    ("miakit.audit.vulnerability", "logits", "huge 1e300"),
+    ("miakit.lira.fit", "shadow_scores", "huge 1e300"),
+    ("miakit.lira.leave_one_out", "shadow_scores", "huge 1e300"),
+    ("miakit.audit.target.target_scores", "target_logits", "huge 1e300"),
+    ("miakit.audit.target.target_scores", "ref_logits", "huge 1e300"),
+    ("miakit.audit.audit_target", "target_logits", "huge 1e300"),
+    ("miakit.audit.curvature_attack", "curvature", "huge 1e300"),
+    ("miakit.studies.budget.run", "logits", "huge 1e300"),
+    ("miakit.studies.budget.shadow_budget", "logits", "huge 1e300"),
     ("miakit.audit.to_html", "report", "{}"),
     ("miakit.audit.verdict", "alpha", "True"),
     ("miakit.audit.verdict", "results", "list"),
@@ -846,7 +862,10 @@ def cases(tmp: str) -> list[Case]:
     case("miakit.audit.vulnerability", au.vulnerability, g,
          logits=F(w.logits4, "keep", "labels", "lira_scores"),
          keep=B(keep, "logits", "labels", "lira_scores"),
-         labels=Y(labels, "logits", "keep"), lira_scores=F(scores, "logits", "keep"),
+         labels=Y(labels, "logits", "keep"),
+         # NaN marks an example's score as not measured (leave-one-out scores with
+         # on_empty="nan"): the table leaves it out of that example's TPR
+         lira_scores=F(scores, "logits", "keep", allow=frozenset({"NaN"})),
          variance=CH("global"), fpr=P(0.1))
     case("miakit.audit.head_quantities", au.head_quantities, g,
          features=F(w.features, "labels"), labels=Y(labels, "features"),

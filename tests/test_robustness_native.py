@@ -175,6 +175,50 @@ def test_lira_from_huge_logits_equals_lira_from_their_scores():
     np.testing.assert_array_equal(f1.sigma_out, f2.sigma_out)
 
 
+@pytest.mark.parametrize("big", [1e6, 1e10, 1e80])
+def test_lira_global_leave_one_out_exact_when_one_model_dominates(big):
+    # One diverged model holds the largest deviation of all: the pooled spread without it
+    # must be the spread of the others, not a total minus a nearly equal removal (which
+    # lost every digit from 1e10 on, and 7 digits at 1e6)
+    s, keep = _shadow()
+    s[0, 0, 0] = big
+    for center in ("mean", "median"):
+        got = mk.lira.leave_one_out(s, keep, variance="global", center=center)
+        want = ref.lira_leave_one_out(s, keep, variance="global", center=center)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_lira_refuses_scores_spanning_more_than_float64_squares_hold():
+    # one scale for all examples cannot keep both 1e300 and 1 squared within float64: the
+    # spreads of the small examples were 0 (clamped to min_std) without a word
+    s, keep = _shadow()
+    s[0, 0, 0] = 1e300
+    msg = r"^shadow_scores: finite values span too wide a range for float64 spreads"
+    with pytest.raises(ValueError, match=msg):
+        mk.lira.fit(s, keep)
+    with pytest.raises(ValueError, match=msg):
+        mk.lira.leave_one_out(s, keep, variance="global")
+    fit = mk.lira.fit(s[1:, 1:], keep[1:, 1:])
+    with pytest.raises(ValueError, match=r"^target_scores: finite values span too wide"):
+        mk.lira.score(np.where(np.arange(29)[:, None] == 0, 1e300, s[0, 1:]), fit)
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(16, 30, 2, 3))
+    z[0, 0, 0, 0] = 1e300
+    with pytest.raises(ValueError, match=r"^shadow_scores \(logits\): finite values span"):
+        mk.lira.fit(z, keep, labels=rng.integers(0, 3, 30))
+    # up to about 2^694 the others keep their exact spreads (the scale is needed above 2^256)
+    s[0, 0, 0] = 1e200
+    got, want = mk.lira.fit(s, keep), ref.lira_fit(s[:, 1:], keep[:, 1:])
+    for name in ("mu_in", "mu_out", "sigma_in", "sigma_out"):
+        np.testing.assert_allclose(getattr(got, name)[1:], want[name], rtol=1e-12)
+    np.testing.assert_allclose(mk.lira.leave_one_out(s, keep)[:, 1:],
+                               ref.lira_leave_one_out(s[:, 1:], keep[:, 1:]), rtol=1e-9)
+    # values below min_std carry no spread the clamp keeps: they are no reason to refuse
+    tiny = np.where(s == 1e200, 1e300, s * 1e-12)
+    assert np.isfinite(mk.lira.fit(tiny, keep).sigma_in).all()
+
+
 # ------------------------------------------------------------------ RMIA without population
 @pytest.mark.parametrize("offline", [False, True])
 def test_rmia_leave_one_out_without_any_non_member_raises(offline):

@@ -397,13 +397,16 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
   TileScratch scratch(a.source, nthreads, nb, M, A);
   LiraStatus st;
 
-  // Pooled variance without target k, per side: (total M2 - M2 removed with the models
-  // left out for k) / (total count - their count). Needs one pass over the data first.
+  // Pooled variance without target k, per side: the sum over columns of each column's M2
+  // without the models left out for k, over the sum of their counts. Summed as such, not
+  // as the total M2 minus what the removal takes away: when the removed models hold the
+  // largest deviations (a diverged model) that difference would cancel catastrophically.
+  // Needs one pass over the data first.
   std::vector<double> gsd_in(K, NAN), gsd_out(K, NAN);
   if (global) {
     // Sums per tile, added up in tile order afterwards: the result does not depend on
     // which thread took which tile (the schedule is dynamic) nor on the thread count.
-    const size_t width = static_cast<size_t>(4 + 4 * K);
+    const size_t width = static_cast<size_t>(4 * K);
     std::vector<double> part(static_cast<size_t>(ntiles) * width, 0.0);
     std::vector<TileCounts> counts(nthreads);
 #pragma omp parallel num_threads(nthreads)
@@ -422,20 +425,13 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
           for (int64_t q = 0; q < A; ++q) {
             const double* v = buf + ((j - n0) * A + q) * M;
             col.analyze(v, member, M, MedianBy::none);
-            acc[0] += col.in.m2;
-            acc[1] += col.in.n;
-            acc[2] += col.out.m2;
-            acc[3] += col.out.n;
             for (int64_t k = 0; k < K; ++k) {
               const Removed rm = removed_models(target(k), M, member, a.opt.references);
-              if (rm.in >= 0) {
-                acc[4 + 4 * k + 0] += col.in.m2 - col.without(true, rm.in).m2;
-                acc[4 + 4 * k + 1] += 1.0;
-              }
-              if (rm.out >= 0) {
-                acc[4 + 4 * k + 2] += col.out.m2 - col.without(false, rm.out).m2;
-                acc[4 + 4 * k + 3] += 1.0;
-              }
+              const SideStats in = col.without(true, rm.in), out = col.without(false, rm.out);
+              acc[4 * k + 0] += in.m2;
+              acc[4 * k + 1] += in.n;
+              acc[4 * k + 2] += out.m2;
+              acc[4 * k + 3] += out.n;
             }
           }
         }
@@ -445,9 +441,9 @@ LiraStatus lira_loo(const LiraLooArgs& a) {
     for (int64_t t = 0; t < ntiles; ++t)
       for (size_t i = 0; i < width; ++i) tot[i] += part[static_cast<size_t>(t) * width + i];
     for (int64_t k = 0; k < K; ++k) {
-      const double ni = tot[1] - tot[4 + 4 * k + 1], no = tot[3] - tot[4 + 4 * k + 3];
-      gsd_in[k] = ni > 0 ? std::sqrt(std::max(0.0, tot[0] - tot[4 + 4 * k]) / ni) : NAN;
-      gsd_out[k] = no > 0 ? std::sqrt(std::max(0.0, tot[2] - tot[4 + 4 * k + 2]) / no) : NAN;
+      const double ni = tot[4 * k + 1], no = tot[4 * k + 3];
+      gsd_in[k] = ni > 0 ? std::sqrt(tot[4 * k] / ni) : NAN;
+      gsd_out[k] = no > 0 ? std::sqrt(tot[4 * k + 2] / no) : NAN;
     }
     // Non-finite input is counted in the scoring pass below; nothing is lost here.
   }

@@ -471,9 +471,11 @@ __device__ void score_targets(const TileParams& p, const Tile& t) {
   }
 }
 
-// Pre-pass of the pooled ("global") variance: per target, the M2 that leaving out its
-// models (the target, and its balanced partner) removes from each side, and on how many
-// columns. One thread per target, so each partial sum has one owner and a fixed order.
+// Pre-pass of the pooled ("global") variance: per target, each side's M2 and count
+// without its models (the target, and its balanced partner), summed over the columns.
+// Summed as such, never as the total minus what the removal takes away, which would cancel
+// catastrophically when the removed models hold the largest deviations (as cpu::lira_loo).
+// One thread per target, so each partial sum has one owner and a fixed order.
 __device__ void accumulate_removed(const TileParams& p, const Tile& t) {
   double* part = p.partial + static_cast<int64_t>(blockIdx.x) * (4 + 4 * int64_t(p.K));
   for (int k = threadIdx.x; k < p.K; k += kThreads) {
@@ -487,18 +489,22 @@ __device__ void accumulate_removed(const TileParams& p, const Tile& t) {
       const double* vcol = t.vals + col * p.Mp;
       double mean, m2;
       int n;
+      const SideStats s_in{cs.n_in, cs.mean_in, cs.m2_in};
       if (rm.in >= 0) {
-        const SideStats s{cs.n_in, cs.mean_in, cs.m2_in};
-        side_stats_without(s, vcol, mrow, p.M, true, rm.in, &mean, &m2, &n);
-        q_in += s.m2 - m2;
-        c_in += 1.0;
+        side_stats_without(s_in, vcol, mrow, p.M, true, rm.in, &mean, &m2, &n);
+      } else {
+        stats_without(s_in, 0.0, false, &mean, &m2, &n);
       }
+      q_in += m2;
+      c_in += n;
+      const SideStats s_out{cs.n_out, cs.mean_out, cs.m2_out};
       if (rm.out >= 0) {
-        const SideStats s{cs.n_out, cs.mean_out, cs.m2_out};
-        side_stats_without(s, vcol, mrow, p.M, false, rm.out, &mean, &m2, &n);
-        q_out += s.m2 - m2;
-        c_out += 1.0;
+        side_stats_without(s_out, vcol, mrow, p.M, false, rm.out, &mean, &m2, &n);
+      } else {
+        stats_without(s_out, 0.0, false, &mean, &m2, &n);
       }
+      q_out += m2;
+      c_out += n;
     }
     double* mine = part + 4 + 4 * int64_t(k);
     mine[0] += q_in;
@@ -569,21 +575,17 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) lira_tile_kernel(const
 }
 
 // Pooled spreads without each target, from the pre-pass sums (blocks added in order):
-// (total M2 - M2 removed with target k's models) / (total count - theirs), as cpu::lira_loo.
+// sum of M2 without target k's models / sum of their counts, as cpu::lira_loo. (The
+// first four slots of a block's row hold the totals of all models, unused here.)
 __global__ void pooled_sd_kernel(const double* partial, int nblocks, int K, double* pooled_sd) {
   const int64_t row = 4 + 4 * int64_t(K);
   for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < K; k += gridDim.x * blockDim.x) {
-    double tot[4] = {0.0, 0.0, 0.0, 0.0}, rem[4] = {0.0, 0.0, 0.0, 0.0};
+    double kept[4] = {0.0, 0.0, 0.0, 0.0};
     for (int b = 0; b < nblocks; ++b) {
-      for (int j = 0; j < 4; ++j) {
-        tot[j] += partial[b * row + j];
-        rem[j] += partial[b * row + 4 + 4 * k + j];
-      }
+      for (int j = 0; j < 4; ++j) kept[j] += partial[b * row + 4 + 4 * k + j];
     }
-    const double ni = tot[1] - rem[1], no = tot[3] - rem[3];
-    const double qi = tot[0] - rem[0], qo = tot[2] - rem[2];
-    pooled_sd[2 * k] = ni > 0 ? sqrt((0.0 < qi ? qi : 0.0) / ni) : NAN;
-    pooled_sd[2 * k + 1] = no > 0 ? sqrt((0.0 < qo ? qo : 0.0) / no) : NAN;
+    pooled_sd[2 * k] = kept[1] > 0 ? sqrt(kept[0] / kept[1]) : NAN;
+    pooled_sd[2 * k + 1] = kept[3] > 0 ? sqrt(kept[2] / kept[3]) : NAN;
   }
 }
 

@@ -304,6 +304,18 @@ def check_probabilities(values: Any, name: str, *, allow_empty: bool = False) ->
     return v
 
 
+def renamed_error(exc: ValueError, names: dict[str, str]) -> ValueError:
+    """``exc`` with the argument it names (the text before its first ``:``) replaced by
+    the caller's name for it (``{"shadow_scores": "curvature"}``), so that an error raised
+    by a function called with derived arguments names the caller's own argument; ``exc``
+    itself when it names none of ``names``."""
+    text = str(exc)
+    for inner, outer in names.items():
+        if text.startswith(inner + ":"):
+            return ValueError(f"{outer}:{text[len(inner) + 1:]}")
+    return exc
+
+
 def check_finite(x: ar.Array, name: str) -> None:
     """``ValueError`` when ``x`` (numpy or torch) holds a NaN or an infinity."""
     if not ar.is_all_finite(x):

@@ -14,6 +14,8 @@ Observations of any finite magnitude are accepted. Beyond 2^256 (about 1.2e77), 
 the sums of squared deviations could overflow float64, they are divided by a power of
 two before the statistics are taken (which changes no digit), and the results are scaled
 back; from logits, such signal values make the call compute and store the scores first.
+Scores spanning more than float64's squares hold at once (above about 1e209 beside
+scores of order 1) are refused rather than given clamped spreads (docs/methods/lira.md).
 """
 
 from __future__ import annotations
@@ -130,11 +132,14 @@ def _raise_status(st: dict, n_classes: int | None) -> None:
     raise_for_status(st, checks)
 
 
-def _scale_exponent(*arrays: Any) -> int:
+def _scale_exponent(*arrays: Any, name: str, min_std: float) -> int:
     """The k >= 0 for which the finite values of ``arrays`` divided by ``2^k`` are at most
     ``_MAX_ABS`` in magnitude: 0 unless one exceeds it. Only float64 arrays can (the
     largest float32 is 3.4e38); min and max make no temporary copy. Non-finite values are
-    left to the kernels, which refuse them."""
+    left to the kernels, which refuse them.
+
+    One scale serves every example, so it must not push the others' squared deviations
+    below float64's normal range: see :func:`_check_range`."""
     top = 0.0
     for x in arrays:
         if x is None or ar.dtype_name(x) != "float64" or 0 in ar.shape_of(x):
@@ -144,7 +149,50 @@ def _scale_exponent(*arrays: Any) -> int:
                 top = max(top, abs(v))
     if top <= _MAX_ABS:
         return 0
-    return math.frexp(top)[1] - _MAX_ABS_EXP  # top < 2^e, so top / 2^(e - 256) < 2^256
+    k = math.frexp(top)[1] - _MAX_ABS_EXP  # top < 2^e, so top / 2^(e - 256) < 2^256
+    _check_range(arrays, k, top, name, min_std)
+    return k
+
+
+# A value v scaled to v / 2^k keeps every deviation it can have (at least v 2^-53, the
+# spacing of float64 near v) squared within the normal range (>= 2^-1022) while
+# v / 2^k >= 2^-458.
+_SMALLEST_SCALED_EXP = -458
+
+
+def _check_span(*arrays: Any, name: str, min_std: float = 1e-6) -> None:
+    """Refuse, under the caller's ``name``, scores that :func:`fit`, :func:`score` and
+    :func:`leave_one_out` would refuse for their span (see :func:`_check_range`): for
+    callers that derive the scores from their own arguments."""
+    _scale_exponent(*arrays, name=name, min_std=min_std)
+
+
+def _check_range(arrays: Any, k: int, top: float, name: str, min_std: float) -> None:
+    """Refuse values that the scale ``2^-k`` would take out of float64's range of squares.
+
+    A value whose magnitude is below ``min_std`` cannot carry a spread that survives the
+    clamp to ``min_std`` anyway, so only values in ``[min_std, 2^(k - 458))`` are lost:
+    with the default ``min_std`` that needs the largest finite value to exceed about
+    1e209 (2^694) while others are of order 1."""
+    lost_below = math.ldexp(1.0, k + _SMALLEST_SCALED_EXP)
+    if lost_below <= min_std:
+        return
+    small = math.inf
+    for x in arrays:
+        if x is None or 0 in ar.shape_of(x):
+            continue
+        xp = ar.namespace(x)
+        a = xp.abs(xp.astype(x, xp.float64))
+        keep = xp.isfinite(a) & (a >= min_std) & (a < lost_below)
+        if bool(keep.any()):  # methods of both numpy arrays and torch tensors
+            small = min(small, float(xp.where(keep, a, math.inf).min()))
+    if small < math.inf:
+        raise ValueError(
+            f"{name}: finite values span too wide a range for float64 spreads: the largest "
+            f"magnitude is {top:.3g} while others are as small as {small:.3g}; the squared "
+            f"deviations of the smaller ones would underflow next to the larger ones "
+            f"(a ratio above 2^{_MAX_ABS_EXP - 1 - _SMALLEST_SCALED_EXP}). Clip or rescale "
+            "the scores, or leave out the model that produced the largest")
 
 
 def _scaled(x: Any, k: int) -> Any:
@@ -233,11 +281,12 @@ def fit(
         _raise_status(st, ar.shape_of(source)[-1] if labels_arg is not None else None)
         return st
 
-    k = _scale_exponent(data) if labels_k is None else 0
+    k = (_scale_exponent(data, name="shadow_scores", min_std=min_std)
+         if labels_k is None else 0)
     st = run(_scaled(data, k), labels_k)
     if labels_k is not None and st["nonfinite_scores"]:  # signal values beyond _MAX_ABS
         scores = _signal_scores(data, labels_k, signal)
-        k = _scale_exponent(scores)
+        k = _scale_exponent(scores, name=_LOGITS_ARG, min_std=min_std)
         run(_scaled(scores, k), None)
     if variance == "global":  # pooled before scaling back: the squares stay finite
         sd_in, sd_out = _pooled(sd_in, n_in), _pooled(sd_out, n_out)
@@ -322,7 +371,7 @@ def score(
     _check_empty_fit(fit, mode, on_empty)
     out = ar.empty_like_device(fit.mu_in, (n,), "float64")
     stats = (fit.mu_in, fit.mu_out, fit.sigma_in, fit.sigma_out)
-    k = _scale_exponent(t, *stats)
+    k = _scale_exponent(t, *stats, name="target_scores", min_std=fit.min_std)
     if k:  # the spreads stay positive however small (min_std may be tiny)
         xp = ar.namespace(fit.mu_in)
         tiny = float(np.finfo(np.float64).tiny)
@@ -463,11 +512,12 @@ def leave_one_out(
         _raise_status(st, ar.shape_of(source)[-1] if labels_arg is not None else None)
         return st
 
-    k = _scale_exponent(data) if labels_k is None else 0
+    k = (_scale_exponent(data, name="shadow_scores", min_std=min_std)
+         if labels_k is None else 0)
     st = run(_scaled(data, k), labels_k, k)
     if labels_k is not None and st["nonfinite_scores"]:  # signal values beyond _MAX_ABS
         scores = _signal_scores(data, labels_k, signal)
-        k = _scale_exponent(scores)
+        k = _scale_exponent(scores, name=_LOGITS_ARG, min_std=min_std)
         st = run(_scaled(scores, k), None, k)
     if k and mode == "offline" and offline == "two_sided":
         out += k * math.log(2.0)  # -log N(s; mu, sd) grows by log(2^k) with the scale

@@ -21,6 +21,7 @@ from miakit import _C
 from miakit import _arrays as ar
 from miakit._status import message, raise_for_status
 from miakit._validation import check_choice, check_int
+from miakit._validation import renamed_error as _renamed
 
 __all__ = ["closest_distances", "METRICS"]
 
@@ -31,11 +32,7 @@ def renamed_error(exc: ValueError, queries: str, reference: str) -> ValueError:
     """``exc`` of :func:`closest_distances` with its arguments' names replaced by the
     caller's (``records:`` for ``queries:``), so that a caller's error names its own
     arguments."""
-    text = str(exc)
-    for inner, outer in (("queries:", queries), ("reference:", reference)):
-        if text.startswith(inner):
-            return ValueError(f"{outer}:{text[len(inner):]}")
-    return exc
+    return _renamed(exc, {"queries": queries, "reference": reference})
 
 
 def _float32_culprit(q: ar.Array, r: ar.Array) -> str:

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from miakit import _arrays as ar
-from miakit._validation import check_bool_array, check_float_array, check_keep, check_labels
+from miakit._validation import (
+    check_bool_array,
+    check_float_array,
+    check_keep,
+    check_labels,
+    renamed_error,
+)
 from miakit.audit.attacks import RMIA_A, _baselines
 from miakit.audit.evaluation import (
     DEFAULT_FPRS,
@@ -279,10 +285,14 @@ def target_scores(target_logits: np.ndarray, target_keep: np.ndarray, ref_logits
     fit = tgt = None
     for name, mode in (("lira_online", "online"), ("lira_offline", "offline")):
         if name in want:
-            if fit is None:  # one fit of the references' Gaussians for both modes
-                fit = lira.fit(ref, keep, variance=var, labels=lab)
-                tgt = signals.scaled_confidence(z, lab[:, None])
-            s = lira.score(tgt, fit, mode=mode, offline="one_sided", on_empty="nan")
+            try:  # the scores derive from the logits: errors name the logits
+                if fit is None:  # one fit of the references' Gaussians for both modes
+                    fit = lira.fit(ref, keep, variance=var, labels=lab)
+                    tgt = signals.scaled_confidence(z, lab[:, None])
+                s = lira.score(tgt, fit, mode=mode, offline="one_sided", on_empty="nan")
+            except ValueError as exc:
+                raise renamed_error(exc, {"shadow_scores (logits)": "ref_logits",
+                                          "target_scores": "target_logits"}) from None
             scores[name] = (np.asarray(s, dtype=np.float64), {
                 "mode": mode, "offline": "one_sided" if mode == "offline" else None,
                 "center": "median", "variance": var, "signal": "scaled_confidence",
