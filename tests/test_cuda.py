@@ -321,6 +321,19 @@ def test_leave_one_out_from_scores(m, n, a, mode, offline, center, variance, ref
     assert_close(host(g), want, rtol=1e-7)
 
 
+@pytest.mark.parametrize("big", [1e6, 1e10, 1e80])
+@pytest.mark.parametrize("references", ["balanced", "all"])
+def test_leave_one_out_global_when_one_model_dominates(big, references, rng):
+    # The pooled spread without target 0 sums the others' deviations directly (the device
+    # pre-pass and pooled_sd_kernel), not the total minus target 0's share
+    s, keep, _ = _data(rng, 12, 9, 2)
+    s[0, 0, 0] = big
+    kw = dict(variance="global", center="mean", references=references)
+    g, c, _ = _loo_pair(s, keep, None, torch.float64, **kw)
+    assert_close(host(g), c.numpy())
+    assert_close(host(g), ref.lira_leave_one_out(s, keep, **kw), rtol=1e-9)
+
+
 @pytest.mark.parametrize("m", [256, 257, 300])
 @pytest.mark.parametrize("variance", ["per_example", "global"])
 def test_leave_one_out_many_models(m, variance, rng):
