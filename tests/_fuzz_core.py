@@ -166,6 +166,13 @@ def _torch(x: Any, dtype: Any = None) -> Any:
     return t if dtype is None else t.to(dtype)
 
 
+def _like(baseline: Any, values: np.ndarray) -> Any:
+    """The float64 ``values`` as the baseline's kind of array: a torch tensor for a
+    tensor baseline (functions of torch models take only tensors), else numpy."""
+    return torch.from_numpy(values) if torch is not None and torch.is_tensor(baseline) \
+        else values
+
+
 def _torch_conj(x: Any) -> Any:
     t = torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float64)))
     return t.to(torch.complex128).conj()
@@ -205,9 +212,9 @@ def mutations(arg: Arg) -> list[Mutation]:
         if torch is not None:
             add("torch float64", _torch, SAME)
             add("torch float32", lambda v: _torch(v, torch.float32), SAME,
-                lambda v: np.asarray(v, np.float32).astype(np.float64), 1e-4)
+                lambda v: _like(v, np.asarray(v, np.float32).astype(np.float64)), 1e-4)
             add("torch bfloat16", lambda v: _torch(v, torch.bfloat16), SAME,
-                lambda v: _torch(v, torch.bfloat16).double().numpy(), 2e-2)
+                lambda v: _like(v, _torch(v, torch.bfloat16).double().numpy()), 2e-2)
             add("torch conj", _torch_conj, REFUSE)
         add("NaN", lambda v: _set_first(v, np.nan, np.float64), REFUSE)
         add("+inf", lambda v: _set_first(v, np.inf, np.float64), EITHER)

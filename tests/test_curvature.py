@@ -437,3 +437,19 @@ def test_probe_kernels_cuda_match_cpu(n, p, d, dtype):
     bad[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="hvp"):
         mk.curvature.probe_quadratic(v.cuda(), bad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_difference_estimates_refuse_half_precision(dtype):
+    # x + h v rounds to 2^-8 of x in bfloat16: zero_order gave 0.39 for an exact 0.60
+    a = torch.tensor([1.0, 2.0, 3.0], dtype=dtype)
+
+    def loss(out, t):
+        return 0.5 * (a * out ** 2).sum(1)
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0)).to(dtype)
+    for fn in (mk.curvature.finite_difference, mk.curvature.zero_order):
+        with pytest.raises(TypeError, match=r"^x: .*expected float32 or float64, got "):
+            fn(torch.nn.Identity(), loss, x, torch.zeros(4), h=0.1)
+    # exact Hessian-vector products: the trace 6 of diag(1, 2, 3) in any dtype
+    t, _ = mk.curvature.hutchinson_trace(torch.nn.Identity(), loss, x, torch.zeros(4))
+    assert torch.allclose(t.double(), torch.full((4,), 6.0, dtype=torch.float64), rtol=2e-2)

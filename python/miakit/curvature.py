@@ -275,6 +275,18 @@ def hutchinson_trace(
     return trace, stderr
 
 
+def _check_difference_dtype(x: Any, fname: str) -> None:
+    """Finite differences in half precision keep no digit: ``x + h v`` is rounded to 2^-8
+    (bfloat16) or 2^-11 (float16) of ``x``, and the losses or gradients subtracted then
+    cancel (zero_order gave 0.39 for an exact 0.60). Refused, rather than returned."""
+    name = str(x.dtype).replace("torch.", "")
+    if name in ("float16", "bfloat16"):
+        raise TypeError(f"x: {fname} takes differences of the loss at steps of h, which "
+                        f"{name} rounds away; expected float32 or float64, got {name} "
+                        "(pass x.float() and model.float(); hutchinson_trace, exact "
+                        "Hessian-vector products, takes half precision)")
+
+
 def finite_difference(
     model: Any,
     loss_fn: Callable[[Any, Any], Any],
@@ -327,6 +339,7 @@ def finite_difference(
     n_probes = check_int(n_probes, "n_probes", 1)
     seed = check_seed(seed)
     torch, n, ids, step = _prepare(model, loss_fn, x, y, batch_size, example_ids)
+    _check_difference_dtype(x, "finite_difference")
     out = torch.empty(n, dtype=x.dtype, device=x.device)
 
     def input_grad(xb, yb):
@@ -515,6 +528,7 @@ def zero_order(
     n_probes = check_int(n_probes, "n_probes", 1)
     seed = check_seed(seed)
     torch, n, ids, step = _prepare(model, loss_fn, x, y, batch_size, example_ids)
+    _check_difference_dtype(x, "zero_order")
     out = torch.empty(n, dtype=x.dtype, device=x.device)
     with eval_mode(model, "zero_order", "curvatures"), torch.no_grad():
         for s in range(0, n, step):
