@@ -70,6 +70,26 @@ def test_calibrated_matches_the_reference(rng):
     np.testing.assert_allclose(got[0], want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("big", [1e8, 1e12, 1e16])
+def test_calibrated_leave_one_out_exact_when_one_model_dominates(big, rng):
+    # one diverged model's loss dwarfs the others': its own references' mean was the OUT
+    # total less its score, which kept only the total's rounding (every digit gone at 1e16)
+    m, n = 8, 30
+    keep = mk.shadow.balanced_keep(m, n, seed=3)
+    s = rng.uniform(0.5, 2.0, size=(m, n))
+    s[0] = np.where(keep[0], s[0], big)
+    for references in ("balanced", "all"):
+        got = mk.thresholds.calibrated_leave_one_out(s, keep, references=references)
+        for t in (0, 1, 5):
+            for j in range(n):
+                drop = {t}
+                if references == "balanced":
+                    drop.add(ref.balanced_partner(keep, t, j))
+                outs = [s[i, j] for i in range(m) if i not in drop and not keep[i, j]]
+                want = s[t, j] - np.mean(outs) if outs else np.nan
+                np.testing.assert_allclose(got[t, j], want, rtol=1e-12, atol=1e-12)
+
+
 def test_calibrated_bad_input(rng):
     keep = random_keep(rng, 3, 5)
     with pytest.raises(ValueError, match="ref_scores"):

@@ -235,6 +235,7 @@ def calibrated_leave_one_out(scores: Any, keep: Any, targets: Any = None, *,
     tg = check_targets(targets, m)
     out = ~k
     total = np.where(out, s, 0.0).sum(0)
+    magnitude = np.where(out, np.abs(s), 0.0).sum(0)  # what the total's rounding scales with
     cnt = out.sum(0).astype(np.float64)
     cols = np.arange(n)
     res = np.empty((len(tg), n))
@@ -253,12 +254,42 @@ def calibrated_leave_one_out(scores: Any, keep: Any, targets: Any = None, *,
         c = cnt - t_out - p_out
         st = s[tb]
         sub = total - st * t_out - s[pi, cols] * p_out
+        sub = _resum_cancelled(sub, magnitude, s, out, tb,
+                               pi if references == "balanced" else None, p_out)
         with np.errstate(invalid="ignore", divide="ignore"):
             res[b0:b0 + len(tb)] = st - np.where(c > 0, sub / c, np.nan)
     if np.isnan(res).all():
         raise ValueError("keep: no target has a reference model that did not train on any "
                          "of its examples (every score would be NaN)")
     return res
+
+
+def _resum_cancelled(sub: np.ndarray, magnitude: np.ndarray, s: np.ndarray,
+                     out: np.ndarray, tb: np.ndarray, partner: np.ndarray | None,
+                     p_out: np.ndarray) -> np.ndarray:
+    """Sum again, directly over the references, the entries of ``sub`` ([B, N]: the OUT
+    total less the left-out models) that the subtraction may have left with a large
+    relative error: those below 2^-20 of the sum of magnitudes behind the total. A
+    diverged model whose score dwarfs the others' (a loss of 1e10 among losses of order 1)
+    otherwise left its own references' mean with the total's rounding error, as
+    miakit.rmia's leave-one-out sums (the same rule) and LiRA's refits would not."""
+    bad = np.abs(sub) < magnitude[None] * 2.0 ** -20
+    if not bad.any():
+        return sub
+    sub = sub.copy()
+    b_all, n_all = np.nonzero(bad)
+    m = s.shape[0]
+    step = max(1, (1 << 22) // max(m, 1))  # [M, step] temporaries
+    for i0 in range(0, len(b_all), step):
+        b, n = b_all[i0:i0 + step], n_all[i0:i0 + step]
+        cols = np.arange(len(n))
+        use = out[:, n].copy()
+        use[tb[b], cols] = False
+        if partner is not None:
+            ok = p_out[b, n]
+            use[partner[b, n][ok], cols[ok]] = False
+        sub[b, n] = np.where(use, s[:, n], 0.0).sum(0)
+    return sub
 
 
 def _members(members: Any, shape: tuple[int, ...]) -> np.ndarray:
