@@ -300,6 +300,23 @@ def test_tiny_reference_probabilities_keep_full_relative_accuracy():
     np.testing.assert_allclose(r, 0.9 / 1e-12, rtol=1e-14)
 
 
+def test_tiny_population_probabilities_keep_full_relative_accuracy():
+    """The population's reference mean is also the total less the target: where the
+    target gives a population example 0.7 and the other models 1e-13 it is summed again
+    (the subtraction made it 9e-5 too large), so an example whose ratio equals that
+    population ratio is not counted above it."""
+    m, n, z = 6, 4, 3
+    keep = mk.shadow.balanced_keep(m, n, seed=0)
+    q = np.full((m, n, 1), 1e-13)
+    q[0] = 0.7
+    pop = np.full((m, z, 1), 1e-13)
+    pop[0] = 0.7
+    got = mk.rmia.leave_one_out(q, keep, targets=[0], population=pop, references="all")
+    want = ref.rmia_leave_one_out(q, keep, [0], population=pop, references="all")
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert (got == 0).all()  # x / z is exactly 1: never above gamma = 1
+
+
 def test_two_models_have_no_balanced_references(rng):
     keep = mk.shadow.balanced_keep(2, 5, seed=0)
     q = rng.uniform(0.1, 0.9, size=(2, 5, 1))

@@ -437,7 +437,8 @@ def leave_one_out(q: Any, keep: Any, targets: Any = None, *, offline: bool = Fal
             self_mask = _rows(xp.broadcast_to((~kt)[..., None], ar.shape_of(rx)))
         else:
             pqt = pq[tkd]  # [B, Z, R]: each target's own view of the population
-            pr_pop = (pop_total[None] - pqt) / (m - 1)
+            pr_pop = _resum_cancelled(pop_total[None] - pqt, pop_total, pq, None, tkd,
+                                      None) / (m - 1)
             if offline:
                 pr_pop = _offline_pr(pr_pop, a)
             pop = _divide(pqt, pr_pop)
@@ -469,23 +470,29 @@ def _resum_cancelled(s_ref: Any, whole: Any, qa: Any, keep: Any, tk: Any,
                      part: Any) -> Any:
     """Recompute, by direct summation over the references, the entries of ``s_ref``
     ([B, N, R], total less the left-out models) that the subtraction may have left with
-    a large relative error: those at most 2^-20 of the total ``whole`` [N, R]."""
-    bad = s_ref <= whole[None] * 2.0 ** -20
+    a large relative error: those below 2^-20 of the total ``whole`` [N, R] (a total of
+    0 has no rounding error to lose). ``qa`` [M, N, R] holds every model's values (the
+    examples', or the population's); ``keep`` (offline: OUT models only) and ``part`` (the
+    balanced partners) as for the examples' references, None for the population's."""
+    bad = s_ref < whole[None] * 2.0 ** -20
     if not bool(bad.any()):
         return s_ref
     xp = ar.namespace(qa)
-    b, n, r = xp.nonzero(bad)
-    vals = qa[:, n, r]  # [M, nb]
-    cols, use = xp.arange(len(n)), xp.ones(vals.shape, dtype=xp.bool)
-    if keep is not None:  # offline: OUT models only
-        use &= ~keep[:, n]
-    use[tk[b], cols] = False
-    if part is not None:
-        p = part[b, n]
-        ok = p >= 0
-        use[p[ok], cols[ok]] = False
+    b_all, n_all, r_all = xp.nonzero(bad)
     s_ref = xp.copy(s_ref)
-    s_ref[b, n, r] = (vals * _as_float(use, vals)).sum(0)
+    step = max(1, (1 << 22) // max(1, ar.shape_of(qa)[0]))  # [M, step] temporaries
+    for i0 in range(0, len(n_all), step):
+        b, n, r = b_all[i0:i0 + step], n_all[i0:i0 + step], r_all[i0:i0 + step]
+        vals = qa[:, n, r]  # [M, nb]
+        cols, use = xp.arange(len(n)), xp.ones(vals.shape, dtype=xp.bool)
+        if keep is not None:  # offline: OUT models only
+            use &= ~keep[:, n]
+        use[tk[b], cols] = False
+        if part is not None:
+            p = part[b, n]
+            ok = p >= 0
+            use[p[ok], cols[ok]] = False
+        s_ref[b, n, r] = (vals * _as_float(use, vals)).sum(0)
     return s_ref
 
 
