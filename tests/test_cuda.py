@@ -328,10 +328,11 @@ def test_leave_one_out_global_when_one_model_dominates(big, references, rng):
     # pre-pass and pooled_sd_kernel), not the total minus target 0's share
     s, keep, _ = _data(rng, 12, 9, 2)
     s[0, 0, 0] = big
-    kw = dict(variance="global", center="mean", references=references)
-    g, c, _ = _loo_pair(s, keep, None, torch.float64, **kw)
-    assert_close(host(g), c.numpy())
-    assert_close(host(g), ref.lira_leave_one_out(s, keep, **kw), rtol=1e-9)
+    for variance in ("global", "per_example"):  # per example: the side recomputed
+        kw = dict(variance=variance, center="mean", references=references)
+        g, c, _ = _loo_pair(s, keep, None, torch.float64, **kw)
+        assert_close(host(g), c.numpy())
+        assert_close(host(g), ref.lira_leave_one_out(s, keep, **kw), rtol=1e-9)
 
 
 @pytest.mark.parametrize("m", [256, 257, 300])

@@ -189,6 +189,21 @@ def test_lira_global_leave_one_out_exact_when_one_model_dominates(big):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("big", [1e2, 1e3, 1e4, 1e5])
+def test_lira_per_example_leave_one_out_keeps_full_accuracy_beside_an_outlier(big):
+    # Leaving out a model that holds nearly all of a side's M2 cancels in the running
+    # update: each example's side is recomputed directly once the removed model held
+    # more than 1 - 2^-10 of it (the bound was 1e-10, which let the scores of a model at
+    # 1e5 among values of order 1 keep a relative error of 7e-5)
+    rng = np.random.default_rng(0)
+    s, keep = _shadow(a=1)
+    s[0, :, 0] = big * np.sign(rng.normal(size=s.shape[1]))
+    for center in ("mean", "median"):
+        got = mk.lira.leave_one_out(s, keep, center=center)
+        want = ref.lira_leave_one_out(s, keep, center=center)
+        np.testing.assert_allclose(got, want, rtol=1e-11)
+
+
 def test_lira_refuses_scores_spanning_more_than_float64_squares_hold():
     # one scale for all examples cannot keep both 1e300 and 1 squared within float64: the
     # spreads of the small examples were 0 (clamped to min_std) without a word

@@ -80,9 +80,9 @@ struct SideStats {
 
 // Mean and M2 after removing observation x (remove = false: the side as it is).
 // With one observation left, M2 is exactly 0. Otherwise the subtraction leaves a rounding
-// residue of order 1e-16 * M2; when the result is not clearly above it
-// (m2_needs_recompute), the caller recomputes that side directly from its values, so a
-// side whose remaining values are all equal gets spread 0, as a refit would.
+// residue of order 1e-16 * M2; when the result is not far above it (m2_needs_recompute),
+// the caller recomputes that side directly from its values, so a side whose remaining
+// values are all equal gets spread 0, as a refit would.
 MIAKIT_HD void stats_without(const SideStats& s, double x, bool remove, double* mean,
                              double* m2, int* n) {
   if (!remove) {
@@ -103,7 +103,12 @@ MIAKIT_HD void stats_without(const SideStats& s, double x, bool remove, double* 
   *m2 = (*n == 1 || m2_new < 0.0) ? 0.0 : m2_new;
 }
 
-constexpr double kM2RecomputeRatio = 1e-10;
+// The subtraction's rounding error is about 1e-16 * M2 before the removal, so M2 after it
+// keeps a relative error of 1e-16 / (after / before). Recomputed whenever the removed
+// model held more than 1 - 2^-10 of the side's M2 (a diverged model, an outlier): the
+// error stays below 2.3e-13 (it reached 7e-5 in the scores with a bound of 1e-10), and
+// ordinary columns, where no single model holds 99.9% of M2, never pay for it.
+constexpr double kM2RecomputeRatio = 1.0 / 1024.0;
 
 MIAKIT_HD bool m2_needs_recompute(double m2_before, double m2_after, int n_after) {
   return n_after >= 2 && m2_after <= kM2RecomputeRatio * m2_before;
