@@ -134,12 +134,22 @@ def _raise_status(st: dict, n_classes: int | None) -> None:
 
 def _scale_exponent(*arrays: Any, name: str, min_std: float) -> int:
     """The k >= 0 for which the finite values of ``arrays`` divided by ``2^k`` are at most
-    ``_MAX_ABS`` in magnitude: 0 unless one exceeds it. Only float64 arrays can (the
-    largest float32 is 3.4e38); min and max make no temporary copy. Non-finite values are
-    left to the kernels, which refuse them.
+    ``_MAX_ABS`` in magnitude: 0 unless one exceeds it. Non-finite values are left to the
+    kernels, which refuse them.
 
     One scale serves every example, so it must not push the others' squared deviations
     below float64's normal range: see :func:`_check_range`."""
+    top = _largest_magnitude(*arrays)
+    if top <= _MAX_ABS:
+        return 0
+    k = math.frexp(top)[1] - _MAX_ABS_EXP  # top < 2^e, so top / 2^(e - 256) < 2^256
+    _check_range(arrays, k, top, name, min_std)
+    return k
+
+
+def _largest_magnitude(*arrays: Any) -> float:
+    """The largest finite magnitude in the float64 ``arrays`` (0 for others: float32 and
+    below cannot exceed ``_MAX_ABS``); min and max make no temporary copy."""
     top = 0.0
     for x in arrays:
         if x is None or ar.dtype_name(x) != "float64" or 0 in ar.shape_of(x):
@@ -147,11 +157,7 @@ def _scale_exponent(*arrays: Any, name: str, min_std: float) -> int:
         for v in ar.minmax(x):
             if math.isfinite(v):
                 top = max(top, abs(v))
-    if top <= _MAX_ABS:
-        return 0
-    k = math.frexp(top)[1] - _MAX_ABS_EXP  # top < 2^e, so top / 2^(e - 256) < 2^256
-    _check_range(arrays, k, top, name, min_std)
-    return k
+    return top
 
 
 # A value v scaled to v / 2^k keeps every deviation it can have (at least v 2^-53, the
@@ -371,18 +377,37 @@ def score(
     _check_empty_fit(fit, mode, on_empty)
     out = ar.empty_like_device(fit.mu_in, (n,), "float64")
     stats = (fit.mu_in, fit.mu_out, fit.sigma_in, fit.sigma_out)
-    k = _scale_exponent(t, *stats, name="target_scores", min_std=fit.min_std)
-    if k:  # the spreads stay positive however small (min_std may be tiny)
+    rows = _row_exponents(t, *stats)
+    if rows is not None:  # the spreads stay positive however small (min_std may be tiny)
         xp = ar.namespace(fit.mu_in)
         tiny = float(np.finfo(np.float64).tiny)
-        stats = (_scaled(stats[0], k), _scaled(stats[1], k),
-                 xp.clip(_scaled(stats[2], k), tiny), xp.clip(_scaled(stats[3], k), tiny))
-    st = _C.lira_score(ar.kernel_arg(_scaled(t, k)), *(ar.kernel_arg(x) for x in stats),
+        scale = xp.asarray(np.ldexp(1.0, -rows)[:, None])
+        t = xp.astype(t, xp.float64) * scale
+        stats = (stats[0] * scale, stats[1] * scale,
+                 xp.clip(stats[2] * scale, tiny), xp.clip(stats[3] * scale, tiny))
+    st = _C.lira_score(ar.kernel_arg(t), *(ar.kernel_arg(x) for x in stats),
                        ar.kernel_arg(out), MODES[mode], OFFLINE[offline], ar.stream_of(t))
     raise_for_status(st, {"nonfinite_scores": message("nonfinite", "target_scores")})
-    if k and mode == "offline" and offline == "two_sided":
-        out += k * math.log(2.0)  # -log N(s; mu, sd) grows by log(2^k) with the scale
+    if rows is not None and mode == "offline" and offline == "two_sided":
+        # -log N(s; mu, sd) grows by log(2^k) with each example's scale
+        out += xp.asarray(rows * math.log(2.0))
     return out
+
+
+def _row_exponents(*arrays: Any) -> np.ndarray | None:
+    """Per example (row of the [N, A] arrays), the k >= 0 for which its finite values
+    divided by 2^k are at most ``_MAX_ABS``; None when no value exceeds it (the common
+    case, found without a copy). A score takes no squares across examples, so each
+    example gets its own power of two: one scale for all would push the others' values
+    out of float64's normal range beside a target score of 1e300."""
+    if _largest_magnitude(*arrays) <= _MAX_ABS:
+        return None
+    top = np.zeros(ar.shape_of(arrays[0])[0])
+    for x in arrays:
+        a = np.abs(np.asarray(ar.to_numpy(x), dtype=np.float64))
+        top = np.maximum(top, np.where(np.isfinite(a), a, 0.0).max(axis=1))
+    _, e = np.frexp(top)
+    return np.maximum(e - _MAX_ABS_EXP, 0).astype(np.int64)
 
 
 def _check_empty_fit(fit: LiraFit, mode: str, on_empty: str) -> None:
