@@ -289,7 +289,9 @@ def curvature_attack(curvature: np.ndarray, keep: np.ndarray, *,
     _check_both_sides(keep)
     _check_variance(variance)
     _check_references(references)
-    lira._check_span(curvature, name="curvature")
+    from miakit._lira_scale import check_span
+
+    check_span(curvature, name="curvature")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", lira.ClampedSpreadWarning)
         scores = lira.leave_one_out(curvature[:, :, None], keep, mode="online",

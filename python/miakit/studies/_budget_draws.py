@@ -252,10 +252,10 @@ def _signals(logits: Any, keep: np.ndarray, labels: np.ndarray, rank_by: Sequenc
     or ``correct`` asks for it, else None) and, per ranking, its per-example values on
     the whole run: label memorization, or the Hellinger distance of the fitted IN/OUT
     Gaussians (mean over the query views). ``logits``: an array or a run."""
-    from miakit import lira
+    from miakit._lira_scale import check_span
 
     s, right = _logit_signals(logits, labels, correct or bool(rank_by))
-    lira._check_span(s, name="logits")  # before any draw fits them
+    check_span(s, name="logits")  # before any draw fits them
     if not rank_by:
         return s, right, {}
     assert right is not None  # asked for by the rankings
