@@ -101,6 +101,25 @@ def balanced_partner(keep, t, n):
     return None
 
 
+def calibrated_leave_one_out(scores, keep, targets, references="balanced") -> np.ndarray:
+    """Reference calibrated leave-one-out, written out: target t's score of x less the
+    plain mean of x's OUT references other than t and (balanced) its partner; NaN
+    where none is left."""
+    s = np.asarray(scores, dtype=np.float64)
+    k = np.asarray(keep).astype(bool)
+    rows = []
+    for t in targets:
+        row = []
+        for j in range(s.shape[1]):
+            drop = {t}
+            if references == "balanced":
+                drop.add(balanced_partner(k, t, j))
+            outs = [s[i, j] for i in range(s.shape[0]) if i not in drop and not k[i, j]]
+            row.append(s[t, j] - np.mean(outs) if outs else np.nan)
+        rows.append(row)
+    return np.array(rows)
+
+
 def lira_leave_one_out(scores, keep, targets=None, mode="online", offline="one_sided",
                        center="median", variance="per_example", min_std=1e-6,
                        references="balanced") -> np.ndarray:
